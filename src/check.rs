@@ -1,0 +1,243 @@
+//! Verdicts: which accounts are at risk, and why.
+//!
+//! Severity, worst first:
+//! - `critical`: the account's current password is among those leaked for its address (later issue);
+//! - `high`: the account's password hash is in the breach dumps (`password_pwned`);
+//! - `medium`: the address is in a combolist, the password not known to be leaked (later issue);
+//! - `unknown`: the stored hash cannot be checked at all (`unverifiable`): not known to be safe.
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::index::keys::HashKind;
+use crate::scheme::Stored;
+use crate::sources::accounts::{self, Account, AccountSource};
+use rayon::prelude::*;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Unknown,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Unknown => "unknown",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One reason an account is at risk. Field names are a contract with the notice mailer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Finding {
+    /// The account's password hash is in the dumps `count` times.
+    PasswordPwned { count: u64 },
+    /// The stored hash cannot be checked.
+    Unverifiable { scheme: String },
+}
+
+impl Finding {
+    pub fn severity(&self) -> Severity {
+        match self {
+            Finding::PasswordPwned { .. } => Severity::High,
+            Finding::Unverifiable { .. } => Severity::Unknown,
+        }
+    }
+    /// `kind:value` for CSV output.
+    pub fn short(&self) -> String {
+        match self {
+            Finding::PasswordPwned { count } => format!("password_pwned:{count}"),
+            Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
+        }
+    }
+}
+
+/// One account at risk. Field names and order are a contract with the notice mailer.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Record {
+    pub email: String,
+    pub domain: String,
+    pub owner: Option<String>,
+    pub contact: Option<String>,
+    pub severity: Severity,
+    pub findings: Vec<Finding>,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default, Clone)]
+pub struct CheckSummary {
+    pub accounts: u64,
+    /// Accounts whose hash was compared with the dumps (SHA-1, NTLM, plaintext).
+    pub compared: u64,
+    /// Accounts with salted hashes: testable only against leaked passwords for their address.
+    pub salted: u64,
+    pub unverifiable: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub unknown: u64,
+    pub rejected_rows: u64,
+}
+
+pub struct CheckOutcome {
+    pub records: Vec<Record>,
+    pub summary: CheckSummary,
+}
+
+/// Which domains to audit; empty means all.
+#[derive(Clone, Debug, Default)]
+pub struct DomainFilter(pub std::collections::BTreeSet<String>);
+
+impl DomainFilter {
+    pub fn wants(&self, domain: &str) -> bool {
+        self.0.is_empty() || self.0.contains(domain)
+    }
+}
+
+/// Read every account source, then judge every account against the index.
+pub fn check(
+    index: &Index,
+    sources: &[AccountSource],
+    filter: &DomainFilter,
+    warn: &mut dyn FnMut(String),
+) -> Result<CheckOutcome> {
+    if sources.is_empty() {
+        return Err(Error::Usage(
+            "no accounts to check: give --accounts-csv or --passwd-file".into(),
+        ));
+    }
+    let mut summary = CheckSummary::default();
+    let mut all = Vec::new();
+    for src in sources {
+        let batch = accounts::read(src, &|d| filter.wants(d))?;
+        if batch.rejected > 0 {
+            warn(format!(
+                "rejected {} rows that are not accounts; first: {}",
+                batch.rejected,
+                batch.samples.join("; ")
+            ));
+        }
+        summary.rejected_rows += batch.rejected;
+        all.extend(batch.accounts);
+    }
+    summary.accounts = all.len() as u64;
+    let mut missing_map = [0u64; 2];
+    let verdicts: Vec<(Vec<Finding>, Kind)> = all.par_iter().map(|a| judge(index, a)).collect();
+    let mut records: Vec<Record> = Vec::new();
+    for (a, (findings, kind)) in all.into_iter().zip(verdicts) {
+        match kind {
+            Kind::Compared => summary.compared += 1,
+            Kind::Salted => summary.salted += 1,
+            Kind::Unverifiable => summary.unverifiable += 1,
+            Kind::NoMap(k) => {
+                summary.unverifiable += 1;
+                missing_map[k.index()] += 1;
+            }
+        }
+        if findings.is_empty() {
+            continue;
+        }
+        records.push(Record {
+            domain: a.email.domain().to_string(),
+            email: a.email.addr,
+            owner: a.owner,
+            contact: a.contact,
+            severity: Severity::Unknown,
+            findings,
+        });
+    }
+    for k in HashKind::ALL {
+        if missing_map[k.index()] > 0 {
+            warn(format!(
+                "the index has no {} hashes: {} accounts stored as {} could not be checked (reported as unverifiable)",
+                k.name(),
+                missing_map[k.index()],
+                k.name()
+            ));
+        }
+    }
+    let records = merge_and_sort(records);
+    for r in &records {
+        summary.at_risk += 1;
+        match r.severity {
+            Severity::Critical => summary.critical += 1,
+            Severity::High => summary.high += 1,
+            Severity::Medium => summary.medium += 1,
+            Severity::Unknown => summary.unknown += 1,
+        }
+    }
+    Ok(CheckOutcome { records, summary })
+}
+
+enum Kind {
+    Compared,
+    Salted,
+    Unverifiable,
+    NoMap(HashKind),
+}
+
+fn judge(index: &Index, a: &Account) -> (Vec<Finding>, Kind) {
+    let pwned = |count: u64| {
+        if count > 0 {
+            vec![Finding::PasswordPwned { count }]
+        } else {
+            Vec::new()
+        }
+    };
+    let by_map = |kind: HashKind, digest: &[u8], scheme: &str| {
+        if index.map(kind).is_none() {
+            (
+                vec![Finding::Unverifiable {
+                    scheme: scheme.to_string(),
+                }],
+                Kind::NoMap(kind),
+            )
+        } else {
+            (pwned(index.count(kind, digest)), Kind::Compared)
+        }
+    };
+    match &a.stored {
+        Stored::Sha1(d) => by_map(HashKind::Sha1, d, "SHA1"),
+        Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM"),
+        Stored::Plain(p) => (pwned(index.password_count(p)), Kind::Compared),
+        Stored::Salted { .. } => (Vec::new(), Kind::Salted),
+        Stored::Unverifiable { scheme } => (
+            vec![Finding::Unverifiable {
+                scheme: scheme.clone(),
+            }],
+            Kind::Unverifiable,
+        ),
+    }
+}
+
+/// One record per address (findings of duplicates merged), sorted by address; severity is the
+/// worst finding's.
+fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
+    records.sort_by(|a, b| a.email.cmp(&b.email));
+    let mut out: Vec<Record> = Vec::with_capacity(records.len());
+    for r in records {
+        match out.last_mut() {
+            Some(last) if last.email == r.email => {
+                last.findings.extend(r.findings);
+                last.owner = last.owner.take().or(r.owner);
+                last.contact = last.contact.take().or(r.contact);
+            }
+            _ => out.push(r),
+        }
+    }
+    for r in &mut out {
+        r.findings.sort();
+        r.findings.dedup();
+        r.severity = r.findings.iter().map(Finding::severity).max().unwrap_or(Severity::Unknown);
+    }
+    out
+}

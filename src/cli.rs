@@ -1,0 +1,356 @@
+//! Command-line interface: clap definitions and the glue from flags to engine calls. The flag
+//! names, output fields and exit codes here are a contract with operators' scripts and the notice
+//! mailer: keep them stable.
+
+use breach_audit::check::{self, DomainFilter};
+use breach_audit::error::{Error, IoContext, Result};
+use breach_audit::index::Index;
+use breach_audit::index::build::{self, BuildOptions};
+use breach_audit::report::{self, Format};
+use breach_audit::sources::accounts::AccountSource;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
+2 error. Results go to standard output (or --output, created mode 0600); warnings and the one-line
+summary go to standard error; progress bars only appear when standard error is a terminal.";
+
+#[derive(Parser)]
+#[command(name = "breach-audit", version, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (or rebuild) an index from Have I Been Pwned password dumps.
+    ///
+    /// Reads each dump once. Sorted dumps (as downloaded) stream straight into the index; unsorted
+    /// ones are sorted externally in --tmp-dir. The new index is written beside the old one and
+    /// swapped in atomically: a failed or interrupted build leaves the old index working.
+    Build(BuildArgs),
+    /// Check accounts against the index and print the at-risk list, sorted by address.
+    ///
+    /// JSONL records: {"email","domain","owner","contact","severity","findings":[...]}.
+    /// Findings: {"kind":"password_pwned","count":N} (severity high),
+    /// {"kind":"unverifiable","scheme":S} (severity unknown: the stored hash cannot be checked,
+    /// so the account is not known to be safe). Salted hashes (crypt) cannot be compared with the
+    /// dumps and are counted in the summary.
+    Check(CheckArgs),
+    /// Read passwords (or, with --hashes, SHA-1/NTLM hex hashes) from standard input, one per line,
+    /// and print how often each was seen in the dumps, one count per line. The input is never echoed.
+    Lookup(LookupArgs),
+    /// Show what an index holds and what it was built from.
+    Info(IndexArg),
+    /// Check every byte of an index; exits 2 on any damage.
+    Verify(IndexArg),
+}
+
+#[derive(Args)]
+struct IndexArg {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The index directory to create or replace.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// A HIBP Pwned Passwords dump: a file of HASH:COUNT lines (SHA-1 and NTLM told apart per
+    /// line; plain, .gz or .zst, detected from the content), a directory of range files
+    /// (00000.txt .. FFFFF.txt), or - for standard input. Repeatable.
+    #[arg(long, value_name = "PATH", required = true)]
+    hibp: Vec<PathBuf>,
+    /// Memory for buffering hashes (e.g. 512M, 2G). Peak memory stays near this whatever the
+    /// size of the dumps; unsorted input beyond it is spilled to sorted runs in --tmp-dir.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    mem: usize,
+    /// Where unsorted input is spilled (about 12 bytes per hash). Default: beside the index.
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    out: Verbosity,
+}
+
+#[derive(Args)]
+struct Verbosity {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// A CSV export with a header naming an email column and a hash column (email,hash): hash
+    /// is 40-hex SHA-1, 32-hex NTLM, or a Dovecot {SCHEME}... string. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    accounts_csv: Vec<PathBuf>,
+    /// A Dovecot passwd-file (user@domain:{SCHEME}hash:...). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    passwd_file: Vec<PathBuf>,
+    /// Only audit accounts at this domain. Repeatable.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Vec<String>,
+    /// Only audit accounts at the domains listed in this file, one per line.
+    #[arg(long, value_name = "PATH")]
+    domains_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: OutFormat,
+    /// Write the report here (mode 0600, replaced atomically) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    out: Verbosity,
+}
+
+#[derive(Args)]
+struct LookupArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// Input lines are hex SHA-1 (40) or NTLM (32) hashes rather than passwords.
+    #[arg(long)]
+    hashes: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutFormat {
+    Jsonl,
+    Csv,
+}
+
+impl From<OutFormat> for Format {
+    fn from(f: OutFormat) -> Format {
+        match f {
+            OutFormat::Jsonl => Format::Jsonl,
+            OutFormat::Csv => Format::Csv,
+        }
+    }
+}
+
+fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let m = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1u64,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1u64 << 30,
+                "T" => 1u64 << 40,
+                other => return Err(format!("unknown unit {other:?}; use K, M, G or T")),
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    if n <= 0.0 {
+        return Err("size must be positive".into());
+    }
+    Ok((n * mult as f64) as usize)
+}
+
+fn warner(quiet: bool) -> impl FnMut(String) {
+    move |w| {
+        if !quiet {
+            eprintln!("breach-audit: warning: {w}");
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Build(a) => run_build(a),
+        Cmd::Check(a) => run_check(a),
+        Cmd::Lookup(a) => run_lookup(a),
+        Cmd::Info(a) => run_info(a),
+        Cmd::Verify(a) => run_verify(a),
+    }
+}
+
+fn run_build(a: BuildArgs) -> Result<i32> {
+    let opts = BuildOptions {
+        index: a.index,
+        hibp: a.hibp,
+        mem: a.mem,
+        tmp_dir: a.tmp_dir,
+        progress: !a.out.quiet,
+    };
+    let s = build::build(&opts, &mut warner(a.out.quiet))?;
+    if !a.out.quiet {
+        let m = &s.manifest;
+        let lines: u64 = m.sources.iter().map(|s| s.lines).sum();
+        let rejected: u64 = m.sources.iter().map(|s| s.rejected).sum();
+        let padding: u64 = m.sources.iter().map(|s| s.padding).sum();
+        let keys = |k: &str| m.maps.get(k).map(|r| r.keys).unwrap_or(0);
+        let hashes = keys("sha1") + keys("ntlm");
+        eprintln!(
+            "breach-audit: built {} in {:.1}s: {} lines, {} SHA-1 + {} NTLM hashes, {} padding rows dropped, {} lines rejected, {} bytes ({:.2} bytes/hash){}",
+            opts.index.display(),
+            s.elapsed.as_secs_f64(),
+            lines,
+            keys("sha1"),
+            keys("ntlm"),
+            padding,
+            rejected,
+            s.index_bytes,
+            s.index_bytes as f64 / hashes.max(1) as f64,
+            if s.external_sort { ", external sort" } else { "" }
+        );
+    }
+    Ok(0)
+}
+
+fn run_check(a: CheckArgs) -> Result<i32> {
+    let start = std::time::Instant::now();
+    let mut sources: Vec<AccountSource> = a.accounts_csv.into_iter().map(AccountSource::Csv).collect();
+    sources.extend(a.passwd_file.into_iter().map(AccountSource::PasswdFile));
+    let filter = domain_filter(&a.domain, a.domains_file.as_deref())?;
+    let index = Index::open(&a.index)?;
+    let outcome = check::check(&index, &sources, &filter, &mut warner(a.out.quiet))?;
+    let code = i32::from(!outcome.records.is_empty());
+    let written = report::emit(&outcome.records, a.format.into(), a.output.as_deref());
+    if !a.out.quiet {
+        let s = &outcome.summary;
+        eprintln!(
+            "breach-audit: checked {} accounts in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rows rejected",
+            s.accounts,
+            start.elapsed().as_secs_f64(),
+            s.at_risk,
+            s.critical,
+            s.high,
+            s.medium,
+            s.unknown,
+            s.compared,
+            s.salted,
+            s.unverifiable,
+            s.rejected_rows
+        );
+    }
+    match written {
+        Err(e) if e.is_broken_pipe() => Ok(code),
+        Err(e) => Err(e),
+        Ok(()) => Ok(code),
+    }
+}
+
+fn domain_filter(domains: &[String], file: Option<&std::path::Path>) -> Result<DomainFilter> {
+    let mut set = std::collections::BTreeSet::new();
+    let mut add = |raw: &str, place: String| -> Result<()> {
+        let d = breach_audit::email::normalize_domain(raw)
+            .map_err(|why| Error::Usage(format!("{place}: {raw:?} is not a domain ({why})")))?;
+        set.insert(d);
+        Ok(())
+    };
+    for d in domains {
+        add(d, "--domain".into())?;
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).at(path)?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim().trim_start_matches('\u{feff}');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            add(line, format!("{}:{}", path.display(), i + 1))?;
+        }
+        if set.is_empty() {
+            return Err(Error::bad_input(path, "lists no domains"));
+        }
+    }
+    Ok(DomainFilter(set))
+}
+
+fn run_lookup(a: LookupArgs) -> Result<i32> {
+    let index = Index::open(&a.index)?;
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let shown = std::path::Path::new("<stdout>");
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    let mut found = false;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).at("<stdin>")? == 0 {
+            break;
+        }
+        n += 1;
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        match breach_audit::lookup::lookup_line(&index, l, a.hashes) {
+            Ok(c) => {
+                found |= c > 0;
+                writeln!(out, "{c}").at(shown)?;
+            }
+            Err(why) => {
+                writeln!(out, "error").at(shown)?;
+                eprintln!("breach-audit: warning: <stdin>:{n}: {why}");
+            }
+        }
+    }
+    out.flush().at(shown)?;
+    Ok(i32::from(found))
+}
+
+fn run_info(a: IndexArg) -> Result<i32> {
+    let index = Index::open(&a.index)?;
+    let m = &index.manifest;
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "index        {}", a.index.display());
+    let _ = writeln!(out, "format       {} v{} (build {:016x}, built at {} UTC epoch s)", m.format, m.version, m.build_id, m.built_at);
+    let _ = writeln!(
+        out,
+        "key layout   {}-bit fingerprints, {} shards, {}-byte fst keys, value {}",
+        m.key_layout.fingerprint_bits,
+        1u64 << m.key_layout.shard_bits,
+        m.key_layout.key_bytes,
+        m.key_layout.value
+    );
+    for (name, r) in &m.maps {
+        let _ = writeln!(
+            out,
+            "map {name:<8} {} hashes, {} bytes ({:.2} bytes/hash), sum of counts {}, false-positive bound {:.1e} per lookup",
+            r.keys,
+            r.bytes,
+            r.bytes as f64 / r.keys.max(1) as f64,
+            r.total_count,
+            r.keys as f64 / 2f64.powi(64)
+        );
+    }
+    for s in &m.sources {
+        let _ = writeln!(
+            out,
+            "source       {} {}: {} lines, {} SHA-1, {} NTLM, {} padding, {} rejected{}",
+            s.kind,
+            s.path,
+            s.lines,
+            s.sha1,
+            s.ntlm,
+            s.padding,
+            s.rejected,
+            if s.sorted { ", sorted" } else { ", unsorted" }
+        );
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+fn run_verify(a: IndexArg) -> Result<i32> {
+    let index = Index::open(&a.index)?;
+    index.verify()?;
+    let keys: u64 = index.manifest.maps.values().map(|r| r.keys).sum();
+    eprintln!("breach-audit: {} is intact ({} hashes)", a.index.display(), keys);
+    Ok(0)
+}

@@ -1,0 +1,83 @@
+//! Email address normalisation, shared by account readers and (later) combolists: trimmed,
+//! lowercased, the domain in IDNA ASCII (punycode) form, so `Alice@Exämple.org ` and
+//! `alice@xn--exmple-cua.org` are one address.
+
+/// A normalised address: `local@domain`, with the position of the `@`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Email {
+    pub addr: String,
+    at: usize,
+}
+
+impl Email {
+    pub fn local(&self) -> &str {
+        &self.addr[..self.at]
+    }
+    pub fn domain(&self) -> &str {
+        &self.addr[self.at + 1..]
+    }
+}
+
+/// Why an address was rejected.
+pub type Reject = &'static str;
+
+/// Normalise a raw address, or say why it is not one.
+pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
+    let raw = crate::sources::hibp::trim_blanks(raw);
+    let raw = std::str::from_utf8(raw).map_err(|_| "address is not UTF-8")?;
+    let raw = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    let at = raw.rfind('@').ok_or("no @ in address")?;
+    let (local, domain) = (&raw[..at], &raw[at + 1..]);
+    if local.is_empty() || local.len() > 64 {
+        return Err("local part empty or longer than 64");
+    }
+    if local
+        .bytes()
+        .any(|c| c <= b' ' || c == 0x7f || matches!(c, b'@' | b'<' | b'>' | b'(' | b')' | b',' | b';' | b':' | b'\\' | b'"' | b'[' | b']'))
+    {
+        return Err("invalid character in local part");
+    }
+    let domain = domain.trim_end_matches('.');
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?;
+    if ascii.is_empty() || ascii.len() > 253 || !ascii.contains('.') {
+        return Err("invalid domain");
+    }
+    if ascii
+        .split('.')
+        .any(|l| l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-') || !l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    {
+        return Err("invalid domain");
+    }
+    let local = local.to_lowercase();
+    Ok(Email {
+        at: local.len(),
+        addr: format!("{local}@{ascii}"),
+    })
+}
+
+/// Normalise a domain name given by an operator (same rules as an address's domain).
+pub fn normalize_domain(raw: &str) -> Result<String, Reject> {
+    normalize(format!("x@{}", raw.trim().trim_start_matches('@')).as_bytes()).map(|e| e.domain().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_space_and_idn() {
+        let e = normalize(b"  Alice@Example.ORG \r").unwrap();
+        assert_eq!(e.addr, "alice@example.org");
+        assert_eq!(e.domain(), "example.org");
+        assert_eq!(normalize("bob@bücher.de".as_bytes()).unwrap().addr, "bob@xn--bcher-kva.de");
+        assert_eq!(normalize(b"bob@xn--bcher-kva.de").unwrap().addr, "bob@xn--bcher-kva.de");
+        assert_eq!(normalize_domain("Bücher.DE").unwrap(), "xn--bcher-kva.de");
+    }
+
+    #[test]
+    fn rejects_non_addresses() {
+        for bad in ["", "alice", "@example.org", "alice@", "alice@localhost", "a b@example.org", "alice@exa mple.org", "alice@-x.org"] {
+            assert!(normalize(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Typed errors for the engine. Every error that concerns a file names it (and the line, where there
+//! is one) and says what the operator can do next. `main.rs` maps any error to exit code 2.
+
+use std::path::{Path, PathBuf};
+
+/// The engine's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Input that cannot be used at all (as opposed to a bad line, which is counted and skipped).
+    #[error("{path}: {msg}")]
+    BadInput { path: PathBuf, msg: String },
+    /// A specific line of an input is wrong in a way that cannot be skipped.
+    #[error("{path}:{line}: {msg}")]
+    BadLine {
+        path: PathBuf,
+        line: u64,
+        msg: String,
+    },
+    /// The index is missing, damaged or of another format version.
+    #[error("index {path}: {msg}")]
+    Index { path: PathBuf, msg: String },
+    /// Wrong use of the tool (conflicting or missing options).
+    #[error("{0}")]
+    Usage(String),
+    /// The run was interrupted (Ctrl-C / SIGTERM); temporary files have been removed.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+    pub fn bad_input(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
+        Error::BadInput {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn index(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {
+        Error::Index {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    /// True when the underlying cause is a closed pipe (`breach-audit ... | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,160 @@
+//! File-system helpers shared by every stage: the one place that memory-maps files, private
+//! (mode 0600) atomic output files, private directories, and the interrupt flag that long loops poll
+//! so that Ctrl-C unwinds normally and every temporary file is removed by its owner's `Drop`.
+
+use crate::error::{Error, IoContext, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Mark the process as interrupted (called from the signal handler installed by `main`).
+pub fn set_interrupted() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Fail with [`Error::Interrupted`] once an interrupt was requested. Long loops call this.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Memory-map a whole file read-only.
+///
+/// # Safety
+/// The mapping is only sound while no one truncates or rewrites the file. breach-audit never
+/// rewrites an index or input in place: indexes are replaced by renaming a new directory over the
+/// old one, so an existing mapping keeps the old inode. Other programs modifying an input file
+/// while we read it is outside what we can guard against (as for `rg --mmap`).
+pub unsafe fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: see the function's contract above.
+    let map = unsafe { memmap2::Mmap::map(file) }.at(path)?;
+    #[cfg(unix)]
+    {
+        let _ = map.advise(memmap2::Advice::Sequential);
+    }
+    Ok(map)
+}
+
+/// Create a directory (and parents) readable only by its owner.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .at(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).at(path)
+}
+
+/// Create a new file with mode 0600 (fails if it exists).
+pub fn create_private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .at(path)
+}
+
+/// A file written under a temporary name in the target's directory and renamed over the target on
+/// [`AtomicFile::commit`]: readers see the old file or the new one, never a half-written one. Mode
+/// 0600. Dropped without commit, the temporary is removed.
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<File>>,
+}
+
+impl AtomicFile {
+    pub fn create(target: &Path) -> Result<AtomicFile> {
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::bad_input(target, "not a file name"))?;
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}-{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            unique_suffix()
+        ));
+        let file = create_private_file(&tmp)?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            tmp,
+            file: Some(io::BufWriter::with_capacity(1 << 16, file)),
+        })
+    }
+
+    /// Flush, fsync and rename into place.
+    pub fn commit(mut self) -> Result<()> {
+        let w = self.file.take().expect("committed once");
+        let file = w.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        file.sync_all().at(&self.tmp)?;
+        drop(file);
+        fs::rename(&self.tmp, &self.target).at(&self.target)?;
+        if let Some(dir) = self.target.parent() {
+            sync_dir(dir);
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// fsync a directory so a rename in it is durable; best effort.
+pub fn sync_dir(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// A short suffix that differs between calls in one process and between processes.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", t, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Is a process with this pid alive? Used to tell stale temporary directories from live ones.
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill(pid, 0) only checks for existence and permission.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}

@@ -1,0 +1,40 @@
+//! The password digests HIBP publishes: SHA-1 and NTLM (MD4 of the UTF-16LE password).
+//!
+//! Passwords are bytes. For NTLM they are read as UTF-8 where they are valid UTF-8, and as Latin-1
+//! otherwise (the common encoding of non-UTF-8 leaks), then encoded as UTF-16LE.
+
+use md4::Md4;
+use sha1::{Digest, Sha1};
+
+pub fn sha1(password: &[u8]) -> [u8; 20] {
+    Sha1::digest(password).into()
+}
+
+pub fn ntlm(password: &[u8]) -> [u8; 16] {
+    let mut h = Md4::new();
+    match std::str::from_utf8(password) {
+        Ok(s) => {
+            for u in s.encode_utf16() {
+                h.update(u.to_le_bytes());
+            }
+        }
+        Err(_) => {
+            for &b in password {
+                h.update([b, 0]);
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_answers() {
+        assert_eq!(hex::encode_upper(sha1(b"password")), "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8");
+        // NTLM of "password", as `mkpasswd -m nt password` prints it.
+        assert_eq!(hex::encode_upper(ntlm(b"password")), "8846F7EAEE8FB117AD06BDD830B7586C");
+    }
+}

@@ -1,0 +1,709 @@
+//! Building an index from breach dumps with bounded memory.
+//!
+//! Pipeline: each source is read as line-aligned chunks ([`crate::input`]), a batch of chunks is
+//! parsed in parallel (rayon, results kept in input order), and every hash goes to the sink of its
+//! kind (SHA-1 or NTLM). A sink starts in *streaming* mode: while fingerprints arrive in order (a
+//! dump sorted by hash, or a range directory read in prefix order) each finished shard is queued,
+//! and queued shards are built into fsts in parallel and appended to the map file: no temporary
+//! files, one pass. The first fingerprint out of order (an unsorted or "ordered by prevalence" dump,
+//! several dumps, a stray NTLM line) switches the sink to *external* mode: what was built so far is
+//! kept as a base run, further hashes are buffered up to the memory budget, sorted and spilled to run
+//! files, and at the end every shard is rebuilt in parallel from a k-way merge of the base and the
+//! runs. Memory stays within `--mem` whatever the input size; temporary files live in a private
+//! directory removed on success, failure and interrupt.
+
+use super::keys::{HashKind, NUM_SHARDS, shard_of};
+use super::manifest::{self, KeyLayout, MANIFEST, MapRecord, Manifest, SourceRecord};
+use super::mapfile::{self, BuiltShard, MapFile, MapFileWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::input::Chunk;
+use crate::progress::Progress;
+use crate::sources::hibp::{self, HibpLine};
+use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The index directory to create or replace.
+    pub index: PathBuf,
+    /// HIBP dumps: files, `-`, or range directories.
+    pub hibp: Vec<PathBuf>,
+    /// Memory budget for buffered hashes, in bytes.
+    pub mem: usize,
+    /// Where external-sort runs go (default: beside the index).
+    pub tmp_dir: Option<PathBuf>,
+    /// Show progress bars (only ever on a terminal).
+    pub progress: bool,
+}
+
+/// What a build did.
+#[derive(Debug)]
+pub struct BuildSummary {
+    pub manifest: Manifest,
+    pub elapsed: Duration,
+    /// Did any map need the external sort?
+    pub external_sort: bool,
+    pub index_bytes: u64,
+}
+
+/// How many bad lines of a source are shown.
+const SAMPLES: usize = 5;
+/// Bytes one buffered record takes.
+const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
+
+/// Build the index described by `opts`. `warn` receives soft problems (bad lines, skipped files);
+/// it never receives a hash or a password.
+pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildSummary> {
+    let start = Instant::now();
+    if opts.hibp.is_empty() {
+        return Err(Error::Usage("nothing to build from: give at least one --hibp source".into()));
+    }
+    if opts.hibp.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(Error::Usage("standard input (-) can be read only once".into()));
+    }
+    let staging = Staging::new(&opts.index)?;
+    let tmp_parent = opts
+        .tmp_dir
+        .clone()
+        .unwrap_or_else(|| staging.parent.clone());
+    let mut tmp = TempRuns {
+        parent: tmp_parent,
+        dir: None,
+    };
+    // Two sinks share the budget.
+    let budget_records = (opts.mem / 2 / RECORD_BYTES).max(1 << 16);
+    let mut sinks = [
+        KindSink::new(HashKind::Sha1, budget_records, staging.path.join(HashKind::Sha1.file_name())),
+        KindSink::new(HashKind::Ntlm, budget_records, staging.path.join(HashKind::Ntlm.file_name())),
+    ];
+    let mut sources = Vec::new();
+    for path in &opts.hibp {
+        let rec = ingest_hibp(path, &mut sinks, &mut tmp, opts.progress, warn)?;
+        sources.push(rec);
+    }
+    let build_id = new_build_id();
+    let mut maps = BTreeMap::new();
+    let mut external_sort = false;
+    let mut index_bytes = 0;
+    for sink in sinks {
+        external_sort |= !sink.sorted;
+        let kind = sink.kind;
+        if let Some(trailer) = sink.finish(build_id, &mut tmp)? {
+            let file = kind.file_name();
+            let bytes = std::fs::metadata(staging.path.join(file)).at(staging.path.join(file))?.len();
+            index_bytes += bytes;
+            maps.insert(
+                kind.name().to_string(),
+                MapRecord {
+                    file: file.to_string(),
+                    keys: trailer.keys,
+                    total_count: trailer.total,
+                    bytes,
+                    crc32: trailer.crc,
+                },
+            );
+        }
+    }
+    let manifest = Manifest {
+        format: manifest::FORMAT_NAME.to_string(),
+        version: manifest::FORMAT_VERSION,
+        build_id,
+        built_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        key_layout: KeyLayout {
+            fingerprint_bits: 64,
+            shard_bits: super::keys::SHARD_BITS,
+            key_bytes: super::keys::KEY_BYTES as u32,
+            value: "count-1".into(),
+        },
+        sources,
+        maps,
+    };
+    manifest.write(&staging.path)?;
+    drop(tmp);
+    staging.publish()?;
+    Ok(BuildSummary {
+        manifest,
+        elapsed: start.elapsed(),
+        external_sort,
+        index_bytes,
+    })
+}
+
+fn new_build_id() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+/// Parsed content of one chunk.
+#[derive(Default)]
+struct ChunkOut {
+    hashes: [Vec<(u64, u32)>; 2],
+    lines: u64,
+    padding: u64,
+    blank: u64,
+    no_count: u64,
+    /// (line within the chunk, 1-based; reason)
+    bad: Vec<(u64, &'static str)>,
+    rejected: u64,
+}
+
+fn parse_chunk(c: &Chunk) -> ChunkOut {
+    let mut out = ChunkOut::default();
+    for line in crate::input::lines(c.data.bytes()) {
+        out.lines += 1;
+        match hibp::parse_line(line, c.prefix.as_ref()) {
+            HibpLine::Hash {
+                kind,
+                fingerprint,
+                count,
+                had_count,
+            } => {
+                out.hashes[kind.index()].push((fingerprint, count));
+                out.no_count += u64::from(!had_count);
+            }
+            HibpLine::Padding => out.padding += 1,
+            HibpLine::Blank => out.blank += 1,
+            HibpLine::Bad(reason) => {
+                out.rejected += 1;
+                if out.bad.len() < SAMPLES {
+                    out.bad.push((out.lines, reason));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ingest_hibp(
+    path: &Path,
+    sinks: &mut [KindSink; 2],
+    tmp: &mut TempRuns,
+    progress: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<SourceRecord> {
+    let shown = crate::input::display_path(path);
+    let mut rec = SourceRecord {
+        kind: "hibp".into(),
+        path: shown.display().to_string(),
+        sorted: true,
+        ..Default::default()
+    };
+    let mut total = None;
+    if path.as_os_str() != "-" {
+        let meta = std::fs::metadata(path).at(path)?;
+        rec.size = Some(meta.len());
+        rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+        if meta.is_file() {
+            total = Some(meta.len());
+        }
+    }
+    let (mut chunks, warnings) = hibp::open(path)?;
+    for w in warnings {
+        warn(w);
+    }
+    let bar = Progress::bytes(progress, &rec.path, total);
+    let batch_len = rayon::current_num_threads() * 4;
+    let mut samples: Vec<String> = Vec::new();
+    let mut line_base = 0u64;
+    let mut last: [Option<u64>; 2] = [None, None];
+    loop {
+        fsutil::check_interrupted()?;
+        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let outs: Vec<ChunkOut> = batch.par_iter().map(parse_chunk).collect();
+        for (chunk, out) in batch.iter().zip(outs) {
+            if chunk.first_of_file {
+                line_base = 0;
+            }
+            for (l, reason) in &out.bad {
+                if samples.len() < SAMPLES {
+                    samples.push(format!("{}:{}: {reason}", chunk.path.display(), line_base + l));
+                }
+            }
+            line_base += out.lines;
+            rec.lines += out.lines;
+            rec.padding += out.padding;
+            rec.blank += out.blank;
+            rec.no_count += out.no_count;
+            rec.rejected += out.rejected;
+            for kind in HashKind::ALL {
+                let k = kind.index();
+                let hashes = &out.hashes[k];
+                if k == 0 {
+                    rec.sha1 += hashes.len() as u64;
+                } else {
+                    rec.ntlm += hashes.len() as u64;
+                }
+                for &(fp, count) in hashes {
+                    if last[k].is_some_and(|l| fp < l) {
+                        rec.sorted = false;
+                    }
+                    last[k] = Some(fp);
+                    sinks[k].push(fp, count, tmp)?;
+                }
+            }
+            bar.inc(chunk.data.bytes().len() as u64);
+        }
+    }
+    bar.finish();
+    let nonblank = rec.lines - rec.blank;
+    if rec.rejected > 0 {
+        warn(format!(
+            "{}: rejected {} of {} lines; first: {}",
+            rec.path,
+            rec.rejected,
+            nonblank,
+            samples.join("; ")
+        ));
+    }
+    if rec.rejected * 2 > nonblank {
+        return Err(Error::bad_input(
+            &shown,
+            format!(
+                "mostly garbage: {} of {} lines are not HASH:COUNT; is this a HIBP dump? (first: {})",
+                rec.rejected,
+                nonblank,
+                samples.join("; ")
+            ),
+        ));
+    }
+    if rec.sha1 + rec.ntlm == 0 {
+        return Err(Error::bad_input(
+            &shown,
+            format!(
+                "no hashes found ({} lines, {} padding rows); an empty dump would make every password look clean",
+                rec.lines, rec.padding
+            ),
+        ));
+    }
+    if rec.no_count > 0 {
+        warn(format!(
+            "{}: {} lines had no :COUNT and were counted once",
+            rec.path, rec.no_count
+        ));
+    }
+    Ok(rec)
+}
+
+/// The private temporary directory for sort runs, created on first use.
+struct TempRuns {
+    parent: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TempRuns {
+    fn path(&mut self) -> Result<PathBuf> {
+        if self.dir.is_none() {
+            fsutil::create_private_dir(&self.parent)?;
+            let d = tempfile::Builder::new()
+                .prefix(".breach-audit-sort-")
+                .tempdir_in(&self.parent)
+                .at(&self.parent)?;
+            self.dir = Some(d);
+        }
+        Ok(self.dir.as_ref().expect("created").path().to_path_buf())
+    }
+}
+
+/// A sorted run spilled to disk: 12-byte records (fingerprint u64 LE, count u32 LE), with the record
+/// index where each shard starts.
+struct Run {
+    map: memmap2::Mmap,
+    shard_starts: Vec<usize>,
+}
+
+impl Run {
+    fn shard(&self, s: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let (a, b) = (self.shard_starts[s], self.shard_starts[s + 1]);
+        self.map[a * 12..b * 12].chunks_exact(12).map(|r| {
+            (
+                u64::from_le_bytes(r[..8].try_into().expect("8")),
+                u32::from_le_bytes(r[8..12].try_into().expect("4")) as u64,
+            )
+        })
+    }
+}
+
+/// Where each shard starts in a sorted run.
+fn shard_starts(sorted: &[(u64, u32)]) -> Vec<usize> {
+    let mut starts = Vec::with_capacity(NUM_SHARDS + 1);
+    for s in 0..=NUM_SHARDS {
+        starts.push(sorted.partition_point(|&(fp, _)| shard_of(fp) < s));
+    }
+    starts
+}
+
+/// Sort and merge equal fingerprints (adding counts, saturating).
+fn sort_dedup(v: &mut Vec<(u64, u32)>) {
+    v.par_sort_unstable_by_key(|r| r.0);
+    v.dedup_by(|b, a| {
+        if a.0 == b.0 {
+            a.1 = a.1.saturating_add(b.1);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+struct KindSink {
+    kind: HashKind,
+    budget: usize,
+    final_path: PathBuf,
+    sorted: bool,
+    last_fp: Option<u64>,
+    // Streaming mode.
+    writer: Option<MapFileWriter>,
+    cur_shard: usize,
+    cur: Vec<(u64, u32)>,
+    batch: Vec<(usize, Vec<(u64, u32)>)>,
+    batch_records: usize,
+    // External mode.
+    base: Option<PathBuf>,
+    runs: Vec<Run>,
+    run_buf: Vec<(u64, u32)>,
+}
+
+impl KindSink {
+    fn new(kind: HashKind, budget: usize, final_path: PathBuf) -> KindSink {
+        KindSink {
+            kind,
+            budget,
+            final_path,
+            sorted: true,
+            last_fp: None,
+            writer: None,
+            cur_shard: 0,
+            cur: Vec::new(),
+            batch: Vec::new(),
+            batch_records: 0,
+            base: None,
+            runs: Vec::new(),
+            run_buf: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, fp: u64, count: u32, tmp: &mut TempRuns) -> Result<()> {
+        if self.sorted {
+            if self.last_fp.is_some_and(|l| fp < l) {
+                self.go_external(tmp)?;
+            } else {
+                self.last_fp = Some(fp);
+                let s = shard_of(fp);
+                if s != self.cur_shard {
+                    self.close_shard()?;
+                    self.cur_shard = s;
+                }
+                self.cur.push((fp, count));
+                if self.cur.len() > self.budget / 2 {
+                    // One shard larger than memory (skewed input): merge it from runs instead.
+                    self.go_external(tmp)?;
+                }
+                return Ok(());
+            }
+        }
+        self.run_buf.push((fp, count));
+        if self.run_buf.len() >= self.budget {
+            self.spill(tmp)?;
+        }
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        if self.cur.is_empty() {
+            return Ok(());
+        }
+        let recs = std::mem::take(&mut self.cur);
+        self.batch_records += recs.len();
+        self.batch.push((self.cur_shard, recs));
+        if self.batch_records >= self.budget / 2 {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Build the queued shards in parallel and append them in order.
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_records = 0;
+        let built: Vec<BuiltShard> = batch
+            .par_iter()
+            .map(|(_, recs)| mapfile::build_shard(recs.iter().map(|&(f, c)| (f, c as u64))))
+            .collect();
+        if self.writer.is_none() {
+            self.writer = Some(MapFileWriter::create(&self.final_path)?);
+        }
+        let w = self.writer.as_mut().expect("created");
+        for ((s, _), b) in batch.iter().zip(&built) {
+            w.push_shard(*s, b)?;
+        }
+        Ok(())
+    }
+
+    fn go_external(&mut self, tmp: &mut TempRuns) -> Result<()> {
+        self.sorted = false;
+        self.run_buf.append(&mut self.cur);
+        self.flush_batch()?;
+        if let Some(w) = self.writer.take() {
+            w.finish(0)?;
+            let base = tmp.path()?.join(format!("base-{}.map", self.kind.name()));
+            std::fs::rename(&self.final_path, &base).at(&base)?;
+            self.base = Some(base);
+        }
+        if self.run_buf.len() >= self.budget {
+            self.spill(tmp)?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, tmp: &mut TempRuns) -> Result<()> {
+        sort_dedup(&mut self.run_buf);
+        let path = tmp
+            .path()?
+            .join(format!("run-{}-{}", self.kind.name(), self.runs.len()));
+        let file = fsutil::create_private_file(&path)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        for &(fp, c) in &self.run_buf {
+            w.write_all(&fp.to_le_bytes()).at(&path)?;
+            w.write_all(&c.to_le_bytes()).at(&path)?;
+        }
+        let file = w.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+        let starts = shard_starts(&self.run_buf);
+        self.run_buf.clear();
+        // SAFETY: our own private temporary file, no longer written.
+        let map = unsafe { fsutil::map_file(&file, &path) }?;
+        self.runs.push(Run {
+            map,
+            shard_starts: starts,
+        });
+        Ok(())
+    }
+
+    /// Finish the map; `None` when this kind received no hashes.
+    fn finish(mut self, build_id: u64, tmp: &mut TempRuns) -> Result<Option<mapfile::Trailer>> {
+        if self.sorted {
+            self.close_shard()?;
+            self.flush_batch()?;
+            return match self.writer.take() {
+                Some(w) => Ok(Some(w.finish(build_id)?)),
+                None => Ok(None),
+            };
+        }
+        let _ = tmp;
+        sort_dedup(&mut self.run_buf);
+        let mem_starts = shard_starts(&self.run_buf);
+        let base = match &self.base {
+            Some(p) => Some(MapFile::open(p)?),
+            None => None,
+        };
+        let mut w = MapFileWriter::create(&self.final_path)?;
+        let window = rayon::current_num_threads() * 4;
+        let shards: Vec<usize> = (0..NUM_SHARDS).collect();
+        for win in shards.chunks(window) {
+            fsutil::check_interrupted()?;
+            let built: Vec<Result<BuiltShard>> = win
+                .par_iter()
+                .map(|&s| {
+                    let mut base_recs = Vec::new();
+                    if let Some(b) = &base {
+                        b.for_each_in_shard(s, |fp, c| {
+                            base_recs.push((fp, c));
+                            Ok(())
+                        })?;
+                    }
+                    let mut sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + '_>> = Vec::new();
+                    sources.push(Box::new(base_recs.into_iter()));
+                    for r in &self.runs {
+                        sources.push(Box::new(r.shard(s)));
+                    }
+                    let mem = &self.run_buf[mem_starts[s]..mem_starts[s + 1]];
+                    sources.push(Box::new(mem.iter().map(|&(f, c)| (f, c as u64))));
+                    Ok(mapfile::build_shard(KMerge::new(sources)))
+                })
+                .collect();
+            for (s, b) in win.iter().zip(built) {
+                w.push_shard(*s, &b?)?;
+            }
+        }
+        Ok(Some(w.finish(build_id)?))
+    }
+}
+
+/// K-way merge of sorted (fingerprint, count) iterators.
+struct KMerge<'a> {
+    sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + 'a>>,
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+}
+
+impl<'a> KMerge<'a> {
+    fn new(mut sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + 'a>>) -> KMerge<'a> {
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (i, s) in sources.iter_mut().enumerate() {
+            if let Some((f, c)) = s.next() {
+                heap.push(Reverse((f, c, i)));
+            }
+        }
+        KMerge { sources, heap }
+    }
+}
+
+impl Iterator for KMerge<'_> {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        let Reverse((f, c, i)) = self.heap.pop()?;
+        if let Some((f2, c2)) = self.sources[i].next() {
+            self.heap.push(Reverse((f2, c2, i)));
+        }
+        Some((f, c))
+    }
+}
+
+/// The directory a build writes into, beside the target; removed unless published.
+struct Staging {
+    target: PathBuf,
+    parent: PathBuf,
+    path: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    fn new(target: &Path) -> Result<Staging> {
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("--index {}: not a directory name", target.display())))?
+            .to_string_lossy()
+            .to_string();
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        check_replaceable(target)?;
+        fsutil::create_private_dir(&parent).or_else(|_| std::fs::create_dir_all(&parent).at(&parent))?;
+        remove_stale_staging(&parent, &name);
+        let path = parent.join(format!(".{name}.building-{}-{}", std::process::id(), fsutil::unique_suffix()));
+        fsutil::create_private_dir(&path)?;
+        Ok(Staging {
+            target: target.to_path_buf(),
+            parent,
+            path,
+            published: false,
+        })
+    }
+
+    /// Swap the staging directory in as the index.
+    fn publish(mut self) -> Result<()> {
+        fsutil::sync_dir(&self.path);
+        check_replaceable(&self.target)?;
+        if std::fs::symlink_metadata(&self.target).is_ok() {
+            if !exchange(&self.path, &self.target)? {
+                // No RENAME_EXCHANGE here: two renames, a moment without an index.
+                let old = self.parent.join(format!(
+                    ".{}.old-{}",
+                    self.target.file_name().expect("named").to_string_lossy(),
+                    std::process::id()
+                ));
+                std::fs::rename(&self.target, &old).at(&self.target)?;
+                std::fs::rename(&self.path, &self.target).at(&self.target)?;
+                let _ = std::fs::remove_dir_all(&old);
+                self.published = true;
+            }
+        } else {
+            std::fs::rename(&self.path, &self.target).at(&self.target)?;
+            self.published = true;
+        }
+        fsutil::sync_dir(&self.parent);
+        // After an exchange the staging path holds the old index: Drop removes it.
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Refuse to replace anything but an index or an empty directory.
+fn check_replaceable(target: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Err(Error::index(target, "exists and is not a directory; refusing to replace it"));
+    }
+    if target.join(MANIFEST).exists() {
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(target).at(target)?.next().is_none();
+    if empty {
+        Ok(())
+    } else {
+        Err(Error::index(
+            target,
+            "exists, is not empty and holds no manifest.json: not an index, refusing to replace it",
+        ))
+    }
+}
+
+/// Atomically exchange two paths. Ok(false) when the file system does not support it.
+fn exchange(a: &Path, b: &Path) -> Result<bool> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
+    // SAFETY: two valid NUL-terminated paths; renameat2 does not retain them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(Error::io(b, e)),
+    }
+}
+
+/// Remove staging directories of builds whose process is gone (killed mid-build).
+fn remove_stale_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.building-");
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let fname = e.file_name().to_string_lossy().to_string();
+        if let Some(rest) = fname.strip_prefix(&prefix) {
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !fsutil::pid_alive(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}

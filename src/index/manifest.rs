@@ -1,0 +1,111 @@
+//! `manifest.json`: what an index holds and what it was built from. Written last into the staging
+//! directory, so an index without a manifest is an unfinished build.
+
+use crate::error::{Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The name of the manifest file inside an index directory.
+pub const MANIFEST: &str = "manifest.json";
+/// Identifies a breach-audit index.
+pub const FORMAT_NAME: &str = "breach-audit-index";
+/// Bumped whenever the bytes of any index file change meaning.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub build_id: u64,
+    /// Seconds since the Unix epoch.
+    pub built_at: u64,
+    pub key_layout: KeyLayout,
+    pub sources: Vec<SourceRecord>,
+    /// Per map ("sha1", "ntlm"): file, keys, bytes, checksum.
+    pub maps: BTreeMap<String, MapRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeyLayout {
+    pub fingerprint_bits: u32,
+    pub shard_bits: u32,
+    pub key_bytes: u32,
+    pub value: String,
+}
+
+/// One input of the build and what was read from it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceRecord {
+    pub kind: String,
+    pub path: String,
+    /// Size and modification time (seconds) when read; absent for standard input.
+    pub size: Option<u64>,
+    pub mtime: Option<i64>,
+    pub lines: u64,
+    pub sha1: u64,
+    pub ntlm: u64,
+    pub padding: u64,
+    pub blank: u64,
+    pub rejected: u64,
+    pub no_count: u64,
+    /// Did every hash of this source come in sorted order?
+    pub sorted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MapRecord {
+    pub file: String,
+    pub keys: u64,
+    pub total_count: u64,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let msg = if dir.exists() {
+                    "no manifest.json: not a breach-audit index, or an unfinished build; build it with `breach-audit build`"
+                } else {
+                    "does not exist; build it with `breach-audit build`"
+                };
+                return Err(Error::index(dir, msg));
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        #[derive(Deserialize)]
+        struct Head {
+            format: String,
+            version: u32,
+        }
+        let head: Head = serde_json::from_slice(&text)
+            .map_err(|e| Error::index(dir, format!("manifest.json is damaged ({e}); rebuild the index with `breach-audit build`")))?;
+        if head.format != FORMAT_NAME {
+            return Err(Error::index(dir, "manifest.json is not a breach-audit index manifest"));
+        }
+        if head.version != FORMAT_VERSION {
+            return Err(Error::index(
+                dir,
+                format!(
+                    "index format version {}, this breach-audit reads version {FORMAT_VERSION}; rebuild the index with `breach-audit build`",
+                    head.version
+                ),
+            ));
+        }
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::index(dir, format!("manifest.json is damaged ({e}); rebuild the index with `breach-audit build`")))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST);
+        let mut f = crate::fsutil::AtomicFile::create(&path)?;
+        use std::io::Write;
+        serde_json::to_writer_pretty(&mut f, self).map_err(|e| Error::io(&path, e.into()))?;
+        f.write_all(b"\n").at(&path)?;
+        f.commit()
+    }
+}

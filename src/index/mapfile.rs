@@ -1,0 +1,300 @@
+//! One password map on disk: `sha1.map` or `ntlm.map`.
+//!
+//! Bytes, in order:
+//! 1. the fst maps of the shards, back to back (an empty shard takes no bytes);
+//! 2. the shard table: `NUM_SHARDS + 1` little-endian u64 offsets; shard `s` is bytes
+//!    `table[s]..table[s+1]`;
+//! 3. a trailer of [`TRAILER_LEN`] bytes: magic `BAMAP\0\0\0`, format version (u32), shard bits
+//!    (u32), key bytes (u32), reserved (u32), build id (u64), key count (u64), sum of counts (u64),
+//!    CRC-32 of every byte before it (u32), reserved (u32). All little-endian.
+//!
+//! The build id must equal the manifest's, which catches a file from another build. Opening checks
+//! the trailer, the table and every shard's fst header; [`MapFile::verify`] checks every byte (the
+//! CRC-32 and each fst's own checksum).
+
+use super::keys::{KEY_BYTES, NUM_SHARDS, SHARD_BITS, fp_from_key, shard_key, shard_of};
+use crate::error::{Error, IoContext, Result};
+use fst::{IntoStreamer, Streamer};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const MAGIC: &[u8; 8] = b"BAMAP\0\0\0";
+pub const MAP_FORMAT: u32 = 1;
+pub const TRAILER_LEN: usize = 56;
+
+/// A byte range of a shared memory map, usable as fst storage.
+#[derive(Clone)]
+pub struct MapSlice {
+    map: Arc<memmap2::Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+/// Summary fields of a map file's trailer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    pub build_id: u64,
+    pub keys: u64,
+    pub total: u64,
+    pub crc: u32,
+}
+
+/// An open, memory-mapped password map.
+pub struct MapFile {
+    path: PathBuf,
+    map: Arc<memmap2::Mmap>,
+    shards: Vec<Option<fst::Map<MapSlice>>>,
+    pub trailer: Trailer,
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+impl MapFile {
+    pub fn open(path: &Path) -> Result<MapFile> {
+        let file = File::open(path).at(path)?;
+        // SAFETY: index files are never modified in place (see fsutil::map_file).
+        let map = Arc::new(unsafe { crate::fsutil::map_file(&file, path) }?);
+        let _ = map.advise(memmap2::Advice::Random);
+        let bad = |msg: &str| Error::index(path, format!("{msg}; rebuild the index with `breach-audit build`"));
+        let len = map.len();
+        let table_len = (NUM_SHARDS + 1) * 8;
+        if len < TRAILER_LEN + table_len {
+            return Err(bad("map file is truncated"));
+        }
+        let t = &map[len - TRAILER_LEN..];
+        if &t[..8] != MAGIC {
+            return Err(bad("not a breach-audit map file (bad magic)"));
+        }
+        let version = le_u32(&t[8..]);
+        if version != MAP_FORMAT {
+            return Err(bad(&format!(
+                "map format version {version}, this breach-audit reads version {MAP_FORMAT}"
+            )));
+        }
+        if le_u32(&t[12..]) != SHARD_BITS || le_u32(&t[16..]) != KEY_BYTES as u32 {
+            return Err(bad("map uses another key layout"));
+        }
+        let trailer = Trailer {
+            build_id: le_u64(&t[24..]),
+            keys: le_u64(&t[32..]),
+            total: le_u64(&t[40..]),
+            crc: le_u32(&t[48..]),
+        };
+        let table_start = len - TRAILER_LEN - table_len;
+        let table: Vec<u64> = map[table_start..table_start + table_len]
+            .chunks_exact(8)
+            .map(le_u64)
+            .collect();
+        let mut shards = Vec::with_capacity(NUM_SHARDS);
+        for s in 0..NUM_SHARDS {
+            let (a, b) = (table[s] as usize, table[s + 1] as usize);
+            if a > b || b > table_start || (s == 0 && a != 0) {
+                return Err(bad(&format!("shard table entry {s} is out of range")));
+            }
+            if a == b {
+                shards.push(None);
+                continue;
+            }
+            let slice = MapSlice {
+                map: map.clone(),
+                start: a,
+                end: b,
+            };
+            let m = fst::Map::new(slice).map_err(|e| bad(&format!("shard {s}: {e}")))?;
+            shards.push(Some(m));
+        }
+        if table[NUM_SHARDS] as usize != table_start {
+            return Err(bad("shard table does not cover the file"));
+        }
+        Ok(MapFile {
+            path: path.to_path_buf(),
+            map,
+            shards,
+            trailer,
+        })
+    }
+
+    /// The count stored for a fingerprint, if any.
+    #[inline]
+    pub fn get(&self, fp: u64) -> Option<u64> {
+        let m = self.shards[shard_of(fp)].as_ref()?;
+        m.get(shard_key(fp)).map(|v| v.saturating_add(1))
+    }
+
+    /// Bytes on disk.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.trailer.keys == 0
+    }
+
+    /// Visit the (fingerprint, count) pairs of one shard in order.
+    pub fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(u64, u64) -> Result<()>) -> Result<()> {
+        if let Some(m) = &self.shards[shard] {
+            let mut st = m.into_stream();
+            while let Some((k, v)) = st.next() {
+                f(fp_from_key(shard, k), v.saturating_add(1))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Check every byte: the file CRC, each shard's fst checksum, and the key count.
+    pub fn verify(&self) -> Result<()> {
+        let len = self.map.len();
+        let crc = crc32fast::hash(&self.map[..len - 8]);
+        if crc != self.trailer.crc {
+            return Err(Error::index(&self.path, "checksum mismatch: the file is damaged; rebuild the index with `breach-audit build`"));
+        }
+        let mut keys = 0u64;
+        for (s, m) in self.shards.iter().enumerate() {
+            if let Some(m) = m {
+                m.as_fst()
+                    .verify()
+                    .map_err(|e| Error::index(&self.path, format!("shard {s} is damaged: {e}")))?;
+                keys += m.len() as u64;
+            }
+        }
+        if keys != self.trailer.keys {
+            return Err(Error::index(&self.path, "key count does not match the trailer"));
+        }
+        Ok(())
+    }
+}
+
+/// Writes a map file shard by shard, in shard order.
+pub struct MapFileWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    table: Vec<u64>,
+    pos: u64,
+    pub keys: u64,
+    pub total: u64,
+}
+
+impl MapFileWriter {
+    pub fn create(path: &Path) -> Result<MapFileWriter> {
+        let file = crate::fsutil::create_private_file(path)?;
+        Ok(MapFileWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            table: vec![0],
+            pos: 0,
+            keys: 0,
+            total: 0,
+        })
+    }
+
+    fn write(&mut self, b: &[u8]) -> Result<()> {
+        self.crc.update(b);
+        self.pos += b.len() as u64;
+        self.out.write_all(b).at(&self.path)
+    }
+
+    /// Append the fst of `shard` (shards must come in increasing order; skipped ones are empty).
+    pub fn push_shard(&mut self, shard: usize, built: &BuiltShard) -> Result<()> {
+        assert!(shard + 1 >= self.table.len(), "shards out of order");
+        while self.table.len() <= shard {
+            self.table.push(self.pos);
+        }
+        if built.keys > 0 {
+            self.write(&built.bytes)?;
+        }
+        self.keys += built.keys;
+        self.total += built.total;
+        self.table.push(self.pos);
+        Ok(())
+    }
+
+    /// Write the table and trailer, fsync, and return the trailer.
+    pub fn finish(mut self, build_id: u64) -> Result<Trailer> {
+        while self.table.len() <= NUM_SHARDS {
+            self.table.push(self.pos);
+        }
+        let table: Vec<u8> = self.table.iter().flat_map(|o| o.to_le_bytes()).collect();
+        self.write(&table)?;
+        let mut t = Vec::with_capacity(TRAILER_LEN);
+        t.extend_from_slice(MAGIC);
+        t.extend_from_slice(&MAP_FORMAT.to_le_bytes());
+        t.extend_from_slice(&SHARD_BITS.to_le_bytes());
+        t.extend_from_slice(&(KEY_BYTES as u32).to_le_bytes());
+        t.extend_from_slice(&0u32.to_le_bytes());
+        t.extend_from_slice(&build_id.to_le_bytes());
+        t.extend_from_slice(&self.keys.to_le_bytes());
+        t.extend_from_slice(&self.total.to_le_bytes());
+        self.write(&t)?;
+        let crc = self.crc.clone().finalize();
+        let mut tail = Vec::with_capacity(8);
+        tail.extend_from_slice(&crc.to_le_bytes());
+        tail.extend_from_slice(&0u32.to_le_bytes());
+        self.write(&tail)?;
+        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().at(&self.path)?;
+        Ok(Trailer {
+            build_id,
+            keys: self.keys,
+            total: self.total,
+            crc,
+        })
+    }
+}
+
+/// The fst of one shard, built in memory.
+#[derive(Default)]
+pub struct BuiltShard {
+    pub bytes: Vec<u8>,
+    pub keys: u64,
+    pub total: u64,
+}
+
+/// Build one shard's fst from (fingerprint, count) pairs in non-decreasing fingerprint order, all in
+/// that shard; equal fingerprints are merged by adding their counts.
+pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>) -> BuiltShard {
+    let mut b = fst::MapBuilder::memory();
+    let mut keys = 0u64;
+    let mut total = 0u64;
+    let mut cur: Option<(u64, u64)> = None;
+    let emit = |b: &mut fst::MapBuilder<Vec<u8>>, fp: u64, count: u64| {
+        // Keys are strictly increasing here, so insert cannot fail.
+        b.insert(shard_key(fp), count - 1).expect("keys in order");
+    };
+    for (fp, count) in pairs {
+        total = total.saturating_add(count);
+        match cur {
+            Some((f, c)) if f == fp => cur = Some((f, c.saturating_add(count))),
+            Some((f, c)) => {
+                debug_assert!(f < fp);
+                emit(&mut b, f, c);
+                keys += 1;
+                cur = Some((fp, count));
+            }
+            None => cur = Some((fp, count)),
+        }
+    }
+    if let Some((f, c)) = cur {
+        emit(&mut b, f, c);
+        keys += 1;
+    }
+    BuiltShard {
+        bytes: b.into_inner().expect("in-memory fst"),
+        keys,
+        total,
+    }
+}

@@ -1,0 +1,101 @@
+//! The index: a directory holding `manifest.json` and one memory-mapped fst map per hash kind
+//! (`sha1.map`, `ntlm.map`; byte layout in [`mapfile`], key layout in [`keys`]).
+//!
+//! An index is never modified in place. `build` writes a complete new directory beside the old one
+//! and swaps it in with one atomic `renameat2(RENAME_EXCHANGE)` (or, where the file system lacks it,
+//! two renames), so a failed or killed build leaves the old index answering, and a process that
+//! has the old index open keeps reading the old files.
+
+pub mod build;
+pub mod keys;
+pub mod manifest;
+pub mod mapfile;
+
+use crate::error::{Error, Result};
+use keys::HashKind;
+pub use manifest::Manifest;
+use mapfile::MapFile;
+use std::path::{Path, PathBuf};
+
+/// An open index.
+pub struct Index {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    maps: [Option<MapFile>; 2],
+}
+
+impl Index {
+    /// Open an index directory: reads the manifest, maps the files and checks their structure
+    /// (not every byte: that is [`Index::verify`]).
+    pub fn open(dir: &Path) -> Result<Index> {
+        // A build may swap the directory between our reading the manifest and a map: the build id
+        // tells, and a second attempt sees one consistent index.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(dir) {
+                Err(Error::Index { msg, .. }) if msg.contains("another build") && attempt == 0 => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Index> {
+        let manifest = Manifest::read(dir)?;
+        let mut maps: [Option<MapFile>; 2] = [None, None];
+        for kind in HashKind::ALL {
+            let Some(rec) = manifest.maps.get(kind.name()) else {
+                continue;
+            };
+            let m = MapFile::open(&dir.join(&rec.file))?;
+            if m.trailer.build_id != manifest.build_id {
+                return Err(Error::index(dir.join(&rec.file), "belongs to another build than manifest.json; rebuild the index with `breach-audit build`"));
+            }
+            maps[kind.index()] = Some(m);
+        }
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            manifest,
+            maps,
+        })
+    }
+
+    pub fn map(&self, kind: HashKind) -> Option<&MapFile> {
+        self.maps[kind.index()].as_ref()
+    }
+
+    /// Times a hash was seen in the dumps (0 if never), by the fingerprint of its digest.
+    pub fn count(&self, kind: HashKind, digest: &[u8]) -> u64 {
+        self.map(kind)
+            .and_then(|m| m.get(keys::fingerprint(digest)))
+            .unwrap_or(0)
+    }
+
+    /// Times a plaintext password was seen: its SHA-1 count, or its NTLM count when the index has
+    /// no SHA-1 entry for it (an index may be built from NTLM dumps only).
+    pub fn password_count(&self, password: &[u8]) -> u64 {
+        let c = self.count(HashKind::Sha1, &crate::hashes::sha1(password));
+        if c > 0 {
+            return c;
+        }
+        self.count(HashKind::Ntlm, &crate::hashes::ntlm(password))
+    }
+
+    /// Check every byte of every file against its checksums and the manifest.
+    pub fn verify(&self) -> Result<()> {
+        for kind in HashKind::ALL {
+            let (Some(m), Some(rec)) = (self.map(kind), self.manifest.maps.get(kind.name())) else {
+                continue;
+            };
+            m.verify()?;
+            if m.trailer.crc != rec.crc32 || m.trailer.keys != rec.keys || m.len() != rec.bytes {
+                return Err(Error::index(
+                    self.dir.join(&rec.file),
+                    "does not match manifest.json; rebuild the index with `breach-audit build`",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! breach-audit: find mail accounts whose passwords or addresses are in public breach dumps.
+//!
+//! The engine, stage by stage:
+//! - [`sources`]: readers of breach dumps and account stores (one file per format);
+//! - [`index`]: the on-disk fst index (format, build, open, verify);
+//! - [`check`]: verdicts and severities;
+//! - [`report`]: result writers.
+//!
+//! `main.rs` only parses arguments and maps results to exit codes.
+
+pub mod check;
+pub mod email;
+pub mod error;
+pub mod fsutil;
+pub mod hashes;
+pub mod index;
+pub mod input;
+pub mod lookup;
+pub mod progress;
+pub mod report;
+pub mod scheme;
+pub mod sources;
+
+pub use error::{Error, Result};

@@ -1,0 +1,203 @@
+//! Stored password hashes as mail servers keep them, classified by what breach-audit can do with
+//! them. Dovecot's `{SCHEME}` prefixes (with `.HEX`/`.B64` encodings), bare crypt(3) strings, and the
+//! bare 40/32-hex SHA-1/NTLM of a CSV export are understood.
+//!
+//! - *Comparable* hashes (unsalted SHA-1, NTLM, plaintext) are looked up in the password maps.
+//! - *Salted* hashes (crypt family, salted SHA, argon2, ...) can only be tested against candidate
+//!   plaintexts: the passwords leaked for that address.
+//! - *Unverifiable* ones (CRAM-MD5, SCRAM, DIGEST-MD5, unknown) can be neither: they are reported,
+//!   never treated as clean.
+
+use base64::Engine;
+
+/// What an account's stored hash is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Sha1([u8; 20]),
+    Ntlm([u8; 16]),
+    Plain(Vec<u8>),
+    /// Salted or otherwise not directly comparable; `scheme` is Dovecot's name for it.
+    Salted { scheme: String },
+    Unverifiable { scheme: String },
+}
+
+/// How to read a hash without a `{SCHEME}` prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bare {
+    /// Dovecot passwd-file, DirectAdmin, cPanel: crypt(3).
+    Crypt,
+    /// CSV export: 40 hex = SHA-1, 32 hex = NTLM, else crypt(3).
+    HexOrCrypt,
+}
+
+fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+fn decode_b64(s: &[u8]) -> Option<Vec<u8>> {
+    let s: Vec<u8> = s.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&s)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&s))
+        .ok()
+}
+
+/// Classify a stored hash.
+pub fn parse(stored: &[u8], bare: Bare) -> Stored {
+    let s = crate::sources::hibp::trim_blanks(stored);
+    if s.first() == Some(&b'{') {
+        if let Some(end) = s.iter().position(|&c| c == b'}') {
+            let name = String::from_utf8_lossy(&s[1..end]).to_ascii_uppercase();
+            return parse_scheme(&name, &s[end + 1..]);
+        }
+    }
+    if bare == Bare::HexOrCrypt {
+        if s.len() == 40 {
+            if let Some(d) = decode_hex::<20>(s) {
+                return Stored::Sha1(d);
+            }
+        }
+        if s.len() == 32 {
+            if let Some(d) = decode_hex::<16>(s) {
+                return Stored::Ntlm(d);
+            }
+        }
+    }
+    crypt_scheme(s)
+}
+
+fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
+    let (base, enc) = match name.rsplit_once('.') {
+        Some((b, e)) if e == "HEX" || e == "B64" => (b, Some(e)),
+        _ => (name, None),
+    };
+    let salted = || Stored::Salted {
+        scheme: name.to_string(),
+    };
+    match base {
+        "SHA" | "SHA1" => {
+            let d = match enc {
+                Some("HEX") => decode_hex::<20>(rest),
+                _ => decode_b64(rest)
+                    .and_then(|v| <[u8; 20]>::try_from(v).ok())
+                    .or_else(|| decode_hex::<20>(rest)),
+            };
+            match d {
+                Some(d) => Stored::Sha1(d),
+                None => Stored::Unverifiable {
+                    scheme: format!("{name} (malformed)"),
+                },
+            }
+        }
+        "NTLM" => {
+            let d = match enc {
+                Some("B64") => decode_b64(rest).and_then(|v| <[u8; 16]>::try_from(v).ok()),
+                _ => decode_hex::<16>(rest),
+            };
+            match d {
+                Some(d) => Stored::Ntlm(d),
+                None => Stored::Unverifiable {
+                    scheme: format!("{name} (malformed)"),
+                },
+            }
+        }
+        "PLAIN" | "CLEARTEXT" => {
+            let p = match enc {
+                Some("B64") => decode_b64(rest),
+                Some("HEX") => hex::decode(rest).ok(),
+                _ => Some(rest.to_vec()),
+            };
+            match p {
+                Some(p) => Stored::Plain(p),
+                None => Stored::Unverifiable {
+                    scheme: format!("{name} (malformed)"),
+                },
+            }
+        }
+        "CRYPT" | "DES-CRYPT" => crypt_scheme(rest),
+        "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5" | "BLF-CRYPT" | "ARGON2I" | "ARGON2ID"
+        | "SSHA" | "SSHA256" | "SSHA512" | "SHA256" | "SHA512" | "PLAIN-MD5" | "LDAP-MD5" | "SMD5"
+        | "PBKDF2" | "SHA3-256" | "SHA3-512" => salted(),
+        _ => Stored::Unverifiable {
+            scheme: name.to_string(),
+        },
+    }
+}
+
+/// Name the crypt(3) family of a bare hash.
+fn crypt_scheme(s: &[u8]) -> Stored {
+    let scheme = if s.starts_with(b"$6$") {
+        "SHA512-CRYPT"
+    } else if s.starts_with(b"$5$") {
+        "SHA256-CRYPT"
+    } else if s.starts_with(b"$1$") {
+        "MD5-CRYPT"
+    } else if s.starts_with(b"$2a$") || s.starts_with(b"$2b$") || s.starts_with(b"$2y$") {
+        "BLF-CRYPT"
+    } else if s.starts_with(b"$y$") {
+        "YESCRYPT"
+    } else if s.starts_with(b"$argon2id$") {
+        "ARGON2ID"
+    } else if s.starts_with(b"$argon2i$") {
+        "ARGON2I"
+    } else if s.len() == 13 && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/') {
+        "DES-CRYPT"
+    } else if s.is_empty() {
+        return Stored::Unverifiable {
+            scheme: "EMPTY".into(),
+        };
+    } else {
+        return Stored::Unverifiable {
+            scheme: "UNKNOWN".into(),
+        };
+    };
+    Stored::Salted {
+        scheme: scheme.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA1_PASSWORD: &str = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8";
+
+    #[test]
+    fn comparable_forms() {
+        let want = Stored::Sha1(decode_hex::<20>(SHA1_PASSWORD.as_bytes()).unwrap());
+        // `doveadm pw -s SHA -p password`
+        assert_eq!(parse(b"{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", Bare::Crypt), want);
+        assert_eq!(parse(b"{sha1.hex}5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8", Bare::Crypt), want);
+        assert_eq!(parse(SHA1_PASSWORD.as_bytes(), Bare::HexOrCrypt), want);
+        assert!(matches!(parse(SHA1_PASSWORD.as_bytes(), Bare::Crypt), Stored::Unverifiable { .. }));
+        assert_eq!(
+            parse(b"8846F7EAEE8FB117AD06BDD830B7586C", Bare::HexOrCrypt),
+            Stored::Ntlm(decode_hex::<16>(b"8846F7EAEE8FB117AD06BDD830B7586C").unwrap())
+        );
+        assert_eq!(parse(b"{PLAIN}pass:word", Bare::Crypt), Stored::Plain(b"pass:word".to_vec()));
+        assert_eq!(parse(b"{CLEARTEXT.b64}cGFzc3dvcmQ=", Bare::Crypt), Stored::Plain(b"password".to_vec()));
+    }
+
+    #[test]
+    fn salted_and_unverifiable() {
+        for (h, scheme) in [
+            ("$6$abc$def", "SHA512-CRYPT"),
+            ("{SHA512-CRYPT}$6$abc$def", "SHA512-CRYPT"),
+            ("$2y$05$abcdefghijklmnopqrstuv", "BLF-CRYPT"),
+            ("$y$j9T$abc$def", "YESCRYPT"),
+            ("{SSHA256}abcd", "SSHA256"),
+            ("{PBKDF2}$1$abc", "PBKDF2"),
+        ] {
+            assert_eq!(
+                parse(h.as_bytes(), Bare::Crypt),
+                Stored::Salted { scheme: scheme.into() },
+                "{h}"
+            );
+        }
+        for h in ["{CRAM-MD5}abc", "{SCRAM-SHA-256}x", "{FOO}bar", "", "*", "{SHA}notbase64!!"] {
+            assert!(matches!(parse(h.as_bytes(), Bare::Crypt), Stored::Unverifiable { .. }), "{h}");
+        }
+    }
+}

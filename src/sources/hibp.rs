@@ -1,0 +1,283 @@
+//! Have I Been Pwned "Pwned Passwords" dumps: single files (`HASH:COUNT`, SHA-1 or NTLM, told apart
+//! by length on every line) and per-prefix range directories (`00000.txt` .. `FFFFF.txt`, lines
+//! `SUFFIX:COUNT`). Tolerates a BOM at the start of any line, CRLF, blank lines, lowercase hex and a
+//! missing final newline. Padding rows (`:0`) are counted and dropped. Nothing of a rejected line is
+//! ever echoed, only its number and the reason.
+
+use crate::error::{Error, IoContext, Result};
+use crate::index::keys::HashKind;
+use crate::input::{self, Chunk, ChunkData, Chunks};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What one line of a dump holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HibpLine {
+    Blank,
+    /// `HASH:0`: a padding row from the range API, not a breached password.
+    Padding,
+    /// A hash with its count; `had_count` is false for a bare hash (counted as 1).
+    Hash {
+        kind: HashKind,
+        fingerprint: u64,
+        count: u32,
+        had_count: bool,
+    },
+    Bad(&'static str),
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Value of one hex digit, or 0xFF.
+#[inline]
+pub fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0xFF,
+    }
+}
+
+/// Trim ASCII blanks (space, tab, CR) from both ends.
+pub fn trim_blanks(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Parse one line of a dump. `prefix` is the 5-hex prefix of a range file.
+pub fn parse_line(line: &[u8], prefix: Option<&[u8; 5]>) -> HibpLine {
+    let line = line.strip_prefix(BOM).unwrap_or(line);
+    let line = trim_blanks(line);
+    if line.is_empty() {
+        return HibpLine::Blank;
+    }
+    let (hash, count) = match line.iter().position(|&c| c == b':') {
+        Some(i) => (trim_blanks(&line[..i]), Some(trim_blanks(&line[i + 1..]))),
+        None => (line, None),
+    };
+    let pre: &[u8] = prefix.map(|p| &p[..]).unwrap_or(b"");
+    let kind = match pre.len() + hash.len() {
+        40 => HashKind::Sha1,
+        32 => HashKind::Ntlm,
+        _ => {
+            return HibpLine::Bad(if hash.iter().all(|&c| hex_val(c) != 0xFF) {
+                "hash is neither 40 hex digits (SHA-1) nor 32 (NTLM)"
+            } else {
+                "not HASH:COUNT"
+            });
+        }
+    };
+    let mut fingerprint = 0u64;
+    for (i, &c) in pre.iter().chain(hash.iter()).enumerate() {
+        let v = hex_val(c);
+        if v == 0xFF {
+            return HibpLine::Bad("hash has a non-hex character");
+        }
+        if i < 16 {
+            fingerprint = (fingerprint << 4) | v as u64;
+        }
+    }
+    let (count, had_count) = match count {
+        None => (1, false),
+        Some(c) => match parse_count(c) {
+            Some(0) => return HibpLine::Padding,
+            Some(n) => (n, true),
+            None => return HibpLine::Bad("count is not a whole number below 2^32"),
+        },
+    };
+    HibpLine::Hash {
+        kind,
+        fingerprint,
+        count,
+        had_count,
+    }
+}
+
+fn parse_count(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (c - b'0') as u64;
+    }
+    u32::try_from(n).ok()
+}
+
+/// Is this a range-file name (`ABCDE` or `ABCDE.txt`, any case)? Returns the uppercase prefix.
+pub fn range_prefix(name: &str) -> Option<[u8; 5]> {
+    let stem = match name.len() {
+        5 => name,
+        9 if name[5..].eq_ignore_ascii_case(".txt") => &name[..5],
+        _ => return None,
+    };
+    let b = stem.as_bytes();
+    if b.iter().all(|c| c.is_ascii_hexdigit()) {
+        let mut p = [0u8; 5];
+        for (o, c) in p.iter_mut().zip(b) {
+            *o = c.to_ascii_uppercase();
+        }
+        Some(p)
+    } else {
+        None
+    }
+}
+
+/// Open a HIBP source: a file, `-`, or a directory of range files (read in prefix order, so a
+/// complete download streams sorted).
+pub fn open(path: &Path) -> Result<(Chunks, Vec<String>)> {
+    if path != Path::new("-") && path.is_dir() {
+        return open_range_dir(path);
+    }
+    Ok((input::open_file(path)?, Vec::new()))
+}
+
+fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
+    let mut files: Vec<([u8; 5], PathBuf)> = Vec::new();
+    let mut skipped = 0usize;
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        match name.to_str().and_then(range_prefix) {
+            Some(p) if entry.file_type().map(|t| t.is_file()).unwrap_or(false) => {
+                files.push((p, entry.path()))
+            }
+            _ => skipped += 1,
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::bad_input(
+            dir,
+            "directory holds no range files (00000.txt .. FFFFF.txt)",
+        ));
+    }
+    files.sort();
+    let mut warnings = Vec::new();
+    if skipped > 0 {
+        warnings.push(format!(
+            "{}: skipped {skipped} entries that are not range files",
+            dir.display()
+        ));
+    }
+    if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::bad_input(
+            &w[1].1,
+            format!(
+                "two range files for prefix {}",
+                String::from_utf8_lossy(&w[0].0)
+            ),
+        ));
+    }
+    let chunks = input::spawn_reader(move |tx| {
+        for (prefix, path) in files {
+            crate::fsutil::check_interrupted()?;
+            let data = std::fs::read(&path).at(&path)?;
+            let chunk = Chunk {
+                data: ChunkData::Owned(data),
+                path: Arc::new(path),
+                first_of_file: true,
+                prefix: Some(prefix),
+            };
+            if tx.send(Ok(chunk)).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    Ok((chunks, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(line: &str) -> (HashKind, u64, u32) {
+        match parse_line(line.as_bytes(), None) {
+            HibpLine::Hash {
+                kind,
+                fingerprint,
+                count,
+                ..
+            } => (kind, fingerprint, count),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sha1_and_ntlm_are_told_apart_by_length() {
+        let (k, fp, c) = hash("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:52256179");
+        assert_eq!((k, fp, c), (HashKind::Sha1, 0x5BAA61E4C9B93F3F, 52256179));
+        let (k, fp, _) = hash("8846F7EAEE8FB117AD06BDD830B7586C:1");
+        assert_eq!((k, fp), (HashKind::Ntlm, 0x8846F7EAEE8FB117));
+    }
+
+    #[test]
+    fn quirks_bom_crlf_case_and_blanks() {
+        assert_eq!(
+            hash("\u{feff}5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8:3\r").1,
+            0x5BAA61E4C9B93F3F
+        );
+        assert_eq!(parse_line(b"\r", None), HibpLine::Blank);
+        assert_eq!(parse_line(b"  ", None), HibpLine::Blank);
+        assert_eq!(
+            parse_line(b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:0", None),
+            HibpLine::Padding
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_rejected() {
+        for bad in [
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD:3",
+            "ZBAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:3",
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:-1",
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:99999999999",
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:1x",
+            "<html>",
+            "alice@example.org:password",
+        ] {
+            assert!(
+                matches!(parse_line(bad.as_bytes(), None), HibpLine::Bad(_)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn bare_hash_counts_once() {
+        assert!(matches!(
+            parse_line(b"5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8", None),
+            HibpLine::Hash {
+                count: 1,
+                had_count: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn range_lines_take_the_prefix_from_the_file_name() {
+        let p = range_prefix("5baa6.TXT").unwrap();
+        assert_eq!(&p, b"5BAA6");
+        match parse_line(b"1E4C9B93F3F0682250B6CF8331B7EE68FD8:7", Some(&p)) {
+            HibpLine::Hash {
+                kind: HashKind::Sha1,
+                fingerprint,
+                count: 7,
+                ..
+            } => assert_eq!(fingerprint, 0x5BAA61E4C9B93F3F),
+            other => panic!("{other:?}"),
+        }
+        assert!(range_prefix("5BAA6.txt.bak").is_none());
+        assert!(range_prefix("GBAA6.txt").is_none());
+    }
+}
