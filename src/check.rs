@@ -237,7 +237,12 @@ fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
     for r in &mut out {
         r.findings.sort();
         r.findings.dedup();
-        r.severity = r.findings.iter().map(Finding::severity).max().unwrap_or(Severity::Unknown);
+        r.severity = r
+            .findings
+            .iter()
+            .map(Finding::severity)
+            .max()
+            .unwrap_or(Severity::Unknown);
     }
     out
 }

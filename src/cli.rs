@@ -141,7 +141,11 @@ fn parse_size(s: &str) -> std::result::Result<usize, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
         Some((i, _)) => {
-            let m = match s[i..].to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+            let m = match s[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
                 "" => 1u64,
                 "K" => 1 << 10,
                 "M" => 1 << 20,
@@ -153,7 +157,10 @@ fn parse_size(s: &str) -> std::result::Result<usize, String> {
         }
         None => (s, 1),
     };
-    let n: f64 = num.trim().parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
     if n <= 0.0 {
         return Err("size must be positive".into());
     }
@@ -205,7 +212,11 @@ fn run_build(a: BuildArgs) -> Result<i32> {
             rejected,
             s.index_bytes,
             s.index_bytes as f64 / hashes.max(1) as f64,
-            if s.external_sort { ", external sort" } else { "" }
+            if s.external_sort {
+                ", external sort"
+            } else {
+                ""
+            }
         );
     }
     Ok(0)
@@ -213,7 +224,8 @@ fn run_build(a: BuildArgs) -> Result<i32> {
 
 fn run_check(a: CheckArgs) -> Result<i32> {
     let start = std::time::Instant::now();
-    let mut sources: Vec<AccountSource> = a.accounts_csv.into_iter().map(AccountSource::Csv).collect();
+    let mut sources: Vec<AccountSource> =
+        a.accounts_csv.into_iter().map(AccountSource::Csv).collect();
     sources.extend(a.passwd_file.into_iter().map(AccountSource::PasswdFile));
     let filter = domain_filter(&a.domain, a.domains_file.as_deref())?;
     let index = Index::open(&a.index)?;
@@ -309,7 +321,11 @@ fn run_info(a: IndexArg) -> Result<i32> {
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "index        {}", a.index.display());
-    let _ = writeln!(out, "format       {} v{} (build {:016x}, built at {} UTC epoch s)", m.format, m.version, m.build_id, m.built_at);
+    let _ = writeln!(
+        out,
+        "format       {} v{} (build {:016x}, built at {} UTC epoch s)",
+        m.format, m.version, m.build_id, m.built_at
+    );
     let _ = writeln!(
         out,
         "key layout   {}-bit fingerprints, {} shards, {}-byte fst keys, value {}",
@@ -351,6 +367,10 @@ fn run_verify(a: IndexArg) -> Result<i32> {
     let index = Index::open(&a.index)?;
     index.verify()?;
     let keys: u64 = index.manifest.maps.values().map(|r| r.keys).sum();
-    eprintln!("breach-audit: {} is intact ({} hashes)", a.index.display(), keys);
+    eprintln!(
+        "breach-audit: {} is intact ({} hashes)",
+        a.index.display(),
+        keys
+    );
     Ok(0)
 }

@@ -42,8 +42,12 @@ pub unsafe fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
     Ok(map)
 }
 
-/// Create a directory (and parents) readable only by its owner.
+/// Create a directory readable only by its owner (missing parents are created 0700 too). An
+/// existing directory is left as it is: its permissions are its owner's choice.
 pub fn create_private_dir(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -52,9 +56,10 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).at(path)
 }
 
-/// Create a new file with mode 0600 (fails if it exists).
+/// Create a new file with mode 0600 (fails if it exists), open for reading and writing.
 pub fn create_private_file(path: &Path) -> Result<File> {
     OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -97,7 +102,9 @@ impl AtomicFile {
     /// Flush, fsync and rename into place.
     pub fn commit(mut self) -> Result<()> {
         let w = self.file.take().expect("committed once");
-        let file = w.into_inner().map_err(|e| Error::io(&self.tmp, e.into_error()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
         file.sync_all().at(&self.tmp)?;
         drop(file);
         fs::rename(&self.tmp, &self.target).at(&self.target)?;

@@ -33,8 +33,14 @@ mod tests {
 
     #[test]
     fn known_answers() {
-        assert_eq!(hex::encode_upper(sha1(b"password")), "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8");
+        assert_eq!(
+            hex::encode_upper(sha1(b"password")),
+            "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
+        );
         // NTLM of "password", as `mkpasswd -m nt password` prints it.
-        assert_eq!(hex::encode_upper(ntlm(b"password")), "8846F7EAEE8FB117AD06BDD830B7586C");
+        assert_eq!(
+            hex::encode_upper(ntlm(b"password")),
+            "8846F7EAEE8FB117AD06BDD830B7586C"
+        );
     }
 }

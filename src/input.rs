@@ -48,6 +48,24 @@ pub struct Chunk {
     pub prefix: Option<[u8; 5]>,
 }
 
+impl Drop for ChunkData {
+    fn drop(&mut self) {
+        if let ChunkData::Mapped { map, start, end } = self {
+            // Parsed input pages will not be read again: drop them from this process so resident
+            // memory reflects our buffers, not the size of the dump.
+            // SAFETY: a read-only file mapping; MADV_DONTNEED only discards cached pages, and a
+            // later access (a neighbouring chunk sharing a page) reads them from the file again.
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    *start,
+                    *end - *start,
+                )
+            };
+        }
+    }
+}
+
 /// How a source is packaged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Packaging {
@@ -156,7 +174,9 @@ pub fn stream_chunks<R: BufRead + Send + 'static>(mut reader: R, path: Arc<PathB
         let decoded: Box<dyn Read> = match packaging {
             Packaging::Plain => Box::new(reader),
             Packaging::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-            Packaging::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).at(&*path)?),
+            Packaging::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(reader).at(&*path)?)
+            }
         };
         let what = match packaging {
             Packaging::Plain => "",
@@ -318,7 +338,10 @@ mod tests {
 
     #[test]
     fn lines_without_final_newline_are_kept() {
-        assert_eq!(collect(b"a\nb\nc"), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            collect(b"a\nb\nc"),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(collect(b""), Vec::<Vec<u8>>::new());
         assert_eq!(collect(b"\n\n"), vec![Vec::<u8>::new(), Vec::<u8>::new()]);
     }
@@ -337,7 +360,10 @@ mod tests {
     #[test]
     fn packaging_is_detected_from_magic() {
         assert_eq!(Packaging::detect(&[0x1f, 0x8b, 8]), Packaging::Gzip);
-        assert_eq!(Packaging::detect(&[0x28, 0xb5, 0x2f, 0xfd]), Packaging::Zstd);
+        assert_eq!(
+            Packaging::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Packaging::Zstd
+        );
         assert_eq!(Packaging::detect(b"ABCD"), Packaging::Plain);
     }
 }

@@ -22,7 +22,9 @@ pub trait Row: Serialize {
 
 impl Row for Record {
     fn csv_header() -> &'static [&'static str] {
-        &["email", "domain", "owner", "contact", "severity", "findings"]
+        &[
+            "email", "domain", "owner", "contact", "severity", "findings",
+        ]
     }
     fn csv_fields(&self) -> Vec<String> {
         vec![
@@ -31,13 +33,22 @@ impl Row for Record {
             self.owner.clone().unwrap_or_default(),
             self.contact.clone().unwrap_or_default(),
             self.severity.name().to_string(),
-            self.findings.iter().map(|f| f.short()).collect::<Vec<_>>().join(";"),
+            self.findings
+                .iter()
+                .map(|f| f.short())
+                .collect::<Vec<_>>()
+                .join(";"),
         ]
     }
 }
 
 /// Write rows to `w`.
-pub fn write_rows<R: Row, W: Write>(rows: &[R], format: Format, mut w: W, shown: &Path) -> Result<()> {
+pub fn write_rows<R: Row, W: Write>(
+    rows: &[R],
+    format: Format,
+    mut w: W,
+    shown: &Path,
+) -> Result<()> {
     match format {
         Format::Jsonl => {
             for r in rows {
@@ -47,9 +58,11 @@ pub fn write_rows<R: Row, W: Write>(rows: &[R], format: Format, mut w: W, shown:
         }
         Format::Csv => {
             let mut c = csv::Writer::from_writer(&mut w);
-            c.write_record(R::csv_header()).map_err(|e| Error::io(shown, e.into()))?;
+            c.write_record(R::csv_header())
+                .map_err(|e| Error::io(shown, e.into()))?;
             for r in rows {
-                c.write_record(r.csv_fields()).map_err(|e| Error::io(shown, e.into()))?;
+                c.write_record(r.csv_fields())
+                    .map_err(|e| Error::io(shown, e.into()))?;
             }
             c.flush().at(shown)?;
         }

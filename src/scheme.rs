@@ -17,8 +17,12 @@ pub enum Stored {
     Ntlm([u8; 16]),
     Plain(Vec<u8>),
     /// Salted or otherwise not directly comparable; `scheme` is Dovecot's name for it.
-    Salted { scheme: String },
-    Unverifiable { scheme: String },
+    Salted {
+        scheme: String,
+    },
+    Unverifiable {
+        scheme: String,
+    },
 }
 
 /// How to read a hash without a `{SCHEME}` prefix.
@@ -37,7 +41,11 @@ fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
 }
 
 fn decode_b64(s: &[u8]) -> Option<Vec<u8>> {
-    let s: Vec<u8> = s.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+    let s: Vec<u8> = s
+        .iter()
+        .copied()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(&s)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&s))
@@ -103,7 +111,7 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
                 },
             }
         }
-        "PLAIN" | "CLEARTEXT" => {
+        "PLAIN" | "CLEARTEXT" | "CLEAR" => {
             let p = match enc {
                 Some("B64") => decode_b64(rest),
                 Some("HEX") => hex::decode(rest).ok(),
@@ -117,9 +125,9 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
             }
         }
         "CRYPT" | "DES-CRYPT" => crypt_scheme(rest),
-        "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5" | "BLF-CRYPT" | "ARGON2I" | "ARGON2ID"
-        | "SSHA" | "SSHA256" | "SSHA512" | "SHA256" | "SHA512" | "PLAIN-MD5" | "LDAP-MD5" | "SMD5"
-        | "PBKDF2" | "SHA3-256" | "SHA3-512" => salted(),
+        "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5" | "BLF-CRYPT" | "ARGON2I"
+        | "ARGON2ID" | "SSHA" | "SSHA256" | "SSHA512" | "SHA256" | "SHA512" | "PLAIN-MD5"
+        | "LDAP-MD5" | "SMD5" | "PBKDF2" | "SHA3-256" | "SHA3-512" => salted(),
         _ => Stored::Unverifiable {
             scheme: name.to_string(),
         },
@@ -128,6 +136,15 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
 
 /// Name the crypt(3) family of a bare hash.
 fn crypt_scheme(s: &[u8]) -> Stored {
+    // FreeBSD's NT-hash crypt (`mkpasswd -m nt`): `$3$$` + 32 hex.
+    if let Some(h) = s.strip_prefix(b"$3$$") {
+        return match decode_hex::<16>(h) {
+            Some(d) => Stored::Ntlm(d),
+            None => Stored::Unverifiable {
+                scheme: "NT-HASH (malformed)".into(),
+            },
+        };
+    }
     let scheme = if s.starts_with(b"$6$") {
         "SHA512-CRYPT"
     } else if s.starts_with(b"$5$") {
@@ -142,7 +159,10 @@ fn crypt_scheme(s: &[u8]) -> Stored {
         "ARGON2ID"
     } else if s.starts_with(b"$argon2i$") {
         "ARGON2I"
-    } else if s.len() == 13 && s.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/') {
+    } else if s.len() == 13
+        && s.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
+    {
         "DES-CRYPT"
     } else if s.is_empty() {
         return Stored::Unverifiable {
@@ -168,16 +188,38 @@ mod tests {
     fn comparable_forms() {
         let want = Stored::Sha1(decode_hex::<20>(SHA1_PASSWORD.as_bytes()).unwrap());
         // `doveadm pw -s SHA -p password`
-        assert_eq!(parse(b"{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", Bare::Crypt), want);
-        assert_eq!(parse(b"{sha1.hex}5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8", Bare::Crypt), want);
+        assert_eq!(
+            parse(b"{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", Bare::Crypt),
+            want
+        );
+        assert_eq!(
+            parse(
+                b"{sha1.hex}5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8",
+                Bare::Crypt
+            ),
+            want
+        );
         assert_eq!(parse(SHA1_PASSWORD.as_bytes(), Bare::HexOrCrypt), want);
-        assert!(matches!(parse(SHA1_PASSWORD.as_bytes(), Bare::Crypt), Stored::Unverifiable { .. }));
+        assert!(matches!(
+            parse(SHA1_PASSWORD.as_bytes(), Bare::Crypt),
+            Stored::Unverifiable { .. }
+        ));
         assert_eq!(
             parse(b"8846F7EAEE8FB117AD06BDD830B7586C", Bare::HexOrCrypt),
             Stored::Ntlm(decode_hex::<16>(b"8846F7EAEE8FB117AD06BDD830B7586C").unwrap())
         );
-        assert_eq!(parse(b"{PLAIN}pass:word", Bare::Crypt), Stored::Plain(b"pass:word".to_vec()));
-        assert_eq!(parse(b"{CLEARTEXT.b64}cGFzc3dvcmQ=", Bare::Crypt), Stored::Plain(b"password".to_vec()));
+        assert_eq!(
+            parse(b"$3$$8846f7eaee8fb117ad06bdd830b7586c", Bare::Crypt),
+            Stored::Ntlm(decode_hex::<16>(b"8846F7EAEE8FB117AD06BDD830B7586C").unwrap())
+        );
+        assert_eq!(
+            parse(b"{PLAIN}pass:word", Bare::Crypt),
+            Stored::Plain(b"pass:word".to_vec())
+        );
+        assert_eq!(
+            parse(b"{CLEARTEXT.b64}cGFzc3dvcmQ=", Bare::Crypt),
+            Stored::Plain(b"password".to_vec())
+        );
     }
 
     #[test]
@@ -192,12 +234,27 @@ mod tests {
         ] {
             assert_eq!(
                 parse(h.as_bytes(), Bare::Crypt),
-                Stored::Salted { scheme: scheme.into() },
+                Stored::Salted {
+                    scheme: scheme.into()
+                },
                 "{h}"
             );
         }
-        for h in ["{CRAM-MD5}abc", "{SCRAM-SHA-256}x", "{FOO}bar", "", "*", "{SHA}notbase64!!"] {
-            assert!(matches!(parse(h.as_bytes(), Bare::Crypt), Stored::Unverifiable { .. }), "{h}");
+        for h in [
+            "{CRAM-MD5}abc",
+            "{SCRAM-SHA-256}x",
+            "{FOO}bar",
+            "",
+            "*",
+            "{SHA}notbase64!!",
+        ] {
+            assert!(
+                matches!(
+                    parse(h.as_bytes(), Bare::Crypt),
+                    Stored::Unverifiable { .. }
+                ),
+                "{h}"
+            );
         }
     }
 }

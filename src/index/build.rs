@@ -13,7 +13,7 @@
 //! directory removed on success, failure and interrupt.
 
 use super::keys::{HashKind, NUM_SHARDS, shard_of};
-use super::manifest::{self, KeyLayout, MANIFEST, MapRecord, Manifest, SourceRecord};
+use super::manifest::{self, KeyLayout, MANIFEST, Manifest, MapRecord, SourceRecord};
 use super::mapfile::{self, BuiltShard, MapFile, MapFileWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -62,10 +62,14 @@ const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildSummary> {
     let start = Instant::now();
     if opts.hibp.is_empty() {
-        return Err(Error::Usage("nothing to build from: give at least one --hibp source".into()));
+        return Err(Error::Usage(
+            "nothing to build from: give at least one --hibp source".into(),
+        ));
     }
     if opts.hibp.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
-        return Err(Error::Usage("standard input (-) can be read only once".into()));
+        return Err(Error::Usage(
+            "standard input (-) can be read only once".into(),
+        ));
     }
     let staging = Staging::new(&opts.index)?;
     let tmp_parent = opts
@@ -79,8 +83,16 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     // Two sinks share the budget.
     let budget_records = (opts.mem / 2 / RECORD_BYTES).max(1 << 16);
     let mut sinks = [
-        KindSink::new(HashKind::Sha1, budget_records, staging.path.join(HashKind::Sha1.file_name())),
-        KindSink::new(HashKind::Ntlm, budget_records, staging.path.join(HashKind::Ntlm.file_name())),
+        KindSink::new(
+            HashKind::Sha1,
+            budget_records,
+            staging.path.join(HashKind::Sha1.file_name()),
+        ),
+        KindSink::new(
+            HashKind::Ntlm,
+            budget_records,
+            staging.path.join(HashKind::Ntlm.file_name()),
+        ),
     ];
     let mut sources = Vec::new();
     for path in &opts.hibp {
@@ -96,7 +108,9 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         let kind = sink.kind;
         if let Some(trailer) = sink.finish(build_id, &mut tmp)? {
             let file = kind.file_name();
-            let bytes = std::fs::metadata(staging.path.join(file)).at(staging.path.join(file))?.len();
+            let bytes = std::fs::metadata(staging.path.join(file))
+                .at(staging.path.join(file))?
+                .len();
             index_bytes += bytes;
             maps.insert(
                 kind.name().to_string(),
@@ -231,7 +245,11 @@ fn ingest_hibp(
             }
             for (l, reason) in &out.bad {
                 if samples.len() < SAMPLES {
-                    samples.push(format!("{}:{}: {reason}", chunk.path.display(), line_base + l));
+                    samples.push(format!(
+                        "{}:{}: {reason}",
+                        chunk.path.display(),
+                        line_base + l
+                    ));
                 }
             }
             line_base += out.lines;
@@ -484,7 +502,9 @@ impl KindSink {
             w.write_all(&fp.to_le_bytes()).at(&path)?;
             w.write_all(&c.to_le_bytes()).at(&path)?;
         }
-        let file = w.into_inner().map_err(|e| Error::io(&path, e.into_error()))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
         let starts = shard_starts(&self.run_buf);
         self.run_buf.clear();
         // SAFETY: our own private temporary file, no longer written.
@@ -587,7 +607,12 @@ impl Staging {
     fn new(target: &Path) -> Result<Staging> {
         let name = target
             .file_name()
-            .ok_or_else(|| Error::Usage(format!("--index {}: not a directory name", target.display())))?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--index {}: not a directory name",
+                    target.display()
+                ))
+            })?
             .to_string_lossy()
             .to_string();
         let parent = match target.parent() {
@@ -595,9 +620,13 @@ impl Staging {
             _ => PathBuf::from("."),
         };
         check_replaceable(target)?;
-        fsutil::create_private_dir(&parent).or_else(|_| std::fs::create_dir_all(&parent).at(&parent))?;
+        fsutil::create_private_dir(&parent)?;
         remove_stale_staging(&parent, &name);
-        let path = parent.join(format!(".{name}.building-{}-{}", std::process::id(), fsutil::unique_suffix()));
+        let path = parent.join(format!(
+            ".{name}.building-{}-{}",
+            std::process::id(),
+            fsutil::unique_suffix()
+        ));
         fsutil::create_private_dir(&path)?;
         Ok(Staging {
             target: target.to_path_buf(),
@@ -648,7 +677,10 @@ fn check_replaceable(target: &Path) -> Result<()> {
         return Ok(());
     };
     if !meta.is_dir() {
-        return Err(Error::index(target, "exists and is not a directory; refusing to replace it"));
+        return Err(Error::index(
+            target,
+            "exists and is not a directory; refusing to replace it",
+        ));
     }
     if target.join(MANIFEST).exists() {
         return Ok(());
@@ -668,8 +700,10 @@ fn check_replaceable(target: &Path) -> Result<()> {
 fn exchange(a: &Path, b: &Path) -> Result<bool> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
+    let ca =
+        CString::new(a.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
+    let cb =
+        CString::new(b.as_os_str().as_bytes()).map_err(|_| Error::Usage("path with NUL".into()))?;
     // SAFETY: two valid NUL-terminated paths; renameat2 does not retain them.
     let r = unsafe {
         libc::syscall(

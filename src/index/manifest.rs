@@ -82,10 +82,19 @@ impl Manifest {
             format: String,
             version: u32,
         }
-        let head: Head = serde_json::from_slice(&text)
-            .map_err(|e| Error::index(dir, format!("manifest.json is damaged ({e}); rebuild the index with `breach-audit build`")))?;
+        let head: Head = serde_json::from_slice(&text).map_err(|e| {
+            Error::index(
+                dir,
+                format!(
+                    "manifest.json is damaged ({e}); rebuild the index with `breach-audit build`"
+                ),
+            )
+        })?;
         if head.format != FORMAT_NAME {
-            return Err(Error::index(dir, "manifest.json is not a breach-audit index manifest"));
+            return Err(Error::index(
+                dir,
+                "manifest.json is not a breach-audit index manifest",
+            ));
         }
         if head.version != FORMAT_VERSION {
             return Err(Error::index(
@@ -96,8 +105,14 @@ impl Manifest {
                 ),
             ));
         }
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::index(dir, format!("manifest.json is damaged ({e}); rebuild the index with `breach-audit build`")))
+        serde_json::from_slice(&text).map_err(|e| {
+            Error::index(
+                dir,
+                format!(
+                    "manifest.json is damaged ({e}); rebuild the index with `breach-audit build`"
+                ),
+            )
+        })
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {

@@ -68,7 +68,12 @@ impl MapFile {
         // SAFETY: index files are never modified in place (see fsutil::map_file).
         let map = Arc::new(unsafe { crate::fsutil::map_file(&file, path) }?);
         let _ = map.advise(memmap2::Advice::Random);
-        let bad = |msg: &str| Error::index(path, format!("{msg}; rebuild the index with `breach-audit build`"));
+        let bad = |msg: &str| {
+            Error::index(
+                path,
+                format!("{msg}; rebuild the index with `breach-audit build`"),
+            )
+        };
         let len = map.len();
         let table_len = (NUM_SHARDS + 1) * 8;
         if len < TRAILER_LEN + table_len {
@@ -144,7 +149,11 @@ impl MapFile {
     }
 
     /// Visit the (fingerprint, count) pairs of one shard in order.
-    pub fn for_each_in_shard(&self, shard: usize, mut f: impl FnMut(u64, u64) -> Result<()>) -> Result<()> {
+    pub fn for_each_in_shard(
+        &self,
+        shard: usize,
+        mut f: impl FnMut(u64, u64) -> Result<()>,
+    ) -> Result<()> {
         if let Some(m) = &self.shards[shard] {
             let mut st = m.into_stream();
             while let Some((k, v)) = st.next() {
@@ -159,7 +168,10 @@ impl MapFile {
         let len = self.map.len();
         let crc = crc32fast::hash(&self.map[..len - 8]);
         if crc != self.trailer.crc {
-            return Err(Error::index(&self.path, "checksum mismatch: the file is damaged; rebuild the index with `breach-audit build`"));
+            return Err(Error::index(
+                &self.path,
+                "checksum mismatch: the file is damaged; rebuild the index with `breach-audit build`",
+            ));
         }
         let mut keys = 0u64;
         for (s, m) in self.shards.iter().enumerate() {
@@ -171,7 +183,10 @@ impl MapFile {
             }
         }
         if keys != self.trailer.keys {
-            return Err(Error::index(&self.path, "key count does not match the trailer"));
+            return Err(Error::index(
+                &self.path,
+                "key count does not match the trailer",
+            ));
         }
         Ok(())
     }
@@ -245,7 +260,10 @@ impl MapFileWriter {
         tail.extend_from_slice(&crc.to_le_bytes());
         tail.extend_from_slice(&0u32.to_le_bytes());
         self.write(&tail)?;
-        let file = self.out.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().at(&self.path)?;
         Ok(Trailer {
             build_id,

@@ -50,7 +50,10 @@ impl Index {
             };
             let m = MapFile::open(&dir.join(&rec.file))?;
             if m.trailer.build_id != manifest.build_id {
-                return Err(Error::index(dir.join(&rec.file), "belongs to another build than manifest.json; rebuild the index with `breach-audit build`"));
+                return Err(Error::index(
+                    dir.join(&rec.file),
+                    "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
+                ));
             }
             maps[kind.index()] = Some(m);
         }
@@ -73,9 +76,15 @@ impl Index {
     }
 
     /// Times a plaintext password was seen: its SHA-1 count, or its NTLM count when the index has
-    /// no SHA-1 entry for it (an index may be built from NTLM dumps only).
+    /// no SHA-1 entry for it (an index may be built from NTLM dumps only). A password that is not
+    /// UTF-8 is taken as Latin-1 and also looked up as the UTF-8 text it stands for, which is how
+    /// HIBP hashed it.
     pub fn password_count(&self, password: &[u8]) -> u64 {
-        let c = self.count(HashKind::Sha1, &crate::hashes::sha1(password));
+        let mut c = self.count(HashKind::Sha1, &crate::hashes::sha1(password));
+        if c == 0 && std::str::from_utf8(password).is_err() {
+            let utf8: String = password.iter().map(|&b| b as char).collect();
+            c = self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()));
+        }
         if c > 0 {
             return c;
         }

@@ -38,7 +38,8 @@ impl AccountBatch {
     fn reject(&mut self, path: &Path, line: u64, why: &str) {
         self.rejected += 1;
         if self.samples.len() < 5 {
-            self.samples.push(format!("{}:{line}: {why}", path.display()));
+            self.samples
+                .push(format!("{}:{line}: {why}", path.display()));
         }
     }
 }
@@ -73,7 +74,8 @@ pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch
         .clone();
     let find = |names: &[&str]| {
         headers.iter().position(|h| {
-            let h = String::from_utf8_lossy(crate::sources::hibp::trim_blanks(h)).to_ascii_lowercase();
+            let h =
+                String::from_utf8_lossy(crate::sources::hibp::trim_blanks(h)).to_ascii_lowercase();
             names.contains(&h.as_str())
         })
     };
@@ -94,12 +96,19 @@ pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                out.reject(path, line, &format!("unreadable CSV row ({})", csv_error_kind(&e)));
+                out.reject(
+                    path,
+                    line,
+                    &format!("unreadable CSV row ({})", csv_error_kind(&e)),
+                );
                 continue;
             }
         }
         let line = rec.position().map(|p| p.line()).unwrap_or(line);
-        if rec.iter().all(|f| crate::sources::hibp::trim_blanks(f).is_empty()) {
+        if rec
+            .iter()
+            .all(|f| crate::sources::hibp::trim_blanks(f).is_empty())
+        {
             continue;
         }
         let (Some(e), Some(h)) = (rec.get(ei), rec.get(hi)) else {
@@ -140,7 +149,11 @@ pub fn read_passwd_file(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<Acco
     let mut out = AccountBatch::default();
     for (i, line) in crate::input::lines(&data).enumerate() {
         let line_no = i as u64 + 1;
-        let line = if i == 0 { line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line) } else { line };
+        let line = if i == 0 {
+            line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+        } else {
+            line
+        };
         let line = crate::sources::hibp::trim_blanks(line);
         if line.is_empty() || line.starts_with(b"#") {
             continue;

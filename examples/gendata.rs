@@ -1,0 +1,141 @@
+//! Generator of realistic test data for breach-audit (driven by `scripts/gen-data.sh`).
+//!
+//! `gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]` writes a HIBP-shaped dump to stdout:
+//! uppercase hex, `:COUNT` with a heavy-tailed count distribution (most hashes seen once or twice),
+//! ordered by hash like the official downloader (or not, with --unsorted: the same set of hashes
+//! in another order). The hashes of each 20-bit prefix are derived from (seed, prefix), so
+//! `gendata accounts` can name hashes that are in the dump without reading it.
+//!
+//! `gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]` writes an `email,hash` CSV
+//! export with COUNT accounts, a fraction R of whose hashes are in the dump of DUMP_LINES lines.
+
+use std::io::{BufWriter, Write};
+
+struct Rng(u64);
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const PREFIXES: u64 = 1 << 20;
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Number of hashes in prefix `p` for a dump of `n` lines.
+fn per_prefix(n: u64, p: u64) -> u64 {
+    ((p + 1) as u128 * n as u128 / PREFIXES as u128) as u64
+        - (p as u128 * n as u128 / PREFIXES as u128) as u64
+}
+
+/// The hashes (as 160-bit: prefix 20 bits + 140 random bits, stored in 3 u64) and counts of prefix p, sorted.
+fn prefix_hashes(seed: u64, n: u64, p: u64) -> Vec<([u64; 3], u32)> {
+    let k = per_prefix(n, p);
+    let mut rng = Rng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ p);
+    let mut v: Vec<([u64; 3], u32)> = (0..k)
+        .map(|_| {
+            let h = [(p << 44) | (rng.next() >> 20), rng.next(), rng.next()];
+            // P(count >= c) = c^-1.3: 59% are seen once.
+            let c = (1.0 / rng.unit().max(1e-12).powf(1.0 / 1.3)).min(4e8) as u32;
+            (h, c.max(1))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn hex_digits(h: &[u64; 3], digits: usize, out: &mut Vec<u8>) {
+    for i in 0..digits {
+        let word = h[i / 16];
+        let nib = (word >> (60 - 4 * (i % 16))) & 0xF;
+        out.push(HEX[nib as usize]);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let opt = |f: &str| {
+        args.iter()
+            .position(|a| a == f)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let seed: u64 = opt("--seed").map(|s| s.parse().expect("seed")).unwrap_or(1);
+    let digits = if flag("--ntlm") { 32 } else { 40 };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut line = Vec::with_capacity(64);
+    match args.first().map(String::as_str) {
+        Some("hibp") => {
+            let n: u64 = args[1].parse().expect("LINES");
+            let eol: &[u8] = if flag("--crlf") { b"\r\n" } else { b"\n" };
+            for i in 0..PREFIXES {
+                // --unsorted: visit prefixes in a scrambled order and reverse each prefix.
+                let p = if flag("--unsorted") {
+                    (i * 0x9E37B) & (PREFIXES - 1)
+                } else {
+                    i
+                };
+                let mut hs = prefix_hashes(seed, n, p);
+                if flag("--unsorted") {
+                    hs.reverse();
+                }
+                for (h, c) in hs {
+                    line.clear();
+                    hex_digits(&h, digits, &mut line);
+                    line.push(b':');
+                    line.extend_from_slice(c.to_string().as_bytes());
+                    line.extend_from_slice(eol);
+                    out.write_all(&line).expect("write");
+                }
+            }
+        }
+        Some("accounts") => {
+            let count: u64 = args[1].parse().expect("COUNT");
+            let dump: u64 = args[2].parse().expect("DUMP_LINES");
+            let hit: f64 = opt("--hit-rate")
+                .map(|s| s.parse().expect("rate"))
+                .unwrap_or(0.1);
+            let mut rng = Rng::new(seed ^ 0xACC0);
+            writeln!(out, "email,hash").expect("write");
+            for i in 0..count {
+                line.clear();
+                line.extend_from_slice(format!("user{i}@customer{}.example,", i % 997).as_bytes());
+                if rng.unit() < hit {
+                    loop {
+                        let p = rng.next() % PREFIXES;
+                        let hs = prefix_hashes(seed, dump, p);
+                        if !hs.is_empty() {
+                            let (h, _) = hs[(rng.next() % hs.len() as u64) as usize];
+                            hex_digits(&h, digits, &mut line);
+                            break;
+                        }
+                    }
+                } else {
+                    let h = [rng.next(), rng.next(), rng.next()];
+                    hex_digits(&h, digits, &mut line);
+                }
+                line.push(b'\n');
+                out.write_all(&line).expect("write");
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]"
+            );
+            std::process::exit(2);
+        }
+    }
+    out.flush().expect("flush");
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Regenerate the committed fixtures in sample-data/ (run once; the output is committed).
+
+Password hashes of accounts are made by the real tools: `doveadm pw` (dovecot-core), `mkpasswd`
+(whois) and `htpasswd` (apache2-utils); SHA-1 by hashlib, NTLM by `mkpasswd -m nt`. The dumps carry
+every quirk of ../shared/FORMATS.md: BOM, CRLF, no final newline, padding rows, blank and junk
+lines, an NTLM line inside a SHA-1 file, lowercase hex, multi-member gzip, zstd, range files.
+"""
+import gzip, hashlib, os, random, subprocess, sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sample-data")
+rng = random.Random(20261122)
+
+
+def sh(*cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def sha1(p: bytes) -> str:
+    return hashlib.sha1(p).hexdigest().upper()
+
+
+def ntlm(p: str) -> str:
+    # openssl MD4 over the UTF-16LE password, as Windows and HIBP compute it. (`mkpasswd -m nt`
+    # widens each UTF-8 *byte*, which is wrong for non-ASCII passwords; it is used below only for
+    # an ASCII one, to get its `$3$$` format.)
+    r = subprocess.run(["openssl", "dgst", "-md4", "-provider", "legacy", "-provider", "default", "-r"],
+                       input=p.encode("utf-16-le"), check=True, capture_output=True)
+    return r.stdout.split()[0].decode().upper()
+
+
+def filler(n, digits):
+    return ["".join(rng.choice("0123456789ABCDEF") for _ in range(digits)) for _ in range(n)]
+
+
+# Passwords in the dumps, with counts.
+SHA1_MAIN = {"password": 52256179, "123456": 37359195, "Summer2024!": 1402, "hunter2": 43960,
+             "letmein": 1151871, "qwerty": 10727868, "pass:word": 12}
+NTLM_MAIN = {"password": 52256179, "Summer2024!": 1402, "pässwörd": 31, "Winter2025": 77}
+ZST_EXTRA = {"correct horse battery staple": 390, "trustno1": 151393}
+RANGE_ONLY = {"Passw0rd!": 230157, "monkey123": 20987}
+PADDING_ONLY = "never-breached-padding"  # appears only as a :0 padding row
+
+
+def write(path, data: bytes):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def main():
+    hibp = os.path.join(ROOT, "hibp")
+    # 1. SHA-1 file, sorted, BOM + CRLF, no final newline, padding row, blank + junk lines, an NTLM
+    #    line in the middle (real corruption), one lowercase hash.
+    rows = [(sha1(p.encode()), c) for p, c in SHA1_MAIN.items()]
+    rows += [(h, rng.choice([1, 1, 1, 2, 3, 17, 250])) for h in filler(300, 40)]
+    rows.append((sha1(PADDING_ONLY.encode()), 0))
+    rows.sort()
+    lines = [f"{h}:{c}" for h, c in rows]
+    lines[10] = lines[10].lower()
+    lines.insert(50, "")
+    lines.insert(120, f"{ntlm('Winter2025')}:77")
+    lines.insert(200, "<html><body>rate limited</body></html>")
+    write(os.path.join(hibp, "pwned-passwords-sha1.txt"),
+          b"\xef\xbb\xbf" + "\r\n".join(lines).encode())
+    # 2. NTLM dump, LF, as a two-member gzip.
+    rows = sorted([(ntlm(p), c) for p, c in NTLM_MAIN.items()] + [(h, 1) for h in filler(200, 32)])
+    text = "".join(f"{h}:{c}\n" for h, c in rows).encode()
+    half = len(text) // 2
+    half = text.rindex(b"\n", 0, half) + 1
+    write(os.path.join(hibp, "pwned-passwords-ntlm.txt.gz"),
+          gzip.compress(text[:half], mtime=0) + gzip.compress(text[half:], mtime=0))
+    # 3. Unsorted ("ordered by prevalence") SHA-1 extra, zstd.
+    rows = [(sha1(p.encode()), c) for p, c in ZST_EXTRA.items()] + [(h, 5) for h in filler(50, 40)]
+    rows.sort(key=lambda r: -r[1])
+    plain = "".join(f"{h}:{c}\n" for h, c in rows).encode()
+    write(os.path.join(hibp, "extra-by-prevalence.txt"), plain)
+    subprocess.run(["zstd", "-q", "-f", "--rm", os.path.join(hibp, "extra-by-prevalence.txt")], check=True)
+    # 4. Range directory: the prefixes of the RANGE_ONLY passwords plus one filler prefix, with a
+    #    BOM, padding rows and CRLF, as the downloader writes them.
+    rdir = os.path.join(hibp, "ranges")
+    os.makedirs(rdir, exist_ok=True)
+    for f in os.listdir(rdir):
+        os.remove(os.path.join(rdir, f))
+    for p, c in RANGE_ONLY.items():
+        h = sha1(p.encode())
+        rows = sorted([(h[5:], c)] + [(s, 0) for s in filler(3, 35)] + [(s, 2) for s in filler(5, 35)])
+        body = "\r\n".join(f"{s}:{n}" for s, n in rows) + "\r\n"
+        write(os.path.join(rdir, h[:5] + ".txt"), b"\xef\xbb\xbf" + body.encode())
+    write(os.path.join(rdir, "README"), b"not a range file: skipped with a warning\n")
+
+    acc = os.path.join(ROOT, "accounts")
+    # CSV export: BOM, CRLF, header in another case, every stored-hash form.
+    cram = sh("doveadm", "pw", "-s", "CRAM-MD5", "-p", "password")
+    crypt6 = sh("mkpasswd", "-m", "sha512crypt", "Summer2024!")
+    rows = [
+        ("Email", "Hash"),
+        ("alice@example.org", sha1(b"password")),
+        ("Bob@Example.ORG ", ntlm("Summer2024!").lower()),
+        ("carol@example.org", sh("doveadm", "pw", "-s", "SHA", "-p", "not in any dump 9f3k")),
+        ("dave@example.net", "{PLAIN}hunter2"),
+        ("erin@example.net", cram),
+        ("frank@example.net", crypt6),
+        ("grace@bücher.example", sha1(b"123456")),
+        ("not-an-email", "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"),
+        ("heidi@example.org", "{PLAIN}pass,word"),
+        ("ivan@example.org", sha1(PADDING_ONLY.encode())),
+        ("judy@example.org", sha1(b"Passw0rd!")),
+        ("ken@example.org", sha1(b"trustno1")),
+        ("mallory@example.org", sh("mkpasswd", "-m", "nt", "Winter2025")),
+    ]
+    def q(s):
+        return '"' + s.replace('"', '""') + '"' if ("," in s or '"' in s) else s
+    write(os.path.join(acc, "export.csv"),
+          b"\xef\xbb\xbf" + "".join(f"{q(e)},{q(h)}\r\n" for e, h in rows).encode())
+    # Dovecot passwd-file: comments, blank lines, extra fields, a non-UTF-8 (Latin-1) password.
+    users = [
+        "# Dovecot passwd-file, made with doveadm pw / htpasswd / mkpasswd",
+        f"alice@example.com:{sh('doveadm', 'pw', '-s', 'SHA512-CRYPT', '-p', 'password')}:1000:1000::/home/vmail/alice::",
+        "bob@example.com:{PLAIN}letmein:1000:1000::/home/vmail/bob::userdb_quota_rule=*:storage=1G",
+        "",
+        f"carol@example.com:{sh('doveadm', 'pw', '-s', 'SHA', '-p', 'qwerty')}:1000:1000::/home/vmail/carol::",
+        f"dan@example.com:{sh('htpasswd', '-nbB', 'dan', 'password').split(':', 1)[1]}:1000:1000::/home/vmail/dan::",
+        f"eve@example.com:{sh('doveadm', 'pw', '-s', 'SCRAM-SHA-256', '-p', 'password')}:1000:1000::/home/vmail/eve::",
+        "nodomain:{PLAIN}letmein:1000:1000::/home/vmail/nodomain::",
+        f"Olga@Example.COM:{sh('doveadm', 'pw', '-s', 'SSHA256', '-p', 'password')}:1000:1000::/home/vmail/olga::",
+    ]
+    data = "\n".join(users).encode() + b"\n"
+    data += b"frank@example.com:{PLAIN}p\xe4ssw\xf6rd:1000:1000::/home/vmail/frank::\n"
+    write(os.path.join(acc, "dovecot-users"), data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

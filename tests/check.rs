@@ -1,0 +1,212 @@
+//! `check`: account exports and passwd-files against the index.
+
+mod common;
+use common::*;
+
+fn sample_index(w: &Workdir) {
+    w.build(
+        "idx",
+        &[
+            &sample("hibp/pwned-passwords-sha1.txt"),
+            &sample("hibp/pwned-passwords-ntlm.txt.gz"),
+            &sample("hibp/extra-by-prevalence.txt.zst"),
+            &sample("hibp/ranges"),
+        ],
+    );
+}
+
+fn accounts() -> [String; 4] {
+    [
+        "--accounts-csv".into(),
+        sample("accounts/export.csv").display().to_string(),
+        "--passwd-file".into(),
+        sample("accounts/dovecot-users").display().to_string(),
+    ]
+}
+
+#[test]
+fn sample_check_matches_golden_output() {
+    let w = Workdir::new();
+    sample_index(&w);
+    let acc = accounts();
+    let mut args = vec!["check", "--index", "idx"];
+    args.extend(acc.iter().map(String::as_str));
+    let r = w.run(&args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let golden = std::fs::read_to_string(sample("expected/check.jsonl")).unwrap();
+    assert_eq!(r.out(), golden);
+    // The summary counts what could not be compared instead of calling it clean.
+    assert!(r.stderr.contains("19 accounts"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("4 salted (not comparable), 2 unverifiable, 2 rows rejected"),
+        "{}",
+        r.stderr
+    );
+    // No password of the inputs reaches the log.
+    for secret in ["hunter2", "letmein", "pass,word"] {
+        assert!(!r.stderr.contains(secret), "{secret} in log");
+    }
+}
+
+#[test]
+fn golden_facts_hold() {
+    // What the golden file says, spelled out, so a regenerated golden cannot hide a regression.
+    let golden = std::fs::read_to_string(sample("expected/check.jsonl")).unwrap();
+    let recs: Vec<serde_json::Value> = golden
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |e: &str| recs.iter().find(|r| r["email"] == e).cloned();
+    let pwned = |e: &str| find(e).unwrap()["findings"][0]["count"].as_u64().unwrap();
+    assert_eq!(pwned("alice@example.org"), 52256179); // SHA-1 hex
+    assert_eq!(pwned("bob@example.org"), 1402); // NTLM hex, mixed-case address
+    assert_eq!(pwned("dave@example.net"), 43960); // {PLAIN}
+    assert_eq!(pwned("carol@example.com"), 10727868); // {SHA} from doveadm
+    assert_eq!(pwned("frank@example.com"), 31); // Latin-1 plaintext, found via NTLM
+    assert_eq!(pwned("grace@xn--bcher-kva.example"), 37359195); // IDN domain to punycode
+    assert_eq!(pwned("judy@example.org"), 230157); // range directory
+    assert_eq!(pwned("ken@example.org"), 151393); // unsorted zstd dump
+    assert_eq!(pwned("mallory@example.org"), 154); // mkpasswd -m nt `$3$$`
+    assert_eq!(find("erin@example.net").unwrap()["severity"], "unknown"); // CRAM-MD5
+    assert_eq!(
+        find("eve@example.com").unwrap()["findings"][0]["scheme"],
+        "SCRAM-SHA-256"
+    );
+    for clean in [
+        "carol@example.org",
+        "ivan@example.org",
+        "heidi@example.org",
+        "frank@example.net",
+        "alice@example.com",
+    ] {
+        assert!(find(clean).is_none(), "{clean} should not be reported");
+    }
+    let mut sorted: Vec<String> = recs
+        .iter()
+        .map(|r| r["email"].as_str().unwrap().to_string())
+        .collect();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        recs.iter()
+            .map(|r| r["email"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    for r in &recs {
+        assert!(r["owner"].is_null() && r["contact"].is_null());
+    }
+}
+
+#[test]
+fn output_file_is_private_and_csv_has_a_header() {
+    let w = Workdir::new();
+    sample_index(&w);
+    let acc = sample("accounts/export.csv").display().to_string();
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--accounts-csv",
+        &acc,
+        "--format",
+        "csv",
+        "--output",
+        "report.csv",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+    let meta = std::fs::metadata(w.path("report.csv")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(w.path("report.csv")).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("email,domain,owner,contact,severity,findings")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("alice@example.org,example.org,,,high,password_pwned:52256179")
+    );
+}
+
+#[test]
+fn domain_filter_and_exit_zero_when_clean() {
+    let w = Workdir::new();
+    sample_index(&w);
+    let acc = accounts();
+    let mut args = vec!["check", "--index", "idx", "--domain", "Example.NET"];
+    args.extend(acc.iter().map(String::as_str));
+    let r = w.run(&args);
+    assert_eq!(r.code, 1);
+    let emails: Vec<String> = r
+        .out()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(emails, ["dave@example.net", "erin@example.net"]);
+    w.write(
+        "clean.csv",
+        "email,hash\nzed@example.org,{PLAIN}a very long unique passphrase 1\n",
+    );
+    let r = w.run(&["check", "--index", "idx", "--accounts-csv", "clean.csv"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.out(), "");
+}
+
+#[test]
+fn ntlm_accounts_against_a_sha1_only_index_are_unverifiable_not_clean() {
+    let w = Workdir::new();
+    w.write("d.txt", "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:9\n");
+    w.build("idx", &[&w.path("d.txt")]);
+    w.write(
+        "a.csv",
+        "email,hash\nnt@example.org,8846F7EAEE8FB117AD06BDD830B7586C\n",
+    );
+    let r = w.run(&["check", "--index", "idx", "--accounts-csv", "a.csv"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.out().contains(
+            r#""severity":"unknown","findings":[{"kind":"unverifiable","scheme":"NTLM"}]"#
+        ),
+        "{}",
+        r.out()
+    );
+    assert!(
+        r.stderr.contains("the index has no ntlm hashes"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn unreadable_sources_fail_closed() {
+    let w = Workdir::new();
+    sample_index(&w);
+    let r = w.run(&["check", "--index", "idx", "--accounts-csv", "missing.csv"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("missing.csv"));
+    assert!(r.stdout.is_empty());
+    w.write(
+        "nohdr.csv",
+        "alice@example.org,5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8\n",
+    );
+    let r = w.run(&["check", "--index", "idx", "--accounts-csv", "nohdr.csv"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("must name an email column"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&["check", "--index", "noindex", "--accounts-csv", "nohdr.csv"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("does not exist"));
+}

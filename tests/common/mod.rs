@@ -1,0 +1,140 @@
+//! Test helpers: run the built binary in a temporary work directory (xsv's `Workdir` pattern).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).to_string()
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+        }
+    }
+}
+
+pub fn sample(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample-data")
+        .join(rel)
+}
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_breach-audit"));
+        c.current_dir(self.dir.path());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.cmd().args(args).output().expect("spawn").into()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait");
+        feeder.join().unwrap();
+        out.into()
+    }
+
+    /// Build an index named `name` from the given --hibp sources; asserts success.
+    pub fn build(&self, name: &str, sources: &[&Path]) -> Run {
+        let mut args = vec!["build".to_string(), "--index".into(), name.into()];
+        for s in sources {
+            args.push("--hibp".into());
+            args.push(s.display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = self.run(&args);
+        assert_eq!(r.code, 0, "build failed: {}", r.stderr);
+        r
+    }
+
+    /// Counts printed by `lookup` for these passwords.
+    pub fn lookup(&self, index: &str, passwords: &[&str]) -> Vec<u64> {
+        let input: String = passwords.iter().map(|p| format!("{p}\n")).collect();
+        let r = self.run_stdin(&["lookup", "--index", index], input.as_bytes());
+        assert!(r.code == 0 || r.code == 1, "lookup failed: {}", r.stderr);
+        r.out().lines().map(|l| l.parse().unwrap()).collect()
+    }
+}
+
+/// Deterministic pseudo-random 64-bit numbers (splitmix64).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// `n` random SHA-1 dump lines `HASH:COUNT`, sorted by hash.
+pub fn random_dump(n: usize, seed: u64) -> Vec<String> {
+    let mut r = Rng(seed);
+    let mut v: Vec<String> = (0..n)
+        .map(|_| {
+            format!(
+                "{:016X}{:016X}{:08X}:{}",
+                r.next(),
+                r.next(),
+                r.next() as u32,
+                1 + r.next() % 1000
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
