@@ -103,7 +103,10 @@ impl DomainFilter {
     }
 }
 
-/// Read every account source, then judge every account against the index.
+/// Accounts judged together.
+const BATCH: usize = 16 * 1024;
+
+/// Read every account source and judge every account against the index.
 pub fn check(
     index: &Index,
     sources: &[AccountSource],
@@ -116,45 +119,81 @@ pub fn check(
         ));
     }
     let mut summary = CheckSummary::default();
-    let mut all = Vec::new();
-    for src in sources {
-        let batch = accounts::read(src, &|d| filter.wants(d))?;
-        if batch.rejected > 0 {
-            warn(format!(
-                "rejected {} rows that are not accounts; first: {}",
-                batch.rejected,
-                batch.samples.join("; ")
-            ));
-        }
-        summary.rejected_rows += batch.rejected;
-        all.extend(batch.accounts);
-    }
-    summary.accounts = all.len() as u64;
-    let mut missing_map = [0u64; 2];
-    let verdicts: Vec<(Vec<Finding>, Kind)> = all.par_iter().map(|a| judge(index, a)).collect();
-    let mut records: Vec<Record> = Vec::new();
-    for (a, (findings, kind)) in all.into_iter().zip(verdicts) {
-        match kind {
-            Kind::Compared => summary.compared += 1,
-            Kind::Salted => summary.salted += 1,
-            Kind::Unverifiable => summary.unverifiable += 1,
-            Kind::NoMap(k) => {
-                summary.unverifiable += 1;
-                missing_map[k.index()] += 1;
+    // A reader (this thread) hands batches of accounts to a judge thread, which judges each batch
+    // in parallel while the next is read. Memory holds a few batches and the at-risk records,
+    // whatever the number of accounts.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Account>>(2);
+    let (records, judged, missing_map) = std::thread::scope(|scope| -> Result<_> {
+        let judge_thread = scope.spawn(move || -> Result<_> {
+            let mut records = Vec::new();
+            let mut judged = CheckSummary::default();
+            let mut missing_map = [0u64; 2];
+            for batch in rx {
+                let verdicts: Vec<(Vec<Finding>, Kind)> = batch
+                    .par_iter()
+                    .map(|a| judge(index, a))
+                    .collect::<Result<_>>()?;
+                for (a, (findings, kind)) in batch.into_iter().zip(verdicts) {
+                    match kind {
+                        Kind::Compared => judged.compared += 1,
+                        Kind::Salted => judged.salted += 1,
+                        Kind::Unverifiable => judged.unverifiable += 1,
+                        Kind::NoMap(k) => {
+                            judged.unverifiable += 1;
+                            missing_map[k.index()] += 1;
+                        }
+                    }
+                    if !findings.is_empty() {
+                        records.push(Record {
+                            domain: a.email.domain().to_string(),
+                            email: a.email.addr,
+                            owner: a.owner,
+                            contact: a.contact,
+                            severity: Severity::Unknown,
+                            findings,
+                        });
+                    }
+                }
             }
-        }
-        if findings.is_empty() {
-            continue;
-        }
-        records.push(Record {
-            domain: a.email.domain().to_string(),
-            email: a.email.addr,
-            owner: a.owner,
-            contact: a.contact,
-            severity: Severity::Unknown,
-            findings,
+            Ok((records, judged, missing_map))
         });
-    }
+        let mut read_all = || -> Result<()> {
+            let mut batch: Vec<Account> = Vec::with_capacity(BATCH);
+            for src in sources {
+                let stats = accounts::read(src, &|d| filter.wants(d), &mut |a| {
+                    batch.push(a);
+                    if batch.len() == BATCH {
+                        crate::fsutil::check_interrupted()?;
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        // A closed channel means the judge failed: its error is reported below.
+                        tx.send(full).map_err(|_| Error::Interrupted)?;
+                    }
+                    Ok(())
+                })?;
+                if stats.rejected > 0 {
+                    warn(format!(
+                        "rejected {} rows that are not accounts; first: {}",
+                        stats.rejected,
+                        stats.samples.join("; ")
+                    ));
+                }
+                summary.rejected_rows += stats.rejected;
+                summary.accounts += stats.accounts;
+            }
+            if !batch.is_empty() {
+                tx.send(batch).map_err(|_| Error::Interrupted)?;
+            }
+            Ok(())
+        };
+        let read = read_all();
+        drop(tx);
+        let judged = judge_thread.join().expect("judge thread panicked")?;
+        read?;
+        Ok(judged)
+    })?;
+    summary.compared = judged.compared;
+    summary.salted = judged.salted;
+    summary.unverifiable = judged.unverifiable;
     for k in HashKind::ALL {
         if missing_map[k.index()] > 0 {
             warn(format!(
@@ -185,7 +224,7 @@ enum Kind {
     NoMap(HashKind),
 }
 
-fn judge(index: &Index, a: &Account) -> (Vec<Finding>, Kind) {
+fn judge(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
     let pwned = |count: u64| {
         if count > 0 {
             vec![Finding::PasswordPwned { count }]
@@ -193,8 +232,8 @@ fn judge(index: &Index, a: &Account) -> (Vec<Finding>, Kind) {
             Vec::new()
         }
     };
-    let by_map = |kind: HashKind, digest: &[u8], scheme: &str| {
-        if index.map(kind).is_none() {
+    let by_map = |kind: HashKind, digest: &[u8], scheme: &str| -> Result<_> {
+        Ok(if index.map(kind).is_none() {
             (
                 vec![Finding::Unverifiable {
                     scheme: scheme.to_string(),
@@ -202,13 +241,13 @@ fn judge(index: &Index, a: &Account) -> (Vec<Finding>, Kind) {
                 Kind::NoMap(kind),
             )
         } else {
-            (pwned(index.count(kind, digest)), Kind::Compared)
-        }
+            (pwned(index.count(kind, digest)?), Kind::Compared)
+        })
     };
-    match &a.stored {
-        Stored::Sha1(d) => by_map(HashKind::Sha1, d, "SHA1"),
-        Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM"),
-        Stored::Plain(p) => (pwned(index.password_count(p)), Kind::Compared),
+    Ok(match &a.stored {
+        Stored::Sha1(d) => by_map(HashKind::Sha1, d, "SHA1")?,
+        Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM")?,
+        Stored::Plain(p) => (pwned(index.password_count(p)?), Kind::Compared),
         Stored::Salted { .. } => (Vec::new(), Kind::Salted),
         Stored::Unverifiable { scheme } => (
             vec![Finding::Unverifiable {
@@ -216,7 +255,7 @@ fn judge(index: &Index, a: &Account) -> (Vec<Finding>, Kind) {
             }],
             Kind::Unverifiable,
         ),
-    }
+    })
 }
 
 /// One record per address (findings of duplicates merged), sorted by address; severity is the

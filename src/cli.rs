@@ -300,7 +300,7 @@ fn run_lookup(a: LookupArgs) -> Result<i32> {
         }
         n += 1;
         let l = line.strip_suffix(b"\n").unwrap_or(&line);
-        match breach_audit::lookup::lookup_line(&index, l, a.hashes) {
+        match breach_audit::lookup::lookup_line(&index, l, a.hashes)? {
             Ok(c) => {
                 found |= c > 0;
                 writeln!(out, "{c}").at(shown)?;

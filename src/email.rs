@@ -42,7 +42,18 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
         return Err("invalid character in local part");
     }
     let domain = domain.trim_end_matches('.');
-    let ascii = idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?;
+    let ascii = if domain
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        && !domain
+            .split('.')
+            .any(|l| l.starts_with("xn--") || l.starts_with("XN--"))
+    {
+        // Plain ASCII: IDNA mapping would only lowercase it.
+        domain.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?
+    };
     if ascii.is_empty() || ascii.len() > 253 || !ascii.contains('.') {
         return Err("invalid domain");
     }
@@ -55,11 +66,16 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
     }) {
         return Err("invalid domain");
     }
-    let local = local.to_lowercase();
-    Ok(Email {
-        at: local.len(),
-        addr: format!("{local}@{ascii}"),
-    })
+    let mut addr = String::with_capacity(local.len() + 1 + ascii.len());
+    if local.is_ascii() {
+        addr.extend(local.chars().map(|c| c.to_ascii_lowercase()));
+    } else {
+        addr.push_str(&local.to_lowercase());
+    }
+    let at = addr.len();
+    addr.push('@');
+    addr.push_str(&ascii);
+    Ok(Email { at, addr })
 }
 
 /// Normalise a domain name given by an operator (same rules as an address's domain).

@@ -327,13 +327,15 @@ mod tests {
         let (tx, rx) = sync_channel(1000);
         read_lines_into_chunks(data, &Arc::new(PathBuf::from("t")), &tx).unwrap();
         drop(tx);
-        let mut out = Vec::new();
-        for c in rx {
-            let c = c.unwrap();
-            assert!(c.data.bytes().ends_with(b"\n") || out.is_empty() || true);
-            out.extend(lines(c.data.bytes()).map(|l| l.to_vec()));
+        let chunks: Vec<Chunk> = rx.into_iter().map(|c| c.unwrap()).collect();
+        // Every chunk but the last ends at a line boundary.
+        for c in chunks.iter().rev().skip(1) {
+            assert!(c.data.bytes().ends_with(b"\n"));
         }
-        out
+        chunks
+            .iter()
+            .flat_map(|c| lines(c.data.bytes()).map(|l| l.to_vec()))
+            .collect()
     }
 
     #[test]

@@ -1,27 +1,30 @@
 //! `lookup`: counts for passwords or hashes read one per line, for an operator checking a few
 //! passwords. The output carries only counts, never the input.
 
+use crate::error::Result;
 use crate::index::Index;
 use crate::index::keys::HashKind;
 use crate::sources::hibp::{hex_val, trim_blanks};
 
 /// The count for one input line: a password, or with `hashes` a 40-hex SHA-1 or 32-hex NTLM.
-/// `Err` says why a hash line is not a hash.
-pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<u64, &'static str> {
+/// `Ok(Err(why))` says why a hash line is not a hash; `Err` is a damaged index.
+pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<Result<u64, &'static str>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if !hashes {
-        return Ok(index.password_count(line));
+        return index.password_count(line).map(Ok);
     }
     let h = trim_blanks(line);
     let kind = match h.len() {
         40 => HashKind::Sha1,
         32 => HashKind::Ntlm,
-        _ => return Err("not a 40-hex SHA-1 or 32-hex NTLM hash"),
+        _ => return Ok(Err("not a 40-hex SHA-1 or 32-hex NTLM hash")),
     };
     if h.iter().any(|&c| hex_val(c) == 0xFF) {
-        return Err("not a hex hash");
+        return Ok(Err("not a hex hash"));
     }
     let mut digest = [0u8; 20];
-    hex::decode_to_slice(h, &mut digest[..h.len() / 2]).map_err(|_| "not a hex hash")?;
-    Ok(index.count(kind, &digest))
+    if hex::decode_to_slice(h, &mut digest[..h.len() / 2]).is_err() {
+        return Ok(Err("not a hex hash"));
+    }
+    index.count(kind, &digest).map(Ok)
 }

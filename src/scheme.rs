@@ -35,8 +35,18 @@ pub enum Bare {
 }
 
 fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    use crate::sources::hibp::hex_val;
+    if s.len() != 2 * N {
+        return None;
+    }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).ok()?;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (h, l) = (hex_val(pair[0]), hex_val(pair[1]));
+        if (h | l) & 0xF0 != 0 {
+            return None;
+        }
+        *o = (h << 4) | l;
+    }
     Some(out)
 }
 
@@ -55,22 +65,22 @@ fn decode_b64(s: &[u8]) -> Option<Vec<u8>> {
 /// Classify a stored hash.
 pub fn parse(stored: &[u8], bare: Bare) -> Stored {
     let s = crate::sources::hibp::trim_blanks(stored);
-    if s.first() == Some(&b'{') {
-        if let Some(end) = s.iter().position(|&c| c == b'}') {
-            let name = String::from_utf8_lossy(&s[1..end]).to_ascii_uppercase();
-            return parse_scheme(&name, &s[end + 1..]);
-        }
+    if s.first() == Some(&b'{')
+        && let Some(end) = s.iter().position(|&c| c == b'}')
+    {
+        let name = String::from_utf8_lossy(&s[1..end]).to_ascii_uppercase();
+        return parse_scheme(&name, &s[end + 1..]);
     }
     if bare == Bare::HexOrCrypt {
-        if s.len() == 40 {
-            if let Some(d) = decode_hex::<20>(s) {
-                return Stored::Sha1(d);
-            }
+        if s.len() == 40
+            && let Some(d) = decode_hex::<20>(s)
+        {
+            return Stored::Sha1(d);
         }
-        if s.len() == 32 {
-            if let Some(d) = decode_hex::<16>(s) {
-                return Stored::Ntlm(d);
-            }
+        if s.len() == 32
+            && let Some(d) = decode_hex::<16>(s)
+        {
+            return Stored::Ntlm(d);
         }
     }
     crypt_scheme(s)

@@ -18,25 +18,10 @@ use fst::{IntoStreamer, Streamer};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub const MAGIC: &[u8; 8] = b"BAMAP\0\0\0";
 pub const MAP_FORMAT: u32 = 1;
 pub const TRAILER_LEN: usize = 56;
-
-/// A byte range of a shared memory map, usable as fst storage.
-#[derive(Clone)]
-pub struct MapSlice {
-    map: Arc<memmap2::Mmap>,
-    start: usize,
-    end: usize,
-}
-
-impl AsRef<[u8]> for MapSlice {
-    fn as_ref(&self) -> &[u8] {
-        &self.map[self.start..self.end]
-    }
-}
 
 /// Summary fields of a map file's trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,11 +32,13 @@ pub struct Trailer {
     pub crc: u32,
 }
 
-/// An open, memory-mapped password map.
+/// An open, memory-mapped password map. Opening reads only the trailer and the shard table; a
+/// shard's fst is opened when a lookup needs it, so a one-off lookup from a cold start touches a
+/// few pages, not one per shard.
 pub struct MapFile {
     path: PathBuf,
-    map: Arc<memmap2::Mmap>,
-    shards: Vec<Option<fst::Map<MapSlice>>>,
+    map: memmap2::Mmap,
+    table: Vec<u64>,
     pub trailer: Trailer,
 }
 
@@ -66,14 +53,9 @@ impl MapFile {
     pub fn open(path: &Path) -> Result<MapFile> {
         let file = File::open(path).at(path)?;
         // SAFETY: index files are never modified in place (see fsutil::map_file).
-        let map = Arc::new(unsafe { crate::fsutil::map_file(&file, path) }?);
+        let map = unsafe { crate::fsutil::map_file(&file, path) }?;
         let _ = map.advise(memmap2::Advice::Random);
-        let bad = |msg: &str| {
-            Error::index(
-                path,
-                format!("{msg}; rebuild the index with `breach-audit build`"),
-            )
-        };
+        let bad = |msg: &str| damaged(path, msg);
         let len = map.len();
         let table_len = (NUM_SHARDS + 1) * 8;
         if len < TRAILER_LEN + table_len {
@@ -103,40 +85,38 @@ impl MapFile {
             .chunks_exact(8)
             .map(le_u64)
             .collect();
-        let mut shards = Vec::with_capacity(NUM_SHARDS);
-        for s in 0..NUM_SHARDS {
-            let (a, b) = (table[s] as usize, table[s + 1] as usize);
-            if a > b || b > table_start || (s == 0 && a != 0) {
-                return Err(bad(&format!("shard table entry {s} is out of range")));
-            }
-            if a == b {
-                shards.push(None);
-                continue;
-            }
-            let slice = MapSlice {
-                map: map.clone(),
-                start: a,
-                end: b,
-            };
-            let m = fst::Map::new(slice).map_err(|e| bad(&format!("shard {s}: {e}")))?;
-            shards.push(Some(m));
-        }
-        if table[NUM_SHARDS] as usize != table_start {
-            return Err(bad("shard table does not cover the file"));
+        if table[0] != 0
+            || table[NUM_SHARDS] as usize != table_start
+            || table.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(bad("the shard table is damaged"));
         }
         Ok(MapFile {
             path: path.to_path_buf(),
             map,
-            shards,
+            table,
             trailer,
         })
     }
 
+    /// The fst of one shard (`None` when the shard is empty).
+    fn shard(&self, s: usize) -> Result<Option<fst::Map<&[u8]>>> {
+        let (a, b) = (self.table[s] as usize, self.table[s + 1] as usize);
+        if a == b {
+            return Ok(None);
+        }
+        fst::Map::new(&self.map[a..b])
+            .map(Some)
+            .map_err(|e| damaged(&self.path, &format!("shard {s}: {e}")))
+    }
+
     /// The count stored for a fingerprint, if any.
     #[inline]
-    pub fn get(&self, fp: u64) -> Option<u64> {
-        let m = self.shards[shard_of(fp)].as_ref()?;
-        m.get(shard_key(fp)).map(|v| v.saturating_add(1))
+    pub fn get(&self, fp: u64) -> Result<Option<u64>> {
+        Ok(match self.shard(shard_of(fp))? {
+            Some(m) => m.get(shard_key(fp)).map(|v| v.saturating_add(1)),
+            None => None,
+        })
     }
 
     /// Bytes on disk.
@@ -154,10 +134,16 @@ impl MapFile {
         shard: usize,
         mut f: impl FnMut(u64, u64) -> Result<()>,
     ) -> Result<()> {
-        if let Some(m) = &self.shards[shard] {
+        if let Some(m) = self.shard(shard)? {
             let mut st = m.into_stream();
             while let Some((k, v)) = st.next() {
-                f(fp_from_key(shard, k), v.saturating_add(1))?;
+                let fp = fp_from_key(shard, k).ok_or_else(|| {
+                    damaged(
+                        &self.path,
+                        &format!("shard {shard} holds a key of another layout"),
+                    )
+                })?;
+                f(fp, v.saturating_add(1))?;
             }
         }
         Ok(())
@@ -168,28 +154,32 @@ impl MapFile {
         let len = self.map.len();
         let crc = crc32fast::hash(&self.map[..len - 8]);
         if crc != self.trailer.crc {
-            return Err(Error::index(
+            return Err(damaged(
                 &self.path,
-                "checksum mismatch: the file is damaged; rebuild the index with `breach-audit build`",
+                "checksum mismatch: the file is damaged",
             ));
         }
         let mut keys = 0u64;
-        for (s, m) in self.shards.iter().enumerate() {
-            if let Some(m) = m {
+        for s in 0..NUM_SHARDS {
+            if let Some(m) = self.shard(s)? {
                 m.as_fst()
                     .verify()
-                    .map_err(|e| Error::index(&self.path, format!("shard {s} is damaged: {e}")))?;
+                    .map_err(|e| damaged(&self.path, &format!("shard {s} is damaged: {e}")))?;
                 keys += m.len() as u64;
             }
         }
         if keys != self.trailer.keys {
-            return Err(Error::index(
-                &self.path,
-                "key count does not match the trailer",
-            ));
+            return Err(damaged(&self.path, "key count does not match the trailer"));
         }
         Ok(())
     }
+}
+
+fn damaged(path: &Path, msg: &str) -> Error {
+    Error::index(
+        path,
+        format!("{msg}; rebuild the index with `breach-audit build`"),
+    )
 }
 
 /// Writes a map file shard by shard, in shard order.

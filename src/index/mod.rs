@@ -68,25 +68,27 @@ impl Index {
         self.maps[kind.index()].as_ref()
     }
 
-    /// Times a hash was seen in the dumps (0 if never), by the fingerprint of its digest.
-    pub fn count(&self, kind: HashKind, digest: &[u8]) -> u64 {
-        self.map(kind)
-            .and_then(|m| m.get(keys::fingerprint(digest)))
-            .unwrap_or(0)
+    /// Times a hash was seen in the dumps (0 if never), by the fingerprint of its digest. Fails
+    /// only on a damaged index.
+    pub fn count(&self, kind: HashKind, digest: &[u8]) -> Result<u64> {
+        match self.map(kind) {
+            Some(m) => Ok(m.get(keys::fingerprint(digest))?.unwrap_or(0)),
+            None => Ok(0),
+        }
     }
 
     /// Times a plaintext password was seen: its SHA-1 count, or its NTLM count when the index has
     /// no SHA-1 entry for it (an index may be built from NTLM dumps only). A password that is not
     /// UTF-8 is taken as Latin-1 and also looked up as the UTF-8 text it stands for, which is how
     /// HIBP hashed it.
-    pub fn password_count(&self, password: &[u8]) -> u64 {
-        let mut c = self.count(HashKind::Sha1, &crate::hashes::sha1(password));
+    pub fn password_count(&self, password: &[u8]) -> Result<u64> {
+        let mut c = self.count(HashKind::Sha1, &crate::hashes::sha1(password))?;
         if c == 0 && std::str::from_utf8(password).is_err() {
             let utf8: String = password.iter().map(|&b| b as char).collect();
-            c = self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()));
+            c = self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()))?;
         }
         if c > 0 {
-            return c;
+            return Ok(c);
         }
         self.count(HashKind::Ntlm, &crate::hashes::ntlm(password))
     }

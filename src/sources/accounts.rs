@@ -26,15 +26,18 @@ pub enum AccountSource {
     PasswdFile(PathBuf),
 }
 
-/// Accounts read from one source, and what was rejected.
+/// What reading one source rejected.
 #[derive(Debug, Default)]
-pub struct AccountBatch {
-    pub accounts: Vec<Account>,
+pub struct ReadStats {
+    pub accounts: u64,
     pub rejected: u64,
     pub samples: Vec<String>,
 }
 
-impl AccountBatch {
+/// Receives each account as it is read.
+pub type Sink<'a> = dyn FnMut(Account) -> Result<()> + 'a;
+
+impl ReadStats {
     fn reject(&mut self, path: &Path, line: u64, why: &str) {
         self.rejected += 1;
         if self.samples.len() < 5 {
@@ -44,11 +47,15 @@ impl AccountBatch {
     }
 }
 
-/// Read one account source. Only accounts whose domain passes `want` are kept.
-pub fn read(src: &AccountSource, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch> {
+/// Read one account source, handing every account whose domain passes `want` to `sink`.
+pub fn read(
+    src: &AccountSource,
+    want: &dyn Fn(&str) -> bool,
+    sink: &mut Sink,
+) -> Result<ReadStats> {
     match src {
-        AccountSource::Csv(p) => read_csv(p, want),
-        AccountSource::PasswdFile(p) => read_passwd_file(p, want),
+        AccountSource::Csv(p) => read_csv(p, want, sink),
+        AccountSource::PasswdFile(p) => read_passwd_file(p, want, sink),
     }
 }
 
@@ -61,7 +68,7 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 
 /// Read a CSV export. The header names the columns: `email` (or `user`, `address`, `login`,
 /// `username`) and `hash` (or `password`, `crypt`, `pass`), in any order and case.
-pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch> {
+pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool, sink: &mut Sink) -> Result<ReadStats> {
     let data = read_all(path)?;
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
     let mut rdr = csv::ReaderBuilder::new()
@@ -88,7 +95,7 @@ pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch
             "the CSV header must name an email column and a hash column (e.g. `email,hash`)",
         ));
     };
-    let mut out = AccountBatch::default();
+    let mut out = ReadStats::default();
     let mut rec = csv::ByteRecord::new();
     loop {
         let line = rdr.position().line();
@@ -118,13 +125,14 @@ pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch
         match email::normalize(e) {
             Ok(email) => {
                 if want(email.domain()) {
-                    out.accounts.push(Account {
+                    out.accounts += 1;
+                    sink(Account {
                         email,
                         stored: scheme::parse(h, Bare::HexOrCrypt),
                         owner: None,
                         contact: None,
                         suspended: false,
-                    });
+                    })?;
                 }
             }
             Err(why) => out.reject(path, line, why),
@@ -144,9 +152,13 @@ fn csv_error_kind(e: &csv::Error) -> &'static str {
 
 /// Read a Dovecot passwd-file. Users without a domain are rejected (counted): the audit needs the
 /// address.
-pub fn read_passwd_file(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<AccountBatch> {
+pub fn read_passwd_file(
+    path: &Path,
+    want: &dyn Fn(&str) -> bool,
+    sink: &mut Sink,
+) -> Result<ReadStats> {
     let data = read_all(path)?;
-    let mut out = AccountBatch::default();
+    let mut out = ReadStats::default();
     for (i, line) in crate::input::lines(&data).enumerate() {
         let line_no = i as u64 + 1;
         let line = if i == 0 {
@@ -171,13 +183,14 @@ pub fn read_passwd_file(path: &Path, want: &dyn Fn(&str) -> bool) -> Result<Acco
                         Some(h) => (true, h),
                         None => (false, hash),
                     };
-                    out.accounts.push(Account {
+                    out.accounts += 1;
+                    sink(Account {
                         email,
                         stored: scheme::parse(hash, Bare::Crypt),
                         owner: None,
                         contact: None,
                         suspended,
-                    });
+                    })?;
                 }
             }
             Err(why) => out.reject(path, line_no, why),

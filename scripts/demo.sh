@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Build an index from the bundled sample dumps and print the at-risk accounts of the bundled
+# account stores (JSONL on stdout, summary on stderr). Usage: scripts/demo.sh [INDEX_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+ba=target/release/breach-audit
+index=${1:-target/sample-index}
+"$ba" build --index "$index" \
+  --hibp sample-data/hibp/pwned-passwords-sha1.txt \
+  --hibp sample-data/hibp/pwned-passwords-ntlm.txt.gz \
+  --hibp sample-data/hibp/extra-by-prevalence.txt.zst \
+  --hibp sample-data/hibp/ranges
+# check exits 1 when accounts are at risk, which is what the sample data is for.
+"$ba" check --index "$index" \
+  --accounts-csv sample-data/accounts/export.csv \
+  --passwd-file sample-data/accounts/dovecot-users || test $? -eq 1
