@@ -74,6 +74,17 @@ look_us=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s / 1000 * 1e6 }')
 run "one lookup, new process" bash -c "echo password | '$ba' lookup --index '$work/idx' > /dev/null"
 one_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 }')
 
+echo "index size by N" >&2
+size_rows=""
+for n in ${SIZES:-1000000 5000000 20000000}; do
+  $gen hibp "$n" --seed 7 > "$work/size.txt"
+  rm -rf "$work/idx-size"
+  run "build $n" "$ba" build -q --index "$work/idx-size" --hibp "$work/size.txt"
+  b=$(stat -c %s "$work/idx-size/sha1.map")
+  size_rows+="| $n | $(awk -v b="$b" -v n="$n" 'BEGIN { printf "%.2f", b / n }') | $(rate "$n" "$SECS")M | ${RSS_MB} MB |"$'\n'
+  rm -rf "$work/idx-size" "$work/size.txt"
+done
+
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 cat > BENCHMARKS.md <<MD
 # Benchmarks
@@ -95,6 +106,11 @@ Every figure below comes from the same run; baselines ran on the same files.
 Index: **$bph bytes per hash** ($bytes bytes for $N hashes, counts exact). Sorted and unsorted
 builds give byte-identical maps: $same.
 
+Index size and build speed for other dump sizes (sorted input, same generator, \`SIZES\` to change):
+
+| hashes | bytes/hash | lines/s | peak RSS |
+|---|---|---|---|
+$size_rows
 ## Check
 
 | what | time | peak RSS | accounts at risk |
