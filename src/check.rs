@@ -3,7 +3,8 @@
 //! Severity, worst first:
 //! - `critical`: the account's current password is among those leaked for its address (later issue);
 //! - `high`: the account's password hash is in the breach dumps (`password_pwned`);
-//! - `medium`: the address is in a combolist, the password not known to be leaked (later issue);
+//! - `medium`: the address is in a combolist (`credentials_leaked`), the password not known to be
+//!   leaked;
 //! - `unknown`: the stored hash cannot be checked at all (`unverifiable`): not known to be safe.
 
 use crate::error::{Error, Result};
@@ -40,6 +41,8 @@ impl Severity {
 pub enum Finding {
     /// The account's password hash is in the dumps `count` times.
     PasswordPwned { count: u64 },
+    /// The address is in combolists, in `count` distinct rows.
+    CredentialsLeaked { count: u64 },
     /// The stored hash cannot be checked.
     Unverifiable { scheme: String },
 }
@@ -48,6 +51,7 @@ impl Finding {
     pub fn severity(&self) -> Severity {
         match self {
             Finding::PasswordPwned { .. } => Severity::High,
+            Finding::CredentialsLeaked { .. } => Severity::Medium,
             Finding::Unverifiable { .. } => Severity::Unknown,
         }
     }
@@ -55,6 +59,7 @@ impl Finding {
     pub fn short(&self) -> String {
         match self {
             Finding::PasswordPwned { count } => format!("password_pwned:{count}"),
+            Finding::CredentialsLeaked { count } => format!("credentials_leaked:{count}"),
             Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
         }
     }
@@ -225,6 +230,17 @@ enum Kind {
 }
 
 fn judge(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
+    let (mut findings, kind) = judge_hash(index, a)?;
+    if let Some(em) = &index.emails {
+        if let Some(count) = em.count(&a.email.addr)? {
+            findings.push(Finding::CredentialsLeaked { count });
+        }
+    }
+    Ok((findings, kind))
+}
+
+/// What the stored hash alone says.
+fn judge_hash(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
     let pwned = |count: u64| {
         if count > 0 {
             vec![Finding::PasswordPwned { count }]

@@ -40,6 +40,12 @@ enum Cmd {
     /// so the account is not known to be safe). Salted hashes (crypt) cannot be compared with the
     /// dumps and are counted in the summary.
     Check(CheckArgs),
+    /// List every breached address at one or more domains (from the combolists), sorted.
+    ///
+    /// JSONL records: {"domain","email","count"}, count = distinct combolist rows naming the
+    /// address. Exits 1 when any address is found, 0 when none. Each domain is a range scan of the
+    /// email map: milliseconds from a cold start, whatever the size of the index.
+    Domain(DomainArgs),
     /// Read passwords (or, with --hashes, SHA-1/NTLM hex hashes) from standard input, one per line,
     /// and print how often each was seen in the dumps, one count per line. The input is never echoed.
     Lookup(LookupArgs),
@@ -64,8 +70,15 @@ struct BuildArgs {
     /// A HIBP Pwned Passwords dump: a file of HASH:COUNT lines (SHA-1 and NTLM told apart per
     /// line; plain, .gz or .zst, detected from the content), a directory of range files
     /// (00000.txt .. FFFFF.txt), or - for standard input. Repeatable.
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH", required_unless_present = "combolist")]
     hibp: Vec<PathBuf>,
+    /// A combolist of leaked email<sep>password rows (separator `:`, `;`, tab or space; plain,
+    /// .gz or .zst, or - for standard input). Builds the email map (for `domain` and the
+    /// credentials_leaked finding) and the leaked-passwords file leaks.bin, which is SENSITIVE:
+    /// it holds plaintext passwords (mode 0600). Every leaked password also feeds the password
+    /// maps. Combolists are sorted externally within --mem. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    combolist: Vec<PathBuf>,
     /// Memory for buffering hashes (e.g. 512M, 2G). Peak memory stays near this whatever the
     /// size of the dumps; unsorted input beyond it is spilled to sorted runs in --tmp-dir.
     #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
@@ -110,6 +123,28 @@ struct CheckArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     out: Verbosity,
+}
+
+#[derive(Args)]
+struct DomainArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// Domains to list (Unicode or punycode, any case).
+    #[arg(value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Also list the domains in this file, one per line (`#` comments allowed).
+    #[arg(long, value_name = "PATH")]
+    domains_file: Option<PathBuf>,
+    /// Include addresses at subdomains (mail.example.org for example.org).
+    #[arg(long)]
+    subdomains: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: OutFormat,
+    /// Write the list here (mode 0600, replaced atomically) instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -179,6 +214,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Build(a) => run_build(a),
         Cmd::Check(a) => run_check(a),
+        Cmd::Domain(a) => run_domain(a),
         Cmd::Lookup(a) => run_lookup(a),
         Cmd::Info(a) => run_info(a),
         Cmd::Verify(a) => run_verify(a),
@@ -189,6 +225,7 @@ fn run_build(a: BuildArgs) -> Result<i32> {
     let opts = BuildOptions {
         index: a.index,
         hibp: a.hibp,
+        combolists: a.combolist,
         mem: a.mem,
         tmp_dir: a.tmp_dir,
         progress: !a.out.quiet,
@@ -202,12 +239,13 @@ fn run_build(a: BuildArgs) -> Result<i32> {
         let keys = |k: &str| m.maps.get(k).map(|r| r.keys).unwrap_or(0);
         let hashes = keys("sha1") + keys("ntlm");
         eprintln!(
-            "breach-audit: built {} in {:.1}s: {} lines, {} SHA-1 + {} NTLM hashes, {} padding rows dropped, {} lines rejected, {} bytes ({:.2} bytes/hash){}",
+            "breach-audit: built {} in {:.1}s: {} lines, {} SHA-1 + {} NTLM hashes, {} addresses, {} padding rows dropped, {} lines rejected, {} bytes ({:.2} bytes/hash){}",
             opts.index.display(),
             s.elapsed.as_secs_f64(),
             lines,
             keys("sha1"),
             keys("ntlm"),
+            m.emails.as_ref().map(|e| e.addresses).unwrap_or(0),
             padding,
             rejected,
             s.index_bytes,
@@ -256,7 +294,32 @@ fn run_check(a: CheckArgs) -> Result<i32> {
     }
 }
 
+fn run_domain(a: DomainArgs) -> Result<i32> {
+    let set = read_domains(&a.domains, a.domains_file.as_deref())?;
+    if set.is_empty() {
+        return Err(Error::Usage(
+            "give at least one DOMAIN or --domains-file".into(),
+        ));
+    }
+    let domains: Vec<String> = set.into_iter().collect();
+    let index = Index::open(&a.index)?;
+    let records = breach_audit::domain::query(&index, &domains, a.subdomains)?;
+    let code = i32::from(!records.is_empty());
+    match report::emit(&records, a.format.into(), a.output.as_deref()) {
+        Err(e) if !e.is_broken_pipe() => Err(e),
+        _ => Ok(code),
+    }
+}
+
 fn domain_filter(domains: &[String], file: Option<&std::path::Path>) -> Result<DomainFilter> {
+    Ok(DomainFilter(read_domains(domains, file)?))
+}
+
+/// Domains from the command line and a file, normalised.
+fn read_domains(
+    domains: &[String],
+    file: Option<&std::path::Path>,
+) -> Result<std::collections::BTreeSet<String>> {
     let mut set = std::collections::BTreeSet::new();
     let mut add = |raw: &str, place: String| -> Result<()> {
         let d = breach_audit::email::normalize_domain(raw)
@@ -280,7 +343,7 @@ fn domain_filter(domains: &[String], file: Option<&std::path::Path>) -> Result<D
             return Err(Error::bad_input(path, "lists no domains"));
         }
     }
-    Ok(DomainFilter(set))
+    Ok(set)
 }
 
 fn run_lookup(a: LookupArgs) -> Result<i32> {
@@ -345,18 +408,46 @@ fn run_info(a: IndexArg) -> Result<i32> {
             r.keys as f64 / 2f64.powi(64)
         );
     }
+    if let Some(e) = &m.emails {
+        let _ = writeln!(
+            out,
+            "emails       {} addresses, {} bytes ({:.2} bytes/address), {} distinct rows ({} duplicates dropped), {} passwords",
+            e.addresses,
+            e.fst_bytes,
+            e.fst_bytes as f64 / e.addresses.max(1) as f64,
+            e.rows,
+            e.duplicate_rows,
+            e.passwords
+        );
+        let _ = writeln!(
+            out,
+            "leaks        {} bytes in {} (SENSITIVE: leaked plaintext passwords)",
+            e.leaks_bytes, e.leaks_file
+        );
+    }
     for s in &m.sources {
         let _ = writeln!(
             out,
-            "source       {} {}: {} lines, {} SHA-1, {} NTLM, {} padding, {} rejected{}",
+            "source       {} {}: {} lines, {}, {} rejected{}",
             s.kind,
             s.path,
             s.lines,
-            s.sha1,
-            s.ntlm,
-            s.padding,
+            if s.kind == "combolist" {
+                format!(
+                    "{} rows ({} placeholders, {} hash-shaped), {} invalid addresses",
+                    s.rows, s.placeholders, s.hash_values, s.invalid_email
+                )
+            } else {
+                format!("{} SHA-1, {} NTLM, {} padding", s.sha1, s.ntlm, s.padding)
+            },
             s.rejected,
-            if s.sorted { ", sorted" } else { ", unsorted" }
+            if s.kind == "combolist" {
+                ""
+            } else if s.sorted {
+                ", sorted"
+            } else {
+                ", unsorted"
+            }
         );
     }
     print!("{out}");

@@ -9,6 +9,7 @@
 //! `main.rs` only parses arguments and maps results to exit codes.
 
 pub mod check;
+pub mod domain;
 pub mod email;
 pub mod error;
 pub mod fsutil;

@@ -12,13 +12,17 @@
 //! runs. Memory stays within `--mem` whatever the input size; temporary files live in a private
 //! directory removed on success, failure and interrupt.
 
-use super::keys::{HashKind, NUM_SHARDS, shard_of};
-use super::manifest::{self, KeyLayout, MANIFEST, Manifest, MapRecord, SourceRecord};
+use super::combo::ComboSorter;
+use super::emails::{EMAILS_FILE, EmailWriter, LEAKS_FILE};
+use super::keys::{HashKind, NUM_SHARDS, fingerprint, shard_of};
+use super::manifest::{self, EmailsRecord, KeyLayout, MANIFEST, Manifest, MapRecord, SourceRecord};
 use super::mapfile::{self, BuiltShard, MapFile, MapFileWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::hashes;
 use crate::input::Chunk;
 use crate::progress::Progress;
+use crate::sources::combolist::{self, ComboLine, Secret};
 use crate::sources::hibp::{self, HibpLine};
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -34,6 +38,8 @@ pub struct BuildOptions {
     pub index: PathBuf,
     /// HIBP dumps: files, `-`, or range directories.
     pub hibp: Vec<PathBuf>,
+    /// Combolists: files or `-`.
+    pub combolists: Vec<PathBuf>,
     /// Memory budget for buffered hashes, in bytes.
     pub mem: usize,
     /// Where external-sort runs go (default: beside the index).
@@ -61,16 +67,23 @@ const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 /// it never receives a hash or a password.
 pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildSummary> {
     let start = Instant::now();
-    if opts.hibp.is_empty() {
+    if opts.hibp.is_empty() && opts.combolists.is_empty() {
         return Err(Error::Usage(
-            "nothing to build from: give at least one --hibp source".into(),
+            "nothing to build from: give at least one --hibp or --combolist source".into(),
         ));
     }
-    if opts.hibp.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+    let stdin_uses = opts
+        .hibp
+        .iter()
+        .chain(&opts.combolists)
+        .filter(|p| p.as_os_str() == "-")
+        .count();
+    if stdin_uses > 1 {
         return Err(Error::Usage(
             "standard input (-) can be read only once".into(),
         ));
     }
+    let build_id = new_build_id();
     let staging = Staging::new(&opts.index)?;
     let tmp_parent = opts
         .tmp_dir
@@ -80,8 +93,13 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         parent: tmp_parent,
         dir: None,
     };
-    // Two sinks share the budget.
-    let budget_records = (opts.mem / 2 / RECORD_BYTES).max(1 << 16);
+    // The hash sinks share the budget with the combolist rows, if any.
+    let (hash_mem, combo_mem) = if opts.combolists.is_empty() {
+        (opts.mem / 2, 0)
+    } else {
+        (opts.mem / 4, opts.mem / 2)
+    };
+    let budget_records = (hash_mem / RECORD_BYTES).max(1 << 16);
     let mut sinks = [
         KindSink::new(
             HashKind::Sha1,
@@ -99,7 +117,48 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         let rec = ingest_hibp(path, &mut sinks, &mut tmp, opts.progress, warn)?;
         sources.push(rec);
     }
-    let build_id = new_build_id();
+    let mut emails = None;
+    if !opts.combolists.is_empty() {
+        let mut sorter = ComboSorter::new(combo_mem);
+        for path in &opts.combolists {
+            let rec = ingest_combolist(path, &mut sorter, &mut tmp, opts.progress, warn)?;
+            sources.push(rec);
+        }
+        let mut writer = EmailWriter::create(&staging.path)?;
+        let spill_dir = if sorter.needs_disk() {
+            Some(tmp.path()?)
+        } else {
+            None
+        };
+        let totals = sorter.finish(&mut writer, spill_dir, &mut |batch| {
+            let fps: Vec<(u64, u64)> = batch
+                .par_iter()
+                .map(|p| (fingerprint(&hashes::sha1(p)), fingerprint(&hashes::ntlm(p))))
+                .collect();
+            for (s, n) in fps {
+                sinks[0].push(s, 1, &mut tmp)?;
+                sinks[1].push(n, 1, &mut tmp)?;
+            }
+            Ok(())
+        })?;
+        let (addresses, leaks_crc32) = writer.finish(build_id)?;
+        let size = |f: &str| {
+            std::fs::metadata(staging.path.join(f))
+                .map(|m| m.len())
+                .at(staging.path.join(f))
+        };
+        emails = Some(EmailsRecord {
+            file: EMAILS_FILE.into(),
+            leaks_file: LEAKS_FILE.into(),
+            addresses,
+            fst_bytes: size(EMAILS_FILE)?,
+            leaks_bytes: size(LEAKS_FILE)?,
+            leaks_crc32,
+            rows: totals.distinct_rows,
+            duplicate_rows: totals.duplicate_rows,
+            passwords: totals.passwords,
+        });
+    }
     let mut maps = BTreeMap::new();
     let mut external_sort = false;
     let mut index_bytes = 0;
@@ -140,6 +199,7 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         },
         sources,
         maps,
+        emails,
     };
     manifest.write(&staging.path)?;
     drop(tmp);
@@ -312,6 +372,152 @@ fn ingest_hibp(
         warn(format!(
             "{}: {} lines had no :COUNT and were counted once",
             rec.path, rec.no_count
+        ));
+    }
+    Ok(rec)
+}
+
+/// Parsed rows of one combolist chunk.
+#[derive(Default)]
+struct ComboChunk {
+    /// (email key, tag, value) as one arena.
+    arena: Vec<u8>,
+    rows: Vec<(u32, Secret, u32)>,
+    lines: u64,
+    blank: u64,
+    junk: u64,
+    invalid: u64,
+    placeholders: u64,
+    hash_values: u64,
+    bad: Vec<(u64, &'static str)>,
+}
+
+fn parse_combo_chunk(c: &Chunk) -> ComboChunk {
+    let mut out = ComboChunk::default();
+    for line in crate::input::lines(c.data.bytes()) {
+        out.lines += 1;
+        match combolist::parse_line(line) {
+            ComboLine::Blank => out.blank += 1,
+            ComboLine::Row {
+                email,
+                secret,
+                value,
+            } => {
+                let key = super::emails::email_key(&email.addr);
+                out.arena.extend_from_slice(&key);
+                out.arena.extend_from_slice(value);
+                out.rows
+                    .push((key.len() as u32, secret, value.len() as u32));
+                match secret {
+                    Secret::None => out.placeholders += 1,
+                    Secret::Hash => out.hash_values += 1,
+                    Secret::Plain => {}
+                }
+            }
+            ComboLine::Junk(why) | ComboLine::InvalidEmail(why) => {
+                if matches!(combolist::parse_line(line), ComboLine::Junk(_)) {
+                    out.junk += 1;
+                } else {
+                    out.invalid += 1;
+                }
+                if out.bad.len() < SAMPLES {
+                    out.bad.push((out.lines, why));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ingest_combolist(
+    path: &Path,
+    sorter: &mut ComboSorter,
+    tmp: &mut TempRuns,
+    progress: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<SourceRecord> {
+    let shown = crate::input::display_path(path);
+    let mut rec = SourceRecord {
+        kind: "combolist".into(),
+        path: shown.display().to_string(),
+        sorted: false,
+        ..Default::default()
+    };
+    let mut total = None;
+    if path.as_os_str() != "-" {
+        let meta = std::fs::metadata(path).at(path)?;
+        rec.size = Some(meta.len());
+        rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+        total = Some(meta.len());
+    }
+    let mut chunks = crate::input::open_file(path)?;
+    let bar = Progress::bytes(progress, &rec.path, total);
+    let batch_len = rayon::current_num_threads() * 4;
+    let mut samples: Vec<String> = Vec::new();
+    let mut line_base = 0u64;
+    loop {
+        fsutil::check_interrupted()?;
+        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let outs: Vec<ComboChunk> = batch.par_iter().map(parse_combo_chunk).collect();
+        for (chunk, out) in batch.iter().zip(outs) {
+            for (l, reason) in &out.bad {
+                if samples.len() < SAMPLES {
+                    samples.push(format!(
+                        "{}:{}: {reason}",
+                        chunk.path.display(),
+                        line_base + l
+                    ));
+                }
+            }
+            line_base += out.lines;
+            rec.lines += out.lines;
+            rec.blank += out.blank;
+            rec.rejected += out.junk + out.invalid;
+            rec.invalid_email += out.invalid;
+            rec.placeholders += out.placeholders;
+            rec.hash_values += out.hash_values;
+            rec.rows += out.rows.len() as u64;
+            let mut pos = 0;
+            for &(klen, tag, vlen) in &out.rows {
+                let (klen, vlen) = (klen as usize, vlen as usize);
+                let key = &out.arena[pos..pos + klen];
+                let value = &out.arena[pos + klen..pos + klen + vlen];
+                pos += klen + vlen;
+                sorter.push(key, tag, value, &mut || tmp.path())?;
+            }
+            bar.inc(chunk.data.bytes().len() as u64);
+        }
+    }
+    bar.finish();
+    let nonblank = rec.lines - rec.blank;
+    if rec.rejected > 0 {
+        warn(format!(
+            "{}: rejected {} of {} lines ({} with an invalid address); first: {}",
+            rec.path,
+            rec.rejected,
+            nonblank,
+            rec.invalid_email,
+            samples.join("; ")
+        ));
+    }
+    if rec.rejected * 2 > nonblank {
+        return Err(Error::bad_input(
+            &shown,
+            format!(
+                "mostly garbage: {} of {} lines are not email<sep>password rows; is this a combolist? (first: {})",
+                rec.rejected,
+                nonblank,
+                samples.join("; ")
+            ),
+        ));
+    }
+    if rec.rows == 0 {
+        return Err(Error::bad_input(
+            &shown,
+            format!("no email rows found ({} lines)", rec.lines),
         ));
     }
     Ok(rec)

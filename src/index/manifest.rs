@@ -24,6 +24,24 @@ pub struct Manifest {
     pub sources: Vec<SourceRecord>,
     /// Per map ("sha1", "ntlm"): file, keys, bytes, checksum.
     pub maps: BTreeMap<String, MapRecord>,
+    /// The email map and leaks file, when built from combolists.
+    #[serde(default)]
+    pub emails: Option<EmailsRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EmailsRecord {
+    pub file: String,
+    pub leaks_file: String,
+    pub addresses: u64,
+    pub fst_bytes: u64,
+    pub leaks_bytes: u64,
+    pub leaks_crc32: u32,
+    /// Distinct (address, password) rows, and identical rows dropped.
+    pub rows: u64,
+    pub duplicate_rows: u64,
+    /// Distinct plaintext rows fed to the password maps.
+    pub passwords: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -51,6 +69,15 @@ pub struct SourceRecord {
     pub no_count: u64,
     /// Did every hash of this source come in sorted order?
     pub sorted: bool,
+    /// Combolists: rows accepted, lines with an invalid address, placeholder and hash-shaped values.
+    #[serde(default)]
+    pub rows: u64,
+    #[serde(default)]
+    pub invalid_email: u64,
+    #[serde(default)]
+    pub placeholders: u64,
+    #[serde(default)]
+    pub hash_values: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,8 @@
 //! has the old index open keeps reading the old files.
 
 pub mod build;
+pub mod combo;
+pub mod emails;
 pub mod keys;
 pub mod manifest;
 pub mod mapfile;
@@ -22,6 +24,8 @@ pub struct Index {
     pub dir: PathBuf,
     pub manifest: Manifest,
     maps: [Option<MapFile>; 2],
+    /// The email map and leaks file, when the index was built with combolists.
+    pub emails: Option<emails::EmailMap>,
 }
 
 impl Index {
@@ -57,10 +61,24 @@ impl Index {
             }
             maps[kind.index()] = Some(m);
         }
+        let emails = match &manifest.emails {
+            None => None,
+            Some(rec) => {
+                let em = emails::EmailMap::open(dir)?;
+                if em.build_id != manifest.build_id || em.fst_bytes() != rec.fst_bytes {
+                    return Err(Error::index(
+                        dir.join(&rec.leaks_file),
+                        "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
+                    ));
+                }
+                Some(em)
+            }
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             maps,
+            emails,
         })
     }
 
@@ -95,6 +113,15 @@ impl Index {
 
     /// Check every byte of every file against its checksums and the manifest.
     pub fn verify(&self) -> Result<()> {
+        if let (Some(em), Some(rec)) = (&self.emails, &self.manifest.emails) {
+            em.verify()?;
+            if em.crc != rec.leaks_crc32 || em.addresses() != rec.addresses {
+                return Err(Error::index(
+                    self.dir.join(&rec.leaks_file),
+                    "does not match manifest.json; rebuild the index with `breach-audit build`",
+                ));
+            }
+        }
         for kind in HashKind::ALL {
             let (Some(m), Some(rec)) = (self.map(kind), self.manifest.maps.get(kind.name())) else {
                 continue;

@@ -2,4 +2,5 @@
 //! Each reader turns a real file layout into plain records and counts what it rejects.
 
 pub mod accounts;
+pub mod combolist;
 pub mod hibp;

@@ -1,0 +1,237 @@
+//! Combolists: leaked `email<sep>password` rows. The separator is `:`, `;`, a tab or a space; the
+//! row is split at the first separator after a valid address, so a password may contain the
+//! separator. Passwords are bytes (Latin-1 and other non-UTF-8 leaks are kept as they are); trailing
+//! blanks and CR are dropped. Placeholders (`null`, `xxx`, ...) count the address as leaked but store
+//! no password; values shaped like hashes (hex digests, crypt strings) are kept apart from
+//! plaintexts. Junk lines (SQL, HTML, banners, NUL bytes, very long lines) are counted, never fatal.
+//! Nothing of a line is ever echoed: messages name line numbers and reasons only.
+
+use crate::email::{self, Email};
+use crate::sources::hibp::trim_blanks;
+
+/// Longest line that can be a row; longer lines are junk.
+pub const MAX_ROW: usize = 1024;
+
+/// What the second column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Secret {
+    /// A placeholder such as `null`: the address leaked, the password did not.
+    None = 0,
+    Plain = 1,
+    /// A digest or crypt string where a password should be.
+    Hash = 2,
+}
+
+impl Secret {
+    pub fn from_u8(b: u8) -> Option<Secret> {
+        match b {
+            0 => Some(Secret::None),
+            1 => Some(Secret::Plain),
+            2 => Some(Secret::Hash),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ComboLine<'a> {
+    Blank,
+    Row {
+        email: Email,
+        secret: Secret,
+        value: &'a [u8],
+    },
+    /// A line that names no valid address: junk (counted) or an invalid address (counted apart).
+    Junk(&'static str),
+    InvalidEmail(&'static str),
+}
+
+fn is_sep(c: u8) -> bool {
+    matches!(c, b':' | b';' | b'\t' | b' ')
+}
+
+const PLACEHOLDERS: &[&[u8]] = &[
+    b"",
+    b"null",
+    b"(null)",
+    b"nil",
+    b"none",
+    b"xxx",
+    b"xxxx",
+    b"xxxxx",
+    b"xxxxxx",
+    b"***",
+    b"*",
+    b"-",
+    b"n/a",
+    b"na",
+    b"[nopass]",
+    b"nopass",
+    b"undefined",
+    b"empty",
+    b"?",
+];
+
+fn classify(value: &[u8]) -> Secret {
+    let lower = value.to_ascii_lowercase();
+    if PLACEHOLDERS.contains(&lower.as_slice()) {
+        return Secret::None;
+    }
+    let hex = value.iter().all(|c| c.is_ascii_hexdigit());
+    let hash_len = matches!(value.len(), 32 | 40 | 64 | 128);
+    let crypt = value.len() >= 20
+        && value[0] == b'$'
+        && value.iter().filter(|&&c| c == b'$').count() >= 3
+        && !value.contains(&b' ');
+    if (hex && hash_len) || crypt {
+        Secret::Hash
+    } else {
+        Secret::Plain
+    }
+}
+
+/// Parse one combolist line.
+pub fn parse_line(line: &[u8]) -> ComboLine<'_> {
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let line = trim_blanks(line);
+    if line.is_empty() {
+        return ComboLine::Blank;
+    }
+    if line.len() > MAX_ROW {
+        return ComboLine::Junk("line too long");
+    }
+    if line.contains(&0) {
+        return ComboLine::Junk("binary data");
+    }
+    let Some(at) = line.iter().position(|&c| c == b'@') else {
+        return ComboLine::Junk("no address");
+    };
+    // The local part runs back from '@' to the line start.
+    let local = &line[..at];
+    if local.is_empty()
+        || local
+            .iter()
+            .any(|&c| is_sep(c) || c == b',' || c == b'<' || c == b'"')
+    {
+        return ComboLine::Junk("no address at the start of the line");
+    }
+    // The domain runs forward while it looks like a (possibly Unicode) host name.
+    let rest = &line[at + 1..];
+    let dlen = rest
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c >= 0x80))
+        .unwrap_or(rest.len());
+    let addr = &line[..at + 1 + dlen];
+    let after = &rest[dlen..];
+    let email = match email::normalize(addr) {
+        Ok(e) => e,
+        Err(why) => return ComboLine::InvalidEmail(why),
+    };
+    // Blanks, then one separator, then the password.
+    let mut i = 0;
+    while i < after.len() && (after[i] == b' ' || after[i] == b'\t') {
+        i += 1;
+    }
+    let value = if i < after.len() && matches!(after[i], b':' | b';') {
+        &after[i + 1..]
+    } else if i > 0 || after.is_empty() {
+        // A tab or space was the separator (or there is no password at all).
+        &after[i..]
+    } else {
+        return ComboLine::Junk("no separator after the address");
+    };
+    let value = trim_blanks(value);
+    ComboLine::Row {
+        email,
+        secret: classify(value),
+        value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(line: &[u8]) -> (String, Secret, Vec<u8>) {
+        match parse_line(line) {
+            ComboLine::Row {
+                email,
+                secret,
+                value,
+            } => (email.addr, secret, value.to_vec()),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(line)),
+        }
+    }
+
+    #[test]
+    fn separators_and_passwords_with_separators() {
+        assert_eq!(
+            row(b"alice@example.org:Summer2024!"),
+            (
+                "alice@example.org".into(),
+                Secret::Plain,
+                b"Summer2024!".to_vec()
+            )
+        );
+        assert_eq!(row(b"alice@example.org;pa;ss").2, b"pa;ss");
+        assert_eq!(row(b"alice@example.org\tpa\tss").2, b"pa\tss");
+        assert_eq!(row(b"alice@example.org pa ss").2, b"pa ss");
+        assert_eq!(row(b"alice@example.org:pa:ss:").2, b"pa:ss:");
+        assert_eq!(row(b"alice@example.org:p@ss").2, b"p@ss");
+        assert_eq!(
+            row(b"  ALICE@Example.ORG : secret \r").0,
+            "alice@example.org"
+        );
+        assert_eq!(row(b"  ALICE@Example.ORG : secret \r").2, b"secret");
+    }
+
+    #[test]
+    fn non_utf8_passwords_are_bytes_and_idn_is_punycode() {
+        assert_eq!(row(b"bob@example.org:p\xe4ssw\xf6rd").2, b"p\xe4ssw\xf6rd");
+        assert_eq!(row("bob@bücher.de:x1".as_bytes()).0, "bob@xn--bcher-kva.de");
+    }
+
+    #[test]
+    fn placeholders_and_hashes() {
+        assert_eq!(row(b"a@example.org:NULL").1, Secret::None);
+        assert_eq!(row(b"a@example.org:").1, Secret::None);
+        assert_eq!(row(b"a@example.org").1, Secret::None);
+        assert_eq!(
+            row(b"a@example.org:5f4dcc3b5aa765d61d8327deb882cf99").1,
+            Secret::Hash
+        );
+        assert_eq!(
+            row(b"a@example.org:$2y$10$abcdefghijklmnopqrstuu").1,
+            Secret::Hash
+        );
+        assert_eq!(row(b"a@example.org:xxxpassword").1, Secret::Plain);
+    }
+
+    #[test]
+    fn junk_and_invalid() {
+        for junk in [
+            &b"INSERT INTO users VALUES ('a','b');"[..],
+            b"<html><body>",
+            b"| leaked by x |",
+            b"a\0b@example.org:x",
+            b"no at sign here",
+        ] {
+            assert!(
+                matches!(parse_line(junk), ComboLine::Junk(_)),
+                "{:?}",
+                String::from_utf8_lossy(junk)
+            );
+        }
+        assert!(matches!(
+            parse_line(b"alice@localhost:x"),
+            ComboLine::InvalidEmail(_)
+        ));
+        assert_eq!(parse_line(b"\r"), ComboLine::Blank);
+        let long = [b'a'; 2000];
+        assert!(matches!(
+            parse_line(&long),
+            ComboLine::Junk("line too long")
+        ));
+    }
+}
