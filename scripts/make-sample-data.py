@@ -130,5 +130,46 @@ def main():
     write(os.path.join(acc, "dovecot-users"), data)
 
 
+def combolists():
+    """Combolists with the quirks of real ones; the addresses overlap the sample accounts."""
+    cdir = os.path.join(ROOT, "combolists")
+    os.makedirs(cdir, exist_ok=True)
+    lines = [
+        b"| leaked by somebody | Collection sample | 2026 |",
+        b"alice@example.com:password",                   # crypt account, leaked current password
+        b"alice@example.com:Password1",
+        b"ALICE@Example.COM :password",                  # same row again: deduplicated
+        b"carol@example.org;pa;ss;word",                 # separator inside the password
+        b"frank@example.net\tSummer2024!",               # tab separator
+        b"  bob@example.org   hunter 2",                 # space separator, stray spaces
+        b"grace@b\xc3\xbccher.example:123456",           # IDN domain in Unicode ...
+        b"grace@xn--bcher-kva.example:letmein",          # ... and punycode: one address
+        b"olga@example.com:p\xe4ssw\xf6rd",              # Latin-1 password, kept as bytes
+        b"dan@example.com:5f4dcc3b5aa765d61d8327deb882cf99",  # email:hash row (MD5)
+        b"eve@example.com:null",                         # placeholder
+        b"eve@example.com:xxx",
+        b"zoe@mail.example.org:zoe-pass-1",              # subdomain
+        b"yann@other.example:trustno1",
+        b"INSERT INTO `users` VALUES (1,'admin','5f4dcc3b');",
+        b"<html><head><title>Index of /</title></head>",
+        b"not-an-address:password",
+        b"broken@localhost:password",                    # invalid address
+        b"nul\x00byte@example.org:x",
+        b"",
+        b"x" * 5000,                                     # a huge line
+        b"last@example.org:no-final-newline",
+    ]
+    write(os.path.join(cdir, "collection-sample.txt"), b"\xef\xbb\xbf" + b"\r\n".join(lines))
+    # A second list, gzip with two members, repeating one row of the first (deduplicated).
+    more = b"alice@example.com:password\nheidi@example.org:pass,word\n"
+    more2 = b"mallory@example.org:Winter2025\nquinn@example.net:Qu1nn!\n"
+    write(os.path.join(cdir, "more.txt.gz"), gzip.compress(more, mtime=0) + gzip.compress(more2, mtime=0))
+    # A third, zstd.
+    plain = b"dave@example.net:hunter2\nken@example.org:trustno1\n"
+    write(os.path.join(cdir, "third.txt"), plain)
+    subprocess.run(["zstd", "-q", "-f", "--rm", os.path.join(cdir, "third.txt")], check=True)
+
+
 if __name__ == "__main__":
+    combolists()
     sys.exit(main())

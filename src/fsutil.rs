@@ -42,6 +42,20 @@ pub unsafe fn map_file(file: &File, path: &Path) -> Result<memmap2::Mmap> {
     Ok(map)
 }
 
+/// Drop the pages of `start..end` of a read-only file mapping from this process: they are not
+/// needed again soon, and a later access reads them back from the file. Whole pages inside the
+/// range are dropped, and the pages at its ends too (a neighbour sharing them re-reads them).
+pub fn release_range(map: &memmap2::Mmap, start: usize, end: usize) {
+    const PAGE: usize = 4096;
+    let a = start / PAGE * PAGE;
+    let b = end.div_ceil(PAGE).saturating_mul(PAGE).min(map.len());
+    if b > a {
+        // SAFETY: read-only file mappings only; MADV_DONTNEED discards cached pages, which are
+        // read from the file again if touched, so no data changes.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+    }
+}
+
 /// Create a directory readable only by its owner (missing parents are created 0700 too). An
 /// existing directory is left as it is: its permissions are its owner's choice.
 pub fn create_private_dir(path: &Path) -> Result<()> {

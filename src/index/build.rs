@@ -288,7 +288,7 @@ fn ingest_hibp(
         warn(w);
     }
     let bar = Progress::bytes(progress, &rec.path, total);
-    let batch_len = rayon::current_num_threads() * 4;
+    let batch_len = rayon::current_num_threads() * 2;
     let mut samples: Vec<String> = Vec::new();
     let mut line_base = 0u64;
     let mut last: [Option<u64>; 2] = [None, None];
@@ -452,7 +452,7 @@ fn ingest_combolist(
     }
     let mut chunks = crate::input::open_file(path)?;
     let bar = Progress::bytes(progress, &rec.path, total);
-    let batch_len = rayon::current_num_threads() * 4;
+    let batch_len = rayon::current_num_threads() * 2;
     let mut samples: Vec<String> = Vec::new();
     let mut line_base = 0u64;
     loop {
@@ -544,21 +544,31 @@ impl TempRuns {
 }
 
 /// A sorted run spilled to disk: 12-byte records (fingerprint u64 LE, count u32 LE), with the record
-/// index where each shard starts.
+/// index where each shard starts. Read by shard with positioned reads (not mapped), so the merge
+/// holds only the shards it is merging.
 struct Run {
-    map: memmap2::Mmap,
+    path: PathBuf,
+    file: std::fs::File,
     shard_starts: Vec<usize>,
 }
 
 impl Run {
-    fn shard(&self, s: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
+    fn shard(&self, s: usize) -> Result<Vec<(u64, u64)>> {
+        use std::os::unix::fs::FileExt;
         let (a, b) = (self.shard_starts[s], self.shard_starts[s + 1]);
-        self.map[a * 12..b * 12].chunks_exact(12).map(|r| {
-            (
-                u64::from_le_bytes(r[..8].try_into().expect("8")),
-                u32::from_le_bytes(r[8..12].try_into().expect("4")) as u64,
-            )
-        })
+        let mut buf = vec![0u8; (b - a) * 12];
+        self.file
+            .read_exact_at(&mut buf, a as u64 * 12)
+            .at(&self.path)?;
+        Ok(buf
+            .chunks_exact(12)
+            .map(|r| {
+                (
+                    u64::from_le_bytes(r[..8].try_into().expect("8")),
+                    u32::from_le_bytes(r[8..12].try_into().expect("4")) as u64,
+                )
+            })
+            .collect())
     }
 }
 
@@ -713,10 +723,9 @@ impl KindSink {
             .map_err(|e| Error::io(&path, e.into_error()))?;
         let starts = shard_starts(&self.run_buf);
         self.run_buf.clear();
-        // SAFETY: our own private temporary file, no longer written.
-        let map = unsafe { fsutil::map_file(&file, &path) }?;
         self.runs.push(Run {
-            map,
+            path,
+            file,
             shard_starts: starts,
         });
         Ok(())
@@ -757,7 +766,7 @@ impl KindSink {
                     let mut sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + '_>> = Vec::new();
                     sources.push(Box::new(base_recs.into_iter()));
                     for r in &self.runs {
-                        sources.push(Box::new(r.shard(s)));
+                        sources.push(Box::new(r.shard(s)?.into_iter()));
                     }
                     let mem = &self.run_buf[mem_starts[s]..mem_starts[s + 1]];
                     sources.push(Box::new(mem.iter().map(|&(f, c)| (f, c as u64))));
@@ -766,6 +775,9 @@ impl KindSink {
                 .collect();
             for (s, b) in win.iter().zip(built) {
                 w.push_shard(*s, &b?)?;
+            }
+            if let Some(b) = &base {
+                b.release_shards(win[0], win[win.len() - 1] + 1);
             }
         }
         Ok(Some(w.finish(build_id)?))

@@ -149,6 +149,11 @@ impl MapFile {
         Ok(())
     }
 
+    /// Drop the pages of shards `a..b` from memory (a merge that has read them).
+    pub fn release_shards(&self, a: usize, b: usize) {
+        crate::fsutil::release_range(&self.map, self.table[a] as usize, self.table[b] as usize);
+    }
+
     /// Check every byte: the file CRC, each shard's fst checksum, and the key count.
     pub fn verify(&self) -> Result<()> {
         let len = self.map.len();

@@ -95,20 +95,17 @@ impl Index {
         }
     }
 
-    /// Times a plaintext password was seen: its SHA-1 count, or its NTLM count when the index has
-    /// no SHA-1 entry for it (an index may be built from NTLM dumps only). A password that is not
+    /// Times a plaintext password was seen: the largest of its SHA-1 and NTLM counts (the two
+    /// dumps count the same passwords; an index may hold only one of them). A password that is not
     /// UTF-8 is taken as Latin-1 and also looked up as the UTF-8 text it stands for, which is how
     /// HIBP hashed it.
     pub fn password_count(&self, password: &[u8]) -> Result<u64> {
         let mut c = self.count(HashKind::Sha1, &crate::hashes::sha1(password))?;
-        if c == 0 && std::str::from_utf8(password).is_err() {
+        if std::str::from_utf8(password).is_err() {
             let utf8: String = password.iter().map(|&b| b as char).collect();
-            c = self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()))?;
+            c = c.max(self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()))?);
         }
-        if c > 0 {
-            return Ok(c);
-        }
-        self.count(HashKind::Ntlm, &crate::hashes::ntlm(password))
+        Ok(c.max(self.count(HashKind::Ntlm, &crate::hashes::ntlm(password))?))
     }
 
     /// Check every byte of every file against its checksums and the manifest.
