@@ -6,6 +6,10 @@
 //! in another order). The hashes of each 20-bit prefix are derived from (seed, prefix), so
 //! `gendata accounts` can name hashes that are in the dump without reading it.
 //!
+//! `gendata combolist ROWS [--domains D] [--seed S]` writes a combolist: random addresses over D
+//! domains (Zipf-like sizes), `:`/`;`/tab/space separators, some uppercase, 1% junk banner lines;
+//! `target.example` gets about one row in 100,000 (for one-domain query benchmarks).
+//!
 //! `gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]` writes an `email,hash` CSV
 //! export with COUNT accounts, a fraction R of whose hashes are in the dump of DUMP_LINES lines.
 
@@ -130,9 +134,54 @@ fn main() {
                 out.write_all(&line).expect("write");
             }
         }
+        Some("combolist") => {
+            // Rows of random addresses over DOMAINS domains (a few large, most small), with the
+            // separators, case and junk of real lists. `target.example` gets about 1 in 100,000 rows.
+            let rows: u64 = args[1].parse().expect("ROWS");
+            let domains: u64 = opt("--domains")
+                .map(|s| s.parse().expect("domains"))
+                .unwrap_or(100_000);
+            let mut rng = Rng::new(seed ^ 0xC0B0);
+            let seps = [b':', b':', b':', b':', b';', b'\t', b' '];
+            for _ in 0..rows {
+                line.clear();
+                let r = rng.next();
+                if r % 100 == 0 {
+                    line.extend_from_slice(
+                        b"| leaked by someone | visit our forum | free combos |\n",
+                    );
+                    out.write_all(&line).expect("write");
+                    continue;
+                }
+                let user = rng.next() % 50_000_000;
+                let name = format!("user{user}");
+                if r % 7 == 0 {
+                    line.extend_from_slice(name.to_uppercase().as_bytes());
+                } else {
+                    line.extend_from_slice(name.as_bytes());
+                }
+                line.push(b'@');
+                if rng.next() % 100_000 == 0 {
+                    line.extend_from_slice(b"target.example");
+                } else {
+                    // Zipf-like: domain index = domains^u.
+                    let d = (domains as f64).powf(rng.unit()) as u64;
+                    line.extend_from_slice(format!("d{d}.example").as_bytes());
+                }
+                line.push(seps[(rng.next() % seps.len() as u64) as usize]);
+                let pw_len = 6 + rng.next() % 10;
+                for _ in 0..pw_len {
+                    line.push(
+                        b"abcdefghijklmnopqrstuvwxyz0123456789!@#"[(rng.next() % 39) as usize],
+                    );
+                }
+                line.push(b'\n');
+                out.write_all(&line).expect("write");
+            }
+        }
         _ => {
             eprintln!(
-                "usage: gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]"
+                "usage: gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
             );
             std::process::exit(2);
         }

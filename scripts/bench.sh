@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark breach-audit against baselines on generated data, in one run, and write BENCHMARKS.md.
 #
-#   scripts/bench.sh [DUMP_LINES=10000000] [ACCOUNTS=1000000]
+#   scripts/bench.sh [DUMP_LINES=10000000] [ACCOUNTS=1000000] [COMBO_ROWS=10000000]
 #
 # Measures: build throughput (sorted and unsorted input) next to `zstd -1 -T1` over the same text,
 # index bytes per hash, peak RSS, `check` of ACCOUNTS accounts next to `sort`+`join` over the same
@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000000}
 A=${2:-1000000}
+C=${3:-10000000}
 work=${BENCH_DIR:-bench-work}
 mkdir -p "$work"
 cargo build --release --quiet
@@ -74,6 +75,33 @@ look_us=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s / 1000 * 1e6 }')
 run "one lookup, new process" bash -c "echo password | '$ba' lookup --index '$work/idx' > /dev/null"
 one_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 }')
 
+echo "combolists" >&2
+$gen combolist "$C" > "$work/combo.txt"
+combo_mb=$(du -m "$work/combo.txt" | cut -f1)
+rm -rf "$work/cidx"
+run "build --combolist" "$ba" build -q --index "$work/cidx" --combolist "$work/combo.txt" --tmp-dir "$work"
+combo_s=$SECS; combo_rss=$RSS_MB
+man="$work/cidx/manifest.json"
+addresses=$(grep -o '"addresses": [0-9]*' "$man" | grep -o '[0-9]*$')
+fst_bytes=$(grep -o '"fst_bytes": [0-9]*' "$man" | grep -o '[0-9]*$')
+leaks_bytes=$(grep -o '"leaks_bytes": [0-9]*' "$man" | grep -o '[0-9]*$')
+bpa=$(awk -v b="$fst_bytes" -v n="$addresses" 'BEGIN { printf "%.2f", b / n }')
+# One domain from a cold start: drop the page cache when we may (root), else say it was warm.
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null && echo cold || echo warm; }
+state=$(cold)
+run "domain target.example ($state)" bash -c "'$ba' domain --index '$work/cidx' target.example > '$work/domain.out'"
+dom_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 }')
+dom_n=$(wc -l < "$work/domain.out")
+cold > /dev/null
+run "grep -F @target.example ($state)" bash -c "grep -F '@target.example' '$work/combo.txt' > '$work/grep.out' || true"
+grep_cold_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s * 1000 }')
+grep_n=$(wc -l < "$work/grep.out")
+run "grep -F @target.example (warm)" bash -c "grep -F '@target.example' '$work/combo.txt' > /dev/null || true"
+grep_warm_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s * 1000 }')
+run "domain target.example (warm)" bash -c "'$ba' domain --index '$work/cidx' target.example > /dev/null"
+dom_warm_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 }')
+rm -rf "$work/cidx" "$work/combo.txt"
+
 echo "index size by N" >&2
 size_rows=""
 for n in ${SIZES:-1000000 5000000 20000000}; do
@@ -89,7 +117,7 @@ cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 cat > BENCHMARKS.md <<MD
 # Benchmarks
 
-Produced by \`scripts/bench.sh $N $A\` on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),
+Produced by \`scripts/bench.sh $N $A $C\` on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),
 $(free -g | awk '/Mem:/ {print $2}') GiB RAM. Data from \`scripts/gen-data.sh\`: a HIBP-shaped SHA-1 dump of
 $N lines ($dump_mb MB, uppercase hex, heavy-tailed counts), the same hashes in another order for the
 unsorted build, and an \`email,hash\` export of $A accounts of which 10% have a hash from the dump.
@@ -118,6 +146,19 @@ $size_rows
 | \`check\` of $A accounts (CSV in, JSONL out) | ${check_s}s | ${check_rss} MB | $ours_hits |
 | \`sort\` + \`join\` of the same hashes with the sorted dump (baseline) | ${join_s}s | ${join_rss} MB | $join_hits |
 
+## Combolists
+
+A generated combolist of $C rows ($combo_mb MB; random addresses over 100,000 domains of
+Zipf-like sizes, \`:\`/\`;\`/tab/space separators, some uppercase, 1% junk lines):
+
+| what | figure |
+|---|---|
+| \`build --combolist\` (parse, external sort, email map, leaks file, SHA-1/NTLM of every password) | ${combo_s}s, $(awk -v m="$combo_mb" -v s="$combo_s" 'BEGIN { printf "%.1f", m / s }') MB/s, peak RSS ${combo_rss} MB |
+| email map (\`emails.fst\`) | $addresses addresses, **$bpa bytes per address** |
+| leaked passwords (\`leaks.bin\`, zstd blocks) | $leaks_bytes bytes |
+| \`domain target.example\`, new process, $state page cache ($dom_n addresses) | ${dom_ms} ms (warm: ${dom_warm_ms} ms) |
+| \`grep -F '@target.example'\` over the combolist, $state page cache ($grep_n rows; baseline) | ${grep_cold_ms} ms (warm: ${grep_warm_ms} ms) |
+
 ## Lookups
 
 | what | per lookup |
@@ -126,7 +167,7 @@ $size_rows
 | \`look\` (binary search of the sorted text dump), one process per hash (baseline) | ${look_us} µs |
 | \`lookup\` of one password from a new process (open index + lookup) | ${one_ms} ms |
 
-Reproduce: \`scripts/bench.sh $N $A\` (work files in \`bench-work/\`, removed afterwards; \`KEEP=1\` keeps them).
+Reproduce: \`scripts/bench.sh $N $A $C\` (work files in \`bench-work/\`, removed afterwards; \`KEEP=1\` keeps them).
 MD
 echo "wrote BENCHMARKS.md" >&2
 [ "${KEEP:-0}" = 1 ] || rm -rf "$work"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build an index from the bundled sample dumps and print the at-risk accounts of the bundled
-# account stores (JSONL on stdout, summary on stderr). Usage: scripts/demo.sh [INDEX_DIR]
+# Build an index from the bundled sample dumps and combolists, print the at-risk accounts of the
+# bundled account stores, then the breached addresses of one domain (JSONL on stdout, summaries on
+# stderr). Usage: scripts/demo.sh [INDEX_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -10,8 +11,13 @@ index=${1:-target/sample-index}
   --hibp sample-data/hibp/pwned-passwords-sha1.txt \
   --hibp sample-data/hibp/pwned-passwords-ntlm.txt.gz \
   --hibp sample-data/hibp/extra-by-prevalence.txt.zst \
-  --hibp sample-data/hibp/ranges
+  --hibp sample-data/hibp/ranges \
+  --combolist sample-data/combolists/collection-sample.txt \
+  --combolist sample-data/combolists/more.txt.gz \
+  --combolist sample-data/combolists/third.txt.zst
 # check exits 1 when accounts are at risk, which is what the sample data is for.
 "$ba" check --index "$index" \
   --accounts-csv sample-data/accounts/export.csv \
   --passwd-file sample-data/accounts/dovecot-users || test $? -eq 1
+# Every breached address of one customer's domain (and its subdomains).
+"$ba" domain --index "$index" example.org --subdomains || test $? -eq 1

@@ -231,10 +231,10 @@ enum Kind {
 
 fn judge(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
     let (mut findings, kind) = judge_hash(index, a)?;
-    if let Some(em) = &index.emails {
-        if let Some(count) = em.count(&a.email.addr)? {
-            findings.push(Finding::CredentialsLeaked { count });
-        }
+    if let Some(em) = &index.emails
+        && let Some(count) = em.count(&a.email.addr)?
+    {
+        findings.push(Finding::CredentialsLeaked { count });
     }
     Ok((findings, kind))
 }

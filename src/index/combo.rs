@@ -266,13 +266,13 @@ impl Ord for HeapRow {
 
 struct RunReader {
     path: PathBuf,
-    r: zstd::stream::read::Decoder<'static, BufReader<File>>,
+    r: BufReader<zstd::stream::read::Decoder<'static, BufReader<File>>>,
 }
 
 impl RunReader {
     fn open(path: PathBuf) -> Result<RunReader> {
         let f = File::open(&path).at(&path)?;
-        let r = zstd::stream::read::Decoder::new(f).at(&path)?;
+        let r = BufReader::with_capacity(1 << 16, zstd::stream::read::Decoder::new(f).at(&path)?);
         Ok(RunReader { path, r })
     }
 
