@@ -146,7 +146,7 @@ fn main() {
             for _ in 0..rows {
                 line.clear();
                 let r = rng.next();
-                if r % 100 == 0 {
+                if r.is_multiple_of(100) {
                     line.extend_from_slice(
                         b"| leaked by someone | visit our forum | free combos |\n",
                     );
@@ -155,13 +155,13 @@ fn main() {
                 }
                 let user = rng.next() % 50_000_000;
                 let name = format!("user{user}");
-                if r % 7 == 0 {
+                if r.is_multiple_of(7) {
                     line.extend_from_slice(name.to_uppercase().as_bytes());
                 } else {
                     line.extend_from_slice(name.as_bytes());
                 }
                 line.push(b'@');
-                if rng.next() % 100_000 == 0 {
+                if rng.next().is_multiple_of(100_000) {
                     line.extend_from_slice(b"target.example");
                 } else {
                     // Zipf-like: domain index = domains^u.
