@@ -21,5 +21,6 @@ pub mod progress;
 pub mod report;
 pub mod scheme;
 pub mod sources;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -16,13 +16,50 @@ pub enum Stored {
     Sha1([u8; 20]),
     Ntlm([u8; 16]),
     Plain(Vec<u8>),
-    /// Salted or otherwise not directly comparable; `scheme` is Dovecot's name for it.
+    /// Salted or otherwise not comparable with a dump, but verifiable against a candidate
+    /// plaintext; `scheme` is Dovecot's name for it.
     Salted {
         scheme: String,
+        check: Check,
     },
     Unverifiable {
         scheme: String,
     },
+}
+
+/// How to test a candidate plaintext against a salted hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A crypt(3) string: `$1$` `$5$` `$6$` `$2a$` `$2b$` `$2y$`, DES.
+    Crypt(String),
+    /// yescrypt `$y$...`.
+    Yescrypt(String),
+    /// Argon2 PHC string `$argon2i$...` / `$argon2id$...`.
+    Argon2(String),
+    /// digest(password) == digest.
+    Digest { alg: Alg, digest: Vec<u8> },
+    /// digest(password + salt) == digest, stored as digest followed by salt.
+    SaltedDigest { alg: Alg, data: Vec<u8> },
+}
+
+/// Digest algorithms of Dovecot's plain and salted schemes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alg {
+    Md5,
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+impl Alg {
+    pub fn len(self) -> usize {
+        match self {
+            Alg::Md5 => 16,
+            Alg::Sha1 => 20,
+            Alg::Sha256 => 32,
+            Alg::Sha512 => 64,
+        }
+    }
 }
 
 /// How to read a hash without a `{SCHEME}` prefix.
@@ -91,8 +128,31 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
         Some((b, e)) if e == "HEX" || e == "B64" => (b, Some(e)),
         _ => (name, None),
     };
-    let salted = || Stored::Salted {
-        scheme: name.to_string(),
+    let malformed = || Stored::Unverifiable {
+        scheme: format!("{name} (malformed)"),
+    };
+    // Decode with the scheme's default encoding unless a suffix overrides it.
+    let decode = |default_hex: bool| -> Option<Vec<u8>> {
+        match enc {
+            Some("HEX") => hex::decode(rest).ok(),
+            Some("B64") => decode_b64(rest),
+            _ if default_hex => hex::decode(rest).ok(),
+            _ => decode_b64(rest),
+        }
+    };
+    let digest = |alg: Alg, default_hex: bool| match decode(default_hex) {
+        Some(d) if d.len() == alg.len() => Stored::Salted {
+            scheme: name.to_string(),
+            check: Check::Digest { alg, digest: d },
+        },
+        _ => malformed(),
+    };
+    let salted_digest = |alg: Alg| match decode(false) {
+        Some(d) if d.len() > alg.len() => Stored::Salted {
+            scheme: name.to_string(),
+            check: Check::SaltedDigest { alg, data: d },
+        },
+        _ => malformed(),
     };
     match base {
         "SHA" | "SHA1" => {
@@ -134,10 +194,22 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
                 },
             }
         }
-        "CRYPT" | "DES-CRYPT" => crypt_scheme(rest),
-        "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5" | "BLF-CRYPT" | "ARGON2I"
-        | "ARGON2ID" | "SSHA" | "SSHA256" | "SSHA512" | "SHA256" | "SHA512" | "PLAIN-MD5"
-        | "LDAP-MD5" | "SMD5" | "PBKDF2" | "SHA3-256" | "SHA3-512" => salted(),
+        "CRYPT" | "DES-CRYPT" | "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5"
+        | "BLF-CRYPT" | "ARGON2I" | "ARGON2ID" => match crypt_scheme(rest) {
+            Stored::Salted { check, .. } => Stored::Salted {
+                scheme: name.to_string(),
+                check,
+            },
+            other => other,
+        },
+        "SSHA" => salted_digest(Alg::Sha1),
+        "SSHA256" => salted_digest(Alg::Sha256),
+        "SSHA512" => salted_digest(Alg::Sha512),
+        "SMD5" => salted_digest(Alg::Md5),
+        "SHA256" => digest(Alg::Sha256, false),
+        "SHA512" => digest(Alg::Sha512, false),
+        "PLAIN-MD5" => digest(Alg::Md5, true),
+        "LDAP-MD5" => digest(Alg::Md5, false),
         _ => Stored::Unverifiable {
             scheme: name.to_string(),
         },
@@ -155,25 +227,26 @@ fn crypt_scheme(s: &[u8]) -> Stored {
             },
         };
     }
-    let scheme = if s.starts_with(b"$6$") {
-        "SHA512-CRYPT"
+    let text = || String::from_utf8_lossy(s).into_owned();
+    let (scheme, check) = if s.starts_with(b"$6$") {
+        ("SHA512-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$5$") {
-        "SHA256-CRYPT"
+        ("SHA256-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$1$") {
-        "MD5-CRYPT"
+        ("MD5-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$2a$") || s.starts_with(b"$2b$") || s.starts_with(b"$2y$") {
-        "BLF-CRYPT"
+        ("BLF-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$y$") {
-        "YESCRYPT"
+        ("YESCRYPT", Check::Yescrypt(text()))
     } else if s.starts_with(b"$argon2id$") {
-        "ARGON2ID"
+        ("ARGON2ID", Check::Argon2(text()))
     } else if s.starts_with(b"$argon2i$") {
-        "ARGON2I"
+        ("ARGON2I", Check::Argon2(text()))
     } else if s.len() == 13
         && s.iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/')
     {
-        "DES-CRYPT"
+        ("DES-CRYPT", Check::Crypt(text()))
     } else if s.is_empty() {
         return Stored::Unverifiable {
             scheme: "EMPTY".into(),
@@ -185,6 +258,7 @@ fn crypt_scheme(s: &[u8]) -> Stored {
     };
     Stored::Salted {
         scheme: scheme.into(),
+        check,
     }
 }
 
@@ -239,8 +313,10 @@ mod tests {
             ("{SHA512-CRYPT}$6$abc$def", "SHA512-CRYPT"),
             ("$2y$05$abcdefghijklmnopqrstuv", "BLF-CRYPT"),
             ("$y$j9T$abc$def", "YESCRYPT"),
-            ("{SSHA256}abcd", "SSHA256"),
-            ("{PBKDF2}$1$abc", "PBKDF2"),
+            (
+                "{SSHA256}+Dv0AWulK34xGwuG/zksntHJwKmiyqUZ8E0E/zKDbAXps3tK",
+                "SSHA256",
+            ),
         ] {
             assert_eq!(
                 parse(h.as_bytes(), Bare::Crypt),
