@@ -204,7 +204,66 @@ def kat():
     write(os.path.join(ROOT, "kat", "hashes.tsv"), ("\n".join(lines) + "\n").encode())
 
 
+def servers():
+    """A DirectAdmin and a cPanel server tree (only the files breach-audit reads), hashes made by
+    the real tools, and the combolist of leaks for their customers."""
+    base = os.path.join(ROOT, "servers")
+    da = os.path.join(base, "directadmin")
+    strip = lambda h: h.split("}", 1)[1] if h.startswith("{") else h
+    da_accounts = {
+        "example.com": [
+            ("info", sh("mkpasswd", "-m", "sha512crypt", "Summer2024!")),
+            ("sales", sh("openssl", "passwd", "-1", "pass:word")),
+            ("ceo", sh("htpasswd", "-nbB", "u", "correct horse battery staple").split(":", 1)[1]),
+            ("uni", sh("mkpasswd", "-m", "yescrypt", "pässwörd")),
+            ("quiet", sh("mkpasswd", "-m", "sha512crypt", "never leaked 7c1a")),
+        ],
+        "shop.example": [
+            ("orders", strip(sh("doveadm", "pw", "-s", "ARGON2ID", "-p", "orders-2025"))),
+            ("admin", sh("openssl", "passwd", "-5", "not the leaked one")),
+        ],
+    }
+    for dom, accs in da_accounts.items():
+        lines = [f"{u}:{h}:589:12::/home/{'alice' if dom == 'example.com' else 'bob'}/imap/{dom}/{u}:/bin/false" for u, h in accs]
+        write(os.path.join(da, "etc/virtual", dom, "passwd"), ("\n".join(lines) + "\n").encode())
+    os.makedirs(os.path.join(da, "etc/virtual/missing.example"), exist_ok=True)
+    write(os.path.join(da, "etc/virtual/missing.example/.keep"), b"")
+    write(os.path.join(da, "etc/virtual/domainowners"), b"example.com: alice\nshop.example: bob\nmissing.example: bob\n")
+    write(os.path.join(da, "etc/virtual/domains"), b"example.com\nshop.example\n")
+    write(os.path.join(da, "usr/local/directadmin/data/users/alice/user.conf"),
+          b"creator=reseller1\nemail=alice.owner@isp.example\nusertype=user\nname=Alice\n")
+    # bob has no user.conf: his records have no contact, and a warning names the file.
+
+    cp = os.path.join(base, "cpanel")
+    shadow = [
+        f"writer:{sh('mkpasswd', '-m', 'sha512crypt', 'hunter2')}:19700::::::",
+        f"editor:!{sh('mkpasswd', '-m', 'sha512crypt', 'letmein')}:19700::::::",
+        f"guest:{sh('mkpasswd', '-m', 'sha512crypt', 'guest pass 5d2e')}:19700::::::",
+        "nologin:*:19700::::::",
+    ]
+    write(os.path.join(cp, "home/carl/etc/blog.example/shadow"), ("\n".join(shadow) + "\n").encode())
+    write(os.path.join(cp, "home/carl/etc/blog.example/passwd"),
+          b"writer:x:1001:1001::/home/carl/mail/blog.example/writer:/usr/local/cpanel/bin/noshell\n")
+    write(os.path.join(cp, "etc/userdomains"), b"blog.example: carl\n*: nobody\n")
+    write(os.path.join(cp, "etc/trueuserowners"), b"carl: root\n")
+    write(os.path.join(cp, "var/cpanel/users/carl"), b"OWNER=root\nCONTACTEMAIL=carl@owner.example\nCONTACTEMAIL2=\nPLAN=default\n")
+
+    rows = [
+        b"info@example.com:Summer2024!",
+        b"sales@example.com:pass:word",
+        b"ceo@example.com:wrong-guess",
+        b"ceo@example.com:correct horse battery staple",
+        "uni@example.com:pässwörd".encode(),
+        b"orders@shop.example:orders-2025",
+        b"admin@shop.example:something-else",
+        b"writer@blog.example:hunter2",
+        b"editor@blog.example:letmein",
+    ]
+    write(os.path.join(ROOT, "combolists", "customers.txt"), b"\n".join(rows) + b"\n")
+
+
 if __name__ == "__main__":
+    servers()
     kat()
     combolists()
     sys.exit(main())

@@ -1,17 +1,20 @@
 //! Verdicts: which accounts are at risk, and why.
 //!
 //! Severity, worst first:
-//! - `critical`: the account's current password is among those leaked for its address (later issue);
+//! - `critical`: the account's current password is among those leaked for its address
+//!   (`current_password_leaked`, verified against the stored hash);
 //! - `high`: the account's password hash is in the breach dumps (`password_pwned`);
 //! - `medium`: the address is in a combolist (`credentials_leaked`), the password not known to be
 //!   leaked;
 //! - `unknown`: the stored hash cannot be checked at all (`unverifiable`): not known to be safe.
 
+use crate::cache::VerifyCache;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index::keys::HashKind;
 use crate::scheme::Stored;
 use crate::sources::accounts::{self, Account, AccountSource};
+use crate::sources::combolist::Secret;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -39,6 +42,8 @@ impl Severity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
+    /// A password leaked for this address is the account's current password.
+    CurrentPasswordLeaked,
     /// The account's password hash is in the dumps `count` times.
     PasswordPwned { count: u64 },
     /// The address is in combolists, in `count` distinct rows.
@@ -50,6 +55,7 @@ pub enum Finding {
 impl Finding {
     pub fn severity(&self) -> Severity {
         match self {
+            Finding::CurrentPasswordLeaked => Severity::Critical,
             Finding::PasswordPwned { .. } => Severity::High,
             Finding::CredentialsLeaked { .. } => Severity::Medium,
             Finding::Unverifiable { .. } => Severity::Unknown,
@@ -58,6 +64,7 @@ impl Finding {
     /// `kind:value` for CSV output.
     pub fn short(&self) -> String {
         match self {
+            Finding::CurrentPasswordLeaked => "current_password_leaked".to_string(),
             Finding::PasswordPwned { count } => format!("password_pwned:{count}"),
             Finding::CredentialsLeaked { count } => format!("credentials_leaked:{count}"),
             Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
@@ -72,6 +79,8 @@ pub struct Record {
     pub domain: String,
     pub owner: Option<String>,
     pub contact: Option<String>,
+    /// The server has locked this login (it is audited all the same).
+    pub suspended: bool,
     pub severity: Severity,
     pub findings: Vec<Finding>,
 }
@@ -91,6 +100,9 @@ pub struct CheckSummary {
     pub medium: u64,
     pub unknown: u64,
     pub rejected_rows: u64,
+    /// Leaked passwords tested against stored hashes, and outcomes taken from the cache.
+    pub verified: u64,
+    pub cached: u64,
 }
 
 pub struct CheckOutcome {
@@ -116,11 +128,13 @@ pub fn check(
     index: &Index,
     sources: &[AccountSource],
     filter: &DomainFilter,
+    cache: &VerifyCache,
     warn: &mut dyn FnMut(String),
 ) -> Result<CheckOutcome> {
     if sources.is_empty() {
         return Err(Error::Usage(
-            "no accounts to check: give --accounts-csv or --passwd-file".into(),
+            "no accounts to check: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
+                .into(),
         ));
     }
     let mut summary = CheckSummary::default();
@@ -136,7 +150,7 @@ pub fn check(
             for batch in rx {
                 let verdicts: Vec<(Vec<Finding>, Kind)> = batch
                     .par_iter()
-                    .map(|a| judge(index, a))
+                    .map(|a| judge(index, cache, a))
                     .collect::<Result<_>>()?;
                 for (a, (findings, kind)) in batch.into_iter().zip(verdicts) {
                     match kind {
@@ -154,6 +168,7 @@ pub fn check(
                             email: a.email.addr,
                             owner: a.owner,
                             contact: a.contact,
+                            suspended: a.suspended,
                             severity: Severity::Unknown,
                             findings,
                         });
@@ -165,16 +180,25 @@ pub fn check(
         let mut read_all = || -> Result<()> {
             let mut batch: Vec<Account> = Vec::with_capacity(BATCH);
             for src in sources {
-                let stats = accounts::read(src, &|d| filter.wants(d), &mut |a| {
-                    batch.push(a);
-                    if batch.len() == BATCH {
-                        crate::fsutil::check_interrupted()?;
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        // A closed channel means the judge failed: its error is reported below.
-                        tx.send(full).map_err(|_| Error::Interrupted)?;
-                    }
-                    Ok(())
-                })?;
+                let mut file_warnings = Vec::new();
+                let stats = accounts::read(
+                    src,
+                    &|d| filter.wants(d),
+                    &mut |a| {
+                        batch.push(a);
+                        if batch.len() == BATCH {
+                            crate::fsutil::check_interrupted()?;
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                            // A closed channel means the judge failed: its error is reported below.
+                            tx.send(full).map_err(|_| Error::Interrupted)?;
+                        }
+                        Ok(())
+                    },
+                    &mut |w| file_warnings.push(w),
+                )?;
+                for w in file_warnings {
+                    warn(w);
+                }
                 if stats.rejected > 0 {
                     warn(format!(
                         "rejected {} rows that are not accounts; first: {}",
@@ -229,12 +253,36 @@ enum Kind {
     NoMap(HashKind),
 }
 
-fn judge(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
+fn judge(index: &Index, cache: &VerifyCache, a: &Account) -> Result<(Vec<Finding>, Kind)> {
     let (mut findings, kind) = judge_hash(index, a)?;
-    if let Some(em) = &index.emails
-        && let Some(count) = em.count(&a.email.addr)?
-    {
-        findings.push(Finding::CredentialsLeaked { count });
+    let Some(em) = &index.emails else {
+        return Ok((findings, kind));
+    };
+    if matches!(a.stored, Stored::Unverifiable { .. }) {
+        if let Some(count) = em.count(&a.email.addr)? {
+            findings.push(Finding::CredentialsLeaked { count });
+        }
+        return Ok((findings, kind));
+    }
+    let Some(rec) = em.record(&a.email.addr)? else {
+        return Ok((findings, kind));
+    };
+    findings.push(Finding::CredentialsLeaked { count: rec.count });
+    // Is a password leaked for this address the current one? (What spammers exploit.)
+    for (tag, pw) in &rec.secrets {
+        if *tag == Secret::Plain && cache.verify(&a.stored, pw) == Some(true) {
+            findings.push(Finding::CurrentPasswordLeaked);
+            if !findings
+                .iter()
+                .any(|f| matches!(f, Finding::PasswordPwned { .. }))
+            {
+                let count = index.password_count(pw)?;
+                if count > 0 {
+                    findings.push(Finding::PasswordPwned { count });
+                }
+            }
+            break;
+        }
     }
     Ok((findings, kind))
 }
@@ -285,6 +333,7 @@ fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
                 last.findings.extend(r.findings);
                 last.owner = last.owner.take().or(r.owner);
                 last.contact = last.contact.take().or(r.contact);
+                last.suspended |= r.suspended;
             }
             _ => out.push(r),
         }

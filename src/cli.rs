@@ -109,6 +109,19 @@ struct CheckArgs {
     /// A Dovecot passwd-file (user@domain:{SCHEME}hash:...). Repeatable.
     #[arg(long, value_name = "PATH")]
     passwd_file: Vec<PathBuf>,
+    /// The root of a DirectAdmin server tree (or a copy of its files): etc/virtual/<domain>/passwd,
+    /// owners from etc/virtual/domainowners, contacts from
+    /// usr/local/directadmin/data/users/<owner>/user.conf. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    directadmin: Vec<PathBuf>,
+    /// The root of a cPanel server tree (or a copy of its files): home/<user>/etc/<domain>/shadow,
+    /// owners from etc/userdomains, contacts from var/cpanel/users/<owner>. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    cpanel: Vec<PathBuf>,
+    /// Keep outcomes of slow verifications (bcrypt, argon2, yescrypt, crypt) in this file so a
+    /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
+    #[arg(long, value_name = "PATH")]
+    cache: Option<PathBuf>,
     /// Only audit accounts at this domain. Repeatable.
     #[arg(long, value_name = "DOMAIN")]
     domain: Vec<String>,
@@ -262,18 +275,28 @@ fn run_build(a: BuildArgs) -> Result<i32> {
 
 fn run_check(a: CheckArgs) -> Result<i32> {
     let start = std::time::Instant::now();
-    let mut sources: Vec<AccountSource> =
-        a.accounts_csv.into_iter().map(AccountSource::Csv).collect();
+    let mut sources: Vec<AccountSource> = a
+        .directadmin
+        .into_iter()
+        .map(AccountSource::DirectAdmin)
+        .collect();
+    sources.extend(a.cpanel.into_iter().map(AccountSource::Cpanel));
     sources.extend(a.passwd_file.into_iter().map(AccountSource::PasswdFile));
+    sources.extend(a.accounts_csv.into_iter().map(AccountSource::Csv));
     let filter = domain_filter(&a.domain, a.domains_file.as_deref())?;
     let index = Index::open(&a.index)?;
-    let outcome = check::check(&index, &sources, &filter, &mut warner(a.out.quiet))?;
+    let mut warn = warner(a.out.quiet);
+    let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &mut warn);
+    let mut outcome = check::check(&index, &sources, &filter, &cache, &mut warn)?;
+    outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
+    outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
+    cache.save()?;
     let code = i32::from(!outcome.records.is_empty());
     let written = report::emit(&outcome.records, a.format.into(), a.output.as_deref());
     if !a.out.quiet {
         let s = &outcome.summary;
         eprintln!(
-            "breach-audit: checked {} accounts in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rows rejected",
+            "breach-audit: checked {} accounts in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rows rejected; {} slow verifications ({} from the cache)",
             s.accounts,
             start.elapsed().as_secs_f64(),
             s.at_risk,
@@ -284,7 +307,9 @@ fn run_check(a: CheckArgs) -> Result<i32> {
             s.compared,
             s.salted,
             s.unverifiable,
-            s.rejected_rows
+            s.rejected_rows,
+            s.verified + s.cached,
+            s.cached
         );
     }
     match written {

@@ -168,8 +168,14 @@ fn check_reports_credentials_leaked() {
         serde_json::json!([{"kind": "password_pwned", "count": 1403}, {"kind": "credentials_leaked", "count": 1}])
     );
     assert_eq!(rec("bob@example.org")["severity"], "high");
-    // A salted account whose address leaked is at least medium, not silently clean.
-    assert_eq!(rec("alice@example.com")["severity"], "medium");
+    // A salted (SHA512-CRYPT) account whose leaked password is its current one is critical.
+    assert_eq!(rec("alice@example.com")["severity"], "critical");
+    assert_eq!(
+        rec("alice@example.com")["findings"][0]["kind"],
+        "current_password_leaked"
+    );
+    // A salted account whose leaked password is not the current one stays medium.
+    assert_eq!(rec("olga@example.com")["severity"], "medium");
     // No leaked password reaches the output or the log.
     for secret in ["zoe-pass-1", "Password1", "pa;ss;word", "Qu1nn!"] {
         assert!(

@@ -1,5 +1,9 @@
-//! The provider's accounts: CSV exports (`email,hash` with a header) and Dovecot passwd-files
-//! (`user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra`). Every account keeps where it came
+//! The provider's accounts: CSV exports (`email,hash` with a header), Dovecot passwd-files
+//! (`user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra`), and copies of DirectAdmin and
+//! cPanel server trees (each pointed at its root; see ../shared/FORMATS.md for the layouts). The
+//! server readers attach the owning user and their contact address, and read only the files of
+//! the wanted domains. A missing or unreadable file inside a tree is a warning naming it (the rest
+//! of the server is still audited); a tree root that is not one is an error. Every account keeps where it came
 //! from (`path:line`) for messages; a row that is not an account is counted and sampled by line
 //! number, never echoed (it may hold a password).
 
@@ -24,6 +28,10 @@ pub struct Account {
 pub enum AccountSource {
     Csv(PathBuf),
     PasswdFile(PathBuf),
+    /// Root of a DirectAdmin tree (`etc/virtual`, `usr/local/directadmin/data/users`).
+    DirectAdmin(PathBuf),
+    /// Root of a cPanel tree (`home/*/etc/*/shadow`, `etc/userdomains`, `var/cpanel/users`).
+    Cpanel(PathBuf),
 }
 
 /// What reading one source rejected.
@@ -38,7 +46,7 @@ pub struct ReadStats {
 pub type Sink<'a> = dyn FnMut(Account) -> Result<()> + 'a;
 
 impl ReadStats {
-    fn reject(&mut self, path: &Path, line: u64, why: &str) {
+    pub(crate) fn reject(&mut self, path: &Path, line: u64, why: &str) {
         self.rejected += 1;
         if self.samples.len() < 5 {
             self.samples
@@ -47,15 +55,19 @@ impl ReadStats {
     }
 }
 
-/// Read one account source, handing every account whose domain passes `want` to `sink`.
+/// Read one account source, handing every account whose domain passes `want` to `sink`;
+/// `warn` hears about missing files inside server trees.
 pub fn read(
     src: &AccountSource,
     want: &dyn Fn(&str) -> bool,
     sink: &mut Sink,
+    warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {
     match src {
         AccountSource::Csv(p) => read_csv(p, want, sink),
         AccountSource::PasswdFile(p) => read_passwd_file(p, want, sink),
+        AccountSource::DirectAdmin(root) => super::directadmin::read(root, want, sink, warn),
+        AccountSource::Cpanel(root) => super::cpanel::read(root, want, sink, warn),
     }
 }
 
@@ -197,4 +209,128 @@ pub fn read_passwd_file(
         }
     }
     Ok(out)
+}
+
+/// `key: value` lines (domainowners, userdomains), keys lowercased. A missing file is a warning.
+pub(crate) fn colon_map(
+    path: &Path,
+    warn: &mut dyn FnMut(String),
+) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    match std::fs::read(path) {
+        Ok(data) => {
+            for line in String::from_utf8_lossy(&data).lines() {
+                if let Some((k, v)) = line.split_once(':') {
+                    let (k, v) = (k.trim().trim_start_matches('\u{feff}'), v.trim());
+                    if !k.is_empty() && !v.is_empty() {
+                        m.insert(k.to_ascii_lowercase(), v.to_string());
+                    }
+                }
+            }
+        }
+        Err(e) => warn(format!("{}: {e}; owners unknown", path.display())),
+    }
+    m
+}
+
+/// The value of `key` in a `KEY=VALUE` file (user.conf, var/cpanel/users/USER); of a list of
+/// addresses, the first. A missing file is a warning.
+pub(crate) fn conf_value(path: &Path, key: &str, warn: &mut dyn FnMut(String)) -> Option<String> {
+    match std::fs::read(path) {
+        Ok(data) => String::from_utf8_lossy(&data).lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            if !k.trim().eq_ignore_ascii_case(key) {
+                return None;
+            }
+            let v = v
+                .split([',', ';', ' '])
+                .find(|s| !s.trim().is_empty())?
+                .trim();
+            (!v.is_empty()).then(|| v.to_string())
+        }),
+        Err(e) => {
+            warn(format!("{}: {e}; contact unknown", path.display()));
+            None
+        }
+    }
+}
+
+/// Subdirectories of `dir` named like domains: (normalised domain, path), sorted.
+pub(crate) fn domain_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.contains('.') || !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        if let Ok(d) = email::normalize_domain(&name) {
+            out.push((d, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Who owns a domain's accounts and how to reach them.
+pub(crate) struct Owner {
+    pub name: Option<String>,
+    pub contact: Option<String>,
+}
+
+/// Read a passwd-style file of one domain (`login:HASH:...`, DirectAdmin passwd or cPanel
+/// shadow); a `!` before the hash marks a suspended login. A missing file is a warning.
+pub(crate) fn read_domain_file(
+    path: &Path,
+    domain: &str,
+    owner: &Owner,
+    out: &mut ReadStats,
+    sink: &mut Sink,
+    warn: &mut dyn FnMut(String),
+) -> Result<()> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) => {
+            warn(format!(
+                "{}: {e}; accounts of {domain} not audited",
+                path.display()
+            ));
+            return Ok(());
+        }
+    };
+    for (i, line) in crate::input::lines(&data).enumerate() {
+        let line = crate::sources::hibp::trim_blanks(line);
+        if line.is_empty() || line.starts_with(b"#") {
+            continue;
+        }
+        let mut f = line.splitn(3, |&c| c == b':');
+        let login = f.next().unwrap_or_default();
+        let Some(hash) = f.next() else {
+            out.reject(path, i as u64 + 1, "no password field");
+            continue;
+        };
+        let mut addr = login.to_vec();
+        addr.push(b'@');
+        addr.extend_from_slice(domain.as_bytes());
+        let email = match email::normalize(&addr) {
+            Ok(e) => e,
+            Err(why) => {
+                out.reject(path, i as u64 + 1, why);
+                continue;
+            }
+        };
+        let (suspended, hash) = match hash.strip_prefix(b"!") {
+            Some(h) => (true, h),
+            None => (false, hash),
+        };
+        out.accounts += 1;
+        sink(Account {
+            email,
+            stored: scheme::parse(hash, Bare::Crypt),
+            owner: owner.name.clone(),
+            contact: owner.contact.clone(),
+            suspended,
+        })?;
+    }
+    Ok(())
 }

@@ -3,4 +3,6 @@
 
 pub mod accounts;
 pub mod combolist;
+pub mod cpanel;
+pub mod directadmin;
 pub mod hibp;
