@@ -52,7 +52,7 @@ pub enum Alg {
 }
 
 impl Alg {
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Alg::Md5 => 16,
             Alg::Sha1 => 20,
@@ -141,14 +141,14 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
         }
     };
     let digest = |alg: Alg, default_hex: bool| match decode(default_hex) {
-        Some(d) if d.len() == alg.len() => Stored::Salted {
+        Some(d) if d.len() == alg.digest_len() => Stored::Salted {
             scheme: name.to_string(),
             check: Check::Digest { alg, digest: d },
         },
         _ => malformed(),
     };
     let salted_digest = |alg: Alg| match decode(false) {
-        Some(d) if d.len() > alg.len() => Stored::Salted {
+        Some(d) if d.len() > alg.digest_len() => Stored::Salted {
             scheme: name.to_string(),
             check: Check::SaltedDigest { alg, data: d },
         },

@@ -46,7 +46,7 @@ fn verify_check(check: &Check, password: &[u8]) -> bool {
         }
         Check::Digest { alg, digest } => ct_eq(&hash(*alg, &[password]), digest),
         Check::SaltedDigest { alg, data } => {
-            let (digest, salt) = data.split_at(alg.len());
+            let (digest, salt) = data.split_at(alg.digest_len());
             ct_eq(&hash(*alg, &[password, salt]), digest)
         }
     }
