@@ -188,23 +188,29 @@ fn main() {
             // never verifies, get well-formed `$6$` strings of random characters (fast to make).
             let count: u64 = args[1].parse().expect("ACCOUNTS");
             let root = std::path::PathBuf::from(&args[2]);
-            let leaked: f64 = opt("--leaked").map(|s| s.parse().expect("rate")).unwrap_or(0.1);
+            let leaked: f64 = opt("--leaked")
+                .map(|s| s.parse().expect("rate"))
+                .unwrap_or(0.1);
             let mut rng = Rng::new(seed ^ 0xDA);
             let domains = (count / 50).max(1);
             let virt = root.join("etc/virtual");
             let mut owners = String::new();
             let mut files: Vec<String> = vec![String::new(); domains as usize];
             let mut combo = Vec::new();
-            const CRYPT64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+            const CRYPT64: &[u8] =
+                b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
             for i in 0..count {
                 let d = i % domains;
                 let pw = format!("pw-{:x}", rng.next());
                 let is_leaked = rng.unit() < leaked;
                 let salt = format!("{:016x}", rng.next());
                 let hash = if is_leaked {
-                    pwhash::sha512_crypt::hash_with(format!("$6${salt}").as_str(), &pw).expect("hash")
+                    pwhash::sha512_crypt::hash_with(format!("$6${salt}").as_str(), &pw)
+                        .expect("hash")
                 } else {
-                    let tail: String = (0..86).map(|_| CRYPT64[(rng.next() % 64) as usize] as char).collect();
+                    let tail: String = (0..86)
+                        .map(|_| CRYPT64[(rng.next() % 64) as usize] as char)
+                        .collect();
                     format!("$6${salt}${tail}")
                 };
                 files[d as usize].push_str(&format!(
@@ -223,7 +229,11 @@ fn main() {
                 owners.push_str(&format!("dom{d}.example: owner{d}\n"));
                 let conf = root.join(format!("usr/local/directadmin/data/users/owner{d}"));
                 std::fs::create_dir_all(&conf).expect("mkdir");
-                std::fs::write(conf.join("user.conf"), format!("email=owner{d}@isp.example\n")).expect("write");
+                std::fs::write(
+                    conf.join("user.conf"),
+                    format!("email=owner{d}@isp.example\n"),
+                )
+                .expect("write");
             }
             std::fs::write(virt.join("domainowners"), owners).expect("write");
             out.write_all(&combo).expect("write");

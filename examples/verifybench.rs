@@ -7,8 +7,17 @@ use breach_audit::verify::verify;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let budget = Duration::from_secs_f64(std::env::args().nth(1).map(|s| s.parse().expect("seconds")).unwrap_or(0.3));
-    let kat = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-data/kat/hashes.tsv")).expect("kat");
+    let budget = Duration::from_secs_f64(
+        std::env::args()
+            .nth(1)
+            .map(|s| s.parse().expect("seconds"))
+            .unwrap_or(0.3),
+    );
+    let kat = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample-data/kat/hashes.tsv"
+    ))
+    .expect("kat");
     let mut seen = std::collections::BTreeMap::new();
     for line in kat.lines().filter(|l| !l.starts_with('#')) {
         let f: Vec<&str> = line.splitn(3, '\t').collect();
@@ -40,6 +49,13 @@ fn main() {
     let mut rows: Vec<_> = seen.into_iter().collect();
     rows.sort_by(|a, b| a.1.partial_cmp(&b.1).expect("finite"));
     for (name, rate) in rows {
-        println!("| {name} | {} |", if rate >= 100.0 { format!("{rate:.0}") } else { format!("{rate:.1}") });
+        println!(
+            "| {name} | {} |",
+            if rate >= 100.0 {
+                format!("{rate:.0}")
+            } else {
+                format!("{rate:.1}")
+            }
+        );
     }
 }

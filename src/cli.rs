@@ -53,6 +53,84 @@ enum Cmd {
     Info(IndexArg),
     /// Check every byte of an index; exits 2 on any damage.
     Verify(IndexArg),
+    /// The nightly job: rebuild the index if a source changed, check every account, and write
+    /// what is new since the last run for the notice mailer.
+    ///
+    /// Writes to --out (each file atomically, mode 0600): at-risk.jsonl (every account at risk
+    /// now, as `check` prints them), new.jsonl (only findings not reported before; empty when
+    /// none), notices.csv (contact,owner,addresses,worst_severity: one row per contact to notify).
+    /// --state keeps what was reported, the verification cache and the lock. Exit codes: 0 nothing
+    /// new, 1 new findings, 2 error, 3 another audit is running (the lock in --state is held).
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
+    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The index directory (rebuilt in place, atomically, when a source changed).
+    #[arg(long, value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// State directory: reported findings, verification cache, lock.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// HIBP dumps, as for `build`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    hibp: Vec<PathBuf>,
+    /// Combolists, as for `build`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    combolist: Vec<PathBuf>,
+    /// DirectAdmin roots, as for `check`. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    directadmin: Vec<PathBuf>,
+    /// cPanel roots, as for `check`. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    cpanel: Vec<PathBuf>,
+    /// Dovecot passwd-files, as for `check`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    passwd_file: Vec<PathBuf>,
+    /// CSV exports, as for `check`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    accounts_csv: Vec<PathBuf>,
+    /// Memory for a rebuild (default 512M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    mem: Option<usize>,
+    /// Where a rebuild spills sorted runs.
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+    /// Report every current finding as new (re-send all notices).
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    out_opts: Verbosity,
+}
+
+/// The keys of an audit config file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditConfig {
+    index: Option<PathBuf>,
+    state: Option<PathBuf>,
+    out: Option<PathBuf>,
+    #[serde(default)]
+    hibp: Vec<PathBuf>,
+    #[serde(default)]
+    combolist: Vec<PathBuf>,
+    #[serde(default)]
+    directadmin: Vec<PathBuf>,
+    #[serde(default)]
+    cpanel: Vec<PathBuf>,
+    #[serde(default)]
+    passwd_file: Vec<PathBuf>,
+    #[serde(default)]
+    accounts_csv: Vec<PathBuf>,
+    mem: Option<String>,
+    tmp_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -231,6 +309,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Cmd::Lookup(a) => run_lookup(a),
         Cmd::Info(a) => run_info(a),
         Cmd::Verify(a) => run_verify(a),
+        Cmd::Audit(a) => run_audit(a),
     }
 }
 
@@ -477,6 +556,92 @@ fn run_info(a: IndexArg) -> Result<i32> {
     }
     print!("{out}");
     Ok(0)
+}
+
+fn run_audit(a: AuditArgs) -> Result<i32> {
+    let cfg: AuditConfig = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).at(path)?;
+            toml::from_str(&text)
+                .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?
+        }
+        None => AuditConfig::default(),
+    };
+    // A flag replaces the file's value (a repeated flag replaces the file's whole list).
+    let pick = |flag: Vec<PathBuf>, file: Vec<PathBuf>| if flag.is_empty() { file } else { flag };
+    let need = |v: Option<PathBuf>, name: &str| {
+        v.ok_or_else(|| {
+            Error::Usage(format!(
+                "audit needs --{name} (or `{name} = ...` in --config)"
+            ))
+        })
+    };
+    let mem = match (a.mem, &cfg.mem) {
+        (Some(m), _) => m,
+        (None, Some(s)) => parse_size(s).map_err(|e| Error::Usage(format!("config mem: {e}")))?,
+        (None, None) => 512 << 20,
+    };
+    let mut accounts: Vec<AccountSource> = pick(a.directadmin, cfg.directadmin)
+        .into_iter()
+        .map(AccountSource::DirectAdmin)
+        .collect();
+    accounts.extend(
+        pick(a.cpanel, cfg.cpanel)
+            .into_iter()
+            .map(AccountSource::Cpanel),
+    );
+    accounts.extend(
+        pick(a.passwd_file, cfg.passwd_file)
+            .into_iter()
+            .map(AccountSource::PasswdFile),
+    );
+    accounts.extend(
+        pick(a.accounts_csv, cfg.accounts_csv)
+            .into_iter()
+            .map(AccountSource::Csv),
+    );
+    let opts = breach_audit::audit::AuditOptions {
+        index: need(a.index.or(cfg.index), "index")?,
+        state: need(a.state.or(cfg.state), "state")?,
+        out: need(a.out.or(cfg.out), "out")?,
+        hibp: pick(a.hibp, cfg.hibp),
+        combolists: pick(a.combolist, cfg.combolist),
+        accounts,
+        mem,
+        tmp_dir: a.tmp_dir.or(cfg.tmp_dir),
+        all: a.all,
+        progress: !a.out_opts.quiet,
+    };
+    let quiet = a.out_opts.quiet;
+    match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
+        Err(breach_audit::audit::Locked(lock)) => {
+            eprintln!(
+                "breach-audit: another audit is running ({} is locked); nothing done",
+                lock.display()
+            );
+            Ok(breach_audit::audit::EXIT_LOCKED)
+        }
+        Ok(o) => {
+            if !quiet {
+                let s = &o.summary;
+                eprintln!(
+                    "breach-audit: audit: {} accounts audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} new findings on {} accounts, {} notices; index {}; {:.1}s",
+                    s.accounts,
+                    s.at_risk,
+                    s.critical,
+                    s.high,
+                    s.medium,
+                    s.unknown,
+                    o.new_findings,
+                    o.new_accounts,
+                    o.notices,
+                    if o.rebuilt { "rebuilt" } else { "unchanged" },
+                    o.elapsed.as_secs_f64()
+                );
+            }
+            Ok(i32::from(o.new_findings > 0))
+        }
+    }
 }
 
 fn run_verify(a: IndexArg) -> Result<i32> {

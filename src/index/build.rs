@@ -212,6 +212,46 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     })
 }
 
+/// A cheap fingerprint of a source's content: CRC-32 of its size, its first and last MiB (a
+/// file), or of the names, sizes and modification times of its entries (a range directory).
+/// Together with size and mtime it tells `audit` that a source changed.
+pub fn source_fingerprint(path: &Path) -> Result<String> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let meta = std::fs::metadata(path).at(path)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&meta.len().to_le_bytes());
+    if meta.is_dir() {
+        let mut entries: Vec<(String, u64, i64)> = std::fs::read_dir(path)
+            .at(path)?
+            .flatten()
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((
+                    e.file_name().to_string_lossy().to_string(),
+                    m.len(),
+                    m.mtime(),
+                ))
+            })
+            .collect();
+        entries.sort();
+        for (n, l, t) in entries {
+            h.update(n.as_bytes());
+            h.update(&l.to_le_bytes());
+            h.update(&t.to_le_bytes());
+        }
+    } else {
+        let f = std::fs::File::open(path).at(path)?;
+        let len = meta.len();
+        let span = len.min(1 << 20) as usize;
+        let mut buf = vec![0u8; span];
+        f.read_exact_at(&mut buf, 0).at(path)?;
+        h.update(&buf);
+        f.read_exact_at(&mut buf, len - span as u64).at(path)?;
+        h.update(&buf);
+    }
+    Ok(format!("{:08x}", h.finalize()))
+}
+
 fn new_build_id() -> u64 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -279,6 +319,7 @@ fn ingest_hibp(
         let meta = std::fs::metadata(path).at(path)?;
         rec.size = Some(meta.len());
         rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+        rec.fingerprint = Some(source_fingerprint(path)?);
         if meta.is_file() {
             total = Some(meta.len());
         }
@@ -448,6 +489,7 @@ fn ingest_combolist(
         let meta = std::fs::metadata(path).at(path)?;
         rec.size = Some(meta.len());
         rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+        rec.fingerprint = Some(source_fingerprint(path)?);
         total = Some(meta.len());
     }
     let mut chunks = crate::input::open_file(path)?;

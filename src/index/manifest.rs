@@ -69,6 +69,9 @@ pub struct SourceRecord {
     pub no_count: u64,
     /// Did every hash of this source come in sorted order?
     pub sorted: bool,
+    /// A fingerprint of the content (see `build::source_fingerprint`), to tell a changed source.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
     /// Combolists: rows accepted, lines with an invalid address, placeholder and hash-shaped values.
     #[serde(default)]
     pub rows: u64,

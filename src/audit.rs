@@ -1,0 +1,347 @@
+//! `audit`: the nightly job. Rebuild the index when a source changed, check every account, and
+//! report only what is new since the last run, in files a notice mailer consumes.
+//!
+//! State (`--state DIR`, 0700): `reported.tsv`, the (address, finding kind) pairs already
+//! reported, one per line; `verify.cache`, the verification cache; `lock`, held with `flock` for
+//! the whole run, so two runs never overlap (a lock left by a dead process is released by the
+//! kernel). Outputs (`--out DIR`, 0700), each written to a temporary file, fsynced, renamed into
+//! place, mode 0600:
+//! - `at-risk.jsonl`: every account at risk now (the `check` records);
+//! - `new.jsonl`: the same records restricted to findings not reported before (empty when none);
+//! - `notices.csv`: `contact,owner,addresses,worst_severity`, one row per contact (and owner) with
+//!   new findings; addresses separated by spaces.
+//!
+//! The state is replaced only after every output is in place: a crash before that repeats the
+//! notices of this run on the next one (never loses them); a crash after it loses nothing. A
+//! finding that disappears (the password was changed) leaves the state, so if it comes back it is
+//! new again.
+
+use crate::cache::VerifyCache;
+use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, AtomicFile};
+use crate::index::Index;
+use crate::index::build::{self, BuildOptions};
+use crate::index::manifest::{Manifest, SourceRecord};
+use crate::report::{self, Format};
+use crate::sources::accounts::AccountSource;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Exit code when another audit holds the lock.
+pub const EXIT_LOCKED: i32 = 3;
+
+/// Everything the nightly job needs.
+#[derive(Clone, Debug, Default)]
+pub struct AuditOptions {
+    pub index: PathBuf,
+    pub state: PathBuf,
+    pub out: PathBuf,
+    pub hibp: Vec<PathBuf>,
+    pub combolists: Vec<PathBuf>,
+    pub accounts: Vec<AccountSource>,
+    pub mem: usize,
+    pub tmp_dir: Option<PathBuf>,
+    /// Report every current finding as new.
+    pub all: bool,
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct AuditOutcome {
+    pub rebuilt: bool,
+    pub summary: CheckSummary,
+    pub new_findings: u64,
+    pub new_accounts: u64,
+    pub notices: u64,
+    pub elapsed: Duration,
+}
+
+/// The run could not start because another holds the lock.
+#[derive(Debug)]
+pub struct Locked(pub PathBuf);
+
+/// Run the nightly job. `Ok(Err(Locked))` when another run holds the lock.
+pub fn audit(
+    opts: &AuditOptions,
+    warn: &mut dyn FnMut(String),
+) -> Result<std::result::Result<AuditOutcome, Locked>> {
+    let start = Instant::now();
+    if opts.accounts.is_empty() {
+        return Err(Error::Usage(
+            "no accounts to audit: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
+                .into(),
+        ));
+    }
+    if opts
+        .hibp
+        .iter()
+        .chain(&opts.combolists)
+        .any(|p| p.as_os_str() == "-")
+    {
+        return Err(Error::Usage(
+            "audit reads sources from files; standard input (-) cannot be checked for changes"
+                .into(),
+        ));
+    }
+    fsutil::create_private_dir(&opts.state)?;
+    let Some(_lock) = Lock::try_acquire(&opts.state.join("lock"))? else {
+        return Ok(Err(Locked(opts.state.join("lock"))));
+    };
+    fsutil::create_private_dir(&opts.out)?;
+
+    let rebuilt = if needs_rebuild(opts)? {
+        let b = BuildOptions {
+            index: opts.index.clone(),
+            hibp: opts.hibp.clone(),
+            combolists: opts.combolists.clone(),
+            mem: opts.mem,
+            tmp_dir: opts.tmp_dir.clone(),
+            progress: opts.progress,
+        };
+        build::build(&b, warn)?;
+        true
+    } else {
+        false
+    };
+
+    let index = Index::open(&opts.index)?;
+    let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
+    let outcome = check::check(
+        &index,
+        &opts.accounts,
+        &DomainFilter::default(),
+        &cache,
+        warn,
+    )?;
+    cache.save()?;
+
+    let reported_path = opts.state.join("reported.tsv");
+    let reported = if opts.all {
+        BTreeSet::new()
+    } else {
+        read_reported(&reported_path)?
+    };
+    let mut current = BTreeSet::new();
+    let mut new_records = Vec::new();
+    let mut new_findings = 0u64;
+    for r in &outcome.records {
+        let mut fresh = Vec::new();
+        for f in &r.findings {
+            let key = (r.email.clone(), finding_key(f));
+            if !reported.contains(&key) {
+                fresh.push(f.clone());
+            }
+            current.insert(key);
+        }
+        if !fresh.is_empty() {
+            new_findings += fresh.len() as u64;
+            let severity = fresh
+                .iter()
+                .map(Finding::severity)
+                .max()
+                .unwrap_or(Severity::Unknown);
+            new_records.push(Record {
+                findings: fresh,
+                severity,
+                ..r.clone()
+            });
+        }
+    }
+    let notices = notices(&new_records);
+
+    // Outputs first, each atomically; the state last.
+    report::emit(
+        &outcome.records,
+        Format::Jsonl,
+        Some(&opts.out.join("at-risk.jsonl")),
+    )?;
+    report::emit(
+        &new_records,
+        Format::Jsonl,
+        Some(&opts.out.join("new.jsonl")),
+    )?;
+    write_notices(&opts.out.join("notices.csv"), &notices)?;
+    write_reported(&reported_path, &current)?;
+    Ok(Ok(AuditOutcome {
+        rebuilt,
+        summary: outcome.summary,
+        new_findings,
+        new_accounts: new_records.len() as u64,
+        notices: notices.len() as u64,
+        elapsed: start.elapsed(),
+    }))
+}
+
+/// The state key of a finding: its kind (and, for unverifiable, the scheme); counts may grow
+/// without making a finding new.
+fn finding_key(f: &Finding) -> String {
+    match f {
+        Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
+        other => other
+            .short()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// A row of notices.csv.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub contact: String,
+    pub owner: String,
+    pub addresses: Vec<String>,
+    pub worst: Severity,
+}
+
+fn notices(new_records: &[Record]) -> Vec<Notice> {
+    let mut by: BTreeMap<(String, String), (Vec<String>, Severity)> = BTreeMap::new();
+    for r in new_records {
+        let key = (
+            r.contact.clone().unwrap_or_default(),
+            r.owner.clone().unwrap_or_default(),
+        );
+        let e = by.entry(key).or_insert((Vec::new(), Severity::Unknown));
+        e.0.push(r.email.clone());
+        e.1 = e.1.max(r.severity);
+    }
+    by.into_iter()
+        .map(|((contact, owner), (addresses, worst))| Notice {
+            contact,
+            owner,
+            addresses,
+            worst,
+        })
+        .collect()
+}
+
+fn write_notices(path: &Path, notices: &[Notice]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    {
+        let mut w = csv::Writer::from_writer(&mut f);
+        let io = |e: csv::Error| Error::io(path, e.into());
+        w.write_record(["contact", "owner", "addresses", "worst_severity"])
+            .map_err(io)?;
+        for n in notices {
+            w.write_record([
+                n.contact.as_str(),
+                n.owner.as_str(),
+                &n.addresses.join(" "),
+                n.worst.name(),
+            ])
+            .map_err(io)?;
+        }
+        w.flush().at(path)?;
+    }
+    f.commit()
+}
+
+fn read_reported(path: &Path) -> Result<BTreeSet<(String, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut set = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let Some((email, kind)) = line.split_once('\t') else {
+            return Err(Error::BadLine {
+                path: path.to_path_buf(),
+                line: i as u64 + 1,
+                msg: "not EMAIL<TAB>FINDING; fix or remove the state file (everything is then reported again)".into(),
+            });
+        };
+        set.insert((email.to_string(), kind.to_string()));
+    }
+    Ok(set)
+}
+
+fn write_reported(path: &Path, set: &BTreeSet<(String, String)>) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    for (email, kind) in set {
+        writeln!(f, "{email}\t{kind}").at(path)?;
+    }
+    f.commit()
+}
+
+/// Does the index need rebuilding: missing, unreadable, or built from other sources or from
+/// sources that changed (size, mtime or content fingerprint)?
+fn needs_rebuild(opts: &AuditOptions) -> Result<bool> {
+    let Ok(manifest) = Manifest::read(&opts.index) else {
+        return Ok(true);
+    };
+    let wanted: Vec<(&str, &PathBuf)> = opts
+        .hibp
+        .iter()
+        .map(|p| ("hibp", p))
+        .chain(opts.combolists.iter().map(|p| ("combolist", p)))
+        .collect();
+    if wanted.len() != manifest.sources.len() {
+        return Ok(true);
+    }
+    for ((kind, path), rec) in wanted.iter().zip(&manifest.sources) {
+        if rec.kind != *kind || rec.path != path.display().to_string() || changed(path, rec)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(true);
+    };
+    let mtime = std::os::unix::fs::MetadataExt::mtime(&meta);
+    if rec.size != Some(meta.len()) || rec.mtime != Some(mtime) {
+        return Ok(true);
+    }
+    Ok(rec.fingerprint.as_deref() != Some(build::source_fingerprint(path)?.as_str()))
+}
+
+/// An exclusive `flock` on a file, released on drop (and by the kernel if the process dies).
+struct Lock(std::fs::File);
+
+impl Lock {
+    fn try_acquire(path: &Path) -> Result<Option<Lock>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .at(path)?;
+        // SAFETY: flock on a file descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            let _ = f.set_len(0);
+            let _ = writeln!(&f, "{}", std::process::id());
+            Ok(Some(Lock(f)))
+        } else {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                Ok(None)
+            } else {
+                Err(Error::io(path, e))
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: unlocking our own descriptor.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
