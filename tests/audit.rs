@@ -1,0 +1,194 @@
+//! `audit`, the nightly job: only new findings are reported, outputs are private and atomic, and
+//! two runs never overlap.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn audit_args(w: &Workdir) -> Vec<String> {
+    [
+        "audit",
+        "--config",
+        &sample("audit.toml").display().to_string(),
+        "--index",
+        "idx",
+        "--state",
+        "state",
+        "--out",
+        "out",
+        "--combolist",
+        &w.path("combo.txt").display().to_string(),
+        "--hibp",
+        &sample("hibp/pwned-passwords-sha1.txt")
+            .display()
+            .to_string(),
+        "--directadmin",
+        &sample("servers/directadmin").display().to_string(),
+        "--cpanel",
+        &sample("servers/cpanel").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(w: &Workdir) -> Run {
+    let a = audit_args(w);
+    w.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn read(w: &Workdir, f: &str) -> String {
+    std::fs::read_to_string(w.path(f)).unwrap()
+}
+
+fn emails(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn three_nights_report_only_what_is_new() {
+    let w = Workdir::new();
+    let combo = std::fs::read_to_string(sample("combolists/customers.txt")).unwrap();
+    w.write("combo.txt", &combo);
+    // Night 1: everything is new.
+    let r = run(&w);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    let at_risk = read(&w, "out/at-risk.jsonl");
+    assert_eq!(read(&w, "out/new.jsonl"), at_risk);
+    assert_eq!(emails(&at_risk).len(), 9);
+    let notices = read(&w, "out/notices.csv");
+    let mut lines = notices.lines();
+    assert_eq!(lines.next(), Some("contact,owner,addresses,worst_severity"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(
+        rows,
+        [
+            ",bob,admin@shop.example orders@shop.example,critical",
+            "alice.owner@isp.example,alice,ceo@example.com info@example.com sales@example.com uni@example.com,critical",
+            "carl@owner.example,carl,editor@blog.example nologin@blog.example writer@blog.example,critical",
+        ]
+    );
+    for f in [
+        "out/at-risk.jsonl",
+        "out/new.jsonl",
+        "out/notices.csv",
+        "state/reported.tsv",
+        "state/verify.cache",
+    ] {
+        let mode = std::fs::metadata(w.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    for d in ["out", "state"] {
+        assert_eq!(
+            std::fs::metadata(w.path(d)).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "{d}"
+        );
+    }
+    // Night 2: nothing changed, nothing new; the index is not rebuilt.
+    let r = run(&w);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
+    assert_eq!(read(&w, "out/new.jsonl"), "");
+    assert_eq!(
+        read(&w, "out/notices.csv"),
+        "contact,owner,addresses,worst_severity\n"
+    );
+    assert_eq!(read(&w, "out/at-risk.jsonl"), at_risk);
+    // Night 3: one row added to a combolist: exactly that account is new.
+    w.write(
+        "combo.txt",
+        format!("{combo}quiet@example.com:never leaked 7c1a\n"),
+    );
+    let r = run(&w);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    let new = read(&w, "out/new.jsonl");
+    assert_eq!(emails(&new), ["quiet@example.com"]);
+    assert!(new.contains(r#""severity":"critical""#), "{new}");
+    assert_eq!(
+        read(&w, "out/notices.csv"),
+        "contact,owner,addresses,worst_severity\nalice.owner@isp.example,alice,quiet@example.com,critical\n"
+    );
+    // The leak disappears (the row is gone): nothing new. It comes back: new again.
+    w.write("combo.txt", &combo);
+    assert_eq!(run(&w).code, 0);
+    w.write(
+        "combo.txt",
+        format!("{combo}quiet@example.com:never leaked 7c1a\n"),
+    );
+    let r = run(&w);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(emails(&read(&w, "out/new.jsonl")), ["quiet@example.com"]);
+    // --all re-reports everything.
+    let mut a = audit_args(&w);
+    a.push("--all".into());
+    let r = w.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 1);
+    assert_eq!(emails(&read(&w, "out/new.jsonl")).len(), 10);
+}
+
+#[test]
+fn a_concurrent_run_is_refused_by_the_lock() {
+    let w = Workdir::new();
+    w.write(
+        "combo.txt",
+        std::fs::read(sample("combolists/customers.txt")).unwrap(),
+    );
+    std::fs::create_dir(w.path("state")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(w.path("state/lock"))
+        .unwrap();
+    // SAFETY: flock on our own descriptor.
+    assert_eq!(
+        unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    let r = run(&w);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another audit is running"),
+        "{}",
+        r.stderr
+    );
+    assert!(!w.path("out/new.jsonl").exists());
+    // The holder goes away (as a dead process's lock does): the next run works.
+    drop(lock);
+    assert_eq!(run(&w).code, 1);
+}
+
+#[test]
+fn bad_config_and_missing_keys_are_clear_errors() {
+    let w = Workdir::new();
+    w.write("bad.toml", "index = \"idx\"\nstat = \"typo\"\n");
+    let r = w.run(&["audit", "--config", "bad.toml"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("bad.toml") && r.stderr.contains("stat"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&[
+        "audit",
+        "--index",
+        "idx",
+        "--out",
+        "out",
+        "--accounts-csv",
+        "x.csv",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("audit needs --state"), "{}", r.stderr);
+}
