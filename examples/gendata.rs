@@ -218,7 +218,11 @@ fn main() {
                 ));
                 if is_leaked {
                     let other = format!("other-{:x}", rng.next());
-                    let leak = if rng.next().is_multiple_of(2) { &pw } else { &other };
+                    let leak = if rng.next().is_multiple_of(2) {
+                        &pw
+                    } else {
+                        &other
+                    };
                     combo.extend_from_slice(format!("u{i}@dom{d}.example:{leak}\n").as_bytes());
                 }
             }

@@ -212,6 +212,62 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     })
 }
 
+/// The manifest record of a source before reading it (size, mtime, fingerprint of a file or
+/// directory; nothing for standard input), and its size when it is a file (for the progress bar).
+fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)> {
+    let mut rec = SourceRecord {
+        kind: kind.into(),
+        path: crate::input::display_path(path).display().to_string(),
+        ..Default::default()
+    };
+    if path.as_os_str() == "-" {
+        return Ok((rec, None));
+    }
+    let meta = std::fs::metadata(path).at(path)?;
+    rec.size = Some(meta.len());
+    rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+    rec.fingerprint = Some(source_fingerprint(path)?);
+    Ok((rec, meta.is_file().then_some(meta.len())))
+}
+
+/// After a source: warn about rejected lines, and fail if it is mostly garbage (`what` names the
+/// expected line shape).
+fn judge_source(
+    rec: &SourceRecord,
+    shown: &Path,
+    what: &str,
+    samples: &[String],
+    warn: &mut dyn FnMut(String),
+) -> Result<()> {
+    let nonblank = rec.lines - rec.blank;
+    if rec.rejected > 0 {
+        let invalid = if rec.kind == "combolist" {
+            format!(" ({} with an invalid address)", rec.invalid_email)
+        } else {
+            String::new()
+        };
+        warn(format!(
+            "{}: rejected {} of {} lines{invalid}; first: {}",
+            rec.path,
+            rec.rejected,
+            nonblank,
+            samples.join("; ")
+        ));
+    }
+    if rec.rejected * 2 > nonblank {
+        return Err(Error::bad_input(
+            shown,
+            format!(
+                "mostly garbage: {} of {} lines are not {what} (first: {})",
+                rec.rejected,
+                nonblank,
+                samples.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A cheap fingerprint of a source's content: CRC-32 of its size, its first and last MiB (a
 /// file), or of the names, sizes and modification times of its entries (a range directory).
 /// Together with size and mtime it tells `audit` that a source changed.
@@ -308,22 +364,8 @@ fn ingest_hibp(
     warn: &mut dyn FnMut(String),
 ) -> Result<SourceRecord> {
     let shown = crate::input::display_path(path);
-    let mut rec = SourceRecord {
-        kind: "hibp".into(),
-        path: shown.display().to_string(),
-        sorted: true,
-        ..Default::default()
-    };
-    let mut total = None;
-    if path.as_os_str() != "-" {
-        let meta = std::fs::metadata(path).at(path)?;
-        rec.size = Some(meta.len());
-        rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
-        rec.fingerprint = Some(source_fingerprint(path)?);
-        if meta.is_file() {
-            total = Some(meta.len());
-        }
-    }
+    let (mut rec, total) = source_record("hibp", path)?;
+    rec.sorted = true;
     let (mut chunks, warnings) = hibp::open(path)?;
     for w in warnings {
         warn(w);
@@ -379,27 +421,13 @@ fn ingest_hibp(
         }
     }
     bar.finish();
-    let nonblank = rec.lines - rec.blank;
-    if rec.rejected > 0 {
-        warn(format!(
-            "{}: rejected {} of {} lines; first: {}",
-            rec.path,
-            rec.rejected,
-            nonblank,
-            samples.join("; ")
-        ));
-    }
-    if rec.rejected * 2 > nonblank {
-        return Err(Error::bad_input(
-            &shown,
-            format!(
-                "mostly garbage: {} of {} lines are not HASH:COUNT; is this a HIBP dump? (first: {})",
-                rec.rejected,
-                nonblank,
-                samples.join("; ")
-            ),
-        ));
-    }
+    judge_source(
+        &rec,
+        &shown,
+        "HASH:COUNT; is this a HIBP dump?",
+        &samples,
+        warn,
+    )?;
     if rec.sha1 + rec.ntlm == 0 {
         return Err(Error::bad_input(
             &shown,
@@ -478,20 +506,7 @@ fn ingest_combolist(
     warn: &mut dyn FnMut(String),
 ) -> Result<SourceRecord> {
     let shown = crate::input::display_path(path);
-    let mut rec = SourceRecord {
-        kind: "combolist".into(),
-        path: shown.display().to_string(),
-        sorted: false,
-        ..Default::default()
-    };
-    let mut total = None;
-    if path.as_os_str() != "-" {
-        let meta = std::fs::metadata(path).at(path)?;
-        rec.size = Some(meta.len());
-        rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
-        rec.fingerprint = Some(source_fingerprint(path)?);
-        total = Some(meta.len());
-    }
+    let (mut rec, total) = source_record("combolist", path)?;
     let mut chunks = crate::input::open_file(path)?;
     let bar = Progress::bytes(progress, &rec.path, total);
     let batch_len = rayon::current_num_threads() * 2;
@@ -534,28 +549,13 @@ fn ingest_combolist(
         }
     }
     bar.finish();
-    let nonblank = rec.lines - rec.blank;
-    if rec.rejected > 0 {
-        warn(format!(
-            "{}: rejected {} of {} lines ({} with an invalid address); first: {}",
-            rec.path,
-            rec.rejected,
-            nonblank,
-            rec.invalid_email,
-            samples.join("; ")
-        ));
-    }
-    if rec.rejected * 2 > nonblank {
-        return Err(Error::bad_input(
-            &shown,
-            format!(
-                "mostly garbage: {} of {} lines are not email<sep>password rows; is this a combolist? (first: {})",
-                rec.rejected,
-                nonblank,
-                samples.join("; ")
-            ),
-        ));
-    }
+    judge_source(
+        &rec,
+        &shown,
+        "email<sep>password rows; is this a combolist?",
+        &samples,
+        warn,
+    )?;
     if rec.rows == 0 {
         return Err(Error::bad_input(
             &shown,

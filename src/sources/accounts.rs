@@ -191,18 +191,7 @@ pub fn read_passwd_file(
         match email::normalize(user) {
             Ok(email) => {
                 if want(email.domain()) {
-                    let (suspended, hash) = match hash.strip_prefix(b"!") {
-                        Some(h) => (true, h),
-                        None => (false, hash),
-                    };
-                    out.accounts += 1;
-                    sink(Account {
-                        email,
-                        stored: scheme::parse(hash, Bare::Crypt),
-                        owner: None,
-                        contact: None,
-                        suspended,
-                    })?;
+                    emit(email, hash, &Owner::UNKNOWN, &mut out, sink)?;
                 }
             }
             Err(why) => out.reject(path, line_no, why),
@@ -278,6 +267,13 @@ pub(crate) struct Owner {
     pub contact: Option<String>,
 }
 
+impl Owner {
+    pub const UNKNOWN: Owner = Owner {
+        name: None,
+        contact: None,
+    };
+}
+
 /// Read a passwd-style file of one domain (`login:HASH:...`, DirectAdmin passwd or cPanel
 /// shadow); a `!` before the hash marks a suspended login. A missing file is a warning.
 pub(crate) fn read_domain_file(
@@ -319,18 +315,30 @@ pub(crate) fn read_domain_file(
                 continue;
             }
         };
-        let (suspended, hash) = match hash.strip_prefix(b"!") {
-            Some(h) => (true, h),
-            None => (false, hash),
-        };
-        out.accounts += 1;
-        sink(Account {
-            email,
-            stored: scheme::parse(hash, Bare::Crypt),
-            owner: owner.name.clone(),
-            contact: owner.contact.clone(),
-            suspended,
-        })?;
+        emit(email, hash, owner, out, sink)?;
     }
     Ok(())
+}
+
+/// Hand one account of a crypt-style store to the sink; a `!` before the hash marks a suspended
+/// login.
+fn emit(
+    email: Email,
+    hash: &[u8],
+    owner: &Owner,
+    out: &mut ReadStats,
+    sink: &mut Sink,
+) -> Result<()> {
+    let (suspended, hash) = match hash.strip_prefix(b"!") {
+        Some(h) => (true, h),
+        None => (false, hash),
+    };
+    out.accounts += 1;
+    sink(Account {
+        email,
+        stored: scheme::parse(hash, Bare::Crypt),
+        owner: owner.name.clone(),
+        contact: owner.contact.clone(),
+        suspended,
+    })
 }
