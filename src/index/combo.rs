@@ -3,6 +3,10 @@
 //! merges the runs, drops identical rows, and writes each address once to the email map and the
 //! leaks file ([`super::emails`]) while handing every distinct plaintext password to the password
 //! maps. Memory stays within the budget whatever the size of the combolists.
+//!
+//! Runs hold leaked passwords, so they are sealed: zstd-compressed, then encrypted with ChaCha20
+//! under a random key that lives only in this process's memory. Runs left behind by a killed
+//! build are unreadable noise, not a copy of the combolist.
 
 use super::emails::{EmailWriter, MAX_SECRETS};
 use crate::error::{Error, IoContext, Result};
@@ -28,6 +32,8 @@ struct RowRef {
 
 /// Buffers and sorts combolist rows.
 pub struct ComboSorter {
+    /// Key sealing this build's runs (never written anywhere).
+    key: [u8; 32],
     budget: usize,
     arena: Vec<u8>,
     rows: Vec<RowRef>,
@@ -47,7 +53,10 @@ pub struct ComboTotals {
 
 impl ComboSorter {
     pub fn new(budget: usize) -> ComboSorter {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the system random number generator");
         ComboSorter {
+            key,
             budget: budget.max(1 << 20),
             arena: Vec::new(),
             rows: Vec::new(),
@@ -99,8 +108,14 @@ impl ComboSorter {
         self.sort();
         let path = dir.join(format!("combo-run-{}", self.runs.len()));
         let f = fsutil::create_private_file(&path)?;
-        let mut z =
-            zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, f), 1).at(&path)?;
+        let sealed = Sealed::new(
+            BufWriter::with_capacity(1 << 20, f),
+            &self.key,
+            self.runs.len(),
+        );
+        let z = zstd::stream::write::Encoder::new(sealed, 1).at(&path)?;
+        // Rows are small: buffer them so the encoder sees large writes.
+        let mut z = BufWriter::with_capacity(1 << 20, z);
         let mut last: Option<(&[u8], &[u8])> = None;
         for r in &self.rows {
             let row = self.row(r);
@@ -113,8 +128,13 @@ impl ComboSorter {
             z.write_all(row.0).at(&path)?;
             z.write_all(row.1).at(&path)?;
         }
-        let w = z.finish().at(&path)?;
-        w.into_inner()
+        let z = z
+            .into_inner()
+            .map_err(|e| Error::io(&path, e.into_error()))?;
+        let sealed = z.finish().at(&path)?;
+        sealed
+            .inner
+            .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
         self.runs.push(path);
         self.arena = Vec::new();
@@ -187,7 +207,8 @@ impl ComboSorter {
             let mut readers = self
                 .runs
                 .iter()
-                .map(|p| RunReader::open(p.clone()))
+                .enumerate()
+                .map(|(i, p)| RunReader::open(p.clone(), &self.key, i))
                 .collect::<Result<Vec<_>>>()?;
             let mut heap = BinaryHeap::new();
             for (i, r) in readers.iter_mut().enumerate() {
@@ -264,16 +285,78 @@ impl Ord for HeapRow {
     }
 }
 
+/// ChaCha20 over a writer (run `n` of a build gets nonce `n`).
+struct Sealed<W> {
+    inner: W,
+    cipher: chacha20::ChaCha20,
+    scratch: Vec<u8>,
+}
+
+fn cipher(key: &[u8; 32], run: usize) -> chacha20::ChaCha20 {
+    use chacha20::cipher::KeyIvInit;
+    let mut nonce = [0u8; 12];
+    nonce[..8].copy_from_slice(&(run as u64).to_le_bytes());
+    chacha20::ChaCha20::new(&(*key).into(), &nonce.into())
+}
+
+impl<W: Write> Sealed<W> {
+    fn new(inner: W, key: &[u8; 32], run: usize) -> Sealed<W> {
+        Sealed {
+            inner,
+            cipher: cipher(key, run),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Sealed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use chacha20::cipher::StreamCipher;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(buf);
+        self.cipher.apply_keystream(&mut self.scratch);
+        self.inner.write_all(&self.scratch)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading side of [`Sealed`].
+struct Opened<R> {
+    inner: R,
+    cipher: chacha20::ChaCha20,
+}
+
+impl<R: Read> Read for Opened<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use chacha20::cipher::StreamCipher;
+        let n = self.inner.read(buf)?;
+        self.cipher.apply_keystream(&mut buf[..n]);
+        Ok(n)
+    }
+}
+
+type RunDecoder = zstd::stream::read::Decoder<'static, BufReader<Opened<BufReader<File>>>>;
+
 struct RunReader {
     path: PathBuf,
-    r: BufReader<zstd::stream::read::Decoder<'static, BufReader<File>>>,
+    r: BufReader<RunDecoder>,
 }
 
 impl RunReader {
-    fn open(path: PathBuf) -> Result<RunReader> {
+    fn open(path: PathBuf, key: &[u8; 32], run: usize) -> Result<RunReader> {
         let f = File::open(&path).at(&path)?;
-        let r = BufReader::with_capacity(1 << 16, zstd::stream::read::Decoder::new(f).at(&path)?);
-        Ok(RunReader { path, r })
+        let opened = Opened {
+            inner: BufReader::with_capacity(1 << 16, f),
+            cipher: cipher(key, run),
+        };
+        let dec = zstd::stream::read::Decoder::new(opened).at(&path)?;
+        Ok(RunReader {
+            path,
+            r: BufReader::with_capacity(1 << 16, dec),
+        })
     }
 
     fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
