@@ -81,8 +81,17 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 /// Read a CSV export. The header names the columns: `email` (or `user`, `address`, `login`,
 /// `username`) and `hash` (or `password`, `crypt`, `pass`), in any order and case.
 pub fn read_csv(path: &Path, want: &dyn Fn(&str) -> bool, sink: &mut Sink) -> Result<ReadStats> {
-    let data = read_all(path)?;
-    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
+    parse_csv(&read_all(path)?, path, want, sink)
+}
+
+/// [`read_csv`] on bytes already read (`path` names them in messages).
+pub fn parse_csv(
+    data: &[u8],
+    path: &Path,
+    want: &dyn Fn(&str) -> bool,
+    sink: &mut Sink,
+) -> Result<ReadStats> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -169,9 +178,18 @@ pub fn read_passwd_file(
     want: &dyn Fn(&str) -> bool,
     sink: &mut Sink,
 ) -> Result<ReadStats> {
-    let data = read_all(path)?;
+    parse_passwd_file(&read_all(path)?, path, want, sink)
+}
+
+/// [`read_passwd_file`] on bytes already read (`path` names them in messages).
+pub fn parse_passwd_file(
+    data: &[u8],
+    path: &Path,
+    want: &dyn Fn(&str) -> bool,
+    sink: &mut Sink,
+) -> Result<ReadStats> {
     let mut out = ReadStats::default();
-    for (i, line) in crate::input::lines(&data).enumerate() {
+    for (i, line) in crate::input::lines(data).enumerate() {
         let line_no = i as u64 + 1;
         let line = if i == 0 {
             line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
@@ -205,19 +223,25 @@ pub(crate) fn colon_map(
     path: &Path,
     warn: &mut dyn FnMut(String),
 ) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
     match std::fs::read(path) {
-        Ok(data) => {
-            for line in String::from_utf8_lossy(&data).lines() {
-                if let Some((k, v)) = line.split_once(':') {
-                    let (k, v) = (k.trim().trim_start_matches('\u{feff}'), v.trim());
-                    if !k.is_empty() && !v.is_empty() {
-                        m.insert(k.to_ascii_lowercase(), v.to_string());
-                    }
-                }
+        Ok(data) => parse_colon_map(&data),
+        Err(e) => {
+            warn(format!("{}: {e}; owners unknown", path.display()));
+            Default::default()
+        }
+    }
+}
+
+/// [`colon_map`] on bytes already read.
+pub fn parse_colon_map(data: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(data).lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            let (k, v) = (k.trim().trim_start_matches('\u{feff}'), v.trim());
+            if !k.is_empty() && !v.is_empty() {
+                m.insert(k.to_ascii_lowercase(), v.to_string());
             }
         }
-        Err(e) => warn(format!("{}: {e}; owners unknown", path.display())),
     }
     m
 }
@@ -226,22 +250,27 @@ pub(crate) fn colon_map(
 /// addresses, the first. A missing file is a warning.
 pub(crate) fn conf_value(path: &Path, key: &str, warn: &mut dyn FnMut(String)) -> Option<String> {
     match std::fs::read(path) {
-        Ok(data) => String::from_utf8_lossy(&data).lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            if !k.trim().eq_ignore_ascii_case(key) {
-                return None;
-            }
-            let v = v
-                .split([',', ';', ' '])
-                .find(|s| !s.trim().is_empty())?
-                .trim();
-            (!v.is_empty()).then(|| v.to_string())
-        }),
+        Ok(data) => parse_conf_value(&data, key),
         Err(e) => {
             warn(format!("{}: {e}; contact unknown", path.display()));
             None
         }
     }
+}
+
+/// [`conf_value`] on bytes already read.
+pub fn parse_conf_value(data: &[u8], key: &str) -> Option<String> {
+    String::from_utf8_lossy(data).lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case(key) {
+            return None;
+        }
+        let v = v
+            .split([',', ';', ' '])
+            .find(|s| !s.trim().is_empty())?
+            .trim();
+        (!v.is_empty()).then(|| v.to_string())
+    })
 }
 
 /// Subdirectories of `dir` named like domains: (normalised domain, path), sorted.
@@ -262,7 +291,7 @@ pub(crate) fn domain_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Who owns a domain's accounts and how to reach them.
-pub(crate) struct Owner {
+pub struct Owner {
     pub name: Option<String>,
     pub contact: Option<String>,
 }
@@ -276,7 +305,7 @@ impl Owner {
 
 /// Read a passwd-style file of one domain (`login:HASH:...`, DirectAdmin passwd or cPanel
 /// shadow); a `!` before the hash marks a suspended login. A missing file is a warning.
-pub(crate) fn read_domain_file(
+pub fn read_domain_file(
     path: &Path,
     domain: &str,
     owner: &Owner,
@@ -294,7 +323,19 @@ pub(crate) fn read_domain_file(
             return Ok(());
         }
     };
-    for (i, line) in crate::input::lines(&data).enumerate() {
+    parse_domain_file(&data, path, domain, owner, out, sink)
+}
+
+/// [`read_domain_file`] on bytes already read.
+pub fn parse_domain_file(
+    data: &[u8],
+    path: &Path,
+    domain: &str,
+    owner: &Owner,
+    out: &mut ReadStats,
+    sink: &mut Sink,
+) -> Result<()> {
+    for (i, line) in crate::input::lines(data).enumerate() {
         let line = crate::sources::hibp::trim_blanks(line);
         if line.is_empty() || line.starts_with(b"#") {
             continue;
