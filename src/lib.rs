@@ -15,6 +15,8 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hashes;
 pub mod index;
 pub mod input;

@@ -233,7 +233,9 @@ impl EmailMap {
         // SAFETY: index files are never modified in place (see fsutil::map_file).
         let m = unsafe { crate::fsutil::map_file(&f, &fst_path) }?;
         let _ = m.advise(memmap2::Advice::Random);
-        let fst = fst::Map::new(m).map_err(|e| damaged(&fst_path, &e.to_string()))?;
+        let fst = super::guard::guarded(&fst_path, || {
+            fst::Map::new(m).map_err(|e| damaged(&fst_path, &e.to_string()))
+        })?;
         let leaks_path = dir.join(LEAKS_FILE);
         let f = File::open(&leaks_path).at(&leaks_path)?;
         // SAFETY: as above.
@@ -292,6 +294,10 @@ impl EmailMap {
 
     /// The count for an address, if it is in a combolist.
     pub fn count(&self, addr: &str) -> Result<Option<u64>> {
+        super::guard::guarded(&self.dir, || self.count_unguarded(addr))
+    }
+
+    fn count_unguarded(&self, addr: &str) -> Result<Option<u64>> {
         match self.fst.get(email_key(addr)) {
             None => Ok(None),
             Some(v) => self.exact_count(&email_key(addr), v).map(Some),
@@ -311,6 +317,10 @@ impl EmailMap {
 
     /// The stored record of an address (its leaked values), if it is in a combolist.
     pub fn record(&self, addr: &str) -> Result<Option<LeakRecord>> {
+        super::guard::guarded(&self.dir, || self.record_unguarded(addr))
+    }
+
+    fn record_unguarded(&self, addr: &str) -> Result<Option<LeakRecord>> {
         let key = email_key(addr);
         match self.fst.get(&key) {
             None => Ok(None),
@@ -358,6 +368,10 @@ impl EmailMap {
 
     /// Every (address, count) at a domain (or below it), in key order.
     pub fn domain(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
+        super::guard::guarded(&self.dir, || self.domain_unguarded(domain, subdomains))
+    }
+
+    fn domain_unguarded(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
         use fst::{IntoStreamer, Streamer};
         let mut out = Vec::new();
         let mut prefixes = vec![domain_prefix(domain, false)];
@@ -378,6 +392,10 @@ impl EmailMap {
 
     /// Check every byte of both files.
     pub fn verify(&self) -> Result<()> {
+        super::guard::guarded(&self.dir, || self.verify_unguarded())
+    }
+
+    fn verify_unguarded(&self) -> Result<()> {
         self.fst
             .as_fst()
             .verify()

@@ -113,6 +113,10 @@ impl MapFile {
     /// The count stored for a fingerprint, if any.
     #[inline]
     pub fn get(&self, fp: u64) -> Result<Option<u64>> {
+        super::guard::guarded(&self.path, || self.get_unguarded(fp))
+    }
+
+    fn get_unguarded(&self, fp: u64) -> Result<Option<u64>> {
         Ok(match self.shard(shard_of(fp))? {
             Some(m) => m.get(shard_key(fp)).map(|v| v.saturating_add(1)),
             None => None,
@@ -130,6 +134,14 @@ impl MapFile {
 
     /// Visit the (fingerprint, count) pairs of one shard in order.
     pub fn for_each_in_shard(
+        &self,
+        shard: usize,
+        f: impl FnMut(u64, u64) -> Result<()>,
+    ) -> Result<()> {
+        super::guard::guarded(&self.path, || self.for_each_in_shard_unguarded(shard, f))
+    }
+
+    fn for_each_in_shard_unguarded(
         &self,
         shard: usize,
         mut f: impl FnMut(u64, u64) -> Result<()>,
@@ -156,6 +168,10 @@ impl MapFile {
 
     /// Check every byte: the file CRC, each shard's fst checksum, and the key count.
     pub fn verify(&self) -> Result<()> {
+        super::guard::guarded(&self.path, || self.verify_unguarded())
+    }
+
+    fn verify_unguarded(&self) -> Result<()> {
         let len = self.map.len();
         let crc = crc32fast::hash(&self.map[..len - 8]);
         if crc != self.trailer.crc {

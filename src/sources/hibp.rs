@@ -115,12 +115,13 @@ fn parse_count(s: &[u8]) -> Option<u32> {
 
 /// Is this a range-file name (`ABCDE` or `ABCDE.txt`, any case)? Returns the uppercase prefix.
 pub fn range_prefix(name: &str) -> Option<[u8; 5]> {
-    let stem = match name.len() {
+    // Bytes, not str slices: a 9-byte name need not have a char boundary at 5 (found by fuzzing).
+    let name = name.as_bytes();
+    let b = match name.len() {
         5 => name,
-        9 if name[5..].eq_ignore_ascii_case(".txt") => &name[..5],
+        9 if name[5..].eq_ignore_ascii_case(b".txt") => &name[..5],
         _ => return None,
     };
-    let b = stem.as_bytes();
     if b.iter().all(|c| c.is_ascii_hexdigit()) {
         let mut p = [0u8; 5];
         for (o, c) in p.iter_mut().zip(b) {
@@ -278,6 +279,13 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(range_prefix("5BAA6.txt.bak").is_none());
+    }
+
+    #[test]
+    fn range_prefix_of_a_non_ascii_name_does_not_panic() {
+        // Regression (fuzz/artifacts crash): byte 5 inside a multi-byte character.
+        assert!(range_prefix("abcd\u{20ac}txt").is_none());
+        assert!(range_prefix("\u{e9}\u{e9}\u{e9}\u{e9}x").is_none());
         assert!(range_prefix("GBAA6.txt").is_none());
     }
 }

@@ -1,0 +1,3 @@
+#![no_main]
+//! See `breach_audit::fuzz::account_stores` for what must hold.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| breach_audit::fuzz::account_stores(data));

@@ -1,0 +1,102 @@
+//! Fuzz entry points: one function per parser, each asserting what must hold on any input. The
+//! cargo-fuzz targets in `fuzz/` call these, and `tests/fuzz_corpus.rs` replays the committed
+//! seeds and every past crash through them on each `cargo test`. Not part of the stable API.
+
+use crate::index::emails::{EmailMap, email_key, key_email};
+use crate::index::mapfile::MapFile;
+use crate::scheme::{Bare, Check, Stored};
+use crate::sources::accounts::{self, Account, Owner, ReadStats};
+use crate::sources::{combolist, hibp};
+use std::path::Path;
+
+/// HIBP dump lines and range-file names.
+pub fn hibp_line(data: &[u8]) {
+    for line in crate::input::lines(data) {
+        let _ = hibp::parse_line(line, None);
+        if let hibp::HibpLine::Hash { count, .. } = hibp::parse_line(line, Some(b"5BAA6")) {
+            assert!(count > 0);
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data)
+        && let Some(p) = hibp::range_prefix(s)
+    {
+        assert!(p.iter().all(|c| c.is_ascii_hexdigit()));
+    }
+}
+
+/// Combolist rows and addresses: an accepted address is normalised and its key round-trips.
+pub fn combolist_line(data: &[u8]) {
+    for line in crate::input::lines(data) {
+        if let combolist::ComboLine::Row { email, .. } = combolist::parse_line(line) {
+            let a = &email.addr;
+            assert_eq!(a.matches('@').count(), 1);
+            assert!(email.domain().contains('.'));
+            assert!(!a.bytes().any(|c| c.is_ascii_uppercase()));
+            assert_eq!(&key_email(&email_key(a)), a);
+        }
+    }
+    let _ = crate::email::normalize(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = crate::email::normalize_domain(s);
+    }
+}
+
+/// Stored-hash strings; fast schemes are also verified (slow KDFs cost what the input says).
+pub fn scheme(data: &[u8]) {
+    for bare in [Bare::Crypt, Bare::HexOrCrypt] {
+        let s = crate::scheme::parse(data, bare);
+        let slow = matches!(
+            &s,
+            Stored::Salted {
+                check: Check::Crypt(_) | Check::Yescrypt(_) | Check::Argon2(_),
+                ..
+            }
+        );
+        if !slow {
+            let _ = crate::verify::verify(&s, b"password");
+        }
+    }
+}
+
+/// CSV exports, passwd-files, DirectAdmin passwd / cPanel shadow, owner and contact files.
+pub fn account_stores(data: &[u8]) {
+    let p = Path::new("fuzz");
+    let mut sink = |a: Account| {
+        assert!(a.email.addr.contains('@'));
+        Ok(())
+    };
+    let _ = accounts::parse_csv(data, p, &|_| true, &mut sink);
+    let _ = accounts::parse_passwd_file(data, p, &|_| true, &mut sink);
+    let mut out = ReadStats::default();
+    let _ =
+        accounts::parse_domain_file(data, p, "example.org", &Owner::UNKNOWN, &mut out, &mut sink);
+    let _ = accounts::parse_colon_map(data);
+    let _ = accounts::parse_conf_value(data, "email");
+    let _ = accounts::parse_conf_value(data, "CONTACTEMAIL");
+}
+
+/// The index opener on arbitrary bytes: as a map file, and split in two as an email map and a
+/// leaks file. Damage gives errors, never a panic.
+pub fn index_open(data: &[u8]) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let map = dir.path().join("sha1.map");
+    std::fs::write(&map, data).expect("write");
+    if let Ok(m) = MapFile::open(&map) {
+        for fp in [0u64, 1, u64::MAX, 0x5BAA_61E4_C9B9_3F3F] {
+            let _ = m.get(fp);
+        }
+        for s in [0usize, 1, 511, 1023] {
+            let _ = m.for_each_in_shard(s, |_, _| Ok(()));
+        }
+        let _ = m.verify();
+    }
+    let half = data.len() / 2;
+    std::fs::write(dir.path().join("emails.fst"), &data[..half]).expect("write");
+    std::fs::write(dir.path().join("leaks.bin"), &data[half..]).expect("write");
+    if let Ok(em) = EmailMap::open(dir.path()) {
+        let _ = em.count("alice@example.org");
+        let _ = em.record("alice@example.org");
+        let _ = em.domain("example.org", true);
+        let _ = em.verify();
+    }
+}

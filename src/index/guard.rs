@@ -1,0 +1,42 @@
+//! Reading a damaged fst must be an error, never a crash. `fst` trusts its bytes: a corrupt node
+//! address makes it index out of bounds and panic (found by fuzzing `index_open`). Every fst read
+//! therefore runs under [`guarded`], which turns such a panic into "damaged; rebuild the index".
+//! The reads are pure (immutable, memory-mapped data), so nothing is left half-updated by the
+//! unwind. A panic hook, installed once, stays silent for guarded panics and hands every other
+//! panic to the previous hook.
+
+use crate::error::{Error, Result};
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+thread_local! {
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn install_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Run an fst read on the index file `path`; a panic inside becomes an index error.
+pub fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    install_hook();
+    let was = GUARDED.with(|g| g.replace(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(was));
+    match r {
+        Ok(r) => r,
+        Err(_) => Err(Error::index(
+            path,
+            "is damaged (its structure points outside the file); rebuild the index with `breach-audit build`",
+        )),
+    }
+}

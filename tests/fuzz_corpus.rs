@@ -1,0 +1,33 @@
+//! Replays the committed fuzz seeds and every crash fuzzing ever found (fuzz/regressions/) through
+//! the fuzz entry points: the short smoke run of the fuzzers that CI can afford.
+
+use std::path::Path;
+
+#[test]
+fn fuzz_seeds_and_past_crashes_replay_without_panic() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let targets: [(&str, fn(&[u8])); 5] = [
+        ("hibp_line", breach_audit::fuzz::hibp_line),
+        ("combolist_line", breach_audit::fuzz::combolist_line),
+        ("scheme", breach_audit::fuzz::scheme),
+        ("account_stores", breach_audit::fuzz::account_stores),
+        ("index_open", breach_audit::fuzz::index_open),
+    ];
+    let mut n = 0;
+    for (name, run) in targets {
+        for sub in ["corpus", "regressions"] {
+            let Ok(rd) = std::fs::read_dir(root.join(sub).join(name)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let fname = e.file_name().to_string_lossy().to_string();
+                if sub == "corpus" && !fname.starts_with("seed-") {
+                    continue;
+                }
+                run(&std::fs::read(e.path()).unwrap());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 20, "only {n} inputs replayed");
+}
