@@ -14,8 +14,13 @@ use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
-2 error. Results go to standard output (or --output, created mode 0600); warnings and the one-line
-summary go to standard error; progress bars only appear when standard error is a terminal.";
+2 error, 3 (audit) another audit is running, 130 interrupted. Results go to standard output (or
+--output, created mode 0600); warnings and the one-line summary go to standard error; progress
+bars only appear when standard error is a terminal. No password or hash is ever printed.
+
+Sensitive files: the index's leaks.bin holds leaked plaintext passwords and emails.fst breached
+addresses; reports and audit outputs name your customers. All are created mode 0600 in 0700
+directories: keep them on the audit host.";
 
 #[derive(Parser)]
 #[command(name = "breach-audit", version, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
@@ -34,11 +39,13 @@ enum Cmd {
     Build(BuildArgs),
     /// Check accounts against the index and print the at-risk list, sorted by address.
     ///
-    /// JSONL records: {"email","domain","owner","contact","severity","findings":[...]}.
-    /// Findings: {"kind":"password_pwned","count":N} (severity high),
-    /// {"kind":"unverifiable","scheme":S} (severity unknown: the stored hash cannot be checked,
-    /// so the account is not known to be safe). Salted hashes (crypt) cannot be compared with the
-    /// dumps and are counted in the summary.
+    /// JSONL records: {"email","domain","owner","contact","suspended","severity","findings":[...]}.
+    /// Findings, worst first: {"kind":"current_password_leaked"} (critical: a password leaked for
+    /// the address verifies against the stored hash), {"kind":"password_pwned","count":N} (high:
+    /// the password is in the dumps), {"kind":"credentials_leaked","count":N} (medium: the address
+    /// is in N combolist rows), {"kind":"unverifiable","scheme":S} (unknown: the stored hash cannot
+    /// be checked, so the account is not known to be safe). Salted hashes are verified against
+    /// the passwords leaked for their address; they cannot be compared with the dumps directly.
     Check(CheckArgs),
     /// List every breached address at one or more domains (from the combolists), sorted.
     ///
