@@ -100,8 +100,9 @@ grep_cold_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s * 1000 }')
 grep_n=$(grep -cF '@target.example' "$work/combo.txt")
 run "grep -cF @target.example (warm)" grep -cF '@target.example' "$work/combo.txt"
 grep_warm_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.0f", s * 1000 }')
-run "domain target.example (warm)" sh -c "exec '$ba' domain --index '$work/cidx' target.example > '$work/domain.out'"
-dom_warm_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 }')
+# Warm: the mean of 20 new processes, so the harness's own start-up is spread out.
+run "domain target.example (warm, 20 processes)" sh -c "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do '$ba' domain --index '$work/cidx' target.example > '$work/domain.out'; done"
+dom_warm_ms=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s * 1000 / 20 }')
 rm -rf "$work/cidx" "$work/combo.txt"
 
 echo "verification" >&2
