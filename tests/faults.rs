@@ -325,9 +325,15 @@ fn a_canary_password_reaches_no_output_log_or_leftover_file() {
 fn a_flipped_byte_in_the_email_map_or_leaks_file_is_caught_and_never_crashes() {
     let w = Workdir::new();
     let r = w.run(&[
-        "build", "--index", "idx",
-        "--combolist", &sample("combolists/collection-sample.txt").display().to_string(),
-        "--combolist", &sample("combolists/customers.txt").display().to_string(),
+        "build",
+        "--index",
+        "idx",
+        "--combolist",
+        &sample("combolists/collection-sample.txt")
+            .display()
+            .to_string(),
+        "--combolist",
+        &sample("combolists/customers.txt").display().to_string(),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for file in ["emails.fst", "leaks.bin"] {
@@ -342,8 +348,16 @@ fn a_flipped_byte_in_the_email_map_or_leaks_file_is_caught_and_never_crashes() {
             assert_eq!(v.code, 2, "{file}: flip at {pos} not caught");
             // Queries on the damaged index: an answer or a clear error, never a crash.
             let d = w.run(&["domain", "--index", "idx", "example.com", "--subdomains"]);
-            assert!([0, 1, 2].contains(&d.code), "{file} flip at {pos}: {}", d.stderr);
-            assert!(!d.stderr.contains("panicked"), "{file} flip at {pos}: {}", d.stderr);
+            assert!(
+                [0, 1, 2].contains(&d.code),
+                "{file} flip at {pos}: {}",
+                d.stderr
+            );
+            assert!(
+                !d.stderr.contains("panicked"),
+                "{file} flip at {pos}: {}",
+                d.stderr
+            );
         }
         std::fs::write(w.path("idx").join(file), &orig).unwrap();
     }
@@ -362,6 +376,10 @@ fn a_directory_where_a_file_is_expected_is_a_clear_error() {
     ] {
         let r = w.run(&args);
         assert_eq!(r.code, 2, "{args:?}");
-        assert!(r.stderr.contains("adir: is a directory, expected a file"), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("adir: is a directory, expected a file"),
+            "{args:?}: {}",
+            r.stderr
+        );
     }
 }

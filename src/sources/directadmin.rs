@@ -13,7 +13,7 @@ use std::path::Path;
 
 pub fn read(
     root: &Path,
-    want: &dyn Fn(&str) -> bool,
+    want: &super::accounts::Want,
     sink: &mut Sink,
     warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {
