@@ -235,10 +235,7 @@ fn parse_plain_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Re
     let mut out = ReadStats::default();
     let mut line_base = 1u64; // the header
     for window in pieces.chunks(rayon::current_num_threads() * 2) {
-        let parsed: Vec<(
-            Vec<(u64, std::result::Result<Option<Account>, &'static str>)>,
-            u64,
-        )> = window
+        let parsed: Vec<(Vec<(u64, RowResult)>, u64)> = window
             .par_iter()
             .map(|piece| {
                 let mut rows = Vec::new();
