@@ -175,12 +175,9 @@ fn csv_columns<'a>(
 }
 
 /// One row of an unquoted CSV: an account, nothing (blank or another domain), or why not.
-fn plain_csv_row(
-    line: &[u8],
-    ei: usize,
-    hi: usize,
-    want: &Want,
-) -> std::result::Result<Option<Account>, &'static str> {
+type RowResult = std::result::Result<Option<Account>, &'static str>;
+
+fn plain_csv_row(line: &[u8], ei: usize, hi: usize, want: &Want) -> RowResult {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(|&c| c == b',' || c == b' ' || c == b'\t') {
         return Ok(None);
