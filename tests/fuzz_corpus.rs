@@ -6,7 +6,8 @@ use std::path::Path;
 #[test]
 fn fuzz_seeds_and_past_crashes_replay_without_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 5] = [
         ("hibp_line", breach_audit::fuzz::hibp_line),
         ("combolist_line", breach_audit::fuzz::combolist_line),
         ("scheme", breach_audit::fuzz::scheme),
