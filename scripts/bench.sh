@@ -208,6 +208,8 @@ stored hash, in parallel on both cores.
 | \`look\` (binary search of the sorted text dump), one process per hash (baseline) | ${look_us} µs |
 | \`lookup\` of one password from a new process (open index + lookup) | ${one_ms} ms |
 
+$(cat BENCHMARKS.scale.md 2>/dev/null)
+
 Reproduce: \`scripts/bench.sh $N $A $C\` (work files in \`bench-work/\`, removed afterwards; \`KEEP=1\` keeps them).
 MD
 echo "wrote BENCHMARKS.md" >&2

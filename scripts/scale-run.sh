@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The scale run: generate a HIBP-shaped SHA-1 dump of N lines (default 1e9, about 42 GB), build
 # the index from it, record wall time, peak RSS and index size, then delete dump and index.
-# Needs ~45 GB free for the dump plus ~15 GB for the index. Prints one Markdown table row.
+# Needs ~45 GB free for the dump plus ~15 GB for the index. Prints one Markdown table row: put it
+# in BENCHMARKS.scale.md, which scripts/bench.sh includes in BENCHMARKS.md.
 #   scripts/scale-run.sh [N] [WORK_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
