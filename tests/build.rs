@@ -228,12 +228,7 @@ fn failed_build_leaves_the_old_index_answering() {
     // The old index is untouched and answers; no staging directory is left behind.
     assert_eq!(std::fs::read(w.path("idx/manifest.json")).unwrap(), before);
     assert_eq!(w.lookup("idx", &["password"]), vec![52256179]);
-    let leftovers: Vec<_> = std::fs::read_dir(w.dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = w.hidden_entries();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

@@ -106,12 +106,7 @@ fn a_full_disk_fails_cleanly_and_keeps_the_previous_index_and_report() {
     assert!(r.stderr.contains("File too large"), "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"));
     assert_eq!(w.lookup("idx", &["old-marker", "new-marker"]), vec![11, 0]);
-    let junk: Vec<_> = std::fs::read_dir(w.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let junk = w.hidden_entries();
     assert!(junk.is_empty(), "{junk:?}");
     // A report that cannot be written: exit 2, the previous report stays whole.
     let mut csv = String::from("email,hash\n");

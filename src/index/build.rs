@@ -465,7 +465,9 @@ fn parse_combo_chunk(c: &Chunk) -> ComboChunk {
     let mut out = ComboChunk::default();
     for line in crate::input::lines(c.data.bytes()) {
         out.lines += 1;
-        match combolist::parse_line(line) {
+        let parsed = combolist::parse_line(line);
+        let junk = matches!(parsed, ComboLine::Junk(_));
+        match parsed {
             ComboLine::Blank => out.blank += 1,
             ComboLine::Row {
                 email,
@@ -484,7 +486,7 @@ fn parse_combo_chunk(c: &Chunk) -> ComboChunk {
                 }
             }
             ComboLine::Junk(why) | ComboLine::InvalidEmail(why) => {
-                if matches!(combolist::parse_line(line), ComboLine::Junk(_)) {
+                if junk {
                     out.junk += 1;
                 } else {
                     out.invalid += 1;

@@ -56,6 +56,16 @@ impl Workdir {
         p
     }
 
+    /// Hidden entries left in the work directory (staging and temporary files start with '.').
+    pub fn hidden_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_breach-audit"));
         c.current_dir(self.dir.path());
