@@ -14,8 +14,19 @@ fn splitmix(s: &mut u64) -> u64 {
 /// Bytes of all shard fsts when keys are the bits below `shard_bits`, cut in `sym_bits`-bit
 /// symbols, each symbol mapped to `alphabet[sym]` (an order-preserving table).
 fn measure(v: &[(u64, u64)], shard_bits: u32, sym_bits: u32, alphabet: &[u8]) -> usize {
+    measure_bits(v, shard_bits, 64 - shard_bits, sym_bits, alphabet)
+}
+
+/// Only the first `key_bits` bits under the shard are stored (a shorter fingerprint).
+fn measure_bits(
+    v: &[(u64, u64)],
+    shard_bits: u32,
+    key_bits: u32,
+    sym_bits: u32,
+    alphabet: &[u8],
+) -> usize {
     let bits = 64 - shard_bits;
-    let nsym = bits.div_ceil(sym_bits) as usize;
+    let nsym = key_bits.div_ceil(sym_bits) as usize;
     let mut total = 0;
     let mut i = 0;
     while i < v.len() {
@@ -26,6 +37,33 @@ fn measure(v: &[(u64, u64)], shard_bits: u32, sym_bits: u32, alphabet: &[u8]) ->
             let mut kb = [0u8; 64];
             for (j, k) in kb.iter_mut().enumerate().take(nsym) {
                 let sym = ((rest << (j as u32 * sym_bits)) >> (64 - sym_bits)) as usize;
+                *k = alphabet[sym];
+            }
+            b.insert(&kb[..nsym], v[i].1).unwrap();
+            i += 1;
+        }
+        total += b.into_inner().unwrap().len();
+    }
+    total
+}
+
+/// Like [`measure`], but the first symbol under the shard is a whole byte (a level that is dense
+/// at every N, so its one node per shard may take fst's transition index), then 5-bit symbols.
+fn measure_hybrid(v: &[(u64, u64)], shard_bits: u32, alphabet: &[u8]) -> usize {
+    let bits = 64 - shard_bits;
+    let nsym = 1 + (bits - 8).div_ceil(5) as usize;
+    let mut total = 0;
+    let mut i = 0;
+    while i < v.len() {
+        let sh = v[i].0 >> bits;
+        let mut b = MapBuilder::memory();
+        while i < v.len() && v[i].0 >> bits == sh {
+            let rest = v[i].0 << shard_bits;
+            let mut kb = [0u8; 64];
+            kb[0] = (rest >> 56) as u8;
+            let tail = rest << 8;
+            for (j, k) in kb.iter_mut().enumerate().take(nsym).skip(1) {
+                let sym = ((tail << ((j as u32 - 1) * 5)) >> 59) as usize;
                 *k = alphabet[sym];
             }
             b.insert(&kb[..nsym], v[i].1).unwrap();
@@ -56,6 +94,26 @@ fn main() {
             .collect();
         v.sort_unstable();
         v.dedup_by_key(|x| x.0);
+        // Fingerprints of 60 bits instead of 64 (10 symbols instead of 11).
+        let v60: Vec<(u64, u64)> = v.iter().map(|&(k, c)| (k & !0xF, c)).collect();
+        let mut v60d = v60.clone();
+        v60d.dedup_by_key(|x| x.0);
+        let t = std::time::Instant::now();
+        let b = measure_bits(&v60d, 10, 50, 5, &common) as f64;
+        println!(
+            "n={n:>10} {:<44} {:6.2} B/key {:>6.0} ns/key",
+            "60-bit fingerprints, 10-bit shards, 5-bit",
+            b / n as f64,
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
+        let t = std::time::Instant::now();
+        let b = measure_hybrid(&v, 10, &common);
+        println!(
+            "n={n:>10} {:<44} {:6.2} B/key {:>6.0} ns/key",
+            "10-bit shards, one 8-bit then 5-bit symbols",
+            b as f64 / n as f64,
+            t.elapsed().as_nanos() as f64 / n as f64
+        );
         for (name, sb, sym, alpha) in [
             ("10-bit shards, 8-bit symbols", 10, 8, &bytes[..]),
             (
