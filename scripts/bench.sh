@@ -210,6 +210,8 @@ stored hash, in parallel on both cores.
 
 $(cat BENCHMARKS.scale.md 2>/dev/null)
 
+$(cat BENCHMARKS.profile.md 2>/dev/null)
+
 Reproduce: \`scripts/bench.sh $N $A $C\` (work files in \`bench-work/\`, removed afterwards; \`KEEP=1\` keeps them).
 MD
 echo "wrote BENCHMARKS.md" >&2

@@ -28,15 +28,27 @@ pub enum HibpLine {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Value of each byte as a hex digit, or 0xFF (a table: this is the innermost loop of a build).
+const HEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Value of one hex digit, or 0xFF.
 #[inline]
 pub fn hex_val(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => 0xFF,
-    }
+    HEX[c as usize]
 }
 
 /// Trim ASCII blanks (space, tab, CR) from both ends.
@@ -73,15 +85,14 @@ pub fn parse_line(line: &[u8], prefix: Option<&[u8; 5]>) -> HibpLine {
             });
         }
     };
+    // Every digit valid (0xFF marks a non-digit), then the first 16 make the fingerprint.
+    let bad = pre.iter().chain(hash).fold(0u8, |acc, &c| acc | hex_val(c));
+    if bad & 0xF0 != 0 {
+        return HibpLine::Bad("hash has a non-hex character");
+    }
     let mut fingerprint = 0u64;
-    for (i, &c) in pre.iter().chain(hash.iter()).enumerate() {
-        let v = hex_val(c);
-        if v == 0xFF {
-            return HibpLine::Bad("hash has a non-hex character");
-        }
-        if i < 16 {
-            fingerprint = (fingerprint << 4) | v as u64;
-        }
+    for &c in pre.iter().chain(hash).take(16) {
+        fingerprint = (fingerprint << 4) | hex_val(c) as u64;
     }
     let (count, had_count) = match count {
         None => (1, false),
