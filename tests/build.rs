@@ -383,3 +383,54 @@ fn info_reports_counts_and_bound() {
     assert!(out.contains("false-positive bound"), "{out}");
     assert!(out.contains("1 padding, 1 rejected, sorted"), "{out}");
 }
+
+#[test]
+fn a_skewed_dump_with_one_huge_shard_builds_through_files() {
+    // Every hash in one shard (same first 3 hex digits), unsorted, with 1 MiB of memory: the
+    // shard's runs are merged in blocks and its fst continues in a temporary file.
+    let w = Workdir::new();
+    let mut r = Rng(21);
+    let mut lines: Vec<String> = (0..200_000)
+        .map(|i| {
+            format!(
+                "ABC{:013X}{:016X}{:08X}:{}",
+                r.next() >> 12,
+                r.next(),
+                r.next() as u32,
+                1 + i % 5
+            )
+        })
+        .collect();
+    for i in (1..lines.len()).rev() {
+        lines.swap(i, (r.next() % (i as u64 + 1)) as usize);
+    }
+    w.write("skewed.txt", lines.join("\n"));
+    let run = w.run(&[
+        "build",
+        "--index",
+        "idx",
+        "--hibp",
+        "skewed.txt",
+        "--mem",
+        "1M",
+        "--tmp-dir",
+        "tmp",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(w.path("tmp")).unwrap().count(), 0);
+    assert_eq!(w.run(&["verify", "--index", "idx"]).code, 0);
+    let m = manifest(&w, "idx");
+    assert_eq!(m["maps"]["sha1"]["keys"], 200_000);
+    let probe: Vec<&str> = lines.iter().step_by(1999).map(|l| &l[..40]).collect();
+    let want: Vec<u64> = lines
+        .iter()
+        .step_by(1999)
+        .map(|l| l[41..].parse().unwrap())
+        .collect();
+    let r = w.run_stdin(
+        &["lookup", "--index", "idx", "--hashes"],
+        probe.join("\n").as_bytes(),
+    );
+    let got: Vec<u64> = r.out().lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got, want);
+}

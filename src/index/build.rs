@@ -596,10 +596,59 @@ struct Run {
     shard_starts: Vec<usize>,
 }
 
+/// Streams one shard of a run in blocks of positioned reads, so a shard of any size merges in
+/// bounded memory. A read error ends the stream and is kept for [`RunCursor::error`].
+struct RunCursor<'a> {
+    run: &'a Run,
+    next: usize,
+    end: usize,
+    buf: std::vec::IntoIter<(u64, u64)>,
+    error: std::rc::Rc<std::cell::RefCell<Option<Error>>>,
+}
+
+impl Iterator for RunCursor<'_> {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if let Some(r) = self.buf.next() {
+            return Some(r);
+        }
+        if self.next >= self.end {
+            return None;
+        }
+        let upto = (self.next + (1 << 16)).min(self.end);
+        match self.run.records(self.next, upto) {
+            Ok(v) => {
+                self.next = upto;
+                self.buf = v.into_iter();
+                self.buf.next()
+            }
+            Err(e) => {
+                self.next = self.end;
+                *self.error.borrow_mut() = Some(e);
+                None
+            }
+        }
+    }
+}
+
 impl Run {
-    fn shard(&self, s: usize) -> Result<Vec<(u64, u64)>> {
+    fn cursor(
+        &self,
+        s: usize,
+        error: std::rc::Rc<std::cell::RefCell<Option<Error>>>,
+    ) -> RunCursor<'_> {
+        RunCursor {
+            run: self,
+            next: self.shard_starts[s],
+            end: self.shard_starts[s + 1],
+            buf: Vec::new().into_iter(),
+            error,
+        }
+    }
+
+    /// Records `a..b` of the run.
+    fn records(&self, a: usize, b: usize) -> Result<Vec<(u64, u64)>> {
         use std::os::unix::fs::FileExt;
-        let (a, b) = (self.shard_starts[s], self.shard_starts[s + 1]);
         let mut buf = vec![0u8; (b - a) * 12];
         self.file
             .read_exact_at(&mut buf, a as u64 * 12)
@@ -785,7 +834,6 @@ impl KindSink {
                 None => Ok(None),
             };
         }
-        let _ = tmp;
         sort_dedup(&mut self.run_buf);
         let mem_starts = shard_starts(&self.run_buf);
         let base = match &self.base {
@@ -793,6 +841,9 @@ impl KindSink {
             None => None,
         };
         let mut w = MapFileWriter::create(&self.final_path)?;
+        // A shard whose fst outgrows this continues in a file (skewed input, see SpillBuf).
+        let spill_dir = tmp.path()?;
+        let spill_limit = (self.budget * RECORD_BYTES / 4).max(1 << 20);
         let window = rayon::current_num_threads() * 4;
         let shards: Vec<usize> = (0..NUM_SHARDS).collect();
         for win in shards.chunks(window) {
@@ -809,12 +860,21 @@ impl KindSink {
                     }
                     let mut sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + '_>> = Vec::new();
                     sources.push(Box::new(base_recs.into_iter()));
+                    let error = std::rc::Rc::new(std::cell::RefCell::new(None));
                     for r in &self.runs {
-                        sources.push(Box::new(r.shard(s)?.into_iter()));
+                        sources.push(Box::new(r.cursor(s, error.clone())));
                     }
                     let mem = &self.run_buf[mem_starts[s]..mem_starts[s + 1]];
                     sources.push(Box::new(mem.iter().map(|&(f, c)| (f, c as u64))));
-                    Ok(mapfile::build_shard(KMerge::new(sources)))
+                    let spill = spill_dir.join(format!("shard-{}-{s}", self.kind.name()));
+                    let built = mapfile::build_shard_spilling(
+                        KMerge::new(sources),
+                        Some((spill, spill_limit)),
+                    )?;
+                    if let Some(e) = error.borrow_mut().take() {
+                        return Err(e);
+                    }
+                    Ok(built)
                 })
                 .collect();
             for (s, b) in win.iter().zip(built) {

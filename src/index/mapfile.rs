@@ -241,7 +241,23 @@ impl MapFileWriter {
             self.table.push(self.pos);
         }
         if built.keys > 0 {
-            self.write(&built.bytes)?;
+            match &built.bytes {
+                ShardBytes::Mem(v) => self.write(v)?,
+                ShardBytes::File(path) => {
+                    // A shard too large to hold in memory was built into a file: copy it over.
+                    use std::io::Read;
+                    let mut f = File::open(path).at(path)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).at(path)?;
+                        if n == 0 {
+                            break;
+                        }
+                        self.write(&buf[..n])?;
+                    }
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         self.keys += built.keys;
         self.total += built.total;
@@ -285,24 +301,101 @@ impl MapFileWriter {
     }
 }
 
-/// The fst of one shard, built in memory.
-#[derive(Default)]
+/// Where a built shard's fst is: in memory, or (past the spill size) in a temporary file.
+pub enum ShardBytes {
+    Mem(Vec<u8>),
+    File(PathBuf),
+}
+
+/// The fst of one shard.
 pub struct BuiltShard {
-    pub bytes: Vec<u8>,
+    pub bytes: ShardBytes,
     pub keys: u64,
     pub total: u64,
 }
 
-/// Build one shard's fst from (fingerprint, count) pairs in non-decreasing fingerprint order, all in
-/// that shard; equal fingerprints are merged by adding their counts.
+/// Collects an fst in memory until it passes `limit` bytes, then moves it to `path` and goes on
+/// there, so one shard of a skewed input cannot take memory without bound.
+struct SpillBuf {
+    mem: Vec<u8>,
+    limit: usize,
+    path: Option<PathBuf>,
+    file: Option<BufWriter<File>>,
+}
+
+impl Write for SpillBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(f) = &mut self.file {
+            return f.write(b);
+        }
+        if self.mem.len() + b.len() > self.limit
+            && let Some(path) = &self.path
+        {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode_private()
+                .open(path)?;
+            let mut f = BufWriter::with_capacity(1 << 20, f);
+            f.write_all(&self.mem)?;
+            self.mem = Vec::new();
+            let n = f.write(b)?;
+            self.file = Some(f);
+            return Ok(n);
+        }
+        self.mem.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+trait ModePrivate {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl ModePrivate for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// Build one shard's fst in memory (for shards whose size is already bounded).
 pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>) -> BuiltShard {
-    let mut b = fst::MapBuilder::memory();
+    build_shard_spilling(pairs, None).expect("an in-memory build cannot fail")
+}
+
+/// Build one shard's fst from (fingerprint, count) pairs in non-decreasing fingerprint order, all in
+/// that shard; equal fingerprints are merged by adding their counts. With `spill` = (file, limit),
+/// an fst that grows past `limit` bytes continues in that file.
+pub fn build_shard_spilling(
+    pairs: impl Iterator<Item = (u64, u64)>,
+    spill: Option<(PathBuf, usize)>,
+) -> Result<BuiltShard> {
+    let (path, limit) = match spill {
+        Some((p, l)) => (Some(p), l),
+        None => (None, usize::MAX),
+    };
+    let sink = SpillBuf {
+        mem: Vec::new(),
+        limit,
+        path: path.clone(),
+        file: None,
+    };
+    let shown = path.clone().unwrap_or_default();
+    let mut b =
+        fst::MapBuilder::new(sink).map_err(|e| Error::io(&shown, std::io::Error::other(e)))?;
     let mut keys = 0u64;
     let mut total = 0u64;
     let mut cur: Option<(u64, u64)> = None;
-    let emit = |b: &mut fst::MapBuilder<Vec<u8>>, fp: u64, count: u64| {
-        // Keys are strictly increasing here, so insert cannot fail.
-        b.insert(shard_key(fp), count - 1).expect("keys in order");
+    let emit = |b: &mut fst::MapBuilder<SpillBuf>, fp: u64, count: u64| -> Result<()> {
+        // Keys are strictly increasing here, so insert can fail only writing a spilled shard.
+        b.insert(shard_key(fp), count - 1)
+            .map_err(|e| Error::io(&shown, std::io::Error::other(e)))
     };
     for (fp, count) in pairs {
         total = total.saturating_add(count);
@@ -310,7 +403,7 @@ pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>) -> BuiltShard {
             Some((f, c)) if f == fp => cur = Some((f, c.saturating_add(count))),
             Some((f, c)) => {
                 debug_assert!(f < fp);
-                emit(&mut b, f, c);
+                emit(&mut b, f, c)?;
                 keys += 1;
                 cur = Some((fp, count));
             }
@@ -318,12 +411,21 @@ pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>) -> BuiltShard {
         }
     }
     if let Some((f, c)) = cur {
-        emit(&mut b, f, c);
+        emit(&mut b, f, c)?;
         keys += 1;
     }
-    BuiltShard {
-        bytes: b.into_inner().expect("in-memory fst"),
-        keys,
-        total,
-    }
+    let mut sink = b
+        .into_inner()
+        .map_err(|e| Error::io(&shown, std::io::Error::other(e)))?;
+    let bytes = match sink.file.take() {
+        Some(f) => {
+            let f = f
+                .into_inner()
+                .map_err(|e| Error::io(&shown, e.into_error()))?;
+            drop(f);
+            ShardBytes::File(shown)
+        }
+        None => ShardBytes::Mem(sink.mem),
+    };
+    Ok(BuiltShard { bytes, keys, total })
 }
