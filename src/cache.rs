@@ -9,7 +9,7 @@
 //! only saves time).
 
 use crate::error::{IoContext, Result};
-use crate::scheme::{Check, Stored};
+use crate::scheme::Stored;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,13 +29,7 @@ pub struct VerifyCache {
 }
 
 fn key(stored: &Stored, password: &[u8]) -> Option<[u8; 16]> {
-    let s = match stored {
-        Stored::Salted {
-            check: Check::Crypt(s) | Check::Yescrypt(s) | Check::Argon2(s),
-            ..
-        } => s,
-        _ => return None,
-    };
+    let s = stored.slow_kdf()?;
     let mut h = Sha256::new();
     h.update(b"breach-audit verify cache v1\0");
     h.update((s.len() as u64).to_le_bytes());

@@ -4,7 +4,7 @@
 
 use crate::index::emails::{EmailMap, email_key, key_email};
 use crate::index::mapfile::MapFile;
-use crate::scheme::{Bare, Check, Stored};
+use crate::scheme::Bare;
 use crate::sources::accounts::{self, Account, Owner, ReadStats};
 use crate::sources::{combolist, hibp};
 use std::path::Path;
@@ -45,13 +45,7 @@ pub fn combolist_line(data: &[u8]) {
 pub fn scheme(data: &[u8]) {
     for bare in [Bare::Crypt, Bare::HexOrCrypt] {
         let s = crate::scheme::parse(data, bare);
-        let slow = matches!(
-            &s,
-            Stored::Salted {
-                check: Check::Crypt(_) | Check::Yescrypt(_) | Check::Argon2(_),
-                ..
-            }
-        );
+        let slow = s.slow_kdf().is_some();
         if !slow {
             let _ = crate::verify::verify(&s, b"password");
         }

@@ -27,6 +27,20 @@ pub enum Stored {
     },
 }
 
+impl Stored {
+    /// The hash string of a deliberately slow scheme (crypt family, yescrypt, Argon2): the ones
+    /// worth caching, and whose cost is set by the stored hash itself.
+    pub fn slow_kdf(&self) -> Option<&str> {
+        match self {
+            Stored::Salted {
+                check: Check::Crypt(s) | Check::Yescrypt(s) | Check::Argon2(s),
+                ..
+            } => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// How to test a candidate plaintext against a salted hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {

@@ -18,17 +18,6 @@ pub fn verify(stored: &Stored, password: &[u8]) -> Option<bool> {
     })
 }
 
-/// Is this check slow (a deliberately expensive KDF)?
-pub fn is_slow(stored: &Stored) -> bool {
-    matches!(
-        stored,
-        Stored::Salted {
-            check: Check::Crypt(_) | Check::Yescrypt(_) | Check::Argon2(_),
-            ..
-        }
-    )
-}
-
 fn verify_check(check: &Check, password: &[u8]) -> bool {
     match check {
         Check::Crypt(h) => pwhash::unix::verify(password, h),

@@ -356,6 +356,76 @@ fn parse_chunk(c: &Chunk) -> ChunkOut {
     out
 }
 
+/// What every parsed chunk reports besides its records: its line count and its first bad lines
+/// (chunk-relative line number, reason).
+trait ParsedChunk: Send {
+    fn lines(&self) -> u64;
+    fn bad(&self) -> &[(u64, &'static str)];
+}
+
+impl ParsedChunk for ChunkOut {
+    fn lines(&self) -> u64 {
+        self.lines
+    }
+    fn bad(&self) -> &[(u64, &'static str)] {
+        &self.bad
+    }
+}
+
+impl ParsedChunk for ComboChunk {
+    fn lines(&self) -> u64 {
+        self.lines
+    }
+    fn bad(&self) -> &[(u64, &'static str)] {
+        &self.bad
+    }
+}
+
+/// Drive one source: parse its chunks in parallel batches, hand each result to `consume` in input
+/// order, keep the progress bar, and return the first bad lines as `path:line: reason` (line
+/// numbers restart with each file of a range directory). Polls the interrupt flag per batch.
+fn for_each_chunk<T: ParsedChunk>(
+    mut chunks: crate::input::Chunks,
+    progress: bool,
+    what: &str,
+    total: Option<u64>,
+    parse: fn(&Chunk) -> T,
+    mut consume: impl FnMut(T) -> Result<()>,
+) -> Result<Vec<String>> {
+    let bar = Progress::bytes(progress, what, total);
+    let batch_len = rayon::current_num_threads() * 2;
+    let mut samples = Vec::new();
+    let mut line_base = 0u64;
+    loop {
+        fsutil::check_interrupted()?;
+        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let outs: Vec<T> = batch.par_iter().map(parse).collect();
+        for (chunk, out) in batch.iter().zip(outs) {
+            if chunk.first_of_file {
+                line_base = 0;
+            }
+            for (l, reason) in out.bad() {
+                if samples.len() < SAMPLES {
+                    samples.push(format!(
+                        "{}:{}: {reason}",
+                        chunk.path.display(),
+                        line_base + l
+                    ));
+                }
+            }
+            line_base += out.lines();
+            let bytes = chunk.data.bytes().len() as u64;
+            consume(out)?;
+            bar.inc(bytes);
+        }
+    }
+    bar.finish();
+    Ok(samples)
+}
+
 fn ingest_hibp(
     path: &Path,
     sinks: &mut [KindSink; 2],
@@ -366,36 +436,18 @@ fn ingest_hibp(
     let shown = crate::input::display_path(path);
     let (mut rec, total) = source_record("hibp", path)?;
     rec.sorted = true;
-    let (mut chunks, warnings) = hibp::open(path)?;
+    let (chunks, warnings) = hibp::open(path)?;
     for w in warnings {
         warn(w);
     }
-    let bar = Progress::bytes(progress, &rec.path, total);
-    let batch_len = rayon::current_num_threads() * 2;
-    let mut samples: Vec<String> = Vec::new();
-    let mut line_base = 0u64;
     let mut last: [Option<u64>; 2] = [None, None];
-    loop {
-        fsutil::check_interrupted()?;
-        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
-        if batch.is_empty() {
-            break;
-        }
-        let outs: Vec<ChunkOut> = batch.par_iter().map(parse_chunk).collect();
-        for (chunk, out) in batch.iter().zip(outs) {
-            if chunk.first_of_file {
-                line_base = 0;
-            }
-            for (l, reason) in &out.bad {
-                if samples.len() < SAMPLES {
-                    samples.push(format!(
-                        "{}:{}: {reason}",
-                        chunk.path.display(),
-                        line_base + l
-                    ));
-                }
-            }
-            line_base += out.lines;
+    let samples = for_each_chunk(
+        chunks,
+        progress,
+        &rec.path.clone(),
+        total,
+        parse_chunk,
+        |out| {
             rec.lines += out.lines;
             rec.padding += out.padding;
             rec.blank += out.blank;
@@ -417,10 +469,9 @@ fn ingest_hibp(
                     sinks[k].push(fp, count, tmp)?;
                 }
             }
-            bar.inc(chunk.data.bytes().len() as u64);
-        }
-    }
-    bar.finish();
+            Ok(())
+        },
+    )?;
     judge_source(
         &rec,
         &shown,
@@ -509,29 +560,14 @@ fn ingest_combolist(
 ) -> Result<SourceRecord> {
     let shown = crate::input::display_path(path);
     let (mut rec, total) = source_record("combolist", path)?;
-    let mut chunks = crate::input::open_file(path)?;
-    let bar = Progress::bytes(progress, &rec.path, total);
-    let batch_len = rayon::current_num_threads() * 2;
-    let mut samples: Vec<String> = Vec::new();
-    let mut line_base = 0u64;
-    loop {
-        fsutil::check_interrupted()?;
-        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
-        if batch.is_empty() {
-            break;
-        }
-        let outs: Vec<ComboChunk> = batch.par_iter().map(parse_combo_chunk).collect();
-        for (chunk, out) in batch.iter().zip(outs) {
-            for (l, reason) in &out.bad {
-                if samples.len() < SAMPLES {
-                    samples.push(format!(
-                        "{}:{}: {reason}",
-                        chunk.path.display(),
-                        line_base + l
-                    ));
-                }
-            }
-            line_base += out.lines;
+    let chunks = crate::input::open_file(path)?;
+    let samples = for_each_chunk(
+        chunks,
+        progress,
+        &rec.path.clone(),
+        total,
+        parse_combo_chunk,
+        |out| {
             rec.lines += out.lines;
             rec.blank += out.blank;
             rec.rejected += out.junk + out.invalid;
@@ -547,10 +583,9 @@ fn ingest_combolist(
                 pos += klen + vlen;
                 sorter.push(key, tag, value, &mut || tmp.path())?;
             }
-            bar.inc(chunk.data.bytes().len() as u64);
-        }
-    }
-    bar.finish();
+            Ok(())
+        },
+    )?;
     judge_source(
         &rec,
         &shown,
