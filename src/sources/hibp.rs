@@ -293,6 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn ntlm_range_files_have_27_digit_suffixes() {
+        // `8846F.txt` of an NTLM range download holds the rest of NTLM("password").
+        let p = range_prefix("8846F.txt").unwrap();
+        match parse_line(b"7EAEE8FB117AD06BDD830B7586C:52256179\r", Some(&p)) {
+            HibpLine::Hash {
+                kind: HashKind::Ntlm,
+                fingerprint,
+                count: 52256179,
+                ..
+            } => assert_eq!(fingerprint, 0x8846F7EAEE8FB117),
+            other => panic!("{other:?}"),
+        }
+        // A 35-digit suffix in the same file is SHA-1: told apart per line, like whole files.
+        assert!(matches!(
+            parse_line(b"7EAEE8FB117AD06BDD830B7586C00000000:1", Some(&p)),
+            HibpLine::Hash {
+                kind: HashKind::Sha1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn range_prefix_of_a_non_ascii_name_does_not_panic() {
         // Regression (fuzz/artifacts crash): byte 5 inside a multi-byte character.
         assert!(range_prefix("abcd\u{20ac}txt").is_none());
