@@ -298,9 +298,10 @@ impl EmailMap {
     }
 
     fn count_unguarded(&self, addr: &str) -> Result<Option<u64>> {
-        match self.fst.get(email_key(addr)) {
+        let key = email_key(addr);
+        match self.fst.get(&key) {
             None => Ok(None),
-            Some(v) => self.exact_count(&email_key(addr), v).map(Some),
+            Some(v) => self.exact_count(&key, v).map(Some),
         }
     }
 
