@@ -502,10 +502,10 @@ fn run_info(a: IndexArg) -> Result<i32> {
     );
     let _ = writeln!(
         out,
-        "key layout   {}-bit fingerprints, {} shards, {}-byte fst keys, value {}",
+        "key layout   fingerprints of at least {} bits, {} shards, keys {}, value {}",
         m.key_layout.fingerprint_bits,
         1u64 << m.key_layout.shard_bits,
-        m.key_layout.key_bytes,
+        m.key_layout.key,
         m.key_layout.value
     );
     for (name, r) in &m.maps {
@@ -516,7 +516,7 @@ fn run_info(a: IndexArg) -> Result<i32> {
             r.bytes,
             r.bytes as f64 / r.keys.max(1) as f64,
             r.total_count,
-            r.keys as f64 / 2f64.powi(64)
+            r.keys as f64 / 2f64.powi(m.key_layout.fingerprint_bits as i32)
         );
     }
     if let Some(e) = &m.emails {

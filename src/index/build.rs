@@ -192,9 +192,9 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
             .map(|d| d.as_secs())
             .unwrap_or(0),
         key_layout: KeyLayout {
-            fingerprint_bits: 64,
+            fingerprint_bits: super::keys::MIN_FINGERPRINT_BITS,
             shard_bits: super::keys::SHARD_BITS,
-            key_bytes: super::keys::KEY_BYTES as u32,
+            key: super::keys::LAYOUT_NAME.into(),
             value: "count-1".into(),
         },
         sources,
@@ -807,7 +807,9 @@ impl KindSink {
         self.batch_records = 0;
         let built: Vec<BuiltShard> = batch
             .par_iter()
-            .map(|(_, recs)| mapfile::build_shard(recs.iter().map(|&(f, c)| (f, c as u64))))
+            .map(|(_, recs)| {
+                mapfile::build_shard(recs.iter().map(|&(f, c)| (f, c as u64)), recs.len() as u64)
+            })
             .collect();
         if self.writer.is_none() {
             self.writer = Some(MapFileWriter::create(&self.final_path)?);
@@ -887,12 +889,23 @@ impl KindSink {
                 .par_iter()
                 .map(|&s| {
                     let mut base_recs = Vec::new();
+                    // Keys read back from the base keep only its shard's bits: keep no more, so a
+                    // hash in both merges into one key.
+                    let mut max_kbits = u32::MAX;
                     if let Some(b) = &base {
                         b.for_each_in_shard(s, |fp, c| {
                             base_recs.push((fp, c));
                             Ok(())
                         })?;
+                        max_kbits = b.shard_kbits(s)?.unwrap_or(u32::MAX);
                     }
+                    let n = base_recs.len()
+                        + self
+                            .runs
+                            .iter()
+                            .map(|r| r.shard_starts[s + 1] - r.shard_starts[s])
+                            .sum::<usize>()
+                        + (mem_starts[s + 1] - mem_starts[s]);
                     let mut sources: Vec<Box<dyn Iterator<Item = (u64, u64)> + '_>> = Vec::new();
                     sources.push(Box::new(base_recs.into_iter()));
                     let error = std::rc::Rc::new(std::cell::RefCell::new(None));
@@ -904,6 +917,8 @@ impl KindSink {
                     let spill = spill_dir.join(format!("shard-{}-{s}", self.kind.name()));
                     let built = mapfile::build_shard_spilling(
                         KMerge::new(sources),
+                        n as u64,
+                        max_kbits,
                         Some((spill, spill_limit)),
                     )?;
                     if let Some(e) = error.borrow_mut().take() {

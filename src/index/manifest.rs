@@ -11,7 +11,7 @@ pub const MANIFEST: &str = "manifest.json";
 /// Identifies a breach-audit index.
 pub const FORMAT_NAME: &str = "breach-audit-index";
 /// Bumped whenever the bytes of any index file change meaning.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -46,9 +46,11 @@ pub struct EmailsRecord {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct KeyLayout {
+    /// The fewest fingerprint bits any shard keeps (the false-positive bound).
     pub fingerprint_bits: u32,
     pub shard_bits: u32,
-    pub key_bytes: u32,
+    /// How keys are written (each shard's layout is in its fst header).
+    pub key: String,
     pub value: String,
 }
 

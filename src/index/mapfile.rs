@@ -5,14 +5,18 @@
 //! 2. the shard table: `NUM_SHARDS + 1` little-endian u64 offsets; shard `s` is bytes
 //!    `table[s]..table[s+1]`;
 //! 3. a trailer of [`TRAILER_LEN`] bytes: magic `BAMAP\0\0\0`, format version (u32), shard bits
-//!    (u32), key bytes (u32), reserved (u32), build id (u64), key count (u64), sum of counts (u64),
-//!    CRC-32 of every byte before it (u32), reserved (u32). All little-endian.
+//!    (u32), fewest fingerprint bits kept (u32), reserved (u32), build id (u64), key count (u64),
+//!    sum of counts (u64), CRC-32 of every byte before it (u32), reserved (u32). All little-endian.
+//!
+//! Each shard's fst names its key layout in its header's type field ([`Layout`]); its nodes are
+//! written by [`FixedFstWriter`].
 //!
 //! The build id must equal the manifest's, which catches a file from another build. Opening checks
 //! the trailer, the table and every shard's fst header; [`MapFile::verify`] checks every byte (the
 //! CRC-32 and each fst's own checksum).
 
-use super::keys::{KEY_BYTES, NUM_SHARDS, SHARD_BITS, fp_from_key, shard_key, shard_of};
+use super::fstwrite::{FixedFstWriter, KeyError};
+use super::keys::{Layout, MIN_FINGERPRINT_BITS, NUM_SHARDS, SHARD_BITS, shard_of};
 use crate::error::{Error, IoContext, Result};
 use fst::{IntoStreamer, Streamer};
 use std::fs::File;
@@ -20,7 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"BAMAP\0\0\0";
-pub const MAP_FORMAT: u32 = 1;
+pub const MAP_FORMAT: u32 = 2;
 pub const TRAILER_LEN: usize = 56;
 
 /// Summary fields of a map file's trailer.
@@ -71,7 +75,7 @@ impl MapFile {
                 "map format version {version}, this breach-audit reads version {MAP_FORMAT}"
             )));
         }
-        if le_u32(&t[12..]) != SHARD_BITS || le_u32(&t[16..]) != KEY_BYTES as u32 {
+        if le_u32(&t[12..]) != SHARD_BITS || le_u32(&t[16..]) != MIN_FINGERPRINT_BITS {
             return Err(bad("map uses another key layout"));
         }
         let trailer = Trailer {
@@ -99,15 +103,22 @@ impl MapFile {
         })
     }
 
-    /// The fst of one shard (`None` when the shard is empty).
-    fn shard(&self, s: usize) -> Result<Option<fst::Map<&[u8]>>> {
+    /// The fst of one shard and its key layout (`None` when the shard is empty).
+    fn shard(&self, s: usize) -> Result<Option<(fst::Map<&[u8]>, Layout)>> {
         let (a, b) = (self.table[s] as usize, self.table[s + 1] as usize);
         if a == b {
             return Ok(None);
         }
-        fst::Map::new(&self.map[a..b])
-            .map(Some)
-            .map_err(|e| damaged(&self.path, &format!("shard {s}: {e}")))
+        let m = fst::Map::new(&self.map[a..b])
+            .map_err(|e| damaged(&self.path, &format!("shard {s}: {e}")))?;
+        let layout = Layout::from_fst_type(m.as_fst().fst_type())
+            .ok_or_else(|| damaged(&self.path, &format!("shard {s} names no key layout")))?;
+        Ok(Some((m, layout)))
+    }
+
+    /// The bits under the shard prefix that shard `s` keeps (`None` when it is empty).
+    pub fn shard_kbits(&self, s: usize) -> Result<Option<u32>> {
+        Ok(self.shard(s)?.map(|(_, l)| l.kbits()))
     }
 
     /// The count stored for a fingerprint, if any.
@@ -118,7 +129,7 @@ impl MapFile {
 
     fn get_unguarded(&self, fp: u64) -> Result<Option<u64>> {
         Ok(match self.shard(shard_of(fp))? {
-            Some(m) => m.get(shard_key(fp)).map(|v| v.saturating_add(1)),
+            Some((m, layout)) => m.get(&*layout.key(fp)).map(|v| v.saturating_add(1)),
             None => None,
         })
     }
@@ -132,7 +143,8 @@ impl MapFile {
         self.trailer.keys == 0
     }
 
-    /// Visit the (fingerprint, count) pairs of one shard in order.
+    /// Visit the (fingerprint, count) pairs of one shard in order (fingerprints with the bits the
+    /// shard's layout drops set to zero).
     pub fn for_each_in_shard(
         &self,
         shard: usize,
@@ -146,10 +158,10 @@ impl MapFile {
         shard: usize,
         mut f: impl FnMut(u64, u64) -> Result<()>,
     ) -> Result<()> {
-        if let Some(m) = self.shard(shard)? {
+        if let Some((m, layout)) = self.shard(shard)? {
             let mut st = m.into_stream();
             while let Some((k, v)) = st.next() {
-                let fp = fp_from_key(shard, k).ok_or_else(|| {
+                let fp = layout.fp(shard, k).ok_or_else(|| {
                     damaged(
                         &self.path,
                         &format!("shard {shard} holds a key of another layout"),
@@ -182,7 +194,7 @@ impl MapFile {
         }
         let mut keys = 0u64;
         for s in 0..NUM_SHARDS {
-            if let Some(m) = self.shard(s)? {
+            if let Some((m, _)) = self.shard(s)? {
                 m.as_fst()
                     .verify()
                     .map_err(|e| damaged(&self.path, &format!("shard {s} is damaged: {e}")))?;
@@ -276,7 +288,7 @@ impl MapFileWriter {
         t.extend_from_slice(MAGIC);
         t.extend_from_slice(&MAP_FORMAT.to_le_bytes());
         t.extend_from_slice(&SHARD_BITS.to_le_bytes());
-        t.extend_from_slice(&(KEY_BYTES as u32).to_le_bytes());
+        t.extend_from_slice(&MIN_FINGERPRINT_BITS.to_le_bytes());
         t.extend_from_slice(&0u32.to_le_bytes());
         t.extend_from_slice(&build_id.to_le_bytes());
         t.extend_from_slice(&self.keys.to_le_bytes());
@@ -364,16 +376,21 @@ impl ModePrivate for std::fs::OpenOptions {
     }
 }
 
-/// Build one shard's fst in memory (for shards whose size is already bounded).
-pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>) -> BuiltShard {
-    build_shard_spilling(pairs, None).expect("an in-memory build cannot fail")
+/// Build one shard's fst in memory (for shards whose size is already bounded); `n` is the number
+/// of records (an upper bound on the keys), which chooses the key layout.
+pub fn build_shard(pairs: impl Iterator<Item = (u64, u64)>, n: u64) -> BuiltShard {
+    build_shard_spilling(pairs, n, Layout::for_keys(n, u32::MAX).kbits(), None)
+        .expect("an in-memory build cannot fail")
 }
 
 /// Build one shard's fst from (fingerprint, count) pairs in non-decreasing fingerprint order, all in
-/// that shard; equal fingerprints are merged by adding their counts. With `spill` = (file, limit),
-/// an fst that grows past `limit` bytes continues in that file.
+/// that shard. The layout is chosen for `n` keys, keeping at most `max_kbits` bits; fingerprints
+/// equal in the kept bits are merged by adding their counts. With `spill` = (file, limit), an fst
+/// that grows past `limit` bytes continues in that file.
 pub fn build_shard_spilling(
     pairs: impl Iterator<Item = (u64, u64)>,
+    n: u64,
+    max_kbits: u32,
     spill: Option<(PathBuf, usize)>,
 ) -> Result<BuiltShard> {
     let (path, limit) = match spill {
@@ -387,36 +404,37 @@ pub fn build_shard_spilling(
         file: None,
     };
     let shown = path.clone().unwrap_or_default();
-    let mut b =
-        fst::MapBuilder::new(sink).map_err(|e| Error::io(&shown, std::io::Error::other(e)))?;
-    let mut keys = 0u64;
+    let io_err = |e: std::io::Error| Error::io(&shown, e);
+    let layout = Layout::for_keys(n, max_kbits);
+    let mut w = FixedFstWriter::new(sink, layout.key_len(), layout.fst_type()).map_err(io_err)?;
     let mut total = 0u64;
-    let mut cur: Option<(u64, u64)> = None;
-    let emit = |b: &mut fst::MapBuilder<SpillBuf>, fp: u64, count: u64| -> Result<()> {
-        // Keys are strictly increasing here, so insert can fail only writing a spilled shard.
-        b.insert(shard_key(fp), count - 1)
-            .map_err(|e| Error::io(&shown, std::io::Error::other(e)))
+    let mut cur: Option<(super::keys::Key, u64)> = None;
+    let emit = |w: &mut FixedFstWriter<SpillBuf>, key: &[u8], count: u64| -> Result<()> {
+        match w.insert(key, count - 1).map_err(io_err)? {
+            Ok(()) => Ok(()),
+            // Callers pass fingerprints in order, so keys are in order: this is a bug, not input.
+            Err(KeyError::OutOfOrder | KeyError::Length) => {
+                panic!("shard keys out of order")
+            }
+        }
     };
     for (fp, count) in pairs {
         total = total.saturating_add(count);
-        match cur {
-            Some((f, c)) if f == fp => cur = Some((f, c.saturating_add(count))),
-            Some((f, c)) => {
-                debug_assert!(f < fp);
-                emit(&mut b, f, c)?;
-                keys += 1;
-                cur = Some((fp, count));
+        let key = layout.key(fp);
+        match &mut cur {
+            Some((k, c)) if *k == key => *c = c.saturating_add(count),
+            Some((k, c)) => {
+                emit(&mut w, k, *c)?;
+                cur = Some((key, count));
             }
-            None => cur = Some((fp, count)),
+            None => cur = Some((key, count)),
         }
     }
-    if let Some((f, c)) = cur {
-        emit(&mut b, f, c)?;
-        keys += 1;
+    if let Some((k, c)) = cur {
+        emit(&mut w, &k, c)?;
     }
-    let mut sink = b
-        .into_inner()
-        .map_err(|e| Error::io(&shown, std::io::Error::other(e)))?;
+    let keys = w.len();
+    let mut sink = w.finish().map_err(io_err)?;
     let bytes = match sink.file.take() {
         Some(f) => {
             let f = f
