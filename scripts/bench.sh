@@ -134,7 +134,9 @@ for n in ${SIZES:-1000000 5000000 20000000 100000000}; do
   build_rate=$(rate "$n" "$SECS"); build_rss=$RSS_MB
   # The same 1M accounts against every dump size: check time should not grow with the dump.
   run "check $A accounts against $n" "$ba" check -q --index "$work/idx-size" --accounts-csv "$work/accounts.csv" --output "$work/size.out"
-  size_rows+="| $n | $(awk -v b="$b" -v n="$n" 'BEGIN { printf "%.2f", b / n }') | ${build_rate}M | ${build_rss} MB | ${SECS}s |"$'\n'
+  size_check=$SECS
+  run "sort+join against $n" bash -c "tail -n +2 '$work/accounts.csv' | cut -d, -f2 | sort -S 1G > '$work/acc.sorted' && join -t: '$work/acc.sorted' '$work/size.txt' > '$work/join.out'"
+  size_rows+="| $n | $(awk -v b="$b" -v n="$n" 'BEGIN { printf "%.2f", b / n }') | ${build_rate}M | ${build_rss} MB | ${size_check}s | ${SECS}s ($(awk -v a="$size_check" -v b="$SECS" 'BEGIN { printf "%.2f", a / b }')x) |"$'\n'
   rm -rf "$work/idx-size" "$work/size.txt" "$work/size.out"
 done
 
@@ -163,8 +165,8 @@ shard picks its key layout from its record count before duplicates across runs m
 Index size, build speed, and the time to \`check\` the same $A accounts, for other dump sizes
 (sorted input, same generator, \`SIZES\` to change):
 
-| hashes | bytes/hash | build lines/s | build peak RSS | check $A accounts |
-|---|---|---|---|---|
+| hashes | bytes/hash | build lines/s | build peak RSS | check $A accounts | sort+join, same accounts (check/join) |
+|---|---|---|---|---|---|
 $size_rows
 ## Check
 
