@@ -142,58 +142,44 @@ pub fn check(
     // in parallel while the next is read. Memory holds a few batches and the at-risk records,
     // whatever the number of accounts.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Account>>(2);
+    // What parallel parsers judged where they parsed (see `Batcher::piece_handler`).
+    let in_pieces = std::sync::Mutex::new((Tally::default(), Vec::new()));
     let (records, judged, missing_map) = std::thread::scope(|scope| -> Result<_> {
         let judge_thread = scope.spawn(move || -> Result<_> {
             let mut records = Vec::new();
-            let mut judged = CheckSummary::default();
-            let mut missing_map = [0u64; 2];
+            let mut judged = Tally::default();
             for batch in rx {
-                let verdicts: Vec<(Vec<Finding>, Kind)> = batch
-                    .par_iter()
-                    .map(|a| judge(index, cache, a))
+                // Judged in parallel, in pieces; records are sorted by address at the end.
+                let pieces: Vec<(Tally, Vec<Record>)> = batch
+                    .par_chunks(1024)
+                    .map(|c| judge_many(index, cache, c.iter()))
                     .collect::<Result<_>>()?;
-                for (a, (findings, kind)) in batch.into_iter().zip(verdicts) {
-                    match kind {
-                        Kind::Compared => judged.compared += 1,
-                        Kind::Salted => judged.salted += 1,
-                        Kind::Unverifiable => judged.unverifiable += 1,
-                        Kind::NoMap(k) => {
-                            judged.unverifiable += 1;
-                            missing_map[k.index()] += 1;
-                        }
-                    }
-                    if !findings.is_empty() {
-                        records.push(Record {
-                            domain: a.email.domain().to_string(),
-                            email: a.email.addr,
-                            owner: a.owner,
-                            contact: a.contact,
-                            suspended: a.suspended,
-                            severity: Severity::Unknown,
-                            findings,
-                        });
-                    }
+                for (t, r) in pieces {
+                    judged.merge(&t);
+                    records.extend(r);
                 }
             }
-            Ok((records, judged, missing_map))
+            Ok((records, judged.summary, judged.missing_map))
         });
         let mut read_all = || -> Result<()> {
-            let mut batch: Vec<Account> = Vec::with_capacity(BATCH);
+            let handler = |v: Vec<Account>| -> Result<()> {
+                let (t, r) = judge_many(index, cache, v.iter())?;
+                let mut shared = in_pieces.lock().expect("no panics while held");
+                shared.0.merge(&t);
+                shared.1.extend(r);
+                Ok(())
+            };
+            let mut sink = Batcher {
+                batch: Vec::with_capacity(BATCH),
+                tx: &tx,
+                handler: &handler,
+            };
             for src in sources {
                 let mut file_warnings = Vec::new();
                 let stats = accounts::read(
                     src,
                     &|d| filter.wants(d),
-                    &mut |a| {
-                        batch.push(a);
-                        if batch.len() == BATCH {
-                            crate::fsutil::check_interrupted()?;
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                            // A closed channel means the judge failed: its error is reported below.
-                            tx.send(full).map_err(|_| Error::Interrupted)?;
-                        }
-                        Ok(())
-                    },
+                    &mut sink,
                     &mut |w| file_warnings.push(w),
                 )?;
                 for w in file_warnings {
@@ -209,10 +195,7 @@ pub fn check(
                 summary.rejected_rows += stats.rejected;
                 summary.accounts += stats.accounts;
             }
-            if !batch.is_empty() {
-                tx.send(batch).map_err(|_| Error::Interrupted)?;
-            }
-            Ok(())
+            sink.flush()
         };
         let read = read_all();
         drop(tx);
@@ -220,6 +203,17 @@ pub fn check(
         read?;
         Ok(judged)
     })?;
+    let (piece_tally, piece_records) = in_pieces.into_inner().expect("no panics while held");
+    let mut records = records;
+    records.extend(piece_records);
+    let (judged, missing_map) = {
+        let mut t = Tally {
+            summary: judged,
+            missing_map,
+        };
+        t.merge(&piece_tally);
+        (t.summary, t.missing_map)
+    };
     summary.compared = judged.compared;
     summary.salted = judged.salted;
     summary.unverifiable = judged.unverifiable;
@@ -244,6 +238,107 @@ pub fn check(
         }
     }
     Ok(CheckOutcome { records, summary })
+}
+
+/// Collects accounts into batches for the judge thread; a parser's piece goes as it is. Parsers
+/// that work in parallel pieces judge each piece on the worker that parsed it instead
+/// (`handler`): the accounts are freed by the thread that allocated them, and nothing crosses a
+/// channel.
+struct Batcher<'a> {
+    batch: Vec<Account>,
+    tx: &'a std::sync::mpsc::SyncSender<Vec<Account>>,
+    handler: &'a (dyn Fn(Vec<Account>) -> Result<()> + Sync),
+}
+
+impl Batcher<'_> {
+    fn send(&mut self, v: Vec<Account>) -> Result<()> {
+        crate::fsutil::check_interrupted()?;
+        // A closed channel means the judge failed: its error is reported by the caller.
+        self.tx.send(v).map_err(|_| Error::Interrupted)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.send(full)
+    }
+}
+
+impl accounts::AccountSink for Batcher<'_> {
+    fn account(&mut self, a: Account) -> Result<()> {
+        self.batch.push(a);
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn accounts(&mut self, v: Vec<Account>) -> Result<()> {
+        self.flush()?;
+        self.send(v)
+    }
+
+    fn piece_handler(&self) -> Option<&(dyn Fn(Vec<Account>) -> Result<()> + Sync)> {
+        Some(self.handler)
+    }
+}
+
+/// Judge accounts one after another: the tally, and a record for each account at risk.
+fn judge_many<'a>(
+    index: &Index,
+    cache: &VerifyCache,
+    accounts: impl Iterator<Item = &'a Account>,
+) -> Result<(Tally, Vec<Record>)> {
+    let mut t = Tally::default();
+    let mut records = Vec::new();
+    for a in accounts {
+        let (findings, kind) = judge(index, cache, a)?;
+        t.add(kind);
+        if !findings.is_empty() {
+            records.push(Record {
+                domain: a.email.domain().to_string(),
+                email: a.email.addr.clone(),
+                owner: a.owner.clone(),
+                contact: a.contact.clone(),
+                suspended: a.suspended,
+                severity: Severity::Unknown,
+                findings,
+            });
+        }
+    }
+    Ok((t, records))
+}
+
+/// What the judge counted.
+#[derive(Default)]
+struct Tally {
+    summary: CheckSummary,
+    missing_map: [u64; 2],
+}
+
+impl Tally {
+    fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::Compared => self.summary.compared += 1,
+            Kind::Salted => self.summary.salted += 1,
+            Kind::Unverifiable => self.summary.unverifiable += 1,
+            Kind::NoMap(k) => {
+                self.summary.unverifiable += 1;
+                self.missing_map[k.index()] += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.summary.compared += o.summary.compared;
+        self.summary.salted += o.summary.salted;
+        self.summary.unverifiable += o.summary.unverifiable;
+        for i in 0..2 {
+            self.missing_map[i] += o.missing_map[i];
+        }
+    }
 }
 
 enum Kind {
@@ -324,8 +419,20 @@ fn judge_hash(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
 
 /// One record per address (findings of duplicates merged), sorted by address; severity is the
 /// worst finding's.
+///
+/// Records arrive in no fixed order (accounts are judged in parallel), so duplicates are ordered by
+/// owner and contact too: where they disagree, the smallest known value is kept, the same on every
+/// run.
 fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
-    records.sort_by(|a, b| a.email.cmp(&b.email));
+    records.par_sort_unstable_by(|a, b| {
+        (&a.email, &a.owner, &a.contact, a.suspended, &a.findings).cmp(&(
+            &b.email,
+            &b.owner,
+            &b.contact,
+            b.suspended,
+            &b.findings,
+        ))
+    });
     let mut out: Vec<Record> = Vec::with_capacity(records.len());
     for r in records {
         match out.last_mut() {

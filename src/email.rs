@@ -42,17 +42,19 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
         return Err("invalid character in local part");
     }
     let domain = domain.trim_end_matches('.');
-    let ascii = if domain
+    let idn;
+    let ascii: &str = if domain
         .bytes()
         .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
         && !domain
             .split('.')
             .any(|l| l.starts_with("xn--") || l.starts_with("XN--"))
     {
-        // Plain ASCII: IDNA mapping would only lowercase it.
-        domain.to_ascii_lowercase()
+        // Plain ASCII: IDNA mapping would only lowercase it (done below, in the one allocation).
+        domain
     } else {
-        idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?
+        idn = idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?;
+        &idn
     };
     if ascii.is_empty() || ascii.len() > 253 || !ascii.contains('.') {
         return Err("invalid domain");
@@ -68,13 +70,15 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
     }
     let mut addr = String::with_capacity(local.len() + 1 + ascii.len());
     if local.is_ascii() {
-        addr.extend(local.chars().map(|c| c.to_ascii_lowercase()));
+        addr.push_str(local);
+        addr.make_ascii_lowercase();
     } else {
         addr.push_str(&local.to_lowercase());
     }
     let at = addr.len();
     addr.push('@');
-    addr.push_str(&ascii);
+    addr.push_str(ascii);
+    addr[at + 1..].make_ascii_lowercase();
     Ok(Email { at, addr })
 }
 

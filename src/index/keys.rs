@@ -205,17 +205,18 @@ impl Layout {
     #[inline]
     pub fn key(&self, fp: u64) -> Key {
         let rest = (fp << SHARD_BITS) >> SHARD_BITS;
-        let x = rest >> (REST_BITS - self.kbits);
-        let (mut high, mut low) = (x / self.p63, x % self.p63);
+        // Base-63 digits last to first (x % 63^t), then what is left (x / 63^t) in 5-bit
+        // symbols: division by the constant 63 only, no division by 63^t.
+        let mut x = rest >> (REST_BITS - self.kbits);
         let (h, len) = (self.h as usize, self.key_len());
         let mut bytes = [0u8; MAX_KEY_LEN];
-        for b in bytes[..h].iter_mut().rev() {
-            *b = ALPHABET32[(high & 31) as usize];
-            high >>= 5;
-        }
         for b in bytes[h..len].iter_mut().rev() {
-            *b = ALPHABET63[(low % 63) as usize];
-            low /= 63;
+            *b = ALPHABET63[(x % 63) as usize];
+            x /= 63;
+        }
+        for b in bytes[..h].iter_mut().rev() {
+            *b = ALPHABET32[(x & 31) as usize];
+            x >>= 5;
         }
         Key {
             bytes,

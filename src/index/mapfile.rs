@@ -15,6 +15,7 @@
 //! the trailer, the table and every shard's fst header; [`MapFile::verify`] checks every byte (the
 //! CRC-32 and each fst's own checksum).
 
+use super::fstread;
 use super::fstwrite::{FixedFstWriter, KeyError};
 use super::keys::{Layout, MIN_FINGERPRINT_BITS, NUM_SHARDS, SHARD_BITS, shard_of};
 use crate::error::{Error, IoContext, Result};
@@ -43,6 +44,9 @@ pub struct MapFile {
     path: PathBuf,
     map: memmap2::Mmap,
     table: Vec<u64>,
+    /// Each shard's layout and root address, read from its fst header and footer on first use
+    /// (two cache misses a lookup would otherwise pay).
+    heads: Box<[std::sync::OnceLock<Option<(Layout, usize)>>]>,
     pub trailer: Trailer,
 }
 
@@ -99,6 +103,7 @@ impl MapFile {
             path: path.to_path_buf(),
             map,
             table,
+            heads: (0..NUM_SHARDS).map(|_| std::sync::OnceLock::new()).collect(),
             trailer,
         })
     }
@@ -121,17 +126,29 @@ impl MapFile {
         Ok(self.shard(s)?.map(|(_, l)| l.kbits()))
     }
 
-    /// The count stored for a fingerprint, if any.
+    /// The count stored for a fingerprint, if any. (Through [`fstread::get`], which checks every
+    /// offset: a damaged map gives an error, never a panic, so no guard is needed here.)
     #[inline]
     pub fn get(&self, fp: u64) -> Result<Option<u64>> {
-        super::guard::guarded(&self.path, || self.get_unguarded(fp))
-    }
-
-    fn get_unguarded(&self, fp: u64) -> Result<Option<u64>> {
-        Ok(match self.shard(shard_of(fp))? {
-            Some((m, layout)) => m.get(&*layout.key(fp)).map(|v| v.saturating_add(1)),
-            None => None,
-        })
+        let s = shard_of(fp);
+        let (a, b) = (self.table[s] as usize, self.table[s + 1] as usize);
+        if a == b {
+            return Ok(None);
+        }
+        let data = &self.map[a..b];
+        let head = self.heads[s].get_or_init(|| {
+            let layout = data
+                .get(8..16)
+                .and_then(|t| Layout::from_fst_type(le_u64(t)))?;
+            Some((layout, fstread::root(data).ok()?))
+        });
+        let Some((layout, root)) = *head else {
+            return Err(damaged(&self.path, &format!("shard {s} is damaged")));
+        };
+        match fstread::get_from(data, root, &layout.key(fp)) {
+            Ok(v) => Ok(v.map(|v| v.saturating_add(1))),
+            Err(fstread::Damaged) => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
+        }
     }
 
     /// Bytes on disk.

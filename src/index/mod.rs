@@ -9,6 +9,7 @@
 pub mod build;
 pub mod combo;
 pub mod emails;
+pub mod fstread;
 pub mod fstwrite;
 pub mod guard;
 pub mod keys;

@@ -45,8 +45,27 @@ pub struct ReadStats {
 /// Which domains to keep (shared by parallel parsers).
 pub type Want<'a> = dyn Fn(&str) -> bool + Sync + 'a;
 
-/// Receives each account as it is read.
-pub type Sink<'a> = dyn FnMut(Account) -> Result<()> + 'a;
+/// Receives the accounts as they are read, in order: one at a time, or (from parsers that work in
+/// parallel pieces) a piece's accounts at once.
+pub trait AccountSink {
+    fn account(&mut self, a: Account) -> Result<()>;
+    fn accounts(&mut self, v: Vec<Account>) -> Result<()> {
+        v.into_iter().try_for_each(|a| self.account(a))
+    }
+    /// A sink that can take a parallel parser's pieces on the worker threads, in any order (`check`
+    /// judges them there). `None`: pieces come through [`AccountSink::accounts`], in order.
+    fn piece_handler(&self) -> Option<&(dyn Fn(Vec<Account>) -> Result<()> + Sync)> {
+        None
+    }
+}
+
+impl<F: FnMut(Account) -> Result<()>> AccountSink for F {
+    fn account(&mut self, a: Account) -> Result<()> {
+        self(a)
+    }
+}
+
+pub type Sink<'a> = dyn AccountSink + 'a;
 
 impl ReadStats {
     pub(crate) fn reject(&mut self, path: &Path, line: u64, why: &str) {
@@ -135,7 +154,7 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
             Ok(email) => {
                 if want(email.domain()) {
                     out.accounts += 1;
-                    sink(Account {
+                    sink.account(Account {
                         email,
                         stored: scheme::parse(h, Bare::HexOrCrypt),
                         owner: None,
@@ -232,31 +251,38 @@ fn parse_plain_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Re
     let mut out = ReadStats::default();
     let mut line_base = 1u64; // the header
     for window in pieces.chunks(rayon::current_num_threads() * 2) {
-        let parsed: Vec<(Vec<(u64, RowResult)>, u64)> = window
+        // Per piece: its accounts, its rejected rows (line within the piece, reason), its lines.
+        type Piece = (Result<(Vec<Account>, u64)>, Vec<(u64, &'static str)>, u64);
+        let handler = sink.piece_handler();
+        let parsed: Vec<Piece> = window
             .par_iter()
             .map(|piece| {
-                let mut rows = Vec::new();
+                let (mut accounts, mut bad) = (Vec::new(), Vec::new());
                 let mut n = 0u64;
                 for line in crate::input::lines(piece) {
                     n += 1;
                     match plain_csv_row(line, ei, hi, want) {
+                        Ok(Some(a)) => accounts.push(a),
                         Ok(None) => {}
-                        r => rows.push((n, r)),
+                        Err(why) => bad.push((n, why)),
                     }
                 }
-                (rows, n)
+                let taken = accounts.len() as u64;
+                let accounts = match handler {
+                    Some(h) => h(accounts).map(|()| Vec::new()),
+                    None => Ok(accounts),
+                };
+                (accounts.map(|v| (v, taken)), bad, n)
             })
             .collect();
-        for (rows, n) in parsed {
-            for (l, r) in rows {
-                match r {
-                    Ok(Some(a)) => {
-                        out.accounts += 1;
-                        sink(a)?;
-                    }
-                    Ok(None) => {}
-                    Err(why) => out.reject(path, line_base + l, why),
-                }
+        for (accounts, bad, n) in parsed {
+            for (l, why) in bad {
+                out.reject(path, line_base + l, why);
+            }
+            let (accounts, taken) = accounts?;
+            out.accounts += taken;
+            if !accounts.is_empty() {
+                sink.accounts(accounts)?;
             }
             line_base += n;
         }
@@ -473,7 +499,7 @@ fn emit(
         None => (false, hash),
     };
     out.accounts += 1;
-    sink(Account {
+    sink.account(Account {
         email,
         stored: scheme::parse(hash, Bare::Crypt),
         owner: owner.name.clone(),
