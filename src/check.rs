@@ -11,7 +11,7 @@
 use crate::cache::VerifyCache;
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::index::keys::HashKind;
+use crate::index::keys::{self, HashKind};
 use crate::scheme::Stored;
 use crate::sources::accounts::{self, Account, AccountSource};
 use crate::sources::combolist::Secret;
@@ -152,7 +152,7 @@ pub fn check(
                 // Judged in parallel, in pieces; records are sorted by address at the end.
                 let pieces: Vec<(Tally, Vec<Record>)> = batch
                     .par_chunks(1024)
-                    .map(|c| judge_many(index, cache, c.iter()))
+                    .map(|c| judge_many(index, cache, c))
                     .collect::<Result<_>>()?;
                 for (t, r) in pieces {
                     judged.merge(&t);
@@ -163,7 +163,7 @@ pub fn check(
         });
         let mut read_all = || -> Result<()> {
             let handler = |v: Vec<Account>| -> Result<()> {
-                let (t, r) = judge_many(index, cache, v.iter())?;
+                let (t, r) = judge_many(index, cache, &v)?;
                 let mut shared = in_pieces.lock().expect("no panics while held");
                 shared.0.merge(&t);
                 shared.1.extend(r);
@@ -286,15 +286,36 @@ impl accounts::AccountSink for Batcher<'_> {
 }
 
 /// Judge accounts one after another: the tally, and a record for each account at risk.
-fn judge_many<'a>(
+fn judge_many(
     index: &Index,
     cache: &VerifyCache,
-    accounts: impl Iterator<Item = &'a Account>,
+    accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
+    // The stored SHA-1 and NTLM hashes are looked up first, together: their lookups overlap.
+    let mut known: Vec<Option<u64>> = vec![None; accounts.len()];
+    for kind in HashKind::ALL {
+        let (who, fps): (Vec<usize>, Vec<u64>) = accounts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match (&a.stored, kind) {
+                (Stored::Sha1(d), HashKind::Sha1) => Some((i, keys::fingerprint(d))),
+                (Stored::Ntlm(d), HashKind::Ntlm) => Some((i, keys::fingerprint(d))),
+                _ => None,
+            })
+            .unzip();
+        if fps.is_empty() {
+            continue;
+        }
+        if let Some(counts) = index.count_many(kind, &fps)? {
+            for (i, c) in who.into_iter().zip(counts) {
+                known[i] = Some(c);
+            }
+        }
+    }
     let mut t = Tally::default();
     let mut records = Vec::new();
-    for a in accounts {
-        let (findings, kind) = judge(index, cache, a)?;
+    for (a, known) in accounts.iter().zip(known) {
+        let (findings, kind) = judge(index, cache, a, known)?;
         t.add(kind);
         if !findings.is_empty() {
             records.push(Record {
@@ -348,8 +369,14 @@ enum Kind {
     NoMap(HashKind),
 }
 
-fn judge(index: &Index, cache: &VerifyCache, a: &Account) -> Result<(Vec<Finding>, Kind)> {
-    let (mut findings, kind) = judge_hash(index, a)?;
+/// Judge one account; `known` is the dump count of its stored hash when already looked up.
+fn judge(
+    index: &Index,
+    cache: &VerifyCache,
+    a: &Account,
+    known: Option<u64>,
+) -> Result<(Vec<Finding>, Kind)> {
+    let (mut findings, kind) = judge_hash(index, a, known)?;
     let Some(em) = &index.emails else {
         return Ok((findings, kind));
     };
@@ -383,7 +410,7 @@ fn judge(index: &Index, cache: &VerifyCache, a: &Account) -> Result<(Vec<Finding
 }
 
 /// What the stored hash alone says.
-fn judge_hash(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
+fn judge_hash(index: &Index, a: &Account, known: Option<u64>) -> Result<(Vec<Finding>, Kind)> {
     let pwned = |count: u64| {
         if count > 0 {
             vec![Finding::PasswordPwned { count }]
@@ -400,7 +427,11 @@ fn judge_hash(index: &Index, a: &Account) -> Result<(Vec<Finding>, Kind)> {
                 Kind::NoMap(kind),
             )
         } else {
-            (pwned(index.count(kind, digest)?), Kind::Compared)
+            let count = match known {
+                Some(c) => c,
+                None => index.count(kind, digest)?,
+            };
+            (pwned(count), Kind::Compared)
         })
     };
     Ok(match &a.stored {

@@ -88,11 +88,49 @@ pub fn root(data: &[u8]) -> Result<usize, Damaged> {
 
 /// [`get`] from a root address already read with [`root`].
 pub fn get_from(data: &[u8], root: usize, key: &[u8]) -> Result<Option<u64>, Damaged> {
-    let mut addr = root;
-    let mut out = 0u64;
-    for &k in key {
+    let mut w = Walk::new(root);
+    loop {
+        if let Some(v) = w.step(data, key)? {
+            return Ok(v);
+        }
+    }
+}
+
+/// One lookup in progress: where it is and the output so far. Lookups advanced in turn (see
+/// `MapFile::get_many`) overlap their memory accesses, which a single walk cannot: each node's
+/// address comes from the node before.
+#[derive(Clone, Copy, Debug)]
+pub struct Walk {
+    addr: usize,
+    out: u64,
+    pos: usize,
+}
+
+impl Walk {
+    pub fn new(root: usize) -> Walk {
+        Walk {
+            addr: root,
+            out: 0,
+            pos: 0,
+        }
+    }
+
+    /// The address of the next node to read (for a prefetch).
+    #[inline]
+    pub fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// Follow one transition: `Some(answer)` when the lookup is over, `None` to go on.
+    #[inline]
+    pub fn step(&mut self, data: &[u8], key: &[u8]) -> Result<Option<Option<u64>>, Damaged> {
+        let Some(&k) = key.get(self.pos) else {
+            return self.finish(data).map(Some);
+        };
+        self.pos += 1;
+        let addr = self.addr;
         if addr == EMPTY {
-            return Ok(None);
+            return Ok(Some(None));
         }
         let state = at(data, addr)?;
         match state >> 6 {
@@ -100,15 +138,15 @@ pub fn get_from(data: &[u8], root: usize, key: &[u8]) -> Result<Option<u64>, Dam
                 // One transition to the node just before this one, no output.
                 let (inp, ilen) = one_input(data, addr, state)?;
                 if inp != k {
-                    return Ok(None);
+                    return Ok(Some(None));
                 }
-                addr = sub(addr, ilen + 1)?;
+                self.addr = sub(addr, ilen + 1)?;
             }
             0b10 => {
                 // One transition: [output][address][sizes][input?][state].
                 let (inp, ilen) = one_input(data, addr, state)?;
                 if inp != k {
-                    return Ok(None);
+                    return Ok(Some(None));
                 }
                 let sizes_at = sub(addr, ilen + 1)?;
                 let (tsize, osize) = sizes(at(data, sizes_at)?)?;
@@ -118,20 +156,14 @@ pub fn get_from(data: &[u8], root: usize, key: &[u8]) -> Result<Option<u64>, Dam
                 let t_at = sub(sizes_at, tsize)?;
                 let start = sub(t_at, osize)?;
                 if osize > 0 {
-                    out = out.wrapping_add(uint(data, start, osize)?);
+                    self.out = self.out.wrapping_add(uint(data, start, osize)?);
                 }
-                addr = target(start, uint(data, t_at, tsize)?)?;
+                self.addr = target(start, uint(data, t_at, tsize)?)?;
             }
             _ => {
                 // Any number of transitions: [final output?][outputs][addresses][inputs][index?]
                 // [sizes][count?][state].
-                let (ntrans, nlen) = match (state & 0b11_1111) as usize {
-                    0 => match at(data, sub(addr, 1)?)? {
-                        1 => (256, 1),
-                        n => (n as usize, 1),
-                    },
-                    n => (n, 0),
-                };
+                let (ntrans, nlen) = any_count(data, addr, state)?;
                 let sizes_at = sub(addr, nlen + 1)?;
                 let (tsize, osize) = sizes(at(data, sizes_at)?)?;
                 let index = if ntrans > 32 { 256 } else { 0 };
@@ -140,14 +172,14 @@ pub fn get_from(data: &[u8], root: usize, key: &[u8]) -> Result<Option<u64>, Dam
                 let i = if index > 0 {
                     let i = at(data, inputs_end + k as usize)? as usize;
                     if i >= ntrans {
-                        return Ok(None);
+                        return Ok(Some(None));
                     }
                     i
                 } else {
                     let inputs = data.get(inputs_start..inputs_end).ok_or(Damaged)?;
                     match inputs.iter().position(|&b| b == k) {
                         Some(p) => ntrans - 1 - p,
-                        None => return Ok(None),
+                        None => return Ok(Some(None)),
                     }
                 };
                 if tsize == 0 {
@@ -156,39 +188,52 @@ pub fn get_from(data: &[u8], root: usize, key: &[u8]) -> Result<Option<u64>, Dam
                 let addrs_start = sub(inputs_start, ntrans * tsize)?;
                 let t_at = sub(inputs_start, (i + 1) * tsize)?;
                 if osize > 0 {
-                    out = out.wrapping_add(uint(data, sub(addrs_start, (i + 1) * osize)?, osize)?);
+                    let o_at = sub(addrs_start, (i + 1) * osize)?;
+                    self.out = self.out.wrapping_add(uint(data, o_at, osize)?);
                 }
                 let is_final = state & 0b0100_0000 != 0;
                 let start = sub(addrs_start, ntrans * osize + if is_final { osize } else { 0 })?;
-                addr = target(start, uint(data, t_at, tsize)?)?;
+                self.addr = target(start, uint(data, t_at, tsize)?)?;
             }
         }
+        Ok(None)
     }
-    // The key ends here: found if this state is final.
-    if addr == EMPTY {
-        return Ok(Some(out));
+
+    /// The key ends here: found if this state is final.
+    fn finish(&self, data: &[u8]) -> Result<Option<u64>, Damaged> {
+        let addr = self.addr;
+        if addr == EMPTY {
+            return Ok(Some(self.out));
+        }
+        let state = at(data, addr)?;
+        // One-transition states are never final; a state with any number is when its flag says.
+        if state & 0b1000_0000 != 0 || state & 0b0100_0000 == 0 {
+            return Ok(None);
+        }
+        let (ntrans, nlen) = any_count(data, addr, state)?;
+        let sizes_at = sub(addr, nlen + 1)?;
+        let (tsize, osize) = sizes(at(data, sizes_at)?)?;
+        let mut out = self.out;
+        if osize > 0 {
+            let index = if ntrans > 32 { 256 } else { 0 };
+            let trans = ntrans + ntrans * tsize + index;
+            let f_at = sub(sizes_at, trans + ntrans * osize + osize)?;
+            out = out.wrapping_add(uint(data, f_at, osize)?);
+        }
+        Ok(Some(out))
     }
-    let state = at(data, addr)?;
-    // One-transition states are never final; a state with any number is when its flag says so.
-    if state & 0b1000_0000 != 0 || state & 0b0100_0000 == 0 {
-        return Ok(None);
-    }
-    let (ntrans, nlen) = match (state & 0b11_1111) as usize {
+}
+
+/// The number of transitions of a node with any number, and the bytes that number takes.
+#[inline]
+fn any_count(data: &[u8], addr: usize, state: u8) -> Result<(usize, usize), Damaged> {
+    Ok(match (state & 0b11_1111) as usize {
         0 => match at(data, sub(addr, 1)?)? {
             1 => (256, 1),
             n => (n as usize, 1),
         },
         n => (n, 0),
-    };
-    let sizes_at = sub(addr, nlen + 1)?;
-    let (tsize, osize) = sizes(at(data, sizes_at)?)?;
-    if osize > 0 {
-        let index = if ntrans > 32 { 256 } else { 0 };
-        let trans = ntrans + ntrans * tsize + index;
-        let f_at = sub(sizes_at, trans + ntrans * osize + osize)?;
-        out = out.wrapping_add(uint(data, f_at, osize)?);
-    }
-    Ok(Some(out))
+    })
 }
 
 #[cfg(test)]

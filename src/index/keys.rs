@@ -132,7 +132,7 @@ pub struct Layout {
 }
 
 /// A key: `len` bytes of `bytes`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Key {
     bytes: [u8; MAX_KEY_LEN],
     len: u8,

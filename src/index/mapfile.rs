@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"BAMAP\0\0\0";
 pub const MAP_FORMAT: u32 = 2;
 pub const TRAILER_LEN: usize = 56;
+/// Lookups [`MapFile::get_many`] keeps in flight.
+pub const LANES: usize = 8;
 
 /// Summary fields of a map file's trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +137,16 @@ impl MapFile {
         if a == b {
             return Ok(None);
         }
+        let (data, layout, root) = self.head(s, a, b)?;
+        match fstread::get_from(data, root, &layout.key(fp)) {
+            Ok(v) => Ok(v.map(|v| v.saturating_add(1))),
+            Err(fstread::Damaged) => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
+        }
+    }
+
+    /// Shard `s` (bytes `a..b`, not empty): its bytes, layout and root address.
+    #[inline]
+    fn head(&self, s: usize, a: usize, b: usize) -> Result<(&[u8], Layout, usize)> {
         let data = &self.map[a..b];
         let head = self.heads[s].get_or_init(|| {
             let layout = data
@@ -142,13 +154,54 @@ impl MapFile {
                 .and_then(|t| Layout::from_fst_type(le_u64(t)))?;
             Some((layout, fstread::root(data).ok()?))
         });
-        let Some((layout, root)) = *head else {
-            return Err(damaged(&self.path, &format!("shard {s} is damaged")));
-        };
-        match fstread::get_from(data, root, &layout.key(fp)) {
-            Ok(v) => Ok(v.map(|v| v.saturating_add(1))),
-            Err(fstread::Damaged) => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
+        match *head {
+            Some((layout, root)) => Ok((data, layout, root)),
+            None => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
         }
+    }
+
+    /// [`MapFile::get`] for many fingerprints: `out[i]` for `fps[i]`. The lookups advance a node
+    /// at a time, [`LANES`] in turn, so that their memory accesses overlap.
+    pub fn get_many(&self, fps: &[u64], out: &mut [Option<u64>]) -> Result<()> {
+        assert_eq!(fps.len(), out.len());
+        for (fc, oc) in fps.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            let mut walks = [fstread::Walk::new(0); LANES];
+            let mut datas: [&[u8]; LANES] = [&[]; LANES];
+            let mut keys = [super::keys::Key::default(); LANES];
+            let mut live = [false; LANES];
+            for (j, &fp) in fc.iter().enumerate() {
+                oc[j] = None;
+                let s = shard_of(fp);
+                let (a, b) = (self.table[s] as usize, self.table[s + 1] as usize);
+                if a == b {
+                    continue;
+                }
+                let (data, layout, root) = self.head(s, a, b)?;
+                (datas[j], keys[j], walks[j], live[j]) =
+                    (data, layout.key(fp), fstread::Walk::new(root), true);
+            }
+            let mut left = live.iter().filter(|&&l| l).count();
+            while left > 0 {
+                for j in 0..fc.len() {
+                    if !live[j] {
+                        continue;
+                    }
+                    match walks[j].step(datas[j], &keys[j]) {
+                        Ok(None) => prefetch(datas[j], walks[j].addr()),
+                        Ok(Some(v)) => {
+                            oc[j] = v.map(|c| c.saturating_add(1));
+                            live[j] = false;
+                            left -= 1;
+                        }
+                        Err(fstread::Damaged) => {
+                            let s = shard_of(fc[j]);
+                            return Err(damaged(&self.path, &format!("shard {s} is damaged")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bytes on disk.
@@ -223,6 +276,22 @@ impl MapFile {
         }
         Ok(())
     }
+}
+
+/// Ask the CPU to start loading the node that ends at `addr` (a node is read backwards from its
+/// last byte): by the time the other lanes have taken their step, it is in cache.
+#[inline]
+fn prefetch(data: &[u8], addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = data.as_ptr().wrapping_add(addr) as *const i8;
+        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it never
+        // faults and dereferences nothing for the program, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, addr);
 }
 
 fn damaged(path: &Path, msg: &str) -> Error {
@@ -463,4 +532,60 @@ pub fn build_shard_spilling(
         None => ShardBytes::Mem(sink.mem),
     };
     Ok(BuiltShard { bytes, keys, total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splitmix(s: &mut u64) -> u64 {
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn get_many_answers_as_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.map");
+        let mut s = 3;
+        // Shards 0..40 only (the rest empty), of very different sizes (different layouts).
+        let mut fps: Vec<u64> = (0..60_000)
+            .map(|i| {
+                let shard = (i % 40) as u64 * (1 + (i % 3) as u64) % 40;
+                (shard << (64 - SHARD_BITS)) | (splitmix(&mut s) >> SHARD_BITS)
+            })
+            .collect();
+        fps.sort_unstable();
+        fps.dedup();
+        let mut w = MapFileWriter::create(&path).unwrap();
+        let mut i = 0;
+        while i < fps.len() {
+            let sh = shard_of(fps[i]);
+            let j = i + fps[i..].partition_point(|&f| shard_of(f) == sh);
+            let recs: Vec<(u64, u64)> = fps[i..j].iter().map(|&f| (f, 1 + f % 5)).collect();
+            w.push_shard(sh, &build_shard(recs.into_iter(), (j - i) as u64)).unwrap();
+            i = j;
+        }
+        w.finish(7).unwrap();
+        let m = MapFile::open(&path).unwrap();
+        m.verify().unwrap();
+        // Stored ones, others in the same shards, others in empty shards.
+        let mut probe: Vec<u64> = fps.iter().step_by(7).copied().collect();
+        probe.extend((0..5000).map(|_| splitmix(&mut s) >> 4));
+        probe.extend((0..5000).map(|_| splitmix(&mut s)));
+        let mut many = vec![Some(0); probe.len()];
+        m.get_many(&probe, &mut many).unwrap();
+        let mut found = 0;
+        for (fp, got) in probe.iter().zip(&many) {
+            assert_eq!(*got, m.get(*fp).unwrap(), "{fp:x}");
+            if let Some(c) = got {
+                assert_eq!(*c, 1 + fp % 5);
+                found += 1;
+            }
+        }
+        assert!(found >= fps.len() / 7, "{found}");
+    }
 }

@@ -91,6 +91,17 @@ impl Index {
 
     /// Times a hash was seen in the dumps (0 if never), by the fingerprint of its digest. Fails
     /// only on a damaged index.
+    /// [`Index::count`] of many fingerprints of one kind (`None` when the index has no such map),
+    /// their lookups overlapped.
+    pub fn count_many(&self, kind: HashKind, fps: &[u64]) -> Result<Option<Vec<u64>>> {
+        let Some(m) = self.map(kind) else {
+            return Ok(None);
+        };
+        let mut out = vec![None; fps.len()];
+        m.get_many(fps, &mut out)?;
+        Ok(Some(out.into_iter().map(|c| c.unwrap_or(0)).collect()))
+    }
+
     pub fn count(&self, kind: HashKind, digest: &[u8]) -> Result<u64> {
         match self.map(kind) {
             Some(m) => Ok(m.get(keys::fingerprint(digest))?.unwrap_or(0)),
