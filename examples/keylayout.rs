@@ -1,6 +1,16 @@
 //! Measure fst bytes per key for candidate key layouts on random 64-bit fingerprints with
 //! HIBP-like counts: `cargo run --release --example keylayout N...`. Used to choose the layout in
 //! `src/index/keys.rs`; kept so the choice can be re-measured (issue: index size).
+//!
+//! For each N it prints the layouts measured with fst's `MapBuilder` (session 1) and the layout
+//! `build` uses (per-shard `Layout::for_keys`, written by `FixedFstWriter`). Environment:
+//! - `SIM_SHARDS=K`: put the N keys in the first K shards only, i.e. the per-shard density of
+//!   N * 1024 / K keys (`SIM_SHARDS=8` with N = 7812500 is the density of 1e9);
+//! - `SWEEP=1`: also every fixed layout (kept bits, base-63 digits);
+//! - `ANATOMY=1`: bytes per key by trie depth and node kind, for the build's layout;
+//! - `FAST=1`: skip the (slow) `MapBuilder` layouts.
+use breach_audit::index::fstwrite::FixedFstWriter;
+use breach_audit::index::keys::{Key, Layout, shard_of};
 use fst::MapBuilder;
 
 fn splitmix(s: &mut u64) -> u64 {
@@ -74,163 +84,35 @@ fn measure_hybrid(v: &[(u64, u64)], shard_bits: u32, alphabet: &[u8]) -> usize {
     total
 }
 
-fn main() {
-    let bytes: Vec<u8> = (0..=255).collect();
-    // The 32 most common inputs of fst's table, sorted so the mapping keeps key order.
-    let mut common: Vec<u8> = b"teoasripcnw.hlm-du012g=:bf3y5&_/".to_vec();
-    common.sort();
-    for n in std::env::args()
-        .skip(1)
-        .map(|a| a.parse::<usize>().unwrap())
-    {
-        let mut s = 42;
-        let mut v: Vec<(u64, u64)> = (0..n)
-            .map(|_| {
-                let mut k = splitmix(&mut s);
-                if let Some(sim) = std::env::var("SIM_SHARDS").ok().map(|x| x.parse::<u64>().unwrap()) {
-                    // Only the first `sim` shards: per-shard density of n * 1024 / sim keys.
-                    k = ((k % sim) << 54) | (k >> 10);
-                }
-                let u = (splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64;
-                let c = (1.0 / u.max(1e-12).powf(1.0 / 1.3)) as u64;
-                (k, c.max(1) - 1)
-            })
-            .collect();
-        v.sort_unstable();
-        v.dedup_by_key(|x| x.0);
-        mixed_report(&v, n);
-        if std::env::var_os("MIXED_ONLY").is_some() {
-            continue;
-        }
-        // Fingerprints of 60 bits instead of 64 (10 symbols instead of 11).
-        let v60: Vec<(u64, u64)> = v.iter().map(|&(k, c)| (k & !0xF, c)).collect();
-        let mut v60d = v60.clone();
-        v60d.dedup_by_key(|x| x.0);
-        let t = std::time::Instant::now();
-        let b = measure_bits(&v60d, 10, 50, 5, &common) as f64;
-        println!(
-            "n={n:>10} {:<44} {:6.2} B/key {:>6.0} ns/key",
-            "60-bit fingerprints, 10-bit shards, 5-bit",
-            b / n as f64,
-            t.elapsed().as_nanos() as f64 / n as f64
-        );
-        let t = std::time::Instant::now();
-        let b = measure_hybrid(&v, 10, &common);
-        println!(
-            "n={n:>10} {:<44} {:6.2} B/key {:>6.0} ns/key",
-            "10-bit shards, one 8-bit then 5-bit symbols",
-            b as f64 / n as f64,
-            t.elapsed().as_nanos() as f64 / n as f64
-        );
-        for (name, sb, sym, alpha) in [
-            ("10-bit shards, 8-bit symbols", 10, 8, &bytes[..]),
-            (
-                "10-bit shards, 5-bit common-input symbols",
-                10,
-                5,
-                &common[..],
-            ),
-            (
-                "12-bit shards, 5-bit common-input symbols",
-                12,
-                5,
-                &common[..],
-            ),
-            (
-                "14-bit shards, 5-bit common-input symbols",
-                14,
-                5,
-                &common[..],
-            ),
-        ] {
-            let t = std::time::Instant::now();
-            let b = measure(&v, sb, sym, alpha);
-            println!(
-                "n={n:>10} {name:<44} {:6.2} B/key {:>6.0} ns/key",
-                b as f64 / n as f64,
-                t.elapsed().as_nanos() as f64 / n as f64
-            );
-            ANAT.with(|a| {
-                for ((d, k, nt), (c, b)) in a.borrow_mut().iter() {
-                    if *b as f64 / n as f64 > 0.02 {
-                        println!("   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key", *b as f64 / n as f64);
-                    }
-                }
-                a.borrow_mut().clear();
-            });
-        }
-    }
-}
-
-/// Mixed radix: the bits under the shard split as `high * 63^t + low`; `low` is written as `t`
-/// digits over fst's 63 header-packable inputs, `high` as 5-bit symbols. `t` is the most digits
-/// that leave at least `n / per_node` values of `high` (so the first 63-way level has about
-/// `per_node` keys per node). Built with breach_audit's FixedFstWriter (value on the last
-/// transition). Returns total bytes.
-thread_local! {
-    static FORCE: std::cell::Cell<Option<(u32, u64)>> = const { std::cell::Cell::new(None) };
-    static ANAT: std::cell::RefCell<std::collections::BTreeMap<(usize, &'static str, usize), (u64, u64)>> = Default::default();
-}
-
-fn measure_mixed(v: &[(u64, u64)], shard_bits: u32, per_node: f64) -> usize {
-    use breach_audit::index::fstwrite::{COMMON_INPUTS, FixedFstWriter};
-    let mut a63 = COMMON_INPUTS.to_vec();
-    a63.sort();
-    let mut a32 = a63.clone();
-    a32.truncate(0);
-    let mut c32: Vec<u8> = b"teoasripcnw.hlm-du012g=:bf3y5&_/".to_vec();
-    c32.sort();
-    a32.extend_from_slice(&c32);
-    let bits = 64 - shard_bits;
+/// Bytes of all shard fsts written by `FixedFstWriter`, each shard with `force` or, as `build`
+/// does, `Layout::for_keys(its key count)`. Equal keys merge (counts added).
+fn measure_layout(v: &[(u64, u64)], force: Option<Layout>, anatomy: Option<&mut Anatomy>) -> usize {
     let mut total = 0;
+    let mut anatomy = anatomy;
     let mut i = 0;
     while i < v.len() {
-        let sh = v[i].0 >> bits;
-        let j = i + v[i..].partition_point(|x| x.0 >> bits == sh);
-        let n = (j - i) as f64;
-        let kbits: u32 = std::env::var("KEYBITS").ok().map_or(bits, |b| b.parse().unwrap());
-        let space = (1u64 << kbits) as f64;
-        // high * (r * 63^t) + mid * 63^t + low: `high` in 5-bit symbols, `mid` one digit of radix
-        // r, `low` t digits of radix 63; chosen so that there are about n / per_node values of high.
-        let target = (n / per_node).max(1.0);
-        let mut t = 0u32;
-        while t < 9 && space / 63f64.powi(t as i32 + 1) >= target {
-            t += 1;
+        let sh = shard_of(v[i].0);
+        let j = i + v[i..].partition_point(|x| shard_of(x.0) == sh);
+        let layout = force.unwrap_or_else(|| Layout::for_keys((j - i) as u64, 64));
+        let mut w = FixedFstWriter::new(Vec::new(), layout.key_len(), layout.fst_type()).unwrap();
+        let mut cur: Option<(Key, u64)> = None;
+        for &(fp, c) in &v[i..j] {
+            let k = layout.key(fp);
+            match &mut cur {
+                Some((ck, cc)) if *ck == k => *cc += c + 1,
+                Some((ck, cc)) => {
+                    w.insert(ck, *cc).unwrap().unwrap();
+                    cur = Some((k, c));
+                }
+                None => cur = Some((k, c)),
+            }
         }
-        let mut p63 = 63u64.pow(t);
-        let mut r = ((space / p63 as f64 / target).floor() as u64).clamp(1, 63);
-        if let Some((ft, fr)) = FORCE.with(|f| f.get()) {
-            t = ft;
-            r = fr;
-            p63 = 63u64.pow(t);
-        }
-        let m = p63 * r;
-        let high_max = ((1u64 << kbits) - 1) / m;
-        let h = if high_max == 0 { 0 } else { (64 - high_max.leading_zeros()).div_ceil(5) };
-        let rd = usize::from(r > 1);
-        let len = h as usize + rd + t as usize;
-        let mut w = FixedFstWriter::new(Vec::new(), len, 0).unwrap();
-        let mut kb = [0u8; 24];
-        for &(k, c) in &v[i..j] {
-            let rest = (k & ((1u64 << bits) - 1)) >> (bits - kbits);
-            let (mut hi, lo0) = (rest / m, rest % m);
-            let (mid, mut lo) = (lo0 / p63, lo0 % p63);
-            for d in (0..h as usize).rev() {
-                kb[d] = a32[(hi & 31) as usize];
-                hi >>= 5;
-            }
-            if rd == 1 {
-                kb[h as usize] = a63[mid as usize];
-            }
-            for d in (h as usize + rd..len).rev() {
-                kb[d] = a63[(lo % 63) as usize];
-                lo /= 63;
-            }
-            w.insert(&kb[..len], c).unwrap().unwrap();
+        if let Some((ck, cc)) = cur {
+            w.insert(&ck, cc).unwrap().unwrap();
         }
         let bytes = w.finish().unwrap();
-        if std::env::var_os("ANATOMY").is_some() {
-            ANAT.with(|a| anatomy(&bytes, &mut a.borrow_mut()));
+        if let Some(a) = anatomy.as_deref_mut() {
+            count_nodes(&bytes, a);
         }
         total += bytes.len();
         i = j;
@@ -238,59 +120,12 @@ fn measure_mixed(v: &[(u64, u64)], shard_bits: u32, per_node: f64) -> usize {
     total
 }
 
-#[allow(dead_code)]
-fn mixed_report(v: &[(u64, u64)], n: usize) {
-    if std::env::var_os("SWEEP").is_some() {
-        for t in 5..=8u32 {
-            for r in [1u64, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 48, 63] {
-                if std::env::var("ONLY").is_ok_and(|o| o != format!("{t},{r}")) {
-                    continue;
-                }
-                FORCE.with(|f| f.set(Some((t, r))));
-                let b = measure_mixed(v, 10, 1.0);
-                let m = 63f64.powi(t as i32) * r as f64;
-                let kbits: u32 = std::env::var("KEYBITS").ok().map_or(54, |b| b.parse().unwrap());
-                let per_high = (n as f64 / 1024.0) / ((1u64 << kbits) as f64 / m);
-                println!("n={n} t={t} r={r:>2} keys/high={per_high:8.2} {:6.2} B/key", b as f64 / n as f64);
-                ANAT.with(|a| {
-                    for ((d, k, nt), (c, b)) in a.borrow_mut().iter() {
-                        if *b as f64 / n as f64 > 0.02 {
-                            println!("   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key", *b as f64 / n as f64);
-                        }
-                    }
-                    a.borrow_mut().clear();
-                });
-            }
-        }
-        FORCE.with(|f| f.set(None));
-        return;
-    }
-    for shard_bits in [10u32] {
-        for per_node in [16.0] {
-            let t = std::time::Instant::now();
-            let b = measure_mixed(v, shard_bits, per_node);
-            println!(
-                "n={n:>10} {:<44} {:6.2} B/key {:>6.0} ns/key",
-                format!("{shard_bits}-bit shards, mixed radix 32/63, {per_node} per node"),
-                b as f64 / n as f64,
-                t.elapsed().as_nanos() as f64 / n as f64
-            );
-            ANAT.with(|a| {
-                for ((d, k, nt), (c, b)) in a.borrow_mut().iter() {
-                    if *b as f64 / n as f64 > 0.02 {
-                        println!("   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key", *b as f64 / n as f64);
-                    }
-                }
-                a.borrow_mut().clear();
-            });
-        }
-    }
-}
+/// (depth, node kind, transitions capped at 9) -> (nodes, bytes).
+type Anatomy = std::collections::BTreeMap<(usize, &'static str, usize), (u64, u64)>;
 
 /// Bytes of an fst by node kind and depth (a tree: every node is reached once, except the empty
 /// final state).
-#[allow(dead_code)]
-fn anatomy(bytes: &[u8], acc: &mut std::collections::BTreeMap<(usize, &'static str, usize), (u64, u64)>) {
+fn count_nodes(bytes: &[u8], acc: &mut Anatomy) {
     let f = fst::raw::Fst::new(bytes).unwrap();
     let mut stack = vec![(f.root().addr(), 0usize)];
     while let Some((addr, depth)) = stack.pop() {
@@ -303,6 +138,84 @@ fn anatomy(bytes: &[u8], acc: &mut std::collections::BTreeMap<(usize, &'static s
         e.1 += node.as_slice().len() as u64;
         for t in node.transitions() {
             stack.push((t.addr, depth + 1));
+        }
+    }
+}
+
+fn main() {
+    let bytes: Vec<u8> = (0..=255).collect();
+    // The 32 most common inputs of fst's table, sorted so the mapping keeps key order.
+    let mut common: Vec<u8> = b"teoasripcnw.hlm-du012g=:bf3y5&_/".to_vec();
+    common.sort();
+    let sim: Option<u64> = std::env::var("SIM_SHARDS").ok().map(|x| x.parse().unwrap());
+    let fast = std::env::var_os("FAST").is_some();
+    for n in std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().unwrap())
+    {
+        let mut s = 42;
+        let mut v: Vec<(u64, u64)> = (0..n)
+            .map(|_| {
+                let mut k = splitmix(&mut s);
+                if let Some(sim) = sim {
+                    k = ((k % sim) << 54) | (k >> 10);
+                }
+                let u = (splitmix(&mut s) >> 11) as f64 / (1u64 << 53) as f64;
+                let c = (1.0 / u.max(1e-12).powf(1.0 / 1.3)) as u64;
+                (k, c.max(1) - 1)
+            })
+            .collect();
+        v.sort_unstable();
+        v.dedup_by_key(|x| x.0);
+        let report = |name: &str, b: usize, t: std::time::Instant| {
+            println!(
+                "n={n:>10} {name:<52} {:6.2} B/key {:>6.0} ns/key",
+                b as f64 / n as f64,
+                t.elapsed().as_nanos() as f64 / n as f64
+            );
+        };
+        let t = std::time::Instant::now();
+        let mut anatomy = Anatomy::new();
+        let want_anatomy = std::env::var_os("ANATOMY").is_some();
+        let b = measure_layout(&v, None, want_anatomy.then_some(&mut anatomy));
+        report("FixedFstWriter, per-shard layout (build)", b, t);
+        for ((d, k, nt), (c, b)) in &anatomy {
+            if *b as f64 / n as f64 > 0.02 {
+                println!("   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key", *b as f64 / n as f64);
+            }
+        }
+        if std::env::var_os("SWEEP").is_some() {
+            for kbits in 50..=54 {
+                for digits in 4..=9 {
+                    if let Some(l) = Layout::new(kbits, digits) {
+                        let t = std::time::Instant::now();
+                        let b = measure_layout(&v, Some(l), None);
+                        report(&format!("FixedFstWriter, {kbits} bits kept, {digits} base-63 digits"), b, t);
+                    }
+                }
+            }
+        }
+        if fast {
+            continue;
+        }
+        // Session 1's measurements: fst's MapBuilder.
+        let v60: Vec<(u64, u64)> = v.iter().map(|&(k, c)| (k & !0xF, c)).collect();
+        let mut v60d = v60.clone();
+        v60d.dedup_by_key(|x| x.0);
+        let t = std::time::Instant::now();
+        let b = measure_bits(&v60d, 10, 50, 5, &common);
+        report("MapBuilder, 60-bit fingerprints, 5-bit symbols", b, t);
+        let t = std::time::Instant::now();
+        let b = measure_hybrid(&v, 10, &common);
+        report("MapBuilder, one 8-bit then 5-bit symbols", b, t);
+        for (name, sb, sym, alpha) in [
+            ("MapBuilder, 10-bit shards, 8-bit symbols", 10, 8, &bytes[..]),
+            ("MapBuilder, 10-bit shards, 5-bit symbols (session 1)", 10, 5, &common[..]),
+            ("MapBuilder, 12-bit shards, 5-bit symbols", 12, 5, &common[..]),
+        ] {
+            let t = std::time::Instant::now();
+            let b = measure(&v, sb, sym, alpha);
+            report(name, b, t);
         }
     }
 }

@@ -269,10 +269,10 @@ mod tests {
             if let Some(b) = other.get_mut(i) {
                 *b = b.wrapping_add(1 + (splitmix(&mut s) % 3) as u8);
             }
-            if splitmix(&mut s) % 5 == 0 {
+            if splitmix(&mut s).is_multiple_of(5) {
                 other.pop();
             }
-            if splitmix(&mut s) % 5 == 0 {
+            if splitmix(&mut s).is_multiple_of(5) {
                 other.push(b'e');
             }
             assert_eq!(get(bytes, &other), Ok(m.get(&other)), "{other:?}");

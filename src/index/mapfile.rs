@@ -30,6 +30,11 @@ pub const TRAILER_LEN: usize = 56;
 /// Lookups [`MapFile::get_many`] keeps in flight.
 pub const LANES: usize = 8;
 
+/// A shard's key layout and root address.
+type ShardHead = (Layout, usize);
+/// A shard's fst and its key layout.
+type ShardFst<'a> = (fst::Map<&'a [u8]>, Layout);
+
 /// Summary fields of a map file's trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trailer {
@@ -48,7 +53,7 @@ pub struct MapFile {
     table: Vec<u64>,
     /// Each shard's layout and root address, read from its fst header and footer on first use
     /// (two cache misses a lookup would otherwise pay).
-    heads: Box<[std::sync::OnceLock<Option<(Layout, usize)>>]>,
+    heads: Box<[std::sync::OnceLock<Option<ShardHead>>]>,
     pub trailer: Trailer,
 }
 
@@ -111,7 +116,7 @@ impl MapFile {
     }
 
     /// The fst of one shard and its key layout (`None` when the shard is empty).
-    fn shard(&self, s: usize) -> Result<Option<(fst::Map<&[u8]>, Layout)>> {
+    fn shard(&self, s: usize) -> Result<Option<ShardFst<'_>>> {
         let (a, b) = (self.table[s] as usize, self.table[s + 1] as usize);
         if a == b {
             return Ok(None);
