@@ -163,6 +163,7 @@ pub fn check(
         });
         let mut read_all = || -> Result<()> {
             let handler = |v: Vec<Account>| -> Result<()> {
+                crate::fsutil::check_interrupted()?;
                 let (t, r) = judge_many(index, cache, &v)?;
                 let mut shared = in_pieces.lock().expect("no panics while held");
                 shared.0.merge(&t);
