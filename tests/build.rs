@@ -479,3 +479,20 @@ fn sorted_then_unsorted_input_merges_with_the_shards_already_built() {
     }
     assert!(doubled > 100, "{doubled}");
 }
+
+#[test]
+fn a_map_from_another_build_is_refused() {
+    // A map copied in from another index (or a build swapping the directory between our reading
+    // the manifest and the map, twice in a row) must not be read with the wrong manifest.
+    let w = Workdir::new();
+    w.write("one.txt", random_dump(1000, 21).join("\n"));
+    w.write("two.txt", random_dump(1000, 22).join("\n"));
+    w.build("a", &[&w.path("one.txt")]);
+    w.build("b", &[&w.path("two.txt")]);
+    std::fs::copy(w.path("b/sha1.map"), w.path("a/sha1.map")).unwrap();
+    let r = w.run(&["info", "--index", "a"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("sha1.map") && r.stderr.contains("another build"), "{}", r.stderr);
+    let r = w.run_stdin(&["lookup", "--index", "a"], b"password\n");
+    assert_eq!(r.code, 2);
+}

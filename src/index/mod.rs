@@ -22,6 +22,14 @@ pub use manifest::Manifest;
 use mapfile::MapFile;
 use std::path::{Path, PathBuf};
 
+/// What one attempt to open an index found.
+enum Opened {
+    Index(Index),
+    /// This file is from another build than the manifest read just before it (a build swapped
+    /// the directory in between, or a file was copied in from elsewhere).
+    OtherBuild(PathBuf),
+}
+
 /// An open index.
 pub struct Index {
     pub dir: PathBuf,
@@ -39,16 +47,20 @@ impl Index {
         // tells, and a second attempt sees one consistent index.
         let mut attempt = 0;
         loop {
-            match Self::open_once(dir) {
-                Err(Error::Index { msg, .. }) if msg.contains("another build") && attempt == 0 => {
-                    attempt += 1;
+            match Self::open_once(dir)? {
+                Opened::Index(index) => return Ok(index),
+                Opened::OtherBuild(path) if attempt > 0 => {
+                    return Err(Error::index(
+                        path,
+                        "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
+                    ));
                 }
-                other => return other,
+                Opened::OtherBuild(_) => attempt += 1,
             }
         }
     }
 
-    fn open_once(dir: &Path) -> Result<Index> {
+    fn open_once(dir: &Path) -> Result<Opened> {
         let manifest = Manifest::read(dir)?;
         let mut maps: [Option<MapFile>; 2] = [None, None];
         for kind in HashKind::ALL {
@@ -57,10 +69,7 @@ impl Index {
             };
             let m = MapFile::open(&dir.join(&rec.file))?;
             if m.trailer.build_id != manifest.build_id {
-                return Err(Error::index(
-                    dir.join(&rec.file),
-                    "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
-                ));
+                return Ok(Opened::OtherBuild(dir.join(&rec.file)));
             }
             maps[kind.index()] = Some(m);
         }
@@ -69,20 +78,17 @@ impl Index {
             Some(rec) => {
                 let em = emails::EmailMap::open(dir)?;
                 if em.build_id != manifest.build_id || em.fst_bytes() != rec.fst_bytes {
-                    return Err(Error::index(
-                        dir.join(&rec.leaks_file),
-                        "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
-                    ));
+                    return Ok(Opened::OtherBuild(dir.join(&rec.leaks_file)));
                 }
                 Some(em)
             }
         };
-        Ok(Index {
+        Ok(Opened::Index(Index {
             dir: dir.to_path_buf(),
             manifest,
             maps,
             emails,
-        })
+        }))
     }
 
     pub fn map(&self, kind: HashKind) -> Option<&MapFile> {
