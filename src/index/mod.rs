@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// What one attempt to open an index found.
 enum Opened {
-    Index(Index),
+    Index(Box<Index>),
     /// This file is from another build than the manifest read just before it (a build swapped
     /// the directory in between, or a file was copied in from elsewhere).
     OtherBuild(PathBuf),
@@ -48,7 +48,7 @@ impl Index {
         let mut attempt = 0;
         loop {
             match Self::open_once(dir)? {
-                Opened::Index(index) => return Ok(index),
+                Opened::Index(index) => return Ok(*index),
                 Opened::OtherBuild(path) if attempt > 0 => {
                     return Err(Error::index(
                         path,
@@ -83,12 +83,12 @@ impl Index {
                 Some(em)
             }
         };
-        Ok(Opened::Index(Index {
+        Ok(Opened::Index(Box::new(Index {
             dir: dir.to_path_buf(),
             manifest,
             maps,
             emails,
-        }))
+        })))
     }
 
     pub fn map(&self, kind: HashKind) -> Option<&MapFile> {
