@@ -503,10 +503,12 @@ pub fn build_shard_spilling(
     let emit = |w: &mut FixedFstWriter<SpillBuf>, key: &[u8], count: u64| -> Result<()> {
         match w.insert(key, count - 1).map_err(io_err)? {
             Ok(()) => Ok(()),
-            // Callers pass fingerprints in order, so keys are in order: this is a bug, not input.
-            Err(KeyError::OutOfOrder | KeyError::Length) => {
-                panic!("shard keys out of order")
-            }
+            // Callers merge fingerprints in order, so keys come in order: this would be a bug in
+            // the merge, not bad input; stop the build (the old index stays) rather than panic.
+            Err(KeyError::OutOfOrder | KeyError::Length) => Err(Error::index(
+                &shown,
+                "internal error: shard keys out of order; the previous index is kept",
+            )),
         }
     };
     for (fp, count) in pairs {
