@@ -192,3 +192,22 @@ fn bad_config_and_missing_keys_are_clear_errors() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("audit needs --state"), "{}", r.stderr);
 }
+
+#[test]
+fn an_index_of_an_older_format_is_rebuilt_and_nothing_is_new() {
+    // After an upgrade that changes the index format, the next night rebuilds the index instead
+    // of failing, and reports nothing as new (the findings are the same).
+    let w = Workdir::new();
+    w.write("combo.txt", std::fs::read_to_string(sample("combolists/customers.txt")).unwrap());
+    let r = run(&w);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let m = read(&w, "idx/manifest.json");
+    let old = m.replacen("\"version\": 2", "\"version\": 1", 1);
+    assert_ne!(m, old, "the manifest names its version");
+    std::fs::write(w.path("idx/manifest.json"), old).unwrap();
+    let r = run(&w);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    assert_eq!(read(&w, "out/new.jsonl"), "");
+    assert!(read(&w, "idx/manifest.json").contains("\"version\": 2"));
+}
