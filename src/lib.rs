@@ -25,6 +25,8 @@ pub mod progress;
 pub mod report;
 pub mod scheme;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod verify;
 
 pub use error::{Error, Result};

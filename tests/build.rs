@@ -17,6 +17,12 @@ fn all_samples() -> Vec<std::path::PathBuf> {
     .collect()
 }
 
+/// The counts `lookup --hashes` gives for these hashes.
+fn lookup_counts(w: &Workdir, index: &str, hashes: &[String]) -> Vec<u64> {
+    let r = w.run_stdin(&["lookup", "--index", index, "--hashes"], hashes.join("\n").as_bytes());
+    r.out().lines().map(|l| l.parse().unwrap()).collect()
+}
+
 fn manifest(w: &Workdir, index: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(w.path(index).join("manifest.json")).unwrap()).unwrap()
 }
@@ -157,11 +163,7 @@ fn unsorted_and_spilled_input_gives_the_same_index_as_sorted() {
         .step_by(97)
         .map(|l| l[..40].to_string())
         .collect();
-    let input = probe.join("\n");
-    let ra = w.run_stdin(&["lookup", "--index", "a", "--hashes"], input.as_bytes());
-    let rb = w.run_stdin(&["lookup", "--index", "b", "--hashes"], input.as_bytes());
-    let ca: Vec<u64> = ra.out().lines().map(|l| l.parse().unwrap()).collect();
-    let cb: Vec<u64> = rb.out().lines().map(|l| l.parse().unwrap()).collect();
+    let (ca, cb) = (lookup_counts(&w, "a", &probe), lookup_counts(&w, "b", &probe));
     assert_eq!(ca.len(), probe.len());
     assert_eq!(cb[0], 2 * ca[0]);
     assert_eq!(ca[1..], cb[1..]);
@@ -461,11 +463,7 @@ fn sorted_then_unsorted_input_merges_with_the_shards_already_built() {
     let keys = |d: &str| manifest(&w, d)["maps"]["sha1"]["keys"].as_u64().unwrap();
     assert_eq!(keys("b"), 200_000);
     let probe: Vec<String> = lines.iter().step_by(50).map(|l| l[..40].to_string()).collect();
-    let input = probe.join("\n");
-    let ra = w.run_stdin(&["lookup", "--index", "a", "--hashes"], input.as_bytes());
-    let rb = w.run_stdin(&["lookup", "--index", "b", "--hashes"], input.as_bytes());
-    let ca: Vec<u64> = ra.out().lines().map(|l| l.parse().unwrap()).collect();
-    let cb: Vec<u64> = rb.out().lines().map(|l| l.parse().unwrap()).collect();
+    let (ca, cb) = (lookup_counts(&w, "a", &probe), lookup_counts(&w, "b", &probe));
     assert_eq!(ca.len(), probe.len());
     let mut doubled = 0;
     for (i, (a, b)) in ca.iter().zip(&cb).enumerate() {

@@ -239,15 +239,8 @@ fn any_count(data: &[u8], addr: usize, state: u8) -> Result<(usize, usize), Dama
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::splitmix;
     use crate::index::fstwrite::FixedFstWriter;
-
-    fn splitmix(s: &mut u64) -> u64 {
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 
     fn value(r: u64) -> u64 {
         match r % 4 {

@@ -268,15 +268,8 @@ fn pack_size(n: u64) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::splitmix;
     use fst::{IntoStreamer, Streamer};
-
-    fn splitmix(s: &mut u64) -> u64 {
-        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 
     /// Random sorted distinct keys over `alphabet`, with values of every byte width.
     fn keys(n: usize, len: usize, alphabet: &[u8], seed: u64) -> Vec<(Vec<u8>, u64)> {
