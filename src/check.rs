@@ -144,7 +144,7 @@ pub fn check(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Account>>(2);
     // What parallel parsers judged where they parsed (see `Batcher::piece_handler`).
     let in_pieces = std::sync::Mutex::new((Tally::default(), Vec::new()));
-    let (records, judged, missing_map) = std::thread::scope(|scope| -> Result<_> {
+    let (mut records, mut judged) = std::thread::scope(|scope| -> Result<_> {
         let judge_thread = scope.spawn(move || -> Result<_> {
             let mut records = Vec::new();
             let mut judged = Tally::default();
@@ -159,7 +159,7 @@ pub fn check(
                     records.extend(r);
                 }
             }
-            Ok((records, judged.summary, judged.missing_map))
+            Ok((records, judged))
         });
         let mut read_all = || -> Result<()> {
             let handler = |v: Vec<Account>| -> Result<()> {
@@ -205,16 +205,12 @@ pub fn check(
         Ok(judged)
     })?;
     let (piece_tally, piece_records) = in_pieces.into_inner().expect("no panics while held");
-    let mut records = records;
     records.extend(piece_records);
-    let (judged, missing_map) = {
-        let mut t = Tally {
-            summary: judged,
-            missing_map,
-        };
-        t.merge(&piece_tally);
-        (t.summary, t.missing_map)
-    };
+    judged.merge(&piece_tally);
+    let Tally {
+        summary: judged,
+        missing_map,
+    } = judged;
     summary.compared = judged.compared;
     summary.salted = judged.salted;
     summary.unverifiable = judged.unverifiable;
@@ -274,11 +270,6 @@ impl accounts::AccountSink for Batcher<'_> {
             self.flush()?;
         }
         Ok(())
-    }
-
-    fn accounts(&mut self, v: Vec<Account>) -> Result<()> {
-        self.flush()?;
-        self.send(v)
     }
 
     fn piece_handler(&self) -> Option<&(dyn Fn(Vec<Account>) -> Result<()> + Sync)> {
