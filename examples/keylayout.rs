@@ -133,7 +133,9 @@ fn count_nodes(bytes: &[u8], acc: &mut Anatomy) {
             continue;
         }
         let node = f.node(addr);
-        let e = acc.entry((depth, node.state(), node.len().min(9))).or_default();
+        let e = acc
+            .entry((depth, node.state(), node.len().min(9)))
+            .or_default();
         e.0 += 1;
         e.1 += node.as_slice().len() as u64;
         for t in node.transitions() {
@@ -181,7 +183,10 @@ fn main() {
         report("FixedFstWriter, per-shard layout (build)", b, t);
         for ((d, k, nt), (c, b)) in &anatomy {
             if *b as f64 / n as f64 > 0.02 {
-                println!("   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key", *b as f64 / n as f64);
+                println!(
+                    "   depth {d} {k} ntrans {nt}: {c} nodes, {:.2} B/key",
+                    *b as f64 / n as f64
+                );
             }
         }
         if std::env::var_os("SWEEP").is_some() {
@@ -190,7 +195,11 @@ fn main() {
                     if let Some(l) = Layout::new(kbits, digits) {
                         let t = std::time::Instant::now();
                         let b = measure_layout(&v, Some(l), None);
-                        report(&format!("FixedFstWriter, {kbits} bits kept, {digits} base-63 digits"), b, t);
+                        report(
+                            &format!("FixedFstWriter, {kbits} bits kept, {digits} base-63 digits"),
+                            b,
+                            t,
+                        );
                     }
                 }
             }
@@ -209,9 +218,24 @@ fn main() {
         let b = measure_hybrid(&v, 10, &common);
         report("MapBuilder, one 8-bit then 5-bit symbols", b, t);
         for (name, sb, sym, alpha) in [
-            ("MapBuilder, 10-bit shards, 8-bit symbols", 10, 8, &bytes[..]),
-            ("MapBuilder, 10-bit shards, 5-bit symbols (session 1)", 10, 5, &common[..]),
-            ("MapBuilder, 12-bit shards, 5-bit symbols", 12, 5, &common[..]),
+            (
+                "MapBuilder, 10-bit shards, 8-bit symbols",
+                10,
+                8,
+                &bytes[..],
+            ),
+            (
+                "MapBuilder, 10-bit shards, 5-bit symbols (session 1)",
+                10,
+                5,
+                &common[..],
+            ),
+            (
+                "MapBuilder, 12-bit shards, 5-bit symbols",
+                12,
+                5,
+                &common[..],
+            ),
         ] {
             let t = std::time::Instant::now();
             let b = measure(&v, sb, sym, alpha);

@@ -177,12 +177,9 @@ pub fn check(
             };
             for src in sources {
                 let mut file_warnings = Vec::new();
-                let stats = accounts::read(
-                    src,
-                    &|d| filter.wants(d),
-                    &mut sink,
-                    &mut |w| file_warnings.push(w),
-                )?;
+                let stats = accounts::read(src, &|d| filter.wants(d), &mut sink, &mut |w| {
+                    file_warnings.push(w)
+                })?;
                 for w in file_warnings {
                     warn(w);
                 }

@@ -76,7 +76,13 @@ pub fn index_open(data: &[u8]) {
     let map = dir.path().join("sha1.map");
     std::fs::write(&map, data).expect("write");
     if let Ok(m) = MapFile::open(&map) {
-        let fps = [0u64, 1, u64::MAX, 0x5BAA_61E4_C9B9_3F3F, 0x0000_1234_5678_9ABC];
+        let fps = [
+            0u64,
+            1,
+            u64::MAX,
+            0x5BAA_61E4_C9B9_3F3F,
+            0x0000_1234_5678_9ABC,
+        ];
         for fp in fps {
             let _ = m.get(fp);
         }

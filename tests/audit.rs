@@ -198,7 +198,10 @@ fn an_index_of_an_older_format_is_rebuilt_and_nothing_is_new() {
     // After an upgrade that changes the index format, the next night rebuilds the index instead
     // of failing, and reports nothing as new (the findings are the same).
     let w = Workdir::new();
-    w.write("combo.txt", std::fs::read_to_string(sample("combolists/customers.txt")).unwrap());
+    w.write(
+        "combo.txt",
+        std::fs::read_to_string(sample("combolists/customers.txt")).unwrap(),
+    );
     let r = run(&w);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let m = read(&w, "idx/manifest.json");

@@ -19,7 +19,10 @@ fn all_samples() -> Vec<std::path::PathBuf> {
 
 /// The counts `lookup --hashes` gives for these hashes.
 fn lookup_counts(w: &Workdir, index: &str, hashes: &[String]) -> Vec<u64> {
-    let r = w.run_stdin(&["lookup", "--index", index, "--hashes"], hashes.join("\n").as_bytes());
+    let r = w.run_stdin(
+        &["lookup", "--index", index, "--hashes"],
+        hashes.join("\n").as_bytes(),
+    );
     r.out().lines().map(|l| l.parse().unwrap()).collect()
 }
 
@@ -163,7 +166,10 @@ fn unsorted_and_spilled_input_gives_the_same_index_as_sorted() {
         .step_by(97)
         .map(|l| l[..40].to_string())
         .collect();
-    let (ca, cb) = (lookup_counts(&w, "a", &probe), lookup_counts(&w, "b", &probe));
+    let (ca, cb) = (
+        lookup_counts(&w, "a", &probe),
+        lookup_counts(&w, "b", &probe),
+    );
     assert_eq!(ca.len(), probe.len());
     assert_eq!(cb[0], 2 * ca[0]);
     assert_eq!(ca[1..], cb[1..]);
@@ -455,15 +461,33 @@ fn sorted_then_unsorted_input_merges_with_the_shards_already_built() {
     let mut second: Vec<String> = rest.iter().chain(&repeats).cloned().collect();
     second.sort();
     w.write("all.txt", lines.join("\n"));
-    w.write("mixed.txt", format!("{}\n{}\n", first.join("\n"), second.join("\n")));
+    w.write(
+        "mixed.txt",
+        format!("{}\n{}\n", first.join("\n"), second.join("\n")),
+    );
     w.build("a", &[&w.path("all.txt")]);
-    let r = w.run(&["build", "--index", "b", "--hibp", "mixed.txt", "--tmp-dir", "tmp"]);
+    let r = w.run(&[
+        "build",
+        "--index",
+        "b",
+        "--hibp",
+        "mixed.txt",
+        "--tmp-dir",
+        "tmp",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("external sort"), "{}", r.stderr);
     let keys = |d: &str| manifest(&w, d)["maps"]["sha1"]["keys"].as_u64().unwrap();
     assert_eq!(keys("b"), 200_000);
-    let probe: Vec<String> = lines.iter().step_by(50).map(|l| l[..40].to_string()).collect();
-    let (ca, cb) = (lookup_counts(&w, "a", &probe), lookup_counts(&w, "b", &probe));
+    let probe: Vec<String> = lines
+        .iter()
+        .step_by(50)
+        .map(|l| l[..40].to_string())
+        .collect();
+    let (ca, cb) = (
+        lookup_counts(&w, "a", &probe),
+        lookup_counts(&w, "b", &probe),
+    );
     assert_eq!(ca.len(), probe.len());
     let mut doubled = 0;
     for (i, (a, b)) in ca.iter().zip(&cb).enumerate() {
@@ -490,7 +514,11 @@ fn a_map_from_another_build_is_refused() {
     std::fs::copy(w.path("b/sha1.map"), w.path("a/sha1.map")).unwrap();
     let r = w.run(&["info", "--index", "a"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("sha1.map") && r.stderr.contains("another build"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sha1.map") && r.stderr.contains("another build"),
+        "{}",
+        r.stderr
+    );
     let r = w.run_stdin(&["lookup", "--index", "a"], b"password\n");
     assert_eq!(r.code, 2);
 }

@@ -192,7 +192,10 @@ impl Walk {
                     self.out = self.out.wrapping_add(uint(data, o_at, osize)?);
                 }
                 let is_final = state & 0b0100_0000 != 0;
-                let start = sub(addrs_start, ntrans * osize + if is_final { osize } else { 0 })?;
+                let start = sub(
+                    addrs_start,
+                    ntrans * osize + if is_final { osize } else { 0 },
+                )?;
                 self.addr = target(start, uint(data, t_at, tsize)?)?;
             }
         }
@@ -239,8 +242,8 @@ fn any_count(data: &[u8], addr: usize, state: u8) -> Result<(usize, usize), Dama
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::splitmix;
     use crate::index::fstwrite::FixedFstWriter;
+    use crate::testutil::splitmix;
 
     fn value(r: u64) -> u64 {
         match r % 4 {
@@ -306,8 +309,10 @@ mod tests {
             let keys: Vec<Vec<u8>> = v.iter().map(|x| x.0.clone()).collect();
             same_answers(&bytes, &keys, n as u64);
             // Fixed-length keys through FixedFstWriter.
-            let mut fixed: Vec<(Vec<u8>, u64)> =
-                v.iter().map(|(k, val)| (k.iter().cycle().take(maxlen).copied().collect(), *val)).collect();
+            let mut fixed: Vec<(Vec<u8>, u64)> = v
+                .iter()
+                .map(|(k, val)| (k.iter().cycle().take(maxlen).copied().collect(), *val))
+                .collect();
             fixed.sort();
             fixed.dedup_by(|a, b| a.0 == b.0);
             let mut w = FixedFstWriter::new(Vec::new(), maxlen, 0).unwrap();
@@ -329,7 +334,11 @@ mod tests {
         let mut s = 9;
         let mut w = FixedFstWriter::new(Vec::new(), 8, 0).unwrap();
         let mut keys: Vec<Vec<u8>> = (0..2000)
-            .map(|_| (0..8).map(|_| COMMON[(splitmix(&mut s) % 63) as usize]).collect())
+            .map(|_| {
+                (0..8)
+                    .map(|_| COMMON[(splitmix(&mut s) % 63) as usize])
+                    .collect()
+            })
             .collect();
         keys.sort();
         keys.dedup();

@@ -26,7 +26,8 @@ const EMPTY: u64 = 0;
 const TRANS_INDEX_THRESHOLD: usize = 32;
 
 /// The 63 bytes fst packs into a node's header byte, most common first (fst's `COMMON_INPUTS_INV`).
-pub const COMMON_INPUTS: [u8; 63] = *b"te/oasripcnw.hlm-du012g=:bf3y5&_4v9678k%?xCDASFIBEjPTzRNM+LOqHG";
+pub const COMMON_INPUTS: [u8; 63] =
+    *b"te/oasripcnw.hlm-du012g=:bf3y5&_4v9678k%?xCDASFIBEjPTzRNM+LOqHG";
 
 /// `COMMON_INPUTS` inverted: byte -> 1 + rank, or 0 when the byte is not packable.
 const COMMON_IDX: [u8; 256] = {
@@ -256,7 +257,11 @@ impl<W: Write> FixedFstWriter<W> {
 
 #[inline]
 fn delta(node: u64, target: u64) -> u64 {
-    if target == EMPTY { EMPTY } else { node - target }
+    if target == EMPTY {
+        EMPTY
+    } else {
+        node - target
+    }
 }
 
 /// The fewest bytes (1-8) holding `n`, as fst packs integers.
@@ -327,7 +332,10 @@ mod tests {
             let mut m = k.clone();
             let last = m.len() - 1;
             m[last] = m[last].wrapping_add(1);
-            assert_eq!(ours.get(&m), v.binary_search_by(|x| x.0.cmp(&m)).ok().map(|i| v[i].1));
+            assert_eq!(
+                ours.get(&m),
+                v.binary_search_by(|x| x.0.cmp(&m)).ok().map(|i| v[i].1)
+            );
         }
     }
 
@@ -366,7 +374,14 @@ mod tests {
 
     #[test]
     fn pack_sizes() {
-        for (n, s) in [(0u64, 1u8), (255, 1), (256, 2), (65535, 2), (65536, 3), (u64::MAX, 8)] {
+        for (n, s) in [
+            (0u64, 1u8),
+            (255, 1),
+            (256, 2),
+            (65535, 2),
+            (65536, 3),
+            (u64::MAX, 8),
+        ] {
             assert_eq!(pack_size(n), s);
         }
     }

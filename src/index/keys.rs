@@ -266,7 +266,9 @@ mod tests {
         let mut layouts = 0;
         for kbits in MIN_KEY_BITS..=REST_BITS {
             for t in 0..=9 {
-                let Some(l) = Layout::new(kbits, t) else { continue };
+                let Some(l) = Layout::new(kbits, t) else {
+                    continue;
+                };
                 layouts += 1;
                 assert!(l.key_len() <= MAX_KEY_LEN);
                 assert_eq!(Layout::from_fst_type(l.fst_type()), Some(l));
@@ -312,7 +314,15 @@ mod tests {
 
     #[test]
     fn layout_choice_keeps_first_base63_nodes_small() {
-        for n in [1u64, 100, 4_883, 97_656, 976_562, 10_000_000, u32::MAX as u64] {
+        for n in [
+            1u64,
+            100,
+            4_883,
+            97_656,
+            976_562,
+            10_000_000,
+            u32::MAX as u64,
+        ] {
             let l = Layout::for_keys(n, REST_BITS);
             let per_node = n as f64 * l.p63 as f64 / (1u64 << l.kbits) as f64;
             assert!(per_node <= KEYS_PER_NODE || l.t == 0, "n {n}: {l:?}");
@@ -320,7 +330,19 @@ mod tests {
             assert!(Layout::for_keys(n, 51).kbits() <= 51);
         }
         // The measured choices (examples/keylayout.rs).
-        assert_eq!((Layout::for_keys(4_883, 54).kbits, Layout::for_keys(4_883, 54).t), (50, 7));
-        assert_eq!((Layout::for_keys(976_562, 54).kbits, Layout::for_keys(976_562, 54).t), (52, 6));
+        assert_eq!(
+            (
+                Layout::for_keys(4_883, 54).kbits,
+                Layout::for_keys(4_883, 54).t
+            ),
+            (50, 7)
+        );
+        assert_eq!(
+            (
+                Layout::for_keys(976_562, 54).kbits,
+                Layout::for_keys(976_562, 54).t
+            ),
+            (52, 6)
+        );
     }
 }

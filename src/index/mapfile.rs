@@ -110,7 +110,9 @@ impl MapFile {
             path: path.to_path_buf(),
             map,
             table,
-            heads: (0..NUM_SHARDS).map(|_| std::sync::OnceLock::new()).collect(),
+            heads: (0..NUM_SHARDS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             trailer,
         })
     }
@@ -566,7 +568,8 @@ mod tests {
             let sh = shard_of(fps[i]);
             let j = i + fps[i..].partition_point(|&f| shard_of(f) == sh);
             let recs: Vec<(u64, u64)> = fps[i..j].iter().map(|&f| (f, 1 + f % 5)).collect();
-            w.push_shard(sh, &build_shard(recs.into_iter(), (j - i) as u64)).unwrap();
+            w.push_shard(sh, &build_shard(recs.into_iter(), (j - i) as u64))
+                .unwrap();
             i = j;
         }
         w.finish(7).unwrap();
