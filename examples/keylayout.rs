@@ -27,6 +27,30 @@ fn measure(v: &[(u64, u64)], shard_bits: u32, sym_bits: u32, alphabet: &[u8]) ->
     measure_bits(v, shard_bits, 64 - shard_bits, sym_bits, alphabet)
 }
 
+/// Bytes of all shard fsts built by `MapBuilder` when `key` writes the key of the bits under the
+/// shard prefix (`rest`, left-aligned) into a buffer and returns its length.
+fn measure_with(
+    v: &[(u64, u64)],
+    shard_bits: u32,
+    key: impl Fn(u64, &mut [u8; 64]) -> usize,
+) -> usize {
+    let bits = 64 - shard_bits;
+    let mut total = 0;
+    let mut i = 0;
+    while i < v.len() {
+        let sh = v[i].0 >> bits;
+        let mut b = MapBuilder::memory();
+        while i < v.len() && v[i].0 >> bits == sh {
+            let mut kb = [0u8; 64];
+            let n = key(v[i].0 << shard_bits, &mut kb);
+            b.insert(&kb[..n], v[i].1).unwrap();
+            i += 1;
+        }
+        total += b.into_inner().unwrap().len();
+    }
+    total
+}
+
 /// Only the first `key_bits` bits under the shard are stored (a shorter fingerprint).
 fn measure_bits(
     v: &[(u64, u64)],
@@ -35,53 +59,29 @@ fn measure_bits(
     sym_bits: u32,
     alphabet: &[u8],
 ) -> usize {
-    let bits = 64 - shard_bits;
     let nsym = key_bits.div_ceil(sym_bits) as usize;
-    let mut total = 0;
-    let mut i = 0;
-    while i < v.len() {
-        let sh = v[i].0 >> bits;
-        let mut b = MapBuilder::memory();
-        while i < v.len() && v[i].0 >> bits == sh {
-            let rest = v[i].0 << shard_bits;
-            let mut kb = [0u8; 64];
-            for (j, k) in kb.iter_mut().enumerate().take(nsym) {
-                let sym = ((rest << (j as u32 * sym_bits)) >> (64 - sym_bits)) as usize;
-                *k = alphabet[sym];
-            }
-            b.insert(&kb[..nsym], v[i].1).unwrap();
-            i += 1;
+    measure_with(v, shard_bits, |rest, kb| {
+        for (j, k) in kb.iter_mut().enumerate().take(nsym) {
+            let sym = ((rest << (j as u32 * sym_bits)) >> (64 - sym_bits)) as usize;
+            *k = alphabet[sym];
         }
-        total += b.into_inner().unwrap().len();
-    }
-    total
+        nsym
+    })
 }
 
 /// Like [`measure`], but the first symbol under the shard is a whole byte (a level that is dense
 /// at every N, so its one node per shard may take fst's transition index), then 5-bit symbols.
 fn measure_hybrid(v: &[(u64, u64)], shard_bits: u32, alphabet: &[u8]) -> usize {
-    let bits = 64 - shard_bits;
-    let nsym = 1 + (bits - 8).div_ceil(5) as usize;
-    let mut total = 0;
-    let mut i = 0;
-    while i < v.len() {
-        let sh = v[i].0 >> bits;
-        let mut b = MapBuilder::memory();
-        while i < v.len() && v[i].0 >> bits == sh {
-            let rest = v[i].0 << shard_bits;
-            let mut kb = [0u8; 64];
-            kb[0] = (rest >> 56) as u8;
-            let tail = rest << 8;
-            for (j, k) in kb.iter_mut().enumerate().take(nsym).skip(1) {
-                let sym = ((tail << ((j as u32 - 1) * 5)) >> 59) as usize;
-                *k = alphabet[sym];
-            }
-            b.insert(&kb[..nsym], v[i].1).unwrap();
-            i += 1;
+    let nsym = 1 + (64 - shard_bits - 8).div_ceil(5) as usize;
+    measure_with(v, shard_bits, |rest, kb| {
+        kb[0] = (rest >> 56) as u8;
+        let tail = rest << 8;
+        for (j, k) in kb.iter_mut().enumerate().take(nsym).skip(1) {
+            let sym = ((tail << ((j as u32 - 1) * 5)) >> 59) as usize;
+            *k = alphabet[sym];
         }
-        total += b.into_inner().unwrap().len();
-    }
-    total
+        nsym
+    })
 }
 
 /// Bytes of all shard fsts written by `FixedFstWriter`, each shard with `force` or, as `build`
