@@ -17,6 +17,21 @@ fn all_samples() -> Vec<std::path::PathBuf> {
     .collect()
 }
 
+/// Every `step`-th hash of a dump's lines, and the counts indexes `a` and `b` give for them.
+fn compare_lookups(
+    w: &Workdir,
+    lines: &[String],
+    step: usize,
+) -> (Vec<String>, Vec<u64>, Vec<u64>) {
+    let probe: Vec<String> = lines
+        .iter()
+        .step_by(step)
+        .map(|l| l[..40].to_string())
+        .collect();
+    let (a, b) = (lookup_counts(w, "a", &probe), lookup_counts(w, "b", &probe));
+    (probe, a, b)
+}
+
 /// The counts `lookup --hashes` gives for these hashes.
 fn lookup_counts(w: &Workdir, index: &str, hashes: &[String]) -> Vec<u64> {
     let r = w.run_stdin(
@@ -161,15 +176,7 @@ fn unsorted_and_spilled_input_gives_the_same_index_as_sorted() {
         .sum();
     assert_eq!(counts_b[0], counts_a[0] + dup_sum);
     // Same answers for every hash (first rows doubled).
-    let probe: Vec<String> = lines
-        .iter()
-        .step_by(97)
-        .map(|l| l[..40].to_string())
-        .collect();
-    let (ca, cb) = (
-        lookup_counts(&w, "a", &probe),
-        lookup_counts(&w, "b", &probe),
-    );
+    let (probe, ca, cb) = compare_lookups(&w, &lines, 97);
     assert_eq!(ca.len(), probe.len());
     assert_eq!(cb[0], 2 * ca[0]);
     assert_eq!(ca[1..], cb[1..]);
@@ -479,15 +486,7 @@ fn sorted_then_unsorted_input_merges_with_the_shards_already_built() {
     assert!(r.stderr.contains("external sort"), "{}", r.stderr);
     let keys = |d: &str| manifest(&w, d)["maps"]["sha1"]["keys"].as_u64().unwrap();
     assert_eq!(keys("b"), 200_000);
-    let probe: Vec<String> = lines
-        .iter()
-        .step_by(50)
-        .map(|l| l[..40].to_string())
-        .collect();
-    let (ca, cb) = (
-        lookup_counts(&w, "a", &probe),
-        lookup_counts(&w, "b", &probe),
-    );
+    let (probe, ca, cb) = compare_lookups(&w, &lines, 50);
     assert_eq!(ca.len(), probe.len());
     let mut doubled = 0;
     for (i, (a, b)) in ca.iter().zip(&cb).enumerate() {
