@@ -24,7 +24,7 @@ use crate::index::Index;
 use crate::index::build::{self, BuildOptions};
 use crate::index::manifest::{Manifest, SourceRecord};
 use crate::report::{self, Format};
-use crate::sources::accounts::AccountSource;
+use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,12 @@ pub struct AuditOptions {
     /// Report every current finding as new.
     pub all: bool,
     pub progress: bool,
+    /// Only audit these domains (empty: all). Findings on record elsewhere are kept as they are.
+    pub domains: Vec<String>,
+    /// See [`check::CheckOptions::max_rejected`].
+    pub max_rejected: f64,
+    /// See [`check::CheckOptions::max_file_bytes`].
+    pub max_file_bytes: u64,
 }
 
 /// What a run did.
@@ -54,6 +60,13 @@ pub struct AuditOptions {
 pub struct AuditOutcome {
     pub rebuilt: bool,
     pub summary: CheckSummary,
+    /// Domains not audited tonight, or audited with no owner to tell (see [`DomainIssue`]).
+    pub issues: Vec<DomainIssue>,
+    /// Warnings that change what tonight's verdict means (shown even with `--quiet`).
+    pub alerts: Vec<String>,
+    /// Addresses with findings on record that were not audited tonight: their findings are kept,
+    /// neither resolved nor reported again.
+    pub held_addresses: u64,
     pub new_findings: u64,
     pub new_accounts: u64,
     pub notices: u64,
@@ -70,6 +83,7 @@ pub fn audit(
     warn: &mut dyn FnMut(String),
 ) -> Result<std::result::Result<AuditOutcome, Locked>> {
     let start = Instant::now();
+    let started = std::time::SystemTime::now();
     if opts.accounts.is_empty() {
         return Err(Error::Usage(
             "no accounts to audit: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
@@ -110,32 +124,49 @@ pub fn audit(
 
     let index = Index::open(&opts.index)?;
     let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
-    let outcome = check::check(
-        &index,
-        &opts.accounts,
-        &DomainFilter::default(),
-        &cache,
-        warn,
-    )?;
+    let reported_path = opts.state.join("reported.tsv");
+    let on_record = read_reported(&reported_path)?;
+    let check_opts = check::CheckOptions {
+        filter: DomainFilter::new(opts.domains.iter().cloned()),
+        max_rejected: opts.max_rejected,
+        max_file_bytes: opts.max_file_bytes,
+        track: on_record.iter().map(|(e, _)| e.clone()).collect(),
+    };
+    let mut outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
 
-    let reported_path = opts.state.join("reported.tsv");
-    let reported = if opts.all {
-        BTreeSet::new()
-    } else {
-        read_reported(&reported_path)?
-    };
-    let mut current = BTreeSet::new();
+    // Accounts of domains with no owner were judged, but nobody can be told: like accounts that
+    // were not read, their findings are neither new nor resolved tonight.
+    let ownerless: BTreeSet<&str> = outcome
+        .issues
+        .iter()
+        .filter(|i| matches!(i.problem, Problem::NoOwner))
+        .map(|i| i.domain.as_str())
+        .collect();
+    let held_domain = |email: &str| ownerless.contains(domain_of(email));
+    outcome.audited.retain(|e| !held_domain(e));
+    // A finding on record stays until its account is audited and the finding is gone.
+    let mut next: BTreeSet<(String, String)> = on_record
+        .iter()
+        .filter(|(e, _)| !outcome.audited.contains(e))
+        .cloned()
+        .collect();
+    let held_addresses = next
+        .iter()
+        .map(|(e, _)| e.as_str())
+        .collect::<BTreeSet<_>>()
+        .len() as u64;
+    let reported = if opts.all { BTreeSet::new() } else { on_record };
     let mut new_records = Vec::new();
     let mut new_findings = 0u64;
-    for r in &outcome.records {
+    for r in outcome.records.iter().filter(|r| !held_domain(&r.email)) {
         let mut fresh = Vec::new();
         for f in &r.findings {
             let key = (r.email.clone(), finding_key(f));
             if !reported.contains(&key) {
                 fresh.push(f.clone());
             }
-            current.insert(key);
+            next.insert(key);
         }
         if !fresh.is_empty() {
             new_findings += fresh.len() as u64;
@@ -165,15 +196,71 @@ pub fn audit(
         Some(&opts.out.join("new.jsonl")),
     )?;
     write_notices(&opts.out.join("notices.csv"), &notices)?;
-    write_reported(&reported_path, &current)?;
-    Ok(Ok(AuditOutcome {
+    let done = AuditOutcome {
         rebuilt,
         summary: outcome.summary,
+        issues: outcome.issues,
+        alerts: outcome.alerts,
+        held_addresses,
         new_findings,
         new_accounts: new_records.len() as u64,
         notices: notices.len() as u64,
         elapsed: start.elapsed(),
-    }))
+    };
+    write_run(&opts.out.join(RUN_FILE), &done, started)?;
+    write_reported(&reported_path, &next)?;
+    Ok(Ok(done))
+}
+
+/// The record of the last run in `--out`.
+pub const RUN_FILE: &str = "run.json";
+
+/// The domain of a normalised address.
+fn domain_of(email: &str) -> &str {
+    email.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+impl AuditOutcome {
+    /// Did every account of every source get audited, with an owner to tell?
+    pub fn complete(&self) -> bool {
+        self.issues.is_empty() && self.alerts.is_empty() && self.held_addresses == 0
+    }
+}
+
+/// `run.json`: what tonight's run did and what it could not do, for scripts and the operator.
+fn write_run(path: &Path, o: &AuditOutcome, started: std::time::SystemTime) -> Result<()> {
+    let secs = |t: std::time::SystemTime| {
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let s = &o.summary;
+    let run = serde_json::json!({
+        "started": secs(started),
+        "finished": secs(std::time::SystemTime::now()),
+        "complete": o.complete(),
+        "index_rebuilt": o.rebuilt,
+        "accounts": s.accounts,
+        "compared": s.compared,
+        "salted": s.salted,
+        "unverifiable": s.unverifiable,
+        "rejected_rows": s.rejected_rows,
+        "at_risk": {"total": s.at_risk, "critical": s.critical, "high": s.high, "medium": s.medium, "unknown": s.unknown},
+        "new_findings": o.new_findings,
+        "new_accounts": o.new_accounts,
+        "notices": o.notices,
+        "held_addresses": o.held_addresses,
+        "not_audited": o.issues.iter().map(|i| serde_json::json!({
+            "domain": i.domain,
+            "path": i.path.display().to_string(),
+            "reason": match &i.problem {
+                Problem::Unreadable(why) => why.clone(),
+                Problem::NoOwner => "no owner".to_string(),
+            },
+        })).collect::<Vec<_>>(),
+        "alerts": o.alerts,
+    });
+    let mut f = AtomicFile::create(path)?;
+    writeln!(f, "{run}").at(path)?;
+    f.commit()
 }
 
 /// The state key of a finding: its kind (and, for unverifiable, the scheme); counts may grow

@@ -13,10 +13,12 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index::keys::{self, HashKind};
 use crate::scheme::Stored;
-use crate::sources::accounts::{self, Account, AccountSource};
+use crate::sources::accounts::{self, Account, AccountSource, DomainIssue, ReadStats};
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -108,15 +110,81 @@ pub struct CheckSummary {
 pub struct CheckOutcome {
     pub records: Vec<Record>,
     pub summary: CheckSummary,
+    /// Domains of server trees that were not audited, or whose owner is unknown.
+    pub issues: Vec<DomainIssue>,
+    /// Warnings that change what the verdict means (they are shown even with `--quiet`).
+    pub alerts: Vec<String>,
+    /// Of [`CheckOptions::track`], the addresses that were read and judged.
+    pub audited: HashSet<String>,
 }
 
-/// Which domains to audit; empty means all.
-#[derive(Clone, Debug, Default)]
-pub struct DomainFilter(pub std::collections::BTreeSet<String>);
+/// Which domains to audit; empty means all. Remembers which of its domains some source held.
+#[derive(Debug, Default)]
+pub struct DomainFilter {
+    domains: Vec<String>,
+    held: Vec<AtomicBool>,
+}
 
 impl DomainFilter {
+    pub fn new(domains: impl IntoIterator<Item = String>) -> DomainFilter {
+        let set: std::collections::BTreeSet<String> = domains.into_iter().collect();
+        let domains: Vec<String> = set.into_iter().collect();
+        let held = domains.iter().map(|_| AtomicBool::new(false)).collect();
+        DomainFilter { domains, held }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
     pub fn wants(&self, domain: &str) -> bool {
-        self.0.is_empty() || self.0.contains(domain)
+        if self.domains.is_empty() {
+            return true;
+        }
+        match self.domains.binary_search_by(|d| d.as_str().cmp(domain)) {
+            Ok(i) => {
+                self.held[i].store(true, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The filter's domains that no source has held so far.
+    pub fn unheld(&self) -> Vec<&str> {
+        self.domains
+            .iter()
+            .zip(&self.held)
+            .filter(|(_, h)| !h.load(Ordering::Relaxed))
+            .map(|(d, _)| d.as_str())
+            .collect()
+    }
+}
+
+/// How `check` reads and judges.
+#[derive(Debug)]
+pub struct CheckOptions {
+    pub filter: DomainFilter,
+    /// A source with more than this share of its rows rejected is an error (0.0-1.0).
+    pub max_rejected: f64,
+    /// The largest account file read inside a server tree.
+    pub max_file_bytes: u64,
+    /// Addresses whose being audited the caller wants to know ([`CheckOutcome::audited`]).
+    pub track: HashSet<String>,
+}
+
+/// The default for [`CheckOptions::max_rejected`]: a source with more than half its rows rejected
+/// is not what the operator thinks it is.
+pub const DEFAULT_MAX_REJECTED: f64 = 0.5;
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            filter: DomainFilter::default(),
+            max_rejected: DEFAULT_MAX_REJECTED,
+            max_file_bytes: crate::sources::tree::DEFAULT_MAX_BYTES,
+            track: HashSet::new(),
+        }
     }
 }
 
@@ -124,10 +192,14 @@ impl DomainFilter {
 const BATCH: usize = 16 * 1024;
 
 /// Read every account source and judge every account against the index.
+///
+/// Fails closed: a source that yields no account, or whose rows are mostly rejected, is an error
+/// naming it, and so is a filtered domain that no source holds. Reading nothing is never "nothing
+/// at risk".
 pub fn check(
     index: &Index,
     sources: &[AccountSource],
-    filter: &DomainFilter,
+    opts: &CheckOptions,
     cache: &VerifyCache,
     warn: &mut dyn FnMut(String),
 ) -> Result<CheckOutcome> {
@@ -137,13 +209,16 @@ pub fn check(
                 .into(),
         ));
     }
+    let filter = &opts.filter;
     let mut summary = CheckSummary::default();
+    let mut issues = Vec::new();
     // A reader (this thread) hands batches of accounts to a judge thread, which judges each batch
     // in parallel while the next is read. Memory holds a few batches and the at-risk records,
     // whatever the number of accounts.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Account>>(2);
     // What parallel parsers judged where they parsed (see `Batcher::piece_handler`).
     let in_pieces = std::sync::Mutex::new((Tally::default(), Vec::new()));
+    let track = &opts.track;
     let (mut records, mut judged) = std::thread::scope(|scope| -> Result<_> {
         let judge_thread = scope.spawn(move || -> Result<_> {
             let mut records = Vec::new();
@@ -152,10 +227,10 @@ pub fn check(
                 // Judged in parallel, in pieces; records are sorted by address at the end.
                 let pieces: Vec<(Tally, Vec<Record>)> = batch
                     .par_chunks(1024)
-                    .map(|c| judge_many(index, cache, c))
+                    .map(|c| judge_many(index, cache, track, c))
                     .collect::<Result<_>>()?;
                 for (t, r) in pieces {
-                    judged.merge(&t);
+                    judged.merge(t);
                     records.extend(r);
                 }
             }
@@ -164,9 +239,9 @@ pub fn check(
         let mut read_all = || -> Result<()> {
             let handler = |v: Vec<Account>| -> Result<()> {
                 crate::fsutil::check_interrupted()?;
-                let (t, r) = judge_many(index, cache, &v)?;
+                let (t, r) = judge_many(index, cache, track, &v)?;
                 let mut shared = in_pieces.lock().expect("no panics while held");
-                shared.0.merge(&t);
+                shared.0.merge(t);
                 shared.1.extend(r);
                 Ok(())
             };
@@ -177,21 +252,28 @@ pub fn check(
             };
             for src in sources {
                 let mut file_warnings = Vec::new();
-                let stats = accounts::read(src, &|d| filter.wants(d), &mut sink, &mut |w| {
-                    file_warnings.push(w)
-                })?;
+                let mut stats = accounts::read(
+                    src,
+                    &|d| filter.wants(d),
+                    &mut sink,
+                    opts.max_file_bytes,
+                    &mut |w| file_warnings.push(w),
+                )?;
                 for w in file_warnings {
                     warn(w);
                 }
+                source_must_hold_accounts(src, &stats, opts.max_rejected)?;
                 if stats.rejected > 0 {
                     warn(format!(
-                        "rejected {} rows that are not accounts; first: {}",
-                        stats.rejected,
+                        "{}: rejected {} that are not accounts; first: {}",
+                        src.path().display(),
+                        plural(stats.rejected, "row"),
                         stats.samples.join("; ")
                     ));
                 }
                 summary.rejected_rows += stats.rejected;
                 summary.accounts += stats.accounts;
+                issues.append(&mut stats.issues);
             }
             sink.flush()
         };
@@ -201,12 +283,20 @@ pub fn check(
         read?;
         Ok(judged)
     })?;
+    let unheld = filter.unheld();
+    if !unheld.is_empty() {
+        return Err(Error::Usage(format!(
+            "--domain/--domains-file: no account source holds {} (a typo, or a domain on another server?)",
+            unheld.join(", ")
+        )));
+    }
     let (piece_tally, piece_records) = in_pieces.into_inner().expect("no panics while held");
     records.extend(piece_records);
-    judged.merge(&piece_tally);
+    judged.merge(piece_tally);
     let Tally {
         summary: judged,
         missing_map,
+        audited,
     } = judged;
     summary.compared = judged.compared;
     summary.salted = judged.salted;
@@ -214,12 +304,23 @@ pub fn check(
     for k in HashKind::ALL {
         if missing_map[k.index()] > 0 {
             warn(format!(
-                "the index has no {} hashes: {} accounts stored as {} could not be checked (reported as unverifiable)",
+                "the index has no {} hashes: {} stored as {} could not be checked (reported as unverifiable)",
                 k.name(),
-                missing_map[k.index()],
+                plural(missing_map[k.index()], "account"),
                 k.name()
             ));
         }
+    }
+    let mut alerts: Vec<String> = issues
+        .iter()
+        .filter(|i| i.not_audited())
+        .map(|i| i.to_string())
+        .collect();
+    if summary.compared == 0 && summary.salted > 0 && index.emails.is_none() {
+        alerts.push(format!(
+            "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
+            plural(summary.salted, "account")
+        ));
     }
     let records = merge_and_sort(records);
     for r in &records {
@@ -231,7 +332,77 @@ pub fn check(
             Severity::Unknown => summary.unknown += 1,
         }
     }
-    Ok(CheckOutcome { records, summary })
+    Ok(CheckOutcome {
+        records,
+        summary,
+        issues,
+        alerts,
+        audited,
+    })
+}
+
+/// "1 account", "2 accounts".
+pub fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Zero is an error, not a verdict: a source that yields no account (and left none out for the
+/// domain filter), or whose rows are mostly rejected, fails the run with the counts and the likely
+/// cause.
+fn source_must_hold_accounts(src: &AccountSource, stats: &ReadStats, max_rejected: f64) -> Result<()> {
+    let valid = stats.accounts + stats.skipped;
+    let rows = valid + stats.rejected;
+    let rejected_share = stats.rejected as f64 / rows.max(1) as f64;
+    let not_audited = stats.issues.iter().filter(|i| i.not_audited()).count();
+    let problem = if valid == 0 && stats.rejected == 0 && not_audited > 0 {
+        format!(
+            "no account read: {} not audited ({})",
+            plural(not_audited as u64, "domain"),
+            stats
+                .issues
+                .iter()
+                .filter(|i| i.not_audited())
+                .take(3)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    } else if valid == 0 && stats.rejected == 0 {
+        match src {
+            AccountSource::DirectAdmin(_) | AccountSource::Cpanel(_) => {
+                "no account read: the tree holds no domain with mail accounts (is it the server's root?)"
+                    .to_string()
+            }
+            _ => "no account read: the file holds no rows".to_string(),
+        }
+    } else if valid == 0 {
+        format!(
+            "no account read: all {} rejected",
+            plural(stats.rejected, "row")
+        )
+    } else if rejected_share > max_rejected {
+        format!(
+            "{} of {} rejected ({:.0}%, over the {:.0}% allowed by --max-rejected)",
+            stats.rejected,
+            plural(rows, "row"),
+            rejected_share * 100.0,
+            max_rejected * 100.0
+        )
+    } else {
+        return Ok(());
+    };
+    let mut msg = format!("{} {}: {problem}", src.flag(), src.path().display());
+    if !stats.samples.is_empty() {
+        msg.push_str(&format!("; first: {}", stats.samples.join("; ")));
+    }
+    if let Some(h) = &stats.hint {
+        msg.push_str(&format!("; likely cause: {h}"));
+    }
+    Err(Error::Usage(msg))
 }
 
 /// Collects accounts into batches for the judge thread; a parser's piece goes as it is. Parsers
@@ -278,6 +449,7 @@ impl accounts::AccountSink for Batcher<'_> {
 fn judge_many(
     index: &Index,
     cache: &VerifyCache,
+    track: &HashSet<String>,
     accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
     // The stored SHA-1 and NTLM hashes are looked up first, together: their lookups overlap.
@@ -306,6 +478,9 @@ fn judge_many(
     for (a, known) in accounts.iter().zip(known) {
         let (findings, kind) = judge(index, cache, a, known)?;
         t.add(kind);
+        if !track.is_empty() && track.contains(&a.email.addr) {
+            t.audited.insert(a.email.addr.clone());
+        }
         if !findings.is_empty() {
             records.push(Record {
                 domain: a.email.domain().to_string(),
@@ -326,6 +501,7 @@ fn judge_many(
 struct Tally {
     summary: CheckSummary,
     missing_map: [u64; 2],
+    audited: HashSet<String>,
 }
 
 impl Tally {
@@ -341,13 +517,14 @@ impl Tally {
         }
     }
 
-    fn merge(&mut self, o: &Tally) {
+    fn merge(&mut self, o: Tally) {
         self.summary.compared += o.summary.compared;
         self.summary.salted += o.summary.salted;
         self.summary.unverifiable += o.summary.unverifiable;
         for i in 0..2 {
             self.missing_map[i] += o.missing_map[i];
         }
+        self.audited.extend(o.audited);
     }
 }
 

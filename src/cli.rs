@@ -2,7 +2,7 @@
 //! names, output fields and exit codes here are a contract with operators' scripts and the notice
 //! mailer: keep them stable.
 
-use breach_audit::check::{self, DomainFilter};
+use breach_audit::check::{self, DomainFilter, plural};
 use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::index::Index;
 use breach_audit::index::build::{self, BuildOptions};
@@ -74,7 +74,9 @@ enum Cmd {
 #[derive(Args)]
 struct AuditArgs {
     /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
-    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir); flags override it.
+    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, domain, domains_file,
+    /// max_rejected, max_file_size); flags override it. Relative paths in it are relative to the
+    /// file's directory.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The index directory (rebuilt in place, atomically, when a source changed).
@@ -104,12 +106,21 @@ struct AuditArgs {
     /// CSV exports, as for `check`. Repeatable.
     #[arg(long, value_name = "PATH")]
     accounts_csv: Vec<PathBuf>,
-    /// Memory for a rebuild (default 512M).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Memory for a rebuild (default 512M; at least 1M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
     mem: Option<usize>,
     /// Where a rebuild spills sorted runs.
     #[arg(long, value_name = "DIR")]
     tmp_dir: Option<PathBuf>,
+    /// Only audit accounts at this domain. Repeatable. Findings on record at other domains are
+    /// kept as they are.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Vec<String>,
+    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
+    #[arg(long, value_name = "PATH")]
+    domains_file: Option<PathBuf>,
+    #[command(flatten)]
+    judge: JudgeArgs,
     /// Report every current finding as new (re-send all notices).
     #[arg(long)]
     all: bool,
@@ -138,6 +149,43 @@ struct AuditConfig {
     accounts_csv: Vec<PathBuf>,
     mem: Option<String>,
     tmp_dir: Option<PathBuf>,
+    #[serde(default)]
+    domain: Vec<String>,
+    domains_file: Option<PathBuf>,
+    max_rejected: Option<f64>,
+    max_file_size: Option<String>,
+}
+
+impl AuditConfig {
+    /// Read a config file; relative paths in it are relative to the file's directory.
+    fn read(path: &std::path::Path) -> Result<AuditConfig> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let mut c: AuditConfig = toml::from_str(&text)
+            .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new(""));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [&mut c.index, &mut c.state, &mut c.out, &mut c.tmp_dir, &mut c.domains_file]
+            .into_iter()
+            .flatten()
+        {
+            rebase(p);
+        }
+        for list in [
+            &mut c.hibp,
+            &mut c.combolist,
+            &mut c.directadmin,
+            &mut c.cpanel,
+            &mut c.passwd_file,
+            &mut c.accounts_csv,
+        ] {
+            list.iter_mut().for_each(rebase);
+        }
+        Ok(c)
+    }
 }
 
 #[derive(Args)]
@@ -166,13 +214,28 @@ struct BuildArgs {
     combolist: Vec<PathBuf>,
     /// Memory for buffering hashes (e.g. 512M, 2G). Peak memory stays near this whatever the
     /// size of the dumps; unsorted input beyond it is spilled to sorted runs in --tmp-dir.
-    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse_mem)]
     mem: usize,
     /// Where unsorted input is spilled (about 12 bytes per hash). Default: beside the index.
     #[arg(long, value_name = "DIR")]
     tmp_dir: Option<PathBuf>,
     #[command(flatten)]
     out: Verbosity,
+}
+
+/// How account sources are judged (shared by `check` and `audit`).
+#[derive(Args)]
+struct JudgeArgs {
+    /// A source with more than this share of its rows rejected (not accounts) is an error, exit
+    /// 2: it is probably not the format its flag says. Default 50%. Raise it only for a source
+    /// you know to be mostly junk.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    max_rejected: Option<f64>,
+    /// The largest account file read inside a DirectAdmin or cPanel tree (default 256M). A larger
+    /// one (a sparse file a customer planted, say) is refused and its domain reported as not
+    /// audited.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_file_size: Option<usize>,
 }
 
 #[derive(Args)]
@@ -207,16 +270,20 @@ struct CheckArgs {
     /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
     #[arg(long, value_name = "PATH")]
     cache: Option<PathBuf>,
-    /// Only audit accounts at this domain. Repeatable.
+    /// Only audit accounts at this domain. Repeatable. A domain that no source holds is an
+    /// error (exit 2).
     #[arg(long, value_name = "DOMAIN")]
     domain: Vec<String>,
-    /// Only audit accounts at the domains listed in this file, one per line.
+    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
     #[arg(long, value_name = "PATH")]
     domains_file: Option<PathBuf>,
+    #[command(flatten)]
+    judge: JudgeArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: OutFormat,
-    /// Write the report here (mode 0600, replaced atomically) instead of standard output.
+    /// Write the report here (mode 0600, replaced atomically) instead of standard output; `-` is
+    /// standard output. Its directory must exist.
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -240,7 +307,8 @@ struct DomainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: OutFormat,
-    /// Write the list here (mode 0600, replaced atomically) instead of standard output.
+    /// Write the list here (mode 0600, replaced atomically) instead of standard output; `-` is
+    /// standard output. Its directory must exist.
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
 }
@@ -298,6 +366,79 @@ fn parse_size(s: &str) -> std::result::Result<usize, String> {
         return Err("size must be positive".into());
     }
     Ok((n * mult as f64) as usize)
+}
+
+/// The smallest `--mem`: below it a build would do nothing but spill (`--mem 512` is 512 bytes,
+/// almost certainly meant as 512M).
+const MIN_MEM: usize = 1 << 20;
+
+fn parse_mem(s: &str) -> std::result::Result<usize, String> {
+    let n = parse_size(s)?;
+    if n < MIN_MEM {
+        return Err(format!(
+            "{s} is {n} bytes, below the 1M minimum (did you mean {s}M?)"
+        ));
+    }
+    Ok(n)
+}
+
+/// `50`, `50%` or `0.5` (a share); 0-100%.
+fn parse_percent(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (num, pct) = match t.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (t, false),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a percentage: {s:?}"))?;
+    let share = if pct || v > 1.0 { v / 100.0 } else { v };
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("{s:?} is not between 0% and 100%"));
+    }
+    Ok(share)
+}
+
+/// Print warnings that change what a verdict means: always, even with --quiet (a cron run shows
+/// them). At most 20 lines, then a count.
+fn print_alerts<'a>(alerts: impl IntoIterator<Item = &'a str>) {
+    let alerts: Vec<&str> = alerts.into_iter().collect();
+    for a in alerts.iter().take(20) {
+        eprintln!("breach-audit: warning: {a}");
+    }
+    if alerts.len() > 20 {
+        eprintln!("breach-audit: warning: ... and {} more like these", alerts.len() - 20);
+    }
+}
+
+/// Fail before any work when an --output cannot be written (`-` is standard output).
+fn check_output(output: Option<&std::path::Path>) -> Result<()> {
+    let Some(p) = output.filter(|p| p.as_os_str() != "-") else {
+        return Ok(());
+    };
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: the directory {} does not exist",
+            p.display(),
+            dir.display()
+        )));
+    }
+    if p.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: is a directory; give a file name",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+fn stdout_or(output: Option<PathBuf>) -> Option<PathBuf> {
+    output.filter(|p| p.as_os_str() != "-")
 }
 
 fn warner(quiet: bool) -> impl FnMut(String) {
@@ -369,21 +510,32 @@ fn run_check(a: CheckArgs) -> Result<i32> {
     sources.extend(a.cpanel.into_iter().map(AccountSource::Cpanel));
     sources.extend(a.passwd_file.into_iter().map(AccountSource::PasswdFile));
     sources.extend(a.accounts_csv.into_iter().map(AccountSource::Csv));
-    let filter = domain_filter(&a.domain, a.domains_file.as_deref())?;
+    check_output(a.output.as_deref())?;
+    let opts = check::CheckOptions {
+        filter: DomainFilter::new(read_domains(&a.domain, a.domains_file.as_deref(), "--domain")?),
+        max_rejected: a.judge.max_rejected.unwrap_or(check::DEFAULT_MAX_REJECTED),
+        max_file_bytes: a
+            .judge
+            .max_file_size
+            .map(|n| n as u64)
+            .unwrap_or(breach_audit::sources::tree::DEFAULT_MAX_BYTES),
+        track: Default::default(),
+    };
     let index = Index::open(&a.index)?;
     let mut warn = warner(a.out.quiet);
     let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &mut warn);
-    let mut outcome = check::check(&index, &sources, &filter, &cache, &mut warn)?;
+    let mut outcome = check::check(&index, &sources, &opts, &cache, &mut warn)?;
     outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
     outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
     cache.save()?;
     let code = i32::from(!outcome.records.is_empty());
-    let written = report::emit(&outcome.records, a.format.into(), a.output.as_deref());
+    let written = report::emit(&outcome.records, a.format.into(), stdout_or(a.output).as_deref());
+    print_alerts(outcome.alerts.iter().map(String::as_str));
     if !a.out.quiet {
         let s = &outcome.summary;
         eprintln!(
-            "breach-audit: checked {} accounts in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rows rejected; {} slow verifications ({} from the cache)",
-            s.accounts,
+            "breach-audit: checked {} in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rejected; {} ({} from the cache)",
+            plural(s.accounts, "account"),
             start.elapsed().as_secs_f64(),
             s.at_risk,
             s.critical,
@@ -393,8 +545,8 @@ fn run_check(a: CheckArgs) -> Result<i32> {
             s.compared,
             s.salted,
             s.unverifiable,
-            s.rejected_rows,
-            s.verified + s.cached,
+            plural(s.rejected_rows, "row"),
+            plural(s.verified + s.cached, "slow verification"),
             s.cached
         );
     }
@@ -406,7 +558,8 @@ fn run_check(a: CheckArgs) -> Result<i32> {
 }
 
 fn run_domain(a: DomainArgs) -> Result<i32> {
-    let set = read_domains(&a.domains, a.domains_file.as_deref())?;
+    check_output(a.output.as_deref())?;
+    let set = read_domains(&a.domains, a.domains_file.as_deref(), "DOMAIN argument")?;
     if set.is_empty() {
         return Err(Error::Usage(
             "give at least one DOMAIN or --domains-file".into(),
@@ -416,36 +569,41 @@ fn run_domain(a: DomainArgs) -> Result<i32> {
     let index = Index::open(&a.index)?;
     let records = breach_audit::domain::query(&index, &domains, a.subdomains)?;
     let code = i32::from(!records.is_empty());
-    match report::emit(&records, a.format.into(), a.output.as_deref()) {
+    match report::emit(&records, a.format.into(), stdout_or(a.output).as_deref()) {
         Err(e) if !e.is_broken_pipe() => Err(e),
         _ => Ok(code),
     }
 }
 
-fn domain_filter(domains: &[String], file: Option<&std::path::Path>) -> Result<DomainFilter> {
-    Ok(DomainFilter(read_domains(domains, file)?))
-}
-
-/// Domains from the command line and a file, normalised.
+/// Domains from the command line (`what` names them in errors) and a file, normalised. In the
+/// file, `#` starts a comment (a whole line or the end of one).
 fn read_domains(
     domains: &[String],
     file: Option<&std::path::Path>,
+    what: &str,
 ) -> Result<std::collections::BTreeSet<String>> {
     let mut set = std::collections::BTreeSet::new();
     let mut add = |raw: &str, place: String| -> Result<()> {
         let d = breach_audit::email::normalize_domain(raw)
-            .map_err(|why| Error::Usage(format!("{place}: {raw:?} is not a domain ({why})")))?;
+            .map_err(|why| {
+                let hint = match raw.rsplit_once('@') {
+                    Some((_, d)) => format!("; for an address give its domain, {d}"),
+                    None => String::new(),
+                };
+                Error::Usage(format!("{place}: {raw:?} is not a domain ({why}){hint}"))
+            })?;
         set.insert(d);
         Ok(())
     };
     for d in domains {
-        add(d, "--domain".into())?;
+        add(d, what.into())?;
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).at(path)?;
         for (i, line) in text.lines().enumerate() {
-            let line = line.trim().trim_start_matches('\u{feff}');
-            if line.is_empty() || line.starts_with('#') {
+            let line = line.trim_start_matches('\u{feff}');
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
                 continue;
             }
             add(line, format!("{}:{}", path.display(), i + 1))?;
@@ -497,8 +655,13 @@ fn run_info(a: IndexArg) -> Result<i32> {
     let _ = writeln!(out, "index        {}", a.index.display());
     let _ = writeln!(
         out,
-        "format       {} v{} (build {:016x}, built at {} UTC epoch s)",
-        m.format, m.version, m.build_id, m.built_at
+        "format       {} v{} (build {:016x}, built at {})",
+        m.format,
+        m.version,
+        m.build_id,
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.built_at)
+        )
     );
     let _ = writeln!(
         out,
@@ -566,12 +729,8 @@ fn run_info(a: IndexArg) -> Result<i32> {
 }
 
 fn run_audit(a: AuditArgs) -> Result<i32> {
-    let cfg: AuditConfig = match &a.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).at(path)?;
-            toml::from_str(&text)
-                .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?
-        }
+    let cfg = match &a.config {
+        Some(path) => AuditConfig::read(path)?,
         None => AuditConfig::default(),
     };
     // A flag replaces the file's value (a repeated flag replaces the file's whole list).
@@ -585,9 +744,28 @@ fn run_audit(a: AuditArgs) -> Result<i32> {
     };
     let mem = match (a.mem, &cfg.mem) {
         (Some(m), _) => m,
-        (None, Some(s)) => parse_size(s).map_err(|e| Error::Usage(format!("config mem: {e}")))?,
+        (None, Some(s)) => parse_mem(s).map_err(|e| Error::Usage(format!("config mem: {e}")))?,
         (None, None) => 512 << 20,
     };
+    let max_file_bytes = match (a.judge.max_file_size, &cfg.max_file_size) {
+        (Some(m), _) => m as u64,
+        (None, Some(s)) => {
+            parse_size(s).map_err(|e| Error::Usage(format!("config max_file_size: {e}")))? as u64
+        }
+        (None, None) => breach_audit::sources::tree::DEFAULT_MAX_BYTES,
+    };
+    let max_rejected = match (a.judge.max_rejected, cfg.max_rejected) {
+        (Some(m), _) => m,
+        (None, Some(m)) => parse_percent(&m.to_string())
+            .map_err(|e| Error::Usage(format!("config max_rejected: {e}")))?,
+        (None, None) => check::DEFAULT_MAX_REJECTED,
+    };
+    let (domain, domains_file) = if a.domain.is_empty() && a.domains_file.is_none() {
+        (cfg.domain, cfg.domains_file)
+    } else {
+        (a.domain, a.domains_file)
+    };
+    let domains = read_domains(&domain, domains_file.as_deref(), "--domain")?;
     let mut accounts: Vec<AccountSource> = pick(a.directadmin, cfg.directadmin)
         .into_iter()
         .map(AccountSource::DirectAdmin)
@@ -618,6 +796,9 @@ fn run_audit(a: AuditArgs) -> Result<i32> {
         tmp_dir: a.tmp_dir.or(cfg.tmp_dir),
         all: a.all,
         progress: !a.out_opts.quiet,
+        domains: domains.into_iter().collect(),
+        max_rejected,
+        max_file_bytes,
     };
     let quiet = a.out_opts.quiet;
     match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
@@ -629,19 +810,44 @@ fn run_audit(a: AuditArgs) -> Result<i32> {
             Ok(breach_audit::audit::EXIT_LOCKED)
         }
         Ok(o) => {
+            // What was not audited is shown whatever --quiet says: cron must see it.
+            let no_owner: Vec<String> = o
+                .issues
+                .iter()
+                .filter(|i| !i.not_audited())
+                .map(|i| i.to_string())
+                .collect();
+            print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
+            if o.held_addresses > 0 {
+                print_alerts([format!(
+                    "{} with findings on record not audited tonight: their findings are kept, neither resolved nor reported again",
+                    plural(o.held_addresses, "address")
+                )
+                .as_str()]);
+            }
             if !quiet {
                 let s = &o.summary;
                 eprintln!(
-                    "breach-audit: audit: {} accounts audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} new findings on {} accounts, {} notices; index {}; {:.1}s",
-                    s.accounts,
+                    "breach-audit: audit: {} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable; {} on {}, {}; {}; index {}; {:.1}s",
+                    plural(s.accounts, "account"),
                     s.at_risk,
                     s.critical,
                     s.high,
                     s.medium,
                     s.unknown,
-                    o.new_findings,
-                    o.new_accounts,
-                    o.notices,
+                    s.salted,
+                    s.unverifiable,
+                    plural(o.new_findings, "new finding"),
+                    plural(o.new_accounts, "account"),
+                    plural(o.notices, "notice"),
+                    if o.complete() {
+                        "complete".to_string()
+                    } else {
+                        format!(
+                            "INCOMPLETE: {} not audited or without owner",
+                            plural(o.issues.len() as u64, "domain")
+                        )
+                    },
                     if o.rebuilt { "rebuilt" } else { "unchanged" },
                     o.elapsed.as_secs_f64()
                 );

@@ -179,3 +179,15 @@ pub fn pid_alive(pid: u32) -> bool {
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// Is `pid` a live breach-audit process? A pid that was reused by another program does not
+/// count, so the leftovers of a killed build are removed even then.
+pub fn build_alive(pid: u32) -> bool {
+    if !pid_alive(pid) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => comm.trim_end().starts_with("breach-audit"),
+        Err(_) => true,
+    }
+}

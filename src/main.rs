@@ -4,6 +4,9 @@
 
 mod cli;
 
+/// How long an interrupted run may take to unwind before it is ended anyway.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 use clap::Parser;
 
 fn main() {
@@ -13,6 +16,17 @@ fn main() {
             std::process::exit(130);
         }
         breach_audit::fsutil::set_interrupted();
+        // Long loops see the flag and unwind, removing their temporary files. Whatever does not
+        // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
+        // run left behind.
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            eprintln!(
+                "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
+                STOP_GRACE.as_secs()
+            );
+            std::process::exit(130);
+        });
     });
     let code = match cli::run(args) {
         Ok(code) => code,

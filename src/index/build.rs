@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,7 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         .tmp_dir
         .clone()
         .unwrap_or_else(|| staging.parent.clone());
+    remove_stale_sort_dirs(&tmp_parent, warn);
     let mut tmp = TempRuns {
         parent: tmp_parent,
         dir: None,
@@ -602,6 +604,43 @@ fn ingest_combolist(
     Ok(rec)
 }
 
+/// Sort directories are named `.breach-audit-sort-<pid>-<random>`.
+const SORT_DIR_PREFIX: &str = ".breach-audit-sort-";
+
+/// Sort directories without a pid in their name (made by older versions) are removed once this
+/// old.
+const UNNAMED_SORT_DIR_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Remove the sort directories that dead builds left in `parent` (a build killed with SIGKILL
+/// cannot clean up after itself): those whose pid is no longer a breach-audit process, and those
+/// of older versions (no pid) not touched for a day.
+fn remove_stale_sort_dirs(parent: &Path, warn: &mut dyn FnMut(String)) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(SORT_DIR_PREFIX) else {
+            continue;
+        };
+        let stale = match rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) {
+            Some(pid) => !fsutil::build_alive(pid),
+            None => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > UNNAMED_SORT_DIR_AGE),
+        };
+        if stale && std::fs::remove_dir_all(e.path()).is_ok() {
+            warn(format!(
+                "removed {}, left by a build that did not finish",
+                e.path().display()
+            ));
+        }
+    }
+}
+
 /// The private temporary directory for sort runs, created on first use.
 struct TempRuns {
     parent: PathBuf,
@@ -613,7 +652,8 @@ impl TempRuns {
         if self.dir.is_none() {
             fsutil::create_private_dir(&self.parent)?;
             let d = tempfile::Builder::new()
-                .prefix(".breach-audit-sort-")
+                .prefix(&format!("{SORT_DIR_PREFIX}{}-", std::process::id()))
+                .permissions(std::fs::Permissions::from_mode(0o700))
                 .tempdir_in(&self.parent)
                 .at(&self.parent)?;
             self.dir = Some(d);
@@ -1107,7 +1147,7 @@ fn remove_stale_staging(parent: &Path, name: &str) {
         let fname = e.file_name().to_string_lossy().to_string();
         if let Some(rest) = fname.strip_prefix(&prefix) {
             let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !fsutil::pid_alive(p)) {
+            if pid.is_some_and(|p| !fsutil::build_alive(p)) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }

@@ -1,64 +1,102 @@
 //! cPanel server trees: `home/<user>/etc/<domain>/shadow` (`login:HASH:DAYS::::::`, a leading `!`
 //! marks a suspended login), owners from `etc/userdomains` (`domain: user`, else the home
 //! directory's user), contacts from `var/cpanel/users/<owner>` (`CONTACTEMAIL=`). Only the wanted
-//! domains' files are read.
+//! domains' files are read. Everything under `home/<user>` belongs to the customer: it is read
+//! through [`Tree`], which refuses links, FIFOs, devices and oversized files there.
 
 use super::accounts::{
-    Owner, ReadStats, Sink, colon_map, conf_value, domain_dirs, read_domain_file,
+    DomainIssue, Owner, Problem, ReadStats, Sink, colon_map, conf_value, domain_dirs,
+    read_domain_file,
 };
-use crate::error::{Error, IoContext, Result};
+use super::tree::{Entry, Refusal, Tree};
+use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn read(
-    root: &Path,
+    tree: &Tree,
     want: &super::accounts::Want,
     sink: &mut Sink,
     warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {
-    let home = root.join("home");
-    if !home.is_dir() {
+    let home = Path::new("home");
+    let Ok(entries) = tree.dirs(home) else {
         return Err(Error::bad_input(
-            root,
-            "not a cPanel tree: no home directory",
+            tree.show(Path::new("")),
+            "not a cPanel tree: no readable home directory (give the server's root, e.g. --cpanel /)",
         ));
-    }
-    let owners = colon_map(&root.join("etc/userdomains"), warn);
+    };
+    let owners = colon_map(tree, "etc/userdomains", warn);
     let mut contacts: HashMap<String, Option<String>> = HashMap::new();
     let mut out = ReadStats::default();
-    let mut users: Vec<_> = std::fs::read_dir(&home)
-        .at(&home)?
-        .flatten()
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
-        .collect();
-    users.sort();
-    for (user, dir) in users {
-        let etc = dir.join("etc");
-        if !etc.is_dir() {
-            continue;
-        }
-        for (domain, ddir) in domain_dirs(&etc)? {
-            if !want(&domain) {
+    for e in entries {
+        let Entry::Dir(user) = e else { continue };
+        let etc = home.join(&user).join("etc");
+        let mut found = ReadStats::default();
+        let domains = match tree.dirs(&etc) {
+            Ok(_) => domain_dirs(tree, &etc, &mut found)?,
+            Err(Refusal::Missing(_)) => continue, // no mail for this user
+            Err(why) => {
+                // The customer's whole etc is unreadable: which domains it held is unknown here;
+                // name the ones etc/userdomains gives this user.
+                user_not_audited(tree, &etc, &user, &owners, &why.to_string(), &mut out);
                 continue;
             }
-            let name = owners.get(&domain).cloned().unwrap_or_else(|| user.clone());
+        };
+        out.issues.append(&mut found.issues);
+        for (domain, name) in domains {
+            if !want(&domain) {
+                out.skipped += 1;
+                continue;
+            }
+            let owner_name = owners.get(&domain).cloned().unwrap_or_else(|| user.clone());
             let contact = contacts
-                .entry(name.clone())
+                .entry(owner_name.clone())
                 .or_insert_with(|| {
                     conf_value(
-                        &root.join("var/cpanel/users").join(&name),
+                        tree,
+                        &PathBuf::from("var/cpanel/users").join(&owner_name),
                         "CONTACTEMAIL",
                         warn,
                     )
                 })
                 .clone();
             let owner = Owner {
-                name: Some(name),
+                name: Some(owner_name),
                 contact,
             };
-            read_domain_file(&ddir.join("shadow"), &domain, &owner, &mut out, sink, warn)?;
+            let rel = etc.join(&name).join("shadow");
+            read_domain_file(tree, &rel, &domain, &owner, &mut out, sink)?;
         }
     }
     Ok(out)
+}
+
+/// Record every domain of `user` (by etc/userdomains) as not audited; one issue with no domain when
+/// none is known.
+fn user_not_audited(
+    tree: &Tree,
+    etc: &Path,
+    user: &str,
+    owners: &HashMap<String, String>,
+    why: &str,
+    out: &mut ReadStats,
+) {
+    let mut domains: Vec<&String> = owners
+        .iter()
+        .filter(|(_, o)| o.as_str() == user)
+        .map(|(d, _)| d)
+        .collect();
+    domains.sort();
+    let issue = |domain: String| DomainIssue {
+        domain,
+        path: tree.show(etc),
+        problem: Problem::Unreadable(why.to_string()),
+    };
+    if domains.is_empty() {
+        out.issues.push(issue(String::new()));
+    }
+    for d in domains {
+        out.issues.push(issue(d.clone()));
+    }
 }

@@ -2,57 +2,64 @@
 //! (`user:HASH:uid:gid:gecos:/home/<owner>/imap/<domain>/<user>:shell`), owners from
 //! `etc/virtual/domainowners` (`domain: owner`), contacts from
 //! `usr/local/directadmin/data/users/<owner>/user.conf` (`email=`). Only the wanted domains'
-//! files are read.
+//! files are read, through [`Tree`] (DirectAdmin's own root-owned pointer links are followed).
 
 use super::accounts::{
-    Owner, ReadStats, Sink, colon_map, conf_value, domain_dirs, read_domain_file,
+    DomainIssue, Owner, Problem, ReadStats, Sink, colon_map, conf_value, domain_dirs,
+    read_domain_file,
 };
+use super::tree::Tree;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub fn read(
-    root: &Path,
+    tree: &Tree,
     want: &super::accounts::Want,
     sink: &mut Sink,
     warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {
-    let virt = root.join("etc/virtual");
-    if !virt.is_dir() {
-        return Err(Error::bad_input(
-            root,
-            "not a DirectAdmin tree: no etc/virtual directory",
-        ));
-    }
-    let owners = colon_map(&virt.join("domainowners"), warn);
-    let mut contacts: HashMap<String, Option<String>> = HashMap::new();
+    let virt = Path::new("etc/virtual");
     let mut out = ReadStats::default();
-    for (domain, dir) in domain_dirs(&virt)? {
+    let Ok(domains) = domain_dirs(tree, virt, &mut out) else {
+        return Err(Error::bad_input(
+            tree.show(Path::new("")),
+            "not a DirectAdmin tree: no readable etc/virtual directory (give the server's root, e.g. --directadmin /)",
+        ));
+    };
+    let owners = colon_map(tree, "etc/virtual/domainowners", warn);
+    let mut contacts: HashMap<String, Option<String>> = HashMap::new();
+    for (domain, name) in domains {
         if !want(&domain) {
+            out.skipped += 1;
             continue;
         }
-        let name = owners.get(&domain).cloned();
-        let contact = match &name {
+        let owner_name = owners.get(&domain).cloned();
+        let contact = match &owner_name {
             Some(o) => contacts
                 .entry(o.clone())
                 .or_insert_with(|| {
-                    let conf = root
-                        .join("usr/local/directadmin/data/users")
+                    let conf = PathBuf::from("usr/local/directadmin/data/users")
                         .join(o)
                         .join("user.conf");
-                    conf_value(&conf, "email", warn)
+                    conf_value(tree, &conf, "email", warn)
                 })
                 .clone(),
             None => {
-                warn(format!(
-                    "{}: no owner for {domain}",
-                    virt.join("domainowners").display()
-                ));
+                out.issues.push(DomainIssue {
+                    domain: domain.clone(),
+                    path: tree.show(&virt.join("domainowners")),
+                    problem: Problem::NoOwner,
+                });
                 None
             }
         };
-        let owner = Owner { name, contact };
-        read_domain_file(&dir.join("passwd"), &domain, &owner, &mut out, sink, warn)?;
+        let owner = Owner {
+            name: owner_name,
+            contact,
+        };
+        let rel = virt.join(&name).join("passwd");
+        read_domain_file(tree, &rel, &domain, &owner, &mut out, sink)?;
     }
     Ok(out)
 }

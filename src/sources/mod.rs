@@ -6,3 +6,4 @@ pub mod combolist;
 pub mod cpanel;
 pub mod directadmin;
 pub mod hibp;
+pub mod tree;
