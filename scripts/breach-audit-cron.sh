@@ -2,23 +2,36 @@
 # Nightly wrapper for cron: run the audit, stay silent unless something needs a human.
 #
 #   # /etc/cron.d/breach-audit
+#   PATH=/usr/local/bin:/usr/bin:/bin
 #   MAILTO=postmaster@example.net
 #   17 3 * * *  root  /usr/local/bin/breach-audit-cron.sh /etc/breach-audit/audit.toml
 #
 # Exit codes of `breach-audit audit`: 0 nothing new, 1 new findings (the mailer's input is in the
 # config's `out` directory), 2 error (printed, so cron mails it), 3 another run holds the lock.
+# With --quiet the audit prints only what a human must see: errors, and accounts it could not
+# audit (a missing or refused file, a domain with no owner). This wrapper prints those, and exits
+# non-zero when there were any (4: the audit ran but was incomplete), so cron mails them.
 # Set NOTIFY to a command to run when there are new findings, e.g. the notice mailer:
 #   NOTIFY="/usr/local/bin/send-breach-notices /var/lib/breach-audit/out/notices.csv"
 set -u
 config=${1:-/etc/breach-audit/audit.toml}
 bin=${BREACH_AUDIT:-breach-audit}
-"$bin" audit --config "$config" --quiet
+messages=$(mktemp "${TMPDIR:-/tmp}/breach-audit-cron.XXXXXX") || exit 2
+trap 'rm -f "$messages"' EXIT
+"$bin" audit --config "$config" --quiet 2>"$messages"
 rc=$?
+cat "$messages" >&2
 case $rc in
-  0) exit 0 ;;
+  0) ;;
   1) logger -t breach-audit "new at-risk findings; notices written" 2>/dev/null
-     if [ -n "${NOTIFY:-}" ]; then sh -c "$NOTIFY"; fi
-     exit 0 ;;
+     if [ -n "${NOTIFY:-}" ]; then
+       sh -c "$NOTIFY" || { echo "breach-audit: the notice command failed (exit $?): $NOTIFY" >&2; exit 5; }
+     fi ;;
   3) logger -t breach-audit "previous audit still running; skipped" 2>/dev/null; exit 0 ;;
   *) echo "breach-audit audit failed (exit $rc); see the message above" >&2; exit "$rc" ;;
 esac
+if [ -s "$messages" ]; then
+  echo "breach-audit: the audit was incomplete (see the warnings above): what was not audited tonight keeps its findings on record and is owed tomorrow" >&2
+  exit 4
+fi
+exit 0

@@ -229,9 +229,7 @@ impl AuditOutcome {
 
 /// `run.json`: what tonight's run did and what it could not do, for scripts and the operator.
 fn write_run(path: &Path, o: &AuditOutcome, started: std::time::SystemTime) -> Result<()> {
-    let secs = |t: std::time::SystemTime| {
-        humantime::format_rfc3339_seconds(t).to_string()
-    };
+    let secs = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let s = &o.summary;
     let run = serde_json::json!({
         "started": secs(started),

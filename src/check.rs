@@ -353,7 +353,11 @@ pub fn plural(n: u64, what: &str) -> String {
 /// Zero is an error, not a verdict: a source that yields no account (and left none out for the
 /// domain filter), or whose rows are mostly rejected, fails the run with the counts and the likely
 /// cause.
-fn source_must_hold_accounts(src: &AccountSource, stats: &ReadStats, max_rejected: f64) -> Result<()> {
+fn source_must_hold_accounts(
+    src: &AccountSource,
+    stats: &ReadStats,
+    max_rejected: f64,
+) -> Result<()> {
     let valid = stats.accounts + stats.skipped;
     let rows = valid + stats.rejected;
     let rejected_share = stats.rejected as f64 / rows.max(1) as f64;

@@ -168,9 +168,15 @@ impl AuditConfig {
                 *p = base.join(&*p);
             }
         };
-        for p in [&mut c.index, &mut c.state, &mut c.out, &mut c.tmp_dir, &mut c.domains_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut c.index,
+            &mut c.state,
+            &mut c.out,
+            &mut c.tmp_dir,
+            &mut c.domains_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             rebase(p);
         }
@@ -408,7 +414,10 @@ fn print_alerts<'a>(alerts: impl IntoIterator<Item = &'a str>) {
         eprintln!("breach-audit: warning: {a}");
     }
     if alerts.len() > 20 {
-        eprintln!("breach-audit: warning: ... and {} more like these", alerts.len() - 20);
+        eprintln!(
+            "breach-audit: warning: ... and {} more like these",
+            alerts.len() - 20
+        );
     }
 }
 
@@ -512,7 +521,11 @@ fn run_check(a: CheckArgs) -> Result<i32> {
     sources.extend(a.accounts_csv.into_iter().map(AccountSource::Csv));
     check_output(a.output.as_deref())?;
     let opts = check::CheckOptions {
-        filter: DomainFilter::new(read_domains(&a.domain, a.domains_file.as_deref(), "--domain")?),
+        filter: DomainFilter::new(read_domains(
+            &a.domain,
+            a.domains_file.as_deref(),
+            "--domain",
+        )?),
         max_rejected: a.judge.max_rejected.unwrap_or(check::DEFAULT_MAX_REJECTED),
         max_file_bytes: a
             .judge
@@ -529,7 +542,11 @@ fn run_check(a: CheckArgs) -> Result<i32> {
     outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
     cache.save()?;
     let code = i32::from(!outcome.records.is_empty());
-    let written = report::emit(&outcome.records, a.format.into(), stdout_or(a.output).as_deref());
+    let written = report::emit(
+        &outcome.records,
+        a.format.into(),
+        stdout_or(a.output).as_deref(),
+    );
     print_alerts(outcome.alerts.iter().map(String::as_str));
     if !a.out.quiet {
         let s = &outcome.summary;
@@ -584,14 +601,13 @@ fn read_domains(
 ) -> Result<std::collections::BTreeSet<String>> {
     let mut set = std::collections::BTreeSet::new();
     let mut add = |raw: &str, place: String| -> Result<()> {
-        let d = breach_audit::email::normalize_domain(raw)
-            .map_err(|why| {
-                let hint = match raw.rsplit_once('@') {
-                    Some((_, d)) => format!("; for an address give its domain, {d}"),
-                    None => String::new(),
-                };
-                Error::Usage(format!("{place}: {raw:?} is not a domain ({why}){hint}"))
-            })?;
+        let d = breach_audit::email::normalize_domain(raw).map_err(|why| {
+            let hint = match raw.rsplit_once('@') {
+                Some((_, d)) => format!("; for an address give its domain, {d}"),
+                None => String::new(),
+            };
+            Error::Usage(format!("{place}: {raw:?} is not a domain ({why}){hint}"))
+        })?;
         set.insert(d);
         Ok(())
     };

@@ -7,10 +7,10 @@
 //! from (`path:line`) for messages; a row that is not an account is counted and sampled by line
 //! number, never echoed (it may hold a password).
 
+use super::tree::{Entry, Tree};
 use crate::email::{self, Email};
 use crate::error::{Error, IoContext, Result};
 use crate::scheme::{self, Bare, Stored};
-use super::tree::{Entry, Tree};
 use std::path::{Path, PathBuf};
 
 /// One mailbox to audit.
@@ -155,9 +155,12 @@ pub fn read(
             sink,
             warn,
         ),
-        AccountSource::Cpanel(root) => {
-            super::cpanel::read(&open_tree(root, max_file_bytes, "cPanel")?, want, sink, warn)
-        }
+        AccountSource::Cpanel(root) => super::cpanel::read(
+            &open_tree(root, max_file_bytes, "cPanel")?,
+            want,
+            sink,
+            warn,
+        ),
     }
 }
 
@@ -400,7 +403,11 @@ fn parse_plain_csv(
     for window in pieces.chunks(rayon::current_num_threads() * 2) {
         // Per piece: its accounts, the accounts taken and skipped, its rejected rows (line within
         // the piece, reason), its lines.
-        type Piece = (Result<(Vec<Account>, u64, u64)>, Vec<(u64, &'static str)>, u64);
+        type Piece = (
+            Result<(Vec<Account>, u64, u64)>,
+            Vec<(u64, &'static str)>,
+            u64,
+        );
         let handler = sink.piece_handler();
         let parsed: Vec<Piece> = window
             .par_iter()
@@ -527,7 +534,10 @@ pub(crate) fn colon_map(
     match tree.read(Path::new(rel)) {
         Ok(data) => parse_colon_map(&data),
         Err(e) => {
-            warn(format!("{}: {e}; owners unknown", tree.show(Path::new(rel)).display()));
+            warn(format!(
+                "{}: {e}; owners unknown",
+                tree.show(Path::new(rel)).display()
+            ));
             Default::default()
         }
     }
@@ -558,7 +568,10 @@ pub(crate) fn conf_value(
     match tree.read(rel) {
         Ok(data) => parse_conf_value(&data, key),
         Err(e) => {
-            warn(format!("{}: {e}; contact unknown", tree.show(rel).display()));
+            warn(format!(
+                "{}: {e}; contact unknown",
+                tree.show(rel).display()
+            ));
             None
         }
     }
@@ -581,7 +594,11 @@ pub fn parse_conf_value(data: &[u8], key: &str) -> Option<String> {
 
 /// Subdirectories of `rel` in `tree` named like domains: (normalised domain, name), sorted. Names
 /// refused by the link policy become issues in `out` (their accounts are not audited).
-pub(crate) fn domain_dirs(tree: &Tree, rel: &Path, out: &mut ReadStats) -> Result<Vec<(String, String)>> {
+pub(crate) fn domain_dirs(
+    tree: &Tree,
+    rel: &Path,
+    out: &mut ReadStats,
+) -> Result<Vec<(String, String)>> {
     let entries = tree
         .dirs(rel)
         .map_err(|e| Error::bad_input(tree.show(rel), format!("cannot list: {e}")))?;

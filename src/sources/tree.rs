@@ -117,7 +117,13 @@ impl Tree {
     }
 
     /// Open one component `name` in `dir` (whose status is `dir_st`) under the link policy.
-    fn step(&self, dir: &OwnedFd, dir_st: &Stat, name: &str, flags: OFlags) -> Result<OwnedFd, Refusal> {
+    fn step(
+        &self,
+        dir: &OwnedFd,
+        dir_st: &Stat,
+        name: &str,
+        flags: OFlags,
+    ) -> Result<OwnedFd, Refusal> {
         let base = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | flags;
         match rustix::fs::openat(dir, name, base | OFlags::NOFOLLOW, Mode::empty()) {
             Ok(fd) => Ok(fd),
@@ -145,7 +151,9 @@ impl Tree {
             let Component::Normal(name) = c else {
                 return Err(Refusal::Refused("not a plain relative path".into()));
             };
-            let name = name.to_str().ok_or_else(|| Refusal::Refused("name is not UTF-8".into()))?;
+            let name = name
+                .to_str()
+                .ok_or_else(|| Refusal::Refused("name is not UTF-8".into()))?;
             fd = self.step(&fd, &st, name, OFlags::DIRECTORY)?;
             st = rustix::fs::fstat(&fd).map_err(io)?;
         }
@@ -276,14 +284,27 @@ mod tests {
         big.set_len(10 << 30).unwrap();
         let t = Tree::open(d.path(), 1 << 20).unwrap();
         assert_eq!(t.read(Path::new("a/b/ok")).unwrap(), b"x:y\n");
-        assert!(matches!(t.read(Path::new("a/b/none")), Err(Refusal::Missing(_))));
-        assert!(matches!(t.read(Path::new("a/x/ok")), Err(Refusal::Missing(_))));
-        for (f, want) in [("fifo", "FIFO"), ("zero", "character device"), ("big", "limit")] {
+        assert!(matches!(
+            t.read(Path::new("a/b/none")),
+            Err(Refusal::Missing(_))
+        ));
+        assert!(matches!(
+            t.read(Path::new("a/x/ok")),
+            Err(Refusal::Missing(_))
+        ));
+        for (f, want) in [
+            ("fifo", "FIFO"),
+            ("zero", "character device"),
+            ("big", "limit"),
+        ] {
             match t.read(&Path::new("a/b").join(f)) {
                 Err(Refusal::Refused(why)) => assert!(why.contains(want), "{f}: {why}"),
                 other => panic!("{f}: {other:?}"),
             }
         }
-        assert!(matches!(t.read(Path::new("../etc/passwd")), Err(Refusal::Refused(_))));
+        assert!(matches!(
+            t.read(Path::new("../etc/passwd")),
+            Err(Refusal::Refused(_))
+        ));
     }
 }
