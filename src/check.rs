@@ -11,7 +11,8 @@
 use crate::cache::VerifyCache;
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::index::keys::{self, HashKind};
+use crate::index::PasswordCounts;
+use crate::index::keys::{self, HashKind, Origin};
 use crate::scheme::Stored;
 use crate::sources::accounts::{self, Account, AccountSource, DomainIssue, ReadStats};
 use crate::sources::combolist::Secret;
@@ -46,15 +47,44 @@ impl Severity {
 pub enum Finding {
     /// A password leaked for this address is the account's current password.
     CurrentPasswordLeaked,
-    /// The account's password hash is in the dumps `count` times.
-    PasswordPwned { count: u64 },
+    /// The account's password is public: in the HIBP dumps `count` times (`source` "hibp"), or,
+    /// when the dumps do not have it, in `count` distinct combolist rows (`source` "combolist").
+    PasswordPwned { count: u64, source: CountSource },
     /// The address is in combolists, in `count` distinct rows.
     CredentialsLeaked { count: u64 },
     /// The stored hash cannot be checked.
     Unverifiable { scheme: String },
 }
 
+/// Where the count of a `password_pwned` finding comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum CountSource {
+    /// HIBP's "seen N times".
+    Hibp,
+    /// Distinct combolist rows (address, password) holding the password.
+    Combolist,
+}
+
 impl Finding {
+    /// The `password_pwned` finding of a password with these counts: the dumps' count when they
+    /// have it, else the combolists'; none when neither has it.
+    pub fn pwned(c: PasswordCounts) -> Option<Finding> {
+        if c.dumps > 0 {
+            Some(Finding::PasswordPwned {
+                count: c.dumps,
+                source: CountSource::Hibp,
+            })
+        } else if c.combolists > 0 {
+            Some(Finding::PasswordPwned {
+                count: c.combolists,
+                source: CountSource::Combolist,
+            })
+        } else {
+            None
+        }
+    }
+
     pub fn severity(&self) -> Severity {
         match self {
             Finding::CurrentPasswordLeaked => Severity::Critical,
@@ -67,7 +97,14 @@ impl Finding {
     pub fn short(&self) -> String {
         match self {
             Finding::CurrentPasswordLeaked => "current_password_leaked".to_string(),
-            Finding::PasswordPwned { count } => format!("password_pwned:{count}"),
+            Finding::PasswordPwned {
+                count,
+                source: CountSource::Hibp,
+            } => format!("password_pwned:{count}"),
+            Finding::PasswordPwned {
+                count,
+                source: CountSource::Combolist,
+            } => format!("password_pwned:{count}:combolist"),
             Finding::CredentialsLeaked { count } => format!("credentials_leaked:{count}"),
             Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
         }
@@ -457,8 +494,8 @@ fn judge_many(
     accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
     // The stored SHA-1 and NTLM hashes are looked up first, together: their lookups overlap.
-    let mut known: Vec<Option<u64>> = vec![None; accounts.len()];
-    for kind in HashKind::ALL {
+    let mut known: Vec<Option<PasswordCounts>> = vec![None; accounts.len()];
+    for (origin, kind) in crate::index::all_maps() {
         let (who, fps): (Vec<usize>, Vec<u64>) = accounts
             .iter()
             .enumerate()
@@ -471,9 +508,14 @@ fn judge_many(
         if fps.is_empty() {
             continue;
         }
-        if let Some(counts) = index.count_many(kind, &fps)? {
-            for (i, c) in who.into_iter().zip(counts) {
-                known[i] = Some(c);
+        let counts = index
+            .count_many(origin, kind, &fps)?
+            .unwrap_or_else(|| vec![0; fps.len()]);
+        for (i, c) in who.into_iter().zip(counts) {
+            let k = known[i].get_or_insert_default();
+            match origin {
+                Origin::Dumps => k.dumps = c,
+                Origin::Combolists => k.combolists = c,
             }
         }
     }
@@ -539,12 +581,12 @@ enum Kind {
     NoMap(HashKind),
 }
 
-/// Judge one account; `known` is the dump count of its stored hash when already looked up.
+/// Judge one account; `known` is the counts of its stored hash when already looked up.
 fn judge(
     index: &Index,
     cache: &VerifyCache,
     a: &Account,
-    known: Option<u64>,
+    known: Option<PasswordCounts>,
 ) -> Result<(Vec<Finding>, Kind)> {
     let (mut findings, kind) = judge_hash(index, a, known)?;
     let Some(em) = &index.emails else {
@@ -568,10 +610,7 @@ fn judge(
                 .iter()
                 .any(|f| matches!(f, Finding::PasswordPwned { .. }))
             {
-                let count = index.password_count(pw)?;
-                if count > 0 {
-                    findings.push(Finding::PasswordPwned { count });
-                }
+                findings.extend(Finding::pwned(index.password_counts(pw)?));
             }
             break;
         }
@@ -580,16 +619,14 @@ fn judge(
 }
 
 /// What the stored hash alone says.
-fn judge_hash(index: &Index, a: &Account, known: Option<u64>) -> Result<(Vec<Finding>, Kind)> {
-    let pwned = |count: u64| {
-        if count > 0 {
-            vec![Finding::PasswordPwned { count }]
-        } else {
-            Vec::new()
-        }
-    };
+fn judge_hash(
+    index: &Index,
+    a: &Account,
+    known: Option<PasswordCounts>,
+) -> Result<(Vec<Finding>, Kind)> {
+    let pwned = |c: PasswordCounts| Finding::pwned(c).into_iter().collect::<Vec<_>>();
     let by_map = |kind: HashKind, digest: &[u8], scheme: &str| -> Result<_> {
-        Ok(if index.map(kind).is_none() {
+        Ok(if !index.has_kind(kind) {
             (
                 vec![Finding::Unverifiable {
                     scheme: scheme.to_string(),
@@ -597,17 +634,20 @@ fn judge_hash(index: &Index, a: &Account, known: Option<u64>) -> Result<(Vec<Fin
                 Kind::NoMap(kind),
             )
         } else {
-            let count = match known {
+            let counts = match known {
                 Some(c) => c,
-                None => index.count(kind, digest)?,
+                None => PasswordCounts {
+                    dumps: index.count_in(Origin::Dumps, kind, digest)?,
+                    combolists: index.count_in(Origin::Combolists, kind, digest)?,
+                },
             };
-            (pwned(count), Kind::Compared)
+            (pwned(counts), Kind::Compared)
         })
     };
     Ok(match &a.stored {
         Stored::Sha1(d) => by_map(HashKind::Sha1, d, "SHA1")?,
         Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM")?,
-        Stored::Plain(p) => (pwned(index.password_count(p)?), Kind::Compared),
+        Stored::Plain(p) => (pwned(index.password_counts(p)?), Kind::Compared),
         Stored::Salted { .. } => (Vec::new(), Kind::Salted),
         Stored::Unverifiable { scheme } => (
             vec![Finding::Unverifiable {

@@ -486,14 +486,24 @@ fn run_build(a: BuildArgs) -> Result<i32> {
         let rejected: u64 = m.sources.iter().map(|s| s.rejected).sum();
         let padding: u64 = m.sources.iter().map(|s| s.padding).sum();
         let keys = |k: &str| m.maps.get(k).map(|r| r.keys).unwrap_or(0);
-        let hashes = keys("sha1") + keys("ntlm");
+        let hashes: u64 = m.maps.values().map(|r| r.keys).sum();
+        let combo = keys("sha1-combolist") + keys("ntlm-combolist");
         eprintln!(
-            "breach-audit: built {} in {:.1}s: {} lines, {} SHA-1 + {} NTLM hashes, {} addresses, {} padding rows dropped, {} lines rejected, {} bytes ({:.2} bytes/hash){}",
+            "breach-audit: built {} in {:.1}s: {} lines, {} SHA-1 + {} NTLM hashes{}, {} addresses, {} padding rows dropped, {} lines rejected, {} bytes ({:.2} bytes/hash){}",
             opts.index.display(),
             s.elapsed.as_secs_f64(),
             lines,
             keys("sha1"),
             keys("ntlm"),
+            if combo > 0 {
+                format!(
+                    " from the dumps, {} SHA-1 + {} NTLM from combolist passwords",
+                    keys("sha1-combolist"),
+                    keys("ntlm-combolist")
+                )
+            } else {
+                String::new()
+            },
             m.emails.as_ref().map(|e| e.addresses).unwrap_or(0),
             padding,
             rejected,

@@ -6,7 +6,8 @@ use crate::index::Index;
 use crate::index::keys::HashKind;
 use crate::sources::hibp::{hex_val, trim_blanks};
 
-/// The count for one input line: a password, or with `hashes` a 40-hex SHA-1 or 32-hex NTLM.
+/// The count for one input line (dumps and combolists together): a password, or with `hashes` a
+/// 40-hex SHA-1 or 32-hex NTLM.
 /// `Ok(Err(why))` says why a hash line is not a hash; `Err` is a damaged index.
 pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<Result<u64, &'static str>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -26,5 +27,9 @@ pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<Result<u6
     if hex::decode_to_slice(h, &mut digest[..h.len() / 2]).is_err() {
         return Ok(Err("not a hex hash"));
     }
-    index.count(kind, &digest).map(Ok)
+    let mut n = 0;
+    for origin in crate::index::keys::Origin::ALL {
+        n += index.count_in(origin, kind, &digest[..h.len() / 2])?;
+    }
+    Ok(Ok(n))
 }

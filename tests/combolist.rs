@@ -165,7 +165,13 @@ fn check_reports_credentials_leaked() {
     );
     assert_eq!(
         rec("bob@example.org")["findings"],
-        serde_json::json!([{"kind": "password_pwned", "count": 1403}, {"kind": "credentials_leaked", "count": 1}])
+        serde_json::json!([{"kind": "password_pwned", "count": 1402, "source": "hibp"}, {"kind": "credentials_leaked", "count": 1}])
+    );
+    // The count is HIBP's own (the dump says 1402), not mixed with the combolist row; a password
+    // only combolists hold says so.
+    assert_eq!(
+        rec("heidi@example.org")["findings"][1],
+        serde_json::json!({"kind": "password_pwned", "count": 1, "source": "combolist"})
     );
     assert_eq!(rec("bob@example.org")["severity"], "high");
     // A salted (SHA512-CRYPT) account whose leaked password is its current one is critical.

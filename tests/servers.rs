@@ -69,22 +69,24 @@ fn server_trees_every_finding_owner_and_contact() {
             .cloned()
             .unwrap_or(Value::Null)
     };
-    let critical = |e: &str, pwned: u64, leaked: u64| {
+    // `pwned` is HIBP's count, or with source "combolist" the combolist rows holding a password
+    // the dumps do not have.
+    let critical = |e: &str, pwned: u64, source: &str, leaked: u64| {
         let r = get(e);
         assert_eq!(r["severity"], "critical", "{e}");
         assert_eq!(
             r["findings"],
-            json!([{"kind": "current_password_leaked"}, {"kind": "password_pwned", "count": pwned}, {"kind": "credentials_leaked", "count": leaked}]),
+            json!([{"kind": "current_password_leaked"}, {"kind": "password_pwned", "count": pwned, "source": source}, {"kind": "credentials_leaked", "count": leaked}]),
             "{e}"
         );
     };
-    critical("info@example.com", 1403, 1); // mkpasswd sha512crypt
-    critical("sales@example.com", 13, 1); // openssl passwd -1, password with ':'
-    critical("ceo@example.com", 1, 2); // htpasswd -B ($2y$), second of two leaked passwords
-    critical("uni@example.com", 32, 1); // mkpasswd yescrypt, non-ASCII password
-    critical("orders@shop.example", 1, 1); // doveadm ARGON2ID
-    critical("writer@blog.example", 43961, 1); // cPanel shadow, sha512crypt
-    critical("editor@blog.example", 1151872, 1); // suspended login: still audited
+    critical("info@example.com", 1402, "hibp", 1); // mkpasswd sha512crypt
+    critical("sales@example.com", 12, "hibp", 1); // openssl passwd -1, password with ':'
+    critical("ceo@example.com", 1, "combolist", 2); // htpasswd -B ($2y$), second of two leaked passwords
+    critical("uni@example.com", 31, "hibp", 1); // mkpasswd yescrypt, non-ASCII password
+    critical("orders@shop.example", 1, "combolist", 1); // doveadm ARGON2ID
+    critical("writer@blog.example", 43960, "hibp", 1); // cPanel shadow, sha512crypt
+    critical("editor@blog.example", 1151871, "hibp", 1); // suspended login: still audited
     assert_eq!(get("editor@blog.example")["suspended"], true);
     assert_eq!(get("writer@blog.example")["suspended"], false);
     // Leaked, but not the current password: medium.

@@ -14,7 +14,7 @@
 
 use super::combo::ComboSorter;
 use super::emails::{EMAILS_FILE, EmailWriter, LEAKS_FILE};
-use super::keys::{HashKind, NUM_SHARDS, fingerprint, shard_of};
+use super::keys::{HashKind, NUM_SHARDS, Origin, fingerprint, shard_of};
 use super::manifest::{self, EmailsRecord, KeyLayout, MANIFEST, Manifest, MapRecord, SourceRecord};
 use super::mapfile::{self, BuiltShard, MapFile, MapFileWriter};
 use crate::error::{Error, IoContext, Result};
@@ -101,18 +101,29 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     } else {
         (opts.mem / 4, opts.mem / 2)
     };
-    let budget_records = (hash_mem / RECORD_BYTES).max(1 << 16);
+    // Two sinks (SHA-1, NTLM) per origin; with combolists, four share the hash budget.
+    let per_sink = if opts.combolists.is_empty() {
+        hash_mem
+    } else {
+        hash_mem / 2
+    };
+    let budget_records = (per_sink / RECORD_BYTES).max(1 << 16);
+    let sink = |origin: Origin, kind: HashKind| {
+        KindSink::new(
+            origin,
+            kind,
+            budget_records,
+            staging.path.join(origin.file_name(kind)),
+        )
+    };
     let mut sinks = [
-        KindSink::new(
-            HashKind::Sha1,
-            budget_records,
-            staging.path.join(HashKind::Sha1.file_name()),
-        ),
-        KindSink::new(
-            HashKind::Ntlm,
-            budget_records,
-            staging.path.join(HashKind::Ntlm.file_name()),
-        ),
+        sink(Origin::Dumps, HashKind::Sha1),
+        sink(Origin::Dumps, HashKind::Ntlm),
+    ];
+    // Combolist plaintexts get maps of their own: a dump's count is never mixed with rows.
+    let mut combo_sinks = [
+        sink(Origin::Combolists, HashKind::Sha1),
+        sink(Origin::Combolists, HashKind::Ntlm),
     ];
     let mut sources = Vec::new();
     for path in &opts.hibp {
@@ -138,8 +149,8 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
                 .map(|p| (fingerprint(&hashes::sha1(p)), fingerprint(&hashes::ntlm(p))))
                 .collect();
             for (s, n) in fps {
-                sinks[0].push(s, 1, &mut tmp)?;
-                sinks[1].push(n, 1, &mut tmp)?;
+                combo_sinks[0].push(s, 1, &mut tmp)?;
+                combo_sinks[1].push(n, 1, &mut tmp)?;
             }
             Ok(())
         })?;
@@ -164,17 +175,17 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     let mut maps = BTreeMap::new();
     let mut external_sort = false;
     let mut index_bytes = 0;
-    for sink in sinks {
+    for sink in sinks.into_iter().chain(combo_sinks) {
         external_sort |= !sink.sorted;
-        let kind = sink.kind;
+        let (origin, kind) = (sink.origin, sink.kind);
         if let Some(trailer) = sink.finish(build_id, &mut tmp)? {
-            let file = kind.file_name();
-            let bytes = std::fs::metadata(staging.path.join(file))
-                .at(staging.path.join(file))?
+            let file = origin.file_name(kind);
+            let bytes = std::fs::metadata(staging.path.join(&file))
+                .at(staging.path.join(&file))?
                 .len();
             index_bytes += bytes;
             maps.insert(
-                kind.name().to_string(),
+                origin.map_name(kind),
                 MapRecord {
                     file: file.to_string(),
                     keys: trailer.keys,
@@ -763,6 +774,7 @@ fn sort_dedup(v: &mut Vec<(u64, u32)>) {
 }
 
 struct KindSink {
+    origin: Origin,
     kind: HashKind,
     budget: usize,
     final_path: PathBuf,
@@ -781,8 +793,9 @@ struct KindSink {
 }
 
 impl KindSink {
-    fn new(kind: HashKind, budget: usize, final_path: PathBuf) -> KindSink {
+    fn new(origin: Origin, kind: HashKind, budget: usize, final_path: PathBuf) -> KindSink {
         KindSink {
+            origin,
             kind,
             budget,
             final_path,
@@ -867,7 +880,9 @@ impl KindSink {
         self.flush_batch()?;
         if let Some(w) = self.writer.take() {
             w.finish(0)?;
-            let base = tmp.path()?.join(format!("base-{}.map", self.kind.name()));
+            let base = tmp
+                .path()?
+                .join(format!("base-{}", self.origin.file_name(self.kind)));
             std::fs::rename(&self.final_path, &base).at(&base)?;
             self.base = Some(base);
         }
@@ -879,9 +894,11 @@ impl KindSink {
 
     fn spill(&mut self, tmp: &mut TempRuns) -> Result<()> {
         sort_dedup(&mut self.run_buf);
-        let path = tmp
-            .path()?
-            .join(format!("run-{}-{}", self.kind.name(), self.runs.len()));
+        let path = tmp.path()?.join(format!(
+            "run-{}-{}",
+            self.origin.map_name(self.kind),
+            self.runs.len()
+        ));
         let file = fsutil::create_private_file(&path)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         for &(fp, c) in &self.run_buf {
@@ -954,7 +971,8 @@ impl KindSink {
                     }
                     let mem = &self.run_buf[mem_starts[s]..mem_starts[s + 1]];
                     sources.push(Box::new(mem.iter().map(|&(f, c)| (f, c as u64))));
-                    let spill = spill_dir.join(format!("shard-{}-{s}", self.kind.name()));
+                    let spill =
+                        spill_dir.join(format!("shard-{}-{s}", self.origin.map_name(self.kind)));
                     let built = mapfile::build_shard_spilling(
                         KMerge::new(sources),
                         n as u64,

@@ -54,6 +54,47 @@ impl HashKind {
     }
 }
 
+/// Where the hashes of a password map come from. Each kind has a map per origin, so a count from
+/// the dumps (HIBP's "seen N times") is never mixed with combolist rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// HIBP dumps: the value is the dump's count.
+    Dumps,
+    /// Plaintext passwords of combolists: the value is the number of distinct combolist rows
+    /// (address, password) holding the password.
+    Combolists,
+}
+
+impl Origin {
+    pub const ALL: [Origin; 2] = [Origin::Dumps, Origin::Combolists];
+
+    /// The map's name in the manifest (`sha1`, `ntlm`, `sha1-combolist`, `ntlm-combolist`).
+    pub fn map_name(self, kind: HashKind) -> String {
+        match self {
+            Origin::Dumps => kind.name().to_string(),
+            Origin::Combolists => format!("{}-combolist", kind.name()),
+        }
+    }
+
+    /// The map's file in the index directory.
+    pub fn file_name(self, kind: HashKind) -> String {
+        format!("{}.map", self.map_name(kind))
+    }
+
+    /// The map's slot in an array of all four.
+    pub fn slot(self, kind: HashKind) -> usize {
+        self as usize * 2 + kind.index()
+    }
+
+    /// How a finding names this origin.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Dumps => "hibp",
+            Origin::Combolists => "combolist",
+        }
+    }
+}
+
 /// Bits of the fingerprint that choose the shard.
 pub const SHARD_BITS: u32 = 10;
 /// Number of shards per map.

@@ -11,7 +11,7 @@ pub const MANIFEST: &str = "manifest.json";
 /// Identifies a breach-audit index.
 pub const FORMAT_NAME: &str = "breach-audit-index";
 /// Bumped whenever the bytes of any index file change meaning.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {

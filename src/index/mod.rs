@@ -1,5 +1,7 @@
-//! The index: a directory holding `manifest.json` and one memory-mapped fst map per hash kind
-//! (`sha1.map`, `ntlm.map`; byte layout in [`mapfile`], key layout in [`keys`]).
+//! The index: a directory holding `manifest.json` and memory-mapped fst maps of password hashes,
+//! one per hash kind and origin (`sha1.map`, `ntlm.map` from the dumps; `sha1-combolist.map`,
+//! `ntlm-combolist.map` from combolist plaintexts; byte layout in [`mapfile`], key layout in
+//! [`keys`]), and with combolists the email map and leaks file ([`emails`]).
 //!
 //! An index is never modified in place. `build` writes a complete new directory beside the old one
 //! and swaps it in with one atomic `renameat2(RENAME_EXCHANGE)` (or, where the file system lacks it,
@@ -17,7 +19,7 @@ pub mod manifest;
 pub mod mapfile;
 
 use crate::error::{Error, Result};
-use keys::HashKind;
+use keys::{HashKind, Origin};
 pub use manifest::Manifest;
 use mapfile::MapFile;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,8 @@ enum Opened {
 pub struct Index {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    maps: [Option<MapFile>; 2],
+    /// By [`Origin::slot`].
+    maps: [Option<MapFile>; 4],
     /// The email map and leaks file, when the index was built with combolists.
     pub emails: Option<emails::EmailMap>,
 }
@@ -62,16 +65,16 @@ impl Index {
 
     fn open_once(dir: &Path) -> Result<Opened> {
         let manifest = Manifest::read(dir)?;
-        let mut maps: [Option<MapFile>; 2] = [None, None];
-        for kind in HashKind::ALL {
-            let Some(rec) = manifest.maps.get(kind.name()) else {
+        let mut maps: [Option<MapFile>; 4] = Default::default();
+        for (origin, kind) in all_maps() {
+            let Some(rec) = manifest.maps.get(&origin.map_name(kind)) else {
                 continue;
             };
             let m = MapFile::open(&dir.join(&rec.file))?;
             if m.trailer.build_id != manifest.build_id {
                 return Ok(Opened::OtherBuild(dir.join(&rec.file)));
             }
-            maps[kind.index()] = Some(m);
+            maps[origin.slot(kind)] = Some(m);
         }
         let emails = match &manifest.emails {
             None => None,
@@ -91,16 +94,29 @@ impl Index {
         })))
     }
 
+    /// The map of `kind` from the dumps.
     pub fn map(&self, kind: HashKind) -> Option<&MapFile> {
-        self.maps[kind.index()].as_ref()
+        self.map_of(Origin::Dumps, kind)
     }
 
-    /// Times a hash was seen in the dumps (0 if never), by the fingerprint of its digest. Fails
-    /// only on a damaged index.
-    /// [`Index::count`] of many fingerprints of one kind (`None` when the index has no such map),
-    /// their lookups overlapped.
-    pub fn count_many(&self, kind: HashKind, fps: &[u64]) -> Result<Option<Vec<u64>>> {
-        let Some(m) = self.map(kind) else {
+    pub fn map_of(&self, origin: Origin, kind: HashKind) -> Option<&MapFile> {
+        self.maps[origin.slot(kind)].as_ref()
+    }
+
+    /// Can hashes of `kind` be judged at all (a map of either origin)?
+    pub fn has_kind(&self, kind: HashKind) -> bool {
+        Origin::ALL.iter().any(|&o| self.map_of(o, kind).is_some())
+    }
+
+    /// [`Index::count_in`] of many fingerprints of one kind (`None` when the index has no such
+    /// map), their lookups overlapped.
+    pub fn count_many(
+        &self,
+        origin: Origin,
+        kind: HashKind,
+        fps: &[u64],
+    ) -> Result<Option<Vec<u64>>> {
+        let Some(m) = self.map_of(origin, kind) else {
             return Ok(None);
         };
         let mut out = vec![None; fps.len()];
@@ -108,24 +124,49 @@ impl Index {
         Ok(Some(out.into_iter().map(|c| c.unwrap_or(0)).collect()))
     }
 
+    /// Times a hash was seen in the dumps (0 if never), by its digest. Fails only on a damaged
+    /// index.
     pub fn count(&self, kind: HashKind, digest: &[u8]) -> Result<u64> {
-        match self.map(kind) {
+        self.count_in(Origin::Dumps, kind, digest)
+    }
+
+    /// The count of a hash in the map of one origin (0 if absent).
+    pub fn count_in(&self, origin: Origin, kind: HashKind, digest: &[u8]) -> Result<u64> {
+        match self.map_of(origin, kind) {
             Some(m) => Ok(m.get(keys::fingerprint(digest))?.unwrap_or(0)),
             None => Ok(0),
         }
     }
 
-    /// Times a plaintext password was seen: the largest of its SHA-1 and NTLM counts (the two
-    /// dumps count the same passwords; an index may hold only one of them). A password that is not
-    /// UTF-8 is taken as Latin-1 and also looked up as the UTF-8 text it stands for, which is how
-    /// HIBP hashed it.
-    pub fn password_count(&self, password: &[u8]) -> Result<u64> {
-        let mut c = self.count(HashKind::Sha1, &crate::hashes::sha1(password))?;
-        if std::str::from_utf8(password).is_err() {
+    /// Times a plaintext password was seen, by origin: in each, the largest of its SHA-1 and NTLM
+    /// counts (the two dumps count the same passwords; an index may hold only one of them). A
+    /// password that is not UTF-8 is taken as Latin-1 and also looked up as the UTF-8 text it
+    /// stands for, which is how HIBP hashed it.
+    pub fn password_counts(&self, password: &[u8]) -> Result<PasswordCounts> {
+        let sha1 = crate::hashes::sha1(password);
+        let ntlm = crate::hashes::ntlm(password);
+        let latin1 = std::str::from_utf8(password).is_err().then(|| {
             let utf8: String = password.iter().map(|&b| b as char).collect();
-            c = c.max(self.count(HashKind::Sha1, &crate::hashes::sha1(utf8.as_bytes()))?);
+            crate::hashes::sha1(utf8.as_bytes())
+        });
+        let mut out = [0u64; 2];
+        for (i, origin) in Origin::ALL.into_iter().enumerate() {
+            let mut c = self.count_in(origin, HashKind::Sha1, &sha1)?;
+            if let Some(l) = &latin1 {
+                c = c.max(self.count_in(origin, HashKind::Sha1, l)?);
+            }
+            out[i] = c.max(self.count_in(origin, HashKind::Ntlm, &ntlm)?);
         }
-        Ok(c.max(self.count(HashKind::Ntlm, &crate::hashes::ntlm(password))?))
+        Ok(PasswordCounts {
+            dumps: out[0],
+            combolists: out[1],
+        })
+    }
+
+    /// Times a plaintext password was seen in the dumps and combolists together.
+    pub fn password_count(&self, password: &[u8]) -> Result<u64> {
+        let c = self.password_counts(password)?;
+        Ok(c.dumps + c.combolists)
     }
 
     /// Check every byte of every file against its checksums and the manifest.
@@ -139,8 +180,11 @@ impl Index {
                 ));
             }
         }
-        for kind in HashKind::ALL {
-            let (Some(m), Some(rec)) = (self.map(kind), self.manifest.maps.get(kind.name())) else {
+        for (origin, kind) in all_maps() {
+            let (Some(m), Some(rec)) = (
+                self.map_of(origin, kind),
+                self.manifest.maps.get(&origin.map_name(kind)),
+            ) else {
                 continue;
             };
             m.verify()?;
@@ -153,4 +197,20 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// Every (origin, kind) pair of password maps.
+pub fn all_maps() -> impl Iterator<Item = (Origin, HashKind)> {
+    Origin::ALL
+        .into_iter()
+        .flat_map(|o| HashKind::ALL.into_iter().map(move |k| (o, k)))
+}
+
+/// A password's counts by origin ([`Index::password_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PasswordCounts {
+    /// Times seen in the HIBP dumps.
+    pub dumps: u64,
+    /// Distinct combolist rows holding it.
+    pub combolists: u64,
 }
