@@ -37,6 +37,22 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// A bar over `total` steps of a phase that reads no input (merging, writing), if `enabled`
+    /// and stderr is a terminal.
+    pub fn steps(enabled: bool, what: &str, total: u64) -> Progress {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {percent}% eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_message(what.to_string());
+        Progress(Some(b))
+    }
+
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.inc(n);

@@ -143,6 +143,7 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
         } else {
             None
         };
+        let bar = Progress::steps(opts.progress, "merging combolist rows", sorter.rows_in);
         let totals = sorter.finish(&mut writer, spill_dir, &mut |batch| {
             let fps: Vec<(u64, u64)> = batch
                 .par_iter()
@@ -153,7 +154,8 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
                 combo_sinks[1].push(n, 1, &mut tmp)?;
             }
             Ok(())
-        })?;
+        }, &bar)?;
+        bar.finish();
         let (addresses, leaks_crc32) = writer.finish(build_id)?;
         let size = |f: &str| {
             std::fs::metadata(staging.path.join(f))
@@ -178,7 +180,7 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     for sink in sinks.into_iter().chain(combo_sinks) {
         external_sort |= !sink.sorted;
         let (origin, kind) = (sink.origin, sink.kind);
-        if let Some(trailer) = sink.finish(build_id, &mut tmp)? {
+        if let Some(trailer) = sink.finish(build_id, &mut tmp, opts.progress)? {
             let file = origin.file_name(kind);
             let bytes = std::fs::metadata(staging.path.join(&file))
                 .at(staging.path.join(&file))?
@@ -919,7 +921,12 @@ impl KindSink {
     }
 
     /// Finish the map; `None` when this kind received no hashes.
-    fn finish(mut self, build_id: u64, tmp: &mut TempRuns) -> Result<Option<mapfile::Trailer>> {
+    fn finish(
+        mut self,
+        build_id: u64,
+        tmp: &mut TempRuns,
+        progress: bool,
+    ) -> Result<Option<mapfile::Trailer>> {
         if self.sorted {
             self.close_shard()?;
             self.flush_batch()?;
@@ -940,8 +947,14 @@ impl KindSink {
         let spill_limit = (self.budget * RECORD_BYTES / 4).max(1 << 20);
         let window = rayon::current_num_threads() * 4;
         let shards: Vec<usize> = (0..NUM_SHARDS).collect();
+        let bar = Progress::steps(
+            progress,
+            &format!("merging {} shards", self.origin.map_name(self.kind)),
+            NUM_SHARDS as u64,
+        );
         for win in shards.chunks(window) {
             fsutil::check_interrupted()?;
+            bar.inc(win.len() as u64);
             let built: Vec<Result<BuiltShard>> = win
                 .par_iter()
                 .map(|&s| {
@@ -992,6 +1005,7 @@ impl KindSink {
                 b.release_shards(win[0], win[win.len() - 1] + 1);
             }
         }
+        bar.finish();
         Ok(Some(w.finish(build_id)?))
     }
 }

@@ -154,6 +154,7 @@ impl ComboSorter {
         writer: &mut EmailWriter,
         spill_dir: Option<PathBuf>,
         passwords: &mut dyn FnMut(&[Vec<u8>]) -> Result<()>,
+        bar: &crate::progress::Progress,
     ) -> Result<ComboTotals> {
         let mut totals = ComboTotals::default();
         let mut group = Group::default();
@@ -170,6 +171,9 @@ impl ComboSorter {
             }
             group.count += 1;
             totals.distinct_rows += 1;
+            if totals.distinct_rows % 4096 == 0 {
+                bar.inc(4096);
+            }
             let tag = Secret::from_u8(v[0]).expect("own tag");
             if tag != Secret::None {
                 if group.secrets.len() < MAX_SECRETS {
