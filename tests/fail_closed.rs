@@ -722,3 +722,170 @@ fn a_sort_directory_left_by_a_killed_build_is_removed_by_the_next_build() {
     );
     assert!(w.hidden_entries().is_empty(), "{:?}", w.hidden_entries());
 }
+
+// ---- The smaller rough edges of the same trial.
+
+#[test]
+fn output_dash_is_stdout_and_a_missing_output_directory_fails_before_any_work() {
+    let w = Workdir::new();
+    index(&w);
+    let csv = s(&sample("accounts/export.csv"));
+    let to_stdout = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--accounts-csv",
+        &csv,
+        "--output",
+        "-",
+    ]);
+    assert_eq!(to_stdout.code, 1, "{}", to_stdout.stderr);
+    assert!(to_stdout.out().contains("\"email\""), "{}", to_stdout.out());
+    assert!(!w.path("-").exists(), "`-` is not a file name");
+    // The output's directory is checked before the index is even opened.
+    let r = w.run(&[
+        "check",
+        "--index",
+        "no-such-index",
+        "--accounts-csv",
+        &csv,
+        "--output",
+        "nodir/at-risk.jsonl",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("--output nodir/at-risk.jsonl"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(!r.stderr.contains("no-such-index"), "{}", r.stderr);
+    let r = w.run(&[
+        "domain",
+        "--index",
+        "idx",
+        "example.com",
+        "--output",
+        "nodir/x",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+}
+
+#[test]
+fn mem_below_the_floor_is_an_error() {
+    let w = Workdir::new();
+    let r = w.run(&[
+        "build",
+        "--index",
+        "idx",
+        "--hibp",
+        &s(&sample("hibp/pwned-passwords-sha1.txt")),
+        "--mem",
+        "512",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("did you mean 512M"), "{}", r.stderr);
+    assert!(!w.path("idx").exists());
+}
+
+#[test]
+fn errors_name_the_argument_that_was_wrong() {
+    let w = Workdir::new();
+    index(&w);
+    let r = w.run(&["domain", "--index", "idx", "info@example.com"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("DOMAIN argument"), "{}", r.stderr);
+    assert!(!r.stderr.contains("--domain"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("give its domain, example.com"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--passwd-file",
+        &s(&sample("accounts/dovecot-users")),
+        "--domain",
+        "a b",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--domain: \"a b\""), "{}", r.stderr);
+}
+
+#[test]
+fn info_prints_rfc3339_times_and_summaries_say_1_account() {
+    let w = Workdir::new();
+    index(&w);
+    let r = w.run(&["info", "--index", "idx"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .out()
+        .lines()
+        .find(|l| l.starts_with("format"))
+        .unwrap()
+        .to_string();
+    let at = line
+        .split("built at ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    // e.g. 2026-11-23T08:40:12Z
+    assert_eq!(at.len(), 20, "{line}");
+    assert!(
+        at.as_bytes()[10] == b'T' && at.ends_with('Z') && at.starts_with("20"),
+        "{line}"
+    );
+    let one = w.write("one", "alice@example.com:{PLAIN}letmein\n");
+    let r = w.run(&["check", "--index", "idx", "--passwd-file", &s(&one)]);
+    assert!(r.stderr.contains("checked 1 account in"), "{}", r.stderr);
+    assert!(r.stderr.contains(" 0 rows"), "{}", r.stderr);
+}
+
+#[test]
+fn an_index_that_cannot_judge_salted_hashes_is_said_even_quiet() {
+    let w = Workdir::new();
+    w.build("idx", &[&sample("hibp/pwned-passwords-sha1.txt")]);
+    let da = s(&sample("servers/directadmin"));
+    let r = w.run(&["check", "--index", "idx", "--directadmin", &da, "--quiet"]);
+    assert!(
+        r.stderr.contains("no password could be judged"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--combolist"), "{}", r.stderr);
+    // With a combolist the salted hashes are tested against the leaked passwords: no warning.
+    index(&w);
+    let r = w.run(&["check", "--index", "idx", "--directadmin", &da]);
+    assert!(
+        !r.stderr.contains("no password could be judged"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("salted"), "{}", r.stderr);
+    // The audit's summary line has the salted count too.
+    let r = w.run(&[
+        "audit",
+        "--index",
+        "idx",
+        "--state",
+        "state",
+        "--out",
+        "out",
+        "--hibp",
+        &s(&sample("hibp/pwned-passwords-sha1.txt")),
+        "--combolist",
+        &s(&sample("combolists/customers.txt")),
+        "--directadmin",
+        &da,
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let summary = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("breach-audit: audit:"))
+        .unwrap();
+    assert!(summary.contains("7 salted (not comparable)"), "{summary}");
+}

@@ -144,17 +144,22 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
             None
         };
         let bar = Progress::steps(opts.progress, "merging combolist rows", sorter.rows_in);
-        let totals = sorter.finish(&mut writer, spill_dir, &mut |batch| {
-            let fps: Vec<(u64, u64)> = batch
-                .par_iter()
-                .map(|p| (fingerprint(&hashes::sha1(p)), fingerprint(&hashes::ntlm(p))))
-                .collect();
-            for (s, n) in fps {
-                combo_sinks[0].push(s, 1, &mut tmp)?;
-                combo_sinks[1].push(n, 1, &mut tmp)?;
-            }
-            Ok(())
-        }, &bar)?;
+        let totals = sorter.finish(
+            &mut writer,
+            spill_dir,
+            &mut |batch| {
+                let fps: Vec<(u64, u64)> = batch
+                    .par_iter()
+                    .map(|p| (fingerprint(&hashes::sha1(p)), fingerprint(&hashes::ntlm(p))))
+                    .collect();
+                for (s, n) in fps {
+                    combo_sinks[0].push(s, 1, &mut tmp)?;
+                    combo_sinks[1].push(n, 1, &mut tmp)?;
+                }
+                Ok(())
+            },
+            &bar,
+        )?;
         bar.finish();
         let (addresses, leaks_crc32) = writer.finish(build_id)?;
         let size = |f: &str| {
