@@ -171,7 +171,7 @@ impl ComboSorter {
             }
             group.count += 1;
             totals.distinct_rows += 1;
-            if totals.distinct_rows % 4096 == 0 {
+            if totals.distinct_rows.is_multiple_of(4096) {
                 bar.inc(4096);
             }
             let tag = Secret::from_u8(v[0]).expect("own tag");
