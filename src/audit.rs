@@ -9,12 +9,17 @@
 //! - `at-risk.jsonl`: every account at risk now (the `check` records);
 //! - `new.jsonl`: the same records restricted to findings not reported before (empty when none);
 //! - `notices.csv`: `contact,owner,addresses,worst_severity`, one row per contact (and owner) with
-//!   new findings; addresses separated by spaces.
+//!   new findings; addresses separated by spaces;
+//! - `run.json`: what the run did and what it could not audit, and why.
 //!
 //! The state is replaced only after every output is in place: a crash before that repeats the
-//! notices of this run on the next one (never loses them); a crash after it loses nothing. A
-//! finding that disappears (the password was changed) leaves the state, so if it comes back it is
-//! new again.
+//! notices of this run on the next one (never loses them); a crash after it loses nothing.
+//!
+//! Not audited is not clean: a finding on record leaves the state only when its account was
+//! audited tonight and the finding is gone (the password was changed); if it comes back it is new
+//! again. An account that was not read tonight (its domain's file missing, emptied, refused; its
+//! domain filtered out) keeps its findings, neither resolved nor reported again when it returns;
+//! accounts of a domain with no owner are judged but treated the same (nobody can be told).
 
 use crate::cache::VerifyCache;
 use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity};

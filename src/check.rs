@@ -302,7 +302,7 @@ pub fn check(
                 source_must_hold_accounts(src, &stats, opts.max_rejected)?;
                 if stats.rejected > 0 {
                     warn(format!(
-                        "{}: rejected {} that are not accounts; first: {}",
+                        "{}: rejected {} (not accounts); first: {}",
                         src.path().display(),
                         plural(stats.rejected, "row"),
                         stats.samples.join("; ")
