@@ -49,6 +49,11 @@ fn emails(jsonl: &str) -> Vec<String> {
         .collect()
 }
 
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(pid, sig).expect("signal sent");
+}
+
 /// Run a command, killing it if it has not finished within `limit` (then the test fails).
 fn run_within(mut cmd: std::process::Command, limit: Duration) -> Run {
     let child = cmd
@@ -64,9 +69,7 @@ fn run_within(mut cmd: std::process::Command, limit: Duration) -> Run {
     match rx.recv_timeout(limit) {
         Ok(out) => out.unwrap().into(),
         Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &pid.to_string()])
-                .status();
+            signal(pid, rustix::process::Signal::KILL);
             panic!("still running after {limit:?}: it hangs");
         }
     }
@@ -635,11 +638,7 @@ fn sigterm_ends_a_run_within_seconds_whatever_it_is_blocked_on() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal(child.id(), rustix::process::Signal::TERM);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert_eq!(status.code(), Some(130));
