@@ -112,13 +112,6 @@ struct AuditArgs {
     /// Where a rebuild spills sorted runs.
     #[arg(long, value_name = "DIR")]
     tmp_dir: Option<PathBuf>,
-    /// Only audit accounts at this domain. Repeatable. Findings on record at other domains are
-    /// kept as they are.
-    #[arg(long, value_name = "DOMAIN")]
-    domain: Vec<String>,
-    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
-    #[arg(long, value_name = "PATH")]
-    domains_file: Option<PathBuf>,
     #[command(flatten)]
     judge: JudgeArgs,
     /// Report every current finding as new (re-send all notices).
@@ -229,9 +222,17 @@ struct BuildArgs {
     out: Verbosity,
 }
 
-/// How account sources are judged (shared by `check` and `audit`).
+/// Which accounts are judged, and how strictly their sources are read (shared by `check` and
+/// `audit`).
 #[derive(Args)]
 struct JudgeArgs {
+    /// Only audit accounts at this domain. Repeatable. A domain that no source holds is an error
+    /// (exit 2). In `audit`, findings on record at other domains are kept as they are.
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Vec<String>,
+    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
+    #[arg(long, value_name = "PATH")]
+    domains_file: Option<PathBuf>,
     /// A source with more than this share of its rows rejected (not accounts) is an error, exit
     /// 2: it is probably not the format its flag says. Default 50%. Raise it only for a source
     /// you know to be mostly junk.
@@ -276,13 +277,6 @@ struct CheckArgs {
     /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
     #[arg(long, value_name = "PATH")]
     cache: Option<PathBuf>,
-    /// Only audit accounts at this domain. Repeatable. A domain that no source holds is an
-    /// error (exit 2).
-    #[arg(long, value_name = "DOMAIN")]
-    domain: Vec<String>,
-    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
-    #[arg(long, value_name = "PATH")]
-    domains_file: Option<PathBuf>,
     #[command(flatten)]
     judge: JudgeArgs,
     /// Output format.
@@ -532,8 +526,8 @@ fn run_check(a: CheckArgs) -> Result<i32> {
     check_output(a.output.as_deref())?;
     let opts = check::CheckOptions {
         filter: DomainFilter::new(read_domains(
-            &a.domain,
-            a.domains_file.as_deref(),
+            &a.judge.domain,
+            a.judge.domains_file.as_deref(),
             "--domain",
         )?),
         max_rejected: a.judge.max_rejected.unwrap_or(check::DEFAULT_MAX_REJECTED),
@@ -786,10 +780,10 @@ fn run_audit(a: AuditArgs) -> Result<i32> {
             .map_err(|e| Error::Usage(format!("config max_rejected: {e}")))?,
         (None, None) => check::DEFAULT_MAX_REJECTED,
     };
-    let (domain, domains_file) = if a.domain.is_empty() && a.domains_file.is_none() {
+    let (domain, domains_file) = if a.judge.domain.is_empty() && a.judge.domains_file.is_none() {
         (cfg.domain, cfg.domains_file)
     } else {
-        (a.domain, a.domains_file)
+        (a.judge.domain, a.judge.domains_file)
     };
     let domains = read_domains(&domain, domains_file.as_deref(), "--domain")?;
     let mut accounts: Vec<AccountSource> = pick(a.directadmin, cfg.directadmin)

@@ -124,22 +124,7 @@ fn empty_and_binary_account_files_are_errors_even_under_audit_quiet() {
         );
     }
     // What the cron wrapper runs: exit 2 and the reason printed, --quiet or not.
-    let r = w.run(&[
-        "audit",
-        "--index",
-        "idx",
-        "--state",
-        "state",
-        "--out",
-        "out",
-        "--hibp",
-        &s(&sample("hibp/pwned-passwords-sha1.txt")),
-        "--combolist",
-        &s(&sample("combolists/customers.txt")),
-        "--passwd-file",
-        &s(&empty),
-        "--quiet",
-    ]);
+    let r = sample_audit(&w, &["--passwd-file", &s(&empty), "--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no account read"), "{}", r.stderr);
     assert!(
@@ -264,6 +249,27 @@ fn a_domain_no_source_holds_is_an_error_listing_it() {
         "{got:?}"
     );
     assert!(got.iter().any(|e| e.ends_with("@shop.example")), "{got:?}");
+}
+
+/// `audit` of the sample dump and combolist, with these account sources and flags.
+fn sample_audit(w: &Workdir, extra: &[&str]) -> Run {
+    let sha1 = s(&sample("hibp/pwned-passwords-sha1.txt"));
+    let combo = s(&sample("combolists/customers.txt"));
+    let mut a = vec![
+        "audit",
+        "--index",
+        "idx",
+        "--state",
+        "state",
+        "--out",
+        "out",
+        "--hibp",
+        &sha1,
+        "--combolist",
+        &combo,
+    ];
+    a.extend_from_slice(extra);
+    w.run(&a)
 }
 
 fn audit_args(w: &Workdir, extra: &[&str]) -> Vec<String> {
@@ -865,21 +871,7 @@ fn an_index_that_cannot_judge_salted_hashes_is_said_even_quiet() {
     );
     assert!(r.stderr.contains("salted"), "{}", r.stderr);
     // The audit's summary line has the salted count too.
-    let r = w.run(&[
-        "audit",
-        "--index",
-        "idx",
-        "--state",
-        "state",
-        "--out",
-        "out",
-        "--hibp",
-        &s(&sample("hibp/pwned-passwords-sha1.txt")),
-        "--combolist",
-        &s(&sample("combolists/customers.txt")),
-        "--directadmin",
-        &da,
-    ]);
+    let r = sample_audit(&w, &["--directadmin", &da]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let summary = r
         .stderr
