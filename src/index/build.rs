@@ -101,12 +101,9 @@ pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildS
     } else {
         (opts.mem / 4, opts.mem / 2)
     };
-    // Two sinks (SHA-1, NTLM) per origin; with combolists, four share the hash budget.
-    let per_sink = if opts.combolists.is_empty() {
-        hash_mem
-    } else {
-        hash_mem / 2
-    };
+    // Two sinks (SHA-1, NTLM) per origin; when both origins are present, four share the budget.
+    let both = !opts.combolists.is_empty() && !opts.hibp.is_empty();
+    let per_sink = if both { hash_mem / 2 } else { hash_mem };
     let budget_records = (per_sink / RECORD_BYTES).max(1 << 16);
     let sink = |origin: Origin, kind: HashKind| {
         KindSink::new(
