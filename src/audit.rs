@@ -393,7 +393,7 @@ fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {
     if rec.size != Some(meta.len()) || rec.mtime != Some(mtime) {
         return Ok(true);
     }
-    Ok(rec.fingerprint.as_deref() != Some(build::source_fingerprint(path)?.as_str()))
+    Ok(rec.fingerprint.as_deref() != Some(crate::sources::fingerprint::of(path)?.as_str()))
 }
 
 /// An exclusive `flock` on a file, released on drop (and by the kernel if the process dies).

@@ -23,7 +23,7 @@ pub type Reject = &'static str;
 
 /// Normalise a raw address, or say why it is not one.
 pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
-    let raw = crate::sources::hibp::trim_blanks(raw);
+    let raw = crate::bytes::trim_blanks(raw);
     let raw = std::str::from_utf8(raw).map_err(|_| "address is not UTF-8")?;
     let raw = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
     let at = raw.rfind('@').ok_or("no @ in address")?;
@@ -86,6 +86,30 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
 pub fn normalize_domain(raw: &str) -> Result<String, Reject> {
     normalize(format!("x@{}", raw.trim().trim_start_matches('@')).as_bytes())
         .map(|e| e.domain().to_string())
+}
+
+/// The email map's key of a normalised address: the domain's labels reversed, `@`, the local
+/// part (`org.example@alice`), so one domain (and its subdomains) is one key range.
+pub fn email_key(addr: &str) -> Vec<u8> {
+    let (local, domain) = addr.rsplit_once('@').unwrap_or(("", addr));
+    let mut k = Vec::with_capacity(addr.len());
+    for (i, label) in domain.rsplit('.').enumerate() {
+        if i > 0 {
+            k.push(b'.');
+        }
+        k.extend_from_slice(label.as_bytes());
+    }
+    k.push(b'@');
+    k.extend_from_slice(local.as_bytes());
+    k
+}
+
+/// The address of an email key.
+pub fn key_email(key: &[u8]) -> String {
+    let key = String::from_utf8_lossy(key);
+    let (rdomain, local) = key.split_once('@').unwrap_or((&key, ""));
+    let domain: Vec<&str> = rdomain.rsplit('.').collect();
+    format!("{local}@{}", domain.join("."))
 }
 
 #[cfg(test)]

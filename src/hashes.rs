@@ -44,3 +44,37 @@ mod tests {
         );
     }
 }
+
+/// Which password hash a map holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HashKind {
+    Sha1,
+    Ntlm,
+}
+
+impl HashKind {
+    pub const ALL: [HashKind; 2] = [HashKind::Sha1, HashKind::Ntlm];
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Sha1 => "sha1",
+            HashKind::Ntlm => "ntlm",
+        }
+    }
+    /// The file of the index holding this map.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            HashKind::Sha1 => "sha1.map",
+            HashKind::Ntlm => "ntlm.map",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The fingerprint of a raw digest: its first 8 bytes, big-endian.
+pub fn fingerprint(digest: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(b)
+}

@@ -319,6 +319,16 @@ pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     chunk.split(|&c| c == b'\n').filter(move |_| !empty)
 }
 
+/// How many bad lines of a source are shown.
+pub const SAMPLES: usize = 5;
+
+/// What every parsed chunk reports besides its records: its line count and its first bad lines
+/// (chunk-relative line number, reason).
+pub trait ParsedChunk: Send {
+    fn lines(&self) -> u64;
+    fn bad(&self) -> &[(u64, &'static str)];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

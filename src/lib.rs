@@ -9,6 +9,7 @@
 //! `main.rs` only parses arguments and maps results to exit codes.
 
 pub mod audit;
+pub mod bytes;
 pub mod cache;
 pub mod check;
 pub mod domain;

@@ -1,10 +1,10 @@
 //! `lookup`: counts for passwords or hashes read one per line, for an operator checking a few
 //! passwords. The output carries only counts, never the input.
 
+use crate::bytes::{hex_val, trim_blanks};
 use crate::error::Result;
 use crate::index::Index;
 use crate::index::keys::HashKind;
-use crate::sources::hibp::{hex_val, trim_blanks};
 
 /// The count for one input line (dumps and combolists together): a password, or with `hashes` a
 /// 40-hex SHA-1 or 32-hex NTLM.

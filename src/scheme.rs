@@ -86,7 +86,7 @@ pub enum Bare {
 }
 
 fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
-    use crate::sources::hibp::hex_val;
+    use crate::bytes::hex_val;
     if s.len() != 2 * N {
         return None;
     }
@@ -115,7 +115,7 @@ fn decode_b64(s: &[u8]) -> Option<Vec<u8>> {
 
 /// Classify a stored hash.
 pub fn parse(stored: &[u8], bare: Bare) -> Stored {
-    let s = crate::sources::hibp::trim_blanks(stored);
+    let s = crate::bytes::trim_blanks(stored);
     if s.first() == Some(&b'{')
         && let Some(end) = s.iter().position(|&c| c == b'}')
     {

@@ -1,6 +1,6 @@
 //! Combolist rows through an external sort: rows (email key, tagged value) are buffered up to the
 //! memory budget, sorted in parallel and spilled as zstd-compressed runs; the final pass k-way
-//! merges the runs, drops identical rows, and writes each address once to the email map and the
+//! merges the runs ([`super::merge`]), drops identical rows, and writes each address once to the email map and the
 //! leaks file ([`super::emails`]) while handing every distinct plaintext password to the password
 //! maps. Memory stays within the budget whatever the size of the combolists.
 //!
@@ -9,12 +9,11 @@
 //! build are unreadable noise, not a copy of the combolist.
 
 use super::emails::{EmailWriter, MAX_SECRETS};
+use super::merge::KMerge;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -208,23 +207,15 @@ impl ComboSorter {
                 self.spill(spill_dir.expect("a spill directory when runs exist"))?;
             }
             totals.runs = self.runs.len();
-            let mut readers = self
+            let readers = self
                 .runs
                 .iter()
                 .enumerate()
                 .map(|(i, p)| RunReader::open(p.clone(), &self.key, i))
                 .collect::<Result<Vec<_>>>()?;
-            let mut heap = BinaryHeap::new();
-            for (i, r) in readers.iter_mut().enumerate() {
-                if let Some(row) = r.next()? {
-                    heap.push(Reverse(HeapRow(row, i)));
-                }
-            }
             let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
-            while let Some(Reverse(HeapRow(row, i))) = heap.pop() {
-                if let Some(next) = readers[i].next()? {
-                    heap.push(Reverse(HeapRow(next, i)));
-                }
+            for row in KMerge::new(readers) {
+                let row = row?;
                 if last.as_ref() == Some(&row) {
                     totals.duplicate_rows += 1;
                     continue;
@@ -267,25 +258,6 @@ impl Group {
         self.count = 0;
         self.secrets.clear();
         Ok(())
-    }
-}
-
-struct HeapRow((Vec<u8>, Vec<u8>), usize);
-
-impl PartialEq for HeapRow {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for HeapRow {}
-impl PartialOrd for HeapRow {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for HeapRow {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (&self.0.0, &self.0.1, self.1).cmp(&(&o.0.0, &o.0.1, o.1))
     }
 }
 
@@ -363,7 +335,7 @@ impl RunReader {
         })
     }
 
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn read_row(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let mut head = [0u8; 8];
         match self.r.read_exact(&mut head) {
             Ok(()) => {}
@@ -377,5 +349,12 @@ impl RunReader {
         self.r.read_exact(&mut k).at(&self.path)?;
         self.r.read_exact(&mut v).at(&self.path)?;
         Ok(Some((k, v)))
+    }
+}
+
+impl Iterator for RunReader {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.read_row().transpose()
     }
 }

@@ -36,28 +36,7 @@ pub const MAX_SECRETS: usize = 256;
 const COUNT_BITS: u32 = 20;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 
-/// The email key of a normalised address.
-pub fn email_key(addr: &str) -> Vec<u8> {
-    let (local, domain) = addr.rsplit_once('@').unwrap_or(("", addr));
-    let mut k = Vec::with_capacity(addr.len());
-    for (i, label) in domain.rsplit('.').enumerate() {
-        if i > 0 {
-            k.push(b'.');
-        }
-        k.extend_from_slice(label.as_bytes());
-    }
-    k.push(b'@');
-    k.extend_from_slice(local.as_bytes());
-    k
-}
-
-/// The address of an email key.
-pub fn key_email(key: &[u8]) -> String {
-    let key = String::from_utf8_lossy(key);
-    let (rdomain, local) = key.split_once('@').unwrap_or((&key, ""));
-    let domain: Vec<&str> = rdomain.rsplit('.').collect();
-    format!("{local}@{}", domain.join("."))
-}
+pub use crate::email::{email_key, key_email};
 
 /// The key prefix of every address at `domain` (with `subdomains`, of every address below it).
 pub fn domain_prefix(domain: &str, subdomains: bool) -> Vec<u8> {

@@ -27,32 +27,7 @@
 //! most N / 2^60: 8.7e-10 at N = 1e9, 4.3e-12 at 5M. Counts of two hashes that share their kept bits
 //! are added (the same bound). A hash that *is* in the dumps is never missed.
 
-/// Which password hash a map holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HashKind {
-    Sha1,
-    Ntlm,
-}
-
-impl HashKind {
-    pub const ALL: [HashKind; 2] = [HashKind::Sha1, HashKind::Ntlm];
-    pub fn name(self) -> &'static str {
-        match self {
-            HashKind::Sha1 => "sha1",
-            HashKind::Ntlm => "ntlm",
-        }
-    }
-    /// The file of the index holding this map.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            HashKind::Sha1 => "sha1.map",
-            HashKind::Ntlm => "ntlm.map",
-        }
-    }
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::hashes::{HashKind, fingerprint};
 
 /// Where the hashes of a password map come from. Each kind has a map per origin, so a count from
 /// the dumps (HIBP's "seen N times") is never mixed with combolist rows.
@@ -146,13 +121,6 @@ const fn invert(a: &[u8]) -> [u8; 256] {
         i += 1;
     }
     t
-}
-
-/// The fingerprint of a raw digest: its first 8 bytes, big-endian.
-pub fn fingerprint(digest: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(b)
 }
 
 #[inline]

@@ -9,14 +9,19 @@
 //! has the old index open keeps reading the old files.
 
 pub mod build;
-pub mod combo;
+mod combo;
 pub mod emails;
 pub mod fstread;
 pub mod fstwrite;
 pub mod guard;
+mod ingest;
 pub mod keys;
 pub mod manifest;
 pub mod mapfile;
+mod merge;
+mod sink;
+mod staging;
+mod tempdir;
 
 use crate::error::{Error, Result};
 use keys::{HashKind, Origin};

@@ -248,10 +248,7 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
             }
         }
         let line = rec.position().map(|p| p.line()).unwrap_or(line);
-        if rec
-            .iter()
-            .all(|f| crate::sources::hibp::trim_blanks(f).is_empty())
-        {
+        if rec.iter().all(|f| crate::bytes::trim_blanks(f).is_empty()) {
             continue;
         }
         let (Some(e), Some(h)) = (rec.get(ei), rec.get(hi)) else {
@@ -289,7 +286,7 @@ fn sniff_separator(header: &[u8]) -> u8 {
 fn find_columns<'a>(headers: impl Iterator<Item = &'a [u8]> + Clone) -> Option<(usize, usize)> {
     let find = |names: &[&str]| {
         headers.clone().position(|h| {
-            let h = String::from_utf8_lossy(crate::sources::hibp::trim_blanks(h))
+            let h = String::from_utf8_lossy(crate::bytes::trim_blanks(h))
                 .trim_matches('"')
                 .to_ascii_lowercase();
             names.contains(&h.as_str())
@@ -479,7 +476,7 @@ pub fn parse_passwd_file(
         } else {
             line
         };
-        let line = crate::sources::hibp::trim_blanks(line);
+        let line = crate::bytes::trim_blanks(line);
         if line.is_empty() || line.starts_with(b"#") {
             continue;
         }
@@ -674,7 +671,7 @@ pub fn parse_domain_file(
     sink: &mut Sink,
 ) -> Result<()> {
     for (i, line) in crate::input::lines(data).enumerate() {
-        let line = crate::sources::hibp::trim_blanks(line);
+        let line = crate::bytes::trim_blanks(line);
         let line = if i == 0 {
             line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
         } else {

@@ -6,8 +6,9 @@
 //! plaintexts. Junk lines (SQL, HTML, banners, NUL bytes, very long lines) are counted, never fatal.
 //! Nothing of a line is ever echoed: messages name line numbers and reasons only.
 
+use crate::bytes::trim_blanks;
 use crate::email::{self, Email};
-use crate::sources::hibp::trim_blanks;
+use crate::input::{self, Chunk};
 
 /// Longest line that can be a row; longer lines are junk.
 pub const MAX_ROW: usize = 1024;
@@ -233,5 +234,69 @@ mod tests {
             parse_line(&long),
             ComboLine::Junk("line too long")
         ));
+    }
+}
+
+/// Parsed rows of one combolist chunk: the rows as (email-map key, tag, value) in one arena, counts,
+/// and the first bad lines.
+#[derive(Default)]
+pub struct ComboChunk {
+    /// (email key, tag, value) as one arena.
+    pub arena: Vec<u8>,
+    pub rows: Vec<(u32, Secret, u32)>,
+    pub lines: u64,
+    pub blank: u64,
+    pub junk: u64,
+    pub invalid: u64,
+    pub placeholders: u64,
+    pub hash_values: u64,
+    pub bad: Vec<(u64, &'static str)>,
+}
+
+pub fn parse_chunk(c: &Chunk) -> ComboChunk {
+    let mut out = ComboChunk::default();
+    for line in crate::input::lines(c.data.bytes()) {
+        out.lines += 1;
+        let parsed = parse_line(line);
+        let junk = matches!(parsed, ComboLine::Junk(_));
+        match parsed {
+            ComboLine::Blank => out.blank += 1,
+            ComboLine::Row {
+                email,
+                secret,
+                value,
+            } => {
+                let key = crate::email::email_key(&email.addr);
+                out.arena.extend_from_slice(&key);
+                out.arena.extend_from_slice(value);
+                out.rows
+                    .push((key.len() as u32, secret, value.len() as u32));
+                match secret {
+                    Secret::None => out.placeholders += 1,
+                    Secret::Hash => out.hash_values += 1,
+                    Secret::Plain => {}
+                }
+            }
+            ComboLine::Junk(why) | ComboLine::InvalidEmail(why) => {
+                if junk {
+                    out.junk += 1;
+                } else {
+                    out.invalid += 1;
+                }
+                if out.bad.len() < input::SAMPLES {
+                    out.bad.push((out.lines, why));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl input::ParsedChunk for ComboChunk {
+    fn lines(&self) -> u64 {
+        self.lines
+    }
+    fn bad(&self) -> &[(u64, &'static str)] {
+        &self.bad
     }
 }

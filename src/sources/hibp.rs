@@ -4,8 +4,9 @@
 //! missing final newline. Padding rows (`:0`) are counted and dropped. Nothing of a rejected line is
 //! ever echoed, only its number and the reason.
 
+use crate::bytes::{hex_val, trim_blanks};
 use crate::error::{Error, IoContext, Result};
-use crate::index::keys::HashKind;
+use crate::hashes::HashKind;
 use crate::input::{self, Chunk, ChunkData, Chunks};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,38 +29,54 @@ pub enum HibpLine {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Value of each byte as a hex digit, or 0xFF (a table: this is the innermost loop of a build).
-const HEX: [u8; 256] = {
-    let mut t = [0xFFu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Value of one hex digit, or 0xFF.
-#[inline]
-pub fn hex_val(c: u8) -> u8 {
-    HEX[c as usize]
+/// Parsed content of one chunk of a dump: hashes by kind (fingerprint, count), counts, and the first
+/// bad lines.
+#[derive(Default)]
+pub struct HibpChunk {
+    pub hashes: [Vec<(u64, u32)>; 2],
+    pub lines: u64,
+    pub padding: u64,
+    pub blank: u64,
+    pub no_count: u64,
+    /// (line within the chunk, 1-based; reason)
+    pub bad: Vec<(u64, &'static str)>,
+    pub rejected: u64,
 }
 
-/// Trim ASCII blanks (space, tab, CR) from both ends.
-pub fn trim_blanks(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t' | b'\r', rest @ ..] = s {
-        s = rest;
+pub fn parse_chunk(c: &Chunk) -> HibpChunk {
+    let mut out = HibpChunk::default();
+    for line in crate::input::lines(c.data.bytes()) {
+        out.lines += 1;
+        match parse_line(line, c.prefix.as_ref()) {
+            HibpLine::Hash {
+                kind,
+                fingerprint,
+                count,
+                had_count,
+            } => {
+                out.hashes[kind.index()].push((fingerprint, count));
+                out.no_count += u64::from(!had_count);
+            }
+            HibpLine::Padding => out.padding += 1,
+            HibpLine::Blank => out.blank += 1,
+            HibpLine::Bad(reason) => {
+                out.rejected += 1;
+                if out.bad.len() < input::SAMPLES {
+                    out.bad.push((out.lines, reason));
+                }
+            }
+        }
     }
-    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
-        s = rest;
+    out
+}
+
+impl input::ParsedChunk for HibpChunk {
+    fn lines(&self) -> u64 {
+        self.lines
     }
-    s
+    fn bad(&self) -> &[(u64, &'static str)] {
+        &self.bad
+    }
 }
 
 /// Parse one line of a dump. `prefix` is the 5-hex prefix of a range file.

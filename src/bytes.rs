@@ -1,0 +1,35 @@
+//! Byte helpers shared by every parser (a leaf module: it imports nothing of the crate).
+
+/// Value of each byte as a hex digit, or 0xFF (a table: this is the innermost loop of a build).
+const HEX: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Value of one hex digit, or 0xFF.
+#[inline]
+pub fn hex_val(c: u8) -> u8 {
+    HEX[c as usize]
+}
+
+/// Trim ASCII blanks (space, tab, CR) from both ends.
+pub fn trim_blanks(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+        s = rest;
+    }
+    s
+}

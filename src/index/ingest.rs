@@ -1,0 +1,242 @@
+//! Reading the sources of a build: each is read as line-aligned chunks ([`crate::input`]), a batch
+//! of chunks is parsed in parallel (rayon, results kept in input order) by the source's own parser
+//! ([`hibp::parse_chunk`], [`combolist::parse_chunk`]), and every record goes to its sink: hashes to
+//! the map sinks ([`super::sink`]), combolist rows to the row sorter ([`super::combo`]). Each
+//! source's manifest record counts what was read and rejected; a source that is mostly garbage or
+//! holds nothing fails the build.
+
+use super::combo::ComboSorter;
+use super::manifest::SourceRecord;
+use super::sink::KindSink;
+use super::tempdir::TempRuns;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::hashes::HashKind;
+use crate::input::{Chunk, ParsedChunk, SAMPLES};
+use crate::progress::Progress;
+use crate::sources::{combolist, hibp};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// The manifest record of a source before reading it (size, mtime, fingerprint of a file or
+/// directory; nothing for standard input), and its size when it is a file (for the progress bar).
+fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)> {
+    let mut rec = SourceRecord {
+        kind: kind.into(),
+        path: crate::input::display_path(path).display().to_string(),
+        ..Default::default()
+    };
+    if path.as_os_str() == "-" {
+        return Ok((rec, None));
+    }
+    let meta = std::fs::metadata(path).at(path)?;
+    rec.size = Some(meta.len());
+    rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+    rec.fingerprint = Some(crate::sources::fingerprint::of(path)?);
+    Ok((rec, meta.is_file().then_some(meta.len())))
+}
+
+/// After a source: warn about rejected lines, and fail if it is mostly garbage (`what` names the
+/// expected line shape).
+fn judge_source(
+    rec: &SourceRecord,
+    shown: &Path,
+    what: &str,
+    samples: &[String],
+    warn: &mut dyn FnMut(String),
+) -> Result<()> {
+    let nonblank = rec.lines - rec.blank;
+    if rec.rejected > 0 {
+        let invalid = if rec.kind == "combolist" {
+            format!(" ({} with an invalid address)", rec.invalid_email)
+        } else {
+            String::new()
+        };
+        warn(format!(
+            "{}: rejected {} of {} lines{invalid}; first: {}",
+            rec.path,
+            rec.rejected,
+            nonblank,
+            samples.join("; ")
+        ));
+    }
+    if rec.rejected * 2 > nonblank {
+        return Err(Error::bad_input(
+            shown,
+            format!(
+                "mostly garbage: {} of {} lines are not {what} (first: {})",
+                rec.rejected,
+                nonblank,
+                samples.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Drive one source: parse its chunks in parallel batches, hand each result to `consume` in input
+/// order, keep the progress bar, and return the first bad lines as `path:line: reason` (line
+/// numbers restart with each file of a range directory). Polls the interrupt flag per batch.
+fn for_each_chunk<T: ParsedChunk>(
+    mut chunks: crate::input::Chunks,
+    progress: bool,
+    what: &str,
+    total: Option<u64>,
+    parse: fn(&Chunk) -> T,
+    mut consume: impl FnMut(T) -> Result<()>,
+) -> Result<Vec<String>> {
+    let bar = Progress::bytes(progress, what, total);
+    let batch_len = rayon::current_num_threads() * 2;
+    let mut samples = Vec::new();
+    let mut line_base = 0u64;
+    loop {
+        fsutil::check_interrupted()?;
+        let batch: Vec<Chunk> = chunks.by_ref().take(batch_len).collect::<Result<_>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        let outs: Vec<T> = batch.par_iter().map(parse).collect();
+        for (chunk, out) in batch.iter().zip(outs) {
+            if chunk.first_of_file {
+                line_base = 0;
+            }
+            for (l, reason) in out.bad() {
+                if samples.len() < SAMPLES {
+                    samples.push(format!(
+                        "{}:{}: {reason}",
+                        chunk.path.display(),
+                        line_base + l
+                    ));
+                }
+            }
+            line_base += out.lines();
+            let bytes = chunk.data.bytes().len() as u64;
+            consume(out)?;
+            bar.inc(bytes);
+        }
+    }
+    bar.finish();
+    Ok(samples)
+}
+
+pub fn ingest_hibp(
+    path: &Path,
+    sinks: &mut [KindSink],
+    tmp: &mut TempRuns,
+    progress: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<SourceRecord> {
+    let shown = crate::input::display_path(path);
+    let (mut rec, total) = source_record("hibp", path)?;
+    rec.sorted = true;
+    let (chunks, warnings) = hibp::open(path)?;
+    for w in warnings {
+        warn(w);
+    }
+    let mut last: [Option<u64>; 2] = [None, None];
+    let samples = for_each_chunk(
+        chunks,
+        progress,
+        &rec.path.clone(),
+        total,
+        hibp::parse_chunk,
+        |out| {
+            rec.lines += out.lines;
+            rec.padding += out.padding;
+            rec.blank += out.blank;
+            rec.no_count += out.no_count;
+            rec.rejected += out.rejected;
+            for kind in HashKind::ALL {
+                let k = kind.index();
+                let hashes = &out.hashes[k];
+                if k == 0 {
+                    rec.sha1 += hashes.len() as u64;
+                } else {
+                    rec.ntlm += hashes.len() as u64;
+                }
+                for &(fp, count) in hashes {
+                    if last[k].is_some_and(|l| fp < l) {
+                        rec.sorted = false;
+                    }
+                    last[k] = Some(fp);
+                    sinks[k].push(fp, count, tmp)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    judge_source(
+        &rec,
+        &shown,
+        "HASH:COUNT; is this a HIBP dump?",
+        &samples,
+        warn,
+    )?;
+    if rec.sha1 + rec.ntlm == 0 {
+        return Err(Error::bad_input(
+            &shown,
+            format!(
+                "no hashes found ({} lines, {} padding rows); an empty dump would make every password look clean",
+                rec.lines, rec.padding
+            ),
+        ));
+    }
+    if rec.no_count > 0 {
+        warn(format!(
+            "{}: {} lines had no :COUNT and were counted once",
+            rec.path, rec.no_count
+        ));
+    }
+    Ok(rec)
+}
+
+pub fn ingest_combolist(
+    path: &Path,
+    sorter: &mut ComboSorter,
+    tmp: &mut TempRuns,
+    progress: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<SourceRecord> {
+    let shown = crate::input::display_path(path);
+    let (mut rec, total) = source_record("combolist", path)?;
+    let chunks = crate::input::open_file(path)?;
+    let samples = for_each_chunk(
+        chunks,
+        progress,
+        &rec.path.clone(),
+        total,
+        combolist::parse_chunk,
+        |out| {
+            rec.lines += out.lines;
+            rec.blank += out.blank;
+            rec.rejected += out.junk + out.invalid;
+            rec.invalid_email += out.invalid;
+            rec.placeholders += out.placeholders;
+            rec.hash_values += out.hash_values;
+            rec.rows += out.rows.len() as u64;
+            let mut pos = 0;
+            for &(klen, tag, vlen) in &out.rows {
+                let (klen, vlen) = (klen as usize, vlen as usize);
+                let key = &out.arena[pos..pos + klen];
+                let value = &out.arena[pos + klen..pos + klen + vlen];
+                pos += klen + vlen;
+                sorter.push(key, tag, value, &mut || tmp.path())?;
+            }
+            Ok(())
+        },
+    )?;
+    judge_source(
+        &rec,
+        &shown,
+        "email<sep>password rows; is this a combolist?",
+        &samples,
+        warn,
+    )?;
+    if rec.rows == 0 {
+        return Err(Error::bad_input(
+            &shown,
+            format!("no email rows found ({} lines)", rec.lines),
+        ));
+    }
+    Ok(rec)
+}
