@@ -9,7 +9,7 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 use clap::Parser;
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     let _ = ctrlc::set_handler(|| {
         if breach_audit::fsutil::check_interrupted().is_err() {
@@ -30,17 +30,17 @@ fn main() {
     });
     let code = match cli::run(args) {
         Ok(code) => code,
-        Err(e) if e.is_broken_pipe() => 0,
+        Err(e) if e.is_broken_pipe() => cli::Exit::Clean,
         Err(breach_audit::Error::Interrupted) => {
             eprintln!(
                 "breach-audit: interrupted; temporary files removed, the previous index and outputs are untouched"
             );
-            130
+            cli::Exit::Interrupted
         }
         Err(e) => {
             eprintln!("breach-audit: error: {e}");
-            2
+            cli::Exit::Error
         }
     };
-    std::process::exit(code);
+    code.into()
 }

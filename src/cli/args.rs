@@ -1,0 +1,250 @@
+//! Flags and helpers shared by several subcommands: the index, verbosity, output format, which
+//! accounts are judged and how strictly, sizes and percentages, domains, and how warnings are shown.
+
+use breach_audit::error::{Error, IoContext, Result};
+use breach_audit::report::Format;
+use breach_audit::sources::accounts::AccountSource;
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub(crate) struct IndexArg {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) index: PathBuf,
+}
+
+/// Which accounts are judged, and how strictly their sources are read (shared by `check` and
+/// `audit`).
+#[derive(Args)]
+pub(crate) struct JudgeArgs {
+    /// Only audit accounts at this domain. Repeatable. A domain that no source holds is an error
+    /// (exit 2). In `audit`, findings on record at other domains are kept as they are.
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) domain: Vec<String>,
+    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) domains_file: Option<PathBuf>,
+    /// A source with more than this share of its rows rejected (not accounts) is an error, exit
+    /// 2: it is probably not the format its flag says. Default 50%. Raise it only for a source
+    /// you know to be mostly junk.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub(crate) max_rejected: Option<f64>,
+    /// The largest account file read inside a DirectAdmin or cPanel tree (default 256M). A larger
+    /// one (a sparse file a customer planted, say) is refused and its domain reported as not
+    /// audited.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) max_file_size: Option<usize>,
+}
+
+#[derive(Args)]
+pub(crate) struct Verbosity {
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// Where accounts come from (shared by `check` and `audit`).
+#[derive(Args)]
+pub(crate) struct AccountArgs {
+    /// The root of a DirectAdmin server tree (or a copy of its files): etc/virtual/<domain>/passwd,
+    /// owners from etc/virtual/domainowners, contacts from
+    /// usr/local/directadmin/data/users/<owner>/user.conf. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    pub(crate) directadmin: Vec<PathBuf>,
+    /// The root of a cPanel server tree (or a copy of its files): home/<user>/etc/<domain>/shadow,
+    /// owners from etc/userdomains, contacts from var/cpanel/users/<owner>. Repeatable.
+    #[arg(long, value_name = "ROOT")]
+    pub(crate) cpanel: Vec<PathBuf>,
+    /// A Dovecot passwd-file (user@domain:{SCHEME}hash:...). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) passwd_file: Vec<PathBuf>,
+    /// A CSV export with a header naming an email column and a hash column (email,hash; the
+    /// separator may be `,`, `;`, tab or `|`): hash is 40-hex SHA-1, 32-hex NTLM, or a Dovecot
+    /// {SCHEME}... string. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) accounts_csv: Vec<PathBuf>,
+}
+
+impl AccountArgs {
+    /// The sources, in a fixed order: trees first, then files.
+    pub(crate) fn into_sources(self) -> Vec<AccountSource> {
+        let mut v: Vec<AccountSource> = self
+            .directadmin
+            .into_iter()
+            .map(AccountSource::DirectAdmin)
+            .collect();
+        v.extend(self.cpanel.into_iter().map(AccountSource::Cpanel));
+        v.extend(self.passwd_file.into_iter().map(AccountSource::PasswdFile));
+        v.extend(self.accounts_csv.into_iter().map(AccountSource::Csv));
+        v
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum OutFormat {
+    Jsonl,
+    Csv,
+}
+
+impl From<OutFormat> for Format {
+    fn from(f: OutFormat) -> Format {
+        match f {
+            OutFormat::Jsonl => Format::Jsonl,
+            OutFormat::Csv => Format::Csv,
+        }
+    }
+}
+
+pub(crate) fn parse_size(s: &str) -> std::result::Result<usize, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let m = match s[i..]
+                .to_ascii_uppercase()
+                .trim_end_matches("IB")
+                .trim_end_matches('B')
+            {
+                "" => 1u64,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1u64 << 30,
+                "T" => 1u64 << 40,
+                other => return Err(format!("unknown unit {other:?}; use K, M, G or T")),
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
+    if n <= 0.0 {
+        return Err("size must be positive".into());
+    }
+    Ok((n * mult as f64) as usize)
+}
+
+/// The smallest `--mem`: below it a build would do nothing but spill (`--mem 512` is 512 bytes,
+/// almost certainly meant as 512M).
+pub(crate) const MIN_MEM: usize = 1 << 20;
+
+pub(crate) fn parse_mem(s: &str) -> std::result::Result<usize, String> {
+    let n = parse_size(s)?;
+    if n < MIN_MEM {
+        return Err(format!(
+            "{s} is {n} bytes, below the 1M minimum (did you mean {s}M?)"
+        ));
+    }
+    Ok(n)
+}
+
+/// `50`, `50%` or `0.5` (a share); 0-100%.
+pub(crate) fn parse_percent(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (num, pct) = match t.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (t, false),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a percentage: {s:?}"))?;
+    let share = if pct || v > 1.0 { v / 100.0 } else { v };
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("{s:?} is not between 0% and 100%"));
+    }
+    Ok(share)
+}
+
+/// Print warnings that change what a verdict means: always, even with --quiet (a cron run shows
+/// them). At most 20 lines, then a count.
+pub(crate) fn print_alerts<'a>(alerts: impl IntoIterator<Item = &'a str>) {
+    let alerts: Vec<&str> = alerts.into_iter().collect();
+    for a in alerts.iter().take(20) {
+        eprintln!("breach-audit: warning: {a}");
+    }
+    if alerts.len() > 20 {
+        eprintln!(
+            "breach-audit: warning: ... and {} more like these",
+            alerts.len() - 20
+        );
+    }
+}
+
+/// Fail before any work when an --output cannot be written (`-` is standard output).
+pub(crate) fn check_output(output: Option<&Path>) -> Result<()> {
+    let Some(p) = output.filter(|p| p.as_os_str() != "-") else {
+        return Ok(());
+    };
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: the directory {} does not exist",
+            p.display(),
+            dir.display()
+        )));
+    }
+    if p.is_dir() {
+        return Err(Error::Usage(format!(
+            "--output {}: is a directory; give a file name",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn stdout_or(output: Option<PathBuf>) -> Option<PathBuf> {
+    output.filter(|p| p.as_os_str() != "-")
+}
+
+pub(crate) fn warner(quiet: bool) -> impl FnMut(String) {
+    move |w| {
+        if !quiet {
+            eprintln!("breach-audit: warning: {w}");
+        }
+    }
+}
+
+/// Domains from the command line (`what` names them in errors) and a file, normalised. In the
+/// file, `#` starts a comment (a whole line or the end of one).
+pub(crate) fn read_domains(
+    domains: &[String],
+    file: Option<&Path>,
+    what: &str,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut set = std::collections::BTreeSet::new();
+    let mut add = |raw: &str, place: String| -> Result<()> {
+        let d = breach_audit::email::normalize_domain(raw).map_err(|why| {
+            let hint = match raw.rsplit_once('@') {
+                Some((_, d)) => format!("; for an address give its domain, {d}"),
+                None => String::new(),
+            };
+            Error::Usage(format!("{place}: {raw:?} is not a domain ({why}){hint}"))
+        })?;
+        set.insert(d);
+        Ok(())
+    };
+    for d in domains {
+        add(d, what.into())?;
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).at(path)?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_start_matches('\u{feff}');
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            add(line, format!("{}:{}", path.display(), i + 1))?;
+        }
+        if set.is_empty() {
+            return Err(Error::bad_input(path, "lists no domains"));
+        }
+    }
+    Ok(set)
+}

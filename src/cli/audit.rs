@@ -1,0 +1,236 @@
+//! `audit`: the nightly job, its config file (relative paths are relative to the file) and its
+//! summary. Flags override the file; a repeated flag replaces the file's whole list.
+
+use super::Exit;
+use super::args::{
+    AccountArgs, JudgeArgs, Verbosity, parse_mem, parse_percent, parse_size, print_alerts,
+    read_domains, warner,
+};
+use breach_audit::check::{self, plural};
+use breach_audit::error::{Error, IoContext, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
+    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, domain, domains_file,
+    /// max_rejected, max_file_size); flags override it. Relative paths in it are relative to the
+    /// file's directory.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// The index directory (rebuilt in place, atomically, when a source changed).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) index: Option<PathBuf>,
+    /// State directory: reported findings, verification cache, lock.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
+    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+    /// HIBP dumps, as for `build`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) hibp: Vec<PathBuf>,
+    /// Combolists, as for `build`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) combolist: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) accounts: AccountArgs,
+    /// Memory for a rebuild (default 512M; at least 1M).
+    #[arg(long, value_name = "SIZE", value_parser = parse_mem)]
+    pub(crate) mem: Option<usize>,
+    /// Where a rebuild spills sorted runs.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) judge: JudgeArgs,
+    /// Report every current finding as new (re-send all notices).
+    #[arg(long)]
+    pub(crate) all: bool,
+    #[command(flatten)]
+    pub(crate) out_opts: Verbosity,
+}
+
+/// The keys of an audit config file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditConfig {
+    index: Option<PathBuf>,
+    state: Option<PathBuf>,
+    out: Option<PathBuf>,
+    #[serde(default)]
+    hibp: Vec<PathBuf>,
+    #[serde(default)]
+    combolist: Vec<PathBuf>,
+    #[serde(default)]
+    directadmin: Vec<PathBuf>,
+    #[serde(default)]
+    cpanel: Vec<PathBuf>,
+    #[serde(default)]
+    passwd_file: Vec<PathBuf>,
+    #[serde(default)]
+    accounts_csv: Vec<PathBuf>,
+    mem: Option<String>,
+    tmp_dir: Option<PathBuf>,
+    #[serde(default)]
+    domain: Vec<String>,
+    domains_file: Option<PathBuf>,
+    max_rejected: Option<f64>,
+    max_file_size: Option<String>,
+}
+
+impl AuditConfig {
+    /// Read a config file; relative paths in it are relative to the file's directory.
+    fn read(path: &std::path::Path) -> Result<AuditConfig> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        let mut c: AuditConfig = toml::from_str(&text)
+            .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?;
+        let base = path.parent().unwrap_or(std::path::Path::new(""));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for p in [
+            &mut c.index,
+            &mut c.state,
+            &mut c.out,
+            &mut c.tmp_dir,
+            &mut c.domains_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rebase(p);
+        }
+        for list in [
+            &mut c.hibp,
+            &mut c.combolist,
+            &mut c.directadmin,
+            &mut c.cpanel,
+            &mut c.passwd_file,
+            &mut c.accounts_csv,
+        ] {
+            list.iter_mut().for_each(rebase);
+        }
+        Ok(c)
+    }
+}
+
+pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
+    let cfg = match &a.config {
+        Some(path) => AuditConfig::read(path)?,
+        None => AuditConfig::default(),
+    };
+    // A flag replaces the file's value (a repeated flag replaces the file's whole list).
+    let pick = |flag: Vec<PathBuf>, file: Vec<PathBuf>| if flag.is_empty() { file } else { flag };
+    let need = |v: Option<PathBuf>, name: &str| {
+        v.ok_or_else(|| {
+            Error::Usage(format!(
+                "audit needs --{name} (or `{name} = ...` in --config)"
+            ))
+        })
+    };
+    let mem = match (a.mem, &cfg.mem) {
+        (Some(m), _) => m,
+        (None, Some(s)) => parse_mem(s).map_err(|e| Error::Usage(format!("config mem: {e}")))?,
+        (None, None) => 512 << 20,
+    };
+    let max_file_bytes = match (a.judge.max_file_size, &cfg.max_file_size) {
+        (Some(m), _) => m as u64,
+        (None, Some(s)) => {
+            parse_size(s).map_err(|e| Error::Usage(format!("config max_file_size: {e}")))? as u64
+        }
+        (None, None) => breach_audit::sources::tree::DEFAULT_MAX_BYTES,
+    };
+    let max_rejected = match (a.judge.max_rejected, cfg.max_rejected) {
+        (Some(m), _) => m,
+        (None, Some(m)) => parse_percent(&m.to_string())
+            .map_err(|e| Error::Usage(format!("config max_rejected: {e}")))?,
+        (None, None) => check::DEFAULT_MAX_REJECTED,
+    };
+    let (domain, domains_file) = if a.judge.domain.is_empty() && a.judge.domains_file.is_none() {
+        (cfg.domain, cfg.domains_file)
+    } else {
+        (a.judge.domain, a.judge.domains_file)
+    };
+    let domains = read_domains(&domain, domains_file.as_deref(), "--domain")?;
+    // Each account flag replaces the file's list of its kind.
+    let accounts = AccountArgs {
+        directadmin: pick(a.accounts.directadmin, cfg.directadmin),
+        cpanel: pick(a.accounts.cpanel, cfg.cpanel),
+        passwd_file: pick(a.accounts.passwd_file, cfg.passwd_file),
+        accounts_csv: pick(a.accounts.accounts_csv, cfg.accounts_csv),
+    }
+    .into_sources();
+    let opts = breach_audit::audit::AuditOptions {
+        index: need(a.index.or(cfg.index), "index")?,
+        state: need(a.state.or(cfg.state), "state")?,
+        out: need(a.out.or(cfg.out), "out")?,
+        hibp: pick(a.hibp, cfg.hibp),
+        combolists: pick(a.combolist, cfg.combolist),
+        accounts,
+        mem,
+        tmp_dir: a.tmp_dir.or(cfg.tmp_dir),
+        all: a.all,
+        progress: !a.out_opts.quiet,
+        domains: domains.into_iter().collect(),
+        max_rejected,
+        max_file_bytes,
+    };
+    let quiet = a.out_opts.quiet;
+    match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
+        Err(breach_audit::audit::Locked(lock)) => {
+            eprintln!(
+                "breach-audit: another audit is running ({} is locked); nothing done",
+                lock.display()
+            );
+            Ok(Exit::Locked)
+        }
+        Ok(o) => {
+            // What was not audited is shown whatever --quiet says: cron must see it.
+            let no_owner: Vec<String> = o
+                .issues
+                .iter()
+                .filter(|i| !i.not_audited())
+                .map(|i| i.to_string())
+                .collect();
+            print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
+            if o.held_addresses > 0 {
+                print_alerts([format!(
+                    "{} with findings on record not audited tonight: their findings are kept, neither resolved nor reported again",
+                    plural(o.held_addresses, "address")
+                )
+                .as_str()]);
+            }
+            if !quiet {
+                let s = &o.summary;
+                eprintln!(
+                    "breach-audit: audit: {} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable; {} on {}, {}; {}; index {}; {:.1}s",
+                    plural(s.accounts, "account"),
+                    s.at_risk,
+                    s.critical,
+                    s.high,
+                    s.medium,
+                    s.unknown,
+                    s.salted,
+                    s.unverifiable,
+                    plural(o.new_findings, "new finding"),
+                    plural(o.new_accounts, "account"),
+                    plural(o.notices, "notice"),
+                    if o.complete() {
+                        "complete".to_string()
+                    } else {
+                        format!(
+                            "INCOMPLETE: {} not audited or without owner",
+                            plural(o.issues.len() as u64, "domain")
+                        )
+                    },
+                    if o.rebuilt { "rebuilt" } else { "unchanged" },
+                    o.elapsed.as_secs_f64()
+                );
+            }
+            Ok(Exit::found_if(o.new_findings > 0))
+        }
+    }
+}

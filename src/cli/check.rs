@@ -1,0 +1,94 @@
+//! `check`: the at-risk accounts of the given sources.
+use super::Exit;
+use super::args::{
+    AccountArgs, JudgeArgs, OutFormat, Verbosity, check_output, print_alerts, read_domains,
+    stdout_or, warner,
+};
+use breach_audit::check::{self, DomainFilter, plural};
+use breach_audit::error::Result;
+use breach_audit::index::Index;
+use breach_audit::report;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    /// The index directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) index: PathBuf,
+    #[command(flatten)]
+    pub(crate) accounts: AccountArgs,
+    /// Keep outcomes of slow verifications (bcrypt, argon2, yescrypt, crypt) in this file so a
+    /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) judge: JudgeArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub(crate) format: OutFormat,
+    /// Write the report here (mode 0600, replaced atomically) instead of standard output; `-` is
+    /// standard output. Its directory must exist.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) out: Verbosity,
+}
+
+pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
+    let start = std::time::Instant::now();
+    let sources = a.accounts.into_sources();
+    check_output(a.output.as_deref())?;
+    let opts = check::CheckOptions {
+        filter: DomainFilter::new(read_domains(
+            &a.judge.domain,
+            a.judge.domains_file.as_deref(),
+            "--domain",
+        )?),
+        max_rejected: a.judge.max_rejected.unwrap_or(check::DEFAULT_MAX_REJECTED),
+        max_file_bytes: a
+            .judge
+            .max_file_size
+            .map(|n| n as u64)
+            .unwrap_or(breach_audit::sources::tree::DEFAULT_MAX_BYTES),
+        track: Default::default(),
+    };
+    let index = Index::open(&a.index)?;
+    let mut warn = warner(a.out.quiet);
+    let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &mut warn);
+    let mut outcome = check::check(&index, &sources, &opts, &cache, &mut warn)?;
+    outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
+    outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
+    cache.save()?;
+    let code = Exit::found_if(!outcome.records.is_empty());
+    let written = report::emit(
+        &outcome.records,
+        a.format.into(),
+        stdout_or(a.output).as_deref(),
+    );
+    print_alerts(outcome.alerts.iter().map(String::as_str));
+    if !a.out.quiet {
+        let s = &outcome.summary;
+        eprintln!(
+            "breach-audit: checked {} in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rejected; {} ({} from the cache)",
+            plural(s.accounts, "account"),
+            start.elapsed().as_secs_f64(),
+            s.at_risk,
+            s.critical,
+            s.high,
+            s.medium,
+            s.unknown,
+            s.compared,
+            s.salted,
+            s.unverifiable,
+            plural(s.rejected_rows, "row"),
+            plural(s.verified + s.cached, "slow verification"),
+            s.cached
+        );
+    }
+    match written {
+        Err(e) if e.is_broken_pipe() => Ok(code),
+        Err(e) => Err(e),
+        Ok(()) => Ok(code),
+    }
+}

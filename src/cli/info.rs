@@ -1,0 +1,99 @@
+//! `info` and `verify`: what an index holds, and whether every byte of it is intact.
+
+use super::Exit;
+use super::args::IndexArg;
+use breach_audit::error::Result;
+use breach_audit::index::Index;
+
+pub(crate) fn run_info(a: IndexArg) -> Result<Exit> {
+    let index = Index::open(&a.index)?;
+    let m = &index.manifest;
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "index        {}", a.index.display());
+    let _ = writeln!(
+        out,
+        "format       {} v{} (build {:016x}, built at {})",
+        m.format,
+        m.version,
+        m.build_id,
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.built_at)
+        )
+    );
+    let _ = writeln!(
+        out,
+        "key layout   fingerprints of at least {} bits, {} shards, keys {}, value {}",
+        m.key_layout.fingerprint_bits,
+        1u64 << m.key_layout.shard_bits,
+        m.key_layout.key,
+        m.key_layout.value
+    );
+    for (name, r) in &m.maps {
+        let _ = writeln!(
+            out,
+            "map {name:<8} {} hashes, {} bytes ({:.2} bytes/hash), sum of counts {}, false-positive bound {:.1e} per lookup",
+            r.keys,
+            r.bytes,
+            r.bytes as f64 / r.keys.max(1) as f64,
+            r.total_count,
+            r.keys as f64 / 2f64.powi(m.key_layout.fingerprint_bits as i32)
+        );
+    }
+    if let Some(e) = &m.emails {
+        let _ = writeln!(
+            out,
+            "emails       {} addresses, {} bytes ({:.2} bytes/address), {} distinct rows ({} duplicates dropped), {} passwords",
+            e.addresses,
+            e.fst_bytes,
+            e.fst_bytes as f64 / e.addresses.max(1) as f64,
+            e.rows,
+            e.duplicate_rows,
+            e.passwords
+        );
+        let _ = writeln!(
+            out,
+            "leaks        {} bytes in {} (SENSITIVE: leaked plaintext passwords)",
+            e.leaks_bytes, e.leaks_file
+        );
+    }
+    for s in &m.sources {
+        let _ = writeln!(
+            out,
+            "source       {} {}: {} lines, {}, {} rejected{}",
+            s.kind,
+            s.path,
+            s.lines,
+            if s.kind == "combolist" {
+                format!(
+                    "{} rows ({} placeholders, {} hash-shaped), {} invalid addresses",
+                    s.rows, s.placeholders, s.hash_values, s.invalid_email
+                )
+            } else {
+                format!("{} SHA-1, {} NTLM, {} padding", s.sha1, s.ntlm, s.padding)
+            },
+            s.rejected,
+            if s.kind == "combolist" {
+                ""
+            } else if s.sorted {
+                ", sorted"
+            } else {
+                ", unsorted"
+            }
+        );
+    }
+    print!("{out}");
+    Ok(Exit::Clean)
+}
+
+pub(crate) fn run_verify(a: IndexArg) -> Result<Exit> {
+    let index = Index::open(&a.index)?;
+    index.verify()?;
+    let keys: u64 = index.manifest.maps.values().map(|r| r.keys).sum();
+    eprintln!(
+        "breach-audit: {} is intact ({} hashes)",
+        a.index.display(),
+        keys
+    );
+    Ok(Exit::Clean)
+}

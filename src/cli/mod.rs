@@ -1,0 +1,114 @@
+//! Command-line interface: clap definitions and the glue from flags to engine calls, one file per
+//! subcommand (xsv's and fd's shape). The flag names, output fields and exit codes here are a
+//! contract with operators' scripts and the notice mailer: keep them stable. The library never sees
+//! a clap type.
+
+mod args;
+mod audit;
+mod build;
+mod check;
+mod domain;
+mod info;
+mod lookup;
+
+use breach_audit::error::Result;
+use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
+2 error, 3 (audit) another audit is running, 130 interrupted. Results go to standard output (or
+--output, created mode 0600); warnings and the one-line summary go to standard error; progress
+bars only appear when standard error is a terminal. No password or hash is ever printed.
+
+Sensitive files: the index's leaks.bin holds leaked plaintext passwords and emails.fst breached
+addresses; reports and audit outputs name your customers. All are created mode 0600 in 0700
+directories: keep them on the audit host.";
+
+#[derive(Parser)]
+#[command(name = "breach-audit", version, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (or rebuild) an index from Have I Been Pwned password dumps.
+    ///
+    /// Reads each dump once. Sorted dumps (as downloaded) stream straight into the index; unsorted
+    /// ones are sorted externally in --tmp-dir. The new index is written beside the old one and
+    /// swapped in atomically: a failed or interrupted build leaves the old index working.
+    Build(build::BuildArgs),
+    /// Check accounts against the index and print the at-risk list, sorted by address.
+    ///
+    /// JSONL records: {"email","domain","owner","contact","suspended","severity","findings":[...]}.
+    /// Findings, worst first: {"kind":"current_password_leaked"} (critical: a password leaked for
+    /// the address verifies against the stored hash), {"kind":"password_pwned","count":N} (high:
+    /// the password is in the dumps), {"kind":"credentials_leaked","count":N} (medium: the address
+    /// is in N combolist rows), {"kind":"unverifiable","scheme":S} (unknown: the stored hash cannot
+    /// be checked, so the account is not known to be safe). Salted hashes are verified against
+    /// the passwords leaked for their address; they cannot be compared with the dumps directly.
+    Check(check::CheckArgs),
+    /// List every breached address at one or more domains (from the combolists), sorted.
+    ///
+    /// JSONL records: {"domain","email","count"}, count = distinct combolist rows naming the
+    /// address. Exits 1 when any address is found, 0 when none. Each domain is a range scan of the
+    /// email map: milliseconds from a cold start, whatever the size of the index.
+    Domain(domain::DomainArgs),
+    /// Read passwords (or, with --hashes, SHA-1/NTLM hex hashes) from standard input, one per line,
+    /// and print how often each was seen in the dumps, one count per line. The input is never echoed.
+    Lookup(lookup::LookupArgs),
+    /// Show what an index holds and what it was built from.
+    Info(args::IndexArg),
+    /// Check every byte of an index; exits 2 on any damage.
+    Verify(args::IndexArg),
+    /// The nightly job: rebuild the index if a source changed, check every account, and write
+    /// what is new since the last run for the notice mailer.
+    ///
+    /// Writes to --out (each file atomically, mode 0600): at-risk.jsonl (every account at risk
+    /// now, as `check` prints them), new.jsonl (only findings not reported before; empty when
+    /// none), notices.csv (contact,owner,addresses,worst_severity: one row per contact to notify).
+    /// --state keeps what was reported, the verification cache and the lock. Exit codes: 0 nothing
+    /// new, 1 new findings, 2 error, 3 another audit is running (the lock in --state is held).
+    Audit(audit::AuditArgs),
+}
+
+/// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: nothing at risk, nothing found, nothing new.
+    Clean = 0,
+    /// 1: at-risk accounts, breached passwords or addresses, new findings.
+    Found = 1,
+    /// 2: an error (printed).
+    Error = 2,
+    /// 3: another audit holds the lock.
+    Locked = 3,
+    /// 130: interrupted by Ctrl-C or SIGTERM.
+    Interrupted = 130,
+}
+
+impl Exit {
+    /// `Found` when `found`, else `Clean`.
+    pub fn found_if(found: bool) -> Exit {
+        if found { Exit::Found } else { Exit::Clean }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> std::process::ExitCode {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Exit> {
+    match cli.cmd {
+        Cmd::Build(a) => build::run(a),
+        Cmd::Check(a) => check::run(a),
+        Cmd::Domain(a) => domain::run(a),
+        Cmd::Lookup(a) => lookup::run(a),
+        Cmd::Info(a) => info::run_info(a),
+        Cmd::Verify(a) => info::run_verify(a),
+        Cmd::Audit(a) => audit::run(a),
+    }
+}
