@@ -396,13 +396,13 @@ fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {
     Ok(rec.fingerprint.as_deref() != Some(crate::sources::fingerprint::of(path)?.as_str()))
 }
 
-/// An exclusive `flock` on a file, released on drop (and by the kernel if the process dies).
-struct Lock(std::fs::File);
+/// An exclusive lock (`flock`) on a file, released on drop (and by the kernel if the process
+/// dies).
+struct Lock(#[allow(dead_code)] std::fs::File);
 
 impl Lock {
     fn try_acquire(path: &Path) -> Result<Option<Lock>> {
         use std::os::unix::fs::OpenOptionsExt;
-        use std::os::unix::io::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -411,27 +411,14 @@ impl Lock {
             .mode(0o600)
             .open(path)
             .at(path)?;
-        // SAFETY: flock on a file descriptor we own.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            let _ = f.set_len(0);
-            let _ = writeln!(&f, "{}", std::process::id());
-            Ok(Some(Lock(f)))
-        } else {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Ok(None)
-            } else {
-                Err(Error::io(path, e))
+        match f.try_lock() {
+            Ok(()) => {
+                let _ = f.set_len(0);
+                let _ = writeln!(&f, "{}", std::process::id());
+                Ok(Some(Lock(f)))
             }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
         }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: unlocking our own descriptor.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }

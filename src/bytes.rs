@@ -33,3 +33,13 @@ pub fn trim_blanks(mut s: &[u8]) -> &[u8] {
     }
     s
 }
+
+/// The little-endian u64 at the start of `b` (at least 8 bytes).
+pub fn le_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// The little-endian u32 at the start of `b` (at least 4 bytes).
+pub fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}

@@ -23,9 +23,25 @@ pub enum Error {
         line: u64,
         msg: String,
     },
-    /// The index is missing, damaged or of another format version.
+    /// The index cannot be used as it is (not an index, refusing to replace a directory, lacking
+    /// what a command needs); `msg` says why and what to do.
     #[error("index {path}: {msg}")]
     Index { path: PathBuf, msg: String },
+    /// A file of the index is damaged: `what` says how. Rebuilding is the fix.
+    #[error("index {path}: {what}; rebuild the index with `breach-audit build`")]
+    Damaged { path: PathBuf, what: String },
+    /// The index is of another format version than this breach-audit reads.
+    #[error(
+        "index {path}: index format version {found}, this breach-audit reads version {reads}; rebuild the index with `breach-audit build`"
+    )]
+    OtherVersion {
+        path: PathBuf,
+        found: u32,
+        reads: u32,
+    },
+    /// There is no index here yet.
+    #[error("index {path}: {what}; build it with `breach-audit build`")]
+    Missing { path: PathBuf, what: &'static str },
     /// Wrong use of the tool (conflicting or missing options).
     #[error("{0}")]
     Usage(String),
@@ -47,6 +63,13 @@ impl Error {
         Error::BadInput {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
+        }
+    }
+    /// A damaged index file (the advice to rebuild is added by `Display`).
+    pub fn damaged(path: impl AsRef<Path>, what: impl Into<String>) -> Error {
+        Error::Damaged {
+            path: path.as_ref().to_path_buf(),
+            what: what.into(),
         }
     }
     pub fn index(path: impl AsRef<Path>, msg: impl Into<String>) -> Error {

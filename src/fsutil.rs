@@ -175,9 +175,17 @@ pub fn unique_suffix() -> String {
 
 /// Is a process with this pid alive? Used to tell stale temporary directories from live ones.
 pub fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill(pid, 0) only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // Signal 0 checks for existence and permission; EPERM means it exists.
+    matches!(
+        rustix::process::test_kill_process(pid),
+        Ok(()) | Err(rustix::io::Errno::PERM)
+    )
 }
 
 /// Is `pid` a live breach-audit process? A pid that was reused by another program does not

@@ -53,15 +53,7 @@ impl Drop for ChunkData {
         if let ChunkData::Mapped { map, start, end } = self {
             // Parsed input pages will not be read again: drop them from this process so resident
             // memory reflects our buffers, not the size of the dump.
-            // SAFETY: a read-only file mapping; MADV_DONTNEED only discards cached pages, and a
-            // later access (a neighbouring chunk sharing a page) reads them from the file again.
-            let _ = unsafe {
-                map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    *start,
-                    *end - *start,
-                )
-            };
+            fsutil::release_range(map, *start, *end);
         }
     }
 }
@@ -164,7 +156,7 @@ impl Iterator for MappedChunks {
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 /// Decode a (possibly compressed) byte stream on a reader thread into line-aligned chunks.

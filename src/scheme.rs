@@ -86,18 +86,8 @@ pub enum Bare {
 }
 
 fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
-    use crate::bytes::hex_val;
-    if s.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-        let (h, l) = (hex_val(pair[0]), hex_val(pair[1]));
-        if (h | l) & 0xF0 != 0 {
-            return None;
-        }
-        *o = (h << 4) | l;
-    }
+    hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 

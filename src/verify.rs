@@ -59,5 +59,6 @@ fn hash(alg: Alg, parts: &[&[u8]]) -> Vec<u8> {
 
 /// Constant-time equality (length is not secret).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }

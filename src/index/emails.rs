@@ -18,6 +18,7 @@
 //! tag is 1 for a plaintext password and 2 for a hash-shaped value (see [`Secret`]). At most
 //! [`MAX_SECRETS`] values are kept per address (the count stays exact).
 
+use crate::bytes::le_u64;
 use crate::error::{Error, IoContext, Result};
 use crate::sources::combolist::Secret;
 use std::fs::File;
@@ -194,17 +195,6 @@ pub struct EmailMap {
     pub crc: u32,
 }
 
-fn damaged(path: &Path, msg: &str) -> Error {
-    Error::index(
-        path,
-        format!("{msg}; rebuild the index with `breach-audit build`"),
-    )
-}
-
-fn le_u64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
-}
-
 impl EmailMap {
     pub fn open(dir: &Path) -> Result<EmailMap> {
         let fst_path = dir.join(EMAILS_FILE);
@@ -213,7 +203,7 @@ impl EmailMap {
         let m = unsafe { crate::fsutil::map_file(&f, &fst_path) }?;
         let _ = m.advise(memmap2::Advice::Random);
         let fst = super::guard::guarded(&fst_path, || {
-            fst::Map::new(m).map_err(|e| damaged(&fst_path, &e.to_string()))
+            fst::Map::new(m).map_err(|e| Error::damaged(&fst_path, e.to_string()))
         })?;
         let leaks_path = dir.join(LEAKS_FILE);
         let f = File::open(&leaks_path).at(&leaks_path)?;
@@ -224,14 +214,14 @@ impl EmailMap {
         if len < LEAKS_TRAILER + 8
             || &leaks[len - LEAKS_TRAILER..len - LEAKS_TRAILER + 8] != LEAKS_MAGIC
         {
-            return Err(damaged(&leaks_path, "not a breach-audit leaks file"));
+            return Err(Error::damaged(&leaks_path, "not a breach-audit leaks file"));
         }
         let t = &leaks[len - LEAKS_TRAILER..];
         let version = u32::from_le_bytes(t[8..12].try_into().expect("4"));
         if version != LEAKS_FORMAT {
-            return Err(damaged(
+            return Err(Error::damaged(
                 &leaks_path,
-                &format!("leaks format version {version}, this breach-audit reads {LEAKS_FORMAT}"),
+                format!("leaks format version {version}, this breach-audit reads {LEAKS_FORMAT}"),
             ));
         }
         let build_id = le_u64(&t[16..]);
@@ -241,7 +231,7 @@ impl EmailMap {
             .checked_mul(8)
             .filter(|&n| n + LEAKS_TRAILER <= len);
         let Some(table_len) = table_len else {
-            return Err(damaged(&leaks_path, "block table out of range"));
+            return Err(Error::damaged(&leaks_path, "block table out of range"));
         };
         let offsets_at = len - LEAKS_TRAILER - table_len;
         let em = EmailMap {
@@ -254,7 +244,10 @@ impl EmailMap {
             crc,
         };
         if em.offset(blocks) != offsets_at as u64 || em.offset(0) != 0 {
-            return Err(damaged(&leaks_path, "block table does not cover the file"));
+            return Err(Error::damaged(
+                &leaks_path,
+                "block table does not cover the file",
+            ));
         }
         Ok(em)
     }
@@ -311,15 +304,18 @@ impl EmailMap {
     fn record_in_block(&self, block: u64, key: &[u8]) -> Result<Option<LeakRecord>> {
         let path = self.dir.join(LEAKS_FILE);
         if block >= self.blocks {
-            return Err(damaged(&path, "email map points past the last block"));
+            return Err(Error::damaged(
+                &path,
+                "email map points past the last block",
+            ));
         }
         let (a, b) = (self.offset(block) as usize, self.offset(block + 1) as usize);
         if a > b || b > self.offsets_at {
-            return Err(damaged(&path, "block table is damaged"));
+            return Err(Error::damaged(&path, "block table is damaged"));
         }
         let data = zstd::stream::decode_all(&self.leaks[a..b])
-            .map_err(|_| damaged(&path, &format!("block {block} does not decompress")))?;
-        let bad = || damaged(&path, &format!("block {block} is damaged"));
+            .map_err(|_| Error::damaged(&path, format!("block {block} does not decompress")))?;
+        let bad = || Error::damaged(&path, format!("block {block} is damaged"));
         let mut pos = 0;
         while pos < data.len() {
             let klen = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
@@ -379,11 +375,11 @@ impl EmailMap {
         self.fst
             .as_fst()
             .verify()
-            .map_err(|e| damaged(&self.dir.join(EMAILS_FILE), &format!("damaged: {e}")))?;
+            .map_err(|e| Error::damaged(self.dir.join(EMAILS_FILE), format!("damaged: {e}")))?;
         let len = self.leaks.len();
         if crc32fast::hash(&self.leaks[..len - 8]) != self.crc {
-            return Err(damaged(
-                &self.dir.join(LEAKS_FILE),
+            return Err(Error::damaged(
+                self.dir.join(LEAKS_FILE),
                 "checksum mismatch: the file is damaged",
             ));
         }

@@ -34,9 +34,9 @@ pub fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
     GUARDED.with(|g| g.set(was));
     match r {
         Ok(r) => r,
-        Err(_) => Err(Error::index(
+        Err(_) => Err(Error::damaged(
             path,
-            "is damaged (its structure points outside the file); rebuild the index with `breach-audit build`",
+            "is damaged (its structure points outside the file)",
         )),
     }
 }

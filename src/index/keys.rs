@@ -20,7 +20,7 @@
 //!   builder: 13.3, 13.1, 12.5).
 //!
 //! The value is `count - 1` (the common count 1 costs no output bytes), on the key's last
-//! transition (see `fstwrite`).
+//! transition (see `fst::write`).
 //!
 //! False positives: a password that is not in the dumps matches only if its kept bits (at least
 //! 60) equal those of one of the N stored hashes. Hashes are uniform, so the chance per lookup is at
@@ -94,7 +94,7 @@ const LAYOUT_TAG: u64 = 0xBA_0000;
 pub const ALPHABET32: [u8; 32] = *b"&-./01235:=_abcdefghilmnoprstuwy";
 /// The bytes written for base-63 digits: all 63 inputs fst packs into a header byte, ascending.
 pub const ALPHABET63: [u8; 63] = {
-    let mut a = crate::index::fstwrite::COMMON_INPUTS;
+    let mut a = crate::index::fst::write::COMMON_INPUTS;
     // Insertion sort (const context).
     let mut i = 1;
     while i < a.len() {

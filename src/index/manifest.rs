@@ -100,12 +100,15 @@ impl Manifest {
         let text = match std::fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let msg = if dir.exists() {
-                    "no manifest.json: not a breach-audit index, or an unfinished build; build it with `breach-audit build`"
+                let what = if dir.exists() {
+                    "no manifest.json: not a breach-audit index, or an unfinished build"
                 } else {
-                    "does not exist; build it with `breach-audit build`"
+                    "does not exist"
                 };
-                return Err(Error::index(dir, msg));
+                return Err(Error::Missing {
+                    path: dir.to_path_buf(),
+                    what,
+                });
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
@@ -114,14 +117,8 @@ impl Manifest {
             format: String,
             version: u32,
         }
-        let head: Head = serde_json::from_slice(&text).map_err(|e| {
-            Error::index(
-                dir,
-                format!(
-                    "manifest.json is damaged ({e}); rebuild the index with `breach-audit build`"
-                ),
-            )
-        })?;
+        let head: Head = serde_json::from_slice(&text)
+            .map_err(|e| Error::damaged(dir, format!("manifest.json is damaged ({e})")))?;
         if head.format != FORMAT_NAME {
             return Err(Error::index(
                 dir,
@@ -129,22 +126,14 @@ impl Manifest {
             ));
         }
         if head.version != FORMAT_VERSION {
-            return Err(Error::index(
-                dir,
-                format!(
-                    "index format version {}, this breach-audit reads version {FORMAT_VERSION}; rebuild the index with `breach-audit build`",
-                    head.version
-                ),
-            ));
+            return Err(Error::OtherVersion {
+                path: dir.to_path_buf(),
+                found: head.version,
+                reads: FORMAT_VERSION,
+            });
         }
-        serde_json::from_slice(&text).map_err(|e| {
-            Error::index(
-                dir,
-                format!(
-                    "manifest.json is damaged ({e}); rebuild the index with `breach-audit build`"
-                ),
-            )
-        })
+        serde_json::from_slice(&text)
+            .map_err(|e| Error::damaged(dir, format!("manifest.json is damaged ({e})")))
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {

@@ -15,9 +15,10 @@
 //! the trailer, the table and every shard's fst header; [`MapFile::verify`] checks every byte (the
 //! CRC-32 and each fst's own checksum).
 
-use super::fstread;
-use super::fstwrite::{FixedFstWriter, KeyError};
+use super::fst::read as fstread;
+use super::fst::write::{FixedFstWriter, KeyError};
 use super::keys::{Layout, MIN_FINGERPRINT_BITS, NUM_SHARDS, SHARD_BITS, shard_of};
+use crate::bytes::{le_u32, le_u64};
 use crate::error::{Error, IoContext, Result};
 use fst::{IntoStreamer, Streamer};
 use std::fs::File;
@@ -57,20 +58,13 @@ pub struct MapFile {
     pub trailer: Trailer,
 }
 
-fn le_u32(b: &[u8]) -> u32 {
-    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
-}
-fn le_u64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
-}
-
 impl MapFile {
     pub fn open(path: &Path) -> Result<MapFile> {
         let file = File::open(path).at(path)?;
         // SAFETY: index files are never modified in place (see fsutil::map_file).
         let map = unsafe { crate::fsutil::map_file(&file, path) }?;
         let _ = map.advise(memmap2::Advice::Random);
-        let bad = |msg: &str| damaged(path, msg);
+        let bad = |msg: &str| Error::damaged(path, msg);
         let len = map.len();
         let table_len = (NUM_SHARDS + 1) * 8;
         if len < TRAILER_LEN + table_len {
@@ -124,9 +118,9 @@ impl MapFile {
             return Ok(None);
         }
         let m = fst::Map::new(&self.map[a..b])
-            .map_err(|e| damaged(&self.path, &format!("shard {s}: {e}")))?;
+            .map_err(|e| Error::damaged(&self.path, format!("shard {s}: {e}")))?;
         let layout = Layout::from_fst_type(m.as_fst().fst_type())
-            .ok_or_else(|| damaged(&self.path, &format!("shard {s} names no key layout")))?;
+            .ok_or_else(|| Error::damaged(&self.path, format!("shard {s} names no key layout")))?;
         Ok(Some((m, layout)))
     }
 
@@ -147,7 +141,9 @@ impl MapFile {
         let (data, layout, root) = self.head(s, a, b)?;
         match fstread::get_from(data, root, &layout.key(fp)) {
             Ok(v) => Ok(v.map(|v| v.saturating_add(1))),
-            Err(fstread::Damaged) => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
+            Err(fstread::Damaged) => {
+                Err(Error::damaged(&self.path, format!("shard {s} is damaged")))
+            }
         }
     }
 
@@ -163,7 +159,7 @@ impl MapFile {
         });
         match *head {
             Some((layout, root)) => Ok((data, layout, root)),
-            None => Err(damaged(&self.path, &format!("shard {s} is damaged"))),
+            None => Err(Error::damaged(&self.path, format!("shard {s} is damaged"))),
         }
     }
 
@@ -202,7 +198,10 @@ impl MapFile {
                         }
                         Err(fstread::Damaged) => {
                             let s = shard_of(fc[j]);
-                            return Err(damaged(&self.path, &format!("shard {s} is damaged")));
+                            return Err(Error::damaged(
+                                &self.path,
+                                format!("shard {s} is damaged"),
+                            ));
                         }
                     }
                 }
@@ -239,9 +238,9 @@ impl MapFile {
             let mut st = m.into_stream();
             while let Some((k, v)) = st.next() {
                 let fp = layout.fp(shard, k).ok_or_else(|| {
-                    damaged(
+                    Error::damaged(
                         &self.path,
-                        &format!("shard {shard} holds a key of another layout"),
+                        format!("shard {shard} holds a key of another layout"),
                     )
                 })?;
                 f(fp, v.saturating_add(1))?;
@@ -264,7 +263,7 @@ impl MapFile {
         let len = self.map.len();
         let crc = crc32fast::hash(&self.map[..len - 8]);
         if crc != self.trailer.crc {
-            return Err(damaged(
+            return Err(Error::damaged(
                 &self.path,
                 "checksum mismatch: the file is damaged",
             ));
@@ -272,14 +271,17 @@ impl MapFile {
         let mut keys = 0u64;
         for s in 0..NUM_SHARDS {
             if let Some((m, _)) = self.shard(s)? {
-                m.as_fst()
-                    .verify()
-                    .map_err(|e| damaged(&self.path, &format!("shard {s} is damaged: {e}")))?;
+                m.as_fst().verify().map_err(|e| {
+                    Error::damaged(&self.path, format!("shard {s} is damaged: {e}"))
+                })?;
                 keys += m.len() as u64;
             }
         }
         if keys != self.trailer.keys {
-            return Err(damaged(&self.path, "key count does not match the trailer"));
+            return Err(Error::damaged(
+                &self.path,
+                "key count does not match the trailer",
+            ));
         }
         Ok(())
     }
@@ -299,13 +301,6 @@ fn prefetch(data: &[u8], addr: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (data, addr);
-}
-
-fn damaged(path: &Path, msg: &str) -> Error {
-    Error::index(
-        path,
-        format!("{msg}; rebuild the index with `breach-audit build`"),
-    )
 }
 
 /// Writes a map file shard by shard, in shard order.

@@ -11,8 +11,7 @@
 pub mod build;
 mod combo;
 pub mod emails;
-pub mod fstread;
-pub mod fstwrite;
+pub mod fst;
 pub mod guard;
 mod ingest;
 pub mod keys;
@@ -58,9 +57,9 @@ impl Index {
             match Self::open_once(dir)? {
                 Opened::Index(index) => return Ok(*index),
                 Opened::OtherBuild(path) if attempt > 0 => {
-                    return Err(Error::index(
+                    return Err(Error::damaged(
                         path,
-                        "belongs to another build than manifest.json; rebuild the index with `breach-audit build`",
+                        "belongs to another build than manifest.json",
                     ));
                 }
                 Opened::OtherBuild(_) => attempt += 1,
@@ -179,9 +178,9 @@ impl Index {
         if let (Some(em), Some(rec)) = (&self.emails, &self.manifest.emails) {
             em.verify()?;
             if em.crc != rec.leaks_crc32 || em.addresses() != rec.addresses {
-                return Err(Error::index(
+                return Err(Error::damaged(
                     self.dir.join(&rec.leaks_file),
-                    "does not match manifest.json; rebuild the index with `breach-audit build`",
+                    "does not match manifest.json",
                 ));
             }
         }
@@ -194,9 +193,9 @@ impl Index {
             };
             m.verify()?;
             if m.trailer.crc != rec.crc32 || m.trailer.keys != rec.keys || m.len() != rec.bytes {
-                return Err(Error::index(
+                return Err(Error::damaged(
                     self.dir.join(&rec.file),
-                    "does not match manifest.json; rebuild the index with `breach-audit build`",
+                    "does not match manifest.json",
                 ));
             }
         }

@@ -19,7 +19,7 @@
 use std::io::{self, Write};
 
 /// The fst format version written (the fst crate 0.4 reads 1-3).
-const FST_VERSION: u64 = 3;
+pub(crate) const FST_VERSION: u64 = 3;
 /// Address of the final state with no transitions and no output: never written.
 const EMPTY: u64 = 0;
 /// Fewer transitions than this are searched linearly; more get a 256-byte index (fst's rule).

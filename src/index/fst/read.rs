@@ -9,7 +9,7 @@
 //! tests below compare every answer with `fst::Map::get` on maps written by both writers.
 
 /// fst's common inputs, most common first (index `i` is stored as `i + 1` in a header byte).
-const COMMON: [u8; 63] = super::fstwrite::COMMON_INPUTS;
+const COMMON: [u8; 63] = super::write::COMMON_INPUTS;
 /// Address of the final state with no transitions.
 const EMPTY: usize = 0;
 
@@ -242,7 +242,7 @@ fn any_count(data: &[u8], addr: usize, state: u8) -> Result<(usize, usize), Dama
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::fstwrite::FixedFstWriter;
+    use crate::index::fst::write::FixedFstWriter;
     use crate::testutil::splitmix;
 
     fn value(r: u64) -> u64 {
