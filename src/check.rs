@@ -219,14 +219,11 @@ impl Default for CheckOptions {
         CheckOptions {
             filter: DomainFilter::default(),
             max_rejected: DEFAULT_MAX_REJECTED,
-            max_file_bytes: crate::sources::tree::DEFAULT_MAX_BYTES,
+            max_file_bytes: crate::sources::accounts::tree::DEFAULT_MAX_BYTES,
             track: HashSet::new(),
         }
     }
 }
-
-/// Accounts judged together.
-const BATCH: usize = 16 * 1024;
 
 /// Read every account source and judge every account against the index.
 ///
@@ -247,79 +244,20 @@ pub fn check(
         ));
     }
     let filter = &opts.filter;
+    let judge = Judge {
+        index,
+        cache,
+        track: &opts.track,
+        out: std::sync::Mutex::new((Tally::default(), Vec::new())),
+    };
     let mut summary = CheckSummary::default();
     let mut issues = Vec::new();
-    // A reader (this thread) hands batches of accounts to a judge thread, which judges each batch
-    // in parallel while the next is read. Memory holds a few batches and the at-risk records,
-    // whatever the number of accounts.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Account>>(2);
-    // What parallel parsers judged where they parsed (see `Batcher::piece_handler`).
-    let in_pieces = std::sync::Mutex::new((Tally::default(), Vec::new()));
-    let track = &opts.track;
-    let (mut records, mut judged) = std::thread::scope(|scope| -> Result<_> {
-        let judge_thread = scope.spawn(move || -> Result<_> {
-            let mut records = Vec::new();
-            let mut judged = Tally::default();
-            for batch in rx {
-                // Judged in parallel, in pieces; records are sorted by address at the end.
-                let pieces: Vec<(Tally, Vec<Record>)> = batch
-                    .par_chunks(1024)
-                    .map(|c| judge_many(index, cache, track, c))
-                    .collect::<Result<_>>()?;
-                for (t, r) in pieces {
-                    judged.merge(t);
-                    records.extend(r);
-                }
-            }
-            Ok((records, judged))
-        });
-        let mut read_all = || -> Result<()> {
-            let handler = |v: Vec<Account>| -> Result<()> {
-                crate::fsutil::check_interrupted()?;
-                let (t, r) = judge_many(index, cache, track, &v)?;
-                let mut shared = in_pieces.lock().expect("no panics while held");
-                shared.0.merge(t);
-                shared.1.extend(r);
-                Ok(())
-            };
-            let mut sink = Batcher {
-                batch: Vec::with_capacity(BATCH),
-                tx: &tx,
-                handler: &handler,
-            };
-            for src in sources {
-                let mut file_warnings = Vec::new();
-                let mut stats = accounts::read(
-                    src,
-                    &|d| filter.wants(d),
-                    &mut sink,
-                    opts.max_file_bytes,
-                    &mut |w| file_warnings.push(w),
-                )?;
-                for w in file_warnings {
-                    warn(w);
-                }
-                source_must_hold_accounts(src, &stats, opts.max_rejected)?;
-                if stats.rejected > 0 {
-                    warn(format!(
-                        "{}: rejected {} (not accounts); first: {}",
-                        src.path().display(),
-                        plural(stats.rejected, "row"),
-                        stats.samples.join("; ")
-                    ));
-                }
-                summary.rejected_rows += stats.rejected;
-                summary.accounts += stats.accounts;
-                issues.append(&mut stats.issues);
-            }
-            sink.flush()
-        };
-        let read = read_all();
-        drop(tx);
-        let judged = judge_thread.join().expect("judge thread panicked")?;
-        read?;
-        Ok(judged)
-    })?;
+    for src in sources {
+        let mut stats = read_source(src, opts, &judge, warn)?;
+        summary.rejected_rows += stats.rejected;
+        summary.accounts += stats.accounts;
+        issues.append(&mut stats.issues);
+    }
     let unheld = filter.unheld();
     if !unheld.is_empty() {
         return Err(Error::Usage(format!(
@@ -327,9 +265,7 @@ pub fn check(
             unheld.join(", ")
         )));
     }
-    let (piece_tally, piece_records) = in_pieces.into_inner().expect("no panics while held");
-    records.extend(piece_records);
-    judged.merge(piece_tally);
+    let (judged, records) = judge.out.into_inner().expect("no panics while held");
     let Tally {
         summary: judged,
         missing_map,
@@ -446,44 +382,56 @@ fn source_must_hold_accounts(
     Err(Error::Usage(msg))
 }
 
-/// Collects accounts into batches for the judge thread; a parser's piece goes as it is. Parsers
-/// that work in parallel pieces judge each piece on the worker that parsed it instead
-/// (`handler`): the accounts are freed by the thread that allocated them, and nothing crosses a
-/// channel.
-struct Batcher<'a> {
-    batch: Vec<Account>,
-    tx: &'a std::sync::mpsc::SyncSender<Vec<Account>>,
-    handler: &'a (dyn Fn(Vec<Account>) -> Result<()> + Sync),
+/// The judge: the sink every account source delivers to. Each batch is judged in parallel pieces
+/// where it arrives (on the reading thread, or on the worker of a parallel parser); records are
+/// sorted by address at the end, so the order of arrival does not matter.
+struct Judge<'a> {
+    index: &'a Index,
+    cache: &'a VerifyCache,
+    track: &'a HashSet<String>,
+    out: std::sync::Mutex<(Tally, Vec<Record>)>,
 }
 
-impl Batcher<'_> {
-    fn send(&mut self, v: Vec<Account>) -> Result<()> {
+impl accounts::AccountSink for Judge<'_> {
+    fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
-        // A closed channel means the judge failed: its error is reported by the caller.
-        self.tx.send(v).map_err(|_| Error::Interrupted)
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        self.send(full)
-    }
-}
-
-impl accounts::AccountSink for Batcher<'_> {
-    fn account(&mut self, a: Account) -> Result<()> {
-        self.batch.push(a);
-        if self.batch.len() >= BATCH {
-            self.flush()?;
+        let pieces: Vec<(Tally, Vec<Record>)> = accounts
+            .par_chunks(1024)
+            .map(|c| judge_many(self.index, self.cache, self.track, c))
+            .collect::<Result<_>>()?;
+        let mut out = self.out.lock().expect("no panics while held");
+        for (t, r) in pieces {
+            out.0.merge(t);
+            out.1.extend(r);
         }
         Ok(())
     }
+}
 
-    fn piece_handler(&self) -> Option<&(dyn Fn(Vec<Account>) -> Result<()> + Sync)> {
-        Some(self.handler)
+/// Read one source into the judge; fail closed when it yields nothing or mostly junk.
+fn read_source(
+    src: &AccountSource,
+    opts: &CheckOptions,
+    judge: &Judge,
+    warn: &mut dyn FnMut(String),
+) -> Result<ReadStats> {
+    let stats = accounts::read(
+        src,
+        &|d| opts.filter.wants(d),
+        judge,
+        opts.max_file_bytes,
+        warn,
+    )?;
+    source_must_hold_accounts(src, &stats, opts.max_rejected)?;
+    if stats.rejected > 0 {
+        warn(format!(
+            "{}: rejected {} (not accounts); first: {}",
+            src.path().display(),
+            plural(stats.rejected, "row"),
+            stats.samples.join("; ")
+        ));
     }
+    Ok(stats)
 }
 
 /// Judge accounts one after another: the tally, and a record for each account at risk.

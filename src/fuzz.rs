@@ -55,10 +55,11 @@ pub fn scheme(data: &[u8]) {
 /// CSV exports, passwd-files, DirectAdmin passwd / cPanel shadow, owner and contact files.
 pub fn account_stores(data: &[u8]) {
     let p = Path::new("fuzz");
-    let mut sink = |a: Account| {
-        assert!(a.email.addr.contains('@'));
+    let check = |v: Vec<Account>| {
+        assert!(v.iter().all(|a| a.email.addr.contains('@')));
         Ok(())
     };
+    let mut sink = accounts::Sink::new(&check);
     let _ = accounts::parse_csv(data, p, &|_| true, &mut sink);
     let _ = accounts::parse_passwd_file(data, p, &|_| true, &mut sink);
     let mut out = ReadStats::default();
@@ -67,6 +68,7 @@ pub fn account_stores(data: &[u8]) {
     let _ = accounts::parse_colon_map(data);
     let _ = accounts::parse_conf_value(data, "email");
     let _ = accounts::parse_conf_value(data, "CONTACTEMAIL");
+    let _ = sink.flush();
 }
 
 /// The index opener on arbitrary bytes: as a map file, and split in two as an email map and a

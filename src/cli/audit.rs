@@ -141,7 +141,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
         (None, Some(s)) => {
             parse_size(s).map_err(|e| Error::Usage(format!("config max_file_size: {e}")))? as u64
         }
-        (None, None) => breach_audit::sources::tree::DEFAULT_MAX_BYTES,
+        (None, None) => breach_audit::sources::accounts::tree::DEFAULT_MAX_BYTES,
     };
     let max_rejected = match (a.judge.max_rejected, cfg.max_rejected) {
         (Some(m), _) => m,

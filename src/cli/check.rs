@@ -50,7 +50,7 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
             .judge
             .max_file_size
             .map(|n| n as u64)
-            .unwrap_or(breach_audit::sources::tree::DEFAULT_MAX_BYTES),
+            .unwrap_or(breach_audit::sources::accounts::tree::DEFAULT_MAX_BYTES),
         track: Default::default(),
     };
     let index = Index::open(&a.index)?;

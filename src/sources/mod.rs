@@ -3,8 +3,5 @@
 
 pub mod accounts;
 pub mod combolist;
-pub mod cpanel;
-pub mod directadmin;
 pub mod fingerprint;
 pub mod hibp;
-pub mod tree;

@@ -4,18 +4,16 @@
 //! domains' files are read. Everything under `home/<user>` belongs to the customer: it is read
 //! through [`Tree`], which refuses links, FIFOs, devices and oversized files there.
 
-use super::accounts::{
-    DomainIssue, Owner, Problem, ReadStats, Sink, colon_map, conf_value, domain_dirs,
-    read_domain_file,
-};
+use super::server::{colon_map, conf_value, domain_dirs, read_domain_file};
 use super::tree::{Entry, Refusal, Tree};
+use super::{DomainIssue, Owner, Problem, ReadStats, Sink};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub fn read(
     tree: &Tree,
-    want: &super::accounts::Want,
+    want: &super::Want,
     sink: &mut Sink,
     warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {

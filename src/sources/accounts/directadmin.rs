@@ -4,18 +4,16 @@
 //! `usr/local/directadmin/data/users/<owner>/user.conf` (`email=`). Only the wanted domains'
 //! files are read, through [`Tree`] (DirectAdmin's own root-owned pointer links are followed).
 
-use super::accounts::{
-    DomainIssue, Owner, Problem, ReadStats, Sink, colon_map, conf_value, domain_dirs,
-    read_domain_file,
-};
+use super::server::{colon_map, conf_value, domain_dirs, read_domain_file};
 use super::tree::Tree;
+use super::{DomainIssue, Owner, Problem, ReadStats, Sink};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub fn read(
     tree: &Tree,
-    want: &super::accounts::Want,
+    want: &super::Want,
     sink: &mut Sink,
     warn: &mut dyn FnMut(String),
 ) -> Result<ReadStats> {

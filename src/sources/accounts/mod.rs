@@ -1,0 +1,273 @@
+//! The provider's accounts, one file per store: CSV exports ([`csv`]), Dovecot passwd-files
+//! ([`passwd_file`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
+//! trees (each pointed at its root; see ../shared/FORMATS.md for the layouts), whose files are
+//! opened under [`tree`]'s policy and share the helpers of [`server`]. The server readers attach
+//! the owning user and their contact address, and read only the files of the wanted domains. A
+//! missing, refused or unreadable file inside a tree is a [`DomainIssue`] (that domain is not
+//! audited; the rest of the server is); a tree root that is not one is an error. A row that is
+//! not an account is counted and sampled by line number, never echoed (it may hold a password).
+//! Every reader delivers its accounts through one route, an [`AccountSink`].
+
+pub mod cpanel;
+pub mod csv;
+pub mod directadmin;
+pub mod passwd_file;
+pub mod server;
+pub mod tree;
+
+pub use self::csv::{parse_csv, read_csv};
+pub use passwd_file::{parse_passwd_file, read_passwd_file};
+pub use server::{parse_colon_map, parse_conf_value, parse_domain_file};
+
+use crate::email::Email;
+use crate::error::{Error, IoContext, Result};
+use crate::scheme::{self, Bare, Stored};
+use std::path::{Path, PathBuf};
+
+/// One mailbox to audit.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub email: Email,
+    pub stored: Stored,
+    pub owner: Option<String>,
+    pub contact: Option<String>,
+    /// A login the server has locked (still audited).
+    pub suspended: bool,
+}
+
+/// Where accounts come from.
+#[derive(Clone, Debug)]
+pub enum AccountSource {
+    Csv(PathBuf),
+    PasswdFile(PathBuf),
+    /// Root of a DirectAdmin tree (`etc/virtual`, `usr/local/directadmin/data/users`).
+    DirectAdmin(PathBuf),
+    /// Root of a cPanel tree (`home/*/etc/*/shadow`, `etc/userdomains`, `var/cpanel/users`).
+    Cpanel(PathBuf),
+}
+
+/// What reading one source found and rejected.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    /// Accounts handed to the sink.
+    pub accounts: u64,
+    /// Valid accounts (or, in server trees, whole domains) left out because their domain is not
+    /// wanted.
+    pub skipped: u64,
+    pub rejected: u64,
+    pub samples: Vec<String>,
+    /// The likely cause when most rows are rejected, in words (set by the parser that saw it).
+    pub hint: Option<String>,
+    /// Domains of a server tree that could not be read, or read with a problem.
+    pub issues: Vec<DomainIssue>,
+}
+
+/// A domain of a server tree whose accounts were not (all) audited as they should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainIssue {
+    /// The domain; empty when the problem hides which domains (a customer's whole `etc`).
+    pub domain: String,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+/// What went wrong with a domain of a server tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Its account file is missing, unreadable or refused (the text says which and why): its
+    /// accounts were not audited.
+    Unreadable(String),
+    /// No owner is recorded for it: its accounts were judged, but nobody can be told.
+    NoOwner,
+}
+
+impl DomainIssue {
+    /// Were this domain's accounts left unread?
+    pub fn not_audited(&self) -> bool {
+        matches!(self.problem, Problem::Unreadable(_))
+    }
+}
+
+impl std::fmt::Display for DomainIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dom = if self.domain.is_empty() {
+            "some domains".to_string()
+        } else {
+            self.domain.clone()
+        };
+        match &self.problem {
+            Problem::Unreadable(why) => write!(
+                f,
+                "{}: {why}; accounts of {dom} not audited",
+                self.path.display()
+            ),
+            Problem::NoOwner => write!(
+                f,
+                "{}: no owner for {dom}; its accounts are checked but nobody can be told",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// Which domains to keep (shared by parallel parsers).
+pub type Want<'a> = dyn Fn(&str) -> bool + Sync + 'a;
+
+/// Where readers deliver accounts: in batches, from any thread (a parallel parser hands over
+/// each piece on the worker that parsed it). The producer knows nothing of the consumer.
+pub trait AccountSink: Sync {
+    fn batch(&self, accounts: Vec<Account>) -> Result<()>;
+}
+
+impl<F: Fn(Vec<Account>) -> Result<()> + Sync> AccountSink for F {
+    fn batch(&self, accounts: Vec<Account>) -> Result<()> {
+        self(accounts)
+    }
+}
+
+/// Accounts in a batch.
+const BATCH: usize = 16 * 1024;
+
+/// A reader's end of an [`AccountSink`]: accounts one at a time, gathered into batches.
+pub struct Sink<'a> {
+    to: &'a dyn AccountSink,
+    buf: Vec<Account>,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(to: &'a dyn AccountSink) -> Sink<'a> {
+        Sink {
+            to,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn account(&mut self, a: Account) -> Result<()> {
+        self.buf.push(a);
+        if self.buf.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The sink itself, for parsers that deliver whole batches from worker threads.
+    pub fn target(&self) -> &'a dyn AccountSink {
+        self.to
+    }
+
+    /// Deliver what is gathered.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.to.batch(std::mem::take(&mut self.buf))
+    }
+}
+
+impl ReadStats {
+    pub(crate) fn reject(&mut self, path: &Path, line: u64, why: &str) {
+        self.rejected += 1;
+        if self.samples.len() < 5 {
+            self.samples
+                .push(format!("{}:{line}: {why}", path.display()));
+        }
+    }
+}
+
+/// Read one account source, handing every account whose domain passes `want` to `sink`;
+/// `warn` hears about missing files inside server trees.
+/// Files inside server trees are read through [`Tree`] (no FIFOs, no customer symlinks, at most
+/// `max_file_bytes` each).
+pub fn read(
+    src: &AccountSource,
+    want: &Want,
+    to: &dyn AccountSink,
+    max_file_bytes: u64,
+    warn: &mut dyn FnMut(String),
+) -> Result<ReadStats> {
+    let mut sink = Sink::new(to);
+    let sink = &mut sink;
+    let stats = match src {
+        AccountSource::Csv(p) => read_csv(p, want, sink),
+        AccountSource::PasswdFile(p) => read_passwd_file(p, want, sink),
+        AccountSource::DirectAdmin(root) => directadmin::read(
+            &server::open_tree(root, max_file_bytes, "DirectAdmin")?,
+            want,
+            sink,
+            warn,
+        ),
+        AccountSource::Cpanel(root) => cpanel::read(
+            &server::open_tree(root, max_file_bytes, "cPanel")?,
+            want,
+            sink,
+            warn,
+        ),
+    }?;
+    sink.flush()?;
+    Ok(stats)
+}
+
+impl AccountSource {
+    /// The flag that names this kind of source.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            AccountSource::Csv(_) => "--accounts-csv",
+            AccountSource::PasswdFile(_) => "--passwd-file",
+            AccountSource::DirectAdmin(_) => "--directadmin",
+            AccountSource::Cpanel(_) => "--cpanel",
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            AccountSource::Csv(p)
+            | AccountSource::PasswdFile(p)
+            | AccountSource::DirectAdmin(p)
+            | AccountSource::Cpanel(p) => p,
+        }
+    }
+}
+
+pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
+    if path.is_dir() {
+        return Err(Error::bad_input(path, "is a directory, expected a file"));
+    }
+    std::fs::read(path).at(path)
+}
+
+/// Who owns a domain's accounts and how to reach them.
+pub struct Owner {
+    pub name: Option<String>,
+    pub contact: Option<String>,
+}
+
+impl Owner {
+    pub const UNKNOWN: Owner = Owner {
+        name: None,
+        contact: None,
+    };
+}
+
+/// Hand one account of a crypt-style store to the sink; a `!` before the hash marks a suspended
+/// login.
+pub(crate) fn emit(
+    email: Email,
+    hash: &[u8],
+    owner: &Owner,
+    out: &mut ReadStats,
+    sink: &mut Sink,
+) -> Result<()> {
+    let (suspended, hash) = match hash.strip_prefix(b"!") {
+        Some(h) => (true, h),
+        None => (false, hash),
+    };
+    out.accounts += 1;
+    sink.account(Account {
+        email,
+        stored: scheme::parse(hash, Bare::Crypt),
+        owner: owner.name.clone(),
+        contact: owner.contact.clone(),
+        suspended,
+    })
+}
