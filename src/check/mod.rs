@@ -1,0 +1,326 @@
+//! `check`: read every account source and judge every account: which are at risk, and why
+//! ([`verdict`]). Fails closed: reading nothing, or mostly junk, is an error, not "nothing at risk".
+
+use crate::cache::VerifyCache;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::index::keys::HashKind;
+use crate::sources::accounts::{self, Account, AccountSource, DomainIssue, ReadStats};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+mod verdict;
+
+pub use verdict::{CountSource, Finding, Record, Severity};
+use verdict::{Tally, judge_many, merge_and_sort};
+
+/// Counts for the summary line.
+#[derive(Debug, Default, Clone)]
+pub struct CheckSummary {
+    pub accounts: u64,
+    /// Accounts whose hash was compared with the dumps (SHA-1, NTLM, plaintext).
+    pub compared: u64,
+    /// Accounts with salted hashes: testable only against leaked passwords for their address.
+    pub salted: u64,
+    pub unverifiable: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub unknown: u64,
+    pub rejected_rows: u64,
+    /// Leaked passwords tested against stored hashes, and outcomes taken from the cache.
+    pub verified: u64,
+    pub cached: u64,
+}
+
+pub struct CheckOutcome {
+    pub records: Vec<Record>,
+    pub summary: CheckSummary,
+    /// Domains of server trees that were not audited, or whose owner is unknown.
+    pub issues: Vec<DomainIssue>,
+    /// Warnings that change what the verdict means (they are shown even with `--quiet`).
+    pub alerts: Vec<String>,
+    /// Of [`CheckOptions::track`], the addresses that were read and judged.
+    pub audited: HashSet<String>,
+}
+
+/// Which domains to audit; empty means all. Remembers which of its domains some source held.
+#[derive(Debug, Default)]
+pub struct DomainFilter {
+    domains: Vec<String>,
+    held: Vec<AtomicBool>,
+}
+
+impl DomainFilter {
+    pub fn new(domains: impl IntoIterator<Item = String>) -> DomainFilter {
+        let set: std::collections::BTreeSet<String> = domains.into_iter().collect();
+        let domains: Vec<String> = set.into_iter().collect();
+        let held = domains.iter().map(|_| AtomicBool::new(false)).collect();
+        DomainFilter { domains, held }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    pub fn wants(&self, domain: &str) -> bool {
+        if self.domains.is_empty() {
+            return true;
+        }
+        match self.domains.binary_search_by(|d| d.as_str().cmp(domain)) {
+            Ok(i) => {
+                self.held[i].store(true, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The filter's domains that no source has held so far.
+    pub fn unheld(&self) -> Vec<&str> {
+        self.domains
+            .iter()
+            .zip(&self.held)
+            .filter(|(_, h)| !h.load(Ordering::Relaxed))
+            .map(|(d, _)| d.as_str())
+            .collect()
+    }
+}
+
+/// How `check` reads and judges.
+#[derive(Debug)]
+pub struct CheckOptions {
+    pub filter: DomainFilter,
+    /// A source with more than this share of its rows rejected is an error (0.0-1.0).
+    pub max_rejected: f64,
+    /// The largest account file read inside a server tree.
+    pub max_file_bytes: u64,
+    /// Addresses whose being audited the caller wants to know ([`CheckOutcome::audited`]).
+    pub track: HashSet<String>,
+}
+
+/// The default for [`CheckOptions::max_rejected`]: a source with more than half its rows rejected
+/// is not what the operator thinks it is.
+pub const DEFAULT_MAX_REJECTED: f64 = 0.5;
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions {
+            filter: DomainFilter::default(),
+            max_rejected: DEFAULT_MAX_REJECTED,
+            max_file_bytes: crate::sources::accounts::tree::DEFAULT_MAX_BYTES,
+            track: HashSet::new(),
+        }
+    }
+}
+
+/// Read every account source and judge every account against the index.
+///
+/// Fails closed: a source that yields no account, or whose rows are mostly rejected, is an error
+/// naming it, and so is a filtered domain that no source holds. Reading nothing is never "nothing
+/// at risk".
+pub fn check(
+    index: &Index,
+    sources: &[AccountSource],
+    opts: &CheckOptions,
+    cache: &VerifyCache,
+    warn: &mut dyn FnMut(String),
+) -> Result<CheckOutcome> {
+    if sources.is_empty() {
+        return Err(Error::Usage(
+            "no accounts to check: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
+                .into(),
+        ));
+    }
+    let filter = &opts.filter;
+    let judge = Judge {
+        index,
+        cache,
+        track: &opts.track,
+        out: std::sync::Mutex::new((Tally::default(), Vec::new())),
+    };
+    let mut summary = CheckSummary::default();
+    let mut issues = Vec::new();
+    for src in sources {
+        let mut stats = read_source(src, opts, &judge, warn)?;
+        summary.rejected_rows += stats.rejected;
+        summary.accounts += stats.accounts;
+        issues.append(&mut stats.issues);
+    }
+    let unheld = filter.unheld();
+    if !unheld.is_empty() {
+        return Err(Error::Usage(format!(
+            "--domain/--domains-file: no account source holds {} (a typo, or a domain on another server?)",
+            unheld.join(", ")
+        )));
+    }
+    let (judged, records) = judge.out.into_inner().expect("no panics while held");
+    let Tally {
+        summary: judged,
+        missing_map,
+        audited,
+    } = judged;
+    summary.compared = judged.compared;
+    summary.salted = judged.salted;
+    summary.unverifiable = judged.unverifiable;
+    for k in HashKind::ALL {
+        if missing_map[k.index()] > 0 {
+            warn(format!(
+                "the index has no {} hashes: {} stored as {} could not be checked (reported as unverifiable)",
+                k.name(),
+                plural(missing_map[k.index()], "account"),
+                k.name()
+            ));
+        }
+    }
+    let mut alerts: Vec<String> = issues
+        .iter()
+        .filter(|i| i.not_audited())
+        .map(|i| i.to_string())
+        .collect();
+    if summary.compared == 0 && summary.salted > 0 && index.emails.is_none() {
+        alerts.push(format!(
+            "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
+            plural(summary.salted, "account")
+        ));
+    }
+    let records = merge_and_sort(records);
+    for r in &records {
+        summary.at_risk += 1;
+        match r.severity {
+            Severity::Critical => summary.critical += 1,
+            Severity::High => summary.high += 1,
+            Severity::Medium => summary.medium += 1,
+            Severity::Unknown => summary.unknown += 1,
+        }
+    }
+    Ok(CheckOutcome {
+        records,
+        summary,
+        issues,
+        alerts,
+        audited,
+    })
+}
+
+/// "1 account", "2 accounts".
+pub fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Zero is an error, not a verdict: a source that yields no account (and left none out for the
+/// domain filter), or whose rows are mostly rejected, fails the run with the counts and the likely
+/// cause.
+fn source_must_hold_accounts(
+    src: &AccountSource,
+    stats: &ReadStats,
+    max_rejected: f64,
+) -> Result<()> {
+    let valid = stats.accounts + stats.skipped;
+    let rows = valid + stats.rejected;
+    let rejected_share = stats.rejected as f64 / rows.max(1) as f64;
+    let not_audited = stats.issues.iter().filter(|i| i.not_audited()).count();
+    let problem = if valid == 0 && stats.rejected == 0 && not_audited > 0 {
+        format!(
+            "no account read: {} not audited ({})",
+            plural(not_audited as u64, "domain"),
+            stats
+                .issues
+                .iter()
+                .filter(|i| i.not_audited())
+                .take(3)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    } else if valid == 0 && stats.rejected == 0 {
+        match src {
+            AccountSource::DirectAdmin(_) | AccountSource::Cpanel(_) => {
+                "no account read: the tree holds no domain with mail accounts (is it the server's root?)"
+                    .to_string()
+            }
+            _ => "no account read: the file holds no rows".to_string(),
+        }
+    } else if valid == 0 {
+        format!(
+            "no account read: all {} rejected",
+            plural(stats.rejected, "row")
+        )
+    } else if rejected_share > max_rejected {
+        format!(
+            "{} of {} rejected ({:.0}%, over the {:.0}% allowed by --max-rejected)",
+            stats.rejected,
+            plural(rows, "row"),
+            rejected_share * 100.0,
+            max_rejected * 100.0
+        )
+    } else {
+        return Ok(());
+    };
+    let mut msg = format!("{} {}: {problem}", src.flag(), src.path().display());
+    if !stats.samples.is_empty() {
+        msg.push_str(&format!("; first: {}", stats.samples.join("; ")));
+    }
+    if let Some(h) = &stats.hint {
+        msg.push_str(&format!("; likely cause: {h}"));
+    }
+    Err(Error::Usage(msg))
+}
+
+/// The judge: the sink every account source delivers to. Each batch is judged in parallel pieces
+/// where it arrives (on the reading thread, or on the worker of a parallel parser); records are
+/// sorted by address at the end, so the order of arrival does not matter.
+struct Judge<'a> {
+    index: &'a Index,
+    cache: &'a VerifyCache,
+    track: &'a HashSet<String>,
+    out: std::sync::Mutex<(Tally, Vec<Record>)>,
+}
+
+impl accounts::AccountSink for Judge<'_> {
+    fn batch(&self, accounts: Vec<Account>) -> Result<()> {
+        crate::fsutil::check_interrupted()?;
+        let pieces: Vec<(Tally, Vec<Record>)> = accounts
+            .par_chunks(1024)
+            .map(|c| judge_many(self.index, self.cache, self.track, c))
+            .collect::<Result<_>>()?;
+        let mut out = self.out.lock().expect("no panics while held");
+        for (t, r) in pieces {
+            out.0.merge(t);
+            out.1.extend(r);
+        }
+        Ok(())
+    }
+}
+
+/// Read one source into the judge; fail closed when it yields nothing or mostly junk.
+fn read_source(
+    src: &AccountSource,
+    opts: &CheckOptions,
+    judge: &Judge,
+    warn: &mut dyn FnMut(String),
+) -> Result<ReadStats> {
+    let stats = accounts::read(
+        src,
+        &|d| opts.filter.wants(d),
+        judge,
+        opts.max_file_bytes,
+        warn,
+    )?;
+    source_must_hold_accounts(src, &stats, opts.max_rejected)?;
+    if stats.rejected > 0 {
+        warn(format!(
+            "{}: rejected {} (not accounts); first: {}",
+            src.path().display(),
+            plural(stats.rejected, "row"),
+            stats.samples.join("; ")
+        ));
+    }
+    Ok(stats)
+}
