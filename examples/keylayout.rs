@@ -101,14 +101,14 @@ fn measure_layout(v: &[(u64, u64)], force: Option<Layout>, anatomy: Option<&mut 
             match &mut cur {
                 Some((ck, cc)) if *ck == k => *cc += c + 1,
                 Some((ck, cc)) => {
-                    w.insert(ck, *cc).unwrap().unwrap();
+                    w.insert(ck, *cc).unwrap();
                     cur = Some((k, c));
                 }
                 None => cur = Some((k, c)),
             }
         }
         if let Some((ck, cc)) = cur {
-            w.insert(&ck, cc).unwrap().unwrap();
+            w.insert(&ck, cc).unwrap();
         }
         let bytes = w.finish().unwrap();
         if let Some(a) = anatomy.as_deref_mut() {

@@ -22,7 +22,7 @@
 //! accounts of a domain with no owner are judged but treated the same (nobody can be told).
 
 use crate::cache::VerifyCache;
-use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity};
+use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity, plural};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, AtomicFile};
 use crate::index::Index;
@@ -34,9 +34,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Exit code when another audit holds the lock.
-pub const EXIT_LOCKED: i32 = 3;
 
 /// Everything the nightly job needs.
 #[derive(Clone, Debug, Default)]
@@ -78,17 +75,71 @@ pub struct AuditOutcome {
     pub elapsed: Duration,
 }
 
-/// The run could not start because another holds the lock.
+/// How a run ended: done, or not started because another run holds the lock.
 #[derive(Debug)]
-pub struct Locked(pub PathBuf);
+pub enum AuditRun {
+    Done(AuditOutcome),
+    /// The lock file another run holds; nothing was done.
+    Locked(PathBuf),
+}
 
-/// Run the nightly job. `Ok(Err(Locked))` when another run holds the lock.
-pub fn audit(
-    opts: &AuditOptions,
-    warn: &mut dyn FnMut(String),
-) -> Result<std::result::Result<AuditOutcome, Locked>> {
+/// Run the nightly job.
+pub fn audit(opts: &AuditOptions, warn: &mut dyn FnMut(String)) -> Result<AuditRun> {
     let start = Instant::now();
     let started = std::time::SystemTime::now();
+    check_options(opts)?;
+    fsutil::create_private_dir(&opts.state)?;
+    let lock_path = opts.state.join("lock");
+    let Some(_lock) = Lock::try_acquire(&lock_path)? else {
+        return Ok(AuditRun::Locked(lock_path));
+    };
+    fsutil::create_private_dir(&opts.out)?;
+    let rebuilt = rebuild_if_stale(opts, warn)?;
+
+    let index = Index::open(&opts.index)?;
+    let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
+    let reported_path = opts.state.join("reported.tsv");
+    let on_record = read_reported(&reported_path)?;
+    let check_opts = check::CheckOptions {
+        filter: DomainFilter::new(opts.domains.iter().cloned()),
+        max_rejected: opts.max_rejected,
+        max_file_bytes: opts.max_file_bytes,
+        track: on_record.iter().map(|(e, _)| e.clone()).collect(),
+    };
+    let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
+    cache.save()?;
+    let tonight = reconcile(&outcome, on_record, opts.all);
+    let notices = notices(&tonight.new_records);
+
+    // Outputs first, each atomically; the state last.
+    report::emit(
+        &outcome.records,
+        Format::Jsonl,
+        Some(&opts.out.join("at-risk.jsonl")),
+    )?;
+    report::emit(
+        &tonight.new_records,
+        Format::Jsonl,
+        Some(&opts.out.join("new.jsonl")),
+    )?;
+    write_notices(&opts.out.join("notices.csv"), &notices)?;
+    let done = AuditOutcome {
+        rebuilt,
+        summary: outcome.summary,
+        issues: outcome.issues,
+        alerts: outcome.alerts,
+        held_addresses: tonight.held_addresses,
+        new_findings: tonight.new_findings,
+        new_accounts: tonight.new_records.len() as u64,
+        notices: notices.len() as u64,
+        elapsed: start.elapsed(),
+    };
+    write_run(&opts.out.join(RUN_FILE), &done, started)?;
+    write_reported(&reported_path, &tonight.state)?;
+    Ok(AuditRun::Done(done))
+}
+
+fn check_options(opts: &AuditOptions) -> Result<()> {
     if opts.accounts.is_empty() {
         return Err(Error::Usage(
             "no accounts to audit: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
@@ -106,42 +157,44 @@ pub fn audit(
                 .into(),
         ));
     }
-    fsutil::create_private_dir(&opts.state)?;
-    let Some(_lock) = Lock::try_acquire(&opts.state.join("lock"))? else {
-        return Ok(Err(Locked(opts.state.join("lock"))));
-    };
-    fsutil::create_private_dir(&opts.out)?;
+    Ok(())
+}
 
-    let rebuilt = if needs_rebuild(opts)? {
-        let b = BuildOptions {
-            index: opts.index.clone(),
-            hibp: opts.hibp.clone(),
-            combolists: opts.combolists.clone(),
-            mem: opts.mem,
-            tmp_dir: opts.tmp_dir.clone(),
-            progress: opts.progress,
-        };
-        build::build(&b, warn)?;
-        true
-    } else {
-        false
+/// Rebuild the index when a source changed (or it is missing, or of another format); did it?
+fn rebuild_if_stale(opts: &AuditOptions, warn: &mut dyn FnMut(String)) -> Result<bool> {
+    if !needs_rebuild(opts)? {
+        return Ok(false);
+    }
+    let b = BuildOptions {
+        index: opts.index.clone(),
+        hibp: opts.hibp.clone(),
+        combolists: opts.combolists.clone(),
+        mem: opts.mem,
+        tmp_dir: opts.tmp_dir.clone(),
+        progress: opts.progress,
     };
+    build::build(&b, warn)?;
+    Ok(true)
+}
 
-    let index = Index::open(&opts.index)?;
-    let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
-    let reported_path = opts.state.join("reported.tsv");
-    let on_record = read_reported(&reported_path)?;
-    let check_opts = check::CheckOptions {
-        filter: DomainFilter::new(opts.domains.iter().cloned()),
-        max_rejected: opts.max_rejected,
-        max_file_bytes: opts.max_file_bytes,
-        track: on_record.iter().map(|(e, _)| e.clone()).collect(),
-    };
-    let mut outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
-    cache.save()?;
+/// Tonight's findings against those on record.
+struct Tonight {
+    /// Records restricted to findings not reported before.
+    new_records: Vec<Record>,
+    new_findings: u64,
+    /// The state to keep: tonight's findings, and those on record whose account was not audited.
+    state: BTreeSet<(String, String)>,
+    held_addresses: u64,
+}
 
-    // Accounts of domains with no owner were judged, but nobody can be told: like accounts that
-    // were not read, their findings are neither new nor resolved tonight.
+/// A finding on record stays until its account is audited and the finding is gone. Accounts of
+/// domains with no owner were judged, but nobody can be told: like accounts that were not read,
+/// their findings are neither new nor resolved tonight. With `all`, every finding is new.
+fn reconcile(
+    outcome: &check::CheckOutcome,
+    on_record: BTreeSet<(String, String)>,
+    all: bool,
+) -> Tonight {
     let ownerless: BTreeSet<&str> = outcome
         .issues
         .iter()
@@ -149,19 +202,18 @@ pub fn audit(
         .map(|i| i.domain.as_str())
         .collect();
     let held_domain = |email: &str| ownerless.contains(domain_of(email));
-    outcome.audited.retain(|e| !held_domain(e));
-    // A finding on record stays until its account is audited and the finding is gone.
-    let mut next: BTreeSet<(String, String)> = on_record
+    let audited = |email: &String| outcome.audited.contains(email) && !held_domain(email);
+    let mut state: BTreeSet<(String, String)> = on_record
         .iter()
-        .filter(|(e, _)| !outcome.audited.contains(e))
+        .filter(|(e, _)| !audited(e))
         .cloned()
         .collect();
-    let held_addresses = next
+    let held_addresses = state
         .iter()
         .map(|(e, _)| e.as_str())
         .collect::<BTreeSet<_>>()
         .len() as u64;
-    let reported = if opts.all { BTreeSet::new() } else { on_record };
+    let reported = if all { BTreeSet::new() } else { on_record };
     let mut new_records = Vec::new();
     let mut new_findings = 0u64;
     for r in outcome.records.iter().filter(|r| !held_domain(&r.email)) {
@@ -171,7 +223,7 @@ pub fn audit(
             if !reported.contains(&key) {
                 fresh.push(f.clone());
             }
-            next.insert(key);
+            state.insert(key);
         }
         if !fresh.is_empty() {
             new_findings += fresh.len() as u64;
@@ -187,34 +239,12 @@ pub fn audit(
             });
         }
     }
-    let notices = notices(&new_records);
-
-    // Outputs first, each atomically; the state last.
-    report::emit(
-        &outcome.records,
-        Format::Jsonl,
-        Some(&opts.out.join("at-risk.jsonl")),
-    )?;
-    report::emit(
-        &new_records,
-        Format::Jsonl,
-        Some(&opts.out.join("new.jsonl")),
-    )?;
-    write_notices(&opts.out.join("notices.csv"), &notices)?;
-    let done = AuditOutcome {
-        rebuilt,
-        summary: outcome.summary,
-        issues: outcome.issues,
-        alerts: outcome.alerts,
-        held_addresses,
+    Tonight {
+        new_records,
         new_findings,
-        new_accounts: new_records.len() as u64,
-        notices: notices.len() as u64,
-        elapsed: start.elapsed(),
-    };
-    write_run(&opts.out.join(RUN_FILE), &done, started)?;
-    write_reported(&reported_path, &next)?;
-    Ok(Ok(done))
+        state,
+        held_addresses,
+    }
 }
 
 /// The record of the last run in `--out`.
@@ -223,6 +253,43 @@ pub const RUN_FILE: &str = "run.json";
 /// The domain of a normalised address.
 fn domain_of(email: &str) -> &str {
     email.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+/// The one-line summary of a run (what `audit` prints without `--quiet`).
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.summary;
+        write!(
+            f,
+            "{} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable; {} on {}, {}; ",
+            plural(s.accounts, "account"),
+            s.at_risk,
+            s.critical,
+            s.high,
+            s.medium,
+            s.unknown,
+            s.salted,
+            s.unverifiable,
+            plural(self.new_findings, "new finding"),
+            plural(self.new_accounts, "account"),
+            plural(self.notices, "notice"),
+        )?;
+        if self.complete() {
+            f.write_str("complete")?;
+        } else {
+            write!(
+                f,
+                "INCOMPLETE: {} not audited or without owner",
+                plural(self.issues.len() as u64, "domain")
+            )?;
+        }
+        write!(
+            f,
+            "; index {}; {:.1}s",
+            if self.rebuilt { "rebuilt" } else { "unchanged" },
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 impl AuditOutcome {

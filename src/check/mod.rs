@@ -35,6 +35,27 @@ pub struct CheckSummary {
     pub cached: u64,
 }
 
+/// The summary of a check after "checked N accounts in T s: " (what `check` prints).
+impl std::fmt::Display for CheckSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rejected; {} ({} from the cache)",
+            self.at_risk,
+            self.critical,
+            self.high,
+            self.medium,
+            self.unknown,
+            self.compared,
+            self.salted,
+            self.unverifiable,
+            plural(self.rejected_rows, "row"),
+            plural(self.verified + self.cached, "slow verification"),
+            self.cached
+        )
+    }
+}
+
 pub struct CheckOutcome {
     pub records: Vec<Record>,
     pub summary: CheckSummary,

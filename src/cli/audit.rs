@@ -6,6 +6,7 @@ use super::args::{
     AccountArgs, JudgeArgs, Verbosity, parse_mem, parse_percent, parse_size, print_alerts,
     read_domains, warner,
 };
+use breach_audit::audit::{AuditOptions, AuditRun};
 use breach_audit::check::{self, plural};
 use breach_audit::error::{Error, IoContext, Result};
 use clap::Args;
@@ -118,6 +119,43 @@ impl AuditConfig {
 }
 
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
+    let quiet = a.out_opts.quiet;
+    let opts = options(a)?;
+    match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
+        AuditRun::Locked(lock) => {
+            eprintln!(
+                "breach-audit: another audit is running ({} is locked); nothing done",
+                lock.display()
+            );
+            Ok(Exit::Locked)
+        }
+        AuditRun::Done(o) => {
+            // What was not audited is shown whatever --quiet says: cron must see it.
+            let no_owner: Vec<String> = o
+                .issues
+                .iter()
+                .filter(|i| !i.not_audited())
+                .map(|i| i.to_string())
+                .collect();
+            print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
+            if o.held_addresses > 0 {
+                print_alerts([format!(
+                    "{} with findings on record not audited tonight: their findings are kept, neither resolved nor reported again",
+                    plural(o.held_addresses, "address")
+                )
+                .as_str()]);
+            }
+            if !quiet {
+                eprintln!("breach-audit: audit: {o}");
+            }
+            Ok(Exit::found_if(o.new_findings > 0))
+        }
+    }
+}
+
+/// The audit's options: the flags over the config file (low-level arguments to high-level
+/// options, as ripgrep's lowargs/hiargs).
+fn options(a: AuditArgs) -> Result<AuditOptions> {
     let cfg = match &a.config {
         Some(path) => AuditConfig::read(path)?,
         None => AuditConfig::default(),
@@ -163,7 +201,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
         accounts_csv: pick(a.accounts.accounts_csv, cfg.accounts_csv),
     }
     .into_sources();
-    let opts = breach_audit::audit::AuditOptions {
+    let opts = AuditOptions {
         index: need(a.index.or(cfg.index), "index")?,
         state: need(a.state.or(cfg.state), "state")?,
         out: need(a.out.or(cfg.out), "out")?,
@@ -178,59 +216,5 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
         max_rejected,
         max_file_bytes,
     };
-    let quiet = a.out_opts.quiet;
-    match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
-        Err(breach_audit::audit::Locked(lock)) => {
-            eprintln!(
-                "breach-audit: another audit is running ({} is locked); nothing done",
-                lock.display()
-            );
-            Ok(Exit::Locked)
-        }
-        Ok(o) => {
-            // What was not audited is shown whatever --quiet says: cron must see it.
-            let no_owner: Vec<String> = o
-                .issues
-                .iter()
-                .filter(|i| !i.not_audited())
-                .map(|i| i.to_string())
-                .collect();
-            print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
-            if o.held_addresses > 0 {
-                print_alerts([format!(
-                    "{} with findings on record not audited tonight: their findings are kept, neither resolved nor reported again",
-                    plural(o.held_addresses, "address")
-                )
-                .as_str()]);
-            }
-            if !quiet {
-                let s = &o.summary;
-                eprintln!(
-                    "breach-audit: audit: {} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable; {} on {}, {}; {}; index {}; {:.1}s",
-                    plural(s.accounts, "account"),
-                    s.at_risk,
-                    s.critical,
-                    s.high,
-                    s.medium,
-                    s.unknown,
-                    s.salted,
-                    s.unverifiable,
-                    plural(o.new_findings, "new finding"),
-                    plural(o.new_accounts, "account"),
-                    plural(o.notices, "notice"),
-                    if o.complete() {
-                        "complete".to_string()
-                    } else {
-                        format!(
-                            "INCOMPLETE: {} not audited or without owner",
-                            plural(o.issues.len() as u64, "domain")
-                        )
-                    },
-                    if o.rebuilt { "rebuilt" } else { "unchanged" },
-                    o.elapsed.as_secs_f64()
-                );
-            }
-            Ok(Exit::found_if(o.new_findings > 0))
-        }
-    }
+    Ok(opts)
 }

@@ -70,20 +70,9 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     if !a.out.quiet {
         let s = &outcome.summary;
         eprintln!(
-            "breach-audit: checked {} in {:.2}s: {} at risk (critical {}, high {}, medium {}, unknown {}); {} compared with the dumps, {} salted (not comparable), {} unverifiable, {} rejected; {} ({} from the cache)",
+            "breach-audit: checked {} in {:.2}s: {s}",
             plural(s.accounts, "account"),
             start.elapsed().as_secs_f64(),
-            s.at_risk,
-            s.critical,
-            s.high,
-            s.medium,
-            s.unknown,
-            s.compared,
-            s.salted,
-            s.unverifiable,
-            plural(s.rejected_rows, "row"),
-            plural(s.verified + s.cached, "slow verification"),
-            s.cached
         );
     }
     match written {

@@ -2,6 +2,7 @@
 use super::Exit;
 use breach_audit::error::{IoContext, Result};
 use breach_audit::index::Index;
+use breach_audit::lookup::Lookup;
 use clap::Args;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -34,11 +35,11 @@ pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
         n += 1;
         let l = line.strip_suffix(b"\n").unwrap_or(&line);
         match breach_audit::lookup::lookup_line(&index, l, a.hashes)? {
-            Ok(c) => {
+            Lookup::Count(c) => {
                 found |= c > 0;
                 writeln!(out, "{c}").at(shown)?;
             }
-            Err(why) => {
+            Lookup::NotAHash(why) => {
                 writeln!(out, "error").at(shown)?;
                 eprintln!("breach-audit: warning: <stdin>:{n}: {why}");
             }

@@ -16,7 +16,7 @@
 //! CRC-32 and each fst's own checksum).
 
 use super::fst::read as fstread;
-use super::fst::write::{FixedFstWriter, KeyError};
+use super::fst::write::{FixedFstWriter, InsertError};
 use super::keys::{Layout, MIN_FINGERPRINT_BITS, NUM_SHARDS, SHARD_BITS, shard_of};
 use crate::bytes::{le_u32, le_u64};
 use crate::error::{Error, IoContext, Result};
@@ -498,11 +498,12 @@ pub fn build_shard_spilling(
     let mut total = 0u64;
     let mut cur: Option<(super::keys::Key, u64)> = None;
     let emit = |w: &mut FixedFstWriter<SpillBuf>, key: &[u8], count: u64| -> Result<()> {
-        match w.insert(key, count - 1).map_err(io_err)? {
+        match w.insert(key, count - 1) {
             Ok(()) => Ok(()),
+            Err(InsertError::Io(e)) => Err(io_err(e)),
             // Callers merge fingerprints in order, so keys come in order: this would be a bug in
             // the merge, not bad input; stop the build (the old index stays) rather than panic.
-            Err(KeyError::OutOfOrder | KeyError::Length) => Err(Error::index(
+            Err(InsertError::Key(_)) => Err(Error::index(
                 &shown,
                 "internal error: shard keys out of order; the previous index is kept",
             )),

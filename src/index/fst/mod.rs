@@ -16,8 +16,8 @@ mod tests {
     fn fst_format_version_is_the_one_written() {
         assert_eq!(fst::raw::VERSION, super::write::FST_VERSION);
         let mut ours = super::write::FixedFstWriter::new(Vec::new(), 2, 0).unwrap();
-        ours.insert(b"ab", 7).unwrap().unwrap();
-        ours.insert(b"ac", 0).unwrap().unwrap();
+        ours.insert(b"ab", 7).unwrap();
+        ours.insert(b"ac", 0).unwrap();
         let bytes = ours.finish().unwrap();
         let map = fst::Map::new(bytes.clone()).expect("fst reads our bytes");
         assert_eq!(

@@ -317,7 +317,7 @@ mod tests {
             fixed.dedup_by(|a, b| a.0 == b.0);
             let mut w = FixedFstWriter::new(Vec::new(), maxlen, 0).unwrap();
             for (k, val) in &fixed {
-                w.insert(k, *val).unwrap().unwrap();
+                w.insert(k, *val).unwrap();
             }
             let bytes = w.finish().unwrap();
             let keys: Vec<Vec<u8>> = fixed.iter().map(|x| x.0.clone()).collect();
@@ -343,7 +343,7 @@ mod tests {
         keys.sort();
         keys.dedup();
         for k in &keys {
-            w.insert(k, splitmix(&mut s) % 300).unwrap().unwrap();
+            w.insert(k, splitmix(&mut s) % 300).unwrap();
         }
         let good = w.finish().unwrap();
         for round in 0..3000 {

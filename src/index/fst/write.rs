@@ -71,6 +71,19 @@ pub enum KeyError {
     OutOfOrder,
 }
 
+/// Why [`FixedFstWriter::insert`] failed: a key it cannot take, or the write.
+#[derive(Debug)]
+pub enum InsertError {
+    Key(KeyError),
+    Io(io::Error),
+}
+
+impl From<io::Error> for InsertError {
+    fn from(e: io::Error) -> InsertError {
+        InsertError::Io(e)
+    }
+}
+
 impl<W: Write> FixedFstWriter<W> {
     /// Start a map; `fst_type` is stored in the fst header (`Fst::fst_type`).
     pub fn new(out: W, key_len: usize, fst_type: u64) -> io::Result<Self> {
@@ -103,14 +116,14 @@ impl<W: Write> FixedFstWriter<W> {
 
     /// Add a key with its value. The only errors are a wrong key length, a key not greater than
     /// the one before, or a failed write.
-    pub fn insert(&mut self, key: &[u8], value: u64) -> io::Result<Result<(), KeyError>> {
+    pub fn insert(&mut self, key: &[u8], value: u64) -> Result<(), InsertError> {
         if key.len() != self.key_len {
-            return Ok(Err(KeyError::Length));
+            return Err(InsertError::Key(KeyError::Length));
         }
         if self.len > 0 {
             let p = match key.iter().zip(&self.prev).position(|(a, b)| a != b) {
                 Some(p) if key[p] > self.prev[p] => p,
-                _ => return Ok(Err(KeyError::OutOfOrder)),
+                _ => return Err(InsertError::Key(KeyError::OutOfOrder)),
             };
             self.freeze_from(p);
             self.prev.truncate(p);
@@ -123,7 +136,7 @@ impl<W: Write> FixedFstWriter<W> {
         if self.buf.len() >= 1 << 16 {
             self.flush_buf()?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Compile the previous key's nodes below depth `p` (it shares `prev[..p]` with the next key)
@@ -302,7 +315,7 @@ mod tests {
     fn check(v: &[(Vec<u8>, u64)], len: usize) {
         let mut w = FixedFstWriter::new(Vec::new(), len, 7).unwrap();
         for (k, val) in v {
-            w.insert(k, *val).unwrap().unwrap();
+            w.insert(k, *val).unwrap();
         }
         let bytes = w.finish().unwrap();
         let ours = fst::Map::new(bytes).expect("fst reads our bytes");
@@ -362,11 +375,18 @@ mod tests {
     #[test]
     fn refuses_bad_keys() {
         let mut w = FixedFstWriter::new(Vec::new(), 2, 0).unwrap();
-        assert_eq!(w.insert(b"abc", 0).unwrap(), Err(KeyError::Length));
-        w.insert(b"ab", 0).unwrap().unwrap();
-        assert_eq!(w.insert(b"ab", 1).unwrap(), Err(KeyError::OutOfOrder));
-        assert_eq!(w.insert(b"aa", 1).unwrap(), Err(KeyError::OutOfOrder));
-        w.insert(b"ac", 5).unwrap().unwrap();
+        assert!(matches!(
+            w.insert(b"abc", 0),
+            Err(InsertError::Key(KeyError::Length))
+        ));
+        w.insert(b"ab", 0).unwrap();
+        for k in [b"ab", b"aa"] {
+            assert!(matches!(
+                w.insert(k, 1),
+                Err(InsertError::Key(KeyError::OutOfOrder))
+            ));
+        }
+        w.insert(b"ac", 5).unwrap();
         let m = fst::Map::new(w.finish().unwrap()).unwrap();
         assert_eq!(m.get("ac"), Some(5));
         assert_eq!(m.len(), 2);
