@@ -1,5 +1,5 @@
 //! `check`: read every account source and judge every account: which are at risk, and why
-//! ([`verdict`]). Fails closed: reading nothing, or mostly junk, is an error, not "nothing at risk".
+//! (`verdict.rs`). Fails closed: reading nothing, or mostly junk, is an error, not "nothing at risk".
 
 use crate::cache::VerifyCache;
 use crate::error::{Error, Result};

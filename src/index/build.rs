@@ -1,9 +1,9 @@
 //! Building an index: the orchestration of a build (check the options, read every source into its
 //! sinks, finish the maps and the email map, write the manifest, publish). The stages live beside
-//! it: [`super::ingest`] reads sources, [`super::sink`] sorts hashes (streaming or external),
-//! [`super::combo`] sorts combolist rows, [`super::staging`] publishes atomically. Memory stays
+//! it: `ingest.rs` reads sources, `sink.rs` sorts hashes (streaming or external),
+//! `combo.rs` sorts combolist rows, `staging.rs` publishes atomically. Memory stays
 //! within `--mem` whatever the input size; temporary files live in a private directory
-//! ([`super::tempdir`]) removed on success, failure and interrupt.
+//! (`tempdir.rs`) removed on success, failure and interrupt.
 
 use super::combo::ComboSorter;
 use super::emails::{EMAILS_FILE, EmailWriter, LEAKS_FILE};

@@ -1,6 +1,6 @@
 //! fst maps written and read by hand, in the fst crate's own format (like fst's `raw/`): a writer
-//! for fixed-length sorted keys ([`write`], ~30 ns a key against 650-830 for `fst::MapBuilder`)
-//! and checked point lookups ([`read`], which never panic on damaged bytes). Hand-written because
+//! for fixed-length sorted keys ([`mod@write`], ~30 ns a key against 650-830 for `fst::MapBuilder`)
+//! and checked point lookups ([`mod@read`], which never panic on damaged bytes). Hand-written because
 //! the crate's builder allocates per node and registers every node (70% of a build's cycles), and
 //! its reader panics on damaged input. Both depend on fst's exact format: the crate is pinned with
 //! `=` in Cargo.toml and the tests below fail if its format moves.

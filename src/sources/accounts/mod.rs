@@ -177,7 +177,7 @@ impl ReadStats {
 
 /// Read one account source, handing every account whose domain passes `want` to `sink`;
 /// `warn` hears about missing files inside server trees.
-/// Files inside server trees are read through [`Tree`] (no FIFOs, no customer symlinks, at most
+/// Files inside server trees are read through [`tree::Tree`] (no FIFOs, no customer symlinks, at most
 /// `max_file_bytes` each).
 pub fn read(
     src: &AccountSource,

@@ -32,7 +32,7 @@ pub(crate) fn colon_map(
     }
 }
 
-/// [`colon_map`] on bytes already read.
+/// `colon_map` on bytes already read.
 pub fn parse_colon_map(data: &[u8]) -> std::collections::HashMap<String, String> {
     let mut m = std::collections::HashMap::new();
     for line in String::from_utf8_lossy(data).lines() {
@@ -66,7 +66,7 @@ pub(crate) fn conf_value(
     }
 }
 
-/// [`conf_value`] on bytes already read.
+/// `conf_value` on bytes already read.
 pub fn parse_conf_value(data: &[u8], key: &str) -> Option<String> {
     String::from_utf8_lossy(data).lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
@@ -140,7 +140,7 @@ pub(crate) fn read_domain_file(
     parse_domain_file(&data, &tree.show(rel), domain, owner, out, sink)
 }
 
-/// [`read_domain_file`] on bytes already read.
+/// `read_domain_file` on bytes already read.
 pub fn parse_domain_file(
     data: &[u8],
     path: &Path,
