@@ -28,6 +28,7 @@ use crate::fsutil::{self, AtomicFile};
 use crate::index::Index;
 use crate::index::build::{self, BuildOptions};
 use crate::index::manifest::{Manifest, SourceRecord};
+use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,7 +85,7 @@ pub enum AuditRun {
 }
 
 /// Run the nightly job.
-pub fn audit(opts: &AuditOptions, warn: &mut dyn FnMut(String)) -> Result<AuditRun> {
+pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let start = Instant::now();
     let started = std::time::SystemTime::now();
     check_options(opts)?;
@@ -161,7 +162,7 @@ fn check_options(opts: &AuditOptions) -> Result<()> {
 }
 
 /// Rebuild the index when a source changed (or it is missing, or of another format); did it?
-fn rebuild_if_stale(opts: &AuditOptions, warn: &mut dyn FnMut(String)) -> Result<bool> {
+fn rebuild_if_stale(opts: &AuditOptions, warn: &Warnings) -> Result<bool> {
     if !needs_rebuild(opts)? {
         return Ok(false);
     }

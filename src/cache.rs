@@ -9,6 +9,7 @@
 //! only saves time).
 
 use crate::error::{IoContext, Result};
+use crate::messages::Warnings;
 use crate::scheme::Stored;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -43,7 +44,7 @@ fn key(stored: &Stored, password: &[u8]) -> Option<[u8; 16]> {
 
 impl VerifyCache {
     /// Load the cache at `path` (none: an in-memory cache for this run only).
-    pub fn load(path: Option<&Path>, warn: &mut dyn FnMut(String)) -> VerifyCache {
+    pub fn load(path: Option<&Path>, warn: &Warnings) -> VerifyCache {
         let mut c = VerifyCache {
             path: path.map(Path::to_path_buf),
             ..Default::default()
@@ -56,13 +57,13 @@ impl VerifyCache {
                         c.known.insert(r[..16].try_into().expect("16"), r[16] == 1);
                     }
                 }
-                _ => warn(format!(
+                _ => warn.warn(format!(
                     "{}: not a verification cache; starting a new one",
                     path.display()
                 )),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warn(format!(
+            Err(e) => warn.warn(format!(
                 "{}: {e}; starting a new verification cache",
                 path.display()
             )),

@@ -22,6 +22,7 @@ pub mod hashes;
 pub mod index;
 pub mod input;
 pub mod lookup;
+pub mod messages;
 pub mod progress;
 pub mod report;
 pub mod scheme;

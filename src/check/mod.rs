@@ -5,6 +5,7 @@ use crate::cache::VerifyCache;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index::keys::HashKind;
+use crate::messages::Warnings;
 use crate::sources::accounts::{self, Account, AccountSource, DomainIssue, ReadStats};
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -147,7 +148,7 @@ pub fn check(
     sources: &[AccountSource],
     opts: &CheckOptions,
     cache: &VerifyCache,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<CheckOutcome> {
     if sources.is_empty() {
         return Err(Error::Usage(
@@ -188,7 +189,7 @@ pub fn check(
     summary.unverifiable = judged.unverifiable;
     for k in HashKind::ALL {
         if missing_map[k.index()] > 0 {
-            warn(format!(
+            warn.warn(format!(
                 "the index has no {} hashes: {} stored as {} could not be checked (reported as unverifiable)",
                 k.name(),
                 plural(missing_map[k.index()], "account"),
@@ -325,7 +326,7 @@ fn read_source(
     src: &AccountSource,
     opts: &CheckOptions,
     judge: &Judge,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<ReadStats> {
     let stats = accounts::read(
         src,
@@ -336,7 +337,7 @@ fn read_source(
     )?;
     source_must_hold_accounts(src, &stats, opts.max_rejected)?;
     if stats.rejected > 0 {
-        warn(format!(
+        warn.warn(format!(
             "{}: rejected {} (not accounts); first: {}",
             src.path().display(),
             plural(stats.rejected, "row"),

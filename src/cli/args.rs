@@ -202,14 +202,6 @@ pub(crate) fn stdout_or(output: Option<PathBuf>) -> Option<PathBuf> {
     output.filter(|p| p.as_os_str() != "-")
 }
 
-pub(crate) fn warner(quiet: bool) -> impl FnMut(String) {
-    move |w| {
-        if !quiet {
-            eprintln!("breach-audit: warning: {w}");
-        }
-    }
-}
-
 /// Domains from the command line (`what` names them in errors) and a file, normalised. In the
 /// file, `#` starts a comment (a whole line or the end of one).
 pub(crate) fn read_domains(

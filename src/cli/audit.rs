@@ -4,11 +4,12 @@
 use super::Exit;
 use super::args::{
     AccountArgs, JudgeArgs, Verbosity, parse_mem, parse_percent, parse_size, print_alerts,
-    read_domains, warner,
+    read_domains,
 };
 use breach_audit::audit::{AuditOptions, AuditRun};
 use breach_audit::check::{self, plural};
 use breach_audit::error::{Error, IoContext, Result};
+use breach_audit::messages::Warnings;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -121,7 +122,7 @@ impl AuditConfig {
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
     let quiet = a.out_opts.quiet;
     let opts = options(a)?;
-    match breach_audit::audit::audit(&opts, &mut warner(quiet))? {
+    match breach_audit::audit::audit(&opts, &Warnings::printing(quiet))? {
         AuditRun::Locked(lock) => {
             eprintln!(
                 "breach-audit: another audit is running ({} is locked); nothing done",

@@ -1,8 +1,9 @@
 //! `build`: an index from HIBP dumps and combolists.
 use super::Exit;
-use super::args::{Verbosity, parse_mem, warner};
+use super::args::{Verbosity, parse_mem};
 use breach_audit::error::Result;
 use breach_audit::index::build::{self, BuildOptions};
+use breach_audit::messages::Warnings;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -43,7 +44,7 @@ pub(crate) fn run(a: BuildArgs) -> Result<Exit> {
         tmp_dir: a.tmp_dir,
         progress: !a.out.quiet,
     };
-    let s = build::build(&opts, &mut warner(a.out.quiet))?;
+    let s = build::build(&opts, &Warnings::printing(a.out.quiet))?;
     if !a.out.quiet {
         let m = &s.manifest;
         let lines: u64 = m.sources.iter().map(|s| s.lines).sum();

@@ -2,11 +2,12 @@
 use super::Exit;
 use super::args::{
     AccountArgs, JudgeArgs, OutFormat, Verbosity, check_output, print_alerts, read_domains,
-    stdout_or, warner,
+    stdout_or,
 };
 use breach_audit::check::{self, DomainFilter, plural};
 use breach_audit::error::Result;
 use breach_audit::index::Index;
+use breach_audit::messages::Warnings;
 use breach_audit::report;
 use clap::Args;
 use std::path::PathBuf;
@@ -54,9 +55,9 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
         track: Default::default(),
     };
     let index = Index::open(&a.index)?;
-    let mut warn = warner(a.out.quiet);
-    let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &mut warn);
-    let mut outcome = check::check(&index, &sources, &opts, &cache, &mut warn)?;
+    let warn = Warnings::printing(a.out.quiet);
+    let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &warn);
+    let mut outcome = check::check(&index, &sources, &opts, &cache, &warn)?;
     outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
     outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
     cache.save()?;

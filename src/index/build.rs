@@ -15,6 +15,7 @@ use super::staging::Staging;
 use super::tempdir::{TempRuns, remove_stale_sort_dirs};
 use crate::error::{Error, IoContext, Result};
 use crate::hashes;
+use crate::messages::Warnings;
 use crate::progress::Progress;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -50,7 +51,7 @@ pub struct BuildSummary {
 
 /// Build the index described by `opts`. `warn` receives soft problems (bad lines, skipped files);
 /// it never receives a hash or a password.
-pub fn build(opts: &BuildOptions, warn: &mut dyn FnMut(String)) -> Result<BuildSummary> {
+pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
     let start = Instant::now();
     check_options(opts)?;
     let build_id = new_build_id();

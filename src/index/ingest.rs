@@ -13,6 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::hashes::HashKind;
 use crate::input::{Chunk, ParsedChunk, SAMPLES};
+use crate::messages::Warnings;
 use crate::progress::Progress;
 use crate::sources::{combolist, hibp};
 use rayon::prelude::*;
@@ -43,7 +44,7 @@ fn judge_source(
     shown: &Path,
     what: &str,
     samples: &[String],
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<()> {
     let nonblank = rec.lines - rec.blank;
     if rec.rejected > 0 {
@@ -52,7 +53,7 @@ fn judge_source(
         } else {
             String::new()
         };
-        warn(format!(
+        warn.warn(format!(
             "{}: rejected {} of {} lines{invalid}; first: {}",
             rec.path,
             rec.rejected,
@@ -124,14 +125,14 @@ pub fn ingest_hibp(
     sinks: &mut [KindSink],
     tmp: &mut TempRuns,
     progress: bool,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<SourceRecord> {
     let shown = crate::input::display_path(path);
     let (mut rec, total) = source_record("hibp", path)?;
     rec.sorted = true;
     let (chunks, warnings) = hibp::open(path)?;
     for w in warnings {
-        warn(w);
+        warn.warn(w);
     }
     let mut last: [Option<u64>; 2] = [None, None];
     let samples = for_each_chunk(
@@ -182,7 +183,7 @@ pub fn ingest_hibp(
         ));
     }
     if rec.no_count > 0 {
-        warn(format!(
+        warn.warn(format!(
             "{}: {} lines had no :COUNT and were counted once",
             rec.path, rec.no_count
         ));
@@ -195,7 +196,7 @@ pub fn ingest_combolist(
     sorter: &mut ComboSorter,
     tmp: &mut TempRuns,
     progress: bool,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<SourceRecord> {
     let shown = crate::input::display_path(path);
     let (mut rec, total) = source_record("combolist", path)?;

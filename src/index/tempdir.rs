@@ -6,6 +6,7 @@
 
 use crate::error::{IoContext, Result};
 use crate::fsutil;
+use crate::messages::Warnings;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ const UNNAMED_SORT_DIR_AGE: std::time::Duration = std::time::Duration::from_secs
 /// Remove the sort directories that dead builds left in `parent` (a build killed with SIGKILL
 /// cannot clean up after itself): those whose pid is no longer a breach-audit process, and those
 /// of older versions (no pid) not touched for a day.
-pub fn remove_stale_sort_dirs(parent: &Path, warn: &mut dyn FnMut(String)) {
+pub fn remove_stale_sort_dirs(parent: &Path, warn: &Warnings) {
     let Ok(rd) = std::fs::read_dir(parent) else {
         return;
     };
@@ -38,7 +39,7 @@ pub fn remove_stale_sort_dirs(parent: &Path, warn: &mut dyn FnMut(String)) {
                 .is_some_and(|age| age > UNNAMED_SORT_DIR_AGE),
         };
         if stale && std::fs::remove_dir_all(e.path()).is_ok() {
-            warn(format!(
+            warn.warn(format!(
                 "removed {}, left by a build that did not finish",
                 e.path().display()
             ));

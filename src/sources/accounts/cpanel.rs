@@ -8,6 +8,7 @@ use super::server::{colon_map, conf_value, domain_dirs, read_domain_file};
 use super::tree::{Entry, Refusal, Tree};
 use super::{DomainIssue, Owner, Problem, ReadStats, Sink};
 use crate::error::{Error, Result};
+use crate::messages::Warnings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ pub fn read(
     tree: &Tree,
     want: &super::Want,
     sink: &mut Sink,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<ReadStats> {
     let home = Path::new("home");
     let Ok(entries) = tree.dirs(home) else {

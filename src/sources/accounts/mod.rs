@@ -21,6 +21,7 @@ pub use server::{parse_colon_map, parse_conf_value, parse_domain_file};
 
 use crate::email::Email;
 use crate::error::{Error, IoContext, Result};
+use crate::messages::Warnings;
 use crate::scheme::{self, Bare, Stored};
 use std::path::{Path, PathBuf};
 
@@ -184,7 +185,7 @@ pub fn read(
     want: &Want,
     to: &dyn AccountSink,
     max_file_bytes: u64,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> Result<ReadStats> {
     let mut sink = Sink::new(to);
     let sink = &mut sink;

@@ -6,6 +6,7 @@ use super::tree::{Entry, Tree};
 use super::{DomainIssue, Owner, Problem, ReadStats, Sink, emit};
 use crate::email;
 use crate::error::{Error, Result};
+use crate::messages::Warnings;
 use std::path::Path;
 
 pub(crate) fn open_tree(root: &Path, max_file_bytes: u64, kind: &str) -> Result<Tree> {
@@ -18,12 +19,12 @@ pub(crate) fn open_tree(root: &Path, max_file_bytes: u64, kind: &str) -> Result<
 pub(crate) fn colon_map(
     tree: &Tree,
     rel: &str,
-    warn: &mut dyn FnMut(String),
+    warn: &Warnings,
 ) -> std::collections::HashMap<String, String> {
     match tree.read(Path::new(rel)) {
         Ok(data) => parse_colon_map(&data),
         Err(e) => {
-            warn(format!(
+            warn.warn(format!(
                 "{}: {e}; owners unknown",
                 tree.show(Path::new(rel)).display()
             ));
@@ -48,16 +49,11 @@ pub fn parse_colon_map(data: &[u8]) -> std::collections::HashMap<String, String>
 
 /// The value of `key` in a `KEY=VALUE` file (user.conf, var/cpanel/users/USER); of a list of
 /// addresses, the first. A missing or refused file is a warning.
-pub(crate) fn conf_value(
-    tree: &Tree,
-    rel: &Path,
-    key: &str,
-    warn: &mut dyn FnMut(String),
-) -> Option<String> {
+pub(crate) fn conf_value(tree: &Tree, rel: &Path, key: &str, warn: &Warnings) -> Option<String> {
     match tree.read(rel) {
         Ok(data) => parse_conf_value(&data, key),
         Err(e) => {
-            warn(format!(
+            warn.warn(format!(
                 "{}: {e}; contact unknown",
                 tree.show(rel).display()
             ));
