@@ -199,3 +199,52 @@ pub fn build_alive(pid: u32) -> bool {
         Err(_) => true,
     }
 }
+
+/// A new private file written through a buffer that counts its position and the CRC-32 of every
+/// byte: the map files and `leaks.bin` are written this way and end with that CRC.
+pub struct CrcFile {
+    path: PathBuf,
+    out: io::BufWriter<File>,
+    crc: crc32fast::Hasher,
+    pos: u64,
+}
+
+impl CrcFile {
+    pub fn create(path: &Path) -> Result<CrcFile> {
+        Ok(CrcFile {
+            path: path.to_path_buf(),
+            out: io::BufWriter::with_capacity(1 << 20, create_private_file(path)?),
+            crc: crc32fast::Hasher::new(),
+            pos: 0,
+        })
+    }
+
+    pub fn write(&mut self, b: &[u8]) -> Result<()> {
+        self.crc.update(b);
+        self.pos += b.len() as u64;
+        self.out.write_all(b).at(&self.path)
+    }
+
+    /// Bytes written so far.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append the CRC-32 of everything written and 4 zero bytes, flush and fsync; the CRC.
+    pub fn finish(mut self) -> Result<u32> {
+        let crc = self.crc.clone().finalize();
+        let mut tail = crc.to_le_bytes().to_vec();
+        tail.extend_from_slice(&0u32.to_le_bytes());
+        self.write(&tail)?;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        file.sync_all().at(&self.path)?;
+        Ok(crc)
+    }
+}

@@ -22,7 +22,7 @@ use crate::bytes::le_u64;
 use crate::error::{Error, IoContext, Result};
 use crate::sources::combolist::Secret;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 pub const EMAILS_FILE: &str = "emails.fst";
@@ -79,10 +79,7 @@ pub struct LeakRecord {
 pub struct EmailWriter {
     fst: fst::MapBuilder<BufWriter<File>>,
     fst_path: PathBuf,
-    leaks_path: PathBuf,
-    leaks: BufWriter<File>,
-    crc: crc32fast::Hasher,
-    pos: u64,
+    leaks: crate::fsutil::CrcFile,
     offsets: Vec<u64>,
     block: Vec<u8>,
     pub addresses: u64,
@@ -95,15 +92,10 @@ impl EmailWriter {
         let f = crate::fsutil::create_private_file(&fst_path)?;
         let fst = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, f))
             .map_err(|e| Error::io(&fst_path, std::io::Error::other(e)))?;
-        let leaks =
-            BufWriter::with_capacity(1 << 20, crate::fsutil::create_private_file(&leaks_path)?);
         Ok(EmailWriter {
             fst,
             fst_path,
-            leaks_path,
-            leaks,
-            crc: crc32fast::Hasher::new(),
-            pos: 0,
+            leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
             offsets: vec![0],
             block: Vec::with_capacity(BLOCK_BYTES * 2),
             addresses: 0,
@@ -135,19 +127,17 @@ impl EmailWriter {
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.crc.update(b);
-        self.pos += b.len() as u64;
-        self.leaks.write_all(b).at(&self.leaks_path)
+        self.leaks.write(b)
     }
 
     fn flush_block(&mut self) -> Result<()> {
         if self.block.is_empty() {
             return Ok(());
         }
-        let z = zstd::bulk::compress(&self.block, 3).at(&self.leaks_path)?;
+        let z = zstd::bulk::compress(&self.block, 3).at(self.leaks.path())?;
         self.block.clear();
         self.write(&z)?;
-        self.offsets.push(self.pos);
+        self.offsets.push(self.leaks.pos());
         Ok(())
     }
 
@@ -163,15 +153,7 @@ impl EmailWriter {
         t.extend_from_slice(&build_id.to_le_bytes());
         t.extend_from_slice(&((self.offsets.len() - 1) as u64).to_le_bytes());
         self.write(&t)?;
-        let crc = self.crc.clone().finalize();
-        let mut tail = crc.to_le_bytes().to_vec();
-        tail.extend_from_slice(&0u32.to_le_bytes());
-        self.write(&tail)?;
-        let f = self
-            .leaks
-            .into_inner()
-            .map_err(|e| Error::io(&self.leaks_path, e.into_error()))?;
-        f.sync_all().at(&self.leaks_path)?;
+        let crc = self.leaks.finish()?;
         let w = self
             .fst
             .into_inner()

@@ -305,40 +305,31 @@ fn prefetch(data: &[u8], addr: usize) {
 
 /// Writes a map file shard by shard, in shard order.
 pub struct MapFileWriter {
-    path: PathBuf,
-    out: BufWriter<File>,
-    crc: crc32fast::Hasher,
+    file: crate::fsutil::CrcFile,
     table: Vec<u64>,
-    pos: u64,
     pub keys: u64,
     pub total: u64,
 }
 
 impl MapFileWriter {
     pub fn create(path: &Path) -> Result<MapFileWriter> {
-        let file = crate::fsutil::create_private_file(path)?;
         Ok(MapFileWriter {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, file),
-            crc: crc32fast::Hasher::new(),
+            file: crate::fsutil::CrcFile::create(path)?,
             table: vec![0],
-            pos: 0,
             keys: 0,
             total: 0,
         })
     }
 
     fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.crc.update(b);
-        self.pos += b.len() as u64;
-        self.out.write_all(b).at(&self.path)
+        self.file.write(b)
     }
 
     /// Append the fst of `shard` (shards must come in increasing order; skipped ones are empty).
     pub fn push_shard(&mut self, shard: usize, built: &BuiltShard) -> Result<()> {
         assert!(shard + 1 >= self.table.len(), "shards out of order");
         while self.table.len() <= shard {
-            self.table.push(self.pos);
+            self.table.push(self.file.pos());
         }
         if built.keys > 0 {
             match &built.bytes {
@@ -361,14 +352,14 @@ impl MapFileWriter {
         }
         self.keys += built.keys;
         self.total += built.total;
-        self.table.push(self.pos);
+        self.table.push(self.file.pos());
         Ok(())
     }
 
     /// Write the table and trailer, fsync, and return the trailer.
     pub fn finish(mut self, build_id: u64) -> Result<Trailer> {
         while self.table.len() <= NUM_SHARDS {
-            self.table.push(self.pos);
+            self.table.push(self.file.pos());
         }
         let table: Vec<u8> = self.table.iter().flat_map(|o| o.to_le_bytes()).collect();
         self.write(&table)?;
@@ -382,16 +373,7 @@ impl MapFileWriter {
         t.extend_from_slice(&self.keys.to_le_bytes());
         t.extend_from_slice(&self.total.to_le_bytes());
         self.write(&t)?;
-        let crc = self.crc.clone().finalize();
-        let mut tail = Vec::with_capacity(8);
-        tail.extend_from_slice(&crc.to_le_bytes());
-        tail.extend_from_slice(&0u32.to_le_bytes());
-        self.write(&tail)?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        file.sync_all().at(&self.path)?;
+        let crc = self.file.finish()?;
         Ok(Trailer {
             build_id,
             keys: self.keys,
