@@ -81,13 +81,13 @@ pub fn create_private_file(path: &Path) -> Result<File> {
         .at(path)
 }
 
-/// A file written under a temporary name in the target's directory and renamed over the target on
-/// [`AtomicFile::commit`]: readers see the old file or the new one, never a half-written one. Mode
-/// 0600. Dropped without commit, the temporary is removed.
+/// A file written under a temporary name in the target's directory (a `tempfile` named
+/// `.NAME.tmp-PID-...`, mode 0600) and renamed over the target on [`AtomicFile::commit`] after an
+/// fsync: readers see the old file or the new one, never a half-written one. Dropped without
+/// commit, the temporary is removed.
 pub struct AtomicFile {
     target: PathBuf,
-    tmp: PathBuf,
-    file: Option<io::BufWriter<File>>,
+    file: io::BufWriter<tempfile::NamedTempFile>,
 }
 
 impl AtomicFile {
@@ -99,29 +99,30 @@ impl AtomicFile {
         let name = target
             .file_name()
             .ok_or_else(|| Error::bad_input(target, "not a file name"))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            unique_suffix()
-        ));
-        let file = create_private_file(&tmp)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(
+                ".{}.tmp-{}-",
+                name.to_string_lossy(),
+                std::process::id()
+            ))
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&dir)
+            .at(&dir)?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
-            tmp,
-            file: Some(io::BufWriter::with_capacity(1 << 16, file)),
+            file: io::BufWriter::with_capacity(1 << 16, tmp),
         })
     }
 
     /// Flush, fsync and rename into place.
-    pub fn commit(mut self) -> Result<()> {
-        let w = self.file.take().expect("committed once");
-        let file = w
+    pub fn commit(self) -> Result<()> {
+        let tmp = self
+            .file
             .into_inner()
-            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().at(&self.tmp)?;
-        drop(file);
-        fs::rename(&self.tmp, &self.target).at(&self.target)?;
+            .map_err(|e| Error::io(&self.target, e.into_error()))?;
+        tmp.as_file().sync_all().at(tmp.path())?;
+        tmp.persist(&self.target)
+            .map_err(|e| Error::io(&self.target, e.error))?;
         if let Some(dir) = self.target.parent() {
             sync_dir(dir);
         }
@@ -135,18 +136,10 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
+        self.file.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("not committed").flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        self.file.flush()
     }
 }
 
@@ -160,17 +153,6 @@ pub fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
         let _ = f.sync_all();
     }
-}
-
-/// A short suffix that differs between calls in one process and between processes.
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::AtomicU64;
-    static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:x}{:x}", t, N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Is a process with this pid alive? Used to tell stale temporary directories from live ones.

@@ -35,12 +35,14 @@ impl Staging {
         check_replaceable(target)?;
         fsutil::create_private_dir(&parent)?;
         remove_stale_staging(&parent, &name);
-        let path = parent.join(format!(
-            ".{name}.building-{}-{}",
-            std::process::id(),
-            fsutil::unique_suffix()
-        ));
-        fsutil::create_private_dir(&path)?;
+        // A named directory we remove ourselves (Drop, below), not on the TempDir's drop: after
+        // the exchange it holds the old index.
+        let path = tempfile::Builder::new()
+            .prefix(&format!(".{name}.building-{}-", std::process::id()))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(&parent)
+            .at(&parent)?
+            .keep();
         Ok(Staging {
             target: target.to_path_buf(),
             parent,
