@@ -9,7 +9,7 @@
 //! `main.rs` only parses arguments and maps results to exit codes.
 
 pub mod audit;
-pub mod bytes;
+mod bytes;
 pub mod cache;
 pub mod check;
 pub mod domain;
@@ -18,12 +18,12 @@ pub mod error;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod hashes;
+mod hashes;
 pub mod index;
-pub mod input;
+mod input;
 pub mod lookup;
 pub mod messages;
-pub mod progress;
+mod progress;
 pub mod report;
 pub mod scheme;
 pub mod sources;

@@ -158,46 +158,32 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
         },
         _ => malformed(),
     };
+    let or_malformed = |v: Option<Stored>| v.unwrap_or_else(malformed);
     match base {
-        "SHA" | "SHA1" => {
-            let d = match enc {
+        "SHA" | "SHA1" => or_malformed(
+            match enc {
                 Some("HEX") => decode_hex::<20>(rest),
                 _ => decode_b64(rest)
                     .and_then(|v| <[u8; 20]>::try_from(v).ok())
                     .or_else(|| decode_hex::<20>(rest)),
-            };
-            match d {
-                Some(d) => Stored::Sha1(d),
-                None => Stored::Unverifiable {
-                    scheme: format!("{name} (malformed)"),
-                },
             }
-        }
-        "NTLM" => {
-            let d = match enc {
+            .map(Stored::Sha1),
+        ),
+        "NTLM" => or_malformed(
+            match enc {
                 Some("B64") => decode_b64(rest).and_then(|v| <[u8; 16]>::try_from(v).ok()),
                 _ => decode_hex::<16>(rest),
-            };
-            match d {
-                Some(d) => Stored::Ntlm(d),
-                None => Stored::Unverifiable {
-                    scheme: format!("{name} (malformed)"),
-                },
             }
-        }
-        "PLAIN" | "CLEARTEXT" | "CLEAR" => {
-            let p = match enc {
+            .map(Stored::Ntlm),
+        ),
+        "PLAIN" | "CLEARTEXT" | "CLEAR" => or_malformed(
+            match enc {
                 Some("B64") => decode_b64(rest),
                 Some("HEX") => hex::decode(rest).ok(),
                 _ => Some(rest.to_vec()),
-            };
-            match p {
-                Some(p) => Stored::Plain(p),
-                None => Stored::Unverifiable {
-                    scheme: format!("{name} (malformed)"),
-                },
             }
-        }
+            .map(Stored::Plain),
+        ),
         "CRYPT" | "DES-CRYPT" | "SHA512-CRYPT" | "SHA256-CRYPT" | "MD5-CRYPT" | "MD5"
         | "BLF-CRYPT" | "ARGON2I" | "ARGON2ID" => match crypt_scheme(rest) {
             Stored::Salted { check, .. } => Stored::Salted {

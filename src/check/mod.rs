@@ -197,17 +197,7 @@ pub fn check(
             ));
         }
     }
-    let mut alerts: Vec<String> = issues
-        .iter()
-        .filter(|i| i.not_audited())
-        .map(|i| i.to_string())
-        .collect();
-    if summary.compared == 0 && summary.salted > 0 && index.emails.is_none() {
-        alerts.push(format!(
-            "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
-            plural(summary.salted, "account")
-        ));
-    }
+    let alerts = alerts(&issues, &summary, index);
     let records = merge_and_sort(records);
     for r in &records {
         summary.at_risk += 1;
@@ -225,6 +215,23 @@ pub fn check(
         alerts,
         audited,
     })
+}
+
+/// Warnings that change what the verdict means: domains not audited, and an index that cannot
+/// judge any password.
+fn alerts(issues: &[DomainIssue], summary: &CheckSummary, index: &Index) -> Vec<String> {
+    let mut alerts: Vec<String> = issues
+        .iter()
+        .filter(|i| i.not_audited())
+        .map(|i| i.to_string())
+        .collect();
+    if summary.compared == 0 && summary.salted > 0 && index.emails.is_none() {
+        alerts.push(format!(
+            "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
+            plural(summary.salted, "account")
+        ));
+    }
+    alerts
 }
 
 /// "1 account", "2 accounts".
