@@ -85,9 +85,21 @@ pub enum Bare {
     HexOrCrypt,
 }
 
+/// Fixed-length hex, through the table of `bytes::hex_val`: the `hex` crate's decoder made
+/// `check` of 1M exported SHA-1 hashes 0.26 s -> 0.33 s (measured), this is its hot path.
 fn decode_hex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
+    use crate::bytes::hex_val;
+    if s.len() != 2 * N {
+        return None;
+    }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).ok()?;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (h, l) = (hex_val(pair[0]), hex_val(pair[1]));
+        if (h | l) & 0xF0 != 0 {
+            return None;
+        }
+        *o = (h << 4) | l;
+    }
     Some(out)
 }
 

@@ -315,10 +315,16 @@ struct Judge<'a> {
 impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
-        let pieces: Vec<(Tally, Vec<Record>)> = accounts
-            .par_chunks(1024)
-            .map(|c| judge_many(self.index, self.cache, self.track, c))
-            .collect::<Result<_>>()?;
+        let judge = |c: &[Account]| judge_many(self.index, self.cache, self.track, c);
+        // A batch from a parallel parser is already on a worker: judge it there, in one piece.
+        let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
+            vec![judge(&accounts)?]
+        } else {
+            accounts
+                .par_chunks(1024)
+                .map(judge)
+                .collect::<Result<_>>()?
+        };
         let mut out = self.out.lock().expect("no panics while held");
         for (t, r) in pieces {
             out.0.merge(t);
