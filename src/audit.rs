@@ -31,6 +31,7 @@ use crate::index::manifest::{Manifest, SourceRecord};
 use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
+use crate::state::{RunRow, SeenFinding, State};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub struct AuditOptions {
     pub max_rejected: f64,
     /// See [`check::CheckOptions::max_file_bytes`].
     pub max_file_bytes: u64,
+    /// Deliver pending notices after the audit (`--notify`): the `[notify]` settings.
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// What a run did.
@@ -74,14 +77,45 @@ pub struct AuditOutcome {
     pub new_accounts: u64,
     pub notices: u64,
     pub elapsed: Duration,
+    /// With `--notify`: what the delivery did.
+    pub notified: Option<crate::notify::NotifyOutcome>,
 }
 
 /// How a run ended: done, or not started because another run holds the lock.
 #[derive(Debug)]
 pub enum AuditRun {
-    Done(AuditOutcome),
+    Done(Box<AuditOutcome>),
     /// The lock file another run holds; nothing was done.
     Locked(PathBuf),
+}
+
+/// How a `notify` run ended: done, or not started because an audit or notify holds the lock.
+#[derive(Debug)]
+pub enum NotifyRun {
+    Done(crate::notify::NotifyOutcome),
+    Locked(PathBuf),
+}
+
+/// Deliver the pending notices of the state in `state_dir` (the `notify` command), under the
+/// state's lock.
+pub fn notify(
+    state_dir: &Path,
+    cfg: &crate::notify::NotifyConfig,
+    opts: &crate::notify::NotifyOptions,
+    warn: &Warnings,
+) -> Result<NotifyRun> {
+    if !state_dir.join(crate::state::DB_FILE).exists() {
+        return Err(Error::bad_input(
+            state_dir,
+            "holds no breach-audit state: run `breach-audit audit` first",
+        ));
+    }
+    let lock_path = state_dir.join("lock");
+    let Some(_lock) = Lock::try_acquire(&lock_path)? else {
+        return Ok(NotifyRun::Locked(lock_path));
+    };
+    let mut state = State::open(state_dir)?;
+    crate::notify::notify(&mut state, cfg, opts, warn).map(NotifyRun::Done)
 }
 
 /// Run the nightly job.
@@ -99,8 +133,8 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
 
     let index = Index::open(&opts.index)?;
     let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
-    let reported_path = opts.state.join("reported.tsv");
-    let on_record = read_reported(&reported_path)?;
+    let mut state = State::open(&opts.state)?;
+    let on_record = state.open_findings()?;
     let check_opts = check::CheckOptions {
         filter: DomainFilter::new(opts.domains.iter().cloned()),
         max_rejected: opts.max_rejected,
@@ -109,7 +143,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     };
     let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
-    let tonight = reconcile(&outcome, on_record, opts.all);
+    let tonight = reconcile(&outcome, &on_record, opts.all);
     let notices = notices(&tonight.new_records);
 
     // Outputs first, each atomically; the state last.
@@ -124,20 +158,37 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         Some(&opts.out.join("new.jsonl")),
     )?;
     write_notices(&opts.out.join("notices.csv"), &notices)?;
-    let done = AuditOutcome {
+    write_notices_jsonl(&opts.out.join("notices.jsonl"), &tonight.new_records)?;
+    let mut done = AuditOutcome {
         rebuilt,
-        summary: outcome.summary,
-        issues: outcome.issues,
-        alerts: outcome.alerts,
+        summary: outcome.summary.clone(),
+        issues: outcome.issues.clone(),
+        alerts: outcome.alerts.clone(),
         held_addresses: tonight.held_addresses,
         new_findings: tonight.new_findings,
         new_accounts: tonight.new_records.len() as u64,
         notices: notices.len() as u64,
         elapsed: start.elapsed(),
+        notified: None,
     };
-    write_run(&opts.out.join(RUN_FILE), &done, started)?;
-    write_reported(&reported_path, &tonight.state)?;
-    Ok(AuditRun::Done(done))
+    let not_audited = not_audited_json(&done.issues);
+    write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
+    // The state last: a crash before this line repeats tonight's new findings tomorrow.
+    let run = run_row(&done, &not_audited, &opts.accounts, started);
+    if opts.all {
+        state.retell_all()?;
+    }
+    state.record_night(&tonight.seen, &tonight.resolved, &run)?;
+    if let Some(cfg) = &opts.notify {
+        done.notified = Some(crate::notify::notify(
+            &mut state,
+            cfg,
+            &Default::default(),
+            warn,
+        )?);
+    }
+    done.elapsed = start.elapsed();
+    Ok(AuditRun::Done(Box::new(done)))
 }
 
 fn check_options(opts: &AuditOptions) -> Result<()> {
@@ -179,23 +230,26 @@ fn rebuild_if_stale(opts: &AuditOptions, warn: &Warnings) -> Result<bool> {
 }
 
 /// Tonight's findings against those on record.
-struct Tonight {
-    /// Records restricted to findings not reported before.
+struct Tonight<'a> {
+    /// Records restricted to findings not on record before (or all, with `--all`).
     new_records: Vec<Record>,
     new_findings: u64,
-    /// The state to keep: tonight's findings, and those on record whose account was not audited.
-    state: BTreeSet<(String, String)>,
+    /// Every finding of an account audited tonight (with an owner to tell).
+    seen: Vec<SeenFinding<'a>>,
+    /// Findings on record whose account was audited tonight and which are gone.
+    resolved: Vec<(String, String)>,
+    /// Addresses on record that were not audited tonight: their findings are kept.
     held_addresses: u64,
 }
 
 /// A finding on record stays until its account is audited and the finding is gone. Accounts of
 /// domains with no owner were judged, but nobody can be told: like accounts that were not read,
 /// their findings are neither new nor resolved tonight. With `all`, every finding is new.
-fn reconcile(
-    outcome: &check::CheckOutcome,
-    on_record: BTreeSet<(String, String)>,
+fn reconcile<'a>(
+    outcome: &'a check::CheckOutcome,
+    on_record: &BTreeSet<(String, String)>,
     all: bool,
-) -> Tonight {
+) -> Tonight<'a> {
     let ownerless: BTreeSet<&str> = outcome
         .issues
         .iter()
@@ -204,48 +258,59 @@ fn reconcile(
         .collect();
     let held_domain = |email: &str| ownerless.contains(domain_of(email));
     let audited = |email: &String| outcome.audited.contains(email) && !held_domain(email);
-    let mut state: BTreeSet<(String, String)> = on_record
+    let held_addresses = on_record
         .iter()
         .filter(|(e, _)| !audited(e))
-        .cloned()
-        .collect();
-    let held_addresses = state
-        .iter()
         .map(|(e, _)| e.as_str())
         .collect::<BTreeSet<_>>()
         .len() as u64;
-    let reported = if all { BTreeSet::new() } else { on_record };
-    let mut new_records = Vec::new();
-    let mut new_findings = 0u64;
+    let mut current = BTreeSet::new();
+    let mut tonight = Tonight {
+        new_records: Vec::new(),
+        new_findings: 0,
+        seen: Vec::new(),
+        resolved: Vec::new(),
+        held_addresses,
+    };
     for r in outcome.records.iter().filter(|r| !held_domain(&r.email)) {
         let mut fresh = Vec::new();
         for f in &r.findings {
             let key = (r.email.clone(), finding_key(f));
-            if !reported.contains(&key) {
+            if all || !on_record.contains(&key) {
                 fresh.push(f.clone());
             }
-            state.insert(key);
+            tonight.seen.push(SeenFinding {
+                address: &r.email,
+                kind: key.1.clone(),
+                domain: &r.domain,
+                owner: r.owner.as_deref(),
+                contact: r.contact.as_deref(),
+                severity: f.severity().name(),
+                finding: serde_json::to_string(f).unwrap_or_default(),
+                suspended: r.suspended,
+            });
+            current.insert(key);
         }
         if !fresh.is_empty() {
-            new_findings += fresh.len() as u64;
+            tonight.new_findings += fresh.len() as u64;
             let severity = fresh
                 .iter()
                 .map(Finding::severity)
                 .max()
                 .unwrap_or(Severity::Unknown);
-            new_records.push(Record {
+            tonight.new_records.push(Record {
                 findings: fresh,
                 severity,
                 ..r.clone()
             });
         }
     }
-    Tonight {
-        new_records,
-        new_findings,
-        state,
-        held_addresses,
-    }
+    tonight.resolved = on_record
+        .iter()
+        .filter(|k| audited(&k.0) && !current.contains(*k))
+        .cloned()
+        .collect();
+    tonight
 }
 
 /// The record of the last run in `--out`.
@@ -300,8 +365,30 @@ impl AuditOutcome {
     }
 }
 
+/// The domains not audited (or without an owner), as recorded in run.json and the state.
+fn not_audited_json(issues: &[DomainIssue]) -> serde_json::Value {
+    issues
+        .iter()
+        .map(|i| {
+            serde_json::json!({
+                "domain": i.domain,
+                "path": i.path.display().to_string(),
+                "reason": match &i.problem {
+                    Problem::Unreadable(why) => why.clone(),
+                    Problem::NoOwner => "no owner".to_string(),
+                },
+            })
+        })
+        .collect()
+}
+
 /// `run.json`: what tonight's run did and what it could not do, for scripts and the operator.
-fn write_run(path: &Path, o: &AuditOutcome, started: std::time::SystemTime) -> Result<()> {
+fn write_run(
+    path: &Path,
+    o: &AuditOutcome,
+    not_audited: &serde_json::Value,
+    started: std::time::SystemTime,
+) -> Result<()> {
     let secs = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let s = &o.summary;
     let run = serde_json::json!({
@@ -319,18 +406,66 @@ fn write_run(path: &Path, o: &AuditOutcome, started: std::time::SystemTime) -> R
         "new_accounts": o.new_accounts,
         "notices": o.notices,
         "held_addresses": o.held_addresses,
-        "not_audited": o.issues.iter().map(|i| serde_json::json!({
-            "domain": i.domain,
-            "path": i.path.display().to_string(),
-            "reason": match &i.problem {
-                Problem::Unreadable(why) => why.clone(),
-                Problem::NoOwner => "no owner".to_string(),
-            },
-        })).collect::<Vec<_>>(),
+        "not_audited": not_audited,
         "alerts": o.alerts,
     });
     let mut f = AtomicFile::create(path)?;
     writeln!(f, "{run}").at(path)?;
+    f.commit()
+}
+
+/// The state's row of this run.
+fn run_row(
+    o: &AuditOutcome,
+    not_audited: &serde_json::Value,
+    sources: &[AccountSource],
+    started: std::time::SystemTime,
+) -> RunRow {
+    let s = &o.summary;
+    let sources: Vec<String> = sources
+        .iter()
+        .map(|src| format!("{} {}", src.flag(), src.path().display()))
+        .collect();
+    RunRow {
+        started: humantime::format_rfc3339_seconds(started).to_string(),
+        complete: o.complete(),
+        accounts: s.accounts,
+        at_risk: s.at_risk,
+        critical: s.critical,
+        high: s.high,
+        medium: s.medium,
+        unknown: s.unknown,
+        new_findings: o.new_findings,
+        held_addresses: o.held_addresses,
+        not_audited: not_audited.to_string(),
+        sources: serde_json::to_string(&sources).unwrap_or_default(),
+    }
+}
+
+/// `notices.jsonl`: one record per contact (and owner) with tonight's new findings, with the
+/// addresses' full records (notices.csv's rows, for a mail merge that needs no join).
+fn write_notices_jsonl(path: &Path, new_records: &[Record]) -> Result<()> {
+    let mut by: BTreeMap<(Option<&str>, Option<&str>), Vec<&Record>> = BTreeMap::new();
+    for r in new_records {
+        by.entry((r.contact.as_deref(), r.owner.as_deref()))
+            .or_default()
+            .push(r);
+    }
+    let mut f = AtomicFile::create(path)?;
+    for ((contact, owner), records) in by {
+        let worst = records
+            .iter()
+            .map(|r| r.severity)
+            .max()
+            .unwrap_or(Severity::Unknown);
+        let line = serde_json::json!({
+            "contact": contact,
+            "owner": owner,
+            "worst_severity": worst,
+            "records": records,
+        });
+        writeln!(f, "{line}").at(path)?;
+    }
     f.commit()
 }
 
@@ -395,37 +530,6 @@ fn write_notices(path: &Path, notices: &[Notice]) -> Result<()> {
             .map_err(io)?;
         }
         w.flush().at(path)?;
-    }
-    f.commit()
-}
-
-fn read_reported(path: &Path) -> Result<BTreeSet<(String, String)>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let mut set = BTreeSet::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let Some((email, kind)) = line.split_once('\t') else {
-            return Err(Error::BadLine {
-                path: path.to_path_buf(),
-                line: i as u64 + 1,
-                msg: "not EMAIL<TAB>FINDING; fix or remove the state file (everything is then reported again)".into(),
-            });
-        };
-        set.insert((email.to_string(), kind.to_string()));
-    }
-    Ok(set)
-}
-
-fn write_reported(path: &Path, set: &BTreeSet<(String, String)>) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    for (email, kind) in set {
-        writeln!(f, "{email}\t{kind}").at(path)?;
     }
     f.commit()
 }

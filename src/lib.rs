@@ -23,10 +23,12 @@ pub mod index;
 mod input;
 pub mod lookup;
 pub mod messages;
+pub mod notify;
 mod progress;
 pub mod report;
 pub mod scheme;
 pub mod sources;
+pub mod state;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod verify;

@@ -81,7 +81,7 @@ fn three_nights_report_only_what_is_new() {
         "out/at-risk.jsonl",
         "out/new.jsonl",
         "out/notices.csv",
-        "state/reported.tsv",
+        "state/breach-audit.sqlite",
         "state/verify.cache",
     ] {
         let mode = std::fs::metadata(w.path(f)).unwrap().permissions().mode() & 0o777;

@@ -302,13 +302,17 @@ fn audit(w: &Workdir) -> Run {
 }
 
 fn reported(w: &Workdir) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(w.path("state/reported.tsv"))
+    // The findings on record in the state database, as `address<TAB>kind`.
+    let db = rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap();
+    let mut q = db
+        .prepare(
+            "SELECT address || char(9) || kind FROM findings WHERE resolved_at IS NULL ORDER BY 1",
+        )
+        .unwrap();
+    q.query_map([], |r| r.get(0))
         .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    v.sort();
-    v
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap()
 }
 
 #[test]

@@ -49,6 +49,10 @@ pub(crate) struct AuditArgs {
     /// Report every current finding as new (re-send all notices).
     #[arg(long)]
     pub(crate) all: bool,
+    /// After a successful audit, deliver pending notices as `breach-audit notify` does (needs
+    /// a `[notify]` section in --config).
+    #[arg(long)]
+    pub(crate) notify: bool,
     #[command(flatten)]
     pub(crate) out_opts: Verbosity,
 }
@@ -56,9 +60,9 @@ pub(crate) struct AuditArgs {
 /// The keys of an audit config file.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct AuditConfig {
+pub(crate) struct AuditConfig {
     index: Option<PathBuf>,
-    state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     out: Option<PathBuf>,
     #[serde(default)]
     hibp: Vec<PathBuf>,
@@ -79,11 +83,13 @@ struct AuditConfig {
     domains_file: Option<PathBuf>,
     max_rejected: Option<f64>,
     max_file_size: Option<String>,
+    /// The `[notify]` section.
+    pub(crate) notify: Option<breach_audit::notify::NotifyConfig>,
 }
 
 impl AuditConfig {
     /// Read a config file; relative paths in it are relative to the file's directory.
-    fn read(path: &std::path::Path) -> Result<AuditConfig> {
+    pub(crate) fn read(path: &std::path::Path) -> Result<AuditConfig> {
         let text = std::fs::read_to_string(path).at(path)?;
         let mut c: AuditConfig = toml::from_str(&text)
             .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?;
@@ -114,6 +120,9 @@ impl AuditConfig {
             &mut c.accounts_csv,
         ] {
             list.iter_mut().for_each(rebase);
+        }
+        if let Some(n) = &mut c.notify {
+            n.rebase(base);
         }
         Ok(c)
     }
@@ -148,6 +157,11 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
             }
             if !quiet {
                 eprintln!("breach-audit: audit: {o}");
+            }
+            match &o.notified {
+                Some(n) if n.any_failed() => print_alerts([format!("notify: {n}").as_str()]),
+                Some(n) if !quiet => eprintln!("breach-audit: notify: {n}"),
+                _ => {}
             }
             Ok(Exit::found_if(o.new_findings > 0))
         }
@@ -202,6 +216,13 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         accounts_csv: pick(a.accounts.accounts_csv, cfg.accounts_csv),
     }
     .into_sources();
+    let notify = if a.notify {
+        Some(cfg.notify.clone().ok_or_else(|| {
+            Error::Usage("audit --notify needs a [notify] section in --config".into())
+        })?)
+    } else {
+        None
+    };
     let opts = AuditOptions {
         index: need(a.index.or(cfg.index), "index")?,
         state: need(a.state.or(cfg.state), "state")?,
@@ -216,6 +237,7 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         domains: domains.into_iter().collect(),
         max_rejected,
         max_file_bytes,
+        notify,
     };
     Ok(opts)
 }

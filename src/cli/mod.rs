@@ -10,6 +10,7 @@ mod check;
 mod domain;
 mod info;
 mod lookup;
+mod notify;
 
 use breach_audit::error::Result;
 use clap::{Parser, Subcommand};
@@ -71,6 +72,14 @@ enum Cmd {
     /// --state keeps what was reported, the verification cache and the lock. Exit codes: 0 nothing
     /// new, 1 new findings, 2 error, 3 another audit is running (the lock in --state is held).
     Audit(audit::AuditArgs),
+    /// Deliver pending notices: one message per contact naming each of their addresses and what
+    /// was found, through the server's MTA (`sendmail`), a submission server (`smtp`) or an
+    /// `outbox` directory. A finding counts as told only when its notice was accepted; a failed
+    /// delivery is retried on later runs and held after `max_attempts`. Findings without a
+    /// contact, unverifiable accounts, held notices and what was not audited go to the operator.
+    /// Exit codes: 0 all delivered (or nothing to do), 4 a delivery failed (it is retried), 2
+    /// error, 3 an audit or notify is running.
+    Notify(notify::NotifyArgs),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -84,6 +93,8 @@ pub enum Exit {
     Error = 2,
     /// 3: another audit holds the lock.
     Locked = 3,
+    /// 4: something owed was not done (a notice not delivered): it is retried.
+    Failed = 4,
     /// 130: interrupted by Ctrl-C or SIGTERM.
     Interrupted = 130,
 }
@@ -110,5 +121,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Info(a) => info::run_info(a),
         Cmd::Verify(a) => info::run_verify(a),
         Cmd::Audit(a) => audit::run(a),
+        Cmd::Notify(a) => notify::run(a),
     }
 }

@@ -1,0 +1,237 @@
+//! Rendering notices: minijinja templates (a built-in English default; `template_dir` may
+//! override `subject.txt`, `body.txt` and add `body.html`) and lettre messages with From,
+//! Reply-To, To, Date, Message-ID, `Auto-Submitted: auto-generated`, and UTF-8 headers encoded as
+//! RFC 2047 asks. Templates see addresses, owners and what was found; never a password or a hash
+//! (the state holds none).
+
+use crate::error::{Error, Result};
+use lettre::Message;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use serde::Serialize;
+use std::path::Path;
+
+/// The built-in customer notice.
+const SUBJECT: &str = "Security notice: {{ addresses | length }} mailbox{% if addresses | length != 1 %}es{% endif %} of {{ owner or contact }} with leaked credentials";
+const BODY: &str = r#"Hello{% if owner %} {{ owner }}{% endif %},
+
+We check the mail accounts we host against public collections of leaked passwords, the lists
+spammers use to log in to mailboxes and send spam through them. These accounts of yours turned up:
+
+{% for a in addresses -%}
+* {{ a.email }}{% if a.suspended %} (login currently locked){% endif %}
+{%- for f in a.findings %}
+  - {{ f.text }}
+{%- endfor %}
+
+{% endfor -%}
+What to do:
+1. Change the password of each account above now, to one you use nowhere else.
+2. If you used the same password on other sites, change it there too: it is public.
+3. Where the current password itself was leaked, outgoing mail of that account may be suspended
+   until the password is changed, to stop spam being sent in your name.
+
+We never ask for your password by email. If you have questions, reply to this message.
+"#;
+
+/// The operator's message of a run.
+const OPERATOR_SUBJECT: &str = "breach-audit: {{ items | length }} item{% if items | length != 1 %}s{% endif %} need attention";
+const OPERATOR_BODY: &str = r#"breach-audit could not leave these to the customers:
+
+{% for i in items -%}
+* {{ i }}
+{% endfor %}
+(The audit's full record is in its state database and out/run.json.)
+"#;
+
+/// One address in a notice.
+#[derive(Serialize)]
+pub struct NoticeAddress {
+    pub email: String,
+    pub domain: String,
+    pub severity: String,
+    pub suspended: bool,
+    pub findings: Vec<NoticeFinding>,
+}
+
+/// One finding, with its words for the customer.
+#[derive(Serialize)]
+pub struct NoticeFinding {
+    pub kind: String,
+    pub text: String,
+    /// The finding as in the check records (kind, count, source...).
+    pub detail: serde_json::Value,
+}
+
+/// Words for a finding (the JSON of a check record's finding).
+pub fn finding_text(f: &serde_json::Value) -> String {
+    let n = f.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+    let count = if n == 1 {
+        "once".to_string()
+    } else {
+        format!("{n} times")
+    };
+    match f.get("kind").and_then(|k| k.as_str()).unwrap_or("") {
+        "current_password_leaked" => {
+            "its current password is in a public list of leaked passwords for this address: anyone can log in with it".into()
+        }
+        "password_pwned" if f.get("source").and_then(|s| s.as_str()) == Some("combolist") => {
+            format!("its password appears in public leak lists ({count}): it is easy to guess")
+        }
+        "password_pwned" => format!(
+            "its password is among passwords known from data breaches (seen {count}): it is easy to guess"
+        ),
+        "credentials_leaked" => format!(
+            "this address appears with a password in public leak lists ({count}): if that password is used anywhere, change it"
+        ),
+        other => format!("{other}: we could not check this account's password"),
+    }
+}
+
+/// The rendered parts of a message.
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// Templates: the built-in ones, or those in `dir`.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+    html: bool,
+}
+
+impl Templates {
+    pub fn load(dir: Option<&Path>) -> Result<Templates> {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        let mut set = |name: &'static str, text: String| {
+            env.add_template_owned(name, text)
+                .map_err(|e| Error::Usage(format!("template {name}: {e}")))
+        };
+        let read = |name: &str| -> Result<Option<String>> {
+            let Some(d) = dir else { return Ok(None) };
+            match std::fs::read_to_string(d.join(name)) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(d.join(name), e)),
+            }
+        };
+        set(
+            "subject.txt",
+            read("subject.txt")?.unwrap_or(SUBJECT.into()),
+        )?;
+        set("body.txt", read("body.txt")?.unwrap_or(BODY.into()))?;
+        set("operator-subject.txt", OPERATOR_SUBJECT.into())?;
+        set("operator-body.txt", OPERATOR_BODY.into())?;
+        let html = match read("body.html")? {
+            Some(t) => {
+                set("body.html", t)?;
+                true
+            }
+            None => false,
+        };
+        Ok(Templates { env, html })
+    }
+
+    fn render(&self, name: &str, ctx: &minijinja::Value) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| Error::Usage(format!("template {name}: {e}")))
+    }
+
+    /// A customer's notice.
+    pub fn notice(
+        &self,
+        contact: &str,
+        owner: Option<&str>,
+        addresses: &[NoticeAddress],
+    ) -> Result<Rendered> {
+        let addresses = minijinja::Value::from(minijinja::value::Serde(addresses));
+        let ctx = minijinja::context! { contact, owner, addresses };
+        Ok(Rendered {
+            subject: self.render("subject.txt", &ctx)?.trim().to_string(),
+            text: self.render("body.txt", &ctx)?,
+            html: if self.html {
+                Some(self.render("body.html", &ctx)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The operator's message.
+    pub fn operator(&self, items: &[String]) -> Result<Rendered> {
+        let items = minijinja::Value::from(minijinja::value::Serde(items));
+        let ctx = minijinja::context! { items };
+        Ok(Rendered {
+            subject: self
+                .render("operator-subject.txt", &ctx)?
+                .trim()
+                .to_string(),
+            text: self.render("operator-body.txt", &ctx)?,
+            html: None,
+        })
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): autoresponders must not answer it.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".into())
+    }
+}
+
+/// Parse an address from the config or the state.
+pub fn mailbox(s: &str, what: &str) -> Result<Mailbox> {
+    s.parse()
+        .map_err(|e| Error::Usage(format!("{what} {s:?} is not a mail address ({e})")))
+}
+
+/// Build the message. `message_id` is without angle brackets.
+pub fn build(
+    from: &Mailbox,
+    reply_to: Option<&Mailbox>,
+    to: &Mailbox,
+    message_id: &str,
+    r: &Rendered,
+) -> Result<Message> {
+    let mut b = Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(r.subject.clone())
+        .date_now()
+        .message_id(Some(format!("<{message_id}>")))
+        .header(AutoSubmitted);
+    if let Some(rt) = reply_to {
+        b = b.reply_to(rt.clone());
+    }
+    let built = match &r.html {
+        None => b.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(r.text.clone()),
+        ),
+        Some(html) => b.multipart(MultiPart::alternative_plain_html(
+            r.text.clone(),
+            html.clone(),
+        )),
+    };
+    built.map_err(|e| Error::Usage(format!("cannot build the message to {to}: {e}")))
+}

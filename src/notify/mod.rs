@@ -1,0 +1,447 @@
+//! Telling customers, exactly once: `notify` delivers the open notices of the state database
+//! ([`crate::state`]) through a transport and records what each transport accepted.
+//!
+//! A finding counts as told only when a notice naming it was accepted (`told_at`). A failed
+//! delivery is recorded with its error and retried on a later run, after `retry_after` doubled
+//! per attempt (capped at a day); after `max_attempts` the notice is `held` and reported to the
+//! operator. Each notice is committed right after its send: a crash between the two re-sends at
+//! most the message in flight. Findings without a contact, `unverifiable` accounts, held notices
+//! and the last run's "not audited" list go to the operator in one message per run: customers
+//! never get those.
+
+pub mod message;
+pub mod transport;
+
+use crate::error::{Error, Result};
+use crate::messages::Warnings;
+use crate::state::{self, State};
+use message::{NoticeAddress, NoticeFinding, Templates};
+use rusqlite::params;
+use serde::Deserialize;
+use std::path::PathBuf;
+use transport::{SmtpSettings, SmtpTls, Transport, Via};
+
+/// The `[notify]` section of the audit config.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The sender of notices, e.g. `Example Hosting Security <security@isp.example>`.
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    /// Who gets what customers must not (no contact, unverifiable, held, not audited).
+    pub operator: Option<String>,
+    pub via: Option<Via>,
+    pub outbox: Option<PathBuf>,
+    pub sendmail: Option<PathBuf>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: Option<SmtpTls>,
+    /// A 0600 file: the user name on the first line, the password on the second.
+    pub smtp_credentials: Option<PathBuf>,
+    /// Attempts before a notice is held (default 5).
+    pub max_attempts: Option<u32>,
+    /// The first retry's delay, doubled per attempt (default "1h"; "0s" retries on every run).
+    pub retry_after: Option<String>,
+    /// Overrides for `subject.txt`, `body.txt` and an optional `body.html`.
+    pub template_dir: Option<PathBuf>,
+}
+
+impl NotifyConfig {
+    /// Relative paths are relative to `base` (the config file's directory).
+    pub fn rebase(&mut self, base: &std::path::Path) {
+        for p in [
+            &mut self.outbox,
+            &mut self.sendmail,
+            &mut self.smtp_credentials,
+            &mut self.template_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    fn transport(&self) -> Result<Transport> {
+        match self.via.unwrap_or(Via::Sendmail) {
+            Via::Sendmail => Ok(Transport::sendmail(
+                self.sendmail
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("/usr/sbin/sendmail")),
+            )),
+            Via::Outbox => Transport::outbox(self.outbox.as_deref().ok_or_else(|| {
+                Error::Usage("notify via outbox needs `outbox = DIR` (or --outbox)".into())
+            })?),
+            Via::Smtp => Transport::smtp(&SmtpSettings {
+                host: self.smtp_host.as_deref().ok_or_else(|| {
+                    Error::Usage("notify via smtp needs `smtp_host` in [notify]".into())
+                })?,
+                port: self.smtp_port,
+                tls: self.smtp_tls.unwrap_or_default(),
+                credentials: self.smtp_credentials.as_deref(),
+            }),
+        }
+    }
+
+    fn retry_secs(&self) -> Result<u64> {
+        match &self.retry_after {
+            None => Ok(3600),
+            Some(s) => humantime::parse_duration(s)
+                .map(|d| d.as_secs())
+                .map_err(|e| Error::Usage(format!("[notify] retry_after {s:?}: {e}"))),
+        }
+    }
+}
+
+/// How `notify` runs.
+#[derive(Clone, Debug, Default)]
+pub struct NotifyOptions {
+    /// Render everything, send nothing, change nothing.
+    pub dry_run: bool,
+    /// Deliver at most this many customer notices.
+    pub limit: Option<usize>,
+}
+
+/// What `notify` did.
+#[derive(Debug, Default)]
+pub struct NotifyOutcome {
+    pub sent: u64,
+    pub failed: u64,
+    pub held: u64,
+    /// Open notices left (not due yet, or over the limit).
+    pub left: u64,
+    /// Items in the operator's message (0: none sent).
+    pub operator_items: u64,
+    pub operator_failed: bool,
+    /// With `dry_run`: (contact, addresses) of each notice that would go.
+    pub would_send: Vec<(String, usize)>,
+}
+
+impl NotifyOutcome {
+    /// Did any delivery fail (a run that should exit non-zero)?
+    pub fn any_failed(&self) -> bool {
+        self.failed > 0 || self.held > 0 || self.operator_failed
+    }
+}
+
+impl std::fmt::Display for NotifyOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sent, {} failed (retried later), {} held, {} still pending; operator message: {}",
+            crate::check::plural(self.sent, "notice"),
+            self.failed,
+            self.held,
+            self.left,
+            match (self.operator_items, self.operator_failed) {
+                (0, _) => "none".to_string(),
+                (_, true) => "FAILED".to_string(),
+                (n, false) => crate::check::plural(n, "item"),
+            }
+        )
+    }
+}
+
+/// A notice due for delivery.
+struct Due {
+    id: i64,
+    contact: String,
+    owner: Option<String>,
+    attempts: u32,
+}
+
+/// Deliver the open notices that are due, then the operator's message.
+pub fn notify(
+    state: &mut State,
+    cfg: &NotifyConfig,
+    opts: &NotifyOptions,
+    warn: &Warnings,
+) -> Result<NotifyOutcome> {
+    let from = message::mailbox(
+        cfg.from
+            .as_deref()
+            .ok_or_else(|| Error::Usage("[notify] needs `from` (the sender of notices)".into()))?,
+        "[notify] from",
+    )?;
+    let reply_to = cfg
+        .reply_to
+        .as_deref()
+        .map(|r| message::mailbox(r, "[notify] reply_to"))
+        .transpose()?;
+    let templates = Templates::load(cfg.template_dir.as_deref())?;
+    let transport = if opts.dry_run {
+        None
+    } else {
+        Some(cfg.transport()?)
+    };
+    let max_attempts = cfg.max_attempts.unwrap_or(5).max(1);
+    let retry = cfg.retry_secs()?;
+    let domain = from.email.domain().to_string();
+    let mut out = NotifyOutcome::default();
+    for due in due_notices(state, opts.limit)? {
+        crate::fsutil::check_interrupted()?;
+        let addresses = notice_addresses(state, due.id)?;
+        if addresses.is_empty() {
+            continue;
+        }
+        let to = match message::mailbox(&due.contact, "contact") {
+            Ok(m) => m,
+            Err(e) => {
+                record_failure(state, &due, &e.to_string(), max_attempts, retry, &mut out)?;
+                continue;
+            }
+        };
+        let rendered = templates.notice(&due.contact, due.owner.as_deref(), &addresses)?;
+        let id = message_id(due.id, &domain);
+        let msg = message::build(&from, reply_to.as_ref(), &to, &id, &rendered)?;
+        let Some(t) = &transport else {
+            out.would_send.push((due.contact.clone(), addresses.len()));
+            continue;
+        };
+        match t.send(&msg, &id) {
+            Ok(()) => record_sent(state, &due, &id, cfg.via.unwrap_or(Via::Sendmail))
+                .map(|()| out.sent += 1)?,
+            Err(why) => {
+                warn.warn(format!("notice to {} not delivered: {why}", due.contact));
+                record_failure(state, &due, &why, max_attempts, retry, &mut out)?;
+            }
+        }
+    }
+    out.left = state.count("notices", "status IN ('pending', 'failed')")?;
+    operator_message(
+        state,
+        cfg,
+        &templates,
+        &from,
+        reply_to.as_ref(),
+        transport.as_ref(),
+        &domain,
+        &mut out,
+        warn,
+    )?;
+    Ok(out)
+}
+
+fn due_notices(state: &State, limit: Option<usize>) -> Result<Vec<Due>> {
+    let mut q = state
+        .conn
+        .prepare(
+            "SELECT id, contact, owner, attempts FROM notices
+             WHERE status IN ('pending', 'failed') AND (next_attempt IS NULL OR next_attempt <= ?1)
+             ORDER BY id LIMIT ?2",
+        )
+        .map_err(state.err())?;
+    let limit = limit.map(|l| l as i64).unwrap_or(-1);
+    q.query_map(params![state::now(), limit], |r| {
+        Ok(Due {
+            id: r.get(0)?,
+            contact: r.get(1)?,
+            owner: r.get(2)?,
+            attempts: r.get(3)?,
+        })
+    })
+    .map_err(state.err())?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(state.err())
+}
+
+/// The addresses a notice names, each with its findings, sorted.
+fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
+    let mut q = state
+        .conn
+        .prepare(
+            "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding
+             FROM notice_findings nf JOIN findings f ON f.address = nf.address AND f.kind = nf.kind
+             WHERE nf.notice_id = ?1
+             ORDER BY f.address, CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, f.kind",
+        )
+        .map_err(state.err())?;
+    let rows = q
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(state.err())?;
+    let mut out: Vec<NoticeAddress> = Vec::new();
+    for row in rows {
+        let (email, domain, severity, suspended, kind, finding) = row.map_err(state.err())?;
+        let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
+        let f = NoticeFinding {
+            kind,
+            text: message::finding_text(&detail),
+            detail,
+        };
+        match out.last_mut() {
+            Some(a) if a.email == email => {
+                a.findings.push(f);
+                if severity_rank(&severity) > severity_rank(&a.severity) {
+                    a.severity = severity;
+                }
+            }
+            _ => out.push(NoticeAddress {
+                email,
+                domain,
+                severity,
+                suspended,
+                findings: vec![f],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 3,
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    }
+}
+
+/// `breach-audit.NOTICE.RANDOM@DOMAIN`: unique, and names the notice.
+fn message_id(notice: i64, domain: &str) -> String {
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    format!("breach-audit.{notice}.{}@{domain}", hex::encode(r))
+}
+
+fn record_sent(state: &mut State, due: &Due, id: &str, via: Via) -> Result<()> {
+    let now = state::now();
+    let path = state.path().to_path_buf();
+    let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
+    let tx = state.conn.transaction().map_err(e)?;
+    tx.execute(
+        "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
+            attempts = attempts + 1, last_error = NULL, next_attempt = NULL WHERE id = ?1",
+        params![due.id, now, format!("<{id}>"), via.name()],
+    )
+    .map_err(e)?;
+    tx.execute(
+        "UPDATE findings SET told_at = ?2 WHERE (address, kind) IN
+            (SELECT address, kind FROM notice_findings WHERE notice_id = ?1)",
+        params![due.id, now],
+    )
+    .map_err(e)?;
+    tx.commit().map_err(e)
+}
+
+fn record_failure(
+    state: &mut State,
+    due: &Due,
+    why: &str,
+    max_attempts: u32,
+    retry: u64,
+    out: &mut NotifyOutcome,
+) -> Result<()> {
+    let attempts = due.attempts + 1;
+    let held = attempts >= max_attempts;
+    let delay = retry
+        .saturating_mul(1 << (attempts - 1).min(16))
+        .min(86_400);
+    state
+        .conn
+        .execute(
+            "UPDATE notices SET status = ?2, attempts = ?3, last_error = ?4, next_attempt = ?5
+             WHERE id = ?1",
+            params![
+                due.id,
+                if held { "held" } else { "failed" },
+                attempts,
+                why,
+                state::later(delay)
+            ],
+        )
+        .map_err(state.err())?;
+    if held {
+        out.held += 1;
+    } else {
+        out.failed += 1;
+    }
+    Ok(())
+}
+
+/// What customers must not get, for the operator: findings with no contact, unverifiable
+/// accounts, held notices, the last run's not-audited list.
+fn operator_items(state: &State) -> Result<Vec<String>> {
+    let mut items = Vec::new();
+    let query = |sql: &str| -> Result<Vec<String>> {
+        let mut q = state.conn.prepare(sql).map_err(state.err())?;
+        q.query_map([], |r| r.get::<_, String>(0))
+            .map_err(state.err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(state.err())
+    };
+    items.extend(query(
+        "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ')
+           || ' - no contact address is known; the customer is told once one is'
+         FROM findings WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NULL
+           AND kind NOT LIKE 'unverifiable%' GROUP BY address ORDER BY address",
+    )?);
+    items.extend(query(
+        "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'
+         FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
+    )?);
+    items.extend(query(
+        "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
+         FROM notices WHERE status = 'held' ORDER BY id",
+    )?);
+    if let Some(json) = state.last_not_audited()? {
+        let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+        for d in list {
+            items.push(format!(
+                "not audited: {} ({}: {})",
+                d["domain"].as_str().unwrap_or("?"),
+                d["path"].as_str().unwrap_or("?"),
+                d["reason"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(items)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn operator_message(
+    state: &State,
+    cfg: &NotifyConfig,
+    templates: &Templates,
+    from: &lettre::message::Mailbox,
+    reply_to: Option<&lettre::message::Mailbox>,
+    transport: Option<&Transport>,
+    domain: &str,
+    out: &mut NotifyOutcome,
+    warn: &Warnings,
+) -> Result<()> {
+    let items = operator_items(state)?;
+    if items.is_empty() {
+        return Ok(());
+    }
+    out.operator_items = items.len() as u64;
+    let Some(op) = cfg.operator.as_deref() else {
+        warn.warn(format!(
+            "{} for the operator, but [notify] has no `operator` address",
+            crate::check::plural(items.len() as u64, "item")
+        ));
+        out.operator_items = 0;
+        return Ok(());
+    };
+    let to = message::mailbox(op, "[notify] operator")?;
+    let rendered = templates.operator(&items)?;
+    let id = message_id(0, domain).replacen("breach-audit.0.", "breach-audit.operator.", 1);
+    let msg = message::build(from, reply_to, &to, &id, &rendered)?;
+    if let Some(t) = transport
+        && let Err(why) = t.send(&msg, &id)
+    {
+        warn.warn(format!("operator message not delivered: {why}"));
+        out.operator_failed = true;
+    }
+    Ok(())
+}

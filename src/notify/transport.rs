@@ -1,0 +1,130 @@
+//! How a message leaves: the server's own MTA (`sendmail`: Exim on DirectAdmin/cPanel, Postfix
+//! elsewhere), a submission server (`smtp`: STARTTLS or TLS, AUTH with credentials read from a
+//! 0600 file), or an `outbox` directory for another mailer (one `.eml` per message, delivered once
+//! fsynced and renamed into place). lettre does the protocol work.
+
+use crate::error::{Error, IoContext, Result};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{Message, SendmailTransport, SmtpTransport, Transport as _};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Which transport.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Sendmail,
+    Smtp,
+    Outbox,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Sendmail => "sendmail",
+            Via::Smtp => "smtp",
+            Via::Outbox => "outbox",
+        }
+    }
+}
+
+/// TLS for the smtp transport.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS, required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// None: only for a server on this machine or a test sink.
+    None,
+}
+
+/// A ready transport.
+pub enum Transport {
+    Sendmail(SendmailTransport),
+    Smtp(Box<SmtpTransport>),
+    Outbox(PathBuf),
+}
+
+/// The smtp transport's settings.
+pub struct SmtpSettings<'a> {
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub credentials: Option<&'a Path>,
+}
+
+impl Transport {
+    pub fn sendmail(path: &Path) -> Transport {
+        Transport::Sendmail(SendmailTransport::new_with_command(path.as_os_str()))
+    }
+
+    pub fn outbox(dir: &Path) -> Result<Transport> {
+        crate::fsutil::create_private_dir(dir)?;
+        Ok(Transport::Outbox(dir.to_path_buf()))
+    }
+
+    pub fn smtp(s: &SmtpSettings) -> Result<Transport> {
+        let tls_params = || {
+            TlsParameters::new(s.host.into())
+                .map_err(|e| Error::Usage(format!("smtp {}: TLS: {e}", s.host)))
+        };
+        let (tls, port) = match s.tls {
+            SmtpTls::Starttls => (Tls::Required(tls_params()?), 587),
+            SmtpTls::Tls => (Tls::Wrapper(tls_params()?), 465),
+            SmtpTls::None => (Tls::None, 25),
+        };
+        let mut b = SmtpTransport::builder_dangerous(s.host)
+            .port(s.port.unwrap_or(port))
+            .tls(tls)
+            .timeout(Some(std::time::Duration::from_secs(30)));
+        if let Some(path) = s.credentials {
+            b = b.credentials(read_credentials(path)?);
+        }
+        Ok(Transport::Smtp(Box::new(b.build())))
+    }
+
+    /// Hand `msg` over; `Ok` means the transport accepted it. `name` names the outbox file.
+    pub fn send(&self, msg: &Message, name: &str) -> std::result::Result<(), String> {
+        match self {
+            Transport::Sendmail(t) => t.send(msg).map(|_| ()).map_err(|e| e.to_string()),
+            Transport::Smtp(t) => t.send(msg).map(|_| ()).map_err(|e| e.to_string()),
+            Transport::Outbox(dir) => {
+                let path = dir.join(format!("{name}.eml"));
+                let write = || -> Result<()> {
+                    let mut f = crate::fsutil::AtomicFile::create(&path)?;
+                    std::io::Write::write_all(&mut f, &msg.formatted()).at(&path)?;
+                    f.commit()
+                };
+                write().map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// SMTP credentials from a file only its owner can read: the user name on the first line, the
+/// password on the second. Never from the command line.
+fn read_credentials(path: &Path) -> Result<Credentials> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).at(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::bad_input(
+            path,
+            "SMTP credentials must be readable by their owner only: chmod 600 it",
+        ));
+    }
+    let text = std::fs::read_to_string(path).at(path)?;
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(u), Some(p)) if !u.trim().is_empty() => {
+            Ok(Credentials::new(u.trim().to_string(), p.to_string()))
+        }
+        _ => Err(Error::bad_input(
+            path,
+            "expected the user name on the first line and the password on the second",
+        )),
+    }
+}

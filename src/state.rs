@@ -1,0 +1,389 @@
+//! The audit's memory: one SQLite database, `STATE/breach-audit.sqlite` (rusqlite with SQLite
+//! bundled, so no system library must match; WAL; mode 0600; schema migrations by `PRAGMA
+//! user_version`; one transaction per run step). It holds:
+//! - `findings`: one row per (address, finding kind), with the first and last night it was seen,
+//!   when it was resolved (its account audited and the finding gone), and when a notice naming it
+//!   was accepted by a transport (`told_at`: a finding counts as told only then);
+//! - `notices`: one per contact and message, `pending` until a transport accepts it, then `sent`
+//!   (with its Message-ID, time and transport); `failed` with the error and the next attempt;
+//!   `held` after `max_attempts` (reported to the operator); `notice_findings` lists what each
+//!   names;
+//! - `runs`: one row per audit (start, end, counts by severity, what was not audited and why,
+//!   the sources).
+//!
+//! A `reported.tsv` left by an older breach-audit is imported once (its findings count as told:
+//! the older version handed them to the mailer) and renamed `reported.tsv.imported`.
+//!
+//! "When did we tell carol, and about what?":
+//! `SELECT n.sent_at, f.address, f.kind FROM notices n JOIN notice_findings nf ON nf.notice_id =
+//! n.id JOIN findings f ON (f.address, f.kind) = (nf.address, nf.kind) WHERE n.contact =
+//! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
+
+use crate::error::{Error, IoContext, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The database file in the state directory.
+pub const DB_FILE: &str = "breach-audit.sqlite";
+
+/// The schema, one step per version (`PRAGMA user_version` = steps applied).
+const MIGRATIONS: &[&str] = &[
+    // 1: findings, notices, runs.
+    "CREATE TABLE findings (
+        address TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        owner TEXT,
+        contact TEXT,
+        severity TEXT NOT NULL,
+        finding TEXT NOT NULL,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        resolved_at TEXT,
+        told_at TEXT,
+        PRIMARY KEY (address, kind)
+    );
+    CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        contact TEXT NOT NULL,
+        owner TEXT,
+        created TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'held')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        next_attempt TEXT,
+        message_id TEXT,
+        sent_at TEXT,
+        transport TEXT
+    );
+    CREATE INDEX notices_open ON notices (status, contact);
+    CREATE TABLE notice_findings (
+        notice_id INTEGER NOT NULL REFERENCES notices (id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (notice_id, address, kind)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started TEXT NOT NULL,
+        finished TEXT NOT NULL,
+        complete INTEGER NOT NULL,
+        accounts INTEGER NOT NULL,
+        at_risk INTEGER NOT NULL,
+        critical INTEGER NOT NULL,
+        high INTEGER NOT NULL,
+        medium INTEGER NOT NULL,
+        unknown INTEGER NOT NULL,
+        new_findings INTEGER NOT NULL,
+        held_addresses INTEGER NOT NULL,
+        not_audited TEXT NOT NULL,
+        sources TEXT NOT NULL
+    );",
+];
+
+/// Now, as stored: RFC 3339 UTC to the second (sorts as text).
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// `t` plus `secs`, as stored.
+pub fn later(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(secs),
+    )
+    .to_string()
+}
+
+/// The open state database.
+pub struct State {
+    pub(crate) conn: Connection,
+    path: PathBuf,
+}
+
+fn db(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::bad_input(path, format!("state database: {e}"))
+}
+
+/// A finding as tonight's audit saw it.
+pub struct SeenFinding<'a> {
+    pub address: &'a str,
+    pub kind: String,
+    pub domain: &'a str,
+    pub owner: Option<&'a str>,
+    pub contact: Option<&'a str>,
+    pub severity: &'static str,
+    /// The finding's JSON (as in the check record).
+    pub finding: String,
+    pub suspended: bool,
+}
+
+impl State {
+    /// Open (or create, mode 0600) the database in `dir`, migrate it, and import an older
+    /// `reported.tsv` once.
+    pub fn open(dir: &Path) -> Result<State> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
+            crate::fsutil::create_private_file(&path)?;
+        }
+        let conn = Connection::open(&path).map_err(db(&path))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db(&path))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db(&path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(db(&path))?;
+        let mut st = State { conn, path };
+        st.migrate()?;
+        st.import_reported(&dir.join("reported.tsv"))?;
+        // WAL side files are created by SQLite with the database's mode; keep them private too.
+        for side in ["-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{side}", st.path.display()));
+            if p.exists() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).at(&p)?;
+            }
+        }
+        Ok(st)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        db(&self.path)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let have: usize = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db(&self.path))?;
+        if have > MIGRATIONS.len() {
+            return Err(Error::bad_input(
+                &self.path,
+                format!(
+                    "state schema version {have} is newer than this breach-audit's ({}); upgrade breach-audit",
+                    MIGRATIONS.len()
+                ),
+            ));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(have) {
+            let tx = self.conn.transaction().map_err(db(&self.path))?;
+            tx.execute_batch(step).map_err(db(&self.path))?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(db(&self.path))?;
+            tx.commit().map_err(db(&self.path))?;
+        }
+        Ok(())
+    }
+
+    fn import_reported(&mut self, tsv: &Path) -> Result<()> {
+        let text = match std::fs::read_to_string(tsv) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(tsv, e)),
+        };
+        let now = now();
+        let tx = self.conn.transaction().map_err(db(&self.path))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let Some((email, kind)) = line.split_once('\t') else {
+                return Err(Error::BadLine {
+                    path: tsv.to_path_buf(),
+                    line: i as u64 + 1,
+                    msg: "not EMAIL<TAB>FINDING; fix or remove the file (everything is then reported again)".into(),
+                });
+            };
+            let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            tx.execute(
+                "INSERT OR IGNORE INTO findings (address, kind, domain, severity, finding, first_seen, last_seen, told_at)
+                 VALUES (?1, ?2, ?3, 'unknown', '{}', ?4, ?4, ?4)",
+                params![email, kind, domain, now],
+            )
+            .map_err(db(&self.path))?;
+        }
+        tx.commit().map_err(db(&self.path))?;
+        let done = tsv.with_extension("tsv.imported");
+        std::fs::rename(tsv, &done).at(tsv)?;
+        Ok(())
+    }
+
+    /// The (address, kind) pairs on record: findings not resolved.
+    pub fn open_findings(&self) -> Result<BTreeSet<(String, String)>> {
+        let mut q = self
+            .conn
+            .prepare("SELECT address, kind FROM findings WHERE resolved_at IS NULL")
+            .map_err(self.err())?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Record tonight, in one transaction: `seen` findings upserted (a resolved one seen again
+    /// is new again), on-record findings of audited accounts that are gone resolved, the open
+    /// notices brought up to date with what is owed, and the run.
+    pub fn record_night(
+        &mut self,
+        seen: &[SeenFinding],
+        resolved: &[(String, String)],
+        run: &RunRow,
+    ) -> Result<()> {
+        let now = now();
+        let path = self.path.clone();
+        let e = db(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare(
+                    "INSERT INTO findings (address, kind, domain, owner, contact, severity, finding, suspended, first_seen, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                     ON CONFLICT (address, kind) DO UPDATE SET
+                        domain = ?3, owner = ?4, contact = ?5, severity = ?6, finding = ?7, suspended = ?8,
+                        last_seen = ?9,
+                        first_seen = CASE WHEN resolved_at IS NULL THEN first_seen ELSE ?9 END,
+                        told_at = CASE WHEN resolved_at IS NULL THEN told_at ELSE NULL END,
+                        resolved_at = NULL",
+                )
+                .map_err(&e)?;
+            for f in seen {
+                up.execute(params![
+                    f.address,
+                    f.kind,
+                    f.domain,
+                    f.owner,
+                    f.contact,
+                    f.severity,
+                    f.finding,
+                    f.suspended,
+                    now
+                ])
+                .map_err(&e)?;
+            }
+            let mut res = tx
+                .prepare("UPDATE findings SET resolved_at = ?3 WHERE address = ?1 AND kind = ?2")
+                .map_err(&e)?;
+            for (a, k) in resolved {
+                res.execute(params![a, k, now]).map_err(&e)?;
+            }
+        }
+        refresh_notices(&tx, &now).map_err(&e)?;
+        tx.execute(
+            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                run.started, now, run.complete, run.accounts, run.at_risk, run.critical, run.high,
+                run.medium, run.unknown, run.new_findings, run.held_addresses, run.not_audited,
+                run.sources
+            ],
+        )
+        .map_err(&e)?;
+        tx.commit().map_err(&e)
+    }
+
+    /// `--all`: every finding on record is owed to its customer again.
+    pub fn retell_all(&mut self) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE findings SET told_at = NULL WHERE resolved_at IS NULL",
+                [],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// The number of rows in `table` (for tests and summaries).
+    pub fn count(&self, table: &str, filter: &str) -> Result<u64> {
+        let sql = format!("SELECT count(*) FROM {table} WHERE {filter}");
+        self.conn
+            .query_row(&sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// The last run's not-audited list (JSON), if any run is recorded.
+    pub fn last_not_audited(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT not_audited FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+}
+
+/// A run's row.
+pub struct RunRow {
+    pub started: String,
+    pub complete: bool,
+    pub accounts: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub unknown: u64,
+    pub new_findings: u64,
+    pub held_addresses: u64,
+    /// JSON array of {domain, path, reason}.
+    pub not_audited: String,
+    /// JSON array of the account sources.
+    pub sources: String,
+}
+
+/// What the customers are owed: unresolved, untold findings with a contact, except
+/// `unverifiable` ones (an operator problem). Each contact gets one open notice (pending or
+/// failed) naming exactly what it is owed now; an open notice owed nothing any more is dropped.
+fn refresh_notices(tx: &rusqlite::Transaction, now: &str) -> rusqlite::Result<()> {
+    const OWED: &str = "resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
+                        AND kind NOT LIKE 'unverifiable%'";
+    let contacts: Vec<(String, Option<String>)> = {
+        let mut q = tx.prepare(&format!(
+            "SELECT contact, min(owner) FROM findings WHERE {OWED} GROUP BY contact"
+        ))?;
+        q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    tx.execute(
+        &format!(
+            "DELETE FROM notices WHERE status IN ('pending', 'failed')
+             AND contact NOT IN (SELECT contact FROM findings WHERE {OWED})"
+        ),
+        [],
+    )?;
+    for (contact, owner) in contacts {
+        let open: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM notices WHERE contact = ?1 AND status IN ('pending', 'failed', 'held')
+                 ORDER BY id DESC LIMIT 1",
+                [&contact],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id = match open {
+            Some(id) => id,
+            None => {
+                tx.execute(
+                    "INSERT INTO notices (contact, owner, created, status) VALUES (?1, ?2, ?3, 'pending')",
+                    params![contact, owner, now],
+                )?;
+                tx.last_insert_rowid()
+            }
+        };
+        tx.execute("DELETE FROM notice_findings WHERE notice_id = ?1", [id])?;
+        tx.execute(
+            &format!(
+                "INSERT INTO notice_findings (notice_id, address, kind)
+                 SELECT ?1, address, kind FROM findings WHERE {OWED} AND contact = ?2"
+            ),
+            params![id, contact],
+        )?;
+    }
+    Ok(())
+}
