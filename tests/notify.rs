@@ -1,0 +1,501 @@
+//! Notices that reach every customer exactly once, through a real SMTP server (Postfix's
+//! `smtp-sink`, started here on a loopback port) and the sendmail interface (a recording
+//! stand-in, whose messages a real RFC 5322 parser reads back).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "postmaster@isp.example";
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message to a file; killed on drop.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SmtpSink {
+    fn start(port: u16) -> SmtpSink {
+        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("smtp-sink not found: install Debian's postfix package (scripts/test.sh does)");
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops root privileges to `nobody`, who must be able to write the dumps.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(format!("{}/msg-", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("16")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start smtp-sink");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "smtp-sink did not start listening on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpSink { child, port, dir }
+    }
+
+    /// Every message received so far, parsed.
+    fn messages(&self) -> Vec<Mail> {
+        read_messages(self.dir.path(), "msg-")
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message as a real parser reads it.
+#[derive(Debug)]
+struct Mail {
+    to: String,
+    subject: String,
+    auto_submitted: Option<String>,
+    message_id: Option<String>,
+    text: String,
+    raw: Vec<u8>,
+}
+
+fn read_messages(dir: &Path, prefix: &str) -> Vec<Mail> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let raw = std::fs::read(&p).unwrap();
+            let m = mail_parser::MessageParser::default()
+                .parse(&raw[..])
+                .unwrap_or_else(|| panic!("{} is not an RFC 5322 message", p.display()));
+            let to = m
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_string();
+            Mail {
+                to,
+                subject: m.subject().unwrap_or_default().to_string(),
+                auto_submitted: m.header_raw("Auto-Submitted").map(|v| v.trim().to_string()),
+                message_id: m.message_id().map(String::from),
+                text: m.body_text(0).map(|t| t.to_string()).unwrap_or_default(),
+                raw,
+            }
+        })
+        .collect()
+}
+
+/// The sample servers, copied so they can change, with bob's contact unless `no_bob`.
+fn servers(w: &Workdir, bob: bool) {
+    for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(sample(from))
+            .arg(w.path(to))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    if bob {
+        w.write(
+            "da/usr/local/directadmin/data/users/bob/user.conf",
+            "username=bob\nemail=bob@shop.example\n",
+        );
+    }
+}
+
+/// An audit config with a [notify] section (`transport` lines appended).
+fn config(w: &Workdir, transport: &str) -> PathBuf {
+    w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\n\
+             hibp = [{:?}]\ncombolist = [{:?}]\ndirectadmin = [\"da\"]\ncpanel = [\"cp\"]\n\n\
+             [notify]\nfrom = \"Example Hosting Security <security@isp.example>\"\n\
+             reply_to = \"support@isp.example\"\noperator = \"{OPERATOR}\"\n\
+             retry_after = \"0s\"\n{transport}\n",
+            s(&sample("hibp/pwned-passwords-sha1.txt")),
+            s(&sample("combolists/customers.txt")),
+        ),
+    )
+}
+
+fn smtp_config(w: &Workdir, port: u16) -> PathBuf {
+    config(
+        w,
+        &format!(
+            "via = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"none\""
+        ),
+    )
+}
+
+fn run(w: &Workdir, args: &[&str]) -> Run {
+    w.run(args)
+}
+
+fn customer_mail(msgs: &[Mail]) -> Vec<&Mail> {
+    msgs.iter().filter(|m| m.to != OPERATOR).collect()
+}
+
+fn recipients(msgs: &[Mail]) -> Vec<String> {
+    let mut v: Vec<String> = customer_mail(msgs).iter().map(|m| m.to.clone()).collect();
+    v.sort();
+    v
+}
+
+fn db(w: &Workdir) -> rusqlite::Connection {
+    rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap()
+}
+
+fn scalar(w: &Workdir, sql: &str) -> i64 {
+    db(w).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Leaked passwords of the sample combolist: none may appear in any message.
+fn leaked_passwords() -> Vec<String> {
+    std::fs::read_to_string(sample("combolists/customers.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(_, p)| p.to_string()))
+        .filter(|p| p.len() >= 6)
+        .collect()
+}
+
+const THREE: [&str; 3] = [
+    "alice.owner@isp.example",
+    "bob@shop.example",
+    "carl@owner.example",
+];
+
+#[test]
+fn three_contacts_are_told_once_each_through_a_real_smtp_server() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let sink = SmtpSink::start(free_port());
+    let cfg = s(&smtp_config(&w, sink.port));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("notify: 3 notices sent"), "{}", r.stderr);
+    let msgs = sink.messages();
+    assert_eq!(recipients(&msgs), THREE, "{msgs:?}");
+    for m in customer_mail(&msgs) {
+        assert!(m.subject.starts_with("Security notice: "), "{}", m.subject);
+        assert_eq!(m.auto_submitted.as_deref(), Some("auto-generated"));
+        assert!(
+            m.message_id
+                .as_deref()
+                .is_some_and(|id| id.ends_with("@isp.example"))
+        );
+        assert!(m.text.contains("Change the password"), "{}", m.text);
+        let raw = String::from_utf8_lossy(&m.raw);
+        for p in leaked_passwords() {
+            assert!(
+                !raw.contains(&p),
+                "a leaked password in the message to {}",
+                m.to
+            );
+        }
+    }
+    let alice = customer_mail(&msgs)
+        .into_iter()
+        .find(|m| m.to == "alice.owner@isp.example")
+        .unwrap();
+    for a in [
+        "ceo@example.com",
+        "info@example.com",
+        "sales@example.com",
+        "uni@example.com",
+    ] {
+        assert!(alice.text.contains(a), "{a} missing from alice's notice");
+    }
+    assert!(
+        !alice.text.contains("@blog.example"),
+        "carl's addresses in alice's notice"
+    );
+    // The operator hears what customers must not: the unverifiable login, what was not audited.
+    let op: Vec<&Mail> = msgs.iter().filter(|m| m.to == OPERATOR).collect();
+    assert_eq!(op.len(), 1);
+    assert!(
+        op[0].text.contains("nologin@blog.example"),
+        "{}",
+        op[0].text
+    );
+    assert!(op[0].text.contains("missing.example"), "{}", op[0].text);
+    // Told is recorded: every notice sent with its Message-ID, every owed finding told.
+    assert_eq!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM notices WHERE status = 'sent' AND message_id LIKE '<breach-audit.%'"
+        ),
+        3
+    );
+    assert_eq!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM findings WHERE told_at IS NULL AND contact IS NOT NULL AND kind NOT LIKE 'unverifiable%'"
+        ),
+        0
+    );
+    // Night 2: nothing new, nobody told twice.
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(recipients(&sink.messages()), THREE);
+}
+
+#[test]
+fn a_transport_that_is_down_tells_nobody_and_the_next_run_delivers_exactly_once() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let port = free_port(); // nothing listens there yet
+    let cfg = s(&smtp_config(&w, port));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify", "--quiet"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("notify: 0 notices sent, 3 failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM notices WHERE status = 'failed' AND last_error IS NOT NULL"
+        ),
+        3
+    );
+    assert_eq!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM findings WHERE told_at IS NOT NULL"
+        ),
+        0
+    );
+    // `notify` alone, still down: exit 4, still owed.
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(scalar(&w, "SELECT max(attempts) FROM notices"), 2);
+    // The server is back: delivered, once each; a further run sends nothing more.
+    let sink = SmtpSink::start(port);
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(recipients(&sink.messages()), THREE);
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(recipients(&sink.messages()), THREE);
+}
+
+#[test]
+fn findings_without_a_contact_go_to_the_operator_until_one_appears() {
+    let w = Workdir::new();
+    servers(&w, false);
+    let sink = SmtpSink::start(free_port());
+    let cfg = s(&smtp_config(&w, sink.port));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let msgs = sink.messages();
+    assert_eq!(
+        recipients(&msgs),
+        ["alice.owner@isp.example", "carl@owner.example"]
+    );
+    let op: Vec<&Mail> = msgs.iter().filter(|m| m.to == OPERATOR).collect();
+    assert!(
+        op[0].text.contains("orders@shop.example (owner bob)"),
+        "{}",
+        op[0].text
+    );
+    assert!(
+        op[0].text.contains("no contact address is known"),
+        "{}",
+        op[0].text
+    );
+    assert!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM findings WHERE address = 'orders@shop.example' AND told_at IS NULL"
+        ) > 0
+    );
+    // bob's contact appears: his findings reach him, once.
+    w.write(
+        "da/usr/local/directadmin/data/users/bob/user.conf",
+        "email=bob@shop.example\n",
+    );
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let msgs = sink.messages();
+    assert_eq!(recipients(&msgs), THREE);
+    let bob = customer_mail(&msgs)
+        .into_iter()
+        .find(|m| m.to == "bob@shop.example")
+        .unwrap();
+    assert!(bob.text.contains("orders@shop.example") && bob.text.contains("admin@shop.example"));
+}
+
+#[test]
+fn a_dry_run_renders_everything_and_changes_nothing() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let sink = SmtpSink::start(free_port());
+    let cfg = s(&smtp_config(&w, sink.port));
+    let r = run(&w, &["audit", "--config", &cfg]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let snapshot = |w: &Workdir| -> String {
+        let c = db(w);
+        let mut q = c
+            .prepare(
+                "SELECT id || status || attempts || coalesce(sent_at, '') FROM notices ORDER BY id",
+            )
+            .unwrap();
+        let n: Vec<String> = q
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|x| x.unwrap())
+            .collect();
+        let told: i64 = c
+            .query_row(
+                "SELECT count(*) FROM findings WHERE told_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        format!("{n:?} {told}")
+    };
+    let before = snapshot(&w);
+    let r = run(&w, &["notify", "--config", &cfg, "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("would send: alice.owner@isp.example: 4 address(es)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("dry run: 3 would be sent"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Change the password"),
+        "content on stderr"
+    );
+    assert_eq!(snapshot(&w), before);
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn sigkill_between_send_and_commit_repeats_at_most_the_message_in_flight() {
+    let w = Workdir::new();
+    servers(&w, true);
+    // A sendmail that records each message and its arguments, and kills its caller (breach-audit)
+    // right after accepting the second message: before its commit.
+    let spool = w.path("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let script = w.write(
+        "sendmail",
+        format!(
+            "#!/bin/sh\nn=$(ls {d} | grep -c '^msg-')\ncat > {d}/msg-$n-$$\necho \"$@\" > {d}/args-$n\n\
+             if [ \"$n\" -eq 1 ] && [ ! -e {d}/killed ]; then touch {d}/killed; kill -9 $PPID; fi\nexit 0\n",
+            d = spool.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = s(&config(
+        &w,
+        &format!("via = \"sendmail\"\nsendmail = {:?}", s(&script)),
+    ));
+    let r = run(&w, &["audit", "--config", &cfg]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, -1, "killed by SIGKILL: {}", r.stderr);
+    assert_eq!(customer_mail(&read_messages(&spool, "msg-")).len(), 2);
+    // The next run delivers what is owed: the message in flight again, the rest once.
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let msgs = read_messages(&spool, "msg-");
+    let mut to = recipients(&msgs);
+    to.dedup();
+    assert_eq!(to, THREE);
+    assert_eq!(
+        customer_mail(&msgs).len(),
+        4,
+        "exactly one duplicate: {:?}",
+        recipients(&msgs)
+    );
+    // The sendmail interface: `-i -f FROM -- TO`, the message on standard input.
+    let args = std::fs::read_to_string(spool.join("args-0")).unwrap();
+    assert!(args.starts_with("-i -f security@isp.example -- "), "{args}");
+    for m in customer_mail(&msgs) {
+        assert_eq!(m.auto_submitted.as_deref(), Some("auto-generated"));
+    }
+}
+
+#[test]
+fn the_outbox_gets_one_eml_per_message_and_the_sample_config_works_as_shipped() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let cfg = s(&config(&w, "via = \"outbox\"\noutbox = \"outbox\""));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let msgs = read_messages(&w.path("outbox"), "breach-audit.");
+    assert_eq!(recipients(&msgs), THREE);
+    assert_eq!(msgs.len(), 4, "three customers and the operator");
+    let mode = std::fs::metadata(w.path("outbox")).unwrap().permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.mode() & 0o777, 0o700);
+    // notices.jsonl: one record per contact with the addresses' full records.
+    let jsonl = std::fs::read_to_string(w.path("out/notices.jsonl")).unwrap();
+    let alice = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["contact"] == "alice.owner@isp.example")
+        .unwrap();
+    assert_eq!(alice["owner"], "alice");
+    assert_eq!(alice["records"].as_array().unwrap().len(), 4);
+    assert!(alice["records"][0]["findings"].is_array());
+}
