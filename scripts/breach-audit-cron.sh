@@ -9,8 +9,9 @@
 # Exit codes of `breach-audit audit`: 0 nothing new, 1 new findings (the mailer's input is in the
 # config's `out` directory), 2 error (printed, so cron mails it), 3 another run holds the lock.
 # With --quiet the audit prints only what a human must see: errors, and accounts it could not
-# audit (a missing or refused file, a domain with no owner). This wrapper prints those, and exits
-# non-zero when there were any (4: the audit ran but was incomplete), so cron mails them.
+# audit (a missing or refused file, a domain with no owner) or notices it could not deliver (they
+# are retried). This wrapper prints those, and exits non-zero when there were any (4: the audit ran
+# but was incomplete), so cron mails them.
 # Set NOTIFY to a command to run when there are new findings, e.g. the notice mailer:
 #   NOTIFY="/usr/local/bin/send-breach-notices /var/lib/breach-audit/out/notices.csv"
 set -u
@@ -18,7 +19,10 @@ config=${1:-/etc/breach-audit/audit.toml}
 bin=${BREACH_AUDIT:-breach-audit}
 messages=$(mktemp "${TMPDIR:-/tmp}/breach-audit-cron.XXXXXX") || exit 2
 trap 'rm -f "$messages"' EXIT
-"$bin" audit --config "$config" --quiet 2>"$messages"
+# With a [notify] section in the config, pending notices are delivered after the audit.
+notify=
+grep -q '^\[notify\]' "$config" 2>/dev/null && notify=--notify
+"$bin" audit --config "$config" --quiet $notify 2>"$messages"
 rc=$?
 cat "$messages" >&2
 case $rc in
@@ -31,7 +35,7 @@ case $rc in
   *) echo "breach-audit audit failed (exit $rc); see the message above" >&2; exit "$rc" ;;
 esac
 if [ -s "$messages" ]; then
-  echo "breach-audit: the audit was incomplete (see the warnings above): what was not audited tonight keeps its findings on record and is owed tomorrow" >&2
+  echo "breach-audit: the audit was incomplete (see the warnings above): what was not audited or not delivered tonight is kept and owed tomorrow" >&2
   exit 4
 fi
 exit 0
