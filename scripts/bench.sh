@@ -244,4 +244,5 @@ $(cat BENCHMARKS.profile.md 2>/dev/null)
 Reproduce: \`scripts/bench.sh $N $A $C\` (work files in \`bench-work/\`, removed afterwards; \`KEEP=1\` keeps them).
 MD
 echo "wrote BENCHMARKS.md" >&2
+BENCH_DIR="$work" bash scripts/bench-notify.sh
 [ "${KEEP:-0}" = 1 ] || rm -rf "$work"

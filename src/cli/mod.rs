@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
-2 error, 3 (audit) another audit is running, 130 interrupted. Results go to standard output (or
+2 error, 3 (audit, notify) another audit or notify is running, 4 (notify) a notice could not be
+delivered (it is retried), 130 interrupted. Results go to standard output (or
 --output, created mode 0600); warnings and the one-line summary go to standard error; progress
 bars only appear when standard error is a terminal. No password or hash is ever printed.
 
@@ -44,8 +45,10 @@ enum Cmd {
     ///
     /// JSONL records: {"email","domain","owner","contact","suspended","severity","findings":[...]}.
     /// Findings, worst first: {"kind":"current_password_leaked"} (critical: a password leaked for
-    /// the address verifies against the stored hash), {"kind":"password_pwned","count":N} (high:
-    /// the password is in the dumps), {"kind":"credentials_leaked","count":N} (medium: the address
+    /// the address verifies against the stored hash), {"kind":"password_pwned","count":N,
+    /// "source":"hibp"} (high: the password is in the dumps, N times) or with "source":"combolist"
+    /// (not in the dumps, but in N combolist rows), {"kind":"credentials_leaked","count":N}
+    /// (medium: the address
     /// is in N combolist rows), {"kind":"unverifiable","scheme":S} (unknown: the stored hash cannot
     /// be checked, so the account is not known to be safe). Salted hashes are verified against
     /// the passwords leaked for their address; they cannot be compared with the dumps directly.
@@ -69,8 +72,11 @@ enum Cmd {
     /// Writes to --out (each file atomically, mode 0600): at-risk.jsonl (every account at risk
     /// now, as `check` prints them), new.jsonl (only findings not reported before; empty when
     /// none), notices.csv (contact,owner,addresses,worst_severity: one row per contact to notify).
-    /// --state keeps what was reported, the verification cache and the lock. Exit codes: 0 nothing
-    /// new, 1 new findings, 2 error, 3 another audit is running (the lock in --state is held).
+    /// Also notices.jsonl (notices.csv's rows with the full records) and run.json (what the run did
+    /// and what it could not audit). --state keeps the state database (breach-audit.sqlite:
+    /// findings, notices, runs), the verification cache and the lock; --notify then delivers
+    /// pending notices as `notify` does. Exit codes: 0 nothing new, 1 new findings, 2 error, 3
+    /// another audit is running (the lock in --state is held).
     Audit(audit::AuditArgs),
     /// Deliver pending notices: one message per contact naming each of their addresses and what
     /// was found, through the server's MTA (`sendmail`), a submission server (`smtp`) or an
