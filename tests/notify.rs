@@ -499,3 +499,109 @@ fn the_outbox_gets_one_eml_per_message_and_the_sample_config_works_as_shipped() 
     assert_eq!(alice["records"].as_array().unwrap().len(), 4);
     assert!(alice["records"][0]["findings"].is_array());
 }
+
+#[test]
+fn an_older_reported_tsv_is_imported_once_and_nothing_is_told_twice() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let cfg = s(&config(&w, "via = \"outbox\"\noutbox = \"outbox\""));
+    // What an older breach-audit left: everything of alice's accounts reported.
+    let mut tsv = String::new();
+    for a in ["ceo", "info", "sales", "uni"] {
+        for k in [
+            "credentials_leaked",
+            "current_password_leaked",
+            "password_pwned",
+        ] {
+            tsv.push_str(&format!("{a}@example.com\t{k}\n"));
+        }
+    }
+    w.write("state/reported.tsv", &tsv);
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!w.path("state/reported.tsv").exists());
+    assert!(w.path("state/reported.tsv.imported").exists());
+    // alice was told by the older version: not again; the others now.
+    let msgs = read_messages(&w.path("outbox"), "breach-audit.");
+    assert_eq!(
+        recipients(&msgs),
+        ["bob@shop.example", "carl@owner.example"]
+    );
+    let new = std::fs::read_to_string(w.path("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("@example.com\""),
+        "imported findings are not new: {new}"
+    );
+}
+
+#[test]
+fn a_notice_that_keeps_failing_is_held_and_reported_to_the_operator() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let port = free_port();
+    let cfg = s(&smtp_config(&w, port));
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace("retry_after", "max_attempts = 2\nretry_after"),
+    )
+    .unwrap();
+    assert_eq!(run(&w, &["audit", "--config", &cfg, "--notify"]).code, 1);
+    assert_eq!(run(&w, &["notify", "--config", &cfg]).code, 4);
+    assert_eq!(
+        scalar(&w, "SELECT count(*) FROM notices WHERE status = 'held'"),
+        3
+    );
+    // Held notices are not retried; the operator hears of them once a transport works.
+    let sink = SmtpSink::start(port);
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 0, "the operator was told: {}", r.stderr);
+    let msgs = sink.messages();
+    assert!(customer_mail(&msgs).is_empty(), "{msgs:?}");
+    let op: Vec<&Mail> = msgs.iter().filter(|m| m.to == OPERATOR).collect();
+    assert_eq!(op.len(), 1);
+    assert!(
+        op[0]
+            .text
+            .contains("notice to carl@owner.example held after 2 attempts"),
+        "{}",
+        op[0].text
+    );
+}
+
+#[test]
+fn templates_in_template_dir_replace_the_default_and_add_an_html_part() {
+    let w = Workdir::new();
+    servers(&w, true);
+    w.write(
+        "tpl/subject.txt",
+        "Passwörter von {{ owner }}: {{ addresses | length }}",
+    );
+    w.write(
+        "tpl/body.html",
+        "<p>{% for a in addresses %}<b>{{ a.email }}</b> {% endfor %}<i>{{ owner }}</i></p>",
+    );
+    let cfg = s(&config(
+        &w,
+        "via = \"outbox\"\noutbox = \"outbox\"\ntemplate_dir = \"tpl\"",
+    ));
+    assert_eq!(run(&w, &["audit", "--config", &cfg, "--notify"]).code, 1);
+    let msgs = read_messages(&w.path("outbox"), "breach-audit.");
+    let carl = customer_mail(&msgs)
+        .into_iter()
+        .find(|m| m.to == "carl@owner.example")
+        .unwrap();
+    // A UTF-8 subject survives the trip (RFC 2047 encoded on the wire, decoded by the parser).
+    assert_eq!(carl.subject, "Passwörter von carl: 2");
+    let raw = String::from_utf8_lossy(&carl.raw);
+    assert!(raw.contains("Subject: =?utf-8?"), "not encoded: {raw}");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&carl.raw[..])
+        .unwrap();
+    let html = parsed.body_html(0).unwrap();
+    assert!(html.contains("<b>editor@blog.example</b>"), "{html}");
+    assert!(
+        carl.text.contains("Change the password"),
+        "the default text part stays"
+    );
+}
