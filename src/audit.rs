@@ -174,7 +174,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let not_audited = not_audited_json(&done.issues);
     write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
     // The state last: a crash before this line repeats tonight's new findings tomorrow.
-    let run = run_row(&done, &not_audited, &opts.accounts, started);
+    let run = run_row(&done, &not_audited, &opts.accounts, &index, started);
     if opts.all {
         state.retell_all()?;
     }
@@ -414,18 +414,25 @@ fn write_run(
     f.commit()
 }
 
-/// The state's row of this run.
+/// The state's row of this run; its sources are the account sources and the index's breach
+/// sources with their size, mtime and content fingerprint.
 fn run_row(
     o: &AuditOutcome,
     not_audited: &serde_json::Value,
-    sources: &[AccountSource],
+    accounts: &[AccountSource],
+    index: &Index,
     started: std::time::SystemTime,
 ) -> RunRow {
     let s = &o.summary;
-    let sources: Vec<String> = sources
+    let mut sources: Vec<serde_json::Value> = accounts
         .iter()
-        .map(|src| format!("{} {}", src.flag(), src.path().display()))
+        .map(
+            |src| serde_json::json!({"kind": src.flag(), "path": src.path().display().to_string()}),
+        )
         .collect();
+    sources.extend(index.manifest.sources.iter().map(|b| {
+        serde_json::json!({"kind": b.kind, "path": b.path, "size": b.size, "mtime": b.mtime, "fingerprint": b.fingerprint})
+    }));
     RunRow {
         started: humantime::format_rfc3339_seconds(started).to_string(),
         complete: o.complete(),

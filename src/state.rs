@@ -333,7 +333,7 @@ pub struct RunRow {
     pub held_addresses: u64,
     /// JSON array of {domain, path, reason}.
     pub not_audited: String,
-    /// JSON array of the account sources.
+    /// JSON array of the sources: account sources, and breach sources with their fingerprints.
     pub sources: String,
 }
 

@@ -283,6 +283,19 @@ fn three_contacts_are_told_once_each_through_a_real_smtp_server() {
         ),
         0
     );
+    // The run is recorded with its sources (the dump with its content fingerprint).
+    let sources: String = db(&w)
+        .query_row(
+            "SELECT sources FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        sources.contains("pwned-passwords-sha1.txt") && sources.contains("\"fingerprint\":\""),
+        "{sources}"
+    );
+    assert!(sources.contains("--directadmin"), "{sources}");
     // Night 2: nothing new, nobody told twice.
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
