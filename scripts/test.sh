@@ -5,15 +5,30 @@
 # loopback port. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sudo=
+[ "$(id -u)" -eq 0 ] || sudo=sudo
 missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo=
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "test.sh: installing ${missing[*]} (for the tests' real SMTP server)" >&2
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Exim (for the DirectAdmin suspension file, read by exim's lsearch) conflicts with postfix as a
+# package: unpack its binary into target/test-tools/exim instead, with the library it lacks, and
+# create the system user the binary insists on.
+exim=target/test-tools/exim
+if [ ! -x "$exim/usr/sbin/exim4" ]; then
+  echo "test.sh: unpacking exim4-daemon-light into $exim (for the suspension tests)" >&2
+  rm -rf "$exim.tmp" && mkdir -p "$exim.tmp/debs"
+  [ -n "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || ${sudo:-} apt-get update -qq
+  (cd "$exim.tmp/debs" && apt-get download -qq exim4-daemon-light libidn12 2>/dev/null)
+  for d in "$exim.tmp"/debs/*.deb; do dpkg -x "$d" "$exim.tmp/root"; done
+  rm -rf "$exim" && mv "$exim.tmp/root" "$exim" && rm -rf "$exim.tmp"
+fi
+if ! getent passwd Debian-exim >/dev/null; then
+  ${sudo:-} useradd --system --no-create-home --shell /usr/sbin/nologin Debian-exim
 fi
 cargo test "$@"

@@ -29,6 +29,7 @@ pub mod report;
 pub mod scheme;
 pub mod sources;
 pub mod state;
+pub mod suspend;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod verify;

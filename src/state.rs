@@ -81,6 +81,17 @@ const MIGRATIONS: &[&str] = &[
         not_audited TEXT NOT NULL,
         sources TEXT NOT NULL
     );",
+    // 2: what breach-audit suspended where, so a release undoes exactly that.
+    "CREATE TABLE suspensions (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        target TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        applied_at TEXT NOT NULL,
+        released_at TEXT
+    );
+    CREATE INDEX suspensions_active ON suspensions (platform, target, released_at);",
 ];
 
 /// Now, as stored: RFC 3339 UTC to the second (sorts as text).

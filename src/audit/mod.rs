@@ -63,6 +63,10 @@ pub struct AuditOptions {
     pub max_file_bytes: u64,
     /// Deliver pending notices after the audit (`--notify`): the `[notify]` settings.
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// The `[suspend]` settings: their platforms get `--out/suspend/PLATFORM.txt` every night.
+    pub suspend: Option<crate::suspend::SuspendConfig>,
+    /// Apply the suspensions (and release resolved ones) on those platforms (`--suspend`).
+    pub apply_suspend: bool,
 }
 
 /// What a run did.
@@ -83,6 +87,8 @@ pub struct AuditOutcome {
     pub elapsed: Duration,
     /// With `--notify`: what the delivery did.
     pub notified: Option<crate::notify::NotifyOutcome>,
+    /// With `--suspend`: what each platform did.
+    pub suspended: Vec<(crate::suspend::Platform, crate::suspend::SuspendOutcome)>,
 }
 
 /// How a run ended: done, or not started because another run holds the lock.
@@ -120,6 +126,24 @@ pub fn notify(
     };
     let mut state = State::open(state_dir)?;
     crate::notify::notify(&mut state, cfg, opts, warn).map(NotifyRun::Done)
+}
+
+/// Run `f` on the state in `state_dir` under its lock; `None` when another run holds it.
+pub fn with_state<T>(
+    state_dir: &Path,
+    f: impl FnOnce(&mut State) -> Result<T>,
+) -> Result<Option<T>> {
+    if !state_dir.join(crate::state::DB_FILE).exists() {
+        return Err(Error::bad_input(
+            state_dir,
+            "holds no breach-audit state: run `breach-audit audit` first",
+        ));
+    }
+    let Some(_lock) = Lock::try_acquire(&state_dir.join("lock"))? else {
+        return Ok(None);
+    };
+    let mut state = State::open(state_dir)?;
+    f(&mut state).map(Some)
 }
 
 /// Run the nightly job.
@@ -174,6 +198,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         notices: notices.len() as u64,
         elapsed: start.elapsed(),
         notified: None,
+        suspended: Vec::new(),
     };
     let not_audited = not_audited_json(&done.issues);
     write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
@@ -183,6 +208,22 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         state.retell_all()?;
     }
     state.record_night(&tonight.seen, &tonight.resolved, &run)?;
+    if let Some(cfg) = &opts.suspend {
+        let wanted = crate::suspend::wanted(&state, cfg)?;
+        let dir = opts.out.join("suspend");
+        fsutil::create_private_dir(&dir)?;
+        for &p in &cfg.platforms {
+            let path = dir.join(format!("{}.txt", p.name()));
+            let mut f = fsutil::AtomicFile::create(&path)?;
+            std::io::Write::write_all(&mut f, crate::suspend::plan_text(p, &wanted).as_bytes())
+                .at(&path)?;
+            f.commit()?;
+            if opts.apply_suspend {
+                let o = crate::suspend::run(&mut state, cfg, p, None, true, true)?;
+                done.suspended.push((p, o));
+            }
+        }
+    }
     if let Some(cfg) = &opts.notify {
         done.notified = Some(crate::notify::notify(
             &mut state,

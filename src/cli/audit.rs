@@ -53,6 +53,11 @@ pub(crate) struct AuditArgs {
     /// a `[notify]` section in --config).
     #[arg(long)]
     pub(crate) notify: bool,
+    /// After the audit, suspend outbound mail of accounts with critical findings on the
+    /// platforms of the config's `[suspend]` section, and release what breach-audit suspended
+    /// whose finding resolved (this changes the mail system: see `suspend`).
+    #[arg(long)]
+    pub(crate) suspend: bool,
     #[command(flatten)]
     pub(crate) out_opts: Verbosity,
 }
@@ -85,6 +90,8 @@ pub(crate) struct AuditConfig {
     max_file_size: Option<String>,
     /// The `[notify]` section.
     pub(crate) notify: Option<breach_audit::notify::NotifyConfig>,
+    /// The `[suspend]` section.
+    pub(crate) suspend: Option<breach_audit::suspend::SuspendConfig>,
 }
 
 impl AuditConfig {
@@ -124,6 +131,9 @@ impl AuditConfig {
         if let Some(n) = &mut c.notify {
             n.rebase(base);
         }
+        if let Some(n) = &mut c.suspend {
+            n.rebase(base);
+        }
         Ok(c)
     }
 }
@@ -157,6 +167,16 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
             }
             if !quiet {
                 eprintln!("breach-audit: audit: {o}");
+            }
+            for (p, s) in &o.suspended {
+                if !quiet || !s.suspended.is_empty() || !s.released.is_empty() {
+                    eprintln!(
+                        "breach-audit: suspend {}: {} suspended, {} released",
+                        p.name(),
+                        s.suspended.len(),
+                        s.released.len()
+                    );
+                }
             }
             match &o.notified {
                 Some(n) if n.any_failed() => print_alerts([format!("notify: {n}").as_str()]),
@@ -223,6 +243,11 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
     } else {
         None
     };
+    if a.suspend && cfg.suspend.is_none() {
+        return Err(Error::Usage(
+            "audit --suspend needs a [suspend] section in --config".into(),
+        ));
+    }
     let opts = AuditOptions {
         index: need(a.index.or(cfg.index), "index")?,
         state: need(a.state.or(cfg.state), "state")?,
@@ -238,6 +263,8 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         max_rejected,
         max_file_bytes,
         notify,
+        suspend: cfg.suspend,
+        apply_suspend: a.suspend,
     };
     Ok(opts)
 }

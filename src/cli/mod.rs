@@ -11,6 +11,7 @@ mod domain;
 mod info;
 mod lookup;
 mod notify;
+mod suspend;
 
 use breach_audit::error::Result;
 use clap::{Parser, Subcommand};
@@ -86,6 +87,11 @@ enum Cmd {
     /// Exit codes: 0 all delivered (or nothing to do), 4 a delivery failed (it is retried), 2
     /// error, 3 an audit or notify is running.
     Notify(notify::NotifyArgs),
+    /// Suspend outbound mail of accounts whose current password is leaked (critical findings;
+    /// `include_high` adds high ones; `never_suspend` is honoured), on one platform; with
+    /// --release, undo what breach-audit suspended whose finding resolved. Nothing changes
+    /// without --apply. Every change is recorded in the state, so a release removes exactly it.
+    Suspend(suspend::SuspendArgs),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -128,5 +134,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Verify(a) => info::run_verify(a),
         Cmd::Audit(a) => audit::run(a),
         Cmd::Notify(a) => notify::run(a),
+        Cmd::Suspend(a) => suspend::run(a),
     }
 }

@@ -20,6 +20,9 @@ spammers use to log in to mailboxes and send spam through them. These accounts o
 
 {% for a in addresses -%}
 * {{ a.email }}{% if a.suspended %} (login currently locked){% endif %}
+{%- if a.outbound_suspended %}
+  OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password and it is restored within a day
+  (at the next nightly check), or reply to this message.{% endif %}
 {%- for f in a.findings %}
   - {{ f.text }}
 {%- endfor %}
@@ -51,6 +54,8 @@ pub struct NoticeAddress {
     pub domain: String,
     pub severity: String,
     pub suspended: bool,
+    /// breach-audit suspended its outbound mail.
+    pub outbound_suspended: bool,
     pub findings: Vec<NoticeFinding>,
 }
 

@@ -252,7 +252,8 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
     let mut q = state
         .conn
         .prepare(
-            "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding
+            "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
+                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
              FROM notice_findings nf JOIN findings f ON f.address = nf.address AND f.kind = nf.kind
              WHERE nf.notice_id = ?1
              ORDER BY f.address, CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, f.kind",
@@ -267,12 +268,14 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
                 r.get::<_, bool>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, String>(5)?,
+                r.get::<_, bool>(6)?,
             ))
         })
         .map_err(state.err())?;
     let mut out: Vec<NoticeAddress> = Vec::new();
     for row in rows {
-        let (email, domain, severity, suspended, kind, finding) = row.map_err(state.err())?;
+        let (email, domain, severity, suspended, kind, finding, outbound_suspended) =
+            row.map_err(state.err())?;
         let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
         let f = NoticeFinding {
             kind,
@@ -291,6 +294,7 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
                 domain,
                 severity,
                 suspended,
+                outbound_suspended,
                 findings: vec![f],
             }),
         }
@@ -389,6 +393,16 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
     items.extend(query(
         "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'
          FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
+    )?);
+    items.extend(query(
+        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ')' FROM suspensions
+         WHERE released_at IS NULL AND applied_at >= (SELECT coalesce(max(started), '') FROM runs)
+         ORDER BY address",
+    )?);
+    items.extend(query(
+        "SELECT 'outbound mail released: ' || address || ' (' || platform || ', the password was changed)'
+         FROM suspensions WHERE released_at >= (SELECT coalesce(max(started), '') FROM runs)
+         ORDER BY address",
     )?);
     items.extend(query(
         "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
