@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests start for real, then runs every
-# test. Tests that deliver notices start Postfix's smtp-sink (Debian package `postfix`, installed
-# here non-interactively, with no mail configuration: nothing is started or listening) on a
-# loopback port. Extra arguments go to `cargo test`.
+# test. Tests that deliver notices start Postfix's smtp-sink on a loopback port; suspension tests
+# run postmap, Exim's lsearch and a Dovecot of their own (`doveadm auth test`). Debian's `postfix`
+# (no mail configuration: nothing is started or listening) and `dovecot-core` are installed here
+# non-interactively. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (for the tests' real SMTP server)" >&2
   export DEBIAN_FRONTEND=noninteractive
