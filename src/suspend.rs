@@ -549,3 +549,35 @@ pub fn plan_text(platform: Platform, wanted: &[Target]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_changed_during_the_merge_is_not_overwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("blacklist");
+        std::fs::write(&p, "hand@example.org:1\n").unwrap();
+        // Read as "hand@example.org:1\n"; someone else writes meanwhile.
+        std::fs::write(&p, "hand@example.org:1\nother@example.org:2\n").unwrap();
+        let e = replace_file(&p, Some(b"hand@example.org:1\n"), b"x@example.org:3\n").unwrap_err();
+        assert!(e.to_string().contains("changed by someone else"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "hand@example.org:1\nother@example.org:2\n"
+        );
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "the temporary file is removed");
+        // Unchanged: replaced, mode kept.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let now = std::fs::read(&p).unwrap();
+        replace_file(&p, Some(&now), b"x@example.org:3\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "x@example.org:3\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+}
