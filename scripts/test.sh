@@ -12,7 +12,7 @@ missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "test.sh: installing ${missing[*]} (for the tests' real SMTP server)" >&2
+  echo "test.sh: installing ${missing[*]} (for the tests' real mail servers)" >&2
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   $sudo apt-get update -qq

@@ -563,3 +563,52 @@ fn dovecot_refuses_a_suspended_account_and_logs_it_in_again_after_release() {
         0o644
     );
 }
+
+#[test]
+fn a_missing_postmap_or_uapi_is_an_error_before_any_change() {
+    let w = Workdir::new();
+    let cfg = setup(
+        &w,
+        "[suspend]\npostmap = \"/nonexistent/postmap\"\nuapi = \"/nonexistent/uapi\"",
+    );
+    let map = w.write("map", "hand@example.net REJECT by hand\n");
+    let r = w.run(&[
+        "suspend",
+        "--config",
+        &cfg,
+        "--platform",
+        "postfix",
+        "--file",
+        &s(&map),
+        "--apply",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("postmap not found; nothing changed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&map).unwrap(),
+        "hand@example.net REJECT by hand\n"
+    );
+    let r = w.run(&[
+        "suspend",
+        "--config",
+        &cfg,
+        "--platform",
+        "cpanel",
+        "--apply",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("uapi not found; nothing changed"),
+        "{}",
+        r.stderr
+    );
+    let db = rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM suspensions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0, "nothing recorded");
+}
