@@ -24,7 +24,83 @@ pub enum Stored {
     },
     Unverifiable {
         scheme: String,
+        reason: Reason,
     },
+}
+
+/// Why a stored hash cannot be verified, for the operator who must fix it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// A scheme breach-audit does not verify (CRAM-MD5, SCRAM, DIGEST-MD5, an unknown one).
+    UnknownScheme,
+    /// The hash string is damaged or incomplete.
+    Malformed,
+    /// Its own parameters would make one verification too slow or too large (a hostile or absurd
+    /// hash): see [`COST_LIMITS`].
+    CostOverLimit,
+    /// The index lacks what comparing it needs (an NTLM hash and no NTLM dump).
+    NeedsData,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::UnknownScheme => "unknown scheme",
+            Reason::Malformed => "malformed",
+            Reason::CostOverLimit => "cost over limit",
+            Reason::NeedsData => "needs data we do not have",
+        }
+    }
+}
+
+/// The most a stored hash may ask of one verification. Above, it is `unverifiable` with reason
+/// "cost over limit", never run: a hash an attacker (or a typo) set to argon2 m=4 GiB, bcrypt cost
+/// 31 or sha512-crypt rounds=999999999 would otherwise exhaust memory or stall the nightly run.
+pub struct CostLimits {
+    /// bcrypt's cost (log2 of rounds); 14 is about 1 s per verification.
+    pub bcrypt_cost: u32,
+    /// sha256/sha512-crypt `rounds=` (default 5000; 1,000,000 is about 0.2 s).
+    pub sha_crypt_rounds: u64,
+    /// argon2 `m=` in KiB (256 MiB), `t=` and `p=`.
+    pub argon2_m_kib: u64,
+    pub argon2_t: u64,
+    pub argon2_p: u64,
+}
+
+pub const COST_LIMITS: CostLimits = CostLimits {
+    bcrypt_cost: 14,
+    sha_crypt_rounds: 1_000_000,
+    argon2_m_kib: 256 * 1024,
+    argon2_t: 16,
+    argon2_p: 16,
+};
+
+/// Is this crypt-family hash over [`COST_LIMITS`]?
+fn over_cost_limit(check: &Check) -> bool {
+    let l = &COST_LIMITS;
+    match check {
+        Check::Crypt(h) if h.starts_with("$2") => h
+            .get(4..6)
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_none_or(|c| c > l.bcrypt_cost),
+        Check::Crypt(h) if h.starts_with("$5$rounds=") || h.starts_with("$6$rounds=") => h[10..]
+            .split('$')
+            .next()
+            .and_then(|r| r.parse::<u64>().ok())
+            .is_none_or(|r| r > l.sha_crypt_rounds),
+        Check::Argon2(h) => {
+            let param = |k: &str| {
+                h.split('$')
+                    .flat_map(|part| part.split(','))
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse::<u64>().ok())
+            };
+            let (m, t, p) = (param("m"), param("t"), param("p"));
+            m.is_none_or(|m| m > l.argon2_m_kib)
+                || t.is_none_or(|t| t > l.argon2_t)
+                || p.is_none_or(|p| p > l.argon2_p)
+        }
+        _ => false,
+    }
 }
 
 impl Stored {
@@ -146,6 +222,7 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
     };
     let malformed = || Stored::Unverifiable {
         scheme: format!("{name} (malformed)"),
+        reason: Reason::Malformed,
     };
     // Decode with the scheme's default encoding unless a suffix overrides it.
     let decode = |default_hex: bool| -> Option<Vec<u8>> {
@@ -214,6 +291,7 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
         "LDAP-MD5" => digest(Alg::Md5, false),
         _ => Stored::Unverifiable {
             scheme: name.to_string(),
+            reason: Reason::UnknownScheme,
         },
     }
 }
@@ -226,6 +304,7 @@ fn crypt_scheme(s: &[u8]) -> Stored {
             Some(d) => Stored::Ntlm(d),
             None => Stored::Unverifiable {
                 scheme: "NT-HASH (malformed)".into(),
+                reason: Reason::Malformed,
             },
         };
     }
@@ -252,12 +331,20 @@ fn crypt_scheme(s: &[u8]) -> Stored {
     } else if s.is_empty() {
         return Stored::Unverifiable {
             scheme: "EMPTY".into(),
+            reason: Reason::Malformed,
         };
     } else {
         return Stored::Unverifiable {
             scheme: "UNKNOWN".into(),
+            reason: Reason::UnknownScheme,
         };
     };
+    if over_cost_limit(&check) {
+        return Stored::Unverifiable {
+            scheme: scheme.into(),
+            reason: Reason::CostOverLimit,
+        };
+    }
     Stored::Salted {
         scheme: scheme.into(),
         check,

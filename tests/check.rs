@@ -175,7 +175,7 @@ fn ntlm_accounts_against_a_sha1_only_index_are_unverifiable_not_clean() {
     assert_eq!(r.code, 1);
     assert!(
         r.out().contains(
-            r#""severity":"unknown","findings":[{"kind":"unverifiable","scheme":"NTLM"}]"#
+            r#""severity":"unknown","findings":[{"kind":"unverifiable","scheme":"NTLM","reason":"needs data we do not have"}]"#
         ),
         "{}",
         r.out()
@@ -261,4 +261,64 @@ fn unquoted_csv_fast_path_agrees_with_the_csv_parser() {
             .replace("plain.csv", "X")
     };
     assert_eq!(warn(&a.stderr), warn(&b.stderr));
+}
+
+#[test]
+fn hostile_hash_costs_are_reported_never_run() {
+    let w = Workdir::new();
+    // Leaked passwords for each address, so a verification would be attempted.
+    w.write(
+        "combo.txt",
+        "huge@example.org:password1\nslow@example.org:password2\nrounds@example.org:password3\nfine@example.org:password4\n",
+    );
+    let r = w.run(&["build", "--index", "idx", "--combolist", "combo.txt"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let salt = "c2FsdHNhbHRzYWx0c2FsdA";
+    let users = format!(
+        "huge@example.org:{{ARGON2ID}}$argon2id$v=19$m=4194304,t=3,p=1${salt}$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g\n\
+         slow@example.org:$2y$31$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n\
+         rounds@example.org:$6$rounds=999999999$saltsalt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n\
+         fine@example.org:$6$rounds=5000$saltsalt$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    );
+    w.write("users", users);
+    let t = std::time::Instant::now();
+    let r = w.run(&["check", "--index", "idx", "--passwd-file", "users"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "a hostile cost was run"
+    );
+    let rec = |e: &str| -> serde_json::Value {
+        r.out()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["email"] == e)
+            .unwrap_or(serde_json::Value::Null)
+    };
+    for (e, scheme) in [
+        ("huge@example.org", "ARGON2ID"),
+        ("slow@example.org", "BLF-CRYPT"),
+        ("rounds@example.org", "SHA512-CRYPT"),
+    ] {
+        let f = &rec(e)["findings"];
+        assert!(
+            f.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["kind"] == "unverifiable"
+                    && x["scheme"] == scheme
+                    && x["reason"] == "cost over limit"),
+            "{e}: {f}"
+        );
+        assert_eq!(
+            rec(e)["severity"],
+            "medium",
+            "{e}: leaked, and not known to be safe"
+        );
+    }
+    // An ordinary cost is verified (and does not match: only credentials_leaked).
+    assert_eq!(
+        rec("fine@example.org")["findings"],
+        serde_json::json!([{"kind": "credentials_leaked", "count": 1}])
+    );
 }

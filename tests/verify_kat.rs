@@ -33,7 +33,7 @@ fn every_tool_hash_verifies_its_password_and_rejects_others() {
                 schemes.insert(scheme.clone());
             }
             Stored::Sha1(_) | Stored::Ntlm(_) | Stored::Plain(_) => {}
-            Stored::Unverifiable { scheme } => panic!("{tool} {hash}: unverifiable {scheme}"),
+            Stored::Unverifiable { scheme, .. } => panic!("{tool} {hash}: unverifiable {scheme}"),
         }
         assert_eq!(
             verify(&stored, pw),

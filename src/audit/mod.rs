@@ -414,7 +414,7 @@ impl AuditOutcome {
 /// without making a finding new.
 fn finding_key(f: &Finding) -> String {
     match f {
-        Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
+        Finding::Unverifiable { scheme, .. } => format!("unverifiable:{scheme}"),
         other => other
             .short()
             .split(':')

@@ -14,7 +14,7 @@ use crate::cache::VerifyCache;
 use crate::error::Result;
 use crate::index::keys::{self, HashKind, Origin};
 use crate::index::{Index, PasswordCounts};
-use crate::scheme::Stored;
+use crate::scheme::{Reason, Stored};
 use crate::sources::accounts::Account;
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
@@ -52,8 +52,9 @@ pub enum Finding {
     PasswordPwned { count: u64, source: CountSource },
     /// The address is in combolists, in `count` distinct rows.
     CredentialsLeaked { count: u64 },
-    /// The stored hash cannot be checked.
-    Unverifiable { scheme: String },
+    /// The stored hash cannot be checked; `reason` says why (unknown scheme, malformed, cost
+    /// over limit, needs data we do not have).
+    Unverifiable { scheme: String, reason: String },
 }
 
 /// Where the count of a `password_pwned` finding comes from.
@@ -106,7 +107,7 @@ impl Finding {
                 source: CountSource::Combolist,
             } => format!("password_pwned:{count}:combolist"),
             Finding::CredentialsLeaked { count } => format!("credentials_leaked:{count}"),
-            Finding::Unverifiable { scheme } => format!("unverifiable:{scheme}"),
+            Finding::Unverifiable { scheme, .. } => format!("unverifiable:{scheme}"),
         }
     }
 }
@@ -268,6 +269,7 @@ fn judge_hash(
             (
                 vec![Finding::Unverifiable {
                     scheme: scheme.to_string(),
+                    reason: Reason::NeedsData.name().to_string(),
                 }],
                 Kind::NoMap(kind),
             )
@@ -287,9 +289,10 @@ fn judge_hash(
         Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM")?,
         Stored::Plain(p) => (pwned(index.password_counts(p)?), Kind::Compared),
         Stored::Salted { .. } => (Vec::new(), Kind::Salted),
-        Stored::Unverifiable { scheme } => (
+        Stored::Unverifiable { scheme, reason } => (
             vec![Finding::Unverifiable {
                 scheme: scheme.clone(),
+                reason: reason.name().to_string(),
             }],
             Kind::Unverifiable,
         ),
