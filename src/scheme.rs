@@ -130,11 +130,31 @@ pub enum Check {
     Digest { alg: Alg, digest: Vec<u8> },
     /// digest(password + salt) == digest, stored as digest followed by salt.
     SaltedDigest { alg: Alg, data: Vec<u8> },
+    /// Dovecot's `{PBKDF2}$1$SALT$ROUNDS$HEX`: PBKDF2-HMAC-SHA1 of the password with the salt
+    /// text, 20 bytes (Dovecot's src/auth/password-scheme-pbkdf2.c).
+    Pbkdf2 {
+        salt: String,
+        rounds: u32,
+        key: Vec<u8>,
+    },
+    /// `{SCRAM-SHA-1}` / `{SCRAM-SHA-256}`: `ITER,SALT,STOREDKEY,SERVERKEY` (base64), RFC 5802:
+    /// StoredKey = H(HMAC(PBKDF2(password, salt, iter), "Client Key")) (Dovecot's
+    /// src/auth/password-scheme-scram.c).
+    Scram {
+        alg: Alg,
+        iter: u32,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+    },
+    /// Apache's `$apr1$SALT$HASH` (htpasswd -m, openssl passwd -apr1): MD5-crypt with another
+    /// magic string.
+    Apr1(String),
 }
 
 /// Digest algorithms of Dovecot's plain and salted schemes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alg {
+    Md4,
     Md5,
     Sha1,
     Sha256,
@@ -144,7 +164,7 @@ pub enum Alg {
 impl Alg {
     pub fn digest_len(self) -> usize {
         match self {
-            Alg::Md5 => 16,
+            Alg::Md4 | Alg::Md5 => 16,
             Alg::Sha1 => 20,
             Alg::Sha256 => 32,
             Alg::Sha512 => 64,
@@ -288,11 +308,77 @@ fn parse_scheme(name: &str, rest: &[u8]) -> Stored {
         "SHA256" => digest(Alg::Sha256, false),
         "SHA512" => digest(Alg::Sha512, false),
         "PLAIN-MD5" => digest(Alg::Md5, true),
+        "PLAIN-MD4" => digest(Alg::Md4, true),
+        "PBKDF2" => or_malformed(pbkdf2_params(rest)).and_cost(name),
+        "SCRAM-SHA-1" => or_malformed(scram_params(rest, Alg::Sha1)).and_cost(name),
+        "SCRAM-SHA-256" => or_malformed(scram_params(rest, Alg::Sha256)).and_cost(name),
         "LDAP-MD5" => digest(Alg::Md5, false),
         _ => Stored::Unverifiable {
             scheme: name.to_string(),
             reason: Reason::UnknownScheme,
         },
+    }
+}
+
+fn pbkdf2_params(rest: &[u8]) -> Option<Stored> {
+    let text = std::str::from_utf8(rest).ok()?;
+    let mut f = text.strip_prefix("$1$")?.split('$');
+    let (salt, rounds, key) = (
+        f.next()?,
+        f.next()?.parse().ok()?,
+        hex::decode(f.next()?).ok()?,
+    );
+    (f.next().is_none() && key.len() == 20).then(|| Stored::Salted {
+        scheme: "PBKDF2".into(),
+        check: Check::Pbkdf2 {
+            salt: salt.into(),
+            rounds,
+            key,
+        },
+    })
+}
+
+fn scram_params(rest: &[u8], alg: Alg) -> Option<Stored> {
+    let text = std::str::from_utf8(rest).ok()?;
+    let mut f = text.split(',');
+    let iter = f.next()?.parse().ok()?;
+    let salt = decode_b64(f.next()?.as_bytes())?;
+    let stored_key = decode_b64(f.next()?.as_bytes())?;
+    let _server_key = decode_b64(f.next()?.as_bytes())?;
+    (stored_key.len() == alg.digest_len()).then(|| Stored::Salted {
+        scheme: format!(
+            "SCRAM-{}",
+            if alg == Alg::Sha1 { "SHA-1" } else { "SHA-256" }
+        ),
+        check: Check::Scram {
+            alg,
+            iter,
+            salt,
+            stored_key,
+        },
+    })
+}
+
+/// Iteration counts of PBKDF2 and SCRAM at most this (Dovecot's default is 5000 and 4096).
+pub const MAX_PBKDF2_ROUNDS: u32 = 1_000_000;
+
+trait AndCost {
+    fn and_cost(self, name: &str) -> Stored;
+}
+
+impl AndCost for Stored {
+    /// Over the iteration limit: unverifiable, "cost over limit".
+    fn and_cost(self, name: &str) -> Stored {
+        match &self {
+            Stored::Salted {
+                check: Check::Pbkdf2 { rounds: n, .. } | Check::Scram { iter: n, .. },
+                ..
+            } if *n > MAX_PBKDF2_ROUNDS || *n == 0 => Stored::Unverifiable {
+                scheme: name.to_string(),
+                reason: Reason::CostOverLimit,
+            },
+            _ => self,
+        }
     }
 }
 
@@ -315,6 +401,8 @@ fn crypt_scheme(s: &[u8]) -> Stored {
         ("SHA256-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$1$") {
         ("MD5-CRYPT", Check::Crypt(text()))
+    } else if s.starts_with(b"$apr1$") {
+        ("APR1", Check::Apr1(text()))
     } else if s.starts_with(b"$2a$") || s.starts_with(b"$2b$") || s.starts_with(b"$2y$") {
         ("BLF-CRYPT", Check::Crypt(text()))
     } else if s.starts_with(b"$y$") {
