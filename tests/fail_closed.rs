@@ -27,16 +27,6 @@ fn index(w: &Workdir) {
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 fn emails(jsonl: &str) -> Vec<String> {
     jsonl
         .lines()
@@ -491,15 +481,6 @@ fn hand_to_customer(dir: &Path) {
     } else {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

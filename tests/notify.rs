@@ -14,15 +14,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Postfix's smtp-sink on a free loopback port, dumping each message to a file; killed on drop.
 struct SmtpSink {
     child: Child,
@@ -135,13 +126,7 @@ fn read_messages(dir: &Path, prefix: &str) -> Vec<Mail> {
 /// The sample servers, copied so they can change, with bob's contact unless `no_bob`.
 fn servers(w: &Workdir, bob: bool) {
     for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(sample(from))
-            .arg(w.path(to))
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(&sample(from), &w.path(to));
     }
     if bob {
         w.write(

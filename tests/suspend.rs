@@ -24,13 +24,7 @@ const CRITICAL: [&str; 7] = [
 
 fn setup(w: &Workdir, extra: &str) -> String {
     for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(sample(from))
-            .arg(w.path(to))
-            .status()
-            .unwrap();
-        assert!(st.success());
+        copy_tree(&sample(from), &w.path(to));
     }
     w.write(
         "combo.txt",
@@ -136,13 +130,7 @@ fn a_postfix_map_rejects_exactly_the_leaked_accounts_and_release_restores_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(std::fs::read(&map).unwrap(), once);
     // info@ changes its password (its leaked one no longer verifies): released; the others stay.
-    let combo = std::fs::read_to_string(w.path("combo.txt")).unwrap();
-    let without: String = combo
-        .lines()
-        .filter(|l| !l.starts_with("info@"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    w.write("combo.txt", &without);
+    w.drop_rows("combo.txt", "info@");
     assert_eq!(w.run(&["audit", "--config", &cfg]).code, 0);
     let r = run(&["--apply", "--release"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -358,13 +346,7 @@ fn cpanel_suspends_through_uapi_with_the_exact_command_lines() {
     assert!(r.stderr.contains("The account is locked."), "{}", r.stderr);
     // Released exactly: after info@ changes its password, one unsuspend_outgoing for it.
     std::fs::write(&log, "").unwrap();
-    let combo = std::fs::read_to_string(w.path("combo.txt")).unwrap();
-    let without: String = combo
-        .lines()
-        .filter(|l| !l.starts_with("info@"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    w.write("combo.txt", &without);
+    w.drop_rows("combo.txt", "info@");
     assert_eq!(w.run(&["audit", "--config", &cfg]).code, 0);
     let r = w.run(&[
         "suspend",
@@ -544,13 +526,7 @@ fn dovecot_refuses_a_suspended_account_and_logs_it_in_again_after_release() {
         "not suspended, refused"
     );
     // info@ changes its password: the next night releases it, and Dovecot logs it in again.
-    let combo = std::fs::read_to_string(w.path("combo.txt")).unwrap();
-    let without: String = combo
-        .lines()
-        .filter(|l| !l.starts_with("info@"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    w.write("combo.txt", &without);
+    w.drop_rows("combo.txt", "info@");
     let r = w.run(&["audit", "--config", &cfg, "--suspend"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(

@@ -148,3 +148,38 @@ pub fn random_dump(n: usize, seed: u64) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Are the tests running as root (then they can hand files to another uid)?
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `cp -a FROM TO`: a copy of a sample tree that a test may change.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+impl Workdir {
+    /// Drop the rows of `rel` (a combolist) that start with `prefix`: that account's leaked
+    /// password is gone, as when its owner changed it.
+    pub fn drop_rows(&self, rel: &str, prefix: &str) {
+        let text = std::fs::read_to_string(self.path(rel)).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with(prefix))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        self.write(rel, kept);
+    }
+}
