@@ -41,13 +41,22 @@ pub fn combolist_line(data: &[u8]) {
     }
 }
 
-/// Stored-hash strings; fast schemes are also verified (slow KDFs cost what the input says).
+/// Stored-hash strings; fast schemes are also verified, under small cost limits (slow KDFs cost
+/// what the input says), with and without a DIGEST-MD5 login.
 pub fn scheme(data: &[u8]) {
+    let limits = crate::scheme::CostLimits {
+        max_iterations: 10_000,
+        ..Default::default()
+    };
+    let login = crate::verify::Login {
+        address: "user@example.org",
+        realms: &[],
+    };
     for bare in [Bare::Crypt, Bare::HexOrCrypt] {
-        let s = crate::scheme::parse(data, bare);
-        let slow = s.slow_kdf().is_some();
-        if !slow {
-            let _ = crate::verify::verify(&s, b"password");
+        let s = crate::scheme::parse(data, bare).within(&limits);
+        if s.slow_kdf().is_none() {
+            let _ = crate::verify::verify(&s, b"password", &login);
+            let _ = crate::verify::verify(&s, b"password", &crate::verify::Login::NONE);
         }
     }
 }

@@ -10,7 +10,6 @@
 
 pub mod audit;
 mod bytes;
-pub mod cache;
 pub mod check;
 pub mod domain;
 pub mod email;

@@ -2,7 +2,16 @@
 //! (sample-data/kat/hashes.tsv) verify their password and reject a wrong one.
 
 use breach_audit::scheme::{self, Bare, Stored};
-use breach_audit::verify::verify;
+use breach_audit::verify::{Login, verify};
+
+/// The login a tool hashed in (`doveadm pw -u LOGIN`, DIGEST-MD5 only).
+fn login(tool: &str) -> Login<'_> {
+    let address = tool.split_once(" -u ").map_or("", |(_, u)| u);
+    Login {
+        address,
+        realms: &[],
+    }
+}
 
 fn kat() -> Vec<(Option<Vec<u8>>, String, String)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/kat/hashes.tsv");
@@ -35,22 +44,23 @@ fn every_tool_hash_verifies_its_password_and_rejects_others() {
             Stored::Sha1(_) | Stored::Ntlm(_) | Stored::Plain(_) => {}
             Stored::Unverifiable { scheme, .. } => panic!("{tool} {hash}: unverifiable {scheme}"),
         }
+        let login = login(tool);
         assert_eq!(
-            verify(&stored, pw),
+            verify(&stored, pw, &login),
             Some(true),
             "{tool}: {hash} does not verify {:?}",
             String::from_utf8_lossy(pw)
         );
         assert_eq!(
-            verify(&stored, b"wrong password"),
+            verify(&stored, b"wrong password", &login),
             Some(false),
             "{tool}: {hash} accepts a wrong password"
         );
         // One character more (DES crypt reads only 8 characters, so it is exempt).
-        let des = matches!(&stored, Stored::Salted { scheme, .. } if scheme == "DES-CRYPT");
+        let des = scheme_is(&stored, "DES-CRYPT");
         let mut near = pw.clone();
         near.push(b'!');
-        assert_eq!(verify(&stored, &near), Some(des), "{tool}: {hash}");
+        assert_eq!(verify(&stored, &near, &login), Some(des), "{tool}: {hash}");
     }
     for s in [
         "SHA512-CRYPT",
@@ -69,6 +79,25 @@ fn every_tool_hash_verifies_its_password_and_rejects_others() {
         "LDAP-MD5",
         "SMD5",
         "DES-CRYPT",
+        "PBKDF2",
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-256",
+        "SCRAM-SHA-256.HEX",
+        "PLAIN-MD4",
+        "APR1",
+        "CRAM-MD5",
+        "CRAM-MD5.B64",
+        "HMAC-MD5",
+        "DIGEST-MD5",
+        "DIGEST-MD5.B64",
+        "OTP",
+        "OTP.B64",
+        "PBKDF2.HEX",
+        "SHA512-CRYPT.B64",
+        "GOST-YESCRYPT",
+        "SCRYPT",
+        "SUNMD5",
+        "BSDI-CRYPT",
     ] {
         assert!(schemes.contains(s), "no known answer for {s}: {schemes:?}");
     }
@@ -87,7 +116,58 @@ fn schemes_that_cannot_verify_are_unverifiable() {
             matches!(stored, Stored::Unverifiable { .. }),
             "{tool}: {stored:?}"
         );
-        assert_eq!(verify(&stored, b"password"), None);
+        assert_eq!(verify(&stored, b"password", &Login::NONE), None);
     }
-    assert_eq!(n, 2);
+    assert_eq!(n, 1);
+}
+
+fn scheme_is(stored: &Stored, name: &str) -> bool {
+    matches!(stored, Stored::Salted { scheme, .. } if scheme == name)
+}
+
+/// DIGEST-MD5 depends on the login name: a hash made for `u@example.org` verifies for that
+/// address only, unless a configured realm makes another login match.
+#[test]
+fn digest_md5_is_bound_to_the_login() {
+    let rows = kat();
+    let (pw, _, hash) = rows
+        .iter()
+        .find(|(_, t, _)| t == "doveadm pw -s DIGEST-MD5 -u u@example.org")
+        .unwrap();
+    let stored = scheme::parse(hash.as_bytes(), Bare::Crypt);
+    let pw = pw.as_ref().unwrap();
+    let as_ = |address: &str, realms: &[String]| verify(&stored, pw, &Login { address, realms });
+    assert_eq!(as_("u@example.org", &[]), Some(true));
+    assert_eq!(as_("u@example.com", &[]), Some(false));
+    // Made for the bare login `u` (realm ""): the address u@example.org matches it too (a client
+    // may log in with the local part), and a configured realm is tried.
+    let (_, _, bare) = rows
+        .iter()
+        .find(|(p, t, _)| {
+            t == "doveadm pw -s DIGEST-MD5 -u u" && p.as_deref() == Some(pw.as_slice())
+        })
+        .unwrap();
+    let stored = scheme::parse(bare.as_bytes(), Bare::Crypt);
+    assert_eq!(
+        verify(
+            &stored,
+            pw,
+            &Login {
+                address: "u@example.org",
+                realms: &[]
+            }
+        ),
+        Some(true)
+    );
+    assert_eq!(
+        verify(
+            &stored,
+            pw,
+            &Login {
+                address: "v@example.org",
+                realms: &[]
+            }
+        ),
+        Some(false)
+    );
 }

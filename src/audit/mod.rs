@@ -23,7 +23,6 @@
 
 mod outputs;
 
-use crate::cache::VerifyCache;
 use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity, plural};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -61,6 +60,8 @@ pub struct AuditOptions {
     pub max_rejected: f64,
     /// See [`check::CheckOptions::max_file_bytes`].
     pub max_file_bytes: u64,
+    /// Cost limits, DIGEST-MD5 realms, time budget of the verifications.
+    pub verify: crate::verify::cache::VerifyPolicy,
     /// Deliver pending notices after the audit (`--notify`): the `[notify]` settings.
     pub notify: Option<crate::notify::NotifyConfig>,
     /// The `[suspend]` settings: their platforms get `--out/suspend/PLATFORM.txt` every night.
@@ -160,7 +161,11 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let rebuilt = rebuild_if_stale(opts, warn)?;
 
     let index = Index::open(&opts.index)?;
-    let cache = VerifyCache::load(Some(&opts.state.join("verify.cache")), warn);
+    let cache = crate::verify::cache::Verifier::load(
+        Some(&opts.state.join("verify.cache")),
+        opts.verify.clone(),
+        warn,
+    );
     let mut state = State::open(&opts.state)?;
     let on_record = state.open_findings()?;
     let check_opts = check::CheckOptions {
@@ -302,7 +307,9 @@ fn reconcile<'a>(
         .map(|i| i.domain.as_str())
         .collect();
     let held_domain = |email: &str| ownerless.contains(domain_of(email));
-    let audited = |email: &String| outcome.audited.contains(email) && !held_domain(email);
+    // Accounts whose verification was deferred are held like those not read.
+    let held = |email: &str| held_domain(email) || outcome.deferred.contains(email);
+    let audited = |email: &String| outcome.audited.contains(email) && !held(email);
     let held_addresses = on_record
         .iter()
         .filter(|(e, _)| !audited(e))
@@ -317,7 +324,7 @@ fn reconcile<'a>(
         resolved: Vec::new(),
         held_addresses,
     };
-    for r in outcome.records.iter().filter(|r| !held_domain(&r.email)) {
+    for r in outcome.records.iter().filter(|r| !held(&r.email)) {
         let mut fresh = Vec::new();
         for f in &r.findings {
             let key = (r.email.clone(), finding_key(f));

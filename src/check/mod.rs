@@ -1,12 +1,12 @@
 //! `check`: read every account source and judge every account: which are at risk, and why
 //! (`verdict.rs`). Fails closed: reading nothing, or mostly junk, is an error, not "nothing at risk".
 
-use crate::cache::VerifyCache;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::index::keys::HashKind;
 use crate::messages::Warnings;
 use crate::sources::accounts::{self, Account, AccountSource, DomainIssue, ReadStats};
+use crate::verify::cache::Verifier;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,8 @@ pub struct CheckSummary {
     /// Leaked passwords tested against stored hashes, and outcomes taken from the cache.
     pub verified: u64,
     pub cached: u64,
+    /// Accounts whose verification did not fit in the time budget (carried to the next run).
+    pub deferred: u64,
 }
 
 /// The summary of a check after "checked N accounts in T s: " (what `check` prints).
@@ -53,7 +55,15 @@ impl std::fmt::Display for CheckSummary {
             plural(self.rejected_rows, "row"),
             plural(self.verified + self.cached, "slow verification"),
             self.cached
-        )
+        )?;
+        if self.deferred > 0 {
+            write!(
+                f,
+                "; {} deferred to the next run",
+                plural(self.deferred, "account")
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -66,6 +76,9 @@ pub struct CheckOutcome {
     pub alerts: Vec<String>,
     /// Of [`CheckOptions::track`], the addresses that were read and judged.
     pub audited: HashSet<String>,
+    /// Addresses whose slow verification the time budget deferred: judged in part only, their
+    /// findings on record are kept and the next run finishes them (the cache holds what is done).
+    pub deferred: HashSet<String>,
 }
 
 /// Which domains to audit; empty means all. Remembers which of its domains some source held.
@@ -147,7 +160,7 @@ pub fn check(
     index: &Index,
     sources: &[AccountSource],
     opts: &CheckOptions,
-    cache: &VerifyCache,
+    verifier: &Verifier,
     warn: &Warnings,
 ) -> Result<CheckOutcome> {
     if sources.is_empty() {
@@ -159,7 +172,7 @@ pub fn check(
     let filter = &opts.filter;
     let judge = Judge {
         index,
-        cache,
+        verifier,
         track: &opts.track,
         out: std::sync::Mutex::new((Tally::default(), Vec::new())),
     };
@@ -183,7 +196,9 @@ pub fn check(
         summary: judged,
         missing_map,
         audited,
+        deferred,
     } = judged;
+    summary.deferred = deferred.len() as u64;
     summary.compared = judged.compared;
     summary.salted = judged.salted;
     summary.unverifiable = judged.unverifiable;
@@ -214,6 +229,7 @@ pub fn check(
         issues,
         alerts,
         audited,
+        deferred,
     })
 }
 
@@ -229,6 +245,12 @@ fn alerts(issues: &[DomainIssue], summary: &CheckSummary, index: &Index) -> Vec<
         alerts.push(format!(
             "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
             plural(summary.salted, "account")
+        ));
+    }
+    if summary.deferred > 0 {
+        alerts.push(format!(
+            "{} not fully verified: the time budget for slow verifications (verify_budget) was spent; the next run continues where this one stopped, and their findings on record are kept",
+            plural(summary.deferred, "account")
         ));
     }
     alerts
@@ -307,7 +329,7 @@ fn source_must_hold_accounts(
 /// sorted by address at the end, so the order of arrival does not matter.
 struct Judge<'a> {
     index: &'a Index,
-    cache: &'a VerifyCache,
+    verifier: &'a Verifier,
     track: &'a HashSet<String>,
     out: std::sync::Mutex<(Tally, Vec<Record>)>,
 }
@@ -315,7 +337,7 @@ struct Judge<'a> {
 impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
-        let judge = |c: &[Account]| judge_many(self.index, self.cache, self.track, c);
+        let judge = |c: &[Account]| judge_many(self.index, self.verifier, self.track, c);
         // A batch from a parallel parser is already on a worker: judge it there, in one piece.
         let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
             vec![judge(&accounts)?]

@@ -10,13 +10,13 @@
 //! - `unknown`: the stored hash cannot be checked at all (`unverifiable`): not known to be safe.
 
 use super::CheckSummary;
-use crate::cache::VerifyCache;
 use crate::error::Result;
 use crate::index::keys::{self, HashKind, Origin};
 use crate::index::{Index, PasswordCounts};
 use crate::scheme::{Reason, Stored};
 use crate::sources::accounts::Account;
 use crate::sources::combolist::Secret;
+use crate::verify::cache::{Outcome, Verifier};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -128,7 +128,7 @@ pub struct Record {
 /// Judge accounts one after another: the tally, and a record for each account at risk.
 pub(super) fn judge_many(
     index: &Index,
-    cache: &VerifyCache,
+    verifier: &Verifier,
     track: &HashSet<String>,
     accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
@@ -161,9 +161,11 @@ pub(super) fn judge_many(
     let mut t = Tally::default();
     let mut records = Vec::new();
     for (a, known) in accounts.iter().zip(known) {
-        let (findings, kind) = judge(index, cache, a, known)?;
+        let (findings, kind, deferred) = judge(index, verifier, a, known)?;
         t.add(kind);
-        if !track.is_empty() && track.contains(&a.email.addr) {
+        if deferred {
+            t.deferred.insert(a.email.addr.clone());
+        } else if !track.is_empty() && track.contains(&a.email.addr) {
             t.audited.insert(a.email.addr.clone());
         }
         if !findings.is_empty() {
@@ -187,6 +189,8 @@ pub(super) struct Tally {
     pub(super) summary: CheckSummary,
     pub(super) missing_map: [u64; 2],
     pub(super) audited: HashSet<String>,
+    /// Accounts whose verification the time budget deferred: judged in part, not audited.
+    pub(super) deferred: HashSet<String>,
 }
 
 impl Tally {
@@ -210,6 +214,7 @@ impl Tally {
             self.missing_map[i] += o.missing_map[i];
         }
         self.audited.extend(o.audited);
+        self.deferred.extend(o.deferred);
     }
 }
 
@@ -220,47 +225,65 @@ enum Kind {
     NoMap(HashKind),
 }
 
-/// Judge one account; `known` is the counts of its stored hash when already looked up.
+/// Judge one account; `known` is the counts of its stored hash when already looked up. The flag
+/// is set when a verification was deferred by the time budget (the findings are then partial).
 fn judge(
     index: &Index,
-    cache: &VerifyCache,
+    verifier: &Verifier,
     a: &Account,
     known: Option<PasswordCounts>,
-) -> Result<(Vec<Finding>, Kind)> {
-    let (mut findings, kind) = judge_hash(index, a, known)?;
+) -> Result<(Vec<Finding>, Kind, bool)> {
+    let admitted = verifier.admit(&a.stored);
+    let stored = admitted.as_ref().unwrap_or(&a.stored);
+    let (mut findings, kind) = judge_hash(index, stored, known)?;
     let Some(em) = &index.emails else {
-        return Ok((findings, kind));
+        return Ok((findings, kind, false));
     };
-    if matches!(a.stored, Stored::Unverifiable { .. }) {
+    if let Stored::Unverifiable { .. } = stored {
         if let Some(count) = em.count(&a.email.addr)? {
             findings.push(Finding::CredentialsLeaked { count });
         }
-        return Ok((findings, kind));
+        return Ok((findings, kind, false));
     }
     let Some(rec) = em.record(&a.email.addr)? else {
-        return Ok((findings, kind));
+        return Ok((findings, kind, false));
     };
     findings.push(Finding::CredentialsLeaked { count: rec.count });
     // Is a password leaked for this address the current one? (What spammers exploit.)
     for (tag, pw) in &rec.secrets {
-        if *tag == Secret::Plain && cache.verify(&a.stored, pw) == Some(true) {
-            findings.push(Finding::CurrentPasswordLeaked);
-            if !findings
-                .iter()
-                .any(|f| matches!(f, Finding::PasswordPwned { .. }))
-            {
-                findings.extend(Finding::pwned(index.password_counts(pw)?));
+        if *tag != Secret::Plain {
+            continue;
+        }
+        match verifier.verify(stored, &a.email.addr, pw) {
+            Outcome::Match => {
+                findings.push(Finding::CurrentPasswordLeaked);
+                if !findings
+                    .iter()
+                    .any(|f| matches!(f, Finding::PasswordPwned { .. }))
+                {
+                    findings.extend(Finding::pwned(index.password_counts(pw)?));
+                }
+                return Ok((findings, kind, false));
             }
-            break;
+            Outcome::Deferred => {
+                if let Stored::Salted { scheme, .. } = stored {
+                    findings.push(Finding::Unverifiable {
+                        scheme: scheme.clone(),
+                        reason: Reason::Deferred.name().to_string(),
+                    });
+                }
+                return Ok((findings, kind, true));
+            }
+            Outcome::NoMatch | Outcome::Cannot => {}
         }
     }
-    Ok((findings, kind))
+    Ok((findings, kind, false))
 }
 
 /// What the stored hash alone says.
 fn judge_hash(
     index: &Index,
-    a: &Account,
+    stored: &Stored,
     known: Option<PasswordCounts>,
 ) -> Result<(Vec<Finding>, Kind)> {
     let pwned = |c: PasswordCounts| Finding::pwned(c).into_iter().collect::<Vec<_>>();
@@ -284,7 +307,7 @@ fn judge_hash(
             (pwned(counts), Kind::Compared)
         })
     };
-    Ok(match &a.stored {
+    Ok(match stored {
         Stored::Sha1(d) => by_map(HashKind::Sha1, d, "SHA1")?,
         Stored::Ntlm(d) => by_map(HashKind::Ntlm, d, "NTLM")?,
         Stored::Plain(p) => (pwned(index.password_counts(p)?), Kind::Compared),

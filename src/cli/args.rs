@@ -3,7 +3,9 @@
 
 use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::report::Format;
+use breach_audit::scheme::CostLimits;
 use breach_audit::sources::accounts::AccountSource;
+use breach_audit::verify::cache::VerifyPolicy;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,72 @@ pub(crate) struct JudgeArgs {
     /// audited.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) max_file_size: Option<usize>,
+    /// Stop starting slow verifications (bcrypt, argon2, yescrypt, scrypt, crypt) this long after
+    /// the check began (default 1h; e.g. 30m, 4h). Accounts left are reported with an
+    /// `unverifiable` finding, reason "deferred: time budget reached", their findings on record
+    /// kept; the verification cache carries the work done to the next run, which continues.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) verify_budget: Option<std::time::Duration>,
+    /// A realm to try for DIGEST-MD5 hashes besides the one Dovecot takes from a login
+    /// `local@domain` (the address's domain). Repeatable.
+    #[arg(long, value_name = "REALM")]
+    pub(crate) digest_md5_realm: Vec<String>,
+    /// Change a cost limit: KEY=N with KEY one of max_bcrypt_cost (default 14), max_crypt_rounds
+    /// (1000000), max_iterations (1000000), max_memory_mib (256), max_argon2_t (16),
+    /// max_parallelism (16). A stored hash over a limit is never run: it is `unverifiable`,
+    /// reason "cost over limit". Repeatable.
+    #[arg(long, value_name = "KEY=N")]
+    pub(crate) cost_limit: Vec<String>,
+}
+
+/// The default of `--verify-budget` / `verify_budget`.
+pub(crate) const DEFAULT_VERIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl JudgeArgs {
+    /// The verification policy: flags over the config file's `[limits]`, `verify_budget` and
+    /// `digest_md5_realms` over the defaults.
+    pub(crate) fn verify_policy(
+        &self,
+        file_limits: Option<CostLimits>,
+        file_budget: Option<&str>,
+        file_realms: &[String],
+    ) -> Result<VerifyPolicy> {
+        let mut limits =
+            toml::Table::try_from(file_limits.unwrap_or_default()).expect("limits serialize");
+        for kv in &self.cost_limit {
+            let bad = || {
+                Error::Usage(format!(
+                    "--cost-limit {kv}: expected KEY=N with KEY one of {}",
+                    limits.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            };
+            let (k, v) = kv.split_once('=').ok_or_else(bad)?;
+            let n: i64 = v.trim().parse().map_err(|_| bad())?;
+            if !limits.contains_key(k.trim()) || n < 0 {
+                return Err(bad());
+            }
+            limits.insert(k.trim().to_string(), toml::Value::Integer(n));
+        }
+        let limits: CostLimits = limits
+            .try_into()
+            .map_err(|e| Error::Usage(format!("--cost-limit: {e}")))?;
+        let budget = match (self.verify_budget, file_budget) {
+            (Some(b), _) => b,
+            (None, Some(s)) => humantime::parse_duration(s)
+                .map_err(|e| Error::Usage(format!("config verify_budget {s:?}: {e}")))?,
+            (None, None) => DEFAULT_VERIFY_BUDGET,
+        };
+        let realms = if self.digest_md5_realm.is_empty() {
+            file_realms.to_vec()
+        } else {
+            self.digest_md5_realm.clone()
+        };
+        Ok(VerifyPolicy {
+            limits,
+            digest_md5_realms: realms,
+            budget: Some(budget),
+        })
+    }
 }
 
 #[derive(Args)]

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 pub(crate) struct AuditArgs {
     /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
     /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, domain, domains_file,
-    /// max_rejected, max_file_size); flags override it. Relative paths in it are relative to the
+    /// max_rejected, max_file_size, verify_budget, digest_md5_realms, and a `[limits]` section with
+    /// the --cost-limit keys); flags override it. Relative paths in it are relative to the
     /// file's directory.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -88,6 +89,11 @@ pub(crate) struct AuditConfig {
     domains_file: Option<PathBuf>,
     max_rejected: Option<f64>,
     max_file_size: Option<String>,
+    verify_budget: Option<String>,
+    #[serde(default)]
+    digest_md5_realms: Vec<String>,
+    /// The `[limits]` section: cost limits (see `--cost-limit`).
+    limits: Option<breach_audit::scheme::CostLimits>,
     /// The `[notify]` section.
     pub(crate) notify: Option<breach_audit::notify::NotifyConfig>,
     /// The `[suspend]` section.
@@ -222,6 +228,11 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
             .map_err(|e| Error::Usage(format!("config max_rejected: {e}")))?,
         (None, None) => check::DEFAULT_MAX_REJECTED,
     };
+    let verify = a.judge.verify_policy(
+        cfg.limits.clone(),
+        cfg.verify_budget.as_deref(),
+        &cfg.digest_md5_realms,
+    )?;
     let (domain, domains_file) = if a.judge.domain.is_empty() && a.judge.domains_file.is_none() {
         (cfg.domain, cfg.domains_file)
     } else {
@@ -262,6 +273,7 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         domains: domains.into_iter().collect(),
         max_rejected,
         max_file_bytes,
+        verify,
         notify,
         suspend: cfg.suspend,
         apply_suspend: a.suspend,

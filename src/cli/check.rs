@@ -56,7 +56,8 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     };
     let index = Index::open(&a.index)?;
     let warn = Warnings::printing(a.out.quiet);
-    let cache = breach_audit::cache::VerifyCache::load(a.cache.as_deref(), &warn);
+    let policy = a.judge.verify_policy(None, None, &[])?;
+    let cache = breach_audit::verify::cache::Verifier::load(a.cache.as_deref(), policy, &warn);
     let mut outcome = check::check(&index, &sources, &opts, &cache, &warn)?;
     outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
     outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
