@@ -11,6 +11,7 @@ sudo=
 missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+command -v mkpasswd >/dev/null 2>&1 || missing+=(whois)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (for the tests' real mail servers)" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -10,6 +10,7 @@ pub fn sha1(password: &[u8]) -> [u8; 20] {
     Sha1::digest(password).into()
 }
 
+/// NTLM: MD4 of the password in UTF-16LE (bytes that are not UTF-8 are taken as Latin-1).
 pub fn ntlm(password: &[u8]) -> [u8; 16] {
     let mut h = Md4::new();
     match std::str::from_utf8(password) {
@@ -23,6 +24,16 @@ pub fn ntlm(password: &[u8]) -> [u8; 16] {
                 h.update([b, 0]);
             }
         }
+    }
+    h.finalize().into()
+}
+
+/// libxcrypt's NT-hash (`$3$$`, `mkpasswd -m nt`): MD4 of each byte widened to 16 bits, whatever
+/// the encoding (lib/crypt-nthash.c); equal to [`ntlm`] for ASCII passwords only.
+pub fn nt_bytes(password: &[u8]) -> [u8; 16] {
+    let mut h = Md4::new();
+    for &b in password {
+        h.update([b, 0]);
     }
     h.finalize().into()
 }

@@ -222,3 +222,57 @@ fn an_index_of_an_older_format_is_rebuilt_and_nothing_is_new() {
     assert_eq!(read(&w, "out/new.jsonl"), "");
     assert!(read(&w, "idx/manifest.json").contains(&format!("\"version\": {version}")));
 }
+
+#[test]
+fn verifications_over_the_time_budget_are_owed_to_the_next_night_not_lost() {
+    let w = Workdir::new();
+    let combo = std::fs::read_to_string(sample("combolists/customers.txt")).unwrap();
+    w.write("combo.txt", &combo);
+    // Night 1: no time for any slow verification. The accounts whose leaked password would be
+    // tested are judged in part (a "deferred" finding), held like unread ones: nothing about
+    // them is new or told, and the run says it is incomplete.
+    let mut a = audit_args(&w);
+    a.extend(["--verify-budget".to_string(), "0s".to_string()]);
+    let r = w.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("deferred to the next run"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("not fully verified"), "{}", r.stderr);
+    let at_risk = read(&w, "out/at-risk.jsonl");
+    assert!(
+        at_risk.contains(r#""reason":"deferred: time budget reached""#),
+        "{at_risk}"
+    );
+    assert!(!at_risk.contains("current_password_leaked"), "{at_risk}");
+    let new = read(&w, "out/new.jsonl");
+    assert!(!new.contains("deferred"), "{new}");
+    let run_json: serde_json::Value = serde_json::from_str(&read(&w, "out/run.json")).unwrap();
+    assert_eq!(run_json["complete"], false, "{run_json}");
+    // Night 2, with time: every critical finding of the golden check (expected/check-servers.jsonl)
+    // is found and new: nothing was recorded as clean the night before.
+    let r = run(&w);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("deferred"), "{}", r.stderr);
+    let new = read(&w, "out/new.jsonl");
+    let critical: Vec<String> = new
+        .lines()
+        .filter(|l| l.contains("current_password_leaked"))
+        .map(|l| emails(l).remove(0))
+        .collect();
+    assert_eq!(
+        critical,
+        [
+            "ceo@example.com",
+            "editor@blog.example",
+            "info@example.com",
+            "orders@shop.example",
+            "sales@example.com",
+            "uni@example.com",
+            "writer@blog.example"
+        ],
+        "{new}"
+    );
+}

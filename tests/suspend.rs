@@ -3,6 +3,7 @@
 //! recording stand-in for cPanel's `uapi` (which cannot run here) answering cPanel's JSON.
 
 mod common;
+use common::dovecot::Dovecot;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -405,92 +406,6 @@ fn the_customer_is_told_that_outbound_mail_is_suspended_and_the_operator_what_wa
     );
 }
 
-/// A Dovecot of the test's own (config, sockets and state in a temporary directory), with the
-/// deny passdb before the real one; stopped on drop.
-struct Dovecot {
-    conf: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Dovecot {
-    fn start(deny: &Path, users: &str) -> Dovecot {
-        assert!(
-            Path::new("/usr/sbin/dovecot").exists(),
-            "dovecot not found: install Debian's dovecot-core (scripts/test.sh does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let d = dir.path();
-        std::fs::write(d.join("users"), users).unwrap();
-        std::fs::set_permissions(d.join("users"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let conf = d.join("dovecot.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\n\
-                 instance_name = breach-audit-test-{pid}\nprotocols =\nlisten = 127.0.0.1\nssl = no\n\
-                 auth_mechanisms = plain\ndisable_plaintext_auth = no\n\
-                 passdb {{\n  driver = passwd-file\n  args = {deny}\n  deny = yes\n}}\n\
-                 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {d}/users\n}}\n\
-                 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home\n}}\n",
-                d = d.display(),
-                deny = deny.display(),
-                pid = std::process::id()
-            ),
-        )
-        .unwrap();
-        let st = Command::new("/usr/sbin/dovecot")
-            .arg("-c")
-            .arg(&conf)
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "dovecot did not start: {:?}",
-            std::fs::read_to_string(d.join("log"))
-        );
-        let t = std::time::Instant::now();
-        while !d.join("run/auth-client").exists() {
-            assert!(
-                t.elapsed() < std::time::Duration::from_secs(10),
-                "dovecot's auth socket never appeared"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Dovecot { conf, _dir: dir }
-    }
-
-    /// Does `doveadm auth test` log this user in? Dovecot stats a passwd-file at most once a
-    /// second: wait that out after a change.
-    fn logs_in_after_change(&self, user: &str, password: &str) -> bool {
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        self.logs_in(user, password)
-    }
-
-    /// Does `doveadm auth test` log this user in?
-    fn logs_in(&self, user: &str, password: &str) -> bool {
-        Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .args(["auth", "test", user, password])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("stop")
-            .status();
-    }
-}
-
 #[test]
 fn dovecot_refuses_a_suspended_account_and_logs_it_in_again_after_release() {
     let w = Workdir::new();
@@ -508,9 +423,18 @@ fn dovecot_refuses_a_suspended_account_and_logs_it_in_again_after_release() {
             s(&deny)
         ),
     );
+    // The deny passdb before the real one, as Dovecot's documentation sets it up.
     let dovecot = Dovecot::start(
-        &deny,
-        "info@example.com:{PLAIN}secret-one\nquiet@example.com:{PLAIN}secret-two\n",
+        &format!(
+            "passdb {{\n  driver = passwd-file\n  args = {}\n  deny = yes\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {{DIR}}/users\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={{DIR}}/home\n}}",
+            deny.display()
+        ),
+        &[(
+            "users",
+            b"info@example.com:{PLAIN}secret-one\nquiet@example.com:{PLAIN}secret-two\n",
+        )],
     );
     assert!(dovecot.logs_in("info@example.com", "secret-one"));
     let r = w.run(&["audit", "--config", &cfg, "--suspend"]);
@@ -519,7 +443,7 @@ fn dovecot_refuses_a_suspended_account_and_logs_it_in_again_after_release() {
         !dovecot.logs_in_after_change("info@example.com", "secret-one"),
         "suspended, yet logged in; deny file: {:?}; log: {:?}",
         std::fs::read_to_string(&deny),
-        std::fs::read_to_string(dovecot.conf.with_file_name("log"))
+        dovecot.log()
     );
     assert!(
         dovecot.logs_in("quiet@example.com", "secret-two"),

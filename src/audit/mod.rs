@@ -395,11 +395,20 @@ impl std::fmt::Display for AuditOutcome {
         if self.complete() {
             f.write_str("complete")?;
         } else {
-            write!(
-                f,
-                "INCOMPLETE: {} not audited or without owner",
-                plural(self.issues.len() as u64, "domain")
-            )?;
+            let mut why = Vec::new();
+            if !self.issues.is_empty() || self.summary.deferred == 0 {
+                why.push(format!(
+                    "{} not audited or without owner",
+                    plural(self.issues.len() as u64, "domain")
+                ));
+            }
+            if self.summary.deferred > 0 {
+                why.push(format!(
+                    "{} deferred to the next run (time budget)",
+                    plural(self.summary.deferred, "account")
+                ));
+            }
+            write!(f, "INCOMPLETE: {}", why.join(", "))?;
         }
         write!(
             f,

@@ -37,7 +37,10 @@ impl Login<'_> {
 pub fn verify(stored: &Stored, password: &[u8], login: &Login) -> Option<bool> {
     Some(match stored {
         Stored::Sha1(d) => ct_eq(&crate::hashes::sha1(password), d),
-        Stored::Ntlm(d) => ct_eq(&crate::hashes::ntlm(password), d),
+        // An NTLM export, or libxcrypt's `$3$$` (bytes widened): they differ beyond ASCII only.
+        Stored::Ntlm(d) => {
+            ct_eq(&crate::hashes::ntlm(password), d) || ct_eq(&crate::hashes::nt_bytes(password), d)
+        }
         Stored::Plain(p) => ct_eq(p, password),
         Stored::Salted { check, .. } => verify_check(check, password, login),
         Stored::Unverifiable { .. } => return None,

@@ -1,6 +1,8 @@
 //! Test helpers: run the built binary in a temporary work directory (xsv's `Workdir` pattern).
 #![allow(dead_code)]
 
+pub mod dovecot;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
