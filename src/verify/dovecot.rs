@@ -80,14 +80,12 @@ pub(super) fn otp_entry(alg: Alg, seq: u64, seed: &str, password: &[u8]) -> Stri
         let d = hash(alg, parts);
         let mut out = [0u8; 8];
         match alg {
-            // sha1_fold(): three words XORed, each written byte-swapped (RFC 2289's SHA-1 order).
+            // sha1_fold(): words 0^2^4 and 1^3 of the digest, each written byte-swapped (RFC
+            // 2289's SHA-1 order).
             Alg::Sha1 => {
-                for w in 0..2 {
-                    for b in 0..4 {
-                        let x =
-                            d[4 * w + b] ^ d[4 * w + b + 8] ^ d.get(4 * w + b + 16).unwrap_or(&0);
-                        out[4 * w + 3 - b] = x;
-                    }
+                for b in 0..4 {
+                    out[3 - b] = d[b] ^ d[8 + b] ^ d[16 + b];
+                    out[7 - b] = d[4 + b] ^ d[12 + b];
                 }
             }
             _ => {
