@@ -323,15 +323,18 @@ fn hostile_hash_costs_are_reported_never_run() {
         serde_json::json!([{"kind": "credentials_leaked", "count": 1}])
     );
     // The limits are the operator's: lowered, the ordinary hash is over them too.
-    let r = w.run(&[
-        "check",
-        "--index",
-        "idx",
-        "--passwd-file",
-        "users",
-        "--cost-limit",
-        "max_crypt_rounds=1000",
-    ]);
+    let with_limit = |kv: &str| {
+        w.run(&[
+            "check",
+            "--index",
+            "idx",
+            "--passwd-file",
+            "users",
+            "--cost-limit",
+            kv,
+        ])
+    };
+    let r = with_limit("max_crypt_rounds=1000");
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
         r.out()
@@ -340,15 +343,7 @@ fn hostile_hash_costs_are_reported_never_run() {
         "{}",
         r.out()
     );
-    let r = w.run(&[
-        "check",
-        "--index",
-        "idx",
-        "--passwd-file",
-        "users",
-        "--cost-limit",
-        "max_rounds=1000",
-    ]);
+    let r = with_limit("max_rounds=1000");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("max_crypt_rounds") && r.stderr.contains("max_memory_mib"),

@@ -12,17 +12,6 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// The critical accounts of the sample servers with the customers' combolist.
-const CRITICAL: [&str; 7] = [
-    "ceo@example.com",
-    "editor@blog.example",
-    "info@example.com",
-    "orders@shop.example",
-    "sales@example.com",
-    "uni@example.com",
-    "writer@blog.example",
-];
-
 fn setup(w: &Workdir, extra: &str) -> String {
     for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
         copy_tree(&sample(from), &w.path(to));
@@ -110,7 +99,7 @@ fn a_postfix_map_rejects_exactly_the_leaked_accounts_and_release_restores_it() {
     // --apply: postmap answers REJECT for the leaked accounts, nothing for the others.
     let r = run(&["--apply"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    for a in CRITICAL {
+    for a in SAMPLE_CRITICAL {
         let v = postmap_q(&map, a).unwrap_or_else(|| panic!("{a} not in the map"));
         assert!(v.starts_with("REJECT "), "{a}: {v}");
     }
@@ -209,7 +198,7 @@ fn directadmins_blacklist_is_read_by_real_exim_and_keeps_hand_entries() {
     // audit --suspend applies on every configured platform.
     let r = w.run(&["audit", "--config", &cfg, "--suspend"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    for a in CRITICAL {
+    for a in SAMPLE_CRITICAL {
         let want = if a == "editor@blog.example" {
             "no"
         } else {

@@ -185,3 +185,15 @@ impl Workdir {
         self.write(rel, kept);
     }
 }
+
+/// The critical accounts of the sample servers with the customers' combolist (as in
+/// sample-data/expected/check-servers.jsonl).
+pub const SAMPLE_CRITICAL: [&str; 7] = [
+    "ceo@example.com",
+    "editor@blog.example",
+    "info@example.com",
+    "orders@shop.example",
+    "sales@example.com",
+    "uni@example.com",
+    "writer@blog.example",
+];
