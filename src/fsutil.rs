@@ -230,3 +230,22 @@ impl CrcFile {
         Ok(crc)
     }
 }
+
+/// A secret from a file only its owner can read (credentials never come from the command line):
+/// refused when group or others have any access. `what` names it in the error.
+pub fn read_private_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).at(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::bad_input(
+            path,
+            format!("{what} must be readable by its owner only: chmod 600 it"),
+        ));
+    }
+    fs::read(path).at(path)
+}
+
+/// [`read_private_bytes`] of a text file.
+pub fn read_private(path: &Path, what: &str) -> Result<String> {
+    String::from_utf8(read_private_bytes(path, what)?)
+        .map_err(|_| Error::bad_input(path, format!("{what}: not UTF-8 text")))
+}

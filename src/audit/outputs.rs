@@ -74,9 +74,7 @@ pub(super) fn run_row(
     let s = &o.summary;
     let mut sources: Vec<serde_json::Value> = accounts
         .iter()
-        .map(
-            |src| serde_json::json!({"kind": src.flag(), "path": src.path().display().to_string()}),
-        )
+        .map(|src| serde_json::json!({"kind": src.flag(), "path": src.location()}))
         .collect();
     sources.extend(index.manifest.sources.iter().map(|b| {
         serde_json::json!({"kind": b.kind, "path": b.path, "size": b.size, "mtime": b.mtime, "fingerprint": b.fingerprint})

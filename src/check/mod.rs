@@ -100,6 +100,11 @@ impl DomainFilter {
         self.domains.is_empty()
     }
 
+    /// The domains (sorted; empty: all), for sources that filter at the source (SQL `WHERE`).
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
     pub fn wants(&self, domain: &str) -> bool {
         if self.domains.is_empty() {
             return true;
@@ -314,7 +319,7 @@ fn source_must_hold_accounts(
     } else {
         return Ok(());
     };
-    let mut msg = format!("{} {}: {problem}", src.flag(), src.path().display());
+    let mut msg = format!("{} {}: {problem}", src.flag(), src.location());
     if !stats.samples.is_empty() {
         msg.push_str(&format!("; first: {}", stats.samples.join("; ")));
     }
@@ -365,6 +370,7 @@ fn read_source(
 ) -> Result<ReadStats> {
     let stats = accounts::read(
         src,
+        opts.filter.domains(),
         &|d| opts.filter.wants(d),
         judge,
         opts.max_file_bytes,
@@ -374,7 +380,7 @@ fn read_source(
     if stats.rejected > 0 {
         warn.warn(format!(
             "{}: rejected {} (not accounts); first: {}",
-            src.path().display(),
+            src.location(),
             plural(stats.rejected, "row"),
             stats.samples.join("; ")
         ));

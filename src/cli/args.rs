@@ -5,6 +5,7 @@ use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::report::Format;
 use breach_audit::scheme::CostLimits;
 use breach_audit::sources::accounts::AccountSource;
+use breach_audit::sources::accounts::sql::{Preset, SqlQuery, SqlSource};
 use breach_audit::verify::cache::VerifyPolicy;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -132,11 +133,83 @@ pub(crate) struct AccountArgs {
     /// {SCHEME}... string. Repeatable.
     #[arg(long, value_name = "PATH")]
     pub(crate) accounts_csv: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) sql: SqlArgs,
+}
+
+/// One SQL store from the command line (several: `[[sql]]` tables in the audit config).
+#[derive(Args, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SqlArgs {
+    /// A mail stack's database, read read-only: postgres://USER@HOST[:PORT]/DB (a socket
+    /// directory as HOST: %2Frun%2Fpostgresql), mysql://USER@HOST/DB (a socket: ?socket=PATH),
+    /// sqlite:PATH, or dovecot:PATH to use the driver, connect string and default scheme of a
+    /// Dovecot dovecot-sql.conf.ext. Give passwords with --sql-password-file, not in the URL.
+    #[arg(long = "sql", value_name = "URL")]
+    #[serde(rename = "url")]
+    pub(crate) sql: Option<String>,
+    /// The stack whose schema and rules to use: postfixadmin, mailcow, iredmail, ispconfig,
+    /// mailinabox, modoboa, plesk (see README "Account sources").
+    #[arg(long, value_name = "STACK", requires = "sql")]
+    #[serde(rename = "preset")]
+    pub(crate) sql_preset: Option<String>,
+    /// Instead of a preset: a SELECT yielding the columns email and password, optionally
+    /// suspended (boolean or 0/1), owner and contact.
+    #[arg(
+        long,
+        value_name = "SELECT",
+        requires = "sql",
+        conflicts_with = "sql_preset"
+    )]
+    #[serde(rename = "query")]
+    pub(crate) sql_query: Option<String>,
+    /// A file only its owner can read (0600) whose first line is the database password.
+    #[arg(long, value_name = "PATH", requires = "sql")]
+    #[serde(rename = "password_file")]
+    pub(crate) sql_password_file: Option<PathBuf>,
+    /// The scheme of passwords stored without a {SCHEME} prefix, as Dovecot's
+    /// default_pass_scheme (default: the preset's, else crypt(3)).
+    #[arg(long, value_name = "SCHEME", requires = "sql")]
+    pub(crate) default_scheme: Option<String>,
+    /// Plesk's /etc/psa/private/secret_key (0600): its $AES-128-CBC$ passwords are decrypted in
+    /// memory, looked up in the dumps and compared with the leaked ones; never written anywhere.
+    #[arg(long, value_name = "PATH", requires = "sql")]
+    pub(crate) plesk_secret_key: Option<PathBuf>,
+}
+
+impl SqlArgs {
+    pub(crate) fn into_source(self) -> Result<Option<AccountSource>> {
+        let Some(url) = self.sql else {
+            return Ok(None);
+        };
+        let query = match (self.sql_preset, self.sql_query) {
+            (Some(p), None) => SqlQuery::Preset(Preset::from_name(&p).ok_or_else(|| {
+                Error::Usage(format!(
+                    "--sql-preset {p}: expected one of {}",
+                    Preset::ALL.map(Preset::name).join(", ")
+                ))
+            })?),
+            (None, Some(q)) => SqlQuery::Custom(q),
+            _ => {
+                return Err(Error::Usage(
+                    "--sql needs --sql-preset STACK or --sql-query SELECT".into(),
+                ));
+            }
+        };
+        let mut s = SqlSource::new(&url, query)?;
+        s.password_file = self.sql_password_file;
+        if self.default_scheme.is_some() {
+            s.default_scheme = self.default_scheme;
+        }
+        s.plesk_key = self.plesk_secret_key;
+        Ok(Some(AccountSource::Sql(s)))
+    }
 }
 
 impl AccountArgs {
-    /// The sources, in a fixed order: trees first, then files.
-    pub(crate) fn into_sources(self) -> Vec<AccountSource> {
+    /// The sources, in a fixed order: trees first, then files, then databases (`more_sql`:
+    /// the audit config's `[[sql]]` tables).
+    pub(crate) fn into_sources(self, more_sql: Vec<SqlArgs>) -> Result<Vec<AccountSource>> {
         let mut v: Vec<AccountSource> = self
             .directadmin
             .into_iter()
@@ -145,7 +218,10 @@ impl AccountArgs {
         v.extend(self.cpanel.into_iter().map(AccountSource::Cpanel));
         v.extend(self.passwd_file.into_iter().map(AccountSource::PasswdFile));
         v.extend(self.accounts_csv.into_iter().map(AccountSource::Csv));
-        v
+        for s in std::iter::once(self.sql).chain(more_sql) {
+            v.extend(s.into_source()?);
+        }
+        Ok(v)
     }
 }
 

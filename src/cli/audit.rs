@@ -82,6 +82,9 @@ pub(crate) struct AuditConfig {
     passwd_file: Vec<PathBuf>,
     #[serde(default)]
     accounts_csv: Vec<PathBuf>,
+    /// `[[sql]]` tables: url, preset or query, password_file, default_scheme, plesk_secret_key.
+    #[serde(default)]
+    sql: Vec<super::args::SqlArgs>,
     mem: Option<String>,
     tmp_dir: Option<PathBuf>,
     #[serde(default)]
@@ -245,8 +248,9 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         cpanel: pick(a.accounts.cpanel, cfg.cpanel),
         passwd_file: pick(a.accounts.passwd_file, cfg.passwd_file),
         accounts_csv: pick(a.accounts.accounts_csv, cfg.accounts_csv),
+        sql: a.accounts.sql,
     }
-    .into_sources();
+    .into_sources(cfg.sql)?;
     let notify = if a.notify {
         Some(cfg.notify.clone().ok_or_else(|| {
             Error::Usage("audit --notify needs a [notify] section in --config".into())

@@ -108,15 +108,7 @@ impl Transport {
 /// SMTP credentials from a file only its owner can read: the user name on the first line, the
 /// password on the second. Never from the command line.
 fn read_credentials(path: &Path) -> Result<Credentials> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).at(path)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::bad_input(
-            path,
-            "SMTP credentials must be readable by their owner only: chmod 600 it",
-        ));
-    }
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = crate::fsutil::read_private(path, "SMTP credentials")?;
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {
         (Some(u), Some(p)) if !u.trim().is_empty() => {

@@ -1,5 +1,6 @@
 //! The provider's accounts, one file per store: CSV exports ([`csv`]), Dovecot passwd-files
-//! ([`passwd_file`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
+//! ([`passwd_file`]), mail stacks' SQL databases ([`sql`], with Plesk's encryption in
+//! [`plesk`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
 //! trees (each pointed at its root; see ../shared/FORMATS.md for the layouts), whose files are
 //! opened under [`tree`]'s policy and share the helpers of [`server`]. The server readers attach
 //! the owning user and their contact address, and read only the files of the wanted domains. A
@@ -12,7 +13,9 @@ pub mod cpanel;
 pub mod csv;
 pub mod directadmin;
 pub mod passwd_file;
+pub mod plesk;
 pub mod server;
+pub mod sql;
 pub mod tree;
 
 pub use self::csv::{parse_csv, read_csv};
@@ -45,6 +48,8 @@ pub enum AccountSource {
     DirectAdmin(PathBuf),
     /// Root of a cPanel tree (`home/*/etc/*/shadow`, `etc/userdomains`, `var/cpanel/users`).
     Cpanel(PathBuf),
+    /// A mail stack's SQL database (`--sql`).
+    Sql(sql::SqlSource),
 }
 
 /// What reading one source found and rejected.
@@ -182,6 +187,7 @@ impl ReadStats {
 /// `max_file_bytes` each).
 pub fn read(
     src: &AccountSource,
+    domains: &[String],
     want: &Want,
     to: &dyn AccountSink,
     max_file_bytes: u64,
@@ -204,6 +210,7 @@ pub fn read(
             sink,
             warn,
         ),
+        AccountSource::Sql(s) => sql::read(s, domains, want, sink),
     }?;
     sink.flush()?;
     Ok(stats)
@@ -217,15 +224,18 @@ impl AccountSource {
             AccountSource::PasswdFile(_) => "--passwd-file",
             AccountSource::DirectAdmin(_) => "--directadmin",
             AccountSource::Cpanel(_) => "--cpanel",
+            AccountSource::Sql(_) => "--sql",
         }
     }
 
-    pub fn path(&self) -> &Path {
+    /// The file, tree root or (password-less) URL, as messages and records name it.
+    pub fn location(&self) -> String {
         match self {
             AccountSource::Csv(p)
             | AccountSource::PasswdFile(p)
             | AccountSource::DirectAdmin(p)
-            | AccountSource::Cpanel(p) => p,
+            | AccountSource::Cpanel(p) => p.display().to_string(),
+            AccountSource::Sql(s) => s.display(),
         }
     }
 }
