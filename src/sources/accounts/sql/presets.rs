@@ -18,7 +18,7 @@ pub enum Preset {
     /// `active`, `enablesmtp`, the domain's `active` and `backupmx`.
     Iredmail,
     /// ISPConfig: `mail_user`, owner from `sys_group` and `client` (MariaDB); bare `$6$`;
-    /// `disablesmtp`.
+    /// `disablesmtp` and the `mail_domain`'s `active`.
     Ispconfig,
     /// Mail-in-a-Box: `users` in `mail/users.sqlite`; `{SHA512-CRYPT}`.
     Mailinabox,
@@ -109,9 +109,11 @@ impl Preset {
                 a = admin(" AND a.active = 1")
             ),
             Preset::Ispconfig => "SELECT u.email AS email, u.password AS password, \
-                 CASE WHEN u.disablesmtp = 'n' THEN 0 ELSE 1 END AS suspended, \
-                 c.username AS owner, NULLIF(c.email, '') AS contact \
-                 FROM mail_user u LEFT JOIN sys_group g ON g.groupid = u.sys_groupid \
+                 CASE WHEN u.disablesmtp = 'n' AND COALESCE(md.active, 'y') = 'y' THEN 0 ELSE 1 END \
+                 AS suspended, c.username AS owner, NULLIF(c.email, '') AS contact \
+                 FROM mail_user u LEFT JOIN mail_domain md \
+                 ON md.domain = SUBSTRING_INDEX(u.email, '@', -1) AND md.server_id = u.server_id \
+                 LEFT JOIN sys_group g ON g.groupid = u.sys_groupid \
                  LEFT JOIN client c ON c.client_id = g.client_id"
                 .into(),
             Preset::Mailinabox => "SELECT email AS email, password AS password, 0 AS suspended, \

@@ -1,0 +1,290 @@
+//! Real database servers for the tests, each in a temporary directory on a unix socket only (no
+//! TCP port), stopped on drop: PostgreSQL (`initdb`/`pg_ctl`; run as the `postgres` user when the
+//! tests run as root, since PostgreSQL refuses root) and MariaDB (`mariadb-install-db`/
+//! `mariadbd`). Each has an owner with full rights and a `vmail` login that may only read,
+//! whose password is in a 0600 file, as a mail stack's Dovecot would have.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn is_root() -> bool {
+    super::is_root()
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/test.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(path: &Path, what: &str, log: &Path) {
+    let t = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "{what} did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The password of the read-only `vmail` login, and the file breach-audit reads it from.
+pub const VMAIL_PASSWORD: &str = "Vm-ail:S3cret;pw";
+
+fn password_file(dir: &Path) -> PathBuf {
+    let p = dir.join("vmail.pw");
+    std::fs::write(&p, format!("{VMAIL_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+pub struct Postgres {
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub password_file: PathBuf,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .expect("PostgreSQL not found under /usr/lib/postgresql: install Debian's postgresql (scripts/test.sh does)");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The server's own directory: data, socket and log, owned by whoever runs it.
+        let base = dir.path().join("pg");
+        let (data, sock) = (base.join("data"), base.join("sock"));
+        std::fs::create_dir_all(&sock).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        if is_root() {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&base),
+                "chown",
+            );
+        }
+        let pg = Postgres {
+            password_file: password_file(dir.path()),
+            dir,
+            bin,
+        };
+        run(
+            &mut pg.cmd(
+                "initdb",
+                &[
+                    "-D",
+                    &data.display().to_string(),
+                    "-U",
+                    "owner",
+                    "--auth=trust",
+                    "--no-sync",
+                ],
+            ),
+            "initdb",
+        );
+        // Password logins for everyone but the owner, as on a mail server.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all owner trust\nlocal all all scram-sha-256\n",
+        )
+        .unwrap();
+        let log = base.join("log");
+        run(
+            &mut pg.cmd(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &data.display().to_string(),
+                    "-l",
+                    &log.display().to_string(),
+                    "-o",
+                    &format!("-h '' -k {} -F", sock.display()),
+                    "-w",
+                    "start",
+                ],
+            ),
+            "pg_ctl start",
+        );
+        wait_for(&sock.join(".s.PGSQL.5432"), "postgres", &log);
+        pg
+    }
+
+    fn cmd(&self, tool: &str, args: &[&str]) -> Command {
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            Command::new(self.bin.join(tool))
+        };
+        c.args(args).current_dir("/").stdin(Stdio::null());
+        c
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("pg/sock")
+    }
+
+    /// Run SQL as the owner in database `db`.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let mut c = Command::new(self.bin.join("psql"));
+        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket_dir())
+            .args(["-U", "owner", "-d", db, "-c", sql]);
+        run(&mut c, "psql")
+    }
+
+    /// A database `db` with `schema` loaded and `vmail` allowed to read it.
+    pub fn database(&self, db: &str, schema: &str) {
+        self.sql("postgres", &format!("CREATE DATABASE {db}"));
+        self.sql(db, schema);
+        self.sql(
+            db,
+            &format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vmail') THEN \
+                 CREATE ROLE vmail LOGIN PASSWORD '{VMAIL_PASSWORD}'; END IF; END $$; \
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO vmail;"
+            ),
+        );
+    }
+
+    /// The URL breach-audit is given (no password: it comes from the file).
+    pub fn url(&self, db: &str) -> String {
+        let sock: String = self.socket_dir().display().to_string().replace('/', "%2F");
+        format!("postgres://vmail@{sock}/{db}")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("pg/data").display().to_string();
+        let _ = self
+            .cmd("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+pub struct Mariadb {
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+    pub password_file: PathBuf,
+}
+
+impl Mariadb {
+    pub fn start() -> Mariadb {
+        assert!(
+            Path::new("/usr/sbin/mariadbd").exists(),
+            "mariadbd not found: install Debian's mariadb-server (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let user = if is_root() {
+            "root".to_string()
+        } else {
+            whoami()
+        };
+        run(
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", d.join("data").display()))
+                .arg(format!("--user={user}"))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"]),
+            "mariadb-install-db",
+        );
+        let log = d.join("error.log");
+        let child = Command::new("/usr/sbin/mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .arg(format!("--user={user}"))
+            .args(["--skip-networking", "--innodb-buffer-pool-size=16M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        wait_for(&d.join("sock"), "mariadbd", &log);
+        Mariadb {
+            password_file: password_file(d),
+            dir,
+            child,
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    /// Run SQL as root.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let t = std::time::Instant::now();
+        loop {
+            let out = Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.socket().display()))
+                .args(["-uroot", "-N", "-B", db, "-e", sql])
+                .output()
+                .expect("mariadb client");
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            // The socket appears a moment before the server accepts logins.
+            assert!(
+                err.contains("Can't connect") && t.elapsed().as_secs() < 20,
+                "mariadb: {err}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// A database `db` with `schema` loaded and `vmail` allowed to read it.
+    pub fn database(&self, db: &str, schema: &str) {
+        self.sql("mysql", &format!("CREATE DATABASE {db}"));
+        self.sql(db, schema);
+        self.sql(
+            "mysql",
+            &format!(
+                "CREATE USER IF NOT EXISTS 'vmail'@'localhost' IDENTIFIED BY '{VMAIL_PASSWORD}'; \
+                 GRANT SELECT ON {db}.* TO 'vmail'@'localhost';"
+            ),
+        );
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "mysql://vmail@localhost/{db}?socket={}",
+            self.socket().display()
+        )
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn whoami() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
