@@ -376,3 +376,130 @@ fn sqlite_mail_in_a_box_agrees_with_a_passwd_file() {
     // Read-only: the database file is byte for byte what it was.
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+/// What goes wrong at a database is exit 2 naming the source (without its password) and the
+/// cause; nothing is called clean.
+#[test]
+fn database_failures_are_errors_that_never_show_a_password() {
+    let pg = Postgres::start();
+    let db = Mariadb::start();
+    let w = Workdir::new();
+    index(&w, &["postfixadmin"]);
+    pg.database("postfixadmin", &schema("postfixadmin.pgsql"));
+    db.database("postfixadmin", &schema("postfixadmin.mysql"));
+    let pwf = pg.password_file.display().to_string();
+    let wrong = w.write("wrong.pw", "not-the-password\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = wrong.display().to_string();
+    let check = |url: &str, preset: &str, pw: &str| {
+        let r = w.run(&[
+            "check",
+            "--index",
+            "idx",
+            "--sql",
+            url,
+            "--sql-preset",
+            preset,
+            "--sql-password-file",
+            pw,
+        ]);
+        assert_eq!(r.code, 2, "{url}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains(common::db::VMAIL_PASSWORD),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("--sql"), "{}", r.stderr);
+        r.stderr
+    };
+    // Zero rows: fail closed.
+    for url in [pg.url("postfixadmin"), db.url("postfixadmin")] {
+        let e = check(&url, "postfixadmin", &pwf);
+        assert!(e.contains("the query returned no rows"), "{e}");
+    }
+    // A wrong password.
+    let e = check(&pg.url("postfixadmin"), "postfixadmin", &wrong);
+    assert!(e.contains("password authentication failed"), "{e}");
+    let e = check(&db.url("postfixadmin"), "postfixadmin", &wrong);
+    assert!(e.contains("Access denied"), "{e}");
+    // The wrong stack's tables.
+    let e = check(&pg.url("postfixadmin"), "modoboa", &pwf);
+    assert!(e.contains("does not exist"), "{e}");
+    let e = check(&db.url("postfixadmin"), "plesk", &pwf);
+    assert!(e.contains("doesn't exist"), "{e}");
+    // Nobody listening.
+    let e = check("postgres://vmail@%2Fnonexistent/x", "postfixadmin", &pwf);
+    assert!(e.contains("postgres://vmail@%2Fnonexistent/x"), "{e}");
+    let e = check(
+        "mysql://vmail@localhost/x?socket=/nonexistent.sock",
+        "postfixadmin",
+        &pwf,
+    );
+    assert!(e.contains("mysql://vmail@localhost/x?..."), "{e}");
+    // A password file others can read is refused before connecting.
+    std::fs::set_permissions(&pg.password_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = check(&pg.url("postfixadmin"), "postfixadmin", &pwf);
+    assert!(e.contains("chmod 600"), "{e}");
+    // A password in the URL itself is never shown either.
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--sql",
+        "postgres://vmail:Hunter2-in-url@%2Fnonexistent/x",
+        "--sql-preset",
+        "postfixadmin",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(!r.stderr.contains("Hunter2-in-url"), "{}", r.stderr);
+}
+
+/// `--domain` is pushed into the query, and a domain the database does not hold is an error.
+#[test]
+fn the_domain_filter_reaches_the_database() {
+    let pg = Postgres::start();
+    let w = Workdir::new();
+    index(&w, &["postfixadmin"]);
+    pg.database("postfixadmin", &schema("postfixadmin.pgsql"));
+    pg.sql("postfixadmin", &rows("postfixadmin").0);
+    // A second domain whose rows must not even be read.
+    pg.sql(
+        "postfixadmin",
+        "INSERT INTO domain (domain, description) VALUES ('elsewhere.example', ''); \
+         INSERT INTO mailbox (username, password, local_part, domain) \
+         VALUES ('x@elsewhere.example', 'junk-not-a-hash', 'x', 'elsewhere.example');",
+    );
+    pg.sql("postfixadmin", "ALTER SYSTEM SET log_statement = 'all'");
+    pg.sql("postfixadmin", "SELECT pg_reload_conf()");
+    let pwf = pg.password_file.display().to_string();
+    let url = pg.url("postfixadmin");
+    let base = [
+        "check",
+        "--index",
+        "idx",
+        "--sql",
+        &url,
+        "--sql-preset",
+        "postfixadmin",
+        "--sql-password-file",
+        &pwf,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--domain", "POSTFIXADMIN.example"]);
+    let r = w.run(&args);
+    let log = std::fs::read_to_string(pg.dir.path().join("pg/log")).unwrap();
+    assert_eq!(r.code, 1, "{}\n{log}", r.stderr);
+    assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+    assert!(!r.out().contains("elsewhere"), "{}", r.out());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("FROM mailbox m JOIN domain d") && l.contains(") q WHERE")),
+        "the filter is not in the query: {log}"
+    );
+    let mut args = base.to_vec();
+    args.extend(["--domain", "exmaple.org"]);
+    let r = w.run(&args);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("exmaple.org"), "{}", r.stderr);
+}

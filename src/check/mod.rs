@@ -277,6 +277,7 @@ fn source_must_hold_accounts(
     src: &AccountSource,
     stats: &ReadStats,
     max_rejected: f64,
+    filtered: &[String],
 ) -> Result<()> {
     let valid = stats.accounts + stats.skipped;
     let rows = valid + stats.rejected;
@@ -299,6 +300,15 @@ fn source_must_hold_accounts(
         match src {
             AccountSource::DirectAdmin(_) | AccountSource::Cpanel(_) => {
                 "no account read: the tree holds no domain with mail accounts (is it the server's root?)"
+                    .to_string()
+            }
+            // The domain filter is in the query: no row may mean no such domain here.
+            AccountSource::Sql(_) if !filtered.is_empty() => format!(
+                "no account read: the query returned no rows at {} (a typo, or a domain on another server?)",
+                filtered.join(", ")
+            ),
+            AccountSource::Sql(_) => {
+                "no account read: the query returned no rows (is it the stack's database, and does the login see its tables?)"
                     .to_string()
             }
             _ => "no account read: the file holds no rows".to_string(),
@@ -376,7 +386,7 @@ fn read_source(
         opts.max_file_bytes,
         warn,
     )?;
-    source_must_hold_accounts(src, &stats, opts.max_rejected)?;
+    source_must_hold_accounts(src, &stats, opts.max_rejected, opts.filter.domains())?;
     if stats.rejected > 0 {
         warn.warn(format!(
             "{}: rejected {} (not accounts); first: {}",

@@ -347,6 +347,19 @@ mod drivers {
 
     type OnRow<'a> = dyn FnMut(RawRow) -> crate::error::Result<()> + 'a;
 
+    /// An error and its causes ("db error: FATAL: password authentication failed ..."): the
+    /// drivers put the server's words in the source chain.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cur = c.source();
+        }
+        out
+    }
+
     pub(super) fn postgres(
         url: &str,
         password: Option<String>,
@@ -356,7 +369,7 @@ mod drivers {
     ) -> Result<(), Failed> {
         use postgres::fallible_iterator::FallibleIterator;
         use postgres::types::Type;
-        let d = |e: postgres::Error| Failed::Driver(e.to_string());
+        let d = |e: postgres::Error| Failed::Driver(chain(&e));
         let mut cfg: postgres::Config = url.parse().map_err(d)?;
         if let Some(p) = password {
             cfg.password(p);
