@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests start for real, then runs every
 # test. Tests that deliver notices start Postfix's smtp-sink on a loopback port; suspension tests
-# run postmap, Exim's lsearch and a Dovecot of their own (`doveadm auth test`). Debian's `postfix`
-# (no mail configuration: nothing is started or listening) and `dovecot-core` are installed here
-# non-interactively. Extra arguments go to `cargo test`.
+# run postmap, Exim's lsearch and a Dovecot of their own (`doveadm auth test`); the account-store
+# tests start PostgreSQL, MariaDB and OpenLDAP's slapd in temporary directories; the scheme sweep
+# uses mkpasswd (whois). Debian's packages are installed here non-interactively; their own
+# services are not started (postfix with no configuration, slapd unconfigured, and the tests'
+# servers listen on unix sockets or a loopback port only). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=
@@ -12,10 +14,15 @@ missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 command -v mkpasswd >/dev/null 2>&1 || missing+=(whois)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (for the tests' real mail servers)" >&2
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
