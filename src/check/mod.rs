@@ -303,10 +303,14 @@ fn source_must_hold_accounts(
                     .to_string()
             }
             // The domain filter is in the query: no row may mean no such domain here.
-            AccountSource::Sql(_) if !filtered.is_empty() => format!(
+            AccountSource::Sql(_) | AccountSource::Ldap(_) if !filtered.is_empty() => format!(
                 "no account read: the query returned no rows at {} (a typo, or a domain on another server?)",
                 filtered.join(", ")
             ),
+            AccountSource::Ldap(_) => {
+                "no account read: the search found no entry with a mail address and a password (is the base right, and may the bind DN read userPassword?)"
+                    .to_string()
+            }
             AccountSource::Sql(_) => {
                 "no account read: the query returned no rows (is it the stack's database, and does the login see its tables?)"
                     .to_string()

@@ -5,6 +5,7 @@ use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::report::Format;
 use breach_audit::scheme::CostLimits;
 use breach_audit::sources::accounts::AccountSource;
+use breach_audit::sources::accounts::ldap::LdapSource;
 use breach_audit::sources::accounts::sql::{Preset, SqlQuery, SqlSource};
 use breach_audit::verify::cache::VerifyPolicy;
 use clap::{Args, ValueEnum};
@@ -135,6 +136,65 @@ pub(crate) struct AccountArgs {
     pub(crate) accounts_csv: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) sql: SqlArgs,
+    #[command(flatten)]
+    pub(crate) ldap: LdapArgs,
+}
+
+/// One LDAP directory from the command line (several: `[[ldap]]` tables in the audit config).
+#[derive(Args, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LdapArgs {
+    /// An LDAP directory holding mailboxes (iRedMail, Zimbra, OpenLDAP): ldap://HOST[:PORT],
+    /// ldaps://HOST, or ldapi://PATH-ESCAPED-SOCKET; read with paged searches.
+    #[arg(long = "ldap", value_name = "URL", requires = "ldap_base")]
+    #[serde(rename = "url")]
+    pub(crate) ldap: Option<String>,
+    /// The base DN to search under (e.g. o=domains,dc=example,dc=com).
+    #[arg(long, value_name = "DN", requires = "ldap")]
+    #[serde(rename = "base")]
+    pub(crate) ldap_base: Option<String>,
+    /// The LDAP filter of mailbox entries (default: (&(mail=*)(userPassword=*))).
+    #[arg(long, value_name = "FILTER", requires = "ldap")]
+    #[serde(rename = "filter")]
+    pub(crate) ldap_filter: Option<String>,
+    /// Bind as this DN (default: anonymous), with the password of --ldap-password-file.
+    #[arg(long, value_name = "DN", requires = "ldap")]
+    #[serde(rename = "bind_dn")]
+    pub(crate) ldap_bind_dn: Option<String>,
+    /// A file only its owner can read (0600) whose first line is the bind password.
+    #[arg(long, value_name = "PATH", requires = "ldap_bind_dn")]
+    #[serde(rename = "password_file")]
+    pub(crate) ldap_password_file: Option<PathBuf>,
+    /// Upgrade an ldap:// connection with StartTLS.
+    #[arg(long, requires = "ldap")]
+    #[serde(default, rename = "starttls")]
+    pub(crate) ldap_starttls: bool,
+    /// The attribute holding the address (default mail).
+    #[arg(long, value_name = "ATTR", requires = "ldap")]
+    #[serde(rename = "mail_attr")]
+    pub(crate) ldap_mail_attr: Option<String>,
+    /// The attribute holding the password hash (default userPassword).
+    #[arg(long, value_name = "ATTR", requires = "ldap")]
+    #[serde(rename = "password_attr")]
+    pub(crate) ldap_password_attr: Option<String>,
+}
+
+impl LdapArgs {
+    pub(crate) fn into_source(self) -> Option<AccountSource> {
+        let url = self.ldap?;
+        let mut l = LdapSource::new(&url, self.ldap_base.as_deref().unwrap_or(""));
+        l.filter = self.ldap_filter;
+        l.bind_dn = self.ldap_bind_dn;
+        l.password_file = self.ldap_password_file;
+        l.starttls = self.ldap_starttls;
+        if let Some(a) = self.ldap_mail_attr {
+            l.mail_attr = a;
+        }
+        if let Some(a) = self.ldap_password_attr {
+            l.password_attr = a;
+        }
+        Some(AccountSource::Ldap(l))
+    }
 }
 
 /// One SQL store from the command line (several: `[[sql]]` tables in the audit config).
@@ -209,7 +269,11 @@ impl SqlArgs {
 impl AccountArgs {
     /// The sources, in a fixed order: trees first, then files, then databases (`more_sql`:
     /// the audit config's `[[sql]]` tables).
-    pub(crate) fn into_sources(self, more_sql: Vec<SqlArgs>) -> Result<Vec<AccountSource>> {
+    pub(crate) fn into_sources(
+        self,
+        more_sql: Vec<SqlArgs>,
+        more_ldap: Vec<LdapArgs>,
+    ) -> Result<Vec<AccountSource>> {
         let mut v: Vec<AccountSource> = self
             .directadmin
             .into_iter()
@@ -220,6 +284,9 @@ impl AccountArgs {
         v.extend(self.accounts_csv.into_iter().map(AccountSource::Csv));
         for s in std::iter::once(self.sql).chain(more_sql) {
             v.extend(s.into_source()?);
+        }
+        for l in std::iter::once(self.ldap).chain(more_ldap) {
+            v.extend(l.into_source());
         }
         Ok(v)
     }

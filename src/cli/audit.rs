@@ -85,6 +85,10 @@ pub(crate) struct AuditConfig {
     /// `[[sql]]` tables: url, preset or query, password_file, default_scheme, plesk_secret_key.
     #[serde(default)]
     sql: Vec<super::args::SqlArgs>,
+    /// `[[ldap]]` tables: url, base, filter, bind_dn, password_file, starttls, mail_attr,
+    /// password_attr.
+    #[serde(default)]
+    ldap: Vec<super::args::LdapArgs>,
     mem: Option<String>,
     tmp_dir: Option<PathBuf>,
     #[serde(default)]
@@ -249,8 +253,9 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         passwd_file: pick(a.accounts.passwd_file, cfg.passwd_file),
         accounts_csv: pick(a.accounts.accounts_csv, cfg.accounts_csv),
         sql: a.accounts.sql,
+        ldap: a.accounts.ldap,
     }
-    .into_sources(cfg.sql)?;
+    .into_sources(cfg.sql, cfg.ldap)?;
     let notify = if a.notify {
         Some(cfg.notify.clone().ok_or_else(|| {
             Error::Usage("audit --notify needs a [notify] section in --config".into())

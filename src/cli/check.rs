@@ -38,7 +38,7 @@ pub(crate) struct CheckArgs {
 
 pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     let start = std::time::Instant::now();
-    let sources = a.accounts.into_sources(Vec::new())?;
+    let sources = a.accounts.into_sources(Vec::new(), Vec::new())?;
     check_output(a.output.as_deref())?;
     let opts = check::CheckOptions {
         filter: DomainFilter::new(read_domains(

@@ -28,15 +28,18 @@ fn install_hook() {
 
 /// Run an fst read on the index file `path`; a panic inside becomes an index error.
 pub fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    guarded_as(f, || {
+        Error::damaged(path, "is damaged (its structure points outside the file)")
+    })
+}
+
+/// Run `f` (pure: it changes nothing an unwind could leave half-done); a panic inside becomes
+/// the error `on_panic` makes. Also for parsers of other crates that panic on bad input (an
+/// LDAP entry's BER).
+pub fn guarded_as<T>(f: impl FnOnce() -> Result<T>, on_panic: impl FnOnce() -> Error) -> Result<T> {
     install_hook();
     let was = GUARDED.with(|g| g.replace(true));
     let r = catch_unwind(AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(was));
-    match r {
-        Ok(r) => r,
-        Err(_) => Err(Error::damaged(
-            path,
-            "is damaged (its structure points outside the file)",
-        )),
-    }
+    r.unwrap_or_else(|_| Err(on_panic()))
 }

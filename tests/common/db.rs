@@ -288,3 +288,112 @@ fn whoami() -> String {
         .trim()
         .to_string()
 }
+
+/// OpenLDAP's slapd with a generated slapd.conf (mdb database under `dc=example,dc=com`, the
+/// schemas given), listening on a unix socket only (ldapi), the pw-sha2 module loaded so binds
+/// check {SSHA512}. `cn=admin` writes; `cn=vmail` (password [`VMAIL_PASSWORD`]) may read
+/// userPassword, as a mail server's bind DN.
+pub struct Slapd {
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+    pub password_file: PathBuf,
+}
+
+pub const LDAP_SUFFIX: &str = "dc=example,dc=com";
+
+impl Slapd {
+    pub fn start(schemas: &[&Path]) -> Slapd {
+        assert!(
+            Path::new("/usr/sbin/slapd").exists(),
+            "slapd not found: install Debian's slapd and ldap-utils (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("db")).unwrap();
+        let vmail_hash = run(
+            Command::new("/usr/sbin/slappasswd").args(["-h", "{SSHA}", "-s", VMAIL_PASSWORD]),
+            "slappasswd",
+        );
+        let mut conf: String = ["core", "cosine", "nis", "inetorgperson"]
+            .iter()
+            .map(|s| format!("include /etc/ldap/schema/{s}.schema\n"))
+            .collect();
+        for s in schemas {
+            conf += &format!("include {}\n", s.display());
+        }
+        conf += &format!(
+            "pidfile {d}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload pw-sha2\n\
+             database mdb\nmaxsize 104857600\nsuffix \"{LDAP_SUFFIX}\"\nrootdn \"cn=admin,{LDAP_SUFFIX}\"\n\
+             rootpw admin-secret\ndirectory {d}/db\n\
+             access to attrs=userPassword by dn.exact=\"cn=vmail,{LDAP_SUFFIX}\" read by anonymous auth by * none\n\
+             access to * by * read\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("slapd.conf"), conf).unwrap();
+        let sock = d.join("ldapi");
+        let child = Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!("ldapi://{}", enc(&sock)))
+            .args(["-d", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("log")).unwrap())
+            .spawn()
+            .expect("start slapd");
+        wait_for(&sock, "slapd", &d.join("log"));
+        let s = Slapd {
+            password_file: password_file(d),
+            dir,
+            child,
+        };
+        s.add(&format!(
+            "dn: {LDAP_SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n\
+             dn: cn=vmail,{LDAP_SUFFIX}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+             cn: vmail\nuserPassword: {}\n",
+            vmail_hash.trim()
+        ));
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldapi://{}", enc(&self.dir.path().join("ldapi")))
+    }
+
+    /// Add LDIF entries as cn=admin.
+    pub fn add(&self, ldif: &str) {
+        let path = self.dir.path().join("add.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        run(
+            Command::new("ldapadd")
+                .args(["-x", "-H", &self.url(), "-D"])
+                .arg(format!("cn=admin,{LDAP_SUFFIX}"))
+                .args(["-w", "admin-secret", "-f"])
+                .arg(&path),
+            "ldapadd",
+        );
+    }
+
+    /// Does a simple bind as `dn` with `password` succeed (slapd checks the stored hash)?
+    pub fn binds(&self, dn: &str, password: &str) -> bool {
+        Command::new("ldapwhoami")
+            .args(["-x", "-H", &self.url(), "-D", dn, "-w", password])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A socket path as an ldapi:// host.
+fn enc(p: &Path) -> String {
+    p.display().to_string().replace('/', "%2F")
+}

@@ -1,6 +1,6 @@
 //! The provider's accounts, one file per store: CSV exports ([`csv`]), Dovecot passwd-files
 //! ([`passwd_file`]), mail stacks' SQL databases ([`sql`], with Plesk's encryption in
-//! [`plesk`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
+//! [`plesk`]), LDAP directories ([`ldap`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
 //! trees (each pointed at its root; see ../shared/FORMATS.md for the layouts), whose files are
 //! opened under [`tree`]'s policy and share the helpers of [`server`]. The server readers attach
 //! the owning user and their contact address, and read only the files of the wanted domains. A
@@ -12,6 +12,7 @@
 pub mod cpanel;
 pub mod csv;
 pub mod directadmin;
+pub mod ldap;
 pub mod passwd_file;
 pub mod plesk;
 pub mod server;
@@ -50,6 +51,8 @@ pub enum AccountSource {
     Cpanel(PathBuf),
     /// A mail stack's SQL database (`--sql`).
     Sql(sql::SqlSource),
+    /// An LDAP directory (`--ldap`).
+    Ldap(ldap::LdapSource),
 }
 
 /// What reading one source found and rejected.
@@ -211,6 +214,7 @@ pub fn read(
             warn,
         ),
         AccountSource::Sql(s) => sql::read(s, domains, want, sink),
+        AccountSource::Ldap(l) => ldap::read(l, domains, want, sink),
     }?;
     sink.flush()?;
     Ok(stats)
@@ -225,6 +229,7 @@ impl AccountSource {
             AccountSource::DirectAdmin(_) => "--directadmin",
             AccountSource::Cpanel(_) => "--cpanel",
             AccountSource::Sql(_) => "--sql",
+            AccountSource::Ldap(_) => "--ldap",
         }
     }
 
@@ -236,6 +241,7 @@ impl AccountSource {
             | AccountSource::DirectAdmin(p)
             | AccountSource::Cpanel(p) => p.display().to_string(),
             AccountSource::Sql(s) => s.display(),
+            AccountSource::Ldap(l) => l.display(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! given as a Dovecot passwd-file; `suspended`, owner and contact come from the stack's columns.
 
 mod common;
-use common::db::{Mariadb, Postgres};
+use common::db::{LDAP_SUFFIX, Mariadb, Postgres, Slapd};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -71,6 +71,7 @@ fn hash(stack: &str, pw: &str, i: u8) -> String {
             &["pw", "-s", "SHA512-CRYPT", "-r", "70000", "-p", pw],
         ),
         "plesk" => plesk_encrypt(pw, i),
+        "ldap" => tool("doveadm", &["pw", "-s", "SSHA512", "-p", pw]),
         _ => unreachable!(),
     }
 }
@@ -84,8 +85,30 @@ fn domain(stack: &str, locked: bool) -> String {
     }
 }
 
+/// The accounts of `stack` as a Dovecot passwd-file (for LDAP, the userPassword values).
+fn passwd_twin(stack: &str) -> String {
+    HASHES.with(|h| {
+        h.borrow_mut()
+            .entry(stack.to_string())
+            .or_insert_with(|| rows_uncached(stack))
+            .1
+            .clone()
+    })
+}
+
+thread_local! {
+    /// Each stack's rows and passwd-file, made once per test (hashes are salted: the SQL rows and
+    /// the passwd-file must hold the very same ones).
+    static HASHES: std::cell::RefCell<BTreeMap<String, (String, String)>> = Default::default();
+}
+
 /// The rows of the accounts in `stack`'s tables, and the same accounts as a passwd-file.
 fn rows(stack: &str) -> (String, String) {
+    passwd_twin(stack);
+    HASHES.with(|h| h.borrow()[stack].clone())
+}
+
+fn rows_uncached(stack: &str) -> (String, String) {
     let d = domain(stack, false);
     let mut sql = match stack {
         "postfixadmin" => format!(
@@ -108,6 +131,12 @@ fn rows(stack: &str) -> (String, String) {
         "modoboa" => {
             format!("INSERT INTO admin_domain (id, name, enabled) VALUES (1, '{d}', TRUE);\n")
         }
+        "ldap" => format!(
+            "dn: o=domains,{LDAP_SUFFIX}\nobjectClass: organization\no: domains\n\n\
+             dn: domainName={d},o=domains,{LDAP_SUFFIX}\nobjectClass: mailDomain\ndomainName: {d}\n\
+             accountStatus: active\n\n\
+             dn: ou=Users,domainName={d},o=domains,{LDAP_SUFFIX}\nobjectClass: organizationalUnit\nou: Users\n\n"
+        ),
         "plesk" => format!(
             "INSERT INTO clients (id, login, email) VALUES (1, 'pleskcust', 'cust@isp.example');\n\
              INSERT INTO domains (id, name, cl_id, status) VALUES (1, '{d}', 1, 0), (2, '{}', 1, 16);\n",
@@ -156,6 +185,13 @@ fn rows(stack: &str) -> (String, String) {
                  INSERT INTO mail (mail_name, postbox, account_id, dom_id) VALUES ('{local}', 'true', {n}, {});\n",
                 if *locked { 2 } else { 1 }
             ),
+            // LDIF: iRedMail's layout, mail=ADDRESS,ou=Users,domainName=DOMAIN,o=domains.
+            "ldap" => format!(
+                "dn: mail={email},ou=Users,domainName={d},o=domains,{LDAP_SUFFIX}\n\
+                 objectClass: inetOrgPerson\nobjectClass: mailUser\nmail: {email}\nuid: {local}\n\
+                 cn: {local}\nsn: {local}\nuserPassword: {h}\naccountStatus: {}\n\n",
+                if *locked { "disabled" } else { "active" }
+            ),
             _ => unreachable!(),
         };
         // The passwd-file twin: the same hash (Plesk's decrypted password as {PLAIN}).
@@ -203,18 +239,17 @@ fn records(out: &str) -> BTreeMap<String, Value> {
 /// Check `stack` through `url` and through a passwd-file of the same accounts: same findings;
 /// the locked account suspended; owner and contact as the stack says.
 fn judge(w: &Workdir, stack: &str, url: &str, extra: &[&str], owner: (Option<&str>, Option<&str>)) {
-    let (_, passwd) = rows(stack);
+    let mut source = vec!["--sql", url, "--sql-preset", stack];
+    source.extend(extra);
+    judge_source(w, stack, &source, owner);
+}
+
+/// [`judge`] for any source given by its arguments; the accounts are [`rows`]`(stack)`'s.
+fn judge_source(w: &Workdir, stack: &str, source: &[&str], owner: (Option<&str>, Option<&str>)) {
+    let passwd = passwd_twin(stack);
     let pf = w.write(&format!("{stack}.passwd"), passwd);
-    let mut args = vec![
-        "check",
-        "--index",
-        "idx",
-        "--sql",
-        url,
-        "--sql-preset",
-        stack,
-    ];
-    args.extend(extra);
+    let mut args = vec!["check", "--index", "idx"];
+    args.extend(source);
     let r = w.run(&args);
     assert_eq!(r.code, 1, "{stack}: {}", r.stderr);
     assert!(
@@ -502,4 +537,85 @@ fn the_domain_filter_reaches_the_database() {
     let r = w.run(&args);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("exmaple.org"), "{}", r.stderr);
+}
+
+/// iRedMail's LDAP backend in a real slapd with iRedMail's own schema: the same verdicts as the
+/// passwd-file, `accountStatus: disabled` suspended, read with a bind DN that may read
+/// userPassword; slapd itself confirms the stored hashes are the accounts' passwords.
+#[test]
+fn ldap_iredmail_agrees_with_a_passwd_file() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stores/iredmail.schema");
+    let ldap = Slapd::start(&[&schema]);
+    let w = Workdir::new();
+    index(&w, &["ldap"]);
+    ldap.add(&rows("ldap").0);
+    // slapd (pw-sha2) binds with the passwords doveadm hashed: the fixture is what it claims.
+    let leaked_dn = format!(
+        "mail=leaked@ldap.example,ou=Users,domainName=ldap.example,o=domains,{LDAP_SUFFIX}"
+    );
+    assert!(ldap.binds(&leaked_dn, "Winter2025!"));
+    assert!(!ldap.binds(&leaked_dn, "Winter2025"));
+    let url = ldap.url();
+    let base = format!("o=domains,{LDAP_SUFFIX}");
+    let bind = format!("cn=vmail,{LDAP_SUFFIX}");
+    let pwf = ldap.password_file.display().to_string();
+    let source = [
+        "--ldap",
+        &url,
+        "--ldap-base",
+        &base,
+        "--ldap-bind-dn",
+        &bind,
+        "--ldap-password-file",
+        &pwf,
+    ];
+    judge_source(&w, "ldap", &source, (None, None));
+    // Anonymous binds may not read userPassword: nothing to judge is an error, not "clean".
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--ldap",
+        &url,
+        "--ldap-base",
+        &base,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no entry with a mail address and a password"),
+        "{}",
+        r.stderr
+    );
+    // A wrong bind password.
+    let wrong = w.write("wrong.pw", "nope\n");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--ldap",
+        &url,
+        "--ldap-base",
+        &base,
+        "--ldap-bind-dn",
+        &bind,
+        "--ldap-password-file",
+        &wrong.display().to_string(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("invalidCredentials") || r.stderr.contains("rc=49"),
+        "{}",
+        r.stderr
+    );
+    // --domain becomes part of the LDAP filter.
+    let mut args = vec!["check", "--index", "idx"];
+    args.extend(source);
+    args.extend(["--domain", "elsewhere.example"]);
+    let r = w.run(&args);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("elsewhere.example"), "{}", r.stderr);
 }
