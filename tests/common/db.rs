@@ -197,6 +197,9 @@ impl Mariadb {
         } else {
             whoami()
         };
+        // Two bootstraps at once fail now and then ("Installation of system tables failed"):
+        // the tests' installs take turns.
+        let _turn = InstallLock::take();
         run(
             Command::new("mariadb-install-db")
                 .arg("--no-defaults")
@@ -279,6 +282,20 @@ impl Drop for Mariadb {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An exclusive flock held while alive.
+struct InstallLock(std::fs::File);
+
+impl InstallLock {
+    fn take() -> InstallLock {
+        use std::os::unix::io::AsRawFd;
+        let f = std::fs::File::create(std::env::temp_dir().join("breach-audit-test-mariadb.lock"))
+            .unwrap();
+        // SAFETY: flock on a file descriptor we own.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        InstallLock(f)
     }
 }
 
