@@ -245,4 +245,5 @@ Reproduce: \`scripts/bench.sh $N $A $C\` (work files in \`bench-work/\`, removed
 MD
 echo "wrote BENCHMARKS.md" >&2
 BENCH_DIR="$work" bash scripts/bench-notify.sh
+BENCH_DIR="$work" bash scripts/bench-sql.sh
 [ "${KEEP:-0}" = 1 ] || rm -rf "$work"

@@ -80,33 +80,39 @@ impl Preset {
                     .join(" or ")
             )));
         }
-        // The lowest domain admin (or a superadmin, domain 'ALL') as owner and contact.
-        let admin = |extra: &str| {
+        // The lowest domain admin (or else a superadmin, domain 'ALL') as owner and contact,
+        // joined once per domain (a subquery per row would scan domain_admins per mailbox:
+        // 1M mailboxes of 5000 domains took 560 s that way).
+        let admins = |active: &str| {
             format!(
-                "(SELECT MIN(a.username) FROM domain_admins a WHERE (a.domain = m.domain OR a.domain = 'ALL'){extra})"
+                "LEFT JOIN (SELECT domain, MIN(username) AS admin FROM domain_admins \
+                 WHERE {active} GROUP BY domain) da ON da.domain = m.domain \
+                 LEFT JOIN (SELECT MIN(username) AS admin FROM domain_admins \
+                 WHERE domain = 'ALL' AND {active}) sa ON 1 = 1"
             )
         };
+        let admin = "COALESCE(da.admin, sa.admin)";
         Ok(match self {
             Preset::Postfixadmin => format!(
                 "SELECT m.username AS email, m.password AS password, \
                  CASE WHEN m.active AND m.smtp_active AND d.active THEN 0 ELSE 1 END AS suspended, \
-                 {a} AS owner, {a} AS contact \
-                 FROM mailbox m JOIN domain d ON d.domain = m.domain",
-                a = admin("")
+                 {admin} AS owner, {admin} AS contact \
+                 FROM mailbox m JOIN domain d ON d.domain = m.domain {}",
+                admins("active")
             ),
             Preset::Mailcow => format!(
                 "SELECT m.username AS email, m.password AS password, \
                  CASE WHEN m.active = 1 AND d.active = 1 THEN 0 ELSE 1 END AS suspended, \
-                 {a} AS owner, NULL AS contact \
-                 FROM mailbox m JOIN domain d ON d.domain = m.domain",
-                a = admin(" AND a.active = 1")
+                 {admin} AS owner, NULL AS contact \
+                 FROM mailbox m JOIN domain d ON d.domain = m.domain {}",
+                admins("active = 1")
             ),
             Preset::Iredmail => format!(
                 "SELECT m.username AS email, m.password AS password, \
                  CASE WHEN m.active = 1 AND m.enablesmtp = 1 AND d.active = 1 AND d.backupmx = 0 \
-                 THEN 0 ELSE 1 END AS suspended, {a} AS owner, {a} AS contact \
-                 FROM mailbox m JOIN domain d ON d.domain = m.domain",
-                a = admin(" AND a.active = 1")
+                 THEN 0 ELSE 1 END AS suspended, {admin} AS owner, {admin} AS contact \
+                 FROM mailbox m JOIN domain d ON d.domain = m.domain {}",
+                admins("active = 1")
             ),
             Preset::Ispconfig => "SELECT u.email AS email, u.password AS password, \
                  CASE WHEN u.disablesmtp = 'n' AND COALESCE(md.active, 'y') = 'y' THEN 0 ELSE 1 END \
