@@ -349,6 +349,33 @@ fn postgresql_presets_agree_with_a_passwd_file() {
             owner,
         );
     }
+    // The credentials Dovecot itself uses: its dovecot-sql.conf.ext (0640, as Debian ships it).
+    let conf = w.write(
+        "dovecot-sql.conf.ext",
+        format!(
+            "# Postfixadmin's DOCUMENTS/DOVECOT.txt\ndriver = pgsql\nconnect = host={} dbname=postfixadmin \\\n  user=vmail password='{}'\ndefault_pass_scheme = MD5-CRYPT\npassword_query = SELECT username AS user,password FROM mailbox WHERE username = '%u' AND active='1'\n",
+            pg.socket_dir().display(),
+            common::db::VMAIL_PASSWORD
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let url = format!("dovecot:{}", conf.display());
+    let admin = Some("admin@postfixadmin.example");
+    judge(&w, "postfixadmin", &url, &[], (admin, admin));
+    // A world-readable one is refused: it holds the database password.
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--sql",
+        &url,
+        "--sql-preset",
+        "postfixadmin",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("readable by everyone"), "{}", r.stderr);
 }
 
 #[test]
@@ -618,4 +645,70 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
     let r = w.run(&args);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("elsewhere.example"), "{}", r.stderr);
+}
+
+/// `audit` reads a Plesk database from its config's `[[sql]]` table; the passwords it decrypts
+/// are judged (a canary among them) and appear in no output, state, cache or message.
+#[test]
+fn plesk_passwords_never_leave_the_process_and_audit_reads_sql_from_its_config() {
+    let db = Mariadb::start();
+    let w = Workdir::new();
+    index(&w, &["plesk"]);
+    db.database("psa", &schema("plesk.mysql"));
+    db.sql("psa", &rows("plesk").0);
+    const CANARY: &str = "Canary-Plesk-7f3e91";
+    db.sql(
+        "psa",
+        &format!(
+            "INSERT INTO accounts (id, type, password) VALUES (99, 'plain', '{}'); \
+             INSERT INTO mail (mail_name, postbox, account_id, dom_id) VALUES ('canary', 'true', 99, 1);",
+            plesk_encrypt(CANARY, 99)
+        ),
+    );
+    let key = w.write("secret_key", PLESK_KEY);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\ncombolist = [\"combo.txt\"]\n\n\
+             [[sql]]\nurl = \"{}\"\npreset = \"plesk\"\npassword_file = \"{}\"\nplesk_secret_key = \"secret_key\"\n",
+            db.url("psa"),
+            db.password_file.display()
+        ),
+    );
+    // From another directory: the config's relative paths (the key file) are relative to it.
+    let mut cmd = w.cmd();
+    cmd.current_dir("/")
+        .arg("audit")
+        .arg("--config")
+        .arg(w.path("audit.toml"));
+    let r: Run = cmd.output().unwrap().into();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let at_risk = std::fs::read_to_string(w.path("out/at-risk.jsonl")).unwrap();
+    assert!(at_risk.contains("leaked@plesk.example"), "{at_risk}");
+    assert!(r.stderr.contains("5 accounts audited"), "{}", r.stderr);
+    // The canary was judged (5 accounts), and is nowhere: outputs, state, cache, messages.
+    assert!(!r.stderr.contains(CANARY) && !r.out().contains(CANARY));
+    for entry in walk(w.dir.path()) {
+        let data = std::fs::read(&entry).unwrap();
+        assert!(
+            !data.windows(CANARY.len()).any(|x| x == CANARY.as_bytes()),
+            "{} holds a decrypted Plesk password",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    out
 }

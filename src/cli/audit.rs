@@ -131,6 +131,29 @@ impl AuditConfig {
         {
             rebase(p);
         }
+        for sql in &mut c.sql {
+            for p in [&mut sql.sql_password_file, &mut sql.plesk_secret_key]
+                .into_iter()
+                .flatten()
+            {
+                rebase(p);
+            }
+            // sqlite:PATH and dovecot:PATH name files too.
+            if let Some(url) = &mut sql.sql {
+                for scheme in ["sqlite:", "dovecot:"] {
+                    if let Some(path) = url.strip_prefix(scheme).map(PathBuf::from) {
+                        let mut path = path;
+                        rebase(&mut path);
+                        *url = format!("{scheme}{}", path.display());
+                    }
+                }
+            }
+        }
+        for ldap in &mut c.ldap {
+            if let Some(p) = &mut ldap.ldap_password_file {
+                rebase(p);
+            }
+        }
         for list in [
             &mut c.hibp,
             &mut c.combolist,
