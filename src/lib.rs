@@ -17,6 +17,7 @@ pub mod error;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;
+mod guard;
 mod hashes;
 pub mod index;
 mod input;

@@ -184,7 +184,7 @@ impl EmailMap {
         // SAFETY: index files are never modified in place (see fsutil::map_file).
         let m = unsafe { crate::fsutil::map_file(&f, &fst_path) }?;
         let _ = m.advise(memmap2::Advice::Random);
-        let fst = super::guard::guarded(&fst_path, || {
+        let fst = crate::guard::guarded(&fst_path, || {
             fst::Map::new(m).map_err(|e| Error::damaged(&fst_path, e.to_string()))
         })?;
         let leaks_path = dir.join(LEAKS_FILE);
@@ -248,7 +248,7 @@ impl EmailMap {
 
     /// The count for an address, if it is in a combolist.
     pub fn count(&self, addr: &str) -> Result<Option<u64>> {
-        super::guard::guarded(&self.dir, || self.count_unguarded(addr))
+        crate::guard::guarded(&self.dir, || self.count_unguarded(addr))
     }
 
     fn count_unguarded(&self, addr: &str) -> Result<Option<u64>> {
@@ -272,7 +272,7 @@ impl EmailMap {
 
     /// The stored record of an address (its leaked values), if it is in a combolist.
     pub fn record(&self, addr: &str) -> Result<Option<LeakRecord>> {
-        super::guard::guarded(&self.dir, || self.record_unguarded(addr))
+        crate::guard::guarded(&self.dir, || self.record_unguarded(addr))
     }
 
     fn record_unguarded(&self, addr: &str) -> Result<Option<LeakRecord>> {
@@ -326,7 +326,7 @@ impl EmailMap {
 
     /// Every (address, count) at a domain (or below it), in key order.
     pub fn domain(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
-        super::guard::guarded(&self.dir, || self.domain_unguarded(domain, subdomains))
+        crate::guard::guarded(&self.dir, || self.domain_unguarded(domain, subdomains))
     }
 
     fn domain_unguarded(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
@@ -350,7 +350,7 @@ impl EmailMap {
 
     /// Check every byte of both files.
     pub fn verify(&self) -> Result<()> {
-        super::guard::guarded(&self.dir, || self.verify_unguarded())
+        crate::guard::guarded(&self.dir, || self.verify_unguarded())
     }
 
     fn verify_unguarded(&self) -> Result<()> {

@@ -226,7 +226,7 @@ impl MapFile {
         shard: usize,
         f: impl FnMut(u64, u64) -> Result<()>,
     ) -> Result<()> {
-        super::guard::guarded(&self.path, || self.for_each_in_shard_unguarded(shard, f))
+        crate::guard::guarded(&self.path, || self.for_each_in_shard_unguarded(shard, f))
     }
 
     fn for_each_in_shard_unguarded(
@@ -256,7 +256,7 @@ impl MapFile {
 
     /// Check every byte: the file CRC, each shard's fst checksum, and the key count.
     pub fn verify(&self) -> Result<()> {
-        super::guard::guarded(&self.path, || self.verify_unguarded())
+        crate::guard::guarded(&self.path, || self.verify_unguarded())
     }
 
     fn verify_unguarded(&self) -> Result<()> {

@@ -12,7 +12,6 @@ pub mod build;
 mod combo;
 pub mod emails;
 pub mod fst;
-pub mod guard;
 mod ingest;
 pub mod keys;
 pub mod manifest;

@@ -1,6 +1,6 @@
 //! Stored password hashes as mail servers keep them, classified by what breach-audit can do with
-//! them: Dovecot's `{SCHEME}` prefixes with their encodings ([`dovecot`]), bare crypt(3) strings
-//! ([`crypt`]), and the bare 40/32-hex SHA-1/NTLM of a CSV export.
+//! them: Dovecot's `{SCHEME}` prefixes with their encodings (`dovecot.rs`), bare crypt(3) strings
+//! (`crypt.rs`), and the bare 40/32-hex SHA-1/NTLM of a CSV export.
 //!
 //! - *Comparable* hashes (unsalted SHA-1, NTLM, plaintext) are looked up in the password maps.
 //! - *Salted* hashes (crypt family, salted SHA, argon2, SCRAM, CRAM-MD5, ...) can only be tested

@@ -3,8 +3,8 @@
 //! and (with Streebog from `streebog`) GOST yescrypt with `yescrypt`, `$7$` with `scrypt`, Argon2
 //! with `argon2`, PBKDF2 and SCRAM with `pbkdf2`/`hmac`, Dovecot's plain and salted digests with
 //! RustCrypto digests; hand-written where no crate has the format: Apache's `$apr1$` and Sun MD5
-//! ([`md5crypt`]), Dovecot's CRAM-MD5 context, DIGEST-MD5, PLAIN-TRUNC and OTP ([`dovecot`]), the
-//! `$7$`/`$gy$` string forms ([`xcrypt`]). Comparisons of digests are constant-time.
+//! (`md5crypt.rs`), Dovecot's CRAM-MD5 context, DIGEST-MD5, PLAIN-TRUNC and OTP (`dovecot.rs`), the
+//! `$7$`/`$gy$` string forms (`xcrypt.rs`). Comparisons of digests are constant-time.
 //!
 //! Cost: nothing here checks a hash's parameters; callers bound them first with
 //! [`crate::scheme::CostLimits`] (the check does, through [`cache::Verifier`]).

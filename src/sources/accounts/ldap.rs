@@ -112,7 +112,7 @@ pub fn read(
     while let Some(entry) = search.next().map_err(fail)? {
         n += 1;
         crate::fsutil::check_interrupted()?;
-        let entry = crate::index::guard::guarded_as(
+        let entry = crate::guard::guarded_as(
             || Ok(SearchEntry::construct(entry)),
             || {
                 Error::Usage(format!(

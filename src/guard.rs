@@ -1,4 +1,4 @@
-//! Reading a damaged fst must be an error, never a crash. `fst` trusts its bytes: a corrupt node
+//! Panics of other crates on bad input become errors. Reading a damaged fst must be an error, never a crash. `fst` trusts its bytes: a corrupt node
 //! address makes it index out of bounds and panic (found by fuzzing `index_open`). Every fst read
 //! therefore runs under [`guarded`], which turns such a panic into "damaged; rebuild the index".
 //! The reads are pure (immutable, memory-mapped data), so nothing is left half-updated by the
