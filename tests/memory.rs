@@ -5,15 +5,6 @@ mod common;
 use common::*;
 use std::io::Write;
 
-fn children_max_rss_kb() -> i64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru.ru_maxrss
-    }
-}
-
 #[test]
 fn combolist_larger_than_mem_builds_in_bounded_memory() {
     let w = Workdir::new();

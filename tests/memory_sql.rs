@@ -6,15 +6,6 @@ mod common;
 use common::db::Postgres;
 use common::*;
 
-fn children_max_rss_kb() -> i64 {
-    // SAFETY: getrusage only writes the struct we pass.
-    unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru.ru_maxrss
-    }
-}
-
 #[test]
 fn a_million_mailboxes_stream_from_postgresql_in_bounded_memory() {
     let pg = Postgres::start();

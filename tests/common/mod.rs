@@ -198,3 +198,13 @@ pub const SAMPLE_CRITICAL: [&str; 7] = [
     "uni@example.com",
     "writer@blog.example",
 ];
+
+/// The peak RSS (KB) of this test binary's waited-for children so far.
+pub fn children_max_rss_kb() -> i64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru.ru_maxrss
+    }
+}
