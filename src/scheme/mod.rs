@@ -84,12 +84,20 @@ impl Stored {
 
     /// Unverifiable with reason "cost over limit" when its parameters are over `limits`.
     pub fn within(self, limits: &CostLimits) -> Stored {
-        match &self {
-            Stored::Salted { scheme, check } if !limits.allows(check) => Stored::Unverifiable {
-                scheme: scheme.clone(),
-                reason: Reason::CostOverLimit,
-            },
-            _ => self,
+        self.over_limits(limits).unwrap_or(self)
+    }
+
+    /// The unverifiable stand-in of a salted hash whose parameters are over `limits`; `None` when
+    /// it may be run (or is not salted).
+    pub fn over_limits(&self, limits: &CostLimits) -> Option<Stored> {
+        match self {
+            Stored::Salted { scheme, check } if !limits.allows(check) => {
+                Some(Stored::Unverifiable {
+                    scheme: scheme.clone(),
+                    reason: Reason::CostOverLimit,
+                })
+            }
+            _ => None,
         }
     }
 }

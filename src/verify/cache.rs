@@ -108,13 +108,7 @@ impl Verifier {
     /// The stored hash as this run treats it: unverifiable ("cost over limit") when its own
     /// parameters are over the limits.
     pub fn admit(&self, stored: &Stored) -> Option<Stored> {
-        match stored {
-            Stored::Salted { .. } => {
-                let s = stored.clone().within(&self.policy.limits);
-                (s != *stored).then_some(s)
-            }
-            _ => None,
-        }
+        stored.over_limits(&self.policy.limits)
     }
 
     /// Does `password` match `stored` for the account `address`? Slow schemes are answered from
