@@ -712,3 +712,30 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A custom query that forgot to name its columns (the usual first try) is an error naming the
+/// columns it does yield, not 4 rejected rows.
+#[test]
+fn a_custom_query_without_email_and_password_columns_says_which_it_has() {
+    let w = Workdir::new();
+    index(&w, &["mailinabox"]);
+    let path = w.path("users.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&schema("mailinabox.sqlite")).unwrap();
+    conn.execute_batch(&rows("mailinabox").0).unwrap();
+    drop(conn);
+    let url = format!("sqlite:{}", path.display());
+    let check = |q: &str| w.run(&["check", "--index", "idx", "--sql", &url, "--sql-query", q]);
+    let r = check("SELECT email AS address, password AS hash FROM users");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("columns named email and password")
+            && r.stderr.contains("it yields: address, hash"),
+        "{}",
+        r.stderr
+    );
+    // Named as asked (any case), it reads all four.
+    let r = check("SELECT email AS EMAIL, password AS Password FROM users");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+}

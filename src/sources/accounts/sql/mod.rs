@@ -12,7 +12,7 @@
 pub mod dovecot_conf;
 pub mod presets;
 
-use super::{Account, Owner, ReadStats, Sink, Want};
+use super::{Account, ReadStats, Sink, Want};
 use crate::email;
 use crate::error::{Error, Result};
 use crate::scheme::{self, Bare, Stored};
@@ -138,24 +138,27 @@ impl SqlSource {
     }
 }
 
-/// `scheme://user:password@host/...` without the password.
+/// `scheme://user:password@host/...?params` without the password (and without the query
+/// string, which may carry one).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (a, h),
-        None => return url.to_string(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?..."),
+        None => (rest, ""),
     };
-    let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-    let host = host
-        .split_once('?')
-        .map_or(host.to_string(), |(h, _)| format!("{h}?..."));
-    format!("{scheme}://{user}@{host}")
+    let rest = match rest.rsplit_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            format!("{user}@{host}")
+        }
+        None => rest.to_string(),
+    };
+    format!("{scheme}://{rest}{query}")
 }
 
 /// One row as the drivers give it.
-#[derive(Default)]
 pub(crate) struct RawRow {
     pub email: Option<Vec<u8>>,
     pub password: Option<Vec<u8>>,
@@ -206,15 +209,46 @@ impl Cell {
     }
 }
 
-impl RawRow {
-    /// Build a row from cells by column name; `None` for a column the query lacks.
-    pub(crate) fn from_cells(mut cell: impl FnMut(&str) -> Option<Cell>) -> RawRow {
+/// Where the columns breach-audit reads stand in a result, resolved once per query.
+#[derive(Clone, Copy)]
+pub(crate) struct Columns {
+    email: usize,
+    password: usize,
+    suspended: Option<usize>,
+    owner: Option<usize>,
+    contact: Option<usize>,
+}
+
+impl Columns {
+    /// Find the columns by name; a query without `email` or `password` is an error naming the
+    /// columns it does yield (a custom query that forgot `AS email`, say).
+    pub(crate) fn find<'a>(
+        names: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Columns, String> {
+        let at = |want: &str| names.clone().position(|n| n.eq_ignore_ascii_case(want));
+        match (at("email"), at("password")) {
+            (Some(email), Some(password)) => Ok(Columns {
+                email,
+                password,
+                suspended: at("suspended"),
+                owner: at("owner"),
+                contact: at("contact"),
+            }),
+            _ => Err(format!(
+                "the query must yield columns named email and password (use AS); it yields: {}",
+                names.collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// A row from its cells (`cell(i)` reads column `i`).
+    pub(crate) fn row(&self, mut cell: impl FnMut(usize) -> Cell) -> RawRow {
         RawRow {
-            email: cell("email").and_then(Cell::bytes),
-            password: cell("password").and_then(Cell::bytes),
-            suspended: cell("suspended").and_then(Cell::flag),
-            owner: cell("owner").and_then(Cell::text),
-            contact: cell("contact").and_then(Cell::text),
+            email: cell(self.email).bytes(),
+            password: cell(self.password).bytes(),
+            suspended: self.suspended.and_then(|i| cell(i).flag()),
+            owner: self.owner.and_then(|i| cell(i).text()),
+            contact: self.contact.and_then(|i| cell(i).text()),
         }
     }
 }
@@ -228,30 +262,23 @@ pub fn read(
 ) -> Result<ReadStats> {
     let dialect = src.dialect()?;
     let sql = src.sql(dialect, domains)?;
-    let plesk = src
-        .plesk_key
-        .as_deref()
-        .map(super::plesk::SecretKey::read)
-        .transpose()?;
-    let display = src.display();
+    let rows = Rows {
+        src,
+        plesk: src
+            .plesk_key
+            .as_deref()
+            .map(super::plesk::SecretKey::read)
+            .transpose()?,
+        display: src.display(),
+    };
     let mut out = ReadStats::default();
     let mut row_no = 0u64;
     let mut on_row = |r: RawRow| -> Result<()> {
         row_no += 1;
         crate::fsutil::check_interrupted()?;
-        emit_row(
-            src,
-            plesk.as_ref(),
-            &display,
-            row_no,
-            r,
-            want,
-            &mut out,
-            sink,
-        )
+        rows.emit(row_no, r, want, &mut out, sink)
     };
     let password = src.password()?;
-    let fail = |e: String| Error::Usage(format!("--sql {display}: {e}"));
     match dialect {
         Dialect::Postgres => drivers::postgres(&src.url, password, &sql, domains, &mut on_row),
         Dialect::Mysql => drivers::mysql(&src.url, password, &sql, domains, &mut on_row),
@@ -259,51 +286,52 @@ pub fn read(
     }
     .map_err(|e| match e {
         drivers::Failed::Ours(e) => e,
-        drivers::Failed::Driver(msg) => fail(msg),
+        drivers::Failed::Driver(msg) => Error::Usage(format!("--sql {}: {msg}", rows.display)),
     })?;
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn emit_row(
-    src: &SqlSource,
-    plesk: Option<&super::plesk::SecretKey>,
-    display: &str,
-    row_no: u64,
-    r: RawRow,
-    want: &Want,
-    out: &mut ReadStats,
-    sink: &mut Sink,
-) -> Result<()> {
-    let at = Path::new(display);
-    let (Some(email), Some(password)) = (r.email, r.password) else {
-        out.reject(at, row_no, "no email or no password (NULL)");
-        return Ok(());
-    };
-    let email = match email::normalize(&email) {
-        Ok(e) => e,
-        Err(why) => {
-            out.reject(at, row_no, why);
+/// What every row of one store is read with.
+struct Rows<'a> {
+    src: &'a SqlSource,
+    plesk: Option<super::plesk::SecretKey>,
+    display: String,
+}
+
+impl Rows<'_> {
+    fn emit(
+        &self,
+        row_no: u64,
+        r: RawRow,
+        want: &Want,
+        out: &mut ReadStats,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        let at = Path::new(&self.display);
+        let (Some(email), Some(password)) = (r.email, r.password) else {
+            out.reject(at, row_no, "no email or no password (NULL)");
+            return Ok(());
+        };
+        let email = match email::normalize(&email) {
+            Ok(e) => e,
+            Err(why) => {
+                out.reject(at, row_no, why);
+                return Ok(());
+            }
+        };
+        if !want(email.domain()) {
+            out.skipped += 1;
             return Ok(());
         }
-    };
-    if !want(email.domain()) {
-        out.skipped += 1;
-        return Ok(());
+        out.accounts += 1;
+        sink.account(Account {
+            email,
+            stored: stored(self.src, self.plesk.as_ref(), &password),
+            owner: r.owner,
+            contact: r.contact,
+            suspended: r.suspended.unwrap_or(false),
+        })
     }
-    let stored = stored(src, plesk, &password);
-    let owner = Owner {
-        name: r.owner,
-        contact: r.contact,
-    };
-    out.accounts += 1;
-    sink.account(Account {
-        email,
-        stored,
-        owner: owner.name,
-        contact: owner.contact,
-        suspended: r.suspended.unwrap_or(false),
-    })
 }
 
 /// The stored password as Dovecot would read it with `default_pass_scheme`, Plesk's encrypted
@@ -336,7 +364,7 @@ fn stored(src: &SqlSource, plesk: Option<&super::plesk::SecretKey>, password: &[
 mod drivers {
     //! The three drivers, each streaming rows into a callback inside a read-only transaction.
 
-    use super::{Cell, RawRow};
+    use super::{Cell, Columns, RawRow};
 
     pub(super) enum Failed {
         /// The driver's error text (it never contains the password).
@@ -380,12 +408,14 @@ mod drivers {
             .read_only(true)
             .start()
             .map_err(d)?;
-        let mut rows = tx.query_raw(sql, params.iter()).map_err(d)?;
+        let stmt = tx.prepare(sql).map_err(d)?;
+        let cols =
+            Columns::find(stmt.columns().iter().map(|c| c.name())).map_err(Failed::Driver)?;
+        let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+        let mut rows = tx.query_raw(&stmt, params.iter()).map_err(d)?;
         while let Some(row) = rows.next().map_err(d)? {
-            let cell = |name: &str| -> Option<Cell> {
-                let i = row.columns().iter().position(|c| c.name() == name)?;
-                let ty = row.columns()[i].type_().clone();
-                Some(match ty {
+            let cell = |i: usize| -> Cell {
+                match types[i] {
                     Type::BOOL => row.get::<_, Option<bool>>(i).map_or(Cell::Null, Cell::Bool),
                     Type::INT2 => row
                         .get::<_, Option<i16>>(i)
@@ -401,9 +431,9 @@ mod drivers {
                         Ok(v) => v.map_or(Cell::Null, |s| Cell::Bytes(s.into_bytes())),
                         Err(_) => Cell::Null,
                     },
-                })
+                }
             };
-            on_row(RawRow::from_cells(cell)).map_err(Failed::Ours)?;
+            on_row(cols.row(cell)).map_err(Failed::Ours)?;
         }
         drop(rows);
         tx.rollback().map_err(d)
@@ -436,23 +466,23 @@ mod drivers {
             mysql::Params::Positional(params)
         };
         {
-            let result = conn.exec_iter(sql, params).map_err(d)?;
-            for row in result {
+            let mut result = conn.exec_iter(sql, params).map_err(d)?;
+            let names: Vec<String> = (result.columns().as_ref().iter())
+                .map(|c| c.name_str().into_owned())
+                .collect();
+            let cols = Columns::find(names.iter().map(String::as_str)).map_err(Failed::Driver)?;
+            for row in result.by_ref() {
                 let row = row.map_err(d)?;
-                let cell = |name: &str| -> Option<Cell> {
-                    let i = row
-                        .columns_ref()
-                        .iter()
-                        .position(|c| c.name_str() == name)?;
-                    Some(match row.as_ref(i)? {
-                        mysql::Value::NULL => Cell::Null,
-                        mysql::Value::Bytes(b) => Cell::Bytes(b.clone()),
-                        mysql::Value::Int(v) => Cell::Int(*v),
-                        mysql::Value::UInt(v) => Cell::Int(*v as i64),
-                        other => Cell::Bytes(other.as_sql(true).into_bytes()),
-                    })
+                let cell = |i: usize| -> Cell {
+                    match row.as_ref(i) {
+                        None | Some(mysql::Value::NULL) => Cell::Null,
+                        Some(mysql::Value::Bytes(b)) => Cell::Bytes(b.clone()),
+                        Some(mysql::Value::Int(v)) => Cell::Int(*v),
+                        Some(mysql::Value::UInt(v)) => Cell::Int(*v as i64),
+                        Some(other) => Cell::Bytes(other.as_sql(true).into_bytes()),
+                    }
                 };
-                on_row(RawRow::from_cells(cell)).map_err(Failed::Ours)?;
+                on_row(cols.row(cell)).map_err(Failed::Ours)?;
             }
         }
         conn.query_drop("ROLLBACK").map_err(d)
@@ -477,21 +507,20 @@ mod drivers {
         )
         .map_err(d)?;
         let mut stmt = conn.prepare(sql).map_err(d)?;
-        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let cols = Columns::find(stmt.column_names().into_iter()).map_err(Failed::Driver)?;
         let mut rows = stmt
             .query(rusqlite::params_from_iter(params.iter()))
             .map_err(d)?;
         while let Some(row) = rows.next().map_err(d)? {
-            let cell = |name: &str| -> Option<Cell> {
-                let i = names.iter().position(|n| n == name)?;
-                Some(match row.get_ref(i).ok()? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Real(v) => Cell::Bytes(v.to_string().into_bytes()),
-                    ValueRef::Text(b) | ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
-                })
+            let cell = |i: usize| -> Cell {
+                match row.get_ref(i) {
+                    Err(_) | Ok(ValueRef::Null) => Cell::Null,
+                    Ok(ValueRef::Integer(v)) => Cell::Int(v),
+                    Ok(ValueRef::Real(v)) => Cell::Bytes(v.to_string().into_bytes()),
+                    Ok(ValueRef::Text(b) | ValueRef::Blob(b)) => Cell::Bytes(b.to_vec()),
+                }
             };
-            on_row(RawRow::from_cells(cell)).map_err(Failed::Ours)?;
+            on_row(cols.row(cell)).map_err(Failed::Ours)?;
         }
         Ok(())
     }
@@ -510,6 +539,10 @@ mod tests {
         assert_eq!(
             redact("mysql://root:p%40ss@localhost/psa?socket=/run/mysqld.sock"),
             "mysql://root@localhost/psa?..."
+        );
+        assert_eq!(
+            redact("postgres://db.example/vmail?password=s3cr3t"),
+            "postgres://db.example/vmail?..."
         );
         assert_eq!(
             redact("sqlite:/home/user-data/mail/users.sqlite"),
