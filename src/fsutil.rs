@@ -244,6 +244,15 @@ pub fn read_private_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
     fs::read(path).at(path)
 }
 
+/// The first line of a private file: a password (`what` names the flag in errors).
+pub fn read_private_line(path: &Path, what: &str) -> Result<String> {
+    Ok(read_private(path, what)?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
+}
+
 /// [`read_private_bytes`] of a text file.
 pub fn read_private(path: &Path, what: &str) -> Result<String> {
     String::from_utf8(read_private_bytes(path, what)?)

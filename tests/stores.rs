@@ -598,6 +598,13 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
         &pwf,
     ];
     judge_source(&w, "ldap", &source, (None, None));
+    // A filter typed without its parentheses, as operators do, works the same.
+    let mut args = vec!["check", "--index", "idx"];
+    args.extend(source);
+    args.extend(["--ldap-filter", "objectClass=mailUser"]);
+    let r = w.run(&args);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
     // Anonymous binds may not read userPassword: nothing to judge is an error, not "clean".
     let r = w.run(&[
         "check",

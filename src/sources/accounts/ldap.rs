@@ -51,10 +51,12 @@ impl LdapSource {
 
     /// The LDAP filter, with the domain filter ANDed in.
     fn ldap_filter(&self, domains: &[String]) -> String {
-        let base = self
-            .filter
-            .clone()
-            .unwrap_or_else(|| format!("(&({}=*)({}=*))", self.mail_attr, self.password_attr));
+        // RFC 4515 wants the parentheses; `objectClass=mailUser` as typed gets them.
+        let base = match self.filter.as_deref().map(str::trim) {
+            Some(f) if f.starts_with('(') => f.to_string(),
+            Some(f) => format!("({f})"),
+            None => format!("(&({}=*)({}=*))", self.mail_attr, self.password_attr),
+        };
         if domains.is_empty() {
             return base;
         }
@@ -78,16 +80,9 @@ pub fn read(
     use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
     let display = src.display();
     let fail = |e: ldap3::LdapError| Error::Usage(format!("--ldap {display}: {e}"));
-    let password = match &src.password_file {
-        Some(p) => Some(
-            crate::fsutil::read_private(p, "--ldap-password-file")?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ),
-        None => None,
-    };
+    let password = (src.password_file.as_deref())
+        .map(|p| crate::fsutil::read_private_line(p, "--ldap-password-file"))
+        .transpose()?;
     let settings = LdapConnSettings::new()
         .set_starttls(src.starttls)
         .set_conn_timeout(std::time::Duration::from_secs(30));

@@ -35,7 +35,8 @@ pub fn parse_passwd_file(
     // Rows without a domain, by the shape of the rest of the line (for the hint).
     let (mut da_like, mut shadow_like, mut no_domain) = (0u64, 0u64, 0u64);
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
-    let ids = SystemIds::load();
+    // Read /etc/passwd and /etc/group only if a UID or GID is given by name.
+    let ids = std::cell::OnceCell::new();
     for (i, line) in crate::input::lines(data).enumerate() {
         let line_no = i as u64 + 1;
         let line = if i == 0 {
@@ -61,7 +62,7 @@ pub fn parse_passwd_file(
                 shadow_like += 1;
             }
         }
-        if let Some(why) = dovecot_refuses(&f, &ids) {
+        if let Some(why) = dovecot_refuses(&f, || ids.get_or_init(SystemIds::load)) {
             out.reject(path, line_no, &why);
             continue;
         }
@@ -101,8 +102,8 @@ pub fn parse_passwd_file(
 }
 
 /// Why Dovecot would refuse the user of this line, if it would: an invalid UID or GID.
-fn dovecot_refuses(f: &[&[u8]], ids: &SystemIds) -> Option<String> {
-    for (field, what, names) in [(2, "UID", &ids.users), (3, "GID", &ids.groups)] {
+fn dovecot_refuses<'a>(f: &[&[u8]], ids: impl Fn() -> &'a SystemIds) -> Option<String> {
+    for (field, what) in [(2, "UID"), (3, "GID")] {
         let Some(v) = f.get(field).filter(|v| !v.is_empty()) else {
             continue;
         };
@@ -113,6 +114,8 @@ fn dovecot_refuses(f: &[&[u8]], ids: &SystemIds) -> Option<String> {
                 .and_then(|n| n.parse::<u32>().ok())
                 .is_some_and(|n| n != 0 && n != u32::MAX)
         } else {
+            let ids = ids();
+            let names = if field == 2 { &ids.users } else { &ids.groups };
             names.contains(*v)
         };
         if !valid {

@@ -104,11 +104,9 @@ impl SqlSource {
     }
 
     fn password(&self) -> Result<Option<String>> {
-        let Some(p) = &self.password_file else {
-            return Ok(None);
-        };
-        crate::fsutil::read_private(p, "--sql-password-file")
-            .map(|text| Some(text.lines().next().unwrap_or("").to_string()))
+        (self.password_file.as_deref())
+            .map(|p| crate::fsutil::read_private_line(p, "--sql-password-file"))
+            .transpose()
     }
 
     /// The query to run, with the domain filter pushed into it when there is one.
