@@ -9,6 +9,7 @@ use common::db::{LDAP_SUFFIX, Mariadb, Postgres, Slapd};
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 /// (local part, password, locked by the stack's own flag).
@@ -358,7 +359,6 @@ fn postgresql_presets_agree_with_a_passwd_file() {
             common::db::VMAIL_PASSWORD
         ),
     );
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
     let url = format!("dovecot:{}", conf.display());
     let admin = Some("admin@postfixadmin.example");
@@ -385,9 +385,7 @@ fn mariadb_presets_agree_with_a_passwd_file() {
     let stacks = ["postfixadmin", "mailcow", "iredmail", "ispconfig", "plesk"];
     index(&w, &stacks);
     let pwf = db.password_file.display().to_string();
-    let key = w.write("secret_key", PLESK_KEY);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = private(&w, "secret_key", PLESK_KEY);
     let key = key.display().to_string();
     for (stack, owner) in [
         (
@@ -422,11 +420,7 @@ fn mariadb_presets_agree_with_a_passwd_file() {
 fn sqlite_mail_in_a_box_agrees_with_a_passwd_file() {
     let w = Workdir::new();
     index(&w, &["mailinabox"]);
-    let path = w.path("users.sqlite");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(&schema("mailinabox.sqlite")).unwrap();
-    conn.execute_batch(&rows("mailinabox").0).unwrap();
-    drop(conn);
+    let path = mailinabox_db(&w);
     let before = std::fs::read(&path).unwrap();
     judge(
         &w,
@@ -450,9 +444,7 @@ fn database_failures_are_errors_that_never_show_a_password() {
     pg.database("postfixadmin", &schema("postfixadmin.pgsql"));
     db.database("postfixadmin", &schema("postfixadmin.mysql"));
     let pwf = pg.password_file.display().to_string();
-    let wrong = w.write("wrong.pw", "not-the-password\n");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = private(&w, "wrong.pw", "not-the-password\n");
     let wrong = wrong.display().to_string();
     let check = |url: &str, preset: &str, pw: &str| {
         let r = w.run(&[
@@ -623,9 +615,7 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
         r.stderr
     );
     // A wrong bind password.
-    let wrong = w.write("wrong.pw", "nope\n");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wrong = private(&w, "wrong.pw", "nope\n");
     let r = w.run(&[
         "check",
         "--index",
@@ -672,9 +662,7 @@ fn plesk_passwords_never_leave_the_process_and_audit_reads_sql_from_its_config()
             plesk_encrypt(CANARY, 99)
         ),
     );
-    let key = w.write("secret_key", PLESK_KEY);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    private(&w, "secret_key", PLESK_KEY);
     w.write(
         "audit.toml",
         format!(
@@ -726,11 +714,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn a_custom_query_without_email_and_password_columns_says_which_it_has() {
     let w = Workdir::new();
     index(&w, &["mailinabox"]);
-    let path = w.path("users.sqlite");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch(&schema("mailinabox.sqlite")).unwrap();
-    conn.execute_batch(&rows("mailinabox").0).unwrap();
-    drop(conn);
+    let path = mailinabox_db(&w);
     let url = format!("sqlite:{}", path.display());
     let check = |q: &str| w.run(&["check", "--index", "idx", "--sql", &url, "--sql-query", q]);
     let r = check("SELECT email AS address, password AS hash FROM users");
@@ -745,4 +729,20 @@ fn a_custom_query_without_email_and_password_columns_says_which_it_has() {
     let r = check("SELECT email AS EMAIL, password AS Password FROM users");
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+}
+
+/// Mail-in-a-Box's users.sqlite with [`rows`]`("mailinabox")`, in the work dir.
+fn mailinabox_db(w: &Workdir) -> std::path::PathBuf {
+    let path = w.path("users.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(&schema("mailinabox.sqlite")).unwrap();
+    conn.execute_batch(&rows("mailinabox").0).unwrap();
+    path
+}
+
+/// A file only its owner can read (a password or key file), in the work dir.
+fn private(w: &Workdir, name: &str, data: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let p = w.write(name, data);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
 }

@@ -186,7 +186,11 @@ fn scrypt_like(n: Option<u64>, r: Option<u64>, p: Option<u64>) -> Cost {
     }
 }
 
-/// The crypt(3) alphabet `./0-9A-Za-z`.
+/// The crypt(3) alphabet: `./0-9A-Za-z`, six bits per character.
+pub(crate) const ITOA64: &[u8] =
+    b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// The value of a character of [`ITOA64`].
 pub(crate) fn itoa64(c: u8) -> Option<u64> {
     Some(match c {
         b'.' => 0,

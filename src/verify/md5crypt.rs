@@ -5,8 +5,7 @@
 
 use super::hash;
 use crate::scheme::Alg;
-
-const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+use crate::scheme::cost::ITOA64;
 
 /// Apache's MD5-crypt (`$apr1$`): Poul-Henning Kamp's md5crypt with the magic `$apr1$`
 /// (apr_md5.c in APR-util). Hand-written because the crypt crates only know `$1$`; tested against

@@ -4,9 +4,7 @@
 //! crate reads them. Checked against `mkpasswd -m scrypt` / `-m gost-yescrypt` (sample-data/kat/).
 
 use super::ct_eq;
-use crate::scheme::cost::itoa64;
-
-const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+use crate::scheme::cost::{ITOA64, itoa64};
 
 /// yescrypt's encode64(): little-endian groups of up to 3 bytes, 6 bits per character, low first.
 fn encode64(src: &[u8]) -> String {
