@@ -155,7 +155,8 @@ fn a_canary_password_reaches_no_output_log_or_leftover_file() {
     let w = Workdir::new();
     // The canary first, so it is in the first sorted run spilled.
     let mut combo = format!("writer@blog.example:{CANARY}\nwriter@blog.example:{CANARY}\n");
-    for i in 0..200_000 {
+    // Rows are buffered a 4 MB chunk at a time: 800,000 rows (~22 MB) make several runs.
+    for i in 0..800_000 {
         combo.push_str(&format!("user{i}@example.org:pw{i}\n"));
     }
     w.write("combo.txt", &combo);

@@ -28,6 +28,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::index::Index;
 use crate::index::build::{self, BuildOptions};
+use crate::index::keys::{HashKind, Origin};
 use crate::index::manifest::{Manifest, SourceRecord};
 use crate::messages::Warnings;
 use crate::report::{self, Format};
@@ -51,6 +52,10 @@ pub struct AuditOptions {
     pub accounts: Vec<AccountSource>,
     pub mem: usize,
     pub tmp_dir: Option<PathBuf>,
+    /// Whose leaked passwords a rebuild keeps.
+    pub keep_passwords: KeepPasswords,
+    /// See [`BuildOptions::combolist_ntlm`].
+    pub combolist_ntlm: bool,
     /// Report every current finding as new.
     pub all: bool,
     pub progress: bool,
@@ -68,6 +73,19 @@ pub struct AuditOptions {
     pub suspend: Option<crate::suspend::SuspendConfig>,
     /// Apply the suspensions (and release resolved ones) on those platforms (`--suspend`).
     pub apply_suspend: bool,
+}
+
+/// Whose leaked passwords the index keeps (`build --keep-passwords-for`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum KeepPasswords {
+    /// Every domain's (the default).
+    #[default]
+    All,
+    /// The domains of the account sources, as read tonight: a domain missing from the index
+    /// rebuilds it.
+    OwnDomains,
+    /// These domains.
+    Domains(Vec<String>),
 }
 
 /// What a run did.
@@ -158,7 +176,8 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         return Ok(AuditRun::Locked(lock_path));
     };
     fsutil::create_private_dir(&opts.out)?;
-    let rebuilt = rebuild_if_stale(opts, warn)?;
+    let keep = kept_domains(opts)?;
+    let rebuilt = rebuild_if_stale(opts, keep, warn)?;
 
     let index = Index::open(&opts.index)?;
     let cache = crate::verify::cache::Verifier::load(
@@ -262,9 +281,45 @@ fn check_options(opts: &AuditOptions) -> Result<()> {
     Ok(())
 }
 
-/// Rebuild the index when a source changed (or it is missing, or of another format); did it?
-fn rebuild_if_stale(opts: &AuditOptions, warn: &Warnings) -> Result<bool> {
-    if !needs_rebuild(opts)? {
+/// The domains whose leaked passwords the index should keep (`None`: every domain's). With
+/// `own-domains`, the account sources are read once for their domains only (a source that
+/// cannot be read adds none: its accounts are reported by the check, and a domain missing from
+/// the index is judged "not kept", never safe).
+fn kept_domains(opts: &AuditOptions) -> Result<Option<Vec<String>>> {
+    Ok(match &opts.keep_passwords {
+        KeepPasswords::All => None,
+        KeepPasswords::Domains(d) => Some(d.clone()),
+        KeepPasswords::OwnDomains => {
+            let seen = std::sync::Mutex::new(BTreeSet::new());
+            let want = |d: &str| {
+                seen.lock().expect("domain set").insert(d.to_string());
+                false
+            };
+            let nothing = |_: Vec<crate::sources::accounts::Account>| Ok(());
+            for src in &opts.accounts {
+                let quiet = Warnings::collecting();
+                let _ = crate::sources::accounts::read(
+                    src,
+                    &opts.domains,
+                    &want,
+                    &nothing,
+                    opts.max_file_bytes,
+                    &quiet,
+                );
+            }
+            Some(seen.into_inner().expect("domain set").into_iter().collect())
+        }
+    })
+}
+
+/// Rebuild the index when a source changed (or it is missing, or of another format, or lacks
+/// the passwords of a domain it should keep); did it?
+fn rebuild_if_stale(
+    opts: &AuditOptions,
+    keep: Option<Vec<String>>,
+    warn: &Warnings,
+) -> Result<bool> {
+    if !needs_rebuild(opts, keep.as_deref())? {
         return Ok(false);
     }
     let b = BuildOptions {
@@ -274,6 +329,8 @@ fn rebuild_if_stale(opts: &AuditOptions, warn: &Warnings) -> Result<bool> {
         mem: opts.mem,
         tmp_dir: opts.tmp_dir.clone(),
         progress: opts.progress,
+        keep_passwords_for: keep,
+        combolist_ntlm: opts.combolist_ntlm,
     };
     build::build(&b, warn)?;
     Ok(true)
@@ -442,10 +499,29 @@ fn finding_key(f: &Finding) -> String {
 
 /// Does the index need rebuilding: missing, unreadable, or built from other sources or from
 /// sources that changed (size, mtime or content fingerprint)?
-fn needs_rebuild(opts: &AuditOptions) -> Result<bool> {
+fn needs_rebuild(opts: &AuditOptions, keep: Option<&[String]>) -> Result<bool> {
     let Ok(manifest) = Manifest::read(&opts.index) else {
         return Ok(true);
     };
+    if !opts.combolists.is_empty() {
+        let kept = manifest
+            .emails
+            .as_ref()
+            .and_then(|e| e.kept_domains.as_ref());
+        let covered = match (keep, kept) {
+            (None, None) => true,
+            // Built keeping every domain's passwords, or only some: rebuild to match.
+            (None, Some(_)) | (Some(_), None) => false,
+            (Some(want), Some(have)) => want.iter().all(|d| have.binary_search(d).is_ok()),
+        };
+        let ntlm_wanted = opts.combolist_ntlm
+            && !manifest
+                .maps
+                .contains_key(&Origin::Combolists.map_name(HashKind::Ntlm));
+        if !covered || ntlm_wanted {
+            return Ok(true);
+        }
+    }
     let wanted: Vec<(&str, &PathBuf)> = opts
         .hibp
         .iter()

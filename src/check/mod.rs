@@ -36,6 +36,9 @@ pub struct CheckSummary {
     pub cached: u64,
     /// Accounts whose verification did not fit in the time budget (carried to the next run).
     pub deferred: u64,
+    /// Accounts in a combolist whose leaked passwords the index did not keep (their domain was
+    /// not in the build's `--keep-passwords-for`).
+    pub not_kept: u64,
 }
 
 /// The summary of a check after "checked N accounts in T s: " (what `check` prints).
@@ -250,6 +253,12 @@ fn alerts(issues: &[DomainIssue], summary: &CheckSummary, index: &Index) -> Vec<
         alerts.push(format!(
             "no password could be judged: the {} have salted hashes, which can only be tested against passwords leaked for their address, and the index has no combolist (build it with --combolist)",
             plural(summary.salted, "account")
+        ));
+    }
+    if summary.not_kept > 0 {
+        alerts.push(format!(
+            "{} in combolists could not be compared with the passwords leaked for them: the index keeps leaked passwords only for the domains given to --keep-passwords-for; rebuild it with their domains",
+            plural(summary.not_kept, "account")
         ));
     }
     if summary.deferred > 0 {

@@ -68,6 +68,10 @@ pub enum CountSource {
 }
 
 impl Finding {
+    fn is_not_kept(&self) -> bool {
+        matches!(self, Finding::Unverifiable { reason, .. } if reason == Reason::NotKept.name())
+    }
+
     /// The `password_pwned` finding of a password with these counts: the dumps' count when they
     /// have it, else the combolists'; none when neither has it.
     pub fn pwned(c: PasswordCounts) -> Option<Finding> {
@@ -163,6 +167,9 @@ pub(super) fn judge_many(
     for (a, known) in accounts.iter().zip(known) {
         let (findings, kind, deferred) = judge(index, verifier, a, known)?;
         t.add(kind);
+        if findings.iter().any(Finding::is_not_kept) {
+            t.summary.not_kept += 1;
+        }
         if deferred {
             t.deferred.insert(a.email.addr.clone());
         } else if !track.is_empty() && track.contains(&a.email.addr) {
@@ -210,6 +217,7 @@ impl Tally {
         self.summary.compared += o.summary.compared;
         self.summary.salted += o.summary.salted;
         self.summary.unverifiable += o.summary.unverifiable;
+        self.summary.not_kept += o.summary.not_kept;
         for i in 0..2 {
             self.missing_map[i] += o.missing_map[i];
         }
@@ -249,6 +257,14 @@ fn judge(
         return Ok((findings, kind, false));
     };
     findings.push(Finding::CredentialsLeaked { count: rec.count });
+    if !em.keeps_passwords_of(a.email.domain()) {
+        // Unknown is not safe: say that the comparison could not be made.
+        findings.push(Finding::Unverifiable {
+            scheme: stored.scheme_name(),
+            reason: Reason::NotKept.name().to_string(),
+        });
+        return Ok((findings, kind, false));
+    }
     // Is a password leaked for this address the current one? (What spammers exploit.)
     for (tag, pw) in &rec.secrets {
         if *tag != Secret::Plain {

@@ -6,7 +6,7 @@ use super::args::{
     AccountArgs, JudgeArgs, Verbosity, parse_mem, parse_percent, parse_size, print_alerts,
     read_domains,
 };
-use breach_audit::audit::{AuditOptions, AuditRun};
+use breach_audit::audit::{AuditOptions, AuditRun, KeepPasswords};
 use breach_audit::check::{self, plural};
 use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::messages::Warnings;
@@ -16,7 +16,8 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub(crate) struct AuditArgs {
     /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
-    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, domain, domains_file,
+    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, keep_passwords_for,
+    /// combolist_ntlm, domain, domains_file,
     /// max_rejected, max_file_size, verify_budget, digest_md5_realms, and a `[limits]` section with
     /// the --cost-limit keys); flags override it. Relative paths in it are relative to the
     /// file's directory.
@@ -45,6 +46,14 @@ pub(crate) struct AuditArgs {
     /// Where a rebuild spills sorted runs.
     #[arg(long, value_name = "DIR")]
     pub(crate) tmp_dir: Option<PathBuf>,
+    /// Keep leaked passwords only for these domains (as `build --keep-passwords-for`):
+    /// `own-domains`, the domains of the account sources (the index is rebuilt when one of them
+    /// is missing from it), or a domains file. Default: keep every domain's.
+    #[arg(long, value_name = "own-domains|DOMAINS-FILE")]
+    pub(crate) keep_passwords_for: Option<String>,
+    /// Also build the NTLM map of combolist passwords (as `build --combolist-ntlm`).
+    #[arg(long)]
+    pub(crate) combolist_ntlm: bool,
     #[command(flatten)]
     pub(crate) judge: JudgeArgs,
     /// Report every current finding as new (re-send all notices).
@@ -91,6 +100,9 @@ pub(crate) struct AuditConfig {
     ldap: Vec<super::args::LdapArgs>,
     mem: Option<String>,
     tmp_dir: Option<PathBuf>,
+    keep_passwords_for: Option<String>,
+    #[serde(default)]
+    combolist_ntlm: bool,
     #[serde(default)]
     domain: Vec<String>,
     domains_file: Option<PathBuf>,
@@ -130,6 +142,11 @@ impl AuditConfig {
         .flatten()
         {
             rebase(p);
+        }
+        if let Some(k) = &mut c.keep_passwords_for
+            && k != "own-domains"
+        {
+            *k = base.join(&*k).display().to_string();
         }
         for sql in &mut c.sql {
             for p in [&mut sql.sql_password_file, &mut sql.plesk_secret_key]
@@ -300,6 +317,19 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         accounts,
         mem,
         tmp_dir: a.tmp_dir.or(cfg.tmp_dir),
+        keep_passwords: match a.keep_passwords_for.or(cfg.keep_passwords_for) {
+            None => KeepPasswords::All,
+            Some(v) if v == "own-domains" => KeepPasswords::OwnDomains,
+            Some(file) => {
+                let path = PathBuf::from(file);
+                KeepPasswords::Domains(
+                    read_domains(&[], Some(&path), "keep_passwords_for")?
+                        .into_iter()
+                        .collect(),
+                )
+            }
+        },
+        combolist_ntlm: a.combolist_ntlm || cfg.combolist_ntlm,
         all: a.all,
         progress: !a.out_opts.quiet,
         domains: domains.into_iter().collect(),

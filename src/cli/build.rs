@@ -1,6 +1,7 @@
 //! `build`: an index from HIBP dumps and combolists.
 use super::Exit;
-use super::args::{Verbosity, parse_mem};
+use super::args::{Verbosity, parse_mem, read_domains};
+use breach_audit::check::plural;
 use breach_audit::error::Result;
 use breach_audit::index::build::{self, BuildOptions};
 use breach_audit::messages::Warnings;
@@ -31,6 +32,17 @@ pub(crate) struct BuildArgs {
     /// Where unsorted input is spilled (about 12 bytes per hash). Default: beside the index.
     #[arg(long, value_name = "DIR")]
     pub(crate) tmp_dir: Option<PathBuf>,
+    /// Keep leaked passwords only for the domains in this file (one per line, `#` comments): the
+    /// provider's own. Every address and its count stay in the email map (`domain` answers for
+    /// any domain), and every password still feeds the password maps as a hash, but leaks.bin
+    /// holds only these domains' passwords and no other domain's password is written anywhere,
+    /// not even to the sort's temporary runs. `info` shows the mode.
+    #[arg(long, value_name = "DOMAINS-FILE")]
+    pub(crate) keep_passwords_for: Option<PathBuf>,
+    /// Also build the NTLM map of combolist passwords (for NTLM account hashes). Without this
+    /// flag it is built only when a --hibp dump brings NTLM hashes.
+    #[arg(long)]
+    pub(crate) combolist_ntlm: bool,
     #[command(flatten)]
     pub(crate) out: Verbosity,
 }
@@ -43,6 +55,15 @@ pub(crate) fn run(a: BuildArgs) -> Result<Exit> {
         mem: a.mem,
         tmp_dir: a.tmp_dir,
         progress: !a.out.quiet,
+        keep_passwords_for: match &a.keep_passwords_for {
+            None => None,
+            Some(f) => Some(
+                read_domains(&[], Some(f), "--keep-passwords-for")?
+                    .into_iter()
+                    .collect(),
+            ),
+        },
+        combolist_ntlm: a.combolist_ntlm,
     };
     let s = build::build(&opts, &Warnings::printing(a.out.quiet))?;
     if !a.out.quiet {
@@ -73,13 +94,33 @@ pub(crate) fn run(a: BuildArgs) -> Result<Exit> {
             padding,
             rejected,
             s.index_bytes,
-            s.index_bytes as f64 / hashes.max(1) as f64,
+            m.maps.values().map(|r| r.bytes).sum::<u64>() as f64 / hashes.max(1) as f64,
             if s.external_sort {
                 ", external sort"
             } else {
                 ""
             }
         );
+        if let Some(e) = &m.emails {
+            let phases: Vec<String> = s
+                .phases
+                .iter()
+                .map(|(name, d)| format!("{name} {:.1}s", d.as_secs_f64()))
+                .collect();
+            eprintln!(
+                "breach-audit: combolists: {} addresses ({} bytes), leaked passwords kept for {} of them ({}; {} bytes); {}",
+                e.addresses,
+                e.fst_bytes,
+                e.records,
+                match &e.kept_domains {
+                    None => "every domain".to_string(),
+                    Some(d) =>
+                        format!("--keep-passwords-for: {}", plural(d.len() as u64, "domain")),
+                },
+                e.leaks_bytes,
+                phases.join(", ")
+            );
+        }
     }
     Ok(Exit::Clean)
 }

@@ -53,8 +53,20 @@ pub(crate) fn run_info(a: IndexArg) -> Result<Exit> {
         );
         let _ = writeln!(
             out,
-            "leaks        {} bytes in {} (SENSITIVE: leaked plaintext passwords)",
-            e.leaks_bytes, e.leaks_file
+            "leaks        {} bytes in {} (SENSITIVE: leaked plaintext passwords) for {} addresses",
+            e.leaks_bytes, e.leaks_file, e.records
+        );
+        let _ = writeln!(
+            out,
+            "passwords    {}",
+            match &e.kept_domains {
+                None => "kept for every domain (built without --keep-passwords-for)".to_string(),
+                Some(d) => format!(
+                    "kept only for {} (built with --keep-passwords-for): {}",
+                    breach_audit::check::plural(d.len() as u64, "domain"),
+                    d.join(" ")
+                ),
+            }
         );
     }
     for s in &m.sources {

@@ -5,19 +5,17 @@
 //! within `--mem` whatever the input size; temporary files live in a private directory
 //! (`tempdir.rs`) removed on success, failure and interrupt.
 
-use super::combo::ComboSorter;
+use super::combo::{ComboSorter, RowPolicy};
 use super::emails::{EMAILS_FILE, EmailWriter, LEAKS_FILE};
 use super::ingest::{ingest_combolist, ingest_hibp};
-use super::keys::{HashKind, Origin, fingerprint};
+use super::keys::{HashKind, Origin};
 use super::manifest::{self, EmailsRecord, KeyLayout, Manifest, MapRecord};
 use super::sink::{KindSink, RECORD_BYTES};
 use super::staging::Staging;
 use super::tempdir::{TempRuns, remove_stale_sort_dirs};
 use crate::error::{Error, IoContext, Result};
-use crate::hashes;
 use crate::messages::Warnings;
 use crate::progress::Progress;
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,6 +35,10 @@ pub struct BuildOptions {
     pub tmp_dir: Option<PathBuf>,
     /// Show progress bars (only ever on a terminal).
     pub progress: bool,
+    /// Keep leaked passwords only for these domains (`None`: for every domain).
+    pub keep_passwords_for: Option<Vec<String>>,
+    /// Build the NTLM map of combolist passwords even without an NTLM dump.
+    pub combolist_ntlm: bool,
 }
 
 /// What a build did.
@@ -47,6 +49,8 @@ pub struct BuildSummary {
     /// Did any map need the external sort?
     pub external_sort: bool,
     pub index_bytes: u64,
+    /// Where the time went, phase by phase (combolist builds).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// Build the index described by `opts`. `warn` receives soft problems (bad lines, skipped files);
@@ -67,6 +71,8 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
     };
     let (mut sinks, combo_mem) = new_sinks(opts, &staging.path);
     let mut sources = Vec::new();
+    // (phase, time since the start when it ended)
+    let mut phases: Vec<(&'static str, Duration)> = Vec::new();
     for path in &opts.hibp {
         // The dumps' sinks are the first two, by kind.
         sources.push(ingest_hibp(
@@ -80,7 +86,11 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
     let emails = if opts.combolists.is_empty() {
         None
     } else {
-        let mut sorter = ComboSorter::new(combo_mem);
+        // The NTLM map of combolist passwords serves NTLM account hashes; built when a dump
+        // brings NTLM hashes (such accounts are then expected) or when asked for.
+        let ntlm = opts.combolist_ntlm || sources.iter().any(|s| s.ntlm > 0);
+        let policy = RowPolicy::new(opts.keep_passwords_for.as_deref(), ntlm);
+        let mut sorter = ComboSorter::new(combo_mem, policy);
         for path in &opts.combolists {
             sources.push(ingest_combolist(
                 path,
@@ -90,16 +100,26 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
                 warn,
             )?);
         }
+        phases.push(("reading", start.elapsed()));
         let [_, _, combo_sha1, combo_ntlm] = &mut sinks;
-        Some(finish_emails(
+        let mut rec = finish_emails(
             sorter,
             [combo_sha1, combo_ntlm],
             &staging.path,
             build_id,
             &mut tmp,
             opts.progress,
-        )?)
+        )?;
+        rec.kept_domains = opts.keep_passwords_for.clone().map(|mut d| {
+            d.sort();
+            d.dedup();
+            d
+        });
+        Some(rec)
     };
+    if emails.is_some() {
+        phases.push(("sorting and writing addresses", start.elapsed()));
+    }
     let mut maps = BTreeMap::new();
     let mut external_sort = false;
     let mut index_bytes = 0;
@@ -120,15 +140,25 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
             maps.insert(origin.map_name(kind), rec);
         }
     }
+    phases.push(("password maps", start.elapsed()));
+    if let Some(e) = &emails {
+        index_bytes += e.fst_bytes + e.leaks_bytes;
+    }
     let manifest = new_manifest(build_id, sources, maps, emails);
     manifest.write(&staging.path)?;
     drop(tmp);
     staging.publish()?;
+    let mut last = Duration::ZERO;
+    let phases = phases
+        .into_iter()
+        .map(|(name, end)| (name, end - std::mem::replace(&mut last, end)))
+        .collect();
     Ok(BuildSummary {
         manifest,
         elapsed: start.elapsed(),
         external_sort,
         index_bytes,
+        phases,
     })
 }
 
@@ -202,14 +232,12 @@ fn finish_emails(
     let totals = sorter.finish(
         &mut writer,
         spill_dir,
-        &mut |batch| {
-            let fps: Vec<(u64, u64)> = batch
-                .par_iter()
-                .map(|p| (fingerprint(&hashes::sha1(p)), fingerprint(&hashes::ntlm(p))))
-                .collect();
-            for (s, n) in fps {
-                sha1.push(s, 1, tmp)?;
-                ntlm.push(n, 1, tmp)?;
+        &mut |sha1_fps, ntlm_fps| {
+            for &fp in sha1_fps {
+                sha1.push(fp, 1, tmp)?;
+            }
+            for &fp in ntlm_fps {
+                ntlm.push(fp, 1, tmp)?;
             }
             Ok(())
         },
@@ -227,6 +255,8 @@ fn finish_emails(
         rows: totals.distinct_rows,
         duplicate_rows: totals.duplicate_rows,
         passwords: totals.passwords,
+        records: totals.records,
+        kept_domains: None,
     })
 }
 

@@ -1,8 +1,23 @@
-//! Combolist rows through an external sort: rows (email key, tagged value) are buffered up to the
-//! memory budget, sorted in parallel and spilled as zstd-compressed runs; the final pass k-way
-//! merges the runs ([`super::merge`]), drops identical rows, and writes each address once to the email map and the
-//! leaks file ([`super::emails`]) while handing every distinct plaintext password to the password
-//! maps. Memory stays within the budget whatever the size of the combolists.
+//! Combolist rows through an external sort. Each row is one byte string, `key 0x00 tag value`
+//! (keys and values never hold a NUL byte, so byte order is (key, tag, value) order), written by
+//! the parallel parser straight into its chunk's arena ([`RowPolicy::encode`]); the sorter keeps
+//! the arenas as they come and sorts 16-byte entries (the row's next 8 bytes, big-endian, and
+//! where the row is), most-significant 8 bytes first: one parallel sort of integers, then each run
+//! of equal prefixes is refined by its next 8 bytes. Rows whose first bytes are shared by many (the
+//! reversed domain `com.gmail@` of every Gmail address) cost one refinement pass per 8 shared
+//! bytes instead of a byte-by-byte comparison per pair. (Hand-written because no well-kept crate
+//! sorts variable-length byte strings by cached prefixes across arenas; the measured gain is in
+//! BENCHMARKS.md, "Combolists".) Over the memory budget, sorted runs are spilled zstd-compressed;
+//! the final pass k-way merges the runs ([`super::merge`]), drops identical rows, and writes each
+//! address once to the email map and the leaks file ([`super::emails`]) while handing every
+//! distinct password's fingerprints to the password maps. Memory stays within the budget whatever
+//! the size of the combolists.
+//!
+//! With `--keep-passwords-for`, a row of any other domain is written without its password: a
+//! plaintext becomes its SHA-1 (and NTLM) fingerprint, a hash-shaped value the fingerprint of
+//! its SHA-1, already in the parser. Counts stay exact (distinct fingerprints are distinct rows),
+//! the password maps still get every password, and no other domain's password reaches the sort,
+//! the runs or the index.
 //!
 //! Runs hold leaked passwords, so they are sealed: zstd-compressed, then encrypted with ChaCha20
 //! under a random key that lives only in this process's memory. Runs left behind by a killed
@@ -12,31 +27,153 @@ use super::emails::{EmailWriter, MAX_SECRETS};
 use super::merge::KMerge;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::hashes;
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-/// Bytes of bookkeeping per buffered row.
-const ROW_OVERHEAD: usize = std::mem::size_of::<RowRef>();
+/// Tag of a plaintext whose domain's passwords are not kept: 8 bytes of SHA-1 fingerprint, then 8
+/// of NTLM fingerprint when the NTLM map is built.
+const TAG_DIGEST: u8 = 3;
+/// Tag of a hash-shaped value whose domain's passwords are not kept: its SHA-1's fingerprint.
+const TAG_OTHER: u8 = 4;
 
+/// Which rows keep their password, and which password maps are built.
+#[derive(Clone, Debug, Default)]
+pub struct RowPolicy {
+    /// Domains (as the reversed email-key prefix, `org.example`) whose passwords are kept; `None`:
+    /// every domain's.
+    keep: Option<HashSet<Vec<u8>>>,
+    /// Build the NTLM map of combolist passwords.
+    pub ntlm: bool,
+}
+
+impl RowPolicy {
+    pub fn new(keep: Option<&[String]>, ntlm: bool) -> RowPolicy {
+        let keep = keep.map(|domains| {
+            domains
+                .iter()
+                .map(|d| {
+                    let mut k = super::emails::domain_prefix(d, false);
+                    k.pop();
+                    k
+                })
+                .collect()
+        });
+        RowPolicy { keep, ntlm }
+    }
+
+    fn keeps(&self, key: &[u8]) -> bool {
+        let Some(set) = &self.keep else { return true };
+        let at = key.iter().position(|&c| c == b'@').unwrap_or(key.len());
+        set.contains(&key[..at])
+    }
+
+    /// Write one row into a chunk's arena.
+    pub fn encode(&self, out: &mut Vec<u8>, key: &[u8], secret: Secret, value: &[u8]) {
+        out.extend_from_slice(key);
+        out.push(0);
+        if secret == Secret::None || self.keeps(key) {
+            out.push(secret as u8);
+            out.extend_from_slice(value);
+        } else if secret == Secret::Plain {
+            out.push(TAG_DIGEST);
+            out.extend_from_slice(&hashes::fingerprint(&hashes::sha1(value)).to_be_bytes());
+            if self.ntlm {
+                out.extend_from_slice(&hashes::fingerprint(&hashes::ntlm(value)).to_be_bytes());
+            }
+        } else {
+            out.push(TAG_OTHER);
+            out.extend_from_slice(&hashes::fingerprint(&hashes::sha1(value)).to_be_bytes());
+        }
+    }
+}
+
+/// A buffered row: its 8 bytes at the current sort depth (big-endian, zero-padded) and where it
+/// is: arena `loc >> 44`, start `(loc >> 12) & 0xFFFF_FFFF`, length `loc & 0xFFF`.
 #[derive(Clone, Copy)]
-struct RowRef {
-    start: usize,
-    klen: u32,
-    /// Length of the tagged value (tag byte + value).
-    vlen: u32,
+struct Entry {
+    pfx: u64,
+    loc: u64,
+}
+
+/// Runs shorter than this are finished by comparing whole rows.
+const SMALL_RUN: usize = 24;
+/// Arenas per in-memory run (the entry's 20 bits).
+const MAX_ARENAS: usize = (1 << 20) - 1;
+
+/// How many rows ahead [`ComboSorter::distinct_rows`] prefetches.
+const PREFETCH_AHEAD: usize = 16;
+
+#[inline]
+fn prefetch(row: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(row.as_ptr() as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+fn load8(row: &[u8], depth: usize) -> u64 {
+    let mut b = [0u8; 8];
+    if depth < row.len() {
+        let n = (row.len() - depth).min(8);
+        b[..n].copy_from_slice(&row[depth..depth + n]);
+    }
+    u64::from_be_bytes(b)
+}
+
+fn row_at(arenas: &[Vec<u8>], loc: u64) -> &[u8] {
+    let start = ((loc >> 12) & 0xFFFF_FFFF) as usize;
+    &arenas[(loc >> 44) as usize][start..start + (loc & 0xFFF) as usize]
+}
+
+/// Sort a run of entries whose rows agree on their first `depth` bytes.
+fn refine(run: &mut [Entry], depth: usize, arenas: &[Vec<u8>]) {
+    if run.len() < 2 {
+        return;
+    }
+    let tail = |e: &Entry| row_at(arenas, e.loc).get(depth..).unwrap_or(&[]);
+    if run.len() <= SMALL_RUN {
+        run.sort_unstable_by(|a, b| tail(a).cmp(tail(b)));
+        return;
+    }
+    let mut longer = false;
+    for i in 0..run.len() {
+        if let Some(ahead) = run.get(i + PREFETCH_AHEAD) {
+            prefetch(row_at(arenas, ahead.loc));
+        }
+        let e = &mut run[i];
+        let row = row_at(arenas, e.loc);
+        e.pfx = load8(row, depth);
+        longer |= row.len() > depth + 8;
+    }
+    run.sort_unstable_by_key(|e| e.pfx);
+    for sub in run.chunk_by_mut(|a, b| a.pfx == b.pfx) {
+        if longer {
+            refine(sub, depth + 8, arenas);
+        } else {
+            // Every row ends here: equal bytes, so the shorter (a prefix) first.
+            sub.sort_unstable_by_key(|e| e.loc & 0xFFF);
+        }
+    }
 }
 
 /// Buffers and sorts combolist rows.
 pub struct ComboSorter {
     /// Key sealing this build's runs (never written anywhere).
-    key: [u8; 32],
+    seal: [u8; 32],
     budget: usize,
-    arena: Vec<u8>,
-    rows: Vec<RowRef>,
+    arenas: Vec<Vec<u8>>,
+    arena_bytes: usize,
+    entries: Vec<Entry>,
     runs: Vec<PathBuf>,
+    pub policy: RowPolicy,
     pub rows_in: u64,
 }
 
@@ -44,63 +181,94 @@ pub struct ComboSorter {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ComboTotals {
     pub addresses: u64,
+    /// Addresses with a record (kept leaked values) in leaks.bin.
+    pub records: u64,
     pub distinct_rows: u64,
     pub duplicate_rows: u64,
     pub passwords: u64,
     pub runs: usize,
 }
 
+/// Receives the fingerprints of distinct passwords: SHA-1, and NTLM when that map is built.
+pub type PasswordSink<'a> = dyn FnMut(&[u64], &[u64]) -> Result<()> + 'a;
+
 impl ComboSorter {
-    pub fn new(budget: usize) -> ComboSorter {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("the system random number generator");
+    pub fn new(budget: usize, policy: RowPolicy) -> ComboSorter {
+        let mut seal = [0u8; 32];
+        getrandom::fill(&mut seal).expect("the system random number generator");
         ComboSorter {
-            key,
+            seal,
             budget: budget.max(1 << 20),
-            arena: Vec::new(),
-            rows: Vec::new(),
+            arenas: Vec::new(),
+            arena_bytes: 0,
+            entries: Vec::new(),
             runs: Vec::new(),
+            policy,
             rows_in: 0,
         }
     }
 
+    /// Bytes held: the arenas and the entries written so far (a growing vector's spare capacity
+    /// is address space, not memory, until written; glibc grows large blocks by mremap).
     fn used(&self) -> usize {
-        self.arena.len() + self.rows.len() * ROW_OVERHEAD
+        self.arena_bytes + self.entries.len() * std::mem::size_of::<Entry>()
     }
 
-    pub fn push(
+    /// Take a parsed chunk's rows (its arena and `start << 12 | len` row list).
+    pub fn push_chunk(
         &mut self,
-        key: &[u8],
-        tag: Secret,
-        value: &[u8],
+        arena: Vec<u8>,
+        rows: &[u64],
         tmp: &mut dyn FnMut() -> Result<PathBuf>,
     ) -> Result<()> {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(key);
-        self.arena.push(tag as u8);
-        self.arena.extend_from_slice(value);
-        self.rows.push(RowRef {
-            start,
-            klen: key.len() as u32,
-            vlen: value.len() as u32 + 1,
-        });
-        self.rows_in += 1;
-        if self.used() >= self.budget {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let a = self.arenas.len() as u64;
+        self.entries.extend(rows.iter().map(|&r| {
+            let start = (r >> 12) as usize;
+            Entry {
+                pfx: load8(&arena[start..start + (r & 0xFFF) as usize], 0),
+                loc: a << 44 | r,
+            }
+        }));
+        self.rows_in += rows.len() as u64;
+        self.arena_bytes += arena.len();
+        self.arenas.push(arena);
+        if self.used() >= self.budget || self.arenas.len() >= MAX_ARENAS {
             self.spill(tmp()?)?;
         }
         Ok(())
     }
 
-    fn row(&self, r: &RowRef) -> (&[u8], &[u8]) {
-        let k = &self.arena[r.start..r.start + r.klen as usize];
-        let v = &self.arena[r.start + r.klen as usize..r.start + r.klen as usize + r.vlen as usize];
-        (k, v)
+    fn sort(&mut self) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.par_sort_unstable_by_key(|e| e.pfx);
+        let arenas = &self.arenas;
+        entries
+            .par_chunk_by_mut(|a, b| a.pfx == b.pfx)
+            .for_each(|run| refine(run, 8, arenas));
+        self.entries = entries;
     }
 
-    fn sort(&mut self) {
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.par_sort_unstable_by(|a, b| self.row(a).cmp(&self.row(b)));
-        self.rows = rows;
+    /// The sorted rows, identical ones once.
+    fn distinct_rows(&self) -> impl Iterator<Item = &[u8]> {
+        let mut last: &[u8] = &[];
+        let mut first = true;
+        self.entries.iter().enumerate().filter_map(move |(i, e)| {
+            // Sorted rows lie all over the arenas: ask for a row's line a few rows ahead, so
+            // reading it does not wait on memory.
+            if let Some(ahead) = self.entries.get(i + PREFETCH_AHEAD) {
+                prefetch(row_at(&self.arenas, ahead.loc));
+            }
+            let row = row_at(&self.arenas, e.loc);
+            if !first && row == last {
+                return None;
+            }
+            first = false;
+            last = row;
+            Some(row)
+        })
     }
 
     fn spill(&mut self, dir: PathBuf) -> Result<()> {
@@ -109,23 +277,15 @@ impl ComboSorter {
         let f = fsutil::create_private_file(&path)?;
         let sealed = Sealed::new(
             BufWriter::with_capacity(1 << 20, f),
-            &self.key,
+            &self.seal,
             self.runs.len(),
         );
         let z = zstd::stream::write::Encoder::new(sealed, 1).at(&path)?;
         // Rows are small: buffer them so the encoder sees large writes.
         let mut z = BufWriter::with_capacity(1 << 20, z);
-        let mut last: Option<(&[u8], &[u8])> = None;
-        for r in &self.rows {
-            let row = self.row(r);
-            if last == Some(row) {
-                continue;
-            }
-            last = Some(row);
-            z.write_all(&r.klen.to_le_bytes()).at(&path)?;
-            z.write_all(&r.vlen.to_le_bytes()).at(&path)?;
-            z.write_all(row.0).at(&path)?;
-            z.write_all(row.1).at(&path)?;
+        for row in self.distinct_rows() {
+            z.write_all(&(row.len() as u16).to_le_bytes()).at(&path)?;
+            z.write_all(row).at(&path)?;
         }
         let z = z
             .into_inner()
@@ -136,8 +296,9 @@ impl ComboSorter {
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
         self.runs.push(path);
-        self.arena = Vec::new();
-        self.rows = Vec::new();
+        self.arenas = Vec::new();
+        self.arena_bytes = 0;
+        self.entries = Vec::new();
         Ok(())
     }
 
@@ -146,88 +307,44 @@ impl ComboSorter {
         !self.runs.is_empty()
     }
 
-    /// Merge everything in key order, write the email map, and pass each distinct plaintext
-    /// password (in batches) to `passwords`. `spill_dir` is required when [`Self::needs_disk`].
+    /// Merge everything in key order, write the email map, and pass the fingerprints of each
+    /// distinct password (in batches) to `passwords`. `spill_dir` is required when
+    /// [`Self::needs_disk`].
     pub fn finish(
         mut self,
         writer: &mut EmailWriter,
         spill_dir: Option<PathBuf>,
-        passwords: &mut dyn FnMut(&[Vec<u8>]) -> Result<()>,
+        passwords: &mut PasswordSink,
         bar: &crate::progress::Progress,
     ) -> Result<ComboTotals> {
-        let mut totals = ComboTotals::default();
-        let mut group = Group::default();
-        let mut batch: Vec<Vec<u8>> = Vec::new();
-        let mut emit = |k: &[u8],
-                        v: &[u8],
-                        group: &mut Group,
-                        batch: &mut Vec<Vec<u8>>,
-                        totals: &mut ComboTotals|
-         -> Result<()> {
-            if group.key.as_slice() != k {
-                group.flush(writer, totals)?;
-                group.key = k.to_vec();
-            }
-            group.count += 1;
-            totals.distinct_rows += 1;
-            if totals.distinct_rows.is_multiple_of(4096) {
-                bar.inc(4096);
-            }
-            let tag = Secret::from_u8(v[0]).expect("own tag");
-            if tag != Secret::None {
-                if group.secrets.len() < MAX_SECRETS {
-                    group.secrets.push((tag, v[1..].to_vec()));
-                }
-                if tag == Secret::Plain {
-                    totals.passwords += 1;
-                    batch.push(v[1..].to_vec());
-                    if batch.len() >= 1 << 16 {
-                        fsutil::check_interrupted()?;
-                        passwords(batch)?;
-                        batch.clear();
-                    }
-                }
-            }
-            Ok(())
-        };
+        let mut em = Emitter::new(writer, self.policy.ntlm, passwords, bar);
         if self.runs.is_empty() {
             self.sort();
-            let mut last: Option<(&[u8], &[u8])> = None;
-            for r in &self.rows {
-                let row = self.row(r);
-                if last == Some(row) {
-                    totals.duplicate_rows += 1;
-                    continue;
-                }
-                last = Some(row);
-                emit(row.0, row.1, &mut group, &mut batch, &mut totals)?;
+            for row in self.distinct_rows() {
+                em.row(row)?;
             }
         } else {
-            if !self.rows.is_empty() {
+            if !self.entries.is_empty() {
                 self.spill(spill_dir.expect("a spill directory when runs exist"))?;
             }
-            totals.runs = self.runs.len();
+            em.totals.runs = self.runs.len();
             let readers = self
                 .runs
                 .iter()
                 .enumerate()
-                .map(|(i, p)| RunReader::open(p.clone(), &self.key, i))
+                .map(|(i, p)| RunReader::open(p.clone(), &self.seal, i))
                 .collect::<Result<Vec<_>>>()?;
-            let mut last: Option<(Vec<u8>, Vec<u8>)> = None;
+            let mut last: Option<Vec<u8>> = None;
             for row in KMerge::new(readers) {
                 let row = row?;
                 if last.as_ref() == Some(&row) {
-                    totals.duplicate_rows += 1;
                     continue;
                 }
-                emit(&row.0, &row.1, &mut group, &mut batch, &mut totals)?;
+                em.row(&row)?;
                 last = Some(row);
             }
         }
-        group.flush(writer, &mut totals)?;
-        if !batch.is_empty() {
-            passwords(&batch)?;
-        }
+        let mut totals = em.finish()?;
         // Run files go with the temporary directory; remove them early to free the disk.
         for p in &self.runs {
             let _ = std::fs::remove_file(p);
@@ -237,27 +354,152 @@ impl ComboSorter {
     }
 }
 
-#[derive(Default)]
-struct Group {
+/// Turns distinct sorted rows into addresses (email map and leaks records) and password
+/// fingerprints.
+struct Emitter<'a, 'b> {
+    writer: &'a mut EmailWriter,
+    passwords: &'a mut PasswordSink<'b>,
+    bar: &'a crate::progress::Progress,
+    ntlm: bool,
+    totals: ComboTotals,
     key: Vec<u8>,
     count: u64,
-    secrets: Vec<(Secret, Vec<u8>)>,
+    /// The group's kept values: (tag, end in `values`).
+    secrets: Vec<(Secret, usize)>,
+    values: Vec<u8>,
+    /// Plaintexts to hash (ends in `plain`), and fingerprints ready for the maps.
+    plain: Vec<u8>,
+    plain_ends: Vec<usize>,
+    sha1: Vec<u64>,
+    nt: Vec<u64>,
 }
 
-impl Group {
-    fn flush(&mut self, w: &mut EmailWriter, totals: &mut ComboTotals) -> Result<()> {
+const PASSWORD_BATCH: usize = 1 << 16;
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(
+        writer: &'a mut EmailWriter,
+        ntlm: bool,
+        passwords: &'a mut PasswordSink<'b>,
+        bar: &'a crate::progress::Progress,
+    ) -> Self {
+        Emitter {
+            writer,
+            passwords,
+            bar,
+            ntlm,
+            totals: ComboTotals::default(),
+            key: Vec::new(),
+            count: 0,
+            secrets: Vec::new(),
+            values: Vec::new(),
+            plain: Vec::new(),
+            plain_ends: Vec::new(),
+            sha1: Vec::new(),
+            nt: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, row: &[u8]) -> Result<()> {
+        let sep = row.iter().position(|&c| c == 0).unwrap_or(row.len());
+        let (key, tag, value) = (&row[..sep], row.get(sep + 1).copied(), row.get(sep + 2..));
+        let value = value.unwrap_or(&[]);
+        if key != self.key.as_slice() {
+            self.flush_group()?;
+            self.key.clear();
+            self.key.extend_from_slice(key);
+        }
+        self.count += 1;
+        self.totals.distinct_rows += 1;
+        if self.totals.distinct_rows.is_multiple_of(4096) {
+            self.bar.inc(4096);
+        }
+        match tag.and_then(Secret::from_u8) {
+            Some(Secret::None) => {}
+            Some(t) => {
+                if self.secrets.len() < MAX_SECRETS {
+                    self.values.extend_from_slice(value);
+                    self.secrets.push((t, self.values.len()));
+                }
+                if t == Secret::Plain {
+                    self.plain.extend_from_slice(value);
+                    self.plain_ends.push(self.plain.len());
+                }
+            }
+            None if tag == Some(TAG_DIGEST) && value.len() >= 8 => {
+                self.sha1
+                    .push(u64::from_be_bytes(value[..8].try_into().expect("8")));
+                if let Some(n) = value.get(8..16) {
+                    self.nt.push(u64::from_be_bytes(n.try_into().expect("8")));
+                }
+            }
+            None => {}
+        }
+        if self.plain_ends.len() + self.sha1.len() >= PASSWORD_BATCH {
+            self.flush_passwords()?;
+        }
+        Ok(())
+    }
+
+    fn flush_group(&mut self) -> Result<()> {
         if self.count > 0 {
+            let mut start = 0;
             let refs: Vec<(Secret, &[u8])> = self
                 .secrets
                 .iter()
-                .map(|(t, v)| (*t, v.as_slice()))
+                .map(|&(t, end)| {
+                    let v = &self.values[start..end];
+                    start = end;
+                    (t, v)
+                })
                 .collect();
-            w.add(&self.key, self.count, &refs)?;
-            totals.addresses += 1;
+            self.writer.add(&self.key, self.count, &refs)?;
+            self.totals.addresses += 1;
+            self.totals.records += u64::from(!refs.is_empty());
         }
         self.count = 0;
         self.secrets.clear();
+        self.values.clear();
         Ok(())
+    }
+
+    /// Hash the buffered plaintexts (in parallel) and hand every fingerprint to the maps.
+    fn flush_passwords(&mut self) -> Result<()> {
+        fsutil::check_interrupted()?;
+        let ntlm = self.ntlm;
+        let plain = &self.plain;
+        let ends = &self.plain_ends;
+        let fps: Vec<(u64, u64)> = (0..ends.len())
+            .into_par_iter()
+            .map(|i| {
+                let p = &plain[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+                let nt = if ntlm {
+                    hashes::fingerprint(&hashes::ntlm(p))
+                } else {
+                    0
+                };
+                (hashes::fingerprint(&hashes::sha1(p)), nt)
+            })
+            .collect();
+        self.totals.passwords += (fps.len() + self.sha1.len()) as u64;
+        for (s, n) in fps {
+            self.sha1.push(s);
+            if ntlm {
+                self.nt.push(n);
+            }
+        }
+        (self.passwords)(&self.sha1, &self.nt)?;
+        self.plain.clear();
+        self.plain_ends.clear();
+        self.sha1.clear();
+        self.nt.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ComboTotals> {
+        self.flush_group()?;
+        self.flush_passwords()?;
+        Ok(self.totals)
     }
 }
 
@@ -335,25 +577,21 @@ impl RunReader {
         })
     }
 
-    fn read_row(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut head = [0u8; 8];
+    fn read_row(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut head = [0u8; 2];
         match self.r.read_exact(&mut head) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io(&self.path, e)),
         }
-        let klen = u32::from_le_bytes(head[..4].try_into().expect("4")) as usize;
-        let vlen = u32::from_le_bytes(head[4..].try_into().expect("4")) as usize;
-        let mut k = vec![0u8; klen];
-        let mut v = vec![0u8; vlen];
-        self.r.read_exact(&mut k).at(&self.path)?;
-        self.r.read_exact(&mut v).at(&self.path)?;
-        Ok(Some((k, v)))
+        let mut row = vec![0u8; u16::from_le_bytes(head) as usize];
+        self.r.read_exact(&mut row).at(&self.path)?;
+        Ok(Some(row))
     }
 }
 
 impl Iterator for RunReader {
-    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    type Item = Result<Vec<u8>>;
     fn next(&mut self) -> Option<Self::Item> {
         self.read_row().transpose()
     }

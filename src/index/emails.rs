@@ -5,19 +5,25 @@
 //! first, reversed, then `@`, then the local part: `alice@mail.example.org` is
 //! `org.example.mail@alice`. Every address of a domain is then the one key range starting with
 //! `org.example@`, and its subdomains the range starting with `org.example.`: a domain query is a
-//! range scan that touches only that domain's keys. The value is `block << 20 | min(count, 2^20-1)`:
-//! `count` is how many distinct rows of all combolists name the address (identical rows counted
-//! once), and `block` the block of `leaks.bin` holding its record.
+//! range scan that touches only that domain's keys. The value is `count - 1`, where `count` is how
+//! many distinct rows of all combolists name the address (identical rows counted once): most
+//! addresses are in one row, and a zero value costs no byte in the fst. It is written by our own
+//! fst writer ([`super::fst::write`]), in the fst crate's format.
 //!
 //! `leaks.bin` is **sensitive: it holds leaked plaintext passwords** (mode 0600, like every index
-//! file). Bytes: zstd frames, one per block, back to back; then a table of `blocks + 1`
-//! little-endian u64 offsets; then a 40-byte trailer: magic `BALEAKS\0`, format version (u32),
-//! reserved (u32), build id (u64), block count (u64), CRC-32 of every byte before it (u32),
-//! reserved (u32). A block decompresses to records in key order, each:
-//! `varint key length, key, varint count, varint n, n × (tag byte, varint length, bytes)`, where the
-//! tag is 1 for a plaintext password and 2 for a hash-shaped value (see [`Secret`]). At most
-//! [`MAX_SECRETS`] values are kept per address (the count stays exact).
+//! file). It has a record for each address with a kept leaked value (every address, or with
+//! `--keep-passwords-for` only those of the provider's own domains). Bytes: zstd frames, one per
+//! block, back to back; the first key of every block, back to back; `blocks + 1` little-endian u64
+//! offsets of those keys (from the first one's start); `blocks + 1` u64 offsets of the blocks; then
+//! a 40-byte trailer: magic `BALEAKS\0`, format version (u32), reserved (u32), build id (u64),
+//! block count (u64), CRC-32 of every byte before it (u32), reserved (u32). A block decompresses to
+//! records in key order, each: `varint shared, varint suffix length, suffix` (the key, sharing its
+//! first `shared` bytes with the record before it in the block), then `varint n, n × (tag byte,
+//! varint length, bytes)`, where the tag is 1 for a plaintext password and 2 for a hash-shaped
+//! value (see [`Secret`]). At most [`MAX_SECRETS`] values are kept per address (the count stays
+//! exact). A lookup finds the block by binary search over the first keys.
 
+use super::fst::write::{FixedFstWriter, InsertError};
 use crate::bytes::le_u64;
 use crate::error::{Error, IoContext, Result};
 use crate::sources::combolist::Secret;
@@ -28,14 +34,16 @@ use std::path::{Path, PathBuf};
 pub const EMAILS_FILE: &str = "emails.fst";
 pub const LEAKS_FILE: &str = "leaks.bin";
 pub const LEAKS_MAGIC: &[u8; 8] = b"BALEAKS\0";
-pub const LEAKS_FORMAT: u32 = 1;
+pub const LEAKS_FORMAT: u32 = 2;
 const LEAKS_TRAILER: usize = 40;
 /// Uncompressed size at which a block is closed.
 const BLOCK_BYTES: usize = 64 << 10;
+/// zstd level of the blocks (see BENCHMARKS.md, "Combolists": what each level costs and saves).
+const ZSTD_LEVEL: i32 = 3;
+/// Blocks compressed together, in parallel.
+const PARALLEL_BLOCKS: usize = 16;
 /// Leaked values kept per address.
 pub const MAX_SECRETS: usize = 256;
-const COUNT_BITS: u32 = 20;
-const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 
 pub use crate::email::{email_key, key_email};
 
@@ -77,12 +85,21 @@ pub struct LeakRecord {
 
 /// Writes `emails.fst` and `leaks.bin` from addresses in key order.
 pub struct EmailWriter {
-    fst: fst::MapBuilder<BufWriter<File>>,
+    fst: FixedFstWriter<BufWriter<File>>,
     fst_path: PathBuf,
     leaks: crate::fsutil::CrcFile,
     offsets: Vec<u64>,
+    /// The first key of every block, back to back, and where each starts.
+    first_keys: Vec<u8>,
+    key_offsets: Vec<u64>,
     block: Vec<u8>,
+    /// Full blocks waiting to be compressed, a few at a time in parallel.
+    pending: Vec<Vec<u8>>,
+    /// The key of the block's last record (front coding).
+    last: Vec<u8>,
     pub addresses: u64,
+    /// Addresses with a record in leaks.bin.
+    pub records: u64,
 }
 
 impl EmailWriter {
@@ -90,28 +107,54 @@ impl EmailWriter {
         let fst_path = dir.join(EMAILS_FILE);
         let leaks_path = dir.join(LEAKS_FILE);
         let f = crate::fsutil::create_private_file(&fst_path)?;
-        let fst = fst::MapBuilder::new(BufWriter::with_capacity(1 << 20, f))
-            .map_err(|e| Error::io(&fst_path, std::io::Error::other(e)))?;
+        let fst =
+            FixedFstWriter::variable(BufWriter::with_capacity(1 << 20, f), 0).at(&fst_path)?;
         Ok(EmailWriter {
             fst,
             fst_path,
             leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
             offsets: vec![0],
+            first_keys: Vec::new(),
+            key_offsets: vec![0],
             block: Vec::with_capacity(BLOCK_BYTES * 2),
+            pending: Vec::new(),
+            last: Vec::new(),
             addresses: 0,
+            records: 0,
         })
     }
 
-    /// Add an address (keys strictly increasing). `secrets` beyond [`MAX_SECRETS`] are dropped.
+    /// Add an address (keys strictly increasing, count at least 1) with the leaked values to keep
+    /// for it (none: no record); values beyond [`MAX_SECRETS`] are dropped.
     pub fn add(&mut self, key: &[u8], count: u64, secrets: &[(Secret, &[u8])]) -> Result<()> {
-        let block_no = (self.offsets.len() - 1) as u64;
-        let value = (block_no << COUNT_BITS) | count.min(COUNT_MAX);
         self.fst
-            .insert(key, value)
-            .map_err(|e| Error::io(&self.fst_path, std::io::Error::other(e)))?;
-        put_varint(&mut self.block, key.len() as u64);
-        self.block.extend_from_slice(key);
-        put_varint(&mut self.block, count);
+            .insert(key, count.max(1) - 1)
+            .map_err(|e| match e {
+                InsertError::Io(e) => Error::io(&self.fst_path, e),
+                InsertError::Key(why) => Error::damaged(
+                    &self.fst_path,
+                    format!("email keys out of order ({why:?}): a bug in the row sort"),
+                ),
+            })?;
+        self.addresses += 1;
+        if secrets.is_empty() {
+            return Ok(());
+        }
+        if self.block.is_empty() {
+            self.first_keys.extend_from_slice(key);
+            self.key_offsets.push(self.first_keys.len() as u64);
+            self.last.clear();
+        }
+        let shared = key
+            .iter()
+            .zip(&self.last)
+            .take_while(|(a, b)| a == b)
+            .count();
+        put_varint(&mut self.block, shared as u64);
+        put_varint(&mut self.block, (key.len() - shared) as u64);
+        self.block.extend_from_slice(&key[shared..]);
+        self.last.truncate(shared);
+        self.last.extend_from_slice(&key[shared..]);
         let kept = &secrets[..secrets.len().min(MAX_SECRETS)];
         put_varint(&mut self.block, kept.len() as u64);
         for (tag, v) in kept {
@@ -119,7 +162,7 @@ impl EmailWriter {
             put_varint(&mut self.block, v.len() as u64);
             self.block.extend_from_slice(v);
         }
-        self.addresses += 1;
+        self.records += 1;
         if self.block.len() >= BLOCK_BYTES {
             self.flush_block()?;
         }
@@ -131,21 +174,43 @@ impl EmailWriter {
     }
 
     fn flush_block(&mut self) -> Result<()> {
-        if self.block.is_empty() {
-            return Ok(());
+        if !self.block.is_empty() {
+            let full = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES * 2));
+            self.pending.push(full);
         }
-        let z = zstd::bulk::compress(&self.block, 3).at(self.leaks.path())?;
-        self.block.clear();
-        self.write(&z)?;
-        self.offsets.push(self.leaks.pos());
+        if self.pending.len() >= PARALLEL_BLOCKS {
+            self.compress_pending()?;
+        }
+        Ok(())
+    }
+
+    /// Compress the waiting blocks in parallel and write them in order.
+    fn compress_pending(&mut self) -> Result<()> {
+        use rayon::prelude::*;
+        let path = self.leaks.path().to_path_buf();
+        let frames: Vec<Vec<u8>> = self
+            .pending
+            .par_iter()
+            .map(|b| zstd::bulk::compress(b, ZSTD_LEVEL).at(&path))
+            .collect::<Result<_>>()?;
+        self.pending.clear();
+        for z in frames {
+            self.write(&z)?;
+            self.offsets.push(self.leaks.pos());
+        }
         Ok(())
     }
 
     /// Finish both files; returns (addresses, leaks.bin CRC-32).
     pub fn finish(mut self, build_id: u64) -> Result<(u64, u32)> {
         self.flush_block()?;
-        let table: Vec<u8> = self.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-        self.write(&table)?;
+        self.compress_pending()?;
+        let keys = std::mem::take(&mut self.first_keys);
+        self.write(&keys)?;
+        for table in [&self.key_offsets, &self.offsets] {
+            let bytes: Vec<u8> = table.iter().flat_map(|o| o.to_le_bytes()).collect();
+            self.leaks.write(&bytes)?;
+        }
         let mut t = Vec::with_capacity(LEAKS_TRAILER);
         t.extend_from_slice(LEAKS_MAGIC);
         t.extend_from_slice(&LEAKS_FORMAT.to_le_bytes());
@@ -154,10 +219,7 @@ impl EmailWriter {
         t.extend_from_slice(&((self.offsets.len() - 1) as u64).to_le_bytes());
         self.write(&t)?;
         let crc = self.leaks.finish()?;
-        let w = self
-            .fst
-            .into_inner()
-            .map_err(|e| Error::io(&self.fst_path, std::io::Error::other(e)))?;
+        let w = self.fst.finish().at(&self.fst_path)?;
         let f = w
             .into_inner()
             .map_err(|e| Error::io(&self.fst_path, e.into_error()))?;
@@ -171,10 +233,15 @@ pub struct EmailMap {
     dir: PathBuf,
     fst: fst::Map<memmap2::Mmap>,
     leaks: memmap2::Mmap,
+    /// Where the block offsets, the first keys' offsets and the first keys start.
     offsets_at: usize,
+    key_offsets_at: usize,
+    keys_at: usize,
     blocks: u64,
     pub build_id: u64,
     pub crc: u32,
+    /// With `--keep-passwords-for`: the domains whose leaked values were kept.
+    kept: Option<std::collections::HashSet<String>>,
 }
 
 impl EmailMap {
@@ -209,23 +276,33 @@ impl EmailMap {
         let build_id = le_u64(&t[16..]);
         let blocks = le_u64(&t[24..]);
         let crc = u32::from_le_bytes(t[32..36].try_into().expect("4"));
-        let table_len = (blocks as usize + 1)
-            .checked_mul(8)
+        let table_len = (blocks as usize)
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(16))
             .filter(|&n| n + LEAKS_TRAILER <= len);
         let Some(table_len) = table_len else {
             return Err(Error::damaged(&leaks_path, "block table out of range"));
         };
-        let offsets_at = len - LEAKS_TRAILER - table_len;
-        let em = EmailMap {
+        let offsets_at = len - LEAKS_TRAILER - table_len / 2;
+        let key_offsets_at = offsets_at - table_len / 2;
+        let mut em = EmailMap {
             dir: dir.to_path_buf(),
             fst,
             leaks,
             offsets_at,
+            key_offsets_at,
+            keys_at: 0,
             blocks,
             build_id,
             crc,
+            kept: None,
         };
-        if em.offset(blocks) != offsets_at as u64 || em.offset(0) != 0 {
+        em.keys_at = em.offset(blocks) as usize;
+        let keys_len = le_u64(&em.leaks[key_offsets_at + blocks as usize * 8..]);
+        if em.offset(0) != 0
+            || em.keys_at > key_offsets_at
+            || em.keys_at as u64 + keys_len != key_offsets_at as u64
+        {
             return Err(Error::damaged(
                 &leaks_path,
                 "block table does not cover the file",
@@ -238,6 +315,23 @@ impl EmailMap {
         le_u64(&self.leaks[self.offsets_at + block as usize * 8..])
     }
 
+    /// The first key of a block, if its offsets are sane.
+    fn first_key(&self, block: u64) -> Option<&[u8]> {
+        let at = |b: u64| le_u64(&self.leaks[self.key_offsets_at + b as usize * 8..]) as usize;
+        let (a, b) = (at(block), at(block + 1));
+        self.leaks[self.keys_at..self.key_offsets_at].get(a..b)
+    }
+
+    /// Say which domains' leaked values the build kept (`None`: every domain's).
+    pub fn set_kept(&mut self, domains: Option<&[String]>) {
+        self.kept = domains.map(|d| d.iter().cloned().collect());
+    }
+
+    /// Did the build keep the leaked values of addresses at `domain`?
+    pub fn keeps_passwords_of(&self, domain: &str) -> bool {
+        self.kept.as_ref().is_none_or(|k| k.contains(domain))
+    }
+
     pub fn addresses(&self) -> u64 {
         self.fst.len() as u64
     }
@@ -248,62 +342,70 @@ impl EmailMap {
 
     /// The count for an address, if it is in a combolist.
     pub fn count(&self, addr: &str) -> Result<Option<u64>> {
-        crate::guard::guarded(&self.dir, || self.count_unguarded(addr))
+        crate::guard::guarded(&self.dir, || {
+            Ok(self.fst.get(email_key(addr)).map(|v| v + 1))
+        })
     }
 
-    fn count_unguarded(&self, addr: &str) -> Result<Option<u64>> {
-        let key = email_key(addr);
-        match self.fst.get(&key) {
-            None => Ok(None),
-            Some(v) => self.exact_count(&key, v).map(Some),
-        }
-    }
-
-    fn exact_count(&self, key: &[u8], value: u64) -> Result<u64> {
-        let c = value & COUNT_MAX;
-        if c < COUNT_MAX {
-            return Ok(c);
-        }
-        Ok(self
-            .record_in_block(value >> COUNT_BITS, key)?
-            .map(|r| r.count)
-            .unwrap_or(c))
-    }
-
-    /// The stored record of an address (its leaked values), if it is in a combolist.
+    /// The address's count and kept leaked values, if it is in a combolist.
     pub fn record(&self, addr: &str) -> Result<Option<LeakRecord>> {
         crate::guard::guarded(&self.dir, || self.record_unguarded(addr))
     }
 
     fn record_unguarded(&self, addr: &str) -> Result<Option<LeakRecord>> {
         let key = email_key(addr);
-        match self.fst.get(&key) {
-            None => Ok(None),
-            Some(v) => self.record_in_block(v >> COUNT_BITS, &key),
-        }
+        let Some(v) = self.fst.get(&key) else {
+            return Ok(None);
+        };
+        let secrets = self.secrets(&key)?;
+        Ok(Some(LeakRecord {
+            count: v + 1,
+            secrets,
+        }))
     }
 
-    fn record_in_block(&self, block: u64, key: &[u8]) -> Result<Option<LeakRecord>> {
-        let path = self.dir.join(LEAKS_FILE);
-        if block >= self.blocks {
-            return Err(Error::damaged(
-                &path,
-                "email map points past the last block",
-            ));
+    /// The block that would hold `key`: the last whose first key is not above it.
+    fn block_of(&self, key: &[u8]) -> Result<Option<u64>> {
+        let path = || self.dir.join(LEAKS_FILE);
+        let (mut lo, mut hi) = (0u64, self.blocks);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let first = self
+                .first_key(mid)
+                .ok_or_else(|| Error::damaged(path(), "first-key table is damaged"))?;
+            if first <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
+        Ok(lo.checked_sub(1))
+    }
+
+    fn secrets(&self, key: &[u8]) -> Result<Vec<(Secret, Vec<u8>)>> {
+        let Some(block) = self.block_of(key)? else {
+            return Ok(Vec::new());
+        };
+        let path = self.dir.join(LEAKS_FILE);
         let (a, b) = (self.offset(block) as usize, self.offset(block + 1) as usize);
-        if a > b || b > self.offsets_at {
+        if a > b || b > self.keys_at {
             return Err(Error::damaged(&path, "block table is damaged"));
         }
         let data = zstd::stream::decode_all(&self.leaks[a..b])
             .map_err(|_| Error::damaged(&path, format!("block {block} does not decompress")))?;
         let bad = || Error::damaged(&path, format!("block {block} is damaged"));
         let mut pos = 0;
+        let mut k: Vec<u8> = Vec::new();
         while pos < data.len() {
-            let klen = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
-            let k = data.get(pos..pos + klen).ok_or_else(bad)?;
-            pos += klen;
-            let count = get_varint(&data, &mut pos).ok_or_else(bad)?;
+            let shared = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
+            let slen = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
+            let suffix = data.get(pos..pos.saturating_add(slen)).ok_or_else(bad)?;
+            if shared > k.len() {
+                return Err(bad());
+            }
+            k.truncate(shared);
+            k.extend_from_slice(suffix);
+            pos += slen;
             let n = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
             let hit = k == key;
             let mut secrets = Vec::new();
@@ -311,17 +413,20 @@ impl EmailMap {
                 let tag = Secret::from_u8(*data.get(pos).ok_or_else(bad)?).ok_or_else(bad)?;
                 pos += 1;
                 let len = get_varint(&data, &mut pos).ok_or_else(bad)? as usize;
-                let v = data.get(pos..pos + len).ok_or_else(bad)?;
+                let v = data.get(pos..pos.saturating_add(len)).ok_or_else(bad)?;
                 pos += len;
                 if hit {
                     secrets.push((tag, v.to_vec()));
                 }
             }
             if hit {
-                return Ok(Some(LeakRecord { count, secrets }));
+                return Ok(secrets);
+            }
+            if k.as_slice() > key {
+                break;
             }
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 
     /// Every (address, count) at a domain (or below it), in key order.
@@ -341,8 +446,7 @@ impl EmailMap {
             *end.last_mut().expect("non-empty") += 1;
             let mut st = self.fst.range().ge(&prefix).lt(&end).into_stream();
             while let Some((k, v)) = st.next() {
-                let count = self.exact_count(k, v)?;
-                out.push((key_email(k), count));
+                out.push((key_email(k), v + 1));
             }
         }
         Ok(out)

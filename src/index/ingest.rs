@@ -83,7 +83,7 @@ fn for_each_chunk<T: ParsedChunk>(
     progress: bool,
     what: &str,
     total: Option<u64>,
-    parse: fn(&Chunk) -> T,
+    parse: impl Fn(&Chunk) -> T + Sync,
     mut consume: impl FnMut(T) -> Result<()>,
 ) -> Result<Vec<String>> {
     let bar = Progress::bytes(progress, what, total);
@@ -96,7 +96,7 @@ fn for_each_chunk<T: ParsedChunk>(
         if batch.is_empty() {
             break;
         }
-        let outs: Vec<T> = batch.par_iter().map(parse).collect();
+        let outs: Vec<T> = batch.par_iter().map(&parse).collect();
         for (chunk, out) in batch.iter().zip(outs) {
             if chunk.first_of_file {
                 line_base = 0;
@@ -201,13 +201,17 @@ pub fn ingest_combolist(
     let shown = crate::input::display_path(path);
     let (mut rec, total) = source_record("combolist", path)?;
     let chunks = crate::input::open_file(path)?;
+    let policy = sorter.policy.clone();
+    let encode = |out: &mut Vec<u8>, key: &[u8], secret, value: &[u8]| {
+        policy.encode(out, key, secret, value)
+    };
     let samples = for_each_chunk(
         chunks,
         progress,
         &rec.path.clone(),
         total,
-        combolist::parse_chunk,
-        |out| {
+        |c| combolist::parse_chunk(c, &encode),
+        |mut out| {
             rec.lines += out.lines;
             rec.blank += out.blank;
             rec.rejected += out.junk + out.invalid;
@@ -215,15 +219,9 @@ pub fn ingest_combolist(
             rec.placeholders += out.placeholders;
             rec.hash_values += out.hash_values;
             rec.rows += out.rows.len() as u64;
-            let mut pos = 0;
-            for &(klen, tag, vlen) in &out.rows {
-                let (klen, vlen) = (klen as usize, vlen as usize);
-                let key = &out.arena[pos..pos + klen];
-                let value = &out.arena[pos + klen..pos + klen + vlen];
-                pos += klen + vlen;
-                sorter.push(key, tag, value, &mut || tmp.path())?;
-            }
-            Ok(())
+            sorter.push_chunk(std::mem::take(&mut out.arena), &out.rows, &mut || {
+                tmp.path()
+            })
         },
     )?;
     judge_source(

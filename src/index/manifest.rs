@@ -11,7 +11,7 @@ pub const MANIFEST: &str = "manifest.json";
 /// Identifies a breach-audit index.
 pub const FORMAT_NAME: &str = "breach-audit-index";
 /// Bumped whenever the bytes of any index file change meaning.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -42,6 +42,13 @@ pub struct EmailsRecord {
     pub duplicate_rows: u64,
     /// Distinct plaintext rows fed to the password maps.
     pub passwords: u64,
+    /// Addresses with leaked values kept in leaks.bin.
+    #[serde(default)]
+    pub records: u64,
+    /// Built with `--keep-passwords-for`: the only domains whose leaked values are kept (sorted).
+    /// Absent: every domain's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_domains: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

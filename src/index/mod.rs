@@ -82,7 +82,8 @@ impl Index {
         let emails = match &manifest.emails {
             None => None,
             Some(rec) => {
-                let em = emails::EmailMap::open(dir)?;
+                let mut em = emails::EmailMap::open(dir)?;
+                em.set_kept(rec.kept_domains.as_deref());
                 if em.build_id != manifest.build_id || em.fst_bytes() != rec.fst_bytes {
                     return Ok(Opened::OtherBuild(dir.join(&rec.leaks_file)));
                 }

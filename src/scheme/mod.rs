@@ -49,6 +49,9 @@ pub enum Reason {
     NeedsData,
     /// Its verification did not fit in this run's time budget: it is carried to the next run.
     Deferred,
+    /// The index was built with `--keep-passwords-for` without this account's domain: the
+    /// passwords leaked for the address were not kept, so the current one cannot be compared.
+    NotKept,
 }
 
 impl Reason {
@@ -59,11 +62,22 @@ impl Reason {
             Reason::CostOverLimit => "cost over limit",
             Reason::NeedsData => "needs data we do not have",
             Reason::Deferred => "deferred: time budget reached",
+            Reason::NotKept => "leaked passwords not kept for this domain",
         }
     }
 }
 
 impl Stored {
+    /// Dovecot's name of the scheme (as findings name it).
+    pub fn scheme_name(&self) -> String {
+        match self {
+            Stored::Sha1(_) => "SHA1".into(),
+            Stored::Ntlm(_) => "NTLM".into(),
+            Stored::Plain(_) => "PLAIN".into(),
+            Stored::Salted { scheme, .. } | Stored::Unverifiable { scheme, .. } => scheme.clone(),
+        }
+    }
+
     /// The hash string of a deliberately slow scheme (crypt family, yescrypt, scrypt, Argon2):
     /// the ones worth caching and that the time budget governs.
     pub fn slow_kdf(&self) -> Option<&str> {

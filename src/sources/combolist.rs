@@ -75,8 +75,7 @@ const PLACEHOLDERS: &[&[u8]] = &[
 ];
 
 fn classify(value: &[u8]) -> Secret {
-    let lower = value.to_ascii_lowercase();
-    if PLACEHOLDERS.contains(&lower.as_slice()) {
+    if value.len() <= 9 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(value)) {
         return Secret::None;
     }
     let hex = value.iter().all(|c| c.is_ascii_hexdigit());
@@ -237,13 +236,15 @@ mod tests {
     }
 }
 
-/// Parsed rows of one combolist chunk: the rows as (email-map key, tag, value) in one arena, counts,
-/// and the first bad lines.
+/// Parsed rows of one combolist chunk: the rows, each encoded by the caller's `encode` into one
+/// arena, counts, and the first bad lines.
 #[derive(Default)]
 pub struct ComboChunk {
-    /// (email key, tag, value) as one arena.
+    /// The encoded rows, back to back.
     pub arena: Vec<u8>,
-    pub rows: Vec<(u32, Secret, u32)>,
+    /// Each row as `start << 12 | length` in the arena (a row is at most [`MAX_ROW`] bytes plus
+    /// its key's growth by IDNA and the encoding's few bytes: under 4096).
+    pub rows: Vec<u64>,
     pub lines: u64,
     pub blank: u64,
     pub junk: u64,
@@ -253,8 +254,14 @@ pub struct ComboChunk {
     pub bad: Vec<(u64, &'static str)>,
 }
 
-pub fn parse_chunk(c: &Chunk) -> ComboChunk {
-    let mut out = ComboChunk::default();
+/// How a row (email-map key, tag, value) is written into a chunk's arena.
+pub type RowEncoder<'a> = dyn Fn(&mut Vec<u8>, &[u8], Secret, &[u8]) + Sync + 'a;
+
+pub fn parse_chunk(c: &Chunk, encode: &RowEncoder) -> ComboChunk {
+    let mut out = ComboChunk {
+        arena: Vec::with_capacity(c.data.bytes().len() + c.data.bytes().len() / 4),
+        ..Default::default()
+    };
     for line in crate::input::lines(c.data.bytes()) {
         out.lines += 1;
         let parsed = parse_line(line);
@@ -267,10 +274,16 @@ pub fn parse_chunk(c: &Chunk) -> ComboChunk {
                 value,
             } => {
                 let key = crate::email::email_key(&email.addr);
-                out.arena.extend_from_slice(&key);
-                out.arena.extend_from_slice(value);
-                out.rows
-                    .push((key.len() as u32, secret, value.len() as u32));
+                let start = out.arena.len();
+                encode(&mut out.arena, &key, secret, value);
+                let len = out.arena.len() - start;
+                if len >= 4096 {
+                    // Not reachable with MAX_ROW, but a row must never be cut.
+                    out.arena.truncate(start);
+                    out.junk += 1;
+                    continue;
+                }
+                out.rows.push((start as u64) << 12 | len as u64);
                 match secret {
                     Secret::None => out.placeholders += 1,
                     Secret::Hash => out.hash_values += 1,
@@ -289,6 +302,8 @@ pub fn parse_chunk(c: &Chunk) -> ComboChunk {
             }
         }
     }
+    // The arena is kept until the sort: give back what it did not use.
+    out.arena.shrink_to_fit();
     out
 }
 

@@ -1,5 +1,6 @@
-//! A streaming writer of fst maps for keys of one fixed length, with less work per key than
-//! `fst::MapBuilder`.
+//! A streaming writer of fst maps, with less work per key than `fst::MapBuilder`: keys of one
+//! fixed length (the password maps) or of any length (the email map, whose keys can be prefixes
+//! of each other).
 //!
 //! The bytes it writes are the fst crate's own format (version 3: header, nodes, key count, root
 //! address, masked CRC-32C), so `fst::Map` reads them and `Fst::verify` checks them; the tests below
@@ -13,7 +14,8 @@
 //!   is both faster and smaller here.
 //! - Each key's value goes on the key's last transition, so a count that needs no output costs
 //!   nothing and one that does costs its own bytes only (on a shared node, every transition of the
-//!   node pays the widest output's bytes).
+//!   node pays the widest output's bytes). A key that is a prefix of later keys ends in a final
+//!   state with transitions: its value is that state's final output.
 //! - Nodes live on a fixed stack of reusable vectors: no allocation per key.
 
 use std::io::{self, Write};
@@ -47,7 +49,17 @@ struct Trans {
     out: u64,
 }
 
-/// Writes an fst map of keys of `key_len` bytes, added in strictly increasing order.
+/// An open node: its finished transitions (its last, unfinished one is `prev[depth]`), and whether
+/// a key ends here (a key that later keys extend), with that key's value.
+#[derive(Default)]
+struct Open {
+    trans: Vec<Trans>,
+    is_final: bool,
+    final_out: u64,
+}
+
+/// Writes an fst map of keys added in strictly increasing order: all of `key_len` bytes
+/// ([`FixedFstWriter::new`]) or of any non-zero length ([`FixedFstWriter::variable`]).
 pub struct FixedFstWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
@@ -56,12 +68,12 @@ pub struct FixedFstWriter<W: Write> {
     crc: u32,
     len: u64,
     last_addr: u64,
+    /// The length every key must have; 0 for keys of any length.
     key_len: usize,
     prev: Vec<u8>,
     prev_out: u64,
-    /// `nodes[d]`: the finished transitions of the open node at depth `d` (its last, unfinished
-    /// transition is `prev[d]`).
-    nodes: Vec<Vec<Trans>>,
+    /// `nodes[d]`: the open node at depth `d` of the previous key.
+    nodes: Vec<Open>,
 }
 
 /// Why a key was refused.
@@ -88,6 +100,15 @@ impl<W: Write> FixedFstWriter<W> {
     /// Start a map; `fst_type` is stored in the fst header (`Fst::fst_type`).
     pub fn new(out: W, key_len: usize, fst_type: u64) -> io::Result<Self> {
         assert!(key_len > 0);
+        Self::start(out, key_len, fst_type)
+    }
+
+    /// Start a map of keys of any non-zero length.
+    pub fn variable(out: W, fst_type: u64) -> io::Result<Self> {
+        Self::start(out, 0, fst_type)
+    }
+
+    fn start(out: W, key_len: usize, fst_type: u64) -> io::Result<Self> {
         let mut w = FixedFstWriter {
             out,
             buf: Vec::with_capacity(1 << 16),
@@ -98,7 +119,7 @@ impl<W: Write> FixedFstWriter<W> {
             key_len,
             prev: Vec::with_capacity(key_len),
             prev_out: 0,
-            nodes: (0..key_len).map(|_| Vec::with_capacity(64)).collect(),
+            nodes: (0..key_len.max(1) + 1).map(|_| Open::default()).collect(),
         };
         w.put(&FST_VERSION.to_le_bytes());
         w.put(&fst_type.to_le_bytes());
@@ -114,19 +135,30 @@ impl<W: Write> FixedFstWriter<W> {
         self.len == 0
     }
 
-    /// Add a key with its value. The only errors are a wrong key length, a key not greater than
-    /// the one before, or a failed write.
+    /// Add a key with its value. The only errors are a wrong (or empty) key length, a key not
+    /// greater than the one before, or a failed write.
     pub fn insert(&mut self, key: &[u8], value: u64) -> Result<(), InsertError> {
-        if key.len() != self.key_len {
+        if key.is_empty() || (self.key_len != 0 && key.len() != self.key_len) {
             return Err(InsertError::Key(KeyError::Length));
         }
+        if self.nodes.len() <= key.len() {
+            self.nodes.resize_with(key.len() + 1, Open::default);
+        }
         if self.len > 0 {
-            let p = match key.iter().zip(&self.prev).position(|(a, b)| a != b) {
-                Some(p) if key[p] > self.prev[p] => p,
+            match key.iter().zip(&self.prev).position(|(a, b)| a != b) {
+                Some(p) if key[p] > self.prev[p] => {
+                    self.freeze_from(p);
+                    self.prev.truncate(p);
+                }
+                None if key.len() > self.prev.len() => {
+                    // The previous key is a prefix of this one: it ends in a final state.
+                    let end = &mut self.nodes[self.prev.len()];
+                    end.is_final = true;
+                    end.final_out = self.prev_out;
+                }
                 _ => return Err(InsertError::Key(KeyError::OutOfOrder)),
-            };
-            self.freeze_from(p);
-            self.prev.truncate(p);
+            }
+            let p = self.prev.len();
             self.prev.extend_from_slice(&key[p..]);
         } else {
             self.prev.extend_from_slice(key);
@@ -144,19 +176,21 @@ impl<W: Write> FixedFstWriter<W> {
     fn freeze_from(&mut self, p: usize) {
         let mut addr = EMPTY;
         let mut out = self.prev_out;
-        for d in (p + 1..self.key_len).rev() {
+        for d in (p + 1..self.prev.len()).rev() {
             let mut node = std::mem::take(&mut self.nodes[d]);
-            node.push(Trans {
+            node.trans.push(Trans {
                 inp: self.prev[d],
                 addr,
                 out,
             });
             addr = self.compile(&node);
-            node.clear();
+            node.trans.clear();
+            node.is_final = false;
+            node.final_out = 0;
             self.nodes[d] = node;
             out = 0;
         }
-        self.nodes[p].push(Trans {
+        self.nodes[p].trans.push(Trans {
             inp: self.prev[p],
             addr,
             out,
@@ -199,11 +233,12 @@ impl<W: Write> FixedFstWriter<W> {
         self.put(&n.to_le_bytes()[..nbytes as usize]);
     }
 
-    /// Write one node (not final: every key ends in the empty final state) and return its address,
-    /// the address of its last byte, as fst's `Node::compile` lays it out.
-    fn compile(&mut self, trans: &[Trans]) -> u64 {
+    /// Write one node and return its address, the address of its last byte, as fst's
+    /// `Node::compile` lays it out.
+    fn compile(&mut self, node: &Open) -> u64 {
         let start = self.pos;
-        if let [t] = trans {
+        let trans = &node.trans[..];
+        if let ([t], false) = (trans, node.is_final) {
             let common = COMMON_IDX[t.inp as usize];
             if t.addr == self.last_addr && t.out == 0 {
                 // One transition to the node written just before: one byte when the input packs.
@@ -227,14 +262,17 @@ impl<W: Write> FixedFstWriter<W> {
             }
         } else {
             let mut tsize = 0;
-            let mut osize = 1;
-            let mut any_outs = false;
+            let mut osize = pack_size(node.final_out);
+            let mut any_outs = node.final_out != 0;
             for t in trans {
                 tsize = tsize.max(pack_size(delta(start, t.addr)));
                 osize = osize.max(pack_size(t.out));
                 any_outs |= t.out != 0;
             }
             if any_outs {
+                if node.is_final {
+                    self.put_uint(node.final_out, osize);
+                }
                 for t in trans.iter().rev() {
                     self.put_uint(t.out, osize);
                 }
@@ -255,12 +293,13 @@ impl<W: Write> FixedFstWriter<W> {
             let osize = if any_outs { osize } else { 0 };
             self.put(&[(tsize << 4) | osize]);
             let n = trans.len();
+            let final_bit = if node.is_final { 0b0100_0000 } else { 0 };
             if n == 0 || n > 63 {
                 // 256 transitions are written as 1 (one transition always has its own state).
                 self.put(&[if n == 256 { 1 } else { n as u8 }]);
-                self.put(&[0]);
+                self.put(&[final_bit]);
             } else {
-                self.put(&[n as u8]);
+                self.put(&[n as u8 | final_bit]);
             }
         }
         self.last_addr = self.pos - 1;
@@ -312,8 +351,13 @@ mod tests {
         v
     }
 
+    /// Our map of `v` (keys of `len` bytes, or of any length when `len` is 0) against fst's.
     fn check(v: &[(Vec<u8>, u64)], len: usize) {
-        let mut w = FixedFstWriter::new(Vec::new(), len, 7).unwrap();
+        let mut w = if len == 0 {
+            FixedFstWriter::variable(Vec::new(), 7).unwrap()
+        } else {
+            FixedFstWriter::new(Vec::new(), len, 7).unwrap()
+        };
         for (k, val) in v {
             w.insert(k, *val).unwrap();
         }
@@ -372,8 +416,56 @@ mod tests {
         }
     }
 
+    /// Keys of every length, many of them prefixes of others (as `alice` of `alice2`), over small
+    /// and full alphabets, with values of every width, including on the prefix keys.
+    #[test]
+    fn variable_length_keys_same_map_as_fst_builder() {
+        let all: Vec<u8> = (1..=255).collect();
+        for (n, alpha, seed) in [
+            (1, &b"ab"[..], 1),
+            (2_000, &b"ab"[..], 2),
+            (5_000, &b"abc.@1"[..], 3),
+            (20_000, &all[..], 4),
+        ] {
+            let mut s = seed;
+            let mut v: Vec<(Vec<u8>, u64)> = Vec::new();
+            for _ in 0..n {
+                let len = 1 + (splitmix(&mut s) % 12) as usize;
+                let k: Vec<u8> = (0..len)
+                    .map(|_| alpha[(splitmix(&mut s) % alpha.len() as u64) as usize])
+                    .collect();
+                let r = splitmix(&mut s);
+                let val = [0, 1, r >> 40, r][(r % 4) as usize];
+                // Every prefix of a key is a key too, for some keys.
+                if r.is_multiple_of(3) {
+                    for p in 1..k.len() {
+                        v.push((k[..p].to_vec(), r >> (p * 5)));
+                    }
+                }
+                v.push((k, val));
+            }
+            v.sort();
+            v.dedup_by(|a, b| a.0 == b.0);
+            check(&v, 0);
+        }
+    }
+
     #[test]
     fn refuses_bad_keys() {
+        let mut w = FixedFstWriter::variable(Vec::new(), 0).unwrap();
+        assert!(matches!(
+            w.insert(b"", 0),
+            Err(InsertError::Key(KeyError::Length))
+        ));
+        w.insert(b"ab", 1).unwrap();
+        w.insert(b"abc", 2).unwrap();
+        for k in [&b"abc"[..], b"ab", b"a", b"aa"] {
+            assert!(matches!(
+                w.insert(k, 1),
+                Err(InsertError::Key(KeyError::OutOfOrder))
+            ));
+        }
+
         let mut w = FixedFstWriter::new(Vec::new(), 2, 0).unwrap();
         assert!(matches!(
             w.insert(b"abc", 0),
