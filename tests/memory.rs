@@ -40,6 +40,7 @@ fn combolist_larger_than_mem_builds_in_bounded_memory() {
     let rss_mb = children_max_rss_kb() / 1024;
     // Held in memory, the rows would take more than the file; the build held under half of it
     // (a fixed ~70 MB of chunk buffers and allocator arenas, plus --mem).
+    eprintln!("peak RSS {rss_mb} MB");
     assert!(
         rss_mb < (size_mb as i64) / 2,
         "peak RSS {rss_mb} MB for a {size_mb} MB combolist"

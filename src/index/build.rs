@@ -188,6 +188,9 @@ fn check_options(opts: &BuildOptions) -> Result<()> {
 fn new_sinks(opts: &BuildOptions, dir: &Path) -> ([KindSink; 4], usize) {
     let (hash_mem, combo_mem) = if opts.combolists.is_empty() {
         (opts.mem / 2, 0)
+    } else if opts.hibp.is_empty() {
+        // Only the combolist maps: their sinks get an eighth each, the rows the rest.
+        (opts.mem / 8, opts.mem * 5 / 8)
     } else {
         (opts.mem / 4, opts.mem / 2)
     };

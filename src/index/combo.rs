@@ -23,7 +23,7 @@
 //! under a random key that lives only in this process's memory. Runs left behind by a killed
 //! build are unreadable noise, not a copy of the combolist.
 
-use super::emails::{EmailWriter, MAX_SECRETS};
+use super::emails::{BlockBuilder, EmailWriter, MAX_SECRETS};
 use super::merge::KMerge;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -133,16 +133,11 @@ fn row_at(arenas: &[Vec<u8>], loc: u64) -> &[u8] {
     &arenas[(loc >> 44) as usize][start..start + (loc & 0xFFF) as usize]
 }
 
-/// Sort a run of entries whose rows agree on their first `depth` bytes.
-fn refine(run: &mut [Entry], depth: usize, arenas: &[Vec<u8>]) {
-    if run.len() < 2 {
-        return;
-    }
-    let tail = |e: &Entry| row_at(arenas, e.loc).get(depth..).unwrap_or(&[]);
-    if run.len() <= SMALL_RUN {
-        run.sort_unstable_by(|a, b| tail(a).cmp(tail(b)));
-        return;
-    }
+/// Runs longer than this are refined in parallel (one domain can hold most rows: `com.gmail@`).
+const PARALLEL_RUN: usize = 1 << 16;
+
+/// Load each entry's 8 bytes at `depth`; are some rows longer than `depth + 8`?
+fn load_run(run: &mut [Entry], depth: usize, arenas: &[Vec<u8>]) -> bool {
     let mut longer = false;
     for i in 0..run.len() {
         if let Some(ahead) = run.get(i + PREFETCH_AHEAD) {
@@ -153,14 +148,43 @@ fn refine(run: &mut [Entry], depth: usize, arenas: &[Vec<u8>]) {
         e.pfx = load8(row, depth);
         longer |= row.len() > depth + 8;
     }
+    longer
+}
+
+/// Sort a run of entries whose rows agree on their first `depth` bytes.
+fn refine(run: &mut [Entry], depth: usize, arenas: &[Vec<u8>]) {
+    if run.len() < 2 {
+        return;
+    }
+    let tail = |e: &Entry| row_at(arenas, e.loc).get(depth..).unwrap_or(&[]);
+    if run.len() <= SMALL_RUN {
+        run.sort_unstable_by(|a, b| tail(a).cmp(tail(b)));
+        return;
+    }
+    if run.len() >= PARALLEL_RUN {
+        let longer = run
+            .par_chunks_mut(PARALLEL_RUN / 4)
+            .map(|c| load_run(c, depth, arenas))
+            .reduce(|| false, |a, b| a | b);
+        run.par_sort_unstable_by_key(|e| e.pfx);
+        run.par_chunk_by_mut(|a, b| a.pfx == b.pfx)
+            .for_each(|sub| finish_sub(sub, longer, depth, arenas));
+        return;
+    }
+    let longer = load_run(run, depth, arenas);
     run.sort_unstable_by_key(|e| e.pfx);
     for sub in run.chunk_by_mut(|a, b| a.pfx == b.pfx) {
-        if longer {
-            refine(sub, depth + 8, arenas);
-        } else {
-            // Every row ends here: equal bytes, so the shorter (a prefix) first.
-            sub.sort_unstable_by_key(|e| e.loc & 0xFFF);
-        }
+        finish_sub(sub, longer, depth, arenas);
+    }
+}
+
+/// Sort a sub-run whose rows agree on `depth + 8` bytes.
+fn finish_sub(sub: &mut [Entry], longer: bool, depth: usize, arenas: &[Vec<u8>]) {
+    if longer {
+        refine(sub, depth + 8, arenas);
+    } else {
+        // Every row ends here: equal bytes, so the shorter (a prefix) first.
+        sub.sort_unstable_by_key(|e| e.loc & 0xFFF);
     }
 }
 
@@ -320,9 +344,7 @@ impl ComboSorter {
         let mut em = Emitter::new(writer, self.policy.ntlm, passwords, bar);
         if self.runs.is_empty() {
             self.sort();
-            for row in self.distinct_rows() {
-                em.row(row)?;
-            }
+            em.feed(self.distinct_rows())?;
         } else {
             if !self.entries.is_empty() {
                 self.spill(spill_dir.expect("a spill directory when runs exist"))?;
@@ -334,17 +356,9 @@ impl ComboSorter {
                 .enumerate()
                 .map(|(i, p)| RunReader::open(p.clone(), &self.seal, i))
                 .collect::<Result<Vec<_>>>()?;
-            let mut last: Option<Vec<u8>> = None;
-            for row in KMerge::new(readers) {
-                let row = row?;
-                if last.as_ref() == Some(&row) {
-                    continue;
-                }
-                em.row(&row)?;
-                last = Some(row);
-            }
+            merge_runs(readers, &mut em)?;
         }
-        let mut totals = em.finish()?;
+        let mut totals = em.totals;
         // Run files go with the temporary directory; remove them early to free the disk.
         for p in &self.runs {
             let _ = std::fs::remove_file(p);
@@ -355,26 +369,107 @@ impl ComboSorter {
 }
 
 /// Turns distinct sorted rows into addresses (email map and leaks records) and password
-/// fingerprints.
+/// fingerprints, a batch at a time. Each batch ends at an address boundary; within it, the email
+/// map (one sequential fst) is written on one thread while the other cores build, compress and
+/// hash the leaks blocks of the batch's pieces.
 struct Emitter<'a, 'b> {
     writer: &'a mut EmailWriter,
     passwords: &'a mut PasswordSink<'b>,
     bar: &'a crate::progress::Progress,
     ntlm: bool,
     totals: ComboTotals,
-    key: Vec<u8>,
-    count: u64,
-    /// The group's kept values: (tag, end in `values`).
-    secrets: Vec<(Secret, usize)>,
-    values: Vec<u8>,
-    /// Plaintexts to hash (ends in `plain`), and fingerprints ready for the maps.
-    plain: Vec<u8>,
-    plain_ends: Vec<usize>,
+}
+
+/// Rows and bytes per batch (then the batch runs on to the end of its last address): a few
+/// batches are in flight, part of the build's fixed memory beyond `--mem`.
+const BATCH_ROWS: usize = 1 << 17;
+const BATCH_BYTES: usize = 4 << 20;
+/// Pieces a batch is cut into for the parallel side.
+const PIECES: usize = 32;
+
+/// A row's parts: key, tag byte (if any) and value.
+fn split_row(row: &[u8]) -> (&[u8], Option<u8>, &[u8]) {
+    let sep = row.iter().position(|&c| c == 0).unwrap_or(row.len());
+    (
+        &row[..sep],
+        row.get(sep + 1).copied(),
+        row.get(sep + 2..).unwrap_or(&[]),
+    )
+}
+
+fn key_of(row: &[u8]) -> &[u8] {
+    split_row(row).0
+}
+
+/// What a piece of a batch made.
+#[derive(Default)]
+struct Piece {
+    blocks: Vec<super::emails::LeakBlock>,
+    records: u64,
     sha1: Vec<u64>,
     nt: Vec<u64>,
 }
 
-const PASSWORD_BATCH: usize = 1 << 16;
+/// The leaks blocks and password fingerprints of a run of whole addresses.
+fn build_piece(rows: &[&[u8]], ntlm: bool) -> Result<Piece> {
+    let mut piece = Piece::default();
+    let mut blocks = BlockBuilder::default();
+    let mut secrets: Vec<(Secret, &[u8])> = Vec::new();
+    let mut key: &[u8] = &[];
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(r) = rows.get(i + PREFETCH_AHEAD) {
+            prefetch(r);
+        }
+        let (k, tag, value) = split_row(row);
+        if k != key {
+            blocks.add(key, &secrets)?;
+            secrets.clear();
+            key = k;
+        }
+        match tag {
+            Some(t) if t == Secret::Plain as u8 || t == Secret::Hash as u8 => {
+                if secrets.len() < MAX_SECRETS {
+                    let s = Secret::from_u8(t).expect("a Secret tag");
+                    secrets.push((s, value));
+                }
+                if t == Secret::Plain as u8 {
+                    piece.sha1.push(hashes::fingerprint(&hashes::sha1(value)));
+                    if ntlm {
+                        piece.nt.push(hashes::fingerprint(&hashes::ntlm(value)));
+                    }
+                }
+            }
+            Some(TAG_DIGEST) if value.len() >= 8 => {
+                piece
+                    .sha1
+                    .push(u64::from_be_bytes(value[..8].try_into().expect("8")));
+                if let Some(n) = value.get(8..16) {
+                    piece.nt.push(u64::from_be_bytes(n.try_into().expect("8")));
+                }
+            }
+            _ => {}
+        }
+    }
+    blocks.add(key, &secrets)?;
+    (piece.blocks, piece.records) = blocks.finish()?;
+    Ok(piece)
+}
+
+/// Cut `rows` into about `n` pieces, each ending at an address boundary.
+fn pieces<'r>(rows: &'r [&'r [u8]], n: usize) -> Vec<&'r [&'r [u8]]> {
+    let target = rows.len().div_ceil(n).max(1);
+    let mut out = Vec::with_capacity(n + 1);
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = (start + target).min(rows.len());
+        while end < rows.len() && key_of(rows[end]) == key_of(rows[end - 1]) {
+            end += 1;
+        }
+        out.push(&rows[start..end]);
+        start = end;
+    }
+    out
+}
 
 impl<'a, 'b> Emitter<'a, 'b> {
     fn new(
@@ -389,117 +484,140 @@ impl<'a, 'b> Emitter<'a, 'b> {
             bar,
             ntlm,
             totals: ComboTotals::default(),
-            key: Vec::new(),
-            count: 0,
-            secrets: Vec::new(),
-            values: Vec::new(),
-            plain: Vec::new(),
-            plain_ends: Vec::new(),
-            sha1: Vec::new(),
-            nt: Vec::new(),
         }
     }
 
-    fn row(&mut self, row: &[u8]) -> Result<()> {
-        let sep = row.iter().position(|&c| c == 0).unwrap_or(row.len());
-        let (key, tag, value) = (&row[..sep], row.get(sep + 1).copied(), row.get(sep + 2..));
-        let value = value.unwrap_or(&[]);
-        if key != self.key.as_slice() {
-            self.flush_group()?;
-            self.key.clear();
-            self.key.extend_from_slice(key);
-        }
-        self.count += 1;
-        self.totals.distinct_rows += 1;
-        if self.totals.distinct_rows.is_multiple_of(4096) {
-            self.bar.inc(4096);
-        }
-        match tag.and_then(Secret::from_u8) {
-            Some(Secret::None) => {}
-            Some(t) => {
-                if self.secrets.len() < MAX_SECRETS {
-                    self.values.extend_from_slice(value);
-                    self.secrets.push((t, self.values.len()));
-                }
-                if t == Secret::Plain {
-                    self.plain.extend_from_slice(value);
-                    self.plain_ends.push(self.plain.len());
-                }
-            }
-            None if tag == Some(TAG_DIGEST) && value.len() >= 8 => {
-                self.sha1
-                    .push(u64::from_be_bytes(value[..8].try_into().expect("8")));
-                if let Some(n) = value.get(8..16) {
-                    self.nt.push(u64::from_be_bytes(n.try_into().expect("8")));
-                }
-            }
-            None => {}
-        }
-        if self.plain_ends.len() + self.sha1.len() >= PASSWORD_BATCH {
-            self.flush_passwords()?;
-        }
-        Ok(())
-    }
-
-    fn flush_group(&mut self) -> Result<()> {
-        if self.count > 0 {
-            let mut start = 0;
-            let refs: Vec<(Secret, &[u8])> = self
-                .secrets
-                .iter()
-                .map(|&(t, end)| {
-                    let v = &self.values[start..end];
-                    start = end;
-                    (t, v)
-                })
-                .collect();
-            self.writer.add(&self.key, self.count, &refs)?;
-            self.totals.addresses += 1;
-            self.totals.records += u64::from(!refs.is_empty());
-        }
-        self.count = 0;
-        self.secrets.clear();
-        self.values.clear();
-        Ok(())
-    }
-
-    /// Hash the buffered plaintexts (in parallel) and hand every fingerprint to the maps.
-    fn flush_passwords(&mut self) -> Result<()> {
+    /// Emit a batch of distinct sorted rows that ends at an address boundary.
+    fn batch(&mut self, rows: &[&[u8]]) -> Result<()> {
         fsutil::check_interrupted()?;
         let ntlm = self.ntlm;
-        let plain = &self.plain;
-        let ends = &self.plain_ends;
-        let fps: Vec<(u64, u64)> = (0..ends.len())
-            .into_par_iter()
-            .map(|i| {
-                let p = &plain[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-                let nt = if ntlm {
-                    hashes::fingerprint(&hashes::ntlm(p))
-                } else {
-                    0
-                };
-                (hashes::fingerprint(&hashes::sha1(p)), nt)
-            })
-            .collect();
-        self.totals.passwords += (fps.len() + self.sha1.len()) as u64;
-        for (s, n) in fps {
-            self.sha1.push(s);
-            if ntlm {
-                self.nt.push(n);
-            }
+        let writer = &mut *self.writer;
+        let (addresses, pieces) = rayon::join(
+            || -> Result<u64> {
+                let mut n = 0;
+                let mut start = 0;
+                for i in 1..=rows.len() {
+                    if let Some(r) = rows.get(i + PREFETCH_AHEAD) {
+                        prefetch(r);
+                    }
+                    if i == rows.len() || key_of(rows[i]) != key_of(rows[start]) {
+                        writer.insert(key_of(rows[start]), (i - start) as u64)?;
+                        n += 1;
+                        start = i;
+                    }
+                }
+                Ok(n)
+            },
+            || {
+                pieces(rows, PIECES)
+                    .into_par_iter()
+                    .map(|p| build_piece(p, ntlm))
+                    .collect::<Result<Vec<Piece>>>()
+            },
+        );
+        self.totals.addresses += addresses?;
+        for p in pieces? {
+            self.writer.write_blocks(&p.blocks, p.records)?;
+            self.totals.records += p.records;
+            self.totals.passwords += p.sha1.len() as u64;
+            (self.passwords)(&p.sha1, &p.nt)?;
         }
-        (self.passwords)(&self.sha1, &self.nt)?;
-        self.plain.clear();
-        self.plain_ends.clear();
-        self.sha1.clear();
-        self.nt.clear();
+        self.totals.distinct_rows += rows.len() as u64;
+        self.bar.inc(rows.len() as u64);
         Ok(())
     }
 
-    fn finish(mut self) -> Result<ComboTotals> {
-        self.flush_group()?;
-        self.flush_passwords()?;
-        Ok(self.totals)
+    /// Feed distinct rows in order, emitting full batches and then the rest. Rows are copied
+    /// into the batch: every pass over it then reads memory in order.
+    fn feed<'r>(&mut self, rows: impl Iterator<Item = &'r [u8]>) -> Result<()> {
+        let mut batch = RowBatch::default();
+        for row in rows {
+            if batch.full_before(row) {
+                self.batch(&batch.rows())?;
+                batch.clear();
+            }
+            batch.push(row);
+        }
+        self.batch(&batch.rows())
+    }
+}
+
+/// Merge the spilled runs into distinct rows, in batches: the merge (decompression and the heap)
+/// runs on its own thread, a batch ahead of the emitter.
+fn merge_runs(readers: Vec<RunReader>, em: &mut Emitter) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RowBatch>>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut batch = RowBatch::default();
+            let mut last: Vec<u8> = Vec::new();
+            for row in KMerge::new(readers) {
+                let row = match row {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                if !batch.ends.is_empty() && row == last {
+                    continue;
+                }
+                if batch.full_before(&row) && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                    return;
+                }
+                batch.push(&row);
+                last = row;
+            }
+            let _ = tx.send(Ok(batch));
+        });
+        for batch in rx {
+            let batch = batch?;
+            let rows = batch.rows();
+            em.batch(&rows)?;
+        }
+        Ok(())
+    })
+}
+
+/// Rows back to back.
+#[derive(Default)]
+struct RowBatch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RowBatch {
+    /// Is the batch full, `row` starting the next address?
+    fn full_before(&self, row: &[u8]) -> bool {
+        (self.ends.len() >= BATCH_ROWS || self.bytes.len() >= BATCH_BYTES)
+            && key_of(row) != key_of(self.last())
+    }
+
+    fn last(&self) -> &[u8] {
+        let n = self.ends.len();
+        let start = if n < 2 { 0 } else { self.ends[n - 2] };
+        &self.bytes[start..self.ends[n - 1]]
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, row: &[u8]) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn rows(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let r = &self.bytes[start..end];
+                start = end;
+                r
+            })
+            .collect()
     }
 }
 

@@ -39,9 +39,7 @@ const LEAKS_TRAILER: usize = 40;
 /// Uncompressed size at which a block is closed.
 const BLOCK_BYTES: usize = 64 << 10;
 /// zstd level of the blocks (see BENCHMARKS.md, "Combolists": what each level costs and saves).
-const ZSTD_LEVEL: i32 = 3;
-/// Blocks compressed together, in parallel.
-const PARALLEL_BLOCKS: usize = 16;
+const ZSTD_LEVEL: i32 = 1;
 /// Leaked values kept per address.
 pub const MAX_SECRETS: usize = 256;
 
@@ -83,7 +81,8 @@ pub struct LeakRecord {
     pub secrets: Vec<(Secret, Vec<u8>)>,
 }
 
-/// Writes `emails.fst` and `leaks.bin` from addresses in key order.
+/// Writes `emails.fst` (addresses in key order, [`EmailWriter::insert`]) and `leaks.bin` (blocks
+/// in key order, made by [`BlockBuilder`]s, perhaps in parallel, [`EmailWriter::write_blocks`]).
 pub struct EmailWriter {
     fst: FixedFstWriter<BufWriter<File>>,
     fst_path: PathBuf,
@@ -92,57 +91,38 @@ pub struct EmailWriter {
     /// The first key of every block, back to back, and where each starts.
     first_keys: Vec<u8>,
     key_offsets: Vec<u64>,
-    block: Vec<u8>,
-    /// Full blocks waiting to be compressed, a few at a time in parallel.
-    pending: Vec<Vec<u8>>,
-    /// The key of the block's last record (front coding).
-    last: Vec<u8>,
     pub addresses: u64,
     /// Addresses with a record in leaks.bin.
     pub records: u64,
 }
 
-impl EmailWriter {
-    pub fn create(dir: &Path) -> Result<EmailWriter> {
-        let fst_path = dir.join(EMAILS_FILE);
-        let leaks_path = dir.join(LEAKS_FILE);
-        let f = crate::fsutil::create_private_file(&fst_path)?;
-        let fst =
-            FixedFstWriter::variable(BufWriter::with_capacity(1 << 20, f), 0).at(&fst_path)?;
-        Ok(EmailWriter {
-            fst,
-            fst_path,
-            leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
-            offsets: vec![0],
-            first_keys: Vec::new(),
-            key_offsets: vec![0],
-            block: Vec::with_capacity(BLOCK_BYTES * 2),
-            pending: Vec::new(),
-            last: Vec::new(),
-            addresses: 0,
-            records: 0,
-        })
-    }
+/// One compressed block of leaks.bin and its first key.
+pub struct LeakBlock {
+    first_key: Vec<u8>,
+    frame: Vec<u8>,
+}
 
-    /// Add an address (keys strictly increasing, count at least 1) with the leaked values to keep
-    /// for it (none: no record); values beyond [`MAX_SECRETS`] are dropped.
-    pub fn add(&mut self, key: &[u8], count: u64, secrets: &[(Secret, &[u8])]) -> Result<()> {
-        self.fst
-            .insert(key, count.max(1) - 1)
-            .map_err(|e| match e {
-                InsertError::Io(e) => Error::io(&self.fst_path, e),
-                InsertError::Key(why) => Error::damaged(
-                    &self.fst_path,
-                    format!("email keys out of order ({why:?}): a bug in the row sort"),
-                ),
-            })?;
-        self.addresses += 1;
+/// Makes the blocks of leaks.bin for a run of addresses in key order.
+#[derive(Default)]
+pub struct BlockBuilder {
+    block: Vec<u8>,
+    first_key: Vec<u8>,
+    /// The key of the block's last record (front coding).
+    last: Vec<u8>,
+    blocks: Vec<LeakBlock>,
+    pub records: u64,
+}
+
+impl BlockBuilder {
+    /// Add an address's kept leaked values (none: nothing is written); values beyond
+    /// [`MAX_SECRETS`] are dropped.
+    pub fn add(&mut self, key: &[u8], secrets: &[(Secret, &[u8])]) -> Result<()> {
         if secrets.is_empty() {
             return Ok(());
         }
         if self.block.is_empty() {
-            self.first_keys.extend_from_slice(key);
-            self.key_offsets.push(self.first_keys.len() as u64);
+            self.first_key.clear();
+            self.first_key.extend_from_slice(key);
             self.last.clear();
         }
         let shared = key
@@ -164,49 +144,82 @@ impl EmailWriter {
         }
         self.records += 1;
         if self.block.len() >= BLOCK_BYTES {
-            self.flush_block()?;
+            self.close()?;
         }
         Ok(())
     }
 
-    fn write(&mut self, b: &[u8]) -> Result<()> {
-        self.leaks.write(b)
-    }
-
-    fn flush_block(&mut self) -> Result<()> {
-        if !self.block.is_empty() {
-            let full = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES * 2));
-            self.pending.push(full);
+    fn close(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
         }
-        if self.pending.len() >= PARALLEL_BLOCKS {
-            self.compress_pending()?;
-        }
+        let frame = zstd::bulk::compress(&self.block, ZSTD_LEVEL)
+            .map_err(|e| Error::io(Path::new(LEAKS_FILE), e))?;
+        self.block.clear();
+        self.blocks.push(LeakBlock {
+            first_key: self.first_key.clone(),
+            frame,
+        });
         Ok(())
     }
 
-    /// Compress the waiting blocks in parallel and write them in order.
-    fn compress_pending(&mut self) -> Result<()> {
-        use rayon::prelude::*;
-        let path = self.leaks.path().to_path_buf();
-        let frames: Vec<Vec<u8>> = self
-            .pending
-            .par_iter()
-            .map(|b| zstd::bulk::compress(b, ZSTD_LEVEL).at(&path))
-            .collect::<Result<_>>()?;
-        self.pending.clear();
-        for z in frames {
-            self.write(&z)?;
+    /// The finished blocks (the last one closed).
+    pub fn finish(mut self) -> Result<(Vec<LeakBlock>, u64)> {
+        self.close()?;
+        Ok((self.blocks, self.records))
+    }
+}
+
+impl EmailWriter {
+    pub fn create(dir: &Path) -> Result<EmailWriter> {
+        let fst_path = dir.join(EMAILS_FILE);
+        let leaks_path = dir.join(LEAKS_FILE);
+        let f = crate::fsutil::create_private_file(&fst_path)?;
+        let fst =
+            FixedFstWriter::variable(BufWriter::with_capacity(1 << 20, f), 0).at(&fst_path)?;
+        Ok(EmailWriter {
+            fst,
+            fst_path,
+            leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
+            offsets: vec![0],
+            first_keys: Vec::new(),
+            key_offsets: vec![0],
+            addresses: 0,
+            records: 0,
+        })
+    }
+
+    /// Add an address to the email map (keys strictly increasing, count at least 1).
+    pub fn insert(&mut self, key: &[u8], count: u64) -> Result<()> {
+        self.fst
+            .insert(key, count.max(1) - 1)
+            .map_err(|e| match e {
+                InsertError::Io(e) => Error::io(&self.fst_path, e),
+                InsertError::Key(why) => Error::damaged(
+                    &self.fst_path,
+                    format!("email keys out of order ({why:?}): a bug in the row sort"),
+                ),
+            })?;
+        self.addresses += 1;
+        Ok(())
+    }
+
+    /// Append blocks (after every block written before them in key order).
+    pub fn write_blocks(&mut self, blocks: &[LeakBlock], records: u64) -> Result<()> {
+        for b in blocks {
+            self.leaks.write(&b.frame)?;
             self.offsets.push(self.leaks.pos());
+            self.first_keys.extend_from_slice(&b.first_key);
+            self.key_offsets.push(self.first_keys.len() as u64);
         }
+        self.records += records;
         Ok(())
     }
 
     /// Finish both files; returns (addresses, leaks.bin CRC-32).
     pub fn finish(mut self, build_id: u64) -> Result<(u64, u32)> {
-        self.flush_block()?;
-        self.compress_pending()?;
         let keys = std::mem::take(&mut self.first_keys);
-        self.write(&keys)?;
+        self.leaks.write(&keys)?;
         for table in [&self.key_offsets, &self.offsets] {
             let bytes: Vec<u8> = table.iter().flat_map(|o| o.to_le_bytes()).collect();
             self.leaks.write(&bytes)?;
@@ -217,7 +230,7 @@ impl EmailWriter {
         t.extend_from_slice(&0u32.to_le_bytes());
         t.extend_from_slice(&build_id.to_le_bytes());
         t.extend_from_slice(&((self.offsets.len() - 1) as u64).to_le_bytes());
-        self.write(&t)?;
+        self.leaks.write(&t)?;
         let crc = self.leaks.finish()?;
         let w = self.fst.finish().at(&self.fst_path)?;
         let f = w

@@ -93,19 +93,49 @@ fn classify(value: &[u8]) -> Secret {
 
 /// Parse one combolist line.
 pub fn parse_line(line: &[u8]) -> ComboLine<'_> {
+    match split_line(line) {
+        Split::Row {
+            addr,
+            secret,
+            value,
+        } => match email::normalize(addr) {
+            Ok(email) => ComboLine::Row {
+                email,
+                secret,
+                value,
+            },
+            Err(why) => ComboLine::InvalidEmail(why),
+        },
+        Split::Blank => ComboLine::Blank,
+        Split::Junk(why) => ComboLine::Junk(why),
+    }
+}
+
+/// A line cut into address (not yet normalised), kind of value and value.
+enum Split<'a> {
+    Blank,
+    Row {
+        addr: &'a [u8],
+        secret: Secret,
+        value: &'a [u8],
+    },
+    Junk(&'static str),
+}
+
+fn split_line(line: &[u8]) -> Split<'_> {
     let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     let line = trim_blanks(line);
     if line.is_empty() {
-        return ComboLine::Blank;
+        return Split::Blank;
     }
     if line.len() > MAX_ROW {
-        return ComboLine::Junk("line too long");
+        return Split::Junk("line too long");
     }
     if line.contains(&0) {
-        return ComboLine::Junk("binary data");
+        return Split::Junk("binary data");
     }
     let Some(at) = line.iter().position(|&c| c == b'@') else {
-        return ComboLine::Junk("no address");
+        return Split::Junk("no address");
     };
     // The local part runs back from '@' to the line start.
     let local = &line[..at];
@@ -114,7 +144,7 @@ pub fn parse_line(line: &[u8]) -> ComboLine<'_> {
             .iter()
             .any(|&c| is_sep(c) || c == b',' || c == b'<' || c == b'"')
     {
-        return ComboLine::Junk("no address at the start of the line");
+        return Split::Junk("no address at the start of the line");
     }
     // The domain runs forward while it looks like a (possibly Unicode) host name.
     let rest = &line[at + 1..];
@@ -124,10 +154,6 @@ pub fn parse_line(line: &[u8]) -> ComboLine<'_> {
         .unwrap_or(rest.len());
     let addr = &line[..at + 1 + dlen];
     let after = &rest[dlen..];
-    let email = match email::normalize(addr) {
-        Ok(e) => e,
-        Err(why) => return ComboLine::InvalidEmail(why),
-    };
     // Blanks, then one separator, then the password.
     let mut i = 0;
     while i < after.len() && (after[i] == b' ' || after[i] == b'\t') {
@@ -139,11 +165,11 @@ pub fn parse_line(line: &[u8]) -> ComboLine<'_> {
         // A tab or space was the separator (or there is no password at all).
         &after[i..]
     } else {
-        return ComboLine::Junk("no separator after the address");
+        return Split::Junk("no separator after the address");
     };
     let value = trim_blanks(value);
-    ComboLine::Row {
-        email,
+    Split::Row {
+        addr,
         secret: classify(value),
         value,
     }
@@ -262,18 +288,24 @@ pub fn parse_chunk(c: &Chunk, encode: &RowEncoder) -> ComboChunk {
         arena: Vec::with_capacity(c.data.bytes().len() + c.data.bytes().len() / 4),
         ..Default::default()
     };
+    let mut key = Vec::with_capacity(256);
     for line in crate::input::lines(c.data.bytes()) {
         out.lines += 1;
-        let parsed = parse_line(line);
-        let junk = matches!(parsed, ComboLine::Junk(_));
-        match parsed {
-            ComboLine::Blank => out.blank += 1,
-            ComboLine::Row {
-                email,
+        match split_line(line) {
+            Split::Blank => out.blank += 1,
+            Split::Row {
+                addr,
                 secret,
                 value,
             } => {
-                let key = crate::email::email_key(&email.addr);
+                key.clear();
+                if let Err(why) = email::key_into(addr, &mut key) {
+                    out.invalid += 1;
+                    if out.bad.len() < input::SAMPLES {
+                        out.bad.push((out.lines, why));
+                    }
+                    continue;
+                }
                 let start = out.arena.len();
                 encode(&mut out.arena, &key, secret, value);
                 let len = out.arena.len() - start;
@@ -290,12 +322,8 @@ pub fn parse_chunk(c: &Chunk, encode: &RowEncoder) -> ComboChunk {
                     Secret::Plain => {}
                 }
             }
-            ComboLine::Junk(why) | ComboLine::InvalidEmail(why) => {
-                if junk {
-                    out.junk += 1;
-                } else {
-                    out.invalid += 1;
-                }
+            Split::Junk(why) => {
+                out.junk += 1;
                 if out.bad.len() < input::SAMPLES {
                     out.bad.push((out.lines, why));
                 }

@@ -177,6 +177,16 @@ impl<W: Write> FixedFstWriter<W> {
         let mut addr = EMPTY;
         let mut out = self.prev_out;
         for d in (p + 1..self.prev.len()).rev() {
+            if self.nodes[d].trans.is_empty() && !self.nodes[d].is_final {
+                // The common case, a key's own tail: one transition, nothing to reset.
+                addr = self.compile_one(Trans {
+                    inp: self.prev[d],
+                    addr,
+                    out,
+                });
+                out = 0;
+                continue;
+            }
             let mut node = std::mem::take(&mut self.nodes[d]);
             node.trans.push(Trans {
                 inp: self.prev[d],
@@ -236,9 +246,17 @@ impl<W: Write> FixedFstWriter<W> {
     /// Write one node and return its address, the address of its last byte, as fst's
     /// `Node::compile` lays it out.
     fn compile(&mut self, node: &Open) -> u64 {
+        if let ([t], false) = (&node.trans[..], node.is_final) {
+            return self.compile_one(*t);
+        }
+        self.compile_any(node)
+    }
+
+    /// A node with one transition that is not final.
+    #[inline]
+    fn compile_one(&mut self, t: Trans) -> u64 {
         let start = self.pos;
-        let trans = &node.trans[..];
-        if let ([t], false) = (trans, node.is_final) {
+        {
             let common = COMMON_IDX[t.inp as usize];
             if t.addr == self.last_addr && t.out == 0 {
                 // One transition to the node written just before: one byte when the input packs.
@@ -260,7 +278,16 @@ impl<W: Write> FixedFstWriter<W> {
                 }
                 self.put(&[0b1000_0000 | common]);
             }
-        } else {
+        }
+        self.last_addr = self.pos - 1;
+        self.last_addr
+    }
+
+    /// Any other node: final, or with none or several transitions.
+    fn compile_any(&mut self, node: &Open) -> u64 {
+        let start = self.pos;
+        let trans = &node.trans[..];
+        {
             let mut tsize = 0;
             let mut osize = pack_size(node.final_out);
             let mut any_outs = node.final_out != 0;
