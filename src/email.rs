@@ -120,9 +120,10 @@ pub fn key_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Reject> {
     let plain = domain
         .iter()
         .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-        && !domain
-            .split(|&c| c == b'.')
-            .any(|l| l.starts_with(b"xn--") || l.starts_with(b"XN--"));
+        && (memchr::memchr(b'-', domain).is_none()
+            || !domain
+                .split(|&c| c == b'.')
+                .any(|l| l.starts_with(b"xn--") || l.starts_with(b"XN--")));
     if !plain {
         let e = normalize(raw)?;
         out.extend_from_slice(&email_key(&e.addr));

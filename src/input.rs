@@ -307,8 +307,20 @@ fn read_full(r: &mut impl Read, mut buf: &mut [u8]) -> io::Result<usize> {
 /// strip it). A final line without newline is yielded too.
 pub fn lines(chunk: &[u8]) -> impl Iterator<Item = &[u8]> {
     let chunk = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-    let empty = chunk.is_empty();
-    chunk.split(|&c| c == b'\n').filter(move |_| !empty)
+    let mut rest = (!chunk.is_empty()).then_some(chunk);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// How many bad lines of a source are shown.

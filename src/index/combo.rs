@@ -13,11 +13,12 @@
 //! distinct password's fingerprints to the password maps. Memory stays within the budget whatever
 //! the size of the combolists.
 //!
-//! With `--keep-passwords-for`, a row of any other domain is written without its password: a
-//! plaintext becomes its SHA-1 (and NTLM) fingerprint, a hash-shaped value the fingerprint of
-//! its SHA-1, already in the parser. Counts stay exact (distinct fingerprints are distinct rows),
-//! the password maps still get every password, and no other domain's password reaches the sort,
-//! the runs or the index.
+//! With `--keep-passwords-for`, a row of any other domain is written without its password, already
+//! in the parser: its value becomes a 64-bit keyed hash (SipHash, fixed key) of tag and value,
+//! enough to keep the address's count of distinct rows exact (a collision among one address's
+//! few rows: about 2^-64), and nothing else. No other domain's password reaches the sort, the
+//! runs, the password maps or the index: the minimised index holds, for other domains, addresses
+//! and counts only (their passwords' public counts are the HIBP dumps' job).
 //!
 //! Runs hold leaked passwords, so they are sealed: zstd-compressed, then encrypted with ChaCha20
 //! under a random key that lives only in this process's memory. Runs left behind by a killed
@@ -35,11 +36,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-/// Tag of a plaintext whose domain's passwords are not kept: 8 bytes of SHA-1 fingerprint, then 8
-/// of NTLM fingerprint when the NTLM map is built.
+/// Tag of a value whose domain's passwords are not kept: 8 bytes of keyed hash of tag and value.
 const TAG_DIGEST: u8 = 3;
-/// Tag of a hash-shaped value whose domain's passwords are not kept: its SHA-1's fingerprint.
-const TAG_OTHER: u8 = 4;
 
 /// Which rows keep their password, and which password maps are built.
 #[derive(Clone, Debug, Default)]
@@ -76,18 +74,17 @@ impl RowPolicy {
     pub fn encode(&self, out: &mut Vec<u8>, key: &[u8], secret: Secret, value: &[u8]) {
         out.extend_from_slice(key);
         out.push(0);
-        if secret == Secret::None || self.keeps(key) {
+        if self.keeps(key) {
             out.push(secret as u8);
             out.extend_from_slice(value);
-        } else if secret == Secret::Plain {
-            out.push(TAG_DIGEST);
-            out.extend_from_slice(&hashes::fingerprint(&hashes::sha1(value)).to_be_bytes());
-            if self.ntlm {
-                out.extend_from_slice(&hashes::fingerprint(&hashes::ntlm(value)).to_be_bytes());
-            }
         } else {
-            out.push(TAG_OTHER);
-            out.extend_from_slice(&hashes::fingerprint(&hashes::sha1(value)).to_be_bytes());
+            use std::hash::Hasher;
+            #[allow(deprecated)] // SipHash with a fixed key: the same on every run and machine.
+            let mut h = std::hash::SipHasher::new();
+            h.write_u8(secret as u8);
+            h.write(value);
+            out.push(TAG_DIGEST);
+            out.extend_from_slice(&h.finish().to_be_bytes());
         }
     }
 }
@@ -439,14 +436,7 @@ fn build_piece(rows: &[&[u8]], ntlm: bool) -> Result<Piece> {
                     }
                 }
             }
-            Some(TAG_DIGEST) if value.len() >= 8 => {
-                piece
-                    .sha1
-                    .push(u64::from_be_bytes(value[..8].try_into().expect("8")));
-                if let Some(n) = value.get(8..16) {
-                    piece.nt.push(u64::from_be_bytes(n.try_into().expect("8")));
-                }
-            }
+            // TAG_DIGEST (a row of a domain whose passwords are not kept): counted, nothing more.
             _ => {}
         }
     }

@@ -131,10 +131,10 @@ fn split_line(line: &[u8]) -> Split<'_> {
     if line.len() > MAX_ROW {
         return Split::Junk("line too long");
     }
-    if line.contains(&0) {
+    if memchr::memchr(0, line).is_some() {
         return Split::Junk("binary data");
     }
-    let Some(at) = line.iter().position(|&c| c == b'@') else {
+    let Some(at) = memchr::memchr(b'@', line) else {
         return Split::Junk("no address");
     };
     // The local part runs back from '@' to the line start.
