@@ -210,6 +210,7 @@ pub fn check(
     summary.compared = judged.compared;
     summary.salted = judged.salted;
     summary.unverifiable = judged.unverifiable;
+    summary.not_kept = judged.not_kept;
     for k in HashKind::ALL {
         if missing_map[k.index()] > 0 {
             warn.warn(format!(

@@ -508,6 +508,71 @@ mod tests {
         assert!(!email_key("bob@notexample.org").starts_with(&domain_prefix("example.org", true)));
     }
 
+    /// Addresses in many blocks, some keys prefixes of others, some without kept values: every
+    /// count and every record read back exactly; absent addresses are absent; a domain query
+    /// lists its keys.
+    #[test]
+    fn records_and_counts_round_trip_across_blocks() {
+        use crate::testutil::splitmix;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = 5u64;
+        let mut addrs: Vec<(Vec<u8>, u64, Vec<(Secret, Vec<u8>)>)> = Vec::new();
+        for i in 0..30_000u64 {
+            let r = splitmix(&mut s);
+            let local = format!("u{}", r % 5000); // u1, u12, u123: prefixes of each other
+            let domain = format!("d{}.example", i % 7);
+            let key = email_key(&format!("{local}@{domain}"));
+            let n = (r >> 20) % 4; // 0: an address with no kept value (placeholders only)
+            let secrets = (0..n)
+                .map(|j| {
+                    let tag = if j == 2 { Secret::Hash } else { Secret::Plain };
+                    (tag, format!("pw-{r:x}-{j}").into_bytes())
+                })
+                .collect();
+            addrs.push((key, 1 + (r >> 40) % 3000, secrets));
+        }
+        addrs.sort();
+        addrs.dedup_by(|a, b| a.0 == b.0);
+        let mut w = EmailWriter::create(dir.path()).unwrap();
+        let mut b = BlockBuilder::default();
+        for (k, count, secrets) in &addrs {
+            w.insert(k, *count).unwrap();
+            let refs: Vec<(Secret, &[u8])> =
+                secrets.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+            b.add(k, &refs).unwrap();
+        }
+        let (blocks, records) = b.finish().unwrap();
+        assert!(blocks.len() > 10, "{} blocks", blocks.len());
+        w.write_blocks(&blocks, records).unwrap();
+        w.finish(42).unwrap();
+        let em = EmailMap::open(dir.path()).unwrap();
+        em.verify().unwrap();
+        assert_eq!(em.build_id, 42);
+        assert_eq!(em.addresses(), addrs.len() as u64);
+        for (k, count, secrets) in &addrs {
+            let addr = key_email(k);
+            let rec = em.record(&addr).unwrap().unwrap();
+            assert_eq!((rec.count, &rec.secrets), (*count, secrets), "{addr}");
+            assert_eq!(em.count(&addr).unwrap(), Some(*count));
+        }
+        for absent in [
+            "u1@d9.example",
+            "zz@d1.example",
+            "u5000@d1.example",
+            "a@a.a",
+        ] {
+            assert_eq!(em.record(absent).unwrap(), None, "{absent}");
+        }
+        let d3: Vec<&Vec<u8>> = addrs
+            .iter()
+            .map(|a| &a.0)
+            .filter(|k| k.starts_with(b"example.d3@"))
+            .collect();
+        let listed = em.domain("d3.example", false).unwrap();
+        assert_eq!(listed.len(), d3.len());
+        assert!(listed.iter().zip(&d3).all(|(l, k)| email_key(&l.0) == **k));
+    }
+
     #[test]
     fn varints_round_trip() {
         for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
