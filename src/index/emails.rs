@@ -516,7 +516,8 @@ mod tests {
         use crate::testutil::splitmix;
         let dir = tempfile::tempdir().unwrap();
         let mut s = 5u64;
-        let mut addrs: Vec<(Vec<u8>, u64, Vec<(Secret, Vec<u8>)>)> = Vec::new();
+        type Address = (Vec<u8>, u64, Vec<(Secret, Vec<u8>)>);
+        let mut addrs: Vec<Address> = Vec::new();
         for i in 0..30_000u64 {
             let r = splitmix(&mut s);
             let local = format!("u{}", r % 5000); // u1, u12, u123: prefixes of each other
