@@ -104,6 +104,17 @@ pub fn index_open(data: &[u8]) {
         }
         let _ = m.verify();
     }
+    // The leaks file alone, behind a sound email map: every lookup reaches the blocks.
+    let leaks_dir = tempfile::tempdir().expect("temporary directory");
+    let _ = write_email_map(leaks_dir.path());
+    std::fs::write(leaks_dir.path().join("leaks.bin"), data).expect("write");
+    if let Ok(em) = EmailMap::open(leaks_dir.path()) {
+        for a in FUZZ_ADDRESSES {
+            let _ = em.record(a);
+            let _ = em.count(a);
+        }
+        let _ = em.verify();
+    }
     let half = data.len() / 2;
     std::fs::write(dir.path().join("emails.fst"), &data[..half]).expect("write");
     std::fs::write(dir.path().join("leaks.bin"), &data[half..]).expect("write");
@@ -113,4 +124,41 @@ pub fn index_open(data: &[u8]) {
         let _ = em.domain("example.org", true);
         let _ = em.verify();
     }
+}
+
+/// The addresses of the email map [`index_open`] puts in front of fuzzed leaks files: keys that
+/// are prefixes of each other, several domains.
+pub const FUZZ_ADDRESSES: [&str; 6] = [
+    "a@example.org",
+    "alice@example.org",
+    "alice2@example.org",
+    "bob@example.org",
+    "carol@mail.example.org",
+    "dave@other.example",
+];
+
+/// A sound email map and leaks file of [`FUZZ_ADDRESSES`] (build id 1) in `dir`; the leaks file is
+/// the `index_open` seed `fuzz/corpus/index_open/seed-leaks`.
+pub fn write_email_map(dir: &Path) -> crate::error::Result<()> {
+    use crate::index::emails::{BlockBuilder, EmailWriter, email_key};
+    use crate::sources::combolist::Secret;
+    let mut keys: Vec<(Vec<u8>, &str)> =
+        FUZZ_ADDRESSES.iter().map(|a| (email_key(a), *a)).collect();
+    keys.sort();
+    let mut w = EmailWriter::create(dir)?;
+    let mut b = BlockBuilder::default();
+    for (i, (k, a)) in keys.iter().enumerate() {
+        w.insert(k, 1 + i as u64)?;
+        // bob and carol: in the combolists without a kept value (no record).
+        if !a.starts_with(['b', 'c']) {
+            b.add(
+                k,
+                &[(Secret::Plain, a.as_bytes()), (Secret::Hash, b"$1$x$y")],
+            )?;
+        }
+    }
+    let (blocks, records) = b.finish()?;
+    w.write_blocks(&blocks, records)?;
+    w.finish(1)?;
+    Ok(())
 }

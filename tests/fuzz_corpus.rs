@@ -32,3 +32,27 @@ fn fuzz_seeds_and_past_crashes_replay_without_panic() {
     }
     assert!(n >= 20, "only {n} inputs replayed");
 }
+
+/// The committed `index_open` seed of a leaks file is the current format's (set
+/// BREACH_AUDIT_WRITE_SEEDS=1 to rewrite it after a format change).
+#[test]
+fn the_leaks_file_seed_is_of_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    breach_audit::fuzz::write_email_map(dir.path()).unwrap();
+    let fresh = std::fs::read(dir.path().join("leaks.bin")).unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/index_open/seed-leaks");
+    if std::env::var_os("BREACH_AUDIT_WRITE_SEEDS").is_some() {
+        std::fs::write(&seed, &fresh).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&seed).unwrap(),
+        fresh,
+        "rewrite with BREACH_AUDIT_WRITE_SEEDS=1"
+    );
+    // And every address reads back from it.
+    let em = breach_audit::index::emails::EmailMap::open(dir.path()).unwrap();
+    for a in breach_audit::fuzz::FUZZ_ADDRESSES {
+        let rec = em.record(a).unwrap().unwrap();
+        assert_eq!(rec.secrets.is_empty(), a.starts_with(['b', 'c']), "{a}");
+    }
+}
