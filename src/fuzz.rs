@@ -35,7 +35,16 @@ pub fn combolist_line(data: &[u8]) {
             assert_eq!(&key_email(&email_key(a)), a);
         }
     }
-    let _ = crate::email::normalize(data);
+    // The parser's fast key path agrees with normalize + email_key on anything.
+    let mut key = Vec::new();
+    match (
+        crate::email::normalize(data),
+        crate::email::key_into(data, &mut key),
+    ) {
+        (Ok(e), Ok(())) => assert_eq!(email_key(&e.addr), key),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("normalize {a:?}, key_into {b:?}"),
+    }
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = crate::email::normalize_domain(s);
     }
