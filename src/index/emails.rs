@@ -314,7 +314,7 @@ impl EmailMap {
         let keys_len = le_u64(&em.leaks[key_offsets_at + blocks as usize * 8..]);
         if em.offset(0) != 0
             || em.keys_at > key_offsets_at
-            || em.keys_at as u64 + keys_len != key_offsets_at as u64
+            || (em.keys_at as u64).checked_add(keys_len) != Some(key_offsets_at as u64)
         {
             return Err(Error::damaged(
                 &leaks_path,
