@@ -62,9 +62,14 @@ pub(crate) fn run_info(a: IndexArg) -> Result<Exit> {
             match &e.kept_domains {
                 None => "kept for every domain (built without --keep-passwords-for)".to_string(),
                 Some(d) => format!(
-                    "kept only for {} (built with --keep-passwords-for): {}",
+                    "kept only for {} (built with --keep-passwords-for): {}{}",
                     breach_audit::check::plural(d.len() as u64, "domain"),
-                    d.join(" ")
+                    d[..d.len().min(10)].join(" "),
+                    if d.len() > 10 {
+                        format!(" and {} more (manifest.json lists them)", d.len() - 10)
+                    } else {
+                        String::new()
+                    }
                 ),
             }
         );
