@@ -222,6 +222,25 @@ fn the_ntlm_map_of_combolist_passwords_is_built_when_something_can_use_it() {
         judge("asked")
     );
     assert_eq!(judge("asked")[0]["source"], "combolist");
+    // An NTLM account whose own leaked password verifies is judged without the map: the password
+    // is known, its public count comes from its SHA-1, nothing is left unverifiable.
+    w.write("users", format!("alice@example.com:{{NTLM}}{nt}\n"));
+    let findings = judge("plain");
+    let kinds: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "current_password_leaked",
+            "password_pwned",
+            "credentials_leaked"
+        ],
+        "{findings}"
+    );
 }
 
 #[test]

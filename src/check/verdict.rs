@@ -273,6 +273,16 @@ fn judge(
         match verifier.verify(stored, &a.email.addr, pw) {
             Outcome::Match => {
                 findings.push(Finding::CurrentPasswordLeaked);
+                // The password is known now: its public counts come from its SHA-1, so a stored
+                // hash the index had no map for (NTLM without an NTLM map) was judged after all.
+                let needs_data = Reason::NeedsData.name();
+                findings.retain(
+                    |f| !matches!(f, Finding::Unverifiable { reason, .. } if reason == needs_data),
+                );
+                let kind = match kind {
+                    Kind::NoMap(_) => Kind::Compared,
+                    k => k,
+                };
                 if !findings
                     .iter()
                     .any(|f| matches!(f, Finding::PasswordPwned { .. }))
