@@ -21,17 +21,12 @@ impl Email {
 /// Why an address was rejected.
 pub type Reject = &'static str;
 
-/// Normalise a raw address, or say why it is not one.
-pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
-    let raw = crate::bytes::trim_blanks(raw);
-    let raw = std::str::from_utf8(raw).map_err(|_| "address is not UTF-8")?;
-    let raw = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-    let at = raw.rfind('@').ok_or("no @ in address")?;
-    let (local, domain) = (&raw[..at], &raw[at + 1..]);
+/// The local part's rules (both paths of [`normalize`] and [`key_into`]).
+fn check_local(local: &[u8]) -> Result<(), Reject> {
     if local.is_empty() || local.len() > 64 {
         return Err("local part empty or longer than 64");
     }
-    if local.bytes().any(|c| {
+    if local.iter().any(|&c| {
         c <= b' '
             || c == 0x7f
             || matches!(
@@ -41,33 +36,56 @@ pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
     }) {
         return Err("invalid character in local part");
     }
+    Ok(())
+}
+
+/// A domain that IDNA would only lowercase: ASCII letters, digits, `-`, `.`, no `xn--` label.
+fn plain_ascii(domain: &[u8]) -> bool {
+    domain
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        && (memchr::memchr(b'-', domain).is_none()
+            || !domain
+                .split(|&c| c == b'.')
+                .any(|l| l.starts_with(b"xn--") || l.starts_with(b"XN--")))
+}
+
+/// The rules of an ASCII domain: length, at least two labels, each 1-63 letters, digits and inner
+/// `-`.
+fn check_domain(ascii: &[u8]) -> Result<(), Reject> {
+    if ascii.is_empty() || ascii.len() > 253 || !ascii.contains(&b'.') {
+        return Err("invalid domain");
+    }
+    if ascii.split(|&c| c == b'.').any(|l| {
+        l.is_empty()
+            || l.len() > 63
+            || l[0] == b'-'
+            || l[l.len() - 1] == b'-'
+            || !l.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+    }) {
+        return Err("invalid domain");
+    }
+    Ok(())
+}
+
+/// Normalise a raw address, or say why it is not one.
+pub fn normalize(raw: &[u8]) -> Result<Email, Reject> {
+    let raw = crate::bytes::trim_blanks(raw);
+    let raw = std::str::from_utf8(raw).map_err(|_| "address is not UTF-8")?;
+    let raw = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    let at = raw.rfind('@').ok_or("no @ in address")?;
+    let (local, domain) = (&raw[..at], &raw[at + 1..]);
+    check_local(local.as_bytes())?;
     let domain = domain.trim_end_matches('.');
     let idn;
-    let ascii: &str = if domain
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-        && !domain
-            .split('.')
-            .any(|l| l.starts_with("xn--") || l.starts_with("XN--"))
-    {
+    let ascii: &str = if plain_ascii(domain.as_bytes()) {
         // Plain ASCII: IDNA mapping would only lowercase it (done below, in the one allocation).
         domain
     } else {
         idn = idna::domain_to_ascii(domain).map_err(|_| "invalid domain")?;
         &idn
     };
-    if ascii.is_empty() || ascii.len() > 253 || !ascii.contains('.') {
-        return Err("invalid domain");
-    }
-    if ascii.split('.').any(|l| {
-        l.is_empty()
-            || l.len() > 63
-            || l.starts_with('-')
-            || l.ends_with('-')
-            || !l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-    }) {
-        return Err("invalid domain");
-    }
+    check_domain(ascii.as_bytes())?;
     let mut addr = String::with_capacity(local.len() + 1 + ascii.len());
     if local.is_ascii() {
         addr.push_str(local);
@@ -101,43 +119,17 @@ pub fn key_into(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Reject> {
         .rposition(|&c| c == b'@')
         .ok_or("no @ in address")?;
     let (local, mut domain) = (&raw[..at], &raw[at + 1..]);
-    if local.is_empty() || local.len() > 64 {
-        return Err("local part empty or longer than 64");
-    }
-    if local.iter().any(|&c| {
-        c <= b' '
-            || c == 0x7f
-            || matches!(
-                c,
-                b'@' | b'<' | b'>' | b'(' | b')' | b',' | b';' | b':' | b'\\' | b'"' | b'[' | b']'
-            )
-    }) {
-        return Err("invalid character in local part");
-    }
+    check_local(local)?;
     while let [rest @ .., b'.'] = domain {
         domain = rest;
     }
-    let plain = domain
-        .iter()
-        .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-        && (memchr::memchr(b'-', domain).is_none()
-            || !domain
-                .split(|&c| c == b'.')
-                .any(|l| l.starts_with(b"xn--") || l.starts_with(b"XN--")));
-    if !plain {
+    if !plain_ascii(domain) {
         let e = normalize(raw)?;
         out.extend_from_slice(&email_key(&e.addr));
         return Ok(());
     }
-    if domain.is_empty() || domain.len() > 253 || !domain.contains(&b'.') {
-        return Err("invalid domain");
-    }
-    let mark = out.len();
+    check_domain(domain)?;
     for (i, l) in domain.rsplit(|&c| c == b'.').enumerate() {
-        if l.is_empty() || l.len() > 63 || l[0] == b'-' || l[l.len() - 1] == b'-' {
-            out.truncate(mark);
-            return Err("invalid domain");
-        }
         if i > 0 {
             out.push(b'.');
         }
