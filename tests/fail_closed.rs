@@ -245,43 +245,27 @@ fn a_domain_no_source_holds_is_an_error_listing_it() {
 fn sample_audit(w: &Workdir, extra: &[&str]) -> Run {
     let sha1 = s(&sample("hibp/pwned-passwords-sha1.txt"));
     let combo = s(&sample("combolists/customers.txt"));
-    let mut a = vec![
-        "audit",
-        "--index",
-        "idx",
-        "--state",
-        "state",
-        "--out",
-        "out",
-        "--hibp",
-        &sha1,
-        "--combolist",
-        &combo,
-    ];
+    let mut a = AUDIT.to_vec();
+    a.extend(["--hibp", &sha1, "--combolist", &combo]);
     a.extend_from_slice(extra);
     w.run(&a)
 }
 
 fn audit_args(w: &Workdir, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "audit",
-        "--index",
-        "idx",
-        "--state",
-        "state",
-        "--out",
-        "out",
-        "--hibp",
-        &s(&sample("hibp/pwned-passwords-sha1.txt")),
-        "--combolist",
-        &s(&sample("combolists/customers.txt")),
-        "--directadmin",
-        &s(&w.path("da")),
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut a: Vec<String> = AUDIT.iter().map(|s| s.to_string()).collect();
+    a.extend(
+        [
+            "--hibp",
+            &s(&sample("hibp/pwned-passwords-sha1.txt")),
+            "--combolist",
+            &s(&sample("combolists/customers.txt")),
+            "--directadmin",
+            &s(&w.path("da")),
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }

@@ -171,6 +171,25 @@ fn keep_passwords_for_keeps_only_the_own_domains_passwords_and_every_address() {
     );
 }
 
+/// The domains file as an operator writes it: a Unicode (IDN) domain, uppercase, a trailing dot,
+/// CRLF. Rows of that domain in punycode or Unicode keep their passwords; others do not.
+#[test]
+fn the_domains_file_takes_idn_case_and_trailing_dots() {
+    let w = Workdir::new();
+    w.write("own.txt", "\u{feff}BÜCHER.example.\r\n# and nothing else\r\n");
+    build(&w, "idx", &[], &["--keep-passwords-for", "own.txt"]);
+    assert_eq!(
+        manifest(&w, "idx")["emails"]["kept_domains"],
+        serde_json::json!(["xn--bcher-kva.example"])
+    );
+    let em = breach_audit::index::emails::EmailMap::open(&w.path("idx")).unwrap();
+    let grace = em.record("grace@xn--bcher-kva.example").unwrap().unwrap();
+    assert_eq!(grace.count, 2);
+    assert!(!grace.secrets.is_empty());
+    let alice = em.record("alice@example.com").unwrap().unwrap();
+    assert!(alice.secrets.is_empty() && alice.count >= 1);
+}
+
 #[test]
 fn a_domains_file_naming_nothing_is_an_error() {
     let w = Workdir::new();
@@ -258,23 +277,17 @@ fn audit_keeps_the_passwords_of_its_own_domains_and_rebuilds_for_a_new_one() {
         let combo = w.path("combo.txt").display().to_string();
         let csv = w.path("accounts.csv").display().to_string();
         let da = sample("servers/directadmin").display().to_string();
-        w.run(&[
-            "audit",
-            "--index",
-            "idx",
-            "--state",
-            "state",
-            "--out",
-            "out",
+        let mut a = AUDIT.to_vec();
+        a.extend([
             "--combolist",
             &combo,
             "--accounts-csv",
             &csv,
             "--directadmin",
             &da,
-            "--keep-passwords-for",
-            "own-domains",
-        ])
+        ]);
+        a.extend(["--keep-passwords-for", "own-domains"]);
+        w.run(&a)
     };
     let r = audit();
     assert!(r.code <= 1, "{}", r.stderr);

@@ -176,7 +176,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         return Ok(AuditRun::Locked(lock_path));
     };
     fsutil::create_private_dir(&opts.out)?;
-    let keep = kept_domains(opts)?;
+    let keep = kept_domains(opts);
     let rebuilt = rebuild_if_stale(opts, keep, warn)?;
 
     let index = Index::open(&opts.index)?;
@@ -285,14 +285,21 @@ fn check_options(opts: &AuditOptions) -> Result<()> {
 /// `own-domains`, the account sources are read once for their domains only (a source that
 /// cannot be read adds none: its accounts are reported by the check, and a domain missing from
 /// the index is judged "not kept", never safe).
-fn kept_domains(opts: &AuditOptions) -> Result<Option<Vec<String>>> {
-    Ok(match &opts.keep_passwords {
+fn kept_domains(opts: &AuditOptions) -> Option<Vec<String>> {
+    if opts.combolists.is_empty() {
+        // No combolist, no leaked password to keep: do not read the sources twice for nothing.
+        return None;
+    }
+    match &opts.keep_passwords {
         KeepPasswords::All => None,
         KeepPasswords::Domains(d) => Some(d.clone()),
         KeepPasswords::OwnDomains => {
             let seen = std::sync::Mutex::new(BTreeSet::new());
             let want = |d: &str| {
-                seen.lock().expect("domain set").insert(d.to_string());
+                let mut seen = seen.lock().expect("domain set");
+                if !seen.contains(d) {
+                    seen.insert(d.to_string());
+                }
                 false
             };
             let nothing = |_: Vec<crate::sources::accounts::Account>| Ok(());
@@ -309,7 +316,7 @@ fn kept_domains(opts: &AuditOptions) -> Result<Option<Vec<String>>> {
             }
             Some(seen.into_inner().expect("domain set").into_iter().collect())
         }
-    })
+    }
 }
 
 /// Rebuild the index when a source changed (or it is missing, or of another format, or lacks

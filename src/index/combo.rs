@@ -486,14 +486,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
             || -> Result<u64> {
                 let mut n = 0;
                 let mut start = 0;
+                let mut key = rows.first().map_or(&[][..], |r| key_of(r));
                 for i in 1..=rows.len() {
                     if let Some(r) = rows.get(i + PREFETCH_AHEAD) {
                         prefetch(r);
                     }
-                    if i == rows.len() || key_of(rows[i]) != key_of(rows[start]) {
-                        writer.insert(key_of(rows[start]), (i - start) as u64)?;
+                    let next = rows.get(i).map(|r| key_of(r));
+                    if next != Some(key) {
+                        writer.insert(key, (i - start) as u64)?;
                         n += 1;
                         start = i;
+                        key = next.unwrap_or_default();
                     }
                 }
                 Ok(n)
@@ -548,7 +551,8 @@ fn merge_runs(readers: Vec<RunReader>, em: &mut Emitter) -> Result<()> {
                         return;
                     }
                 };
-                if !batch.ends.is_empty() && row == last {
+                // Rows are never empty: the first one never equals the empty `last`.
+                if row == last {
                     continue;
                 }
                 if batch.full_before(&row) && tx.send(Ok(std::mem::take(&mut batch))).is_err() {

@@ -43,7 +43,6 @@ pub struct EmailsRecord {
     /// Distinct plaintext rows fed to the password maps.
     pub passwords: u64,
     /// Addresses with leaked values kept in leaks.bin.
-    #[serde(default)]
     pub records: u64,
     /// Built with `--keep-passwords-for`: the only domains whose leaked values are kept (sorted).
     /// Absent: every domain's.

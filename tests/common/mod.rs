@@ -189,6 +189,11 @@ impl Workdir {
 
 /// The critical accounts of the sample servers with the customers' combolist (as in
 /// sample-data/expected/check-servers.jsonl).
+/// `audit` with the usual directories of a test's work dir: index `idx`, state `state`, out `out`.
+pub const AUDIT: [&str; 7] = [
+    "audit", "--index", "idx", "--state", "state", "--out", "out",
+];
+
 pub const SAMPLE_CRITICAL: [&str; 7] = [
     "ceo@example.com",
     "editor@blog.example",
