@@ -176,7 +176,10 @@ fn keep_passwords_for_keeps_only_the_own_domains_passwords_and_every_address() {
 #[test]
 fn the_domains_file_takes_idn_case_and_trailing_dots() {
     let w = Workdir::new();
-    w.write("own.txt", "\u{feff}BÜCHER.example.\r\n# and nothing else\r\n");
+    w.write(
+        "own.txt",
+        "\u{feff}BÜCHER.example.\r\n# and nothing else\r\n",
+    );
     build(&w, "idx", &[], &["--keep-passwords-for", "own.txt"]);
     assert_eq!(
         manifest(&w, "idx")["emails"]["kept_domains"],

@@ -7,8 +7,8 @@
 //! reversed domain `com.gmail@` of every Gmail address) cost one refinement pass per 8 shared
 //! bytes instead of a byte-by-byte comparison per pair. (Hand-written because no well-kept crate
 //! sorts variable-length byte strings by cached prefixes across arenas; the measured gain is in
-//! BENCHMARKS.md, "Combolists".) Over the memory budget, sorted runs are spilled zstd-compressed;
-//! the final pass k-way merges the runs ([`super::merge`]), drops identical rows, and writes each
+//! BENCHMARKS.md, "Combolists".) Over the memory budget, sorted runs are spilled, front-coded and
+//! sealed ([`super::runs`]); the final pass k-way merges the runs, drops identical rows, and writes each
 //! address once to the email map and the leaks file ([`super::emails`]) while handing every
 //! distinct password's fingerprints to the password maps. Memory stays within the budget whatever
 //! the size of the combolists.
@@ -19,21 +19,15 @@
 //! few rows: about 2^-64), and nothing else. No other domain's password reaches the sort, the
 //! runs, the password maps or the index: the minimised index holds, for other domains, addresses
 //! and counts only (their passwords' public counts are the HIBP dumps' job).
-//!
-//! Runs hold leaked passwords, so they are sealed: zstd-compressed, then encrypted with ChaCha20
-//! under a random key that lives only in this process's memory. Runs left behind by a killed
-//! build are unreadable noise, not a copy of the combolist.
 
 use super::emails::{BlockBuilder, EmailWriter, MAX_SECRETS};
-use super::merge::KMerge;
-use crate::error::{Error, IoContext, Result};
+use super::runs::{RunMerge, RunReader, RunWriter};
+use crate::error::Result;
 use crate::fsutil;
 use crate::hashes;
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 /// Tag of a value whose domain's passwords are not kept: 8 bytes of keyed hash of tag and value.
@@ -295,27 +289,11 @@ impl ComboSorter {
     fn spill(&mut self, dir: PathBuf) -> Result<()> {
         self.sort();
         let path = dir.join(format!("combo-run-{}", self.runs.len()));
-        let f = fsutil::create_private_file(&path)?;
-        let sealed = Sealed::new(
-            BufWriter::with_capacity(1 << 20, f),
-            &self.seal,
-            self.runs.len(),
-        );
-        let z = zstd::stream::write::Encoder::new(sealed, 1).at(&path)?;
-        // Rows are small: buffer them so the encoder sees large writes.
-        let mut z = BufWriter::with_capacity(1 << 20, z);
+        let mut w = RunWriter::create(path.clone(), &self.seal, self.runs.len())?;
         for row in self.distinct_rows() {
-            z.write_all(&(row.len() as u16).to_le_bytes()).at(&path)?;
-            z.write_all(row).at(&path)?;
+            w.push(row)?;
         }
-        let z = z
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
-        let sealed = z.finish().at(&path)?;
-        sealed
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
+        w.finish()?;
         self.runs.push(path);
         self.arenas = Vec::new();
         self.arena_bytes = 0;
@@ -353,7 +331,7 @@ impl ComboSorter {
                 .enumerate()
                 .map(|(i, p)| RunReader::open(p.clone(), &self.seal, i))
                 .collect::<Result<Vec<_>>>()?;
-            merge_runs(readers, &mut em)?;
+            merge_runs(RunMerge::new(readers)?, &mut em)?;
         }
         let mut totals = em.totals;
         // Run files go with the temporary directory; remove them early to free the disk.
@@ -535,31 +513,30 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 }
 
-/// Merge the spilled runs into distinct rows, in batches: the merge (decompression and the heap)
-/// runs on its own thread, a batch ahead of the emitter.
-fn merge_runs(readers: Vec<RunReader>, em: &mut Emitter) -> Result<()> {
+/// Merge the spilled runs into distinct rows, in batches: the merge (reading and the heap) runs
+/// on its own thread, a batch ahead of the emitter.
+fn merge_runs(mut merge: RunMerge, em: &mut Emitter) -> Result<()> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RowBatch>>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut batch = RowBatch::default();
-            let mut last: Vec<u8> = Vec::new();
-            for row in KMerge::new(readers) {
-                let row = match row {
-                    Ok(r) => r,
+            loop {
+                let row = match merge.next_row() {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
                     }
                 };
-                // Rows are never empty: the first one never equals the empty `last`.
-                if row == last {
+                // Equal rows are neighbours in the merge; a batch never ends inside an address.
+                if !batch.ends.is_empty() && row == batch.last() {
                     continue;
                 }
-                if batch.full_before(&row) && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
+                if batch.full_before(row) && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
                     return;
                 }
-                batch.push(&row);
-                last = row;
+                batch.push(row);
             }
             let _ = tx.send(Ok(batch));
         });
@@ -612,99 +589,5 @@ impl RowBatch {
                 r
             })
             .collect()
-    }
-}
-
-/// ChaCha20 over a writer (run `n` of a build gets nonce `n`).
-struct Sealed<W> {
-    inner: W,
-    cipher: chacha20::ChaCha20,
-    scratch: Vec<u8>,
-}
-
-fn cipher(key: &[u8; 32], run: usize) -> chacha20::ChaCha20 {
-    use chacha20::cipher::KeyIvInit;
-    let mut nonce = [0u8; 12];
-    nonce[..8].copy_from_slice(&(run as u64).to_le_bytes());
-    chacha20::ChaCha20::new(&(*key).into(), &nonce.into())
-}
-
-impl<W: Write> Sealed<W> {
-    fn new(inner: W, key: &[u8; 32], run: usize) -> Sealed<W> {
-        Sealed {
-            inner,
-            cipher: cipher(key, run),
-            scratch: Vec::new(),
-        }
-    }
-}
-
-impl<W: Write> Write for Sealed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use chacha20::cipher::StreamCipher;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(buf);
-        self.cipher.apply_keystream(&mut self.scratch);
-        self.inner.write_all(&self.scratch)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// The reading side of [`Sealed`].
-struct Opened<R> {
-    inner: R,
-    cipher: chacha20::ChaCha20,
-}
-
-impl<R: Read> Read for Opened<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use chacha20::cipher::StreamCipher;
-        let n = self.inner.read(buf)?;
-        self.cipher.apply_keystream(&mut buf[..n]);
-        Ok(n)
-    }
-}
-
-type RunDecoder = zstd::stream::read::Decoder<'static, BufReader<Opened<BufReader<File>>>>;
-
-struct RunReader {
-    path: PathBuf,
-    r: BufReader<RunDecoder>,
-}
-
-impl RunReader {
-    fn open(path: PathBuf, key: &[u8; 32], run: usize) -> Result<RunReader> {
-        let f = File::open(&path).at(&path)?;
-        let opened = Opened {
-            inner: BufReader::with_capacity(1 << 16, f),
-            cipher: cipher(key, run),
-        };
-        let dec = zstd::stream::read::Decoder::new(opened).at(&path)?;
-        Ok(RunReader {
-            path,
-            r: BufReader::with_capacity(1 << 16, dec),
-        })
-    }
-
-    fn read_row(&mut self) -> Result<Option<Vec<u8>>> {
-        let mut head = [0u8; 2];
-        match self.r.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(Error::io(&self.path, e)),
-        }
-        let mut row = vec![0u8; u16::from_le_bytes(head) as usize];
-        self.r.read_exact(&mut row).at(&self.path)?;
-        Ok(Some(row))
-    }
-}
-
-impl Iterator for RunReader {
-    type Item = Result<Vec<u8>>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.read_row().transpose()
     }
 }

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod manifest;
 pub mod mapfile;
 mod merge;
+mod runs;
 mod sink;
 mod staging;
 mod tempdir;
