@@ -21,13 +21,12 @@
 //! and counts only (their passwords' public counts are the HIBP dumps' job).
 
 use super::emails::{BlockBuilder, EmailWriter, MAX_SECRETS};
-use super::runs::{RunMerge, RunReader, RunWriter};
+use super::runs::{RunMerge, RunReader, RunWriter, encode_row};
 use crate::error::Result;
 use crate::fsutil;
 use crate::hashes;
 use crate::sources::combolist::Secret;
 use rayon::prelude::*;
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 /// Tag of a value whose domain's passwords are not kept: 8 bytes of keyed hash of tag and value.
@@ -38,7 +37,7 @@ const TAG_DIGEST: u8 = 3;
 pub struct RowPolicy {
     /// Domains (as the reversed email-key prefix, `org.example`) whose passwords are kept; `None`:
     /// every domain's.
-    keep: Option<HashSet<Vec<u8>>>,
+    keep: Option<foldhash::HashSet<Vec<u8>>>,
     /// Build the NTLM map of combolist passwords.
     pub ntlm: bool,
 }
@@ -60,7 +59,7 @@ impl RowPolicy {
 
     fn keeps(&self, key: &[u8]) -> bool {
         let Some(set) = &self.keep else { return true };
-        let at = key.iter().position(|&c| c == b'@').unwrap_or(key.len());
+        let at = memchr::memchr(b'@', key).unwrap_or(key.len());
         set.contains(&key[..at])
     }
 
@@ -95,6 +94,10 @@ struct Entry {
 const SMALL_RUN: usize = 24;
 /// Arenas per in-memory run (the entry's 20 bits).
 const MAX_ARENAS: usize = (1 << 20) - 1;
+
+/// Rows per window of a spill, and pieces per window (written in parallel).
+const SPILL_WINDOW: usize = 1 << 18;
+const SPILL_PIECES: usize = 16;
 
 /// How many rows ahead [`ComboSorter::distinct_rows`] prefetches.
 const PREFETCH_AHEAD: usize = 16;
@@ -268,32 +271,59 @@ impl ComboSorter {
 
     /// The sorted rows, identical ones once.
     fn distinct_rows(&self) -> impl Iterator<Item = &[u8]> {
-        let mut last: &[u8] = &[];
-        let mut first = true;
-        self.entries.iter().enumerate().filter_map(move |(i, e)| {
-            // Sorted rows lie all over the arenas: ask for a row's line a few rows ahead, so
-            // reading it does not wait on memory.
-            if let Some(ahead) = self.entries.get(i + PREFETCH_AHEAD) {
-                prefetch(row_at(&self.arenas, ahead.loc));
-            }
-            let row = row_at(&self.arenas, e.loc);
-            if !first && row == last {
-                return None;
-            }
-            first = false;
-            last = row;
-            Some(row)
-        })
+        self.distinct_rows_in(0..self.entries.len())
     }
 
+    /// The sorted rows of `range` not equal to the row before.
+    fn distinct_rows_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[u8]> {
+        let mut last: Option<&[u8]> = range
+            .start
+            .checked_sub(1)
+            .map(|i| row_at(&self.arenas, self.entries[i].loc));
+        self.entries[range.clone()]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, e)| {
+                // Sorted rows lie all over the arenas: ask for a row's line a few rows ahead,
+                // so reading it does not wait on memory.
+                if let Some(ahead) = self.entries[range.clone()].get(i + PREFETCH_AHEAD) {
+                    prefetch(row_at(&self.arenas, ahead.loc));
+                }
+                let row = row_at(&self.arenas, e.loc);
+                if last == Some(row) {
+                    return None;
+                }
+                last = Some(row);
+                Some(row)
+            })
+    }
+
+    /// Sort and write the rows held as the next run. The rows are front-coded and sealed in
+    /// parallel, a window at a time: each piece of a window starts after the row before it.
     fn spill(&mut self, dir: PathBuf) -> Result<()> {
         self.sort();
         let path = dir.join(format!("combo-run-{}", self.runs.len()));
         let mut w = RunWriter::create(path.clone(), &self.seal, self.runs.len())?;
-        for row in self.distinct_rows() {
-            w.push(row)?;
+        let n = self.entries.len();
+        let mut pieces = vec![Vec::new(); SPILL_PIECES];
+        for window in (0..n).step_by(SPILL_WINDOW) {
+            let end = (window + SPILL_WINDOW).min(n);
+            let step = (end - window).div_ceil(SPILL_PIECES);
+            pieces.par_iter_mut().enumerate().for_each(|(p, out)| {
+                out.clear();
+                let from = (window + p * step).min(end);
+                let to = (from + step).min(end);
+                let mut prev: &[u8] = match from.checked_sub(1) {
+                    Some(i) => row_at(&self.arenas, self.entries[i].loc),
+                    None => &[],
+                };
+                for row in self.distinct_rows_in(from..to) {
+                    encode_row(prev, row, out);
+                    prev = row;
+                }
+            });
+            w.write_pieces(&mut pieces)?;
         }
-        w.finish()?;
         self.runs.push(path);
         self.arenas = Vec::new();
         self.arena_bytes = 0;
@@ -319,7 +349,15 @@ impl ComboSorter {
         let mut em = Emitter::new(writer, self.policy.ntlm, passwords, bar);
         if self.runs.is_empty() {
             self.sort();
-            em.feed(self.distinct_rows())?;
+            let me = &self;
+            pipelined(&mut em, |push| {
+                for row in me.distinct_rows() {
+                    if !push(row) {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
         } else {
             if !self.entries.is_empty() {
                 self.spill(spill_dir.expect("a spill directory when runs exist"))?;
@@ -331,7 +369,15 @@ impl ComboSorter {
                 .enumerate()
                 .map(|(i, p)| RunReader::open(p.clone(), &self.seal, i))
                 .collect::<Result<Vec<_>>>()?;
-            merge_runs(RunMerge::new(readers)?, &mut em)?;
+            let mut merge = RunMerge::new(readers)?;
+            pipelined(&mut em, |push| {
+                while let Some(row) = merge.next_row()? {
+                    if !push(row) {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
         }
         let mut totals = em.totals;
         // Run files go with the temporary directory; remove them early to free the disk.
@@ -497,53 +543,36 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.bar.inc(rows.len() as u64);
         Ok(())
     }
-
-    /// Feed distinct rows in order, emitting full batches and then the rest. Rows are copied
-    /// into the batch: every pass over it then reads memory in order.
-    fn feed<'r>(&mut self, rows: impl Iterator<Item = &'r [u8]>) -> Result<()> {
-        let mut batch = RowBatch::default();
-        for row in rows {
-            if batch.full_before(row) {
-                self.batch(&batch.rows())?;
-                batch.clear();
-            }
-            batch.push(row);
-        }
-        self.batch(&batch.rows())
-    }
 }
 
-/// Merge the spilled runs into distinct rows, in batches: the merge (reading and the heap) runs
-/// on its own thread, a batch ahead of the emitter.
-fn merge_runs(mut merge: RunMerge, em: &mut Emitter) -> Result<()> {
+/// Emit the sorted rows that `produce` passes to its callback (which answers false when the
+/// emitter has stopped), in batches of distinct rows: `produce` runs on its own thread, gathering
+/// the next batch (from the arenas or the runs) while the emitter writes one. Rows are copied
+/// into the batch: every pass over it then reads memory in order.
+fn pipelined<P>(em: &mut Emitter, produce: P) -> Result<()>
+where
+    P: FnOnce(&mut dyn FnMut(&[u8]) -> bool) -> Result<()> + Send,
+{
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RowBatch>>(1);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut batch = RowBatch::default();
-            loop {
-                let row = match merge.next_row() {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                // Equal rows are neighbours in the merge; a batch never ends inside an address.
+            let done = produce(&mut |row| {
+                // Equal rows are neighbours; a batch never ends inside an address.
                 if !batch.ends.is_empty() && row == batch.last() {
-                    continue;
+                    return true;
                 }
                 if batch.full_before(row) && tx.send(Ok(std::mem::take(&mut batch))).is_err() {
-                    return;
+                    return false;
                 }
                 batch.push(row);
-            }
-            let _ = tx.send(Ok(batch));
+                true
+            });
+            let _ = tx.send(done.map(|()| batch));
         });
         for batch in rx {
             let batch = batch?;
-            let rows = batch.rows();
-            em.batch(&rows)?;
+            em.batch(&batch.rows())?;
         }
         Ok(())
     })
@@ -567,11 +596,6 @@ impl RowBatch {
         let n = self.ends.len();
         let start = if n < 2 { 0 } else { self.ends[n - 2] };
         &self.bytes[start..self.ends[n - 1]]
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
     }
 
     fn push(&mut self, row: &[u8]) {

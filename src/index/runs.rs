@@ -36,13 +36,46 @@ fn cipher(key: &[u8; 32], run: usize) -> chacha20::ChaCha20 {
     chacha20::ChaCha20::new(&(*key).into(), &nonce.into())
 }
 
-/// Writes one run.
+/// Bytes `a` and `b` share at the start, at most 255.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    let max = a.len().min(b.len()).min(255);
+    let mut n = 0;
+    while n + 8 <= max {
+        let x = u64::from_le_bytes(a[n..n + 8].try_into().unwrap());
+        let y = u64::from_le_bytes(b[n..n + 8].try_into().unwrap());
+        if x != y {
+            return n + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while n < max && a[n] == b[n] {
+        n += 1;
+    }
+    n
+}
+
+/// Front-code `row` (1 to [`MAX_ROW`] bytes) after `prev`, the row written before it.
+pub fn encode_row(prev: &[u8], row: &[u8], out: &mut Vec<u8>) {
+    debug_assert!(!row.is_empty() && row.len() <= MAX_ROW);
+    let shared = shared_prefix(prev, row);
+    let rest = &row[shared..];
+    out.push(shared as u8);
+    if rest.len() < 0x80 {
+        out.push(rest.len() as u8);
+    } else {
+        out.extend_from_slice(&[rest.len() as u8 | 0x80, (rest.len() >> 7) as u8]);
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Writes one run: pieces of encoded rows ([`encode_row`]), each piece front-coded after the
+/// last row of the piece before, sealed in parallel.
 pub struct RunWriter {
     path: PathBuf,
     file: File,
-    cipher: chacha20::ChaCha20,
-    buf: Vec<u8>,
-    last: Vec<u8>,
+    key: [u8; 32],
+    run: usize,
+    offset: u64,
 }
 
 impl RunWriter {
@@ -51,47 +84,35 @@ impl RunWriter {
         Ok(RunWriter {
             path,
             file,
-            cipher: cipher(key, run),
-            buf: Vec::with_capacity(BUF + MAX_ENCODED),
-            last: Vec::new(),
+            key: *key,
+            run,
+            offset: 0,
         })
     }
 
-    /// Append a row (rows come in order; 1 to [`MAX_ROW`] bytes).
-    pub fn push(&mut self, row: &[u8]) -> Result<()> {
-        debug_assert!(!row.is_empty() && row.len() <= MAX_ROW);
-        let shared = row
+    /// Seal and append the pieces, in order.
+    pub fn write_pieces(&mut self, pieces: &mut [Vec<u8>]) -> Result<()> {
+        use chacha20::cipher::StreamCipherSeek;
+        use rayon::prelude::*;
+        let mut at = self.offset;
+        let starts: Vec<u64> = pieces
             .iter()
-            .zip(&self.last)
-            .take(255)
-            .take_while(|(a, b)| a == b)
-            .count();
-        let rest = &row[shared..];
-        self.buf.push(shared as u8);
-        if rest.len() < 0x80 {
-            self.buf.push(rest.len() as u8);
-        } else {
-            self.buf
-                .extend_from_slice(&[rest.len() as u8 | 0x80, (rest.len() >> 7) as u8]);
+            .map(|p| {
+                let s = at;
+                at += p.len() as u64;
+                s
+            })
+            .collect();
+        pieces.par_iter_mut().zip(starts).for_each(|(p, start)| {
+            let mut c = cipher(&self.key, self.run);
+            c.seek(start);
+            c.apply_keystream(p);
+        });
+        for p in pieces.iter() {
+            self.file.write_all(p).at(&self.path)?;
         }
-        self.buf.extend_from_slice(rest);
-        self.last.truncate(shared);
-        self.last.extend_from_slice(rest);
-        if self.buf.len() >= BUF {
-            self.flush()?;
-        }
+        self.offset = at;
         Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.cipher.apply_keystream(&mut self.buf);
-        self.file.write_all(&self.buf).at(&self.path)?;
-        self.buf.clear();
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> Result<()> {
-        self.flush()
     }
 }
 
@@ -251,10 +272,22 @@ mod tests {
     fn write_run(dir: &Path, key: &[u8; 32], n: usize, rows: &[Vec<u8>]) -> PathBuf {
         let path = dir.join(format!("run-{n}"));
         let mut w = RunWriter::create(path.clone(), key, n).unwrap();
-        for r in rows {
-            w.push(r).unwrap();
-        }
-        w.finish().unwrap();
+        // Contiguous pieces of uneven sizes (one empty), written in two calls.
+        let cuts = [0, 1, 1, 10, rows.len() / 3, rows.len() / 2, rows.len()];
+        let mut pieces: Vec<Vec<u8>> = cuts
+            .windows(2)
+            .map(|c| {
+                let mut out = Vec::new();
+                for i in c[0]..c[1] {
+                    let prev: &[u8] = if i == 0 { &[] } else { &rows[i - 1] };
+                    encode_row(prev, &rows[i], &mut out);
+                }
+                out
+            })
+            .collect();
+        let (a, b) = pieces.split_at_mut(3);
+        w.write_pieces(a).unwrap();
+        w.write_pieces(b).unwrap();
         path
     }
 
