@@ -14,7 +14,7 @@
 //! the size of the combolists.
 //!
 //! With `--keep-passwords-for`, a row of any other domain is written without its password, already
-//! in the parser: its value becomes a 64-bit keyed hash (SipHash, fixed key) of tag and value,
+//! in the parser: its value becomes a 64-bit hash (foldhash, fixed seed) of tag and value,
 //! enough to keep the address's count of distinct rows exact (a collision among one address's
 //! few rows: about 2^-64), and nothing else. No other domain's password reaches the sort, the
 //! runs, the password maps or the index: the minimised index holds, for other domains, addresses
@@ -31,6 +31,8 @@ use std::path::PathBuf;
 
 /// Tag of a value whose domain's passwords are not kept: 8 bytes of keyed hash of tag and value.
 const TAG_DIGEST: u8 = 3;
+/// Seed of the digests of [`TAG_DIGEST`] values (any constant: they live only within a build).
+const DIGEST_SEED: u64 = 0x6272_6561_6368_2d61;
 
 /// Which rows keep their password, and which password maps are built.
 #[derive(Clone, Debug, Default)]
@@ -71,9 +73,9 @@ impl RowPolicy {
             out.push(secret as u8);
             out.extend_from_slice(value);
         } else {
-            use std::hash::Hasher;
-            #[allow(deprecated)] // SipHash with a fixed key: the same on every run and machine.
-            let mut h = std::hash::SipHasher::new();
+            use std::hash::{BuildHasher, Hasher};
+            // A fixed seed: the same digest for the same value in every chunk of the build.
+            let mut h = foldhash::quality::FixedState::with_seed(DIGEST_SEED).build_hasher();
             h.write_u8(secret as u8);
             h.write(value);
             out.push(TAG_DIGEST);
