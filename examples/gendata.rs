@@ -12,6 +12,11 @@
 //!
 //! `gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]` writes an `email,hash` CSV
 //! export with COUNT accounts, a fraction R of whose hashes are in the dump of DUMP_LINES lines.
+//!
+//! `gendata runs STATE_DIR NIGHTS [--seed S]` records NIGHTS past audit runs (one a day, ending
+//! yesterday) in a state database through the library's own `State::record_night`: at-risk
+//! counts by severity that drift night to night, an index rebuild about once a week, one
+//! incomplete night with a domain not audited. History for the operator's page.
 
 use std::io::{BufWriter, Write};
 
@@ -64,6 +69,13 @@ fn hex_digits(h: &[u64; 3], digits: usize, out: &mut Vec<u8>) {
         let nib = (word >> (60 - 4 * (i % 16))) & 0xF;
         out.push(HEX[nib as usize]);
     }
+}
+
+/// Past runs for the operator's page (see the module documentation).
+fn record_runs(dir: &std::path::Path, nights: u64, seed: u64) {
+    std::fs::create_dir_all(dir).expect("state directory");
+    let mut state = breach_audit::state::State::open(dir).expect("state");
+    breach_audit::page::sample_history(&mut state, nights, seed).expect("record the runs");
 }
 
 fn main() {
@@ -242,9 +254,14 @@ fn main() {
             std::fs::write(virt.join("domainowners"), owners).expect("write");
             out.write_all(&combo).expect("write");
         }
+        Some("runs") => {
+            let dir = std::path::PathBuf::from(&args[1]);
+            let nights: u64 = args[2].parse().expect("NIGHTS");
+            record_runs(&dir, nights, seed);
+        }
         _ => {
             eprintln!(
-                "usage: gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
+                "usage: gendata runs STATE_DIR NIGHTS [--seed S]\n       gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
             );
             std::process::exit(2);
         }

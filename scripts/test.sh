@@ -3,7 +3,7 @@
 # test. Tests that deliver notices start Postfix's smtp-sink on a loopback port; suspension tests
 # run postmap, Exim's lsearch and a Dovecot of their own (`doveadm auth test`); the account-store
 # tests start PostgreSQL, MariaDB and OpenLDAP's slapd in temporary directories; the scheme sweep
-# uses mkpasswd (whois). Debian's packages are installed here non-interactively; their own
+# uses mkpasswd (whois); the operator's page is rendered by headless Chromium. Debian's packages are installed here non-interactively; their own
 # services are not started (postfix with no configuration, slapd unconfigured, and the tests'
 # servers listen on unix sockets or a loopback port only). Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -18,6 +18,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (for the tests' real mail servers)" >&2
   export DEBIAN_FRONTEND=noninteractive

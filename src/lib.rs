@@ -24,6 +24,7 @@ mod input;
 pub mod lookup;
 pub mod messages;
 pub mod notify;
+pub mod page;
 mod progress;
 pub mod report;
 pub mod scheme;

@@ -9,7 +9,9 @@
 //!   `held` after `max_attempts` (reported to the operator); `notice_findings` lists what each
 //!   names;
 //! - `runs`: one row per audit (start, end, counts by severity, what was not audited and why,
-//!   the sources).
+//!   the sources with their rows read and rejected, whether the index was rebuilt, and — brought
+//!   up to date after the run's notices and suspensions — notices sent since the run started,
+//!   pending, failed and held, suspensions applied and released).
 //!
 //! A `reported.tsv` left by an older breach-audit is imported once (its findings count as told:
 //! the older version handed them to the mailer) and renamed `reported.tsv.imported`.
@@ -92,6 +94,14 @@ const MIGRATIONS: &[&str] = &[
         released_at TEXT
     );
     CREATE INDEX suspensions_active ON suspensions (platform, target, released_at);",
+    // 3: what each run did after the check (NULL in runs recorded before): the operator's page.
+    "ALTER TABLE runs ADD COLUMN index_rebuilt INTEGER;
+    ALTER TABLE runs ADD COLUMN notices_sent INTEGER;
+    ALTER TABLE runs ADD COLUMN notices_pending INTEGER;
+    ALTER TABLE runs ADD COLUMN notices_failed INTEGER;
+    ALTER TABLE runs ADD COLUMN notices_held INTEGER;
+    ALTER TABLE runs ADD COLUMN suspended INTEGER;
+    ALTER TABLE runs ADD COLUMN released INTEGER;",
 ];
 
 /// Now, as stored: RFC 3339 UTC to the second (sorts as text).
@@ -285,16 +295,26 @@ impl State {
         }
         refresh_notices(&tx, &now).map_err(&e)?;
         tx.execute(
-            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 run.started, now, run.complete, run.accounts, run.at_risk, run.critical, run.high,
                 run.medium, run.unknown, run.new_findings, run.held_addresses, run.not_audited,
-                run.sources
+                run.sources, run.index_rebuilt
             ],
         )
         .map_err(&e)?;
+        tally_last_run(&tx).map_err(&e)?;
         tx.commit().map_err(&e)
+    }
+
+    /// Bring the last run's notice and suspension counts up to date (after its notices were
+    /// sent and its suspensions applied, or a later `notify`).
+    pub fn tally_last_run(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db(&path))?;
+        tally_last_run(&tx).map_err(db(&path))?;
+        tx.commit().map_err(db(&path))
     }
 
     /// `--all`: every finding on record is owed to its customer again.
@@ -344,8 +364,26 @@ pub struct RunRow {
     pub held_addresses: u64,
     /// JSON array of {domain, path, reason}.
     pub not_audited: String,
-    /// JSON array of the sources: account sources, and breach sources with their fingerprints.
+    /// JSON array of the sources: account sources with the rows read and rejected, and breach
+    /// sources with their lines, fingerprints and times.
     pub sources: String,
+    pub index_rebuilt: bool,
+}
+
+/// Counts of the last run, from the notices and suspensions tables.
+fn tally_last_run(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE runs SET
+            notices_sent = (SELECT count(*) FROM notices WHERE sent_at >= runs.started),
+            notices_pending = (SELECT count(*) FROM notices WHERE status = 'pending'),
+            notices_failed = (SELECT count(*) FROM notices WHERE status = 'failed'),
+            notices_held = (SELECT count(*) FROM notices WHERE status = 'held'),
+            suspended = (SELECT count(*) FROM suspensions WHERE applied_at >= runs.started),
+            released = (SELECT count(*) FROM suspensions WHERE released_at >= runs.started)
+         WHERE id = (SELECT max(id) FROM runs)",
+        [],
+    )
+    .map(|_| ())
 }
 
 /// What the customers are owed: unresolved, untold findings with a contact, except

@@ -103,6 +103,8 @@ pub struct AuditOutcome {
     pub new_findings: u64,
     pub new_accounts: u64,
     pub notices: u64,
+    /// Per account source: accounts read and rows rejected.
+    pub sources: Vec<check::SourceCount>,
     pub elapsed: Duration,
     /// With `--notify`: what the delivery did.
     pub notified: Option<crate::notify::NotifyOutcome>,
@@ -220,6 +222,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         new_findings: tonight.new_findings,
         new_accounts: tonight.new_records.len() as u64,
         notices: notices.len() as u64,
+        sources: outcome.sources.clone(),
         elapsed: start.elapsed(),
         notified: None,
         suspended: Vec::new(),
@@ -256,6 +259,12 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
             warn,
         )?);
     }
+    state.tally_last_run()?;
+    crate::page::write(
+        &state,
+        &opts.out.join(crate::page::FILE),
+        crate::page::NIGHTS,
+    )?;
     done.elapsed = start.elapsed();
     Ok(AuditRun::Done(Box::new(done)))
 }

@@ -74,10 +74,19 @@ pub(super) fn run_row(
     let s = &o.summary;
     let mut sources: Vec<serde_json::Value> = accounts
         .iter()
-        .map(|src| serde_json::json!({"kind": src.flag(), "path": src.location()}))
+        .zip(o.sources.iter().copied().chain(std::iter::repeat(Default::default())))
+        .map(|(src, n)| {
+            let mtime = match src {
+                AccountSource::Sql(_) | AccountSource::Ldap(_) => None,
+                _ => std::fs::metadata(src.location())
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::mtime(&m)),
+            };
+            serde_json::json!({"kind": src.flag(), "path": src.location(), "rows": n.accounts + n.rejected, "accounts": n.accounts, "rejected": n.rejected, "mtime": mtime})
+        })
         .collect();
     sources.extend(index.manifest.sources.iter().map(|b| {
-        serde_json::json!({"kind": b.kind, "path": b.path, "size": b.size, "mtime": b.mtime, "fingerprint": b.fingerprint})
+        serde_json::json!({"kind": b.kind, "path": b.path, "size": b.size, "mtime": b.mtime, "fingerprint": b.fingerprint, "rows": b.lines - b.blank, "rejected": b.rejected})
     }));
     RunRow {
         started: humantime::format_rfc3339_seconds(started).to_string(),
@@ -92,6 +101,7 @@ pub(super) fn run_row(
         held_addresses: o.held_addresses,
         not_audited: not_audited.to_string(),
         sources: serde_json::to_string(&sources).unwrap_or_default(),
+        index_rebuilt: o.rebuilt,
     }
 }
 

@@ -82,6 +82,15 @@ pub struct CheckOutcome {
     /// Addresses whose slow verification the time budget deferred: judged in part only, their
     /// findings on record are kept and the next run finishes them (the cache holds what is done).
     pub deferred: HashSet<String>,
+    /// Per account source, in the order given: accounts read and rows rejected.
+    pub sources: Vec<SourceCount>,
+}
+
+/// What one account source yielded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceCount {
+    pub accounts: u64,
+    pub rejected: u64,
 }
 
 /// Which domains to audit; empty means all. Remembers which of its domains some source held.
@@ -186,8 +195,13 @@ pub fn check(
     };
     let mut summary = CheckSummary::default();
     let mut issues = Vec::new();
+    let mut counts = Vec::new();
     for src in sources {
         let mut stats = read_source(src, opts, &judge, warn)?;
+        counts.push(SourceCount {
+            accounts: stats.accounts,
+            rejected: stats.rejected,
+        });
         summary.rejected_rows += stats.rejected;
         summary.accounts += stats.accounts;
         issues.append(&mut stats.issues);
@@ -239,6 +253,7 @@ pub fn check(
         alerts,
         audited,
         deferred,
+        sources: counts,
     })
 }
 

@@ -11,6 +11,7 @@ mod domain;
 mod info;
 mod lookup;
 mod notify;
+mod report;
 mod suspend;
 
 use breach_audit::error::Result;
@@ -92,6 +93,14 @@ enum Cmd {
     /// --release, undo what breach-audit suspended whose finding resolved. Nothing changes
     /// without --apply. Every change is recorded in the state, so a release removes exactly it.
     Suspend(suspend::SuspendArgs),
+    /// Write the operator's page of a state: one self-contained HTML file (no script, font or
+    /// image from elsewhere; readable on a phone and printable) with tonight's numbers and their
+    /// change since the previous run, a chart of at-risk accounts by severity over the last
+    /// --nights runs (index rebuilds marked), the owners and domains with the most accounts at
+    /// risk, the sources and their health, notices not delivered yet and the domains not
+    /// audited. No password or hash is on it. `audit` writes the same page to --out/report.html
+    /// every run. Exit codes: 0 written, 2 error.
+    Report(report::ReportArgs),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -135,5 +144,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Audit(a) => audit::run(a),
         Cmd::Notify(a) => notify::run(a),
         Cmd::Suspend(a) => suspend::run(a),
+        Cmd::Report(a) => report::run(a),
     }
 }

@@ -44,7 +44,9 @@ const OPERATOR_BODY: &str = r#"breach-audit could not leave these to the custome
 {% for i in items -%}
 * {{ i }}
 {% endfor %}
-(The audit's full record is in its state database and out/run.json.)
+{{ summary }}
+The attached report.html is the operator's page of the last runs (`breach-audit report` makes it
+again); the audit's full record is in its state database and out/run.json.
 "#;
 
 /// One address in a notice.
@@ -98,6 +100,8 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// An HTML file attached after the text (name, content): the operator's page.
+    pub attachment: Option<(String, String)>,
 }
 
 /// Templates: the built-in ones, or those in `dir`.
@@ -169,13 +173,14 @@ impl Templates {
             } else {
                 None
             },
+            attachment: None,
         })
     }
 
-    /// The operator's message.
-    pub fn operator(&self, items: &[String]) -> Result<Rendered> {
+    /// The operator's message: `items` to act on, and `summary`, the last run's numbers.
+    pub fn operator(&self, items: &[String], summary: &str) -> Result<Rendered> {
         let items = minijinja::Value::from(minijinja::value::Serde(items));
-        let ctx = minijinja::context! { items };
+        let ctx = minijinja::context! { items, summary };
         Ok(Rendered {
             subject: self
                 .render("operator-subject.txt", &ctx)?
@@ -183,6 +188,7 @@ impl Templates {
                 .to_string(),
             text: self.render("operator-body.txt", &ctx)?,
             html: None,
+            attachment: None,
         })
     }
 }
@@ -227,13 +233,30 @@ pub fn build(
     if let Some(rt) = reply_to {
         b = b.reply_to(rt.clone());
     }
-    let built = match &r.html {
-        None => b.singlepart(
+    let body = match &r.html {
+        None => MultiPart::mixed().singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
                 .body(r.text.clone()),
         ),
-        Some(html) => b.multipart(MultiPart::alternative_plain_html(
+        Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(
+            r.text.clone(),
+            html.clone(),
+        )),
+    };
+    let built = match (&r.attachment, &r.html) {
+        (Some((name, content)), _) => b.multipart(
+            body.singlepart(
+                lettre::message::Attachment::new(name.clone())
+                    .body(content.clone(), ContentType::TEXT_HTML),
+            ),
+        ),
+        (None, None) => b.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(r.text.clone()),
+        ),
+        (None, Some(html)) => b.multipart(MultiPart::alternative_plain_html(
             r.text.clone(),
             html.clone(),
         )),

@@ -210,6 +210,7 @@ pub fn notify(
         }
     }
     out.left = state.count("notices", "status IN ('pending', 'failed')")?;
+    state.tally_last_run()?;
     operator_message(
         state,
         cfg,
@@ -448,7 +449,9 @@ fn operator_message(
         return Ok(());
     };
     let to = message::mailbox(op, "[notify] operator")?;
-    let rendered = templates.operator(&items)?;
+    let page = crate::page::load(state, crate::page::NIGHTS)?;
+    let mut rendered = templates.operator(&items, &crate::page::summary_text(&page))?;
+    rendered.attachment = Some((crate::page::FILE.to_string(), crate::page::render(&page)?));
     let id = message_id(0, domain).replacen("breach-audit.0.", "breach-audit.operator.", 1);
     let msg = message::build(from, reply_to, &to, &id, &rendered)?;
     if let Some(t) = transport

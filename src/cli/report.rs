@@ -1,0 +1,42 @@
+//! `report`: the operator's page of a state, as one self-contained HTML file.
+
+use super::Exit;
+use breach_audit::error::{Error, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The state directory of `audit` (holds breach-audit.sqlite).
+    #[arg(long, value_name = "DIR")]
+    state: PathBuf,
+    /// Where to write the page (atomically, mode 0600); `-` for standard output.
+    #[arg(long, value_name = "FILE", default_value = "report.html")]
+    out: PathBuf,
+    /// How many of the last runs the chart shows.
+    #[arg(long, value_name = "N", default_value_t = breach_audit::page::NIGHTS)]
+    nights: usize,
+}
+
+pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
+    if !a.state.join(breach_audit::state::DB_FILE).exists() {
+        return Err(Error::bad_input(
+            &a.state,
+            "holds no breach-audit state: give the --state of `breach-audit audit`",
+        ));
+    }
+    if a.nights == 0 {
+        return Err(Error::Usage("--nights must be at least 1".into()));
+    }
+    let state = breach_audit::state::State::open(&a.state)?;
+    if a.out.as_os_str() == "-" {
+        let html = breach_audit::page::render(&breach_audit::page::load(&state, a.nights)?)?;
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(html.as_bytes())
+            .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
+    } else {
+        breach_audit::page::write(&state, &a.out, a.nights)?;
+    }
+    Ok(Exit::Clean)
+}

@@ -1,0 +1,456 @@
+//! The operator's morning page: `breach-audit report`, and `audit`'s `--out/report.html` every
+//! run. One self-contained HTML file (inline CSS and SVG; no script, font or image from anywhere)
+//! made from the state database: tonight's numbers with their change since the previous run, a
+//! chart of at-risk accounts by severity over the last runs ([`chart`]), the owners and domains
+//! carrying most of it, the sources and their health, the open notices and what was not
+//! audited. It names addresses only where the operator must act on them (open notices, domains
+//! not audited) and never holds a password or a hash: it reads counts, addresses, domains,
+//! owners and reasons, nothing else.
+//!
+//! The HTML is a minijinja template (`page.html`, auto-escaped) filled from plain structs.
+
+mod chart;
+mod sample;
+
+pub use sample::sample_history;
+
+use crate::error::{Error, IoContext, Result};
+use crate::state::State;
+use serde::Serialize;
+use std::path::Path;
+
+/// The page's name in an audit's `--out`.
+pub const FILE: &str = "report.html";
+/// Runs the chart shows by default.
+pub const NIGHTS: usize = 90;
+/// Rows in the owner and domain tables.
+const TOP: usize = 10;
+/// Open notices and not-audited domains listed at most.
+const LISTED: usize = 500;
+
+/// A run as the page reads it (counts added after a run are `None` in runs recorded before).
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub started: String,
+    pub complete: bool,
+    pub accounts: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub unknown: u64,
+    pub new_findings: u64,
+    pub held_addresses: u64,
+    pub not_audited: Vec<NotAudited>,
+    pub sources: Vec<serde_json::Value>,
+    pub index_rebuilt: Option<bool>,
+    pub notices_sent: Option<u64>,
+    pub notices_pending: Option<u64>,
+    pub notices_failed: Option<u64>,
+    pub notices_held: Option<u64>,
+    pub suspended: Option<u64>,
+    pub released: Option<u64>,
+}
+
+impl Run {
+    /// The run's day, `YYYY-MM-DD` (UTC).
+    pub fn date(&self) -> String {
+        self.started.chars().take(10).collect()
+    }
+
+    #[cfg(test)]
+    fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
+        Run {
+            started: started.into(),
+            complete: true,
+            critical,
+            high,
+            medium,
+            unknown,
+            at_risk: critical + high + medium + unknown,
+            ..Default::default()
+        }
+    }
+}
+
+/// A domain not audited in a run, and why.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct NotAudited {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An owner or domain with the most at-risk accounts.
+#[derive(Debug, Serialize)]
+pub struct Top {
+    pub name: String,
+    pub accounts: u64,
+    pub critical: u64,
+}
+
+/// A notice not delivered yet.
+#[derive(Debug, Serialize)]
+pub struct OpenNotice {
+    pub contact: String,
+    pub owner: String,
+    pub status: String,
+    pub attempts: u64,
+    pub last_error: String,
+    pub next_attempt: String,
+    pub addresses: String,
+}
+
+/// An account or breach source as tonight's run read it.
+#[derive(Debug, Serialize)]
+pub struct SourceRow {
+    pub kind: String,
+    pub path: String,
+    pub rows: String,
+    pub rejected: String,
+    pub last_changed: String,
+    pub changed_tonight: bool,
+}
+
+/// One number of tonight's summary and its change since the previous run.
+#[derive(Debug, Serialize)]
+pub struct Tile {
+    pub label: &'static str,
+    pub value: String,
+    pub change: String,
+    /// `worse`, `better` or `same` (for the colour of the change).
+    pub tone: &'static str,
+    /// CSS class of the tile (severity tiles are coloured).
+    pub class: &'static str,
+}
+
+/// Everything on the page.
+pub struct Page {
+    /// The last runs, oldest first.
+    pub runs: Vec<Run>,
+    pub owners: Vec<Top>,
+    pub domains: Vec<Top>,
+    pub notices: Vec<OpenNotice>,
+    pub generated: String,
+}
+
+fn parse_run(r: &rusqlite::Row) -> rusqlite::Result<Run> {
+    let n = |i: usize| -> rusqlite::Result<u64> { r.get::<_, i64>(i).map(|v| v.max(0) as u64) };
+    let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
+        r.get::<_, Option<i64>>(i)
+            .map(|v| v.map(|v| v.max(0) as u64))
+    };
+    let not_audited: String = r.get(10)?;
+    let sources: String = r.get(11)?;
+    Ok(Run {
+        started: r.get(0)?,
+        complete: r.get::<_, i64>(1)? != 0,
+        accounts: n(2)?,
+        at_risk: n(3)?,
+        critical: n(4)?,
+        high: n(5)?,
+        medium: n(6)?,
+        unknown: n(7)?,
+        new_findings: n(8)?,
+        held_addresses: n(9)?,
+        not_audited: serde_json::from_str(&not_audited).unwrap_or_default(),
+        sources: serde_json::from_str(&sources).unwrap_or_default(),
+        index_rebuilt: opt(12)?.map(|v| v != 0),
+        notices_sent: opt(13)?,
+        notices_pending: opt(14)?,
+        notices_failed: opt(15)?,
+        notices_held: opt(16)?,
+        suspended: opt(17)?,
+        released: opt(18)?,
+    })
+}
+
+/// Read the page's data: the last `nights` runs and the open findings and notices.
+pub fn load(state: &State, nights: usize) -> Result<Page> {
+    let e = state.err();
+    let mut q = state
+        .conn
+        .prepare(
+            "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
+                    new_findings, held_addresses, not_audited, sources, index_rebuilt,
+                    notices_sent, notices_pending, notices_failed, notices_held, suspended, released
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )
+        .map_err(&e)?;
+    let mut runs = q
+        .query_map([nights.max(1) as i64], parse_run)
+        .map_err(&e)?
+        .collect::<rusqlite::Result<Vec<Run>>>()
+        .map_err(&e)?;
+    runs.reverse();
+    let top = |by: &str| -> Result<Vec<Top>> {
+        let mut q = state
+            .conn
+            .prepare(&format!(
+                "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
+                        count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
+                 FROM findings WHERE resolved_at IS NULL
+                 GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {TOP}"
+            ))
+            .map_err(&e)?;
+        q.query_map([], |r| {
+            Ok(Top {
+                name: r.get(0)?,
+                accounts: r.get::<_, i64>(1)? as u64,
+                critical: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&e)
+    };
+    let mut q = state
+        .conn
+        .prepare(&format!(
+            "SELECT contact, coalesce(owner, ''), status, attempts, coalesce(last_error, ''),
+                    coalesce(next_attempt, ''),
+                    (SELECT group_concat(address, ' ') FROM
+                        (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address))
+             FROM notices WHERE status IN ('pending', 'failed', 'held')
+             ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
+             LIMIT {LISTED}"
+        ))
+        .map_err(&e)?;
+    let notices = q
+        .query_map([], |r| {
+            Ok(OpenNotice {
+                contact: r.get(0)?,
+                owner: r.get(1)?,
+                status: r.get(2)?,
+                attempts: r.get::<_, i64>(3)? as u64,
+                last_error: r.get(4)?,
+                next_attempt: r.get(5)?,
+                addresses: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&e)?;
+    Ok(Page {
+        runs,
+        owners: top("owner")?,
+        domains: top("domain")?,
+        notices,
+        generated: crate::state::now(),
+    })
+}
+
+/// `+3`, `−2`, `no change`, or nothing when either side is unknown.
+fn change(now: Option<u64>, before: Option<u64>, worse_when_up: bool) -> (String, &'static str) {
+    let (Some(a), Some(b)) = (now, before) else {
+        return (String::new(), "same");
+    };
+    let up = a > b;
+    let tone = match (a == b, up == worse_when_up) {
+        (true, _) => "same",
+        (false, true) => "worse",
+        (false, false) => "better",
+    };
+    let text = match a.cmp(&b) {
+        std::cmp::Ordering::Equal => "no change".to_string(),
+        std::cmp::Ordering::Greater => format!("+{} since the previous run", a - b),
+        std::cmp::Ordering::Less => format!("\u{2212}{} since the previous run", b - a),
+    };
+    (text, tone)
+}
+
+/// Tonight's numbers (the last run) against the run before.
+pub fn tiles(runs: &[Run]) -> Vec<Tile> {
+    let Some(now) = runs.last() else {
+        return Vec::new();
+    };
+    let before = runs.len().checked_sub(2).map(|i| &runs[i]);
+    type Get = fn(&Run) -> Option<u64>;
+    let rows: [(&'static str, Get, bool, &'static str); 14] = [
+        ("accounts audited", |r| Some(r.accounts), false, ""),
+        ("at risk", |r| Some(r.at_risk), true, "total"),
+        ("critical", |r| Some(r.critical), true, "sev-critical"),
+        ("high", |r| Some(r.high), true, "sev-high"),
+        ("medium", |r| Some(r.medium), true, "sev-medium"),
+        ("unknown", |r| Some(r.unknown), true, "sev-unknown"),
+        ("new findings", |r| Some(r.new_findings), true, ""),
+        ("notices sent", |r| r.notices_sent, false, ""),
+        ("notices pending", |r| r.notices_pending, true, ""),
+        (
+            "notices failed or held",
+            |r| Some(r.notices_failed? + r.notices_held?),
+            true,
+            "",
+        ),
+        ("suspensions applied", |r| r.suspended, true, ""),
+        ("suspensions released", |r| r.released, false, ""),
+        (
+            "domains not audited",
+            |r| Some(r.not_audited.len() as u64),
+            true,
+            "",
+        ),
+        (
+            "accounts held (not audited)",
+            |r| Some(r.held_addresses),
+            true,
+            "",
+        ),
+    ];
+    rows.into_iter()
+        .map(|(label, get, worse_when_up, class)| {
+            let v = get(now);
+            let (change, tone) = match before {
+                Some(b) => change(v, get(b), worse_when_up),
+                None => ("first run".to_string(), "same"),
+            };
+            Tile {
+                label,
+                value: v.map_or("\u{2013}".to_string(), |v| v.to_string()),
+                change,
+                tone,
+                class,
+            }
+        })
+        .collect()
+}
+
+fn date_of(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()[..10].to_string()
+}
+
+/// Tonight's sources with their rows read and rejected, when they last changed, and whether
+/// that was since the previous run.
+fn source_rows(runs: &[Run]) -> Vec<SourceRow> {
+    let Some(now) = runs.last() else {
+        return Vec::new();
+    };
+    let before = runs.len().checked_sub(2).map(|i| &runs[i]);
+    let num = |v: &serde_json::Value| v.as_u64().map_or("\u{2013}".to_string(), |n| n.to_string());
+    now.sources
+        .iter()
+        .map(|s| {
+            let path = s["path"].as_str().unwrap_or("").to_string();
+            let same = |o: &serde_json::Value| o["path"].as_str() == Some(path.as_str());
+            let earlier = before.and_then(|b| b.sources.iter().find(|o| same(o)));
+            let changed_tonight = earlier.is_some_and(|o| {
+                o["mtime"] != s["mtime"]
+                    || o["size"] != s["size"]
+                    || o["fingerprint"] != s["fingerprint"]
+            });
+            SourceRow {
+                kind: s["kind"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("--")
+                    .to_string(),
+                path,
+                rows: num(&s["rows"]),
+                rejected: num(&s["rejected"]),
+                last_changed: s["mtime"].as_i64().map_or("\u{2013}".to_string(), date_of),
+                changed_tonight,
+            }
+        })
+        .collect()
+}
+
+/// The page as HTML.
+pub fn render(page: &Page) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("page.html", include_str!("page.html"))
+        .map_err(|e| Error::Usage(format!("the page template: {e}")))?;
+    use minijinja::Value as V;
+    fn ser<T: Serialize>(x: T) -> V {
+        V::from(minijinja::value::Serde(x))
+    }
+    let tonight = page.runs.last();
+    let ctx = minijinja::context! {
+        generated => page.generated.clone(),
+        has_runs => tonight.is_some(),
+        date => tonight.map(Run::date),
+        started => tonight.map(|r| r.started.clone()),
+        complete => tonight.is_none_or(|r| r.complete),
+        rebuilt => tonight.and_then(|r| r.index_rebuilt),
+        runs => page.runs.len(),
+        tiles => ser(tiles(&page.runs)),
+        chart => V::from_safe_string(chart::svg(&page.runs)),
+        rebuilds => page.runs.iter().filter(|r| r.index_rebuilt == Some(true)).count(),
+        owners => ser(&page.owners),
+        domains => ser(&page.domains),
+        sources => ser(source_rows(&page.runs)),
+        notices => ser(&page.notices),
+        not_audited => ser(tonight.map(|r| &r.not_audited[..r.not_audited.len().min(LISTED)])),
+    };
+    env.get_template("page.html")
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| Error::Usage(format!("rendering the page: {e}")))
+}
+
+/// Tonight's summary in a few lines of text (the operator's message carries it).
+pub fn summary_text(page: &Page) -> String {
+    let Some(now) = page.runs.last() else {
+        return "no runs yet".to_string();
+    };
+    let mut out = format!(
+        "Run of {}{}:\n",
+        now.started,
+        if now.complete { "" } else { " (INCOMPLETE)" }
+    );
+    for t in tiles(&page.runs) {
+        let change = if t.change.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", t.change)
+        };
+        out.push_str(&format!("  {}: {}{change}\n", t.label, t.value));
+    }
+    out
+}
+
+/// Render the page of `state`'s last `nights` runs to `path` (atomically, mode 0600).
+pub fn write(state: &State, path: &Path, nights: usize) -> Result<()> {
+    let html = render(&load(state, nights)?)?;
+    let mut f = crate::fsutil::AtomicFile::create(path)?;
+    std::io::Write::write_all(&mut f, html.as_bytes()).at(path)?;
+    f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_signed_and_coloured_by_what_is_worse() {
+        assert_eq!(
+            change(Some(5), Some(3), true),
+            ("+2 since the previous run".into(), "worse")
+        );
+        assert_eq!(
+            change(Some(3), Some(5), true),
+            ("\u{2212}2 since the previous run".into(), "better")
+        );
+        assert_eq!(change(Some(3), Some(5), false).1, "worse");
+        assert_eq!(change(Some(4), Some(4), true), ("no change".into(), "same"));
+        assert_eq!(change(Some(4), None, true).0, "");
+    }
+
+    #[test]
+    fn tonight_is_the_last_run_against_the_one_before() {
+        let a = Run::example("2026-11-01T02:00:00Z", [1, 1, 0, 0]);
+        let mut b = Run::example("2026-11-02T02:00:00Z", [3, 1, 0, 0]);
+        b.notices_sent = Some(2);
+        let t = tiles(&[a, b]);
+        let get = |l: &str| t.iter().find(|t| t.label == l).unwrap();
+        assert_eq!(get("at risk").value, "4");
+        assert_eq!(get("at risk").change, "+2 since the previous run");
+        assert_eq!(get("critical").tone, "worse");
+        // Unknown before (an older run row): a value, no change.
+        assert_eq!(get("notices sent").value, "2");
+        assert_eq!(get("notices sent").change, "");
+        assert_eq!(get("suspensions applied").value, "\u{2013}");
+    }
+}
