@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -84,6 +85,8 @@ struct Mail {
     auto_submitted: Option<String>,
     message_id: Option<String>,
     text: String,
+    /// Attachments: (file name, content).
+    attachments: Vec<(String, String)>,
     raw: Vec<u8>,
 }
 
@@ -117,6 +120,15 @@ fn read_messages(dir: &Path, prefix: &str) -> Vec<Mail> {
                 auto_submitted: m.header_raw("Auto-Submitted").map(|v| v.trim().to_string()),
                 message_id: m.message_id().map(String::from),
                 text: m.body_text(0).map(|t| t.to_string()).unwrap_or_default(),
+                attachments: m
+                    .attachments()
+                    .map(|a| {
+                        (
+                            a.attachment_name().unwrap_or_default().to_string(),
+                            String::from_utf8_lossy(a.contents()).to_string(),
+                        )
+                    })
+                    .collect(),
                 raw,
             }
         })
@@ -253,6 +265,19 @@ fn three_contacts_are_told_once_each_through_a_real_smtp_server() {
         op[0].text
     );
     assert!(op[0].text.contains("missing.example"), "{}", op[0].text);
+    // ...with tonight's numbers as text and the operator's page attached.
+    assert!(op[0].text.contains("accounts audited: "), "{}", op[0].text);
+    assert!(op[0].text.contains("INCOMPLETE"), "{}", op[0].text);
+    assert_eq!(op[0].attachments.len(), 1, "{:?}", op[0].attachments);
+    let (name, page) = &op[0].attachments[0];
+    assert_eq!(name, "report.html");
+    assert!(page.contains("<!DOCTYPE html>") && page.contains("id=\"tonight\""));
+    assert!(page.contains("missing.example"));
+    assert!(
+        customer_mail(&msgs)
+            .iter()
+            .all(|m| m.attachments.is_empty())
+    );
     // Told is recorded: every notice sent with its Message-ID, every owed finding told.
     assert_eq!(
         scalar(

@@ -1,7 +1,7 @@
 //! The operator's morning page: `breach-audit report`, and `audit`'s `--out/report.html` every
 //! run. One self-contained HTML file (inline CSS and SVG; no script, font or image from anywhere)
 //! made from the state database: tonight's numbers with their change since the previous run, a
-//! chart of at-risk accounts by severity over the last runs ([`chart`]), the owners and domains
+//! chart of at-risk accounts by severity over the last runs (`chart.rs`), the owners and domains
 //! carrying most of it, the sources and their health, the open notices and what was not
 //! audited. It names addresses only where the operator must act on them (open notices, domains
 //! not audited) and never holds a password or a hash: it reads counts, addresses, domains,
