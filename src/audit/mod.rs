@@ -10,7 +10,8 @@
 //! - `new.jsonl`: the same records restricted to findings not reported before (empty when none);
 //! - `notices.csv`: `contact,owner,addresses,worst_severity`, one row per contact (and owner) with
 //!   new findings; addresses separated by spaces;
-//! - `run.json`: what the run did and what it could not audit, and why.
+//! - `run.json`: what the run did and what it could not audit, and why;
+//! - `report.html`: the operator's page ([`crate::page`]), written last.
 //!
 //! The state is replaced only after every output is in place: a crash before that repeats the
 //! notices of this run on the next one (never loses them); a crash after it loses nothing.

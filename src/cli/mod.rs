@@ -74,8 +74,8 @@ enum Cmd {
     /// Writes to --out (each file atomically, mode 0600): at-risk.jsonl (every account at risk
     /// now, as `check` prints them), new.jsonl (only findings not reported before; empty when
     /// none), notices.csv (contact,owner,addresses,worst_severity: one row per contact to notify).
-    /// Also notices.jsonl (notices.csv's rows with the full records) and run.json (what the run did
-    /// and what it could not audit). --state keeps the state database (breach-audit.sqlite:
+    /// Also notices.jsonl (notices.csv's rows with the full records), run.json (what the run did
+    /// and what it could not audit) and report.html (the operator's page, as `report` writes it). --state keeps the state database (breach-audit.sqlite:
     /// findings, notices, runs), the verification cache and the lock; --notify then delivers
     /// pending notices as `notify` does. Exit codes: 0 nothing new, 1 new findings, 2 error, 3
     /// another audit is running (the lock in --state is held).
