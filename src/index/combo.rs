@@ -101,7 +101,7 @@ const MAX_ARENAS: usize = (1 << 20) - 1;
 const SPILL_WINDOW: usize = 1 << 18;
 const SPILL_PIECES: usize = 16;
 
-/// How many rows ahead [`ComboSorter::distinct_rows`] prefetches.
+/// How many rows ahead [`ComboSorter::rows_in`] prefetches.
 const PREFETCH_AHEAD: usize = 16;
 
 #[inline]
@@ -271,9 +271,17 @@ impl ComboSorter {
         self.entries = entries;
     }
 
-    /// The sorted rows, identical ones once.
-    fn distinct_rows(&self) -> impl Iterator<Item = &[u8]> {
-        self.distinct_rows_in(0..self.entries.len())
+    /// The sorted rows of `range`, identical ones included.
+    fn rows_in(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[u8]> {
+        let entries = &self.entries[range];
+        entries.iter().enumerate().map(move |(i, e)| {
+            // Sorted rows lie all over the arenas: ask for a row's line a few rows ahead, so
+            // reading it does not wait on memory.
+            if let Some(ahead) = entries.get(i + PREFETCH_AHEAD) {
+                prefetch(row_at(&self.arenas, ahead.loc));
+            }
+            row_at(&self.arenas, e.loc)
+        })
     }
 
     /// The sorted rows of `range` not equal to the row before.
@@ -282,22 +290,11 @@ impl ComboSorter {
             .start
             .checked_sub(1)
             .map(|i| row_at(&self.arenas, self.entries[i].loc));
-        self.entries[range.clone()]
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, e)| {
-                // Sorted rows lie all over the arenas: ask for a row's line a few rows ahead,
-                // so reading it does not wait on memory.
-                if let Some(ahead) = self.entries[range.clone()].get(i + PREFETCH_AHEAD) {
-                    prefetch(row_at(&self.arenas, ahead.loc));
-                }
-                let row = row_at(&self.arenas, e.loc);
-                if last == Some(row) {
-                    return None;
-                }
-                last = Some(row);
-                Some(row)
-            })
+        self.rows_in(range).filter(move |&row| {
+            let new = last != Some(row);
+            last = Some(row);
+            new
+        })
     }
 
     /// Sort and write the rows held as the next run. The rows are front-coded and sealed in
@@ -352,8 +349,9 @@ impl ComboSorter {
         if self.runs.is_empty() {
             self.sort();
             let me = &self;
+            // The pipeline drops identical neighbours (it must for the runs' merge anyway).
             pipelined(&mut em, |push| {
-                for row in me.distinct_rows() {
+                for row in me.rows_in(0..me.entries.len()) {
                     if !push(row) {
                         break;
                     }
