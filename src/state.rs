@@ -337,20 +337,123 @@ impl State {
             .map_err(self.err())
     }
 
-    /// The last run's not-audited list (JSON), if any run is recorded.
-    pub fn last_not_audited(&self) -> Result<Option<String>> {
-        self.conn
+    /// The last run's not-audited list, if any run is recorded.
+    pub fn last_not_audited(&self) -> Result<Option<Vec<NotAudited>>> {
+        let json: Option<String> = self
+            .conn
             .query_row(
                 "SELECT not_audited FROM runs ORDER BY id DESC LIMIT 1",
                 [],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(self.err())
+            .map_err(self.err())?;
+        Ok(json.map(|j| serde_json::from_str(&j).unwrap_or_default()))
+    }
+
+    /// The last `n` runs, oldest first.
+    pub fn last_runs(&self, n: usize) -> Result<Vec<RecordedRun>> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
+                        new_findings, held_addresses, not_audited, sources, index_rebuilt,
+                        notices_sent, notices_pending, notices_failed, notices_held, suspended, released
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let mut runs = q
+            .query_map([n as i64], |r| {
+                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                let after = match r.get::<_, Option<i64>>(13)? {
+                    None => None,
+                    Some(_) => Some(AfterRun {
+                        notices_sent: n(13)?,
+                        notices_pending: n(14)?,
+                        notices_failed: n(15)?,
+                        notices_held: n(16)?,
+                        suspended: n(17)?,
+                        released: n(18)?,
+                    }),
+                };
+                Ok(RecordedRun {
+                    row: RunRow {
+                        started: r.get(0)?,
+                        complete: r.get::<_, i64>(1)? != 0,
+                        accounts: n(2)?,
+                        at_risk: n(3)?,
+                        critical: n(4)?,
+                        high: n(5)?,
+                        medium: n(6)?,
+                        unknown: n(7)?,
+                        new_findings: n(8)?,
+                        held_addresses: n(9)?,
+                        not_audited: r.get(10)?,
+                        sources: r.get(11)?,
+                        index_rebuilt: r.get::<_, Option<i64>>(12)?.unwrap_or(0) != 0,
+                    },
+                    after,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())?;
+        runs.reverse();
+        Ok(runs)
     }
 }
 
+/// A domain not audited in a run, and why (the `not_audited` list of run.json and of the runs
+/// table).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotAudited {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A recorded run: its row, and what was done after its check (`None` for runs recorded before
+/// schema 3).
+#[derive(Clone, Debug, Default)]
+pub struct RecordedRun {
+    pub row: RunRow,
+    pub after: Option<AfterRun>,
+}
+
+impl RecordedRun {
+    /// The run's day, `YYYY-MM-DD` (UTC).
+    pub fn date(&self) -> String {
+        self.row.started.chars().take(10).collect()
+    }
+
+    pub fn not_audited(&self) -> Vec<NotAudited> {
+        serde_json::from_str(&self.row.not_audited).unwrap_or_default()
+    }
+
+    /// The sources as recorded (JSON objects: kind, path, rows, rejected, mtime, ...).
+    pub fn sources(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.row.sources).unwrap_or_default()
+    }
+}
+
+/// Notices and suspensions as of the end of a run ([`State::tally_last_run`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AfterRun {
+    /// Notices accepted by a transport since the run started.
+    pub notices_sent: u64,
+    pub notices_pending: u64,
+    pub notices_failed: u64,
+    pub notices_held: u64,
+    /// Suspensions applied and released since the run started.
+    pub suspended: u64,
+    pub released: u64,
+}
+
 /// A run's row.
+#[derive(Clone, Debug, Default)]
 pub struct RunRow {
     pub started: String,
     pub complete: bool,
@@ -362,7 +465,7 @@ pub struct RunRow {
     pub unknown: u64,
     pub new_findings: u64,
     pub held_addresses: u64,
-    /// JSON array of {domain, path, reason}.
+    /// JSON array of [`NotAudited`].
     pub not_audited: String,
     /// JSON array of the sources: account sources with the rows read and rejected, and breach
     /// sources with their lines, fingerprints and times.

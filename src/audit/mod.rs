@@ -36,7 +36,7 @@ use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
 use crate::state::{SeenFinding, State};
 pub use outputs::Notice;
-use outputs::{not_audited_json, notices, run_row, write_notices, write_notices_jsonl, write_run};
+use outputs::{not_audited, notices, run_row, write_notices, write_notices_jsonl, write_run};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -228,7 +228,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         notified: None,
         suspended: Vec::new(),
     };
-    let not_audited = not_audited_json(&done.issues);
+    let not_audited = not_audited(&done.issues);
     write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
     // The state last: a crash before this line repeats tonight's new findings tomorrow.
     let run = run_row(&done, &not_audited, &opts.accounts, &index, started);

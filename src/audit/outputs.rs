@@ -8,24 +8,22 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::AtomicFile;
 use crate::index::Index;
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
-use crate::state::RunRow;
+use crate::state::{NotAudited, RunRow};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 /// The domains not audited (or without an owner), as recorded in run.json and the state.
-pub(super) fn not_audited_json(issues: &[DomainIssue]) -> serde_json::Value {
+pub(super) fn not_audited(issues: &[DomainIssue]) -> Vec<NotAudited> {
     issues
         .iter()
-        .map(|i| {
-            serde_json::json!({
-                "domain": i.domain,
-                "path": i.path.display().to_string(),
-                "reason": match &i.problem {
-                    Problem::Unreadable(why) => why.clone(),
-                    Problem::NoOwner => "no owner".to_string(),
-                },
-            })
+        .map(|i| NotAudited {
+            domain: i.domain.clone(),
+            path: i.path.display().to_string(),
+            reason: match &i.problem {
+                Problem::Unreadable(why) => why.clone(),
+                Problem::NoOwner => "no owner".to_string(),
+            },
         })
         .collect()
 }
@@ -34,7 +32,7 @@ pub(super) fn not_audited_json(issues: &[DomainIssue]) -> serde_json::Value {
 pub(super) fn write_run(
     path: &Path,
     o: &AuditOutcome,
-    not_audited: &serde_json::Value,
+    not_audited: &[NotAudited],
     started: std::time::SystemTime,
 ) -> Result<()> {
     let secs = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
@@ -66,7 +64,7 @@ pub(super) fn write_run(
 /// sources with their size, mtime and content fingerprint.
 pub(super) fn run_row(
     o: &AuditOutcome,
-    not_audited: &serde_json::Value,
+    not_audited: &[NotAudited],
     accounts: &[AccountSource],
     index: &Index,
     started: std::time::SystemTime,
@@ -99,7 +97,7 @@ pub(super) fn run_row(
         unknown: s.unknown,
         new_findings: o.new_findings,
         held_addresses: o.held_addresses,
-        not_audited: not_audited.to_string(),
+        not_audited: serde_json::to_string(not_audited).unwrap_or_default(),
         sources: serde_json::to_string(&sources).unwrap_or_default(),
         index_rebuilt: o.rebuilt,
     }

@@ -409,16 +409,11 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
         "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
          FROM notices WHERE status = 'held' ORDER BY id",
     )?);
-    if let Some(json) = state.last_not_audited()? {
-        let list: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
-        for d in list {
-            items.push(format!(
-                "not audited: {} ({}: {})",
-                d["domain"].as_str().unwrap_or("?"),
-                d["path"].as_str().unwrap_or("?"),
-                d["reason"].as_str().unwrap_or("?")
-            ));
-        }
+    for d in state.last_not_audited()?.unwrap_or_default() {
+        items.push(format!(
+            "not audited: {} ({}: {})",
+            d.domain, d.path, d.reason
+        ));
     }
     Ok(items)
 }

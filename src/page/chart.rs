@@ -43,7 +43,7 @@ fn step(max: u64) -> u64 {
 }
 
 fn values(r: &Run) -> [u64; 4] {
-    [r.critical, r.high, r.medium, r.unknown]
+    [r.row.critical, r.row.high, r.row.medium, r.row.unknown]
 }
 
 pub(super) fn escape(s: &str) -> String {
@@ -93,18 +93,22 @@ pub fn svg(runs: &[Run]) -> String {
         let _ = write!(
             s,
             r#"<g class="run{}"><title>{}: {total} at risk ({} critical, {} high, {} medium, {} unknown){}{}</title>"#,
-            if r.complete { "" } else { " incomplete" },
+            if r.row.complete { "" } else { " incomplete" },
             escape(&date),
-            r.critical,
-            r.high,
-            r.medium,
-            r.unknown,
-            if r.index_rebuilt == Some(true) {
+            r.row.critical,
+            r.row.high,
+            r.row.medium,
+            r.row.unknown,
+            if r.row.index_rebuilt {
                 "; index rebuilt"
             } else {
                 ""
             },
-            if r.complete { "" } else { "; run incomplete" },
+            if r.row.complete {
+                ""
+            } else {
+                "; run incomplete"
+            },
         );
         let mut base = 0;
         for (val, (_, class)) in values(r).iter().zip(SEVERITIES) {
@@ -125,7 +129,7 @@ pub fn svg(runs: &[Run]) -> String {
             r#"<rect class="hover" x="{:.1}" y="{TOP}" width="{slot:.1}" height="{plot_h}"/></g>"#,
             LEFT + slot * i as f64
         );
-        if r.index_rebuilt == Some(true) {
+        if r.row.index_rebuilt {
             let cx = x + bar / 2.0;
             let _ = write!(
                 s,
@@ -183,9 +187,9 @@ mod tests {
 
     #[test]
     fn bars_stack_to_the_run_totals_and_rebuilds_are_marked() {
-        let mut a = Run::example("2026-11-01T02:00:00Z", [2, 3, 0, 1]);
-        a.index_rebuilt = Some(true);
-        let b = Run::example("2026-11-02T02:00:00Z", [0, 0, 0, 0]);
+        let mut a = super::super::example("2026-11-01T02:00:00Z", [2, 3, 0, 1]);
+        a.row.index_rebuilt = true;
+        let b = super::super::example("2026-11-02T02:00:00Z", [0, 0, 0, 0]);
         let svg = svg(&[a, b]);
         assert!(svg.contains(
             "2026-11-01: 6 at risk (2 critical, 3 high, 0 medium, 1 unknown); index rebuilt"

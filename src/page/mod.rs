@@ -28,39 +28,13 @@ const TOP: usize = 10;
 /// Open notices and not-audited domains listed at most.
 const LISTED: usize = 500;
 
-/// A run as the page reads it (counts added after a run are `None` in runs recorded before).
-#[derive(Clone, Debug, Default)]
-pub struct Run {
-    pub started: String,
-    pub complete: bool,
-    pub accounts: u64,
-    pub at_risk: u64,
-    pub critical: u64,
-    pub high: u64,
-    pub medium: u64,
-    pub unknown: u64,
-    pub new_findings: u64,
-    pub held_addresses: u64,
-    pub not_audited: Vec<NotAudited>,
-    pub sources: Vec<serde_json::Value>,
-    pub index_rebuilt: Option<bool>,
-    pub notices_sent: Option<u64>,
-    pub notices_pending: Option<u64>,
-    pub notices_failed: Option<u64>,
-    pub notices_held: Option<u64>,
-    pub suspended: Option<u64>,
-    pub released: Option<u64>,
-}
+/// A run as the page reads it.
+pub type Run = crate::state::RecordedRun;
 
-impl Run {
-    /// The run's day, `YYYY-MM-DD` (UTC).
-    pub fn date(&self) -> String {
-        self.started.chars().take(10).collect()
-    }
-
-    #[cfg(test)]
-    fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
-        Run {
+#[cfg(test)]
+fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
+    Run {
+        row: crate::state::RunRow {
             started: started.into(),
             complete: true,
             critical,
@@ -69,19 +43,9 @@ impl Run {
             unknown,
             at_risk: critical + high + medium + unknown,
             ..Default::default()
-        }
+        },
+        after: None,
     }
-}
-
-/// A domain not audited in a run, and why.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
-pub struct NotAudited {
-    #[serde(default)]
-    pub domain: String,
-    #[serde(default)]
-    pub path: String,
-    #[serde(default)]
-    pub reason: String,
 }
 
 /// An owner or domain with the most at-risk accounts.
@@ -137,55 +101,10 @@ pub struct Page {
     pub generated: String,
 }
 
-fn parse_run(r: &rusqlite::Row) -> rusqlite::Result<Run> {
-    let n = |i: usize| -> rusqlite::Result<u64> { r.get::<_, i64>(i).map(|v| v.max(0) as u64) };
-    let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
-        r.get::<_, Option<i64>>(i)
-            .map(|v| v.map(|v| v.max(0) as u64))
-    };
-    let not_audited: String = r.get(10)?;
-    let sources: String = r.get(11)?;
-    Ok(Run {
-        started: r.get(0)?,
-        complete: r.get::<_, i64>(1)? != 0,
-        accounts: n(2)?,
-        at_risk: n(3)?,
-        critical: n(4)?,
-        high: n(5)?,
-        medium: n(6)?,
-        unknown: n(7)?,
-        new_findings: n(8)?,
-        held_addresses: n(9)?,
-        not_audited: serde_json::from_str(&not_audited).unwrap_or_default(),
-        sources: serde_json::from_str(&sources).unwrap_or_default(),
-        index_rebuilt: opt(12)?.map(|v| v != 0),
-        notices_sent: opt(13)?,
-        notices_pending: opt(14)?,
-        notices_failed: opt(15)?,
-        notices_held: opt(16)?,
-        suspended: opt(17)?,
-        released: opt(18)?,
-    })
-}
-
 /// Read the page's data: the last `nights` runs and the open findings and notices.
 pub fn load(state: &State, nights: usize) -> Result<Page> {
     let e = state.err();
-    let mut q = state
-        .conn
-        .prepare(
-            "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
-                    new_findings, held_addresses, not_audited, sources, index_rebuilt,
-                    notices_sent, notices_pending, notices_failed, notices_held, suspended, released
-             FROM runs ORDER BY id DESC LIMIT ?1",
-        )
-        .map_err(&e)?;
-    let mut runs = q
-        .query_map([nights.max(1) as i64], parse_run)
-        .map_err(&e)?
-        .collect::<rusqlite::Result<Vec<Run>>>()
-        .map_err(&e)?;
-    runs.reverse();
+    let runs = state.last_runs(nights.max(1))?;
     let top = |by: &str| -> Result<Vec<Top>> {
         let mut q = state
             .conn
@@ -270,32 +189,52 @@ pub fn tiles(runs: &[Run]) -> Vec<Tile> {
     let before = runs.len().checked_sub(2).map(|i| &runs[i]);
     type Get = fn(&Run) -> Option<u64>;
     let rows: [(&'static str, Get, bool, &'static str); 14] = [
-        ("accounts audited", |r| Some(r.accounts), false, ""),
-        ("at risk", |r| Some(r.at_risk), true, "total"),
-        ("critical", |r| Some(r.critical), true, "sev-critical"),
-        ("high", |r| Some(r.high), true, "sev-high"),
-        ("medium", |r| Some(r.medium), true, "sev-medium"),
-        ("unknown", |r| Some(r.unknown), true, "sev-unknown"),
-        ("new findings", |r| Some(r.new_findings), true, ""),
-        ("notices sent", |r| r.notices_sent, false, ""),
-        ("notices pending", |r| r.notices_pending, true, ""),
+        ("accounts audited", |r| Some(r.row.accounts), false, ""),
+        ("at risk", |r| Some(r.row.at_risk), true, "total"),
+        ("critical", |r| Some(r.row.critical), true, "sev-critical"),
+        ("high", |r| Some(r.row.high), true, "sev-high"),
+        ("medium", |r| Some(r.row.medium), true, "sev-medium"),
+        ("unknown", |r| Some(r.row.unknown), true, "sev-unknown"),
+        ("new findings", |r| Some(r.row.new_findings), true, ""),
         (
-            "notices failed or held",
-            |r| Some(r.notices_failed? + r.notices_held?),
+            "notices sent",
+            |r| r.after.map(|a| a.notices_sent),
+            false,
+            "",
+        ),
+        (
+            "notices pending",
+            |r| r.after.map(|a| a.notices_pending),
             true,
             "",
         ),
-        ("suspensions applied", |r| r.suspended, true, ""),
-        ("suspensions released", |r| r.released, false, ""),
+        (
+            "notices failed or held",
+            |r| r.after.map(|a| a.notices_failed + a.notices_held),
+            true,
+            "",
+        ),
+        (
+            "suspensions applied",
+            |r| r.after.map(|a| a.suspended),
+            true,
+            "",
+        ),
+        (
+            "suspensions released",
+            |r| r.after.map(|a| a.released),
+            false,
+            "",
+        ),
         (
             "domains not audited",
-            |r| Some(r.not_audited.len() as u64),
+            |r| Some(r.not_audited().len() as u64),
             true,
             "",
         ),
         (
             "accounts held (not audited)",
-            |r| Some(r.held_addresses),
+            |r| Some(r.row.held_addresses),
             true,
             "",
         ),
@@ -331,12 +270,13 @@ fn source_rows(runs: &[Run]) -> Vec<SourceRow> {
     };
     let before = runs.len().checked_sub(2).map(|i| &runs[i]);
     let num = |v: &serde_json::Value| v.as_u64().map_or("\u{2013}".to_string(), |n| n.to_string());
-    now.sources
+    let earlier = before.map(Run::sources).unwrap_or_default();
+    now.sources()
         .iter()
         .map(|s| {
             let path = s["path"].as_str().unwrap_or("").to_string();
             let same = |o: &serde_json::Value| o["path"].as_str() == Some(path.as_str());
-            let earlier = before.and_then(|b| b.sources.iter().find(|o| same(o)));
+            let earlier = earlier.iter().find(|o| same(o));
             let changed_tonight = earlier.is_some_and(|o| {
                 o["mtime"] != s["mtime"]
                     || o["size"] != s["size"]
@@ -372,18 +312,22 @@ pub fn render(page: &Page) -> Result<String> {
         generated => page.generated.clone(),
         has_runs => tonight.is_some(),
         date => tonight.map(Run::date),
-        started => tonight.map(|r| r.started.clone()),
-        complete => tonight.is_none_or(|r| r.complete),
-        rebuilt => tonight.and_then(|r| r.index_rebuilt),
+        started => tonight.map(|r| r.row.started.clone()),
+        complete => tonight.is_none_or(|r| r.row.complete),
+        rebuilt => tonight.is_some_and(|r| r.row.index_rebuilt),
         runs => page.runs.len(),
         tiles => ser(tiles(&page.runs)),
         chart => V::from_safe_string(chart::svg(&page.runs)),
-        rebuilds => page.runs.iter().filter(|r| r.index_rebuilt == Some(true)).count(),
+        rebuilds => page.runs.iter().filter(|r| r.row.index_rebuilt).count(),
         owners => ser(&page.owners),
         domains => ser(&page.domains),
         sources => ser(source_rows(&page.runs)),
         notices => ser(&page.notices),
-        not_audited => ser(tonight.map(|r| &r.not_audited[..r.not_audited.len().min(LISTED)])),
+        not_audited => ser(tonight.map(|r| {
+            let mut list = r.not_audited();
+            list.truncate(LISTED);
+            list
+        })),
     };
     env.get_template("page.html")
         .and_then(|t| t.render(ctx))
@@ -397,8 +341,12 @@ pub fn summary_text(page: &Page) -> String {
     };
     let mut out = format!(
         "Run of {}{}:\n",
-        now.started,
-        if now.complete { "" } else { " (INCOMPLETE)" }
+        now.row.started,
+        if now.row.complete {
+            ""
+        } else {
+            " (INCOMPLETE)"
+        }
     );
     for t in tiles(&page.runs) {
         let change = if t.change.is_empty() {
@@ -439,10 +387,44 @@ mod tests {
     }
 
     #[test]
+    fn what_operators_and_customers_wrote_is_escaped_not_markup() {
+        let mut run = example("2026-11-02T02:00:00Z", [1, 0, 0, 0]);
+        run.row.not_audited = serde_json::to_string(&[crate::state::NotAudited {
+            domain: "x.example".into(),
+            path: "/home/<b>bad</b>/passwd".into(),
+            reason: "owner \"R&D\" <script>alert(1)</script>".into(),
+        }])
+        .unwrap();
+        let page = Page {
+            runs: vec![run],
+            owners: vec![Top {
+                name: "<img src=x onerror=alert(1)>".into(),
+                accounts: 1,
+                critical: 1,
+            }],
+            domains: Vec::new(),
+            notices: Vec::new(),
+            generated: "now".into(),
+        };
+        let html = render(&page).unwrap();
+        assert!(!html.contains("<script>alert") && !html.contains("<img src=x"));
+        assert!(!html.contains("<b>bad"));
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "owner not escaped"
+        );
+        assert!(html.contains("R&amp;D"));
+        assert!(html.contains("id=\"owners\"") && html.contains("id=\"domains\""));
+    }
+
+    #[test]
     fn tonight_is_the_last_run_against_the_one_before() {
-        let a = Run::example("2026-11-01T02:00:00Z", [1, 1, 0, 0]);
-        let mut b = Run::example("2026-11-02T02:00:00Z", [3, 1, 0, 0]);
-        b.notices_sent = Some(2);
+        let a = example("2026-11-01T02:00:00Z", [1, 1, 0, 0]);
+        let mut b = example("2026-11-02T02:00:00Z", [3, 1, 0, 0]);
+        b.after = Some(crate::state::AfterRun {
+            notices_sent: 2,
+            ..Default::default()
+        });
         let t = tiles(&[a, b]);
         let get = |l: &str| t.iter().find(|t| t.label == l).unwrap();
         assert_eq!(get("at risk").value, "4");
@@ -451,6 +433,11 @@ mod tests {
         // Unknown before (an older run row): a value, no change.
         assert_eq!(get("notices sent").value, "2");
         assert_eq!(get("notices sent").change, "");
-        assert_eq!(get("suspensions applied").value, "\u{2013}");
+        assert_eq!(get("suspensions applied").change, "");
+        // A run recorded before its notices were counted: "–", not 0.
+        let old = tiles(&[example("2026-11-01T02:00:00Z", [1, 1, 0, 0])]);
+        let v = |l: &str| old.iter().find(|t| t.label == l).unwrap().value.clone();
+        assert_eq!(v("suspensions applied"), "\u{2013}");
+        assert_eq!(v("at risk"), "2");
     }
 }
