@@ -233,33 +233,28 @@ pub fn build(
     if let Some(rt) = reply_to {
         b = b.reply_to(rt.clone());
     }
-    let body = match &r.html {
-        None => MultiPart::mixed().singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(r.text.clone()),
-        ),
-        Some(html) => MultiPart::mixed().multipart(MultiPart::alternative_plain_html(
-            r.text.clone(),
-            html.clone(),
-        )),
+    let plain = || {
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(r.text.clone())
     };
+    let alternative =
+        |html: &String| MultiPart::alternative_plain_html(r.text.clone(), html.clone());
     let built = match (&r.attachment, &r.html) {
-        (Some((name, content)), _) => b.multipart(
-            body.singlepart(
-                lettre::message::Attachment::new(name.clone())
-                    .body(content.clone(), ContentType::TEXT_HTML),
-            ),
-        ),
-        (None, None) => b.singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(r.text.clone()),
-        ),
-        (None, Some(html)) => b.multipart(MultiPart::alternative_plain_html(
-            r.text.clone(),
-            html.clone(),
-        )),
+        (None, None) => b.singlepart(plain()),
+        (None, Some(html)) => b.multipart(alternative(html)),
+        (Some((name, content)), html) => {
+            let body = match html {
+                None => MultiPart::mixed().singlepart(plain()),
+                Some(html) => MultiPart::mixed().multipart(alternative(html)),
+            };
+            b.multipart(
+                body.singlepart(
+                    lettre::message::Attachment::new(name.clone())
+                        .body(content.clone(), ContentType::TEXT_HTML),
+                ),
+            )
+        }
     };
     built.map_err(|e| Error::Usage(format!("cannot build the message to {to}: {e}")))
 }
