@@ -102,7 +102,55 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN notices_held INTEGER;
     ALTER TABLE runs ADD COLUMN suspended INTEGER;
     ALTER TABLE runs ADD COLUMN released INTEGER;",
+    // 4: where each account lives (its sources), why an address is held, how a finding ended,
+    // what the operator and the customer were told of each suspension, and what could not be
+    // suspended.
+    "CREATE TABLE homes (
+        address TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        location TEXT NOT NULL,
+        owner TEXT,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (address, kind, location)
+    );
+    CREATE TABLE held (
+        address TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        uncertain INTEGER NOT NULL
+    );
+    ALTER TABLE findings ADD COLUMN resolved_reason TEXT;
+    UPDATE findings SET resolved_reason = 'resolved' WHERE resolved_at IS NOT NULL;
+    ALTER TABLE suspensions ADD COLUMN released_reason TEXT;
+    ALTER TABLE suspensions ADD COLUMN reported_at TEXT;
+    ALTER TABLE suspensions ADD COLUMN release_reported_at TEXT;
+    ALTER TABLE suspensions ADD COLUMN told_at TEXT;
+    UPDATE suspensions SET reported_at = applied_at, told_at = applied_at,
+        release_reported_at = released_at;
+    CREATE TABLE suspend_problems (
+        address TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        target TEXT NOT NULL,
+        problem TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (address, platform, target)
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ALTER TABLE runs ADD COLUMN retired INTEGER;
+    ALTER TABLE runs ADD COLUMN held TEXT;",
 ];
+
+/// Why a finding was resolved (`findings.resolved_reason`).
+pub mod reason {
+    /// The account was audited and the finding is gone (the password was changed).
+    pub const RESOLVED: &str = "resolved";
+    /// The account's source was read whole and the account is no longer in it.
+    pub const ACCOUNT_REMOVED: &str = "account removed";
+    /// The account's domain left its server (gone from the owner map and from the tree).
+    pub const DOMAIN_REMOVED: &str = "domain removed";
+    /// Retired by hand (`breach-audit forget`).
+    pub const FORGOTTEN: &str = "forgotten";
+}
 
 /// Now, as stored: RFC 3339 UTC to the second (sorts as text).
 pub fn now() -> String {
@@ -117,6 +165,14 @@ pub fn later(secs: u64) -> String {
     .to_string()
 }
 
+/// Now less `secs`, as stored.
+pub fn earlier(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(secs),
+    )
+    .to_string()
+}
+
 /// The open state database.
 pub struct State {
     pub(crate) conn: Connection,
@@ -125,6 +181,51 @@ pub struct State {
 
 fn db(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::bad_input(path, format!("state database: {e}"))
+}
+
+/// What tonight's audit found, for [`State::record_night`].
+#[derive(Default)]
+pub struct Night<'a> {
+    /// Every finding of an account audited tonight (with an owner to tell).
+    pub seen: Vec<SeenFinding<'a>>,
+    /// Findings on record whose account was audited tonight and which are gone.
+    pub resolved: Vec<(String, String)>,
+    /// Addresses whose account left its source (all their findings resolved, with the reason).
+    pub retired: Vec<(String, &'static str)>,
+    /// Where each account read tonight lives (replacing what was recorded).
+    pub homes: Vec<(String, Vec<HomeRow>)>,
+    /// Addresses on record not audited tonight, and why.
+    pub held: Vec<HeldRow>,
+}
+
+/// One source an account lives in: `kind` is the flag that names such a source without its
+/// dashes (`directadmin`, `cpanel`, `passwd-file`, `accounts-csv`, `sql`, `ldap`), `location`
+/// its tree root, file or URL without password, `owner` the account's owner there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HomeRow {
+    pub kind: String,
+    pub location: String,
+    pub owner: Option<String>,
+}
+
+/// An address on record that was not audited tonight.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HeldRow {
+    pub address: String,
+    pub reason: String,
+    /// Not explained (a file missing, refused, unreadable, a source no longer configured, rows
+    /// rejected): the run is incomplete. An address outside `--domain` is explained.
+    pub uncertain: bool,
+}
+
+/// A held address as recorded, with the nights it has been held.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    pub address: String,
+    pub reason: String,
+    pub since: String,
+    pub nights: u64,
+    pub uncertain: bool,
 }
 
 /// A finding as tonight's audit saw it.
@@ -247,14 +348,18 @@ impl State {
     }
 
     /// Record tonight, in one transaction: `seen` findings upserted (a resolved one seen again
-    /// is new again), on-record findings of audited accounts that are gone resolved, the open
-    /// notices brought up to date with what is owed, and the run.
-    pub fn record_night(
-        &mut self,
-        seen: &[SeenFinding],
-        resolved: &[(String, String)],
-        run: &RunRow,
-    ) -> Result<()> {
+    /// is new again; one retired because its account left, seen again, comes back with its
+    /// history), on-record findings of audited accounts that are gone resolved, retired
+    /// addresses' findings resolved with their reason, where each account seen lives, what is
+    /// held and why, the open notices brought up to date with what is owed, and the run.
+    pub fn record_night(&mut self, night: &Night, run: &RunRow) -> Result<()> {
+        let Night {
+            seen,
+            resolved,
+            retired,
+            homes,
+            held,
+        } = night;
         let now = now();
         let path = self.path.clone();
         let e = db(&path);
@@ -267,9 +372,11 @@ impl State {
                      ON CONFLICT (address, kind) DO UPDATE SET
                         domain = ?3, owner = ?4, contact = ?5, severity = ?6, finding = ?7, suspended = ?8,
                         last_seen = ?9,
-                        first_seen = CASE WHEN resolved_at IS NULL THEN first_seen ELSE ?9 END,
-                        told_at = CASE WHEN resolved_at IS NULL THEN told_at ELSE NULL END,
-                        resolved_at = NULL",
+                        first_seen = CASE WHEN resolved_at IS NULL OR resolved_reason IN
+                            ('account removed', 'domain removed', 'forgotten') THEN first_seen ELSE ?9 END,
+                        told_at = CASE WHEN resolved_at IS NULL OR resolved_reason IN
+                            ('account removed', 'domain removed', 'forgotten') THEN told_at ELSE NULL END,
+                        resolved_at = NULL, resolved_reason = NULL",
                 )
                 .map_err(&e)?;
             for f in seen {
@@ -287,20 +394,78 @@ impl State {
                 .map_err(&e)?;
             }
             let mut res = tx
-                .prepare("UPDATE findings SET resolved_at = ?3 WHERE address = ?1 AND kind = ?2")
+                .prepare(
+                    "UPDATE findings SET resolved_at = ?3, resolved_reason = ?4
+                     WHERE address = ?1 AND kind = ?2",
+                )
                 .map_err(&e)?;
             for (a, k) in resolved {
-                res.execute(params![a, k, now]).map_err(&e)?;
+                res.execute(params![a, k, now, reason::RESOLVED])
+                    .map_err(&e)?;
             }
+            let mut ret = tx
+                .prepare(
+                    "UPDATE findings SET resolved_at = ?2, resolved_reason = ?3
+                     WHERE address = ?1 AND resolved_at IS NULL",
+                )
+                .map_err(&e)?;
+            let mut gone = tx
+                .prepare("DELETE FROM homes WHERE address = ?1")
+                .map_err(&e)?;
+            for (a, why) in retired {
+                ret.execute(params![a, now, why]).map_err(&e)?;
+                gone.execute([a]).map_err(&e)?;
+            }
+            let mut home = tx
+                .prepare(
+                    "INSERT INTO homes (address, kind, location, owner, seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (address, kind, location) DO UPDATE SET owner = ?4, seen_at = ?5",
+                )
+                .map_err(&e)?;
+            for (address, here) in homes {
+                gone.execute([address]).map_err(&e)?;
+                for h in here {
+                    home.execute(params![address, h.kind, h.location, h.owner, now])
+                        .map_err(&e)?;
+                }
+            }
+            tx.execute(
+                "CREATE TEMP TABLE tonight_held (address TEXT PRIMARY KEY, reason TEXT, uncertain INTEGER)",
+                [],
+            )
+            .map_err(&e)?;
+            let mut h = tx
+                .prepare("INSERT OR REPLACE INTO tonight_held VALUES (?1, ?2, ?3)")
+                .map_err(&e)?;
+            for x in held {
+                h.execute(params![x.address, x.reason, x.uncertain])
+                    .map_err(&e)?;
+            }
+            tx.execute(
+                "DELETE FROM held WHERE address NOT IN (SELECT address FROM tonight_held)",
+                [],
+            )
+            .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO held (address, since, reason, uncertain)
+                    SELECT address, ?1, reason, uncertain FROM tonight_held WHERE true
+                    ON CONFLICT (address) DO UPDATE SET reason = excluded.reason,
+                        uncertain = excluded.uncertain",
+                [&run.started],
+            )
+            .map_err(&e)?;
+            tx.execute("DROP TABLE temp.tonight_held", [])
+                .map_err(&e)?;
         }
         refresh_notices(&tx, &now).map_err(&e)?;
         tx.execute(
-            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt, retired, held)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 run.started, now, run.complete, run.accounts, run.at_risk, run.critical, run.high,
                 run.medium, run.unknown, run.new_findings, run.held_addresses, run.not_audited,
-                run.sources, run.index_rebuilt
+                run.sources, run.index_rebuilt, run.retired, run.held
             ],
         )
         .map_err(&e)?;
@@ -323,6 +488,145 @@ impl State {
             .execute(
                 "UPDATE findings SET told_at = NULL WHERE resolved_at IS NULL",
                 [],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Where `address` lives, as last recorded.
+    pub fn homes_of(&self, address: &str) -> Result<Vec<HomeRow>> {
+        let mut q = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, location, owner FROM homes WHERE address = ?1 ORDER BY kind, location",
+            )
+            .map_err(self.err())?;
+        q.query_map([address], |r| {
+            Ok(HomeRow {
+                kind: r.get(0)?,
+                location: r.get(1)?,
+                owner: r.get(2)?,
+            })
+        })
+        .map_err(self.err())?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(self.err())
+    }
+
+    /// The addresses held now (uncertain ones first, then by address), with the nights each
+    /// has been held; at most `limit` (and the total).
+    pub fn held(&self, limit: usize) -> Result<(Vec<Held>, u64)> {
+        let total = self.count("held", "true")?;
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT address, reason, since, uncertain,
+                    (SELECT count(*) FROM runs WHERE runs.started >= held.since)
+                 FROM held ORDER BY uncertain DESC, address LIMIT ?1",
+            )
+            .map_err(self.err())?;
+        let list = q
+            .query_map([limit as i64], |r| {
+                Ok(Held {
+                    address: r.get(0)?,
+                    reason: r.get(1)?,
+                    since: r.get(2)?,
+                    uncertain: r.get(3)?,
+                    nights: r.get::<_, i64>(4)?.max(1) as u64,
+                })
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(self.err())?;
+        Ok((list, total))
+    }
+
+    /// Retire held addresses by hand (`breach-audit forget`): their open findings are resolved
+    /// as `forgotten` (a later audit that reads the account brings them back with their
+    /// history), they leave the held list and any open notice. `addresses` are taken as given;
+    /// `domains` add every held address at those domains. An address that is not held is an
+    /// error naming it, and nothing changes. Returns the addresses retired.
+    pub fn forget(&mut self, addresses: &[String], domains: &[String]) -> Result<Vec<String>> {
+        let path = self.path.clone();
+        let e = db(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut chosen = BTreeSet::new();
+        {
+            let mut is_held = tx
+                .prepare("SELECT 1 FROM held WHERE address = ?1")
+                .map_err(&e)?;
+            let mut not_held = Vec::new();
+            for a in addresses {
+                if is_held.exists([a]).map_err(&e)? {
+                    chosen.insert(a.clone());
+                } else {
+                    not_held.push(a.as_str());
+                }
+            }
+            if !not_held.is_empty() {
+                return Err(Error::Usage(format!(
+                    "not held, nothing forgotten: {} (only addresses the last audit could not read can be forgotten; see run.json's `held`)",
+                    not_held.join(", ")
+                )));
+            }
+            let mut at = tx
+                .prepare("SELECT address FROM held WHERE address LIKE '%@' || ?1")
+                .map_err(&e)?;
+            for d in domains {
+                let found: Vec<String> = at
+                    .query_map([d], |r| r.get(0))
+                    .map_err(&e)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(&e)?;
+                if found.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "no held address at {d}: nothing forgotten"
+                    )));
+                }
+                chosen.extend(found.into_iter().filter(|a| domain_of(a) == d));
+            }
+        }
+        let now = now();
+        for a in &chosen {
+            tx.execute(
+                "UPDATE findings SET resolved_at = ?2, resolved_reason = ?3
+                 WHERE address = ?1 AND resolved_at IS NULL",
+                params![a, now, reason::FORGOTTEN],
+            )
+            .map_err(&e)?;
+            tx.execute("DELETE FROM held WHERE address = ?1", [a])
+                .map_err(&e)?;
+            tx.execute("DELETE FROM homes WHERE address = ?1", [a])
+                .map_err(&e)?;
+        }
+        refresh_notices(&tx, &now).map_err(&e)?;
+        tx.commit().map_err(&e)?;
+        Ok(chosen.into_iter().collect())
+    }
+
+    /// Bring the open notices up to date with what is owed (after suspensions changed, or
+    /// before a delivery).
+    pub fn refresh_notices(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(db(&path))?;
+        refresh_notices(&tx, &now()).map_err(db(&path))?;
+        tx.commit().map_err(db(&path))
+    }
+
+    /// A value of the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(self.err())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
             )
             .map(|_| ())
             .map_err(self.err())
@@ -358,7 +662,8 @@ impl State {
             .prepare(
                 "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
                         new_findings, held_addresses, not_audited, sources, index_rebuilt,
-                        notices_sent, notices_pending, notices_failed, notices_held, suspended, released
+                        notices_sent, notices_pending, notices_failed, notices_held, suspended, released,
+                        retired, held
                  FROM runs ORDER BY id DESC LIMIT ?1",
             )
             .map_err(self.err())?;
@@ -391,6 +696,8 @@ impl State {
                         not_audited: r.get(10)?,
                         sources: r.get(11)?,
                         index_rebuilt: r.get::<_, Option<i64>>(12)?.unwrap_or(0) != 0,
+                        retired: r.get::<_, Option<i64>>(19)?.unwrap_or(0).max(0) as u64,
+                        held: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
                     },
                     after,
                 })
@@ -437,6 +744,11 @@ impl RecordedRun {
     pub fn sources(&self) -> Vec<serde_json::Value> {
         serde_json::from_str(&self.row.sources).unwrap_or_default()
     }
+
+    /// The first held addresses, as recorded.
+    pub fn held(&self) -> Vec<Held> {
+        serde_json::from_str(&self.row.held).unwrap_or_default()
+    }
 }
 
 /// Notices and suspensions as of the end of a run ([`State::tally_last_run`]).
@@ -471,6 +783,15 @@ pub struct RunRow {
     /// sources with their lines, fingerprints and times.
     pub sources: String,
     pub index_rebuilt: bool,
+    /// Addresses retired tonight (their account or domain left its source).
+    pub retired: u64,
+    /// JSON array of the first [`Held`] addresses (the `held` table has them all).
+    pub held: String,
+}
+
+/// The domain of an address.
+fn domain_of(a: &str) -> &str {
+    a.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
 }
 
 /// Counts of the last run, from the notices and suspensions tables.
@@ -490,22 +811,32 @@ fn tally_last_run(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
 }
 
 /// What the customers are owed: unresolved, untold findings with a contact, except
-/// `unverifiable` ones (an operator problem). Each contact gets one open notice (pending or
-/// failed) naming exactly what it is owed now; an open notice owed nothing any more is dropped.
+/// `unverifiable` ones (an operator problem), and the outbound suspensions of their accounts
+/// they were not told of yet (`kind` = `outbound_suspended`). Each contact gets one open notice
+/// (pending, failed or held) naming exactly what it is owed now; an open notice owed nothing any
+/// more is dropped.
 fn refresh_notices(tx: &rusqlite::Transaction, now: &str) -> rusqlite::Result<()> {
-    const OWED: &str = "resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
-                        AND kind NOT LIKE 'unverifiable%'";
+    const OWED: &str = "WITH owed (contact, owner, address, kind) AS (
+        SELECT contact, owner, address, kind FROM findings
+         WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
+           AND kind NOT LIKE 'unverifiable%'
+        UNION
+        SELECT f.contact, f.owner, s.address, 'outbound_suspended'
+          FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
+                                     FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
+                                     GROUP BY address) f ON f.address = s.address
+         WHERE s.released_at IS NULL AND s.told_at IS NULL)";
     let contacts: Vec<(String, Option<String>)> = {
         let mut q = tx.prepare(&format!(
-            "SELECT contact, min(owner) FROM findings WHERE {OWED} GROUP BY contact"
+            "{OWED} SELECT contact, min(owner) FROM owed GROUP BY contact"
         ))?;
         q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
     tx.execute(
         &format!(
-            "DELETE FROM notices WHERE status IN ('pending', 'failed')
-             AND contact NOT IN (SELECT contact FROM findings WHERE {OWED})"
+            "{OWED} DELETE FROM notices WHERE status IN ('pending', 'failed', 'held')
+             AND contact NOT IN (SELECT contact FROM owed)"
         ),
         [],
     )?;
@@ -531,8 +862,8 @@ fn refresh_notices(tx: &rusqlite::Transaction, now: &str) -> rusqlite::Result<()
         tx.execute("DELETE FROM notice_findings WHERE notice_id = ?1", [id])?;
         tx.execute(
             &format!(
-                "INSERT INTO notice_findings (notice_id, address, kind)
-                 SELECT ?1, address, kind FROM findings WHERE {OWED} AND contact = ?2"
+                "{OWED} INSERT OR IGNORE INTO notice_findings (notice_id, address, kind)
+                 SELECT ?1, address, kind FROM owed WHERE contact = ?2"
             ),
             params![id, contact],
         )?;

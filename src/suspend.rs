@@ -1,7 +1,12 @@
 //! Suspending outbound mail of accounts whose current password is leaked, on the platform that
 //! sends their mail, reversibly. Which accounts: those with an unresolved `critical` finding in
-//! the state database (and `high` ones when configured), less the `never_suspend` list. What each
-//! platform reads:
+//! the state database (and `high` ones when configured), less the `never_suspend` list. Where:
+//! the places of the sources each account lives in (the state's `homes`, recorded by every
+//! audit): a DirectAdmin tree's account in *that* tree's blacklist, a cPanel account through
+//! `uapi` as its cPanel user, a passwd-file, CSV, SQL or LDAP account in the Postfix and Dovecot
+//! maps the config names; an account whose source has no platform configured is listed as
+//! "not suspended" (to the operator), never suspended somewhere else. An account that moved to
+//! another source is suspended there and released where it was. What each platform reads:
 //! - `directadmin`: `/etc/virtual/blacklist_smtp_usernames`, lines `user@domain:UNIXTIME`
 //!   (SpamBlocker's exim.conf looks `$authenticated_id` up there with `lsearch`);
 //! - `postfix`: a `check_sasl_access` map, lines `address REJECT reason`, compiled by `postmap`;
@@ -12,18 +17,25 @@
 //! Nothing changes without `apply`. Files are merged, never rewritten: lines breach-audit did not
 //! add are kept byte for byte; the new file is written beside the old one with its owner and
 //! mode, fsynced, and renamed over it only if the old one did not change meanwhile. Every line
-//! added or command run is recorded in the state (`suspensions`), so a release removes exactly
-//! what breach-audit did, once the finding resolved (the password changed and the account was
-//! audited), and never an entry an operator added by hand.
+//! is recorded in the state (`suspensions`) *before* the file changes (and forgotten again if
+//! the write fails), so a failure after the write (`postmap`, a crash) leaves the state able to
+//! release it; a recorded entry no longer in the file is recorded as released. A `uapi` call is
+//! recorded after it succeeded (calling it twice is harmless). A release removes exactly what
+//! breach-audit did, once it is no longer wanted there (the finding resolved, the account
+//! removed or moved), and never an entry an operator added by hand. One account's or one
+//! place's failure does not stop the others; failures and accounts that cannot be suspended are
+//! kept in `suspend_problems` for the operator's message and retried on the next run.
 
 use crate::error::{Error, IoContext, Result};
 use crate::state::{self, State};
-use rusqlite::params;
+use crate::state::{HomeRow, reason};
+use rusqlite::{OptionalExtension, params};
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A platform that sends mail.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Directadmin,
@@ -40,6 +52,18 @@ impl Platform {
             Platform::Postfix => "postfix",
             Platform::Dovecot => "dovecot",
         }
+    }
+
+    /// The platform of a name as stored (`name`).
+    pub fn from_name(name: &str) -> Option<Platform> {
+        [
+            Platform::Directadmin,
+            Platform::Cpanel,
+            Platform::Postfix,
+            Platform::Dovecot,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
     }
 
     /// The file it reads by default (none for cPanel).
@@ -100,14 +124,14 @@ pub struct SuspendConfig {
 }
 
 impl SuspendConfig {
-    pub fn file(&self, p: Platform) -> Option<PathBuf> {
-        let set = match p {
-            Platform::Directadmin => &self.directadmin_file,
-            Platform::Postfix => &self.postfix_file,
-            Platform::Dovecot => &self.dovecot_file,
-            Platform::Cpanel => &None,
-        };
-        set.clone().or_else(|| p.default_file().map(PathBuf::from))
+    /// The file the config names for a platform, if any.
+    pub fn file_set(&self, p: Platform) -> Option<PathBuf> {
+        match p {
+            Platform::Directadmin => self.directadmin_file.clone(),
+            Platform::Postfix => self.postfix_file.clone(),
+            Platform::Dovecot => self.dovecot_file.clone(),
+            Platform::Cpanel => None,
+        }
     }
 
     /// Relative paths are relative to `base` (the config file's directory).
@@ -124,18 +148,104 @@ impl SuspendConfig {
                 *f = base.join(&*f);
             }
         }
+        // Programs: a relative path with a directory is relative to the config too; a bare
+        // name is looked up as it is.
+        for f in [&mut self.postmap, &mut self.uapi].into_iter().flatten() {
+            if f.is_relative() && f.components().count() > 1 {
+                *f = base.join(&*f);
+            }
+        }
     }
 }
 
-/// An account to suspend: its address and owner (cPanel's `--user`).
+/// Where an account's outbound mail is suspended: a platform, and its file (`uapi` for cPanel).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    pub platform: Platform,
+    pub target: String,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.platform.name(), self.target)
+    }
+}
+
+/// An account to suspend at a place: its address and owner there (cPanel's `--user`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target {
     pub address: String,
     pub owner: Option<String>,
 }
 
-/// The accounts that should be suspended now.
-pub fn wanted(state: &State, cfg: &SuspendConfig) -> Result<Vec<Target>> {
+/// What should be suspended where: each account whose current password is leaked, at the
+/// places of the sources it lives in, and the accounts that cannot be (why, in words).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub places: BTreeMap<Place, Vec<Target>>,
+    /// (address, why it is not suspended anywhere or somewhere).
+    pub not_suspended: Vec<(String, String)>,
+}
+
+/// The target of cPanel's place.
+const UAPI: &str = "uapi";
+
+/// The places that suspend an account living in `home`, or why there is none: a DirectAdmin
+/// account in its own tree's blacklist (`ROOT/etc/virtual/blacklist_smtp_usernames`, or
+/// `directadmin_file`), a cPanel account through `uapi` as its cPanel user, an account of a
+/// passwd-file, CSV, SQL or LDAP store in the Postfix and Dovecot maps the config names.
+fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::result::Result<Vec<Place>, String> {
+    let on = |p: Platform| cfg.platforms.contains(&p);
+    let file = |p: Platform, default: PathBuf| -> String {
+        match over {
+            Some((q, f)) if *q == p => f.display().to_string(),
+            _ => cfg.file_set(p).unwrap_or(default).display().to_string(),
+        }
+    };
+    let none = || format!("no suspension configured for --{} {}", home.kind, home.location);
+    match home.kind.as_str() {
+        "directadmin" => {
+            if !on(Platform::Directadmin) {
+                return Err(none());
+            }
+            let default = Path::new(&home.location).join("etc/virtual/blacklist_smtp_usernames");
+            Ok(vec![Place {
+                platform: Platform::Directadmin,
+                target: file(Platform::Directadmin, default),
+            }])
+        }
+        "cpanel" => {
+            if !on(Platform::Cpanel) {
+                return Err(none());
+            }
+            if home.owner.is_none() {
+                return Err(format!("no cPanel user known for it in {}", home.location));
+            }
+            Ok(vec![Place {
+                platform: Platform::Cpanel,
+                target: UAPI.into(),
+            }])
+        }
+        _ => {
+            let maps: Vec<Place> = [Platform::Postfix, Platform::Dovecot]
+                .into_iter()
+                .filter(|&p| on(p))
+                .map(|p| Place {
+                    platform: p,
+                    target: file(p, PathBuf::from(p.default_file().unwrap_or_default())),
+                })
+                .collect();
+            if maps.is_empty() { Err(none()) } else { Ok(maps) }
+        }
+    }
+}
+
+/// `--file` for one platform.
+type Override<'a> = Option<(Platform, &'a Path)>;
+
+/// The accounts that should be suspended now (unresolved `critical` findings, and `high` ones
+/// with `include_high`, less `never_suspend`), each at the places of the sources it lives in.
+pub fn plan(state: &State, cfg: &SuspendConfig, over: Override) -> Result<Plan> {
     let severities = if cfg.include_high {
         "('critical', 'high')"
     } else {
@@ -144,120 +254,303 @@ pub fn wanted(state: &State, cfg: &SuspendConfig) -> Result<Vec<Target>> {
     let mut q = state
         .conn
         .prepare(&format!(
-            "SELECT address, min(owner) FROM findings WHERE resolved_at IS NULL AND severity IN {severities}
-             GROUP BY address ORDER BY address"
+            "SELECT DISTINCT address FROM findings WHERE resolved_at IS NULL AND severity IN {severities}
+             ORDER BY address"
         ))
         .map_err(state.err())?;
     let never: Vec<String> = cfg.never_suspend.iter().map(|a| a.to_lowercase()).collect();
-    let rows = q
-        .query_map([], |r| {
-            Ok(Target {
-                address: r.get(0)?,
-                owner: r.get(1)?,
-            })
-        })
+    let addresses: Vec<String> = q
+        .query_map([], |r| r.get(0))
+        .map_err(state.err())?
+        .collect::<rusqlite::Result<_>>()
         .map_err(state.err())?;
-    let mut out = Vec::new();
-    for t in rows {
-        let t = t.map_err(state.err())?;
-        if !never.contains(&t.address) {
-            out.push(t);
+    let mut plan = Plan::default();
+    for address in addresses {
+        if never.contains(&address) {
+            continue;
+        }
+        let homes = state.homes_of(&address)?;
+        if homes.is_empty() {
+            plan.not_suspended.push((
+                address.clone(),
+                "where it lives is not recorded yet (the next audit records it)".into(),
+            ));
+        }
+        for h in &homes {
+            match places_of(h, cfg, &over) {
+                Ok(places) => {
+                    for p in places {
+                        plan.places.entry(p).or_default().push(Target {
+                            address: address.clone(),
+                            owner: h.owner.clone(),
+                        });
+                    }
+                }
+                Err(why) => plan.not_suspended.push((address.clone(), why)),
+            }
         }
     }
-    Ok(out)
+    for v in plan.places.values_mut() {
+        v.sort();
+        v.dedup_by(|a, b| a.address == b.address);
+    }
+    Ok(plan)
+}
+
+/// What a suspend run did (or, without `apply`, would do) at one place.
+#[derive(Debug)]
+pub struct PlaceOutcome {
+    pub place: Place,
+    /// Lines added or commands run: (address, line or command).
+    pub suspended: Vec<(String, String)>,
+    /// (address, line removed or command run, and why).
+    pub released: Vec<(String, String)>,
+    /// Already suspended by an operator's own entry: left alone.
+    pub by_hand: Vec<String>,
+    /// (address, or empty for the whole place; what failed): retried on the next run.
+    pub failed: Vec<(String, String)>,
 }
 
 /// What a suspend run did (or, without `apply`, would do).
 #[derive(Debug, Default)]
 pub struct SuspendOutcome {
-    /// Lines added or commands run: (address, line or command).
-    pub suspended: Vec<(String, String)>,
-    pub released: Vec<(String, String)>,
-    /// Already suspended by an operator's own entry: left alone.
-    pub by_hand: Vec<String>,
+    pub places: Vec<PlaceOutcome>,
+    /// (address, why): accounts to suspend that have no place configured for a source.
+    pub not_suspended: Vec<(String, String)>,
     pub applied: bool,
 }
 
-/// Suspend on `platform` what `wanted` names and is not suspended yet; with `release`, also undo
-/// what breach-audit suspended whose account is no longer wanted. Without `apply`, only say.
+impl SuspendOutcome {
+    pub fn suspended(&self) -> usize {
+        self.places.iter().map(|p| p.suspended.len()).sum()
+    }
+    pub fn released(&self) -> usize {
+        self.places.iter().map(|p| p.released.len()).sum()
+    }
+    pub fn failed(&self) -> usize {
+        self.places.iter().map(|p| p.failed.len()).sum()
+    }
+}
+
+/// An active suspension breach-audit recorded.
+#[derive(Clone, Debug)]
+struct Active {
+    id: i64,
+    address: String,
+    entry: String,
+}
+
+/// Suspend what the plan names at every place in scope (every platform of the config, or
+/// `only`), and with `release` undo what breach-audit suspended that is no longer wanted there
+/// (the finding resolved, the account removed or moved to another source). Without `apply`,
+/// only say. One place's or one account's failure does not stop the others: it is reported in
+/// the outcome, recorded for the operator, and retried on the next run.
 pub fn run(
     state: &mut State,
     cfg: &SuspendConfig,
-    platform: Platform,
+    only: Option<Platform>,
     file: Option<&Path>,
     apply: bool,
     release: bool,
 ) -> Result<SuspendOutcome> {
-    let wanted = wanted(state, cfg)?;
-    let target = match platform {
-        Platform::Cpanel => "uapi".to_string(),
-        _ => file
-            .map(Path::to_path_buf)
-            .or_else(|| cfg.file(platform))
-            .expect("file platforms have a default")
-            .display()
-            .to_string(),
-    };
-    let active = active(state, platform, &target)?;
-    match platform {
-        Platform::Cpanel => cpanel(state, cfg, &wanted, &active, apply, release),
-        _ => merge_file(
-            state,
-            cfg,
-            platform,
-            Path::new(&target),
-            &wanted,
-            &active,
-            apply,
-            release,
-        ),
+    if file.is_some() && only.is_none() {
+        return Err(Error::Usage(
+            "--file needs --platform (the platform whose file it is)".into(),
+        ));
     }
+    if only == Some(Platform::Cpanel) && file.is_some() {
+        return Err(Error::Usage("cPanel has no file: --file is for directadmin, postfix or dovecot".into()));
+    }
+    let over = only.zip(file);
+    let plan = plan(state, cfg, over)?;
+    let active = active(state)?;
+    let in_scope = |p: &Place| only.is_none_or(|o| o == p.platform);
+    let places: BTreeSet<Place> = plan
+        .places
+        .keys()
+        .chain(active.keys())
+        .filter(|p| in_scope(p))
+        .cloned()
+        .collect();
+    let mut out = SuspendOutcome {
+        applied: apply,
+        not_suspended: plan.not_suspended.clone(),
+        ..Default::default()
+    };
+    let none = Vec::new();
+    for place in places {
+        let wanted = plan.places.get(&place).unwrap_or(&none);
+        let here = active.get(&place).map(Vec::as_slice).unwrap_or_default();
+        let mut o = PlaceOutcome {
+            place: place.clone(),
+            suspended: Vec::new(),
+            released: Vec::new(),
+            by_hand: Vec::new(),
+            failed: Vec::new(),
+        };
+        let r = match place.platform {
+            Platform::Cpanel => cpanel(state, cfg, wanted, here, apply, release, &mut o),
+            _ => merge_file(state, cfg, &place, wanted, here, apply, release, &mut o),
+        };
+        if let Err(e) = r {
+            o.failed.push((String::new(), e.to_string()));
+        }
+        out.places.push(o);
+    }
+    if apply {
+        record_problems(state, &out, only)?;
+        state.refresh_notices()?;
+        state.tally_last_run()?;
+    }
+    Ok(out)
 }
 
-/// What breach-audit has suspended on this platform and target: (address, entry).
-fn active(state: &State, platform: Platform, target: &str) -> Result<Vec<(String, String)>> {
+/// What breach-audit has suspended, by place.
+fn active(state: &State) -> Result<BTreeMap<Place, Vec<Active>>> {
     let mut q = state
         .conn
         .prepare(
-            "SELECT address, entry FROM suspensions WHERE platform = ?1 AND target = ?2
-             AND released_at IS NULL ORDER BY address",
+            "SELECT id, address, platform, target, entry FROM suspensions
+             WHERE released_at IS NULL ORDER BY address, id",
         )
         .map_err(state.err())?;
-    q.query_map(params![platform.name(), target], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })
-    .map_err(state.err())?
-    .collect::<rusqlite::Result<_>>()
-    .map_err(state.err())
+    let rows = q
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .map_err(state.err())?;
+    let mut out: BTreeMap<Place, Vec<Active>> = BTreeMap::new();
+    for row in rows {
+        let (id, address, platform, target, entry) = row.map_err(state.err())?;
+        let Some(platform) = Platform::from_name(&platform) else {
+            continue;
+        };
+        out.entry(Place { platform, target })
+            .or_default()
+            .push(Active { id, address, entry });
+    }
+    Ok(out)
 }
 
-fn record(
-    state: &State,
-    platform: Platform,
-    target: &str,
-    added: &[(String, String)],
-    released: &[(String, String)],
-) -> Result<()> {
+/// Record suspensions about to be written (before the write: a failure after it can still be
+/// released); returns their ids.
+fn record_applied(state: &mut State, place: &Place, added: &[(String, String)]) -> Result<Vec<i64>> {
     let now = state::now();
-    for (a, e) in added {
+    let path = state.path().to_path_buf();
+    let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
+    let tx = state.conn.transaction().map_err(e)?;
+    let mut ids = Vec::new();
+    for (a, entry) in added {
+        tx.execute(
+            "INSERT INTO suspensions (address, platform, target, entry, applied_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![a, place.platform.name(), place.target, entry, now],
+        )
+        .map_err(e)?;
+        ids.push(tx.last_insert_rowid());
+    }
+    tx.commit().map_err(e)?;
+    Ok(ids)
+}
+
+fn forget_applied(state: &State, ids: &[i64]) -> Result<()> {
+    for id in ids {
         state
             .conn
-            .execute(
-                "INSERT INTO suspensions (address, platform, target, entry, applied_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![a, platform.name(), target, e, now],
-            )
+            .execute("DELETE FROM suspensions WHERE id = ?1", [id])
             .map_err(state.err())?;
     }
-    for (a, e) in released {
-        state
-            .conn
-            .execute(
-                "UPDATE suspensions SET released_at = ?5 WHERE address = ?1 AND platform = ?2
-                 AND target = ?3 AND entry = ?4 AND released_at IS NULL",
-                params![a, platform.name(), target, e, now],
-            )
-            .map_err(state.err())?;
+    Ok(())
+}
+
+fn record_released(state: &State, id: i64, why: &str) -> Result<()> {
+    state
+        .conn
+        .execute(
+            "UPDATE suspensions SET released_at = ?2, released_reason = ?3 WHERE id = ?1",
+            params![id, state::now(), why],
+        )
+        .map(|_| ())
+        .map_err(state.err())
+}
+
+/// Why an account's suspension at a place is released: its finding resolved (and how), or it
+/// now lives elsewhere.
+fn release_reason(state: &State, address: &str) -> Result<String> {
+    let open: bool = state
+        .conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM findings WHERE address = ?1 AND resolved_at IS NULL)",
+            [address],
+            |r| r.get(0),
+        )
+        .map_err(state.err())?;
+    if open {
+        let homes = state.homes_of(address)?;
+        return Ok(match homes.first() {
+            Some(h) => format!("it lives in --{} {} now", h.kind, h.location),
+            None => "no longer to be suspended here".into(),
+        });
+    }
+    let why: Option<String> = state
+        .conn
+        .query_row(
+            "SELECT resolved_reason FROM findings WHERE address = ?1 ORDER BY resolved_at DESC LIMIT 1",
+            [address],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(state.err())?
+        .flatten();
+    Ok(match why.as_deref() {
+        Some(reason::ACCOUNT_REMOVED) => "the account was removed".into(),
+        Some(reason::DOMAIN_REMOVED) => "its domain left the server".into(),
+        Some(reason::FORGOTTEN) => "forgotten by the operator".into(),
+        _ => "the password was changed".into(),
+    })
+}
+
+/// Keep the operator's list of what could not be suspended: replaced for the places in scope
+/// (and the accounts with no place at all) by this run's.
+fn record_problems(state: &State, out: &SuspendOutcome, only: Option<Platform>) -> Result<()> {
+    let now = state::now();
+    let e = state.err();
+    match only {
+        None => state.conn.execute("DELETE FROM suspend_problems", []),
+        Some(p) => state.conn.execute(
+            "DELETE FROM suspend_problems WHERE platform IN ('', ?1)",
+            [p.name()],
+        ),
+    }
+    .map_err(&e)?;
+    let mut ins = state
+        .conn
+        .prepare(
+            "INSERT OR REPLACE INTO suspend_problems (address, platform, target, problem, at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(&e)?;
+    for (a, why) in &out.not_suspended {
+        ins.execute(params![a, "", why, format!("not suspended: {why}"), now])
+            .map_err(&e)?;
+    }
+    for p in &out.places {
+        for (a, why) in &p.failed {
+            ins.execute(params![
+                a,
+                p.place.platform.name(),
+                p.place.target,
+                format!("failed at {}: {why}", p.place),
+                now
+            ])
+            .map_err(&e)?;
+        }
     }
     Ok(())
 }
@@ -266,14 +559,16 @@ fn record(
 fn merge_file(
     state: &mut State,
     cfg: &SuspendConfig,
-    platform: Platform,
-    path: &Path,
+    place: &Place,
     wanted: &[Target],
-    active: &[(String, String)],
+    active: &[Active],
     apply: bool,
     release: bool,
-) -> Result<SuspendOutcome> {
-    let postmap = if platform == Platform::Postfix {
+    out: &mut PlaceOutcome,
+) -> Result<()> {
+    let platform = place.platform;
+    let path = Path::new(&place.target);
+    let postmap = if platform == Platform::Postfix && apply {
         Some(find_program(cfg.postmap.as_deref(), "postmap")?)
     } else {
         None
@@ -302,22 +597,27 @@ fn merge_file(
             });
         }
     }
-    let ours: std::collections::HashSet<&str> = active.iter().map(|(_, e)| e.as_str()).collect();
-    let listed: std::collections::HashSet<&str> = lines
+    let present: HashSet<&str> = lines.iter().copied().collect();
+    // An entry recorded but not in the file (a crash between recording and writing, or
+    // removed by hand) is no longer in force: recorded as released, and applied again below
+    // if still wanted.
+    let mut live = Vec::new();
+    for a in active {
+        if present.contains(a.entry.as_str()) {
+            live.push(a);
+        } else if apply {
+            record_released(state, a.id, "its entry was no longer in the file")?;
+        }
+    }
+    let ours: HashSet<&str> = live.iter().map(|a| a.entry.as_str()).collect();
+    let listed: HashSet<&str> = lines
         .iter()
+        .filter(|l| !ours.contains(**l))
         .filter_map(|l| platform.address_of(l))
         .collect();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut out = SuspendOutcome {
-        applied: apply,
-        ..Default::default()
-    };
-    let is_active = |a: &str| active.iter().any(|(x, _)| x == a);
+    let since = unix_now();
     for t in wanted {
-        if is_active(&t.address) {
+        if live.iter().any(|a| a.address == t.address) {
             continue;
         }
         if listed.contains(t.address.as_str()) {
@@ -327,54 +627,86 @@ fn merge_file(
         out.suspended
             .push((t.address.clone(), platform.line(&t.address, since)));
     }
+    let mut releasing: Vec<&Active> = Vec::new();
     if release {
-        for (a, e) in active {
-            if !wanted.iter().any(|t| &t.address == a) {
-                out.released.push((a.clone(), e.clone()));
+        for a in &live {
+            if !wanted.iter().any(|t| t.address == a.address) {
+                releasing.push(a);
+                let why = release_reason(state, &a.address)?;
+                out.released
+                    .push((a.address.clone(), format!("{} ({why})", a.entry)));
             }
         }
     }
-    if !apply || (out.suspended.is_empty() && out.released.is_empty()) {
-        return Ok(out);
+    if !apply {
+        return Ok(());
     }
-    let gone: std::collections::HashSet<&str> =
-        out.released.iter().map(|(_, e)| e.as_str()).collect();
-    let mut new = String::new();
-    for l in &lines {
-        if gone.contains(l) && ours.contains(l) {
-            continue;
+    if !out.suspended.is_empty() || !releasing.is_empty() {
+        let gone: HashSet<&str> = releasing.iter().map(|a| a.entry.as_str()).collect();
+        let mut new = String::new();
+        for l in &lines {
+            if gone.contains(l) {
+                continue;
+            }
+            new.push_str(l);
+            new.push('\n');
         }
-        new.push_str(l);
-        new.push('\n');
+        for (_, e) in &out.suspended {
+            new.push_str(e);
+            new.push('\n');
+        }
+        // Recorded before the file changes: whatever fails after the write, the state can
+        // release what was written.
+        let ids = record_applied(state, place, &out.suspended)?;
+        if let Err(e) = replace_file(path, before.as_deref(), new.as_bytes()) {
+            forget_applied(state, &ids)?;
+            out.suspended.clear();
+            out.released.clear();
+            return Err(e);
+        }
+        for a in &releasing {
+            let why = release_reason(state, &a.address)?;
+            record_released(state, a.id, &why)?;
+        }
     }
-    for (_, e) in &out.suspended {
-        new.push_str(e);
-        new.push('\n');
-    }
-    if before.is_none() && new.is_empty() {
-        return Ok(out);
-    }
-    replace_file(path, before.as_deref(), new.as_bytes())?;
-    if let Some(pm) = postmap {
-        let st = std::process::Command::new(&pm)
+    if let Some(pm) = postmap
+        && path.exists()
+        && needs_postmap(path)
+    {
+        let o = std::process::Command::new(&pm)
             .arg(format!("hash:{}", path.display()))
-            .status()
+            .output()
             .map_err(|e| Error::io(&pm, e))?;
-        if !st.success() {
+        if !o.status.success() {
+            let why = String::from_utf8_lossy(&o.stderr).trim().to_string();
             return Err(Error::bad_input(
                 path,
-                format!("postmap failed ({st}); the map file is written, the .db is not"),
+                format!(
+                    "postmap failed ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
+                    o.status,
+                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                ),
             ));
         }
     }
-    record(
-        state,
-        platform,
-        &path.display().to_string(),
-        &out.suspended,
-        &out.released,
-    )?;
-    Ok(out)
+    Ok(())
+}
+
+/// Is the map's `.db` missing or older than the map (a changed map, or a postmap that failed)?
+fn needs_postmap(map: &Path) -> bool {
+    let db = PathBuf::from(format!("{}.db", map.display()));
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (mtime(map), mtime(&db)) {
+        (Some(m), Some(d)) => d < m,
+        _ => true,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Write `data` beside `path`, with the original's owner and mode (0600 for a new file), fsync,
@@ -443,109 +775,121 @@ fn find_program(set: Option<&Path>, name: &str) -> Result<PathBuf> {
     )))
 }
 
-/// cPanel: one `uapi` call per account; success is `result.status: 1`.
+/// cPanel: one `uapi` call per account, as its cPanel user; success is `result.status: 1`. A
+/// failed call is reported and retried on the next run; the other accounts go on. A release
+/// calls `unsuspend_outgoing` only while the account still lives on a cPanel server (an account
+/// removed or moved away took its suspension with it).
 fn cpanel(
     state: &mut State,
     cfg: &SuspendConfig,
     wanted: &[Target],
-    active: &[(String, String)],
+    active: &[Active],
     apply: bool,
     release: bool,
-) -> Result<SuspendOutcome> {
+    out: &mut PlaceOutcome,
+) -> Result<()> {
     let uapi = match &cfg.uapi {
         Some(p) => p.clone(),
         None => PathBuf::from("/usr/local/cpanel/bin/uapi"),
     };
     if apply && !uapi.exists() {
-        return Err(Error::bad_input(&uapi, "uapi not found; nothing changed"));
+        return Err(Error::bad_input(
+            &uapi,
+            "uapi not found (set `uapi` in [suspend]); nothing changed on cPanel",
+        ));
     }
-    let mut out = SuspendOutcome {
-        applied: apply,
-        ..Default::default()
-    };
-    let mut todo: Vec<(&str, String, &str)> = Vec::new();
+    let place = out.place.clone();
     for t in wanted {
-        if active.iter().any(|(a, _)| a == &t.address) {
+        if active.iter().any(|a| a.address == t.address) {
             continue;
         }
-        let Some(owner) = &t.owner else {
-            out.by_hand
-                .push(format!("{} (no cPanel owner known)", t.address));
-            continue;
-        };
-        todo.push((&t.address, owner.clone(), "suspend_outgoing"));
-    }
-    if release {
-        for (a, owner) in active {
-            if !wanted.iter().any(|t| &t.address == a) {
-                todo.push((a, owner.clone(), "unsuspend_outgoing"));
-            }
-        }
-    }
-    for (address, owner, call) in todo {
-        let shown = format!("uapi --user={owner} Email {call} email={address}");
+        let Some(owner) = &t.owner else { continue };
+        let shown = format!("uapi --user={owner} Email suspend_outgoing email={}", t.address);
         if apply {
-            let o = std::process::Command::new(&uapi)
-                .arg(format!("--user={owner}"))
-                .args(["--output=json", "Email", call])
-                .arg(format!("email={address}"))
-                .output()
-                .map_err(|e| Error::io(&uapi, e))?;
-            let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-            if json["result"]["status"] != 1 {
-                let why = json["result"]["errors"].to_string();
-                return Err(Error::bad_input(
-                    &uapi,
-                    format!("`{shown}` failed ({}; errors: {why})", o.status),
-                ));
+            if let Err(why) = call_uapi(&uapi, owner, "suspend_outgoing", &t.address) {
+                out.failed.push((t.address.clone(), format!("`{shown}` failed: {why}")));
+                continue;
             }
-            let entry = (address.to_string(), owner.clone());
-            if call == "suspend_outgoing" {
-                record(
-                    state,
-                    Platform::Cpanel,
-                    "uapi",
-                    std::slice::from_ref(&entry),
-                    &[],
-                )?;
-            } else {
-                record(
-                    state,
-                    Platform::Cpanel,
-                    "uapi",
-                    &[],
-                    std::slice::from_ref(&entry),
-                )?;
-            }
+            record_applied(state, &place, &[(t.address.clone(), owner.clone())])?;
         }
-        if call == "suspend_outgoing" {
-            out.suspended.push((address.to_string(), shown));
-        } else {
-            out.released.push((address.to_string(), shown));
-        }
+        out.suspended.push((t.address.clone(), shown));
     }
-    Ok(out)
+    if !release {
+        return Ok(());
+    }
+    for a in active {
+        if wanted.iter().any(|t| t.address == a.address) {
+            continue;
+        }
+        let why = release_reason(state, &a.address)?;
+        let lives_here = state.homes_of(&a.address)?.iter().any(|h| h.kind == "cpanel");
+        let owner = &a.entry;
+        let shown = if lives_here {
+            format!("uapi --user={owner} Email unsuspend_outgoing email={}", a.address)
+        } else {
+            "no call: the account is no longer on the cPanel server".to_string()
+        };
+        if apply {
+            if lives_here
+                && let Err(e) = call_uapi(&uapi, owner, "unsuspend_outgoing", &a.address)
+            {
+                out.failed.push((a.address.clone(), format!("`{shown}` failed: {e}")));
+                continue;
+            }
+            record_released(state, a.id, &why)?;
+        }
+        out.released.push((a.address.clone(), format!("{shown} ({why})")));
+    }
+    Ok(())
 }
 
-/// What each configured platform needs for `wanted`, as `--out/suspend/PLATFORM.txt` holds it:
-/// the file's lines, or cPanel's commands.
-pub fn plan_text(platform: Platform, wanted: &[Target]) -> String {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+/// Run `uapi --user=OWNER --output=json Email CALL email=ADDRESS`; `Err` with what it said.
+fn call_uapi(uapi: &Path, owner: &str, call: &str, address: &str) -> std::result::Result<(), String> {
+    let o = std::process::Command::new(uapi)
+        .arg(format!("--user={owner}"))
+        .args(["--output=json", "Email", call])
+        .arg(format!("email={address}"))
+        .output()
+        .map_err(|e| format!("{}: {e}", uapi.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    if json["result"]["status"] == 1 {
+        return Ok(());
+    }
+    let errors = match &json["result"]["errors"] {
+        serde_json::Value::Array(v) => v
+            .iter()
+            .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        serde_json::Value::Null => "no JSON answer".to_string(),
+        other => other.to_string(),
+    };
+    Err(format!("{}; {errors}", o.status))
+}
+
+/// What each platform needs for the plan, as `--out/suspend/PLATFORM.txt` holds it: for each
+/// place of the platform a `# FILE` line and the file's lines (cPanel: the commands), then the
+/// accounts that cannot be suspended, as `# not suspended:` comments.
+pub fn plan_text(platform: Platform, plan: &Plan) -> String {
+    let since = unix_now();
     let mut s = String::new();
-    for t in wanted {
-        let line = match platform {
-            Platform::Cpanel => format!(
-                "uapi --user={} Email suspend_outgoing email={}",
-                t.owner.as_deref().unwrap_or("OWNER?"),
-                t.address
-            ),
-            p => p.line(&t.address, since),
-        };
-        s.push_str(&line);
-        s.push('\n');
+    for (place, targets) in plan.places.iter().filter(|(p, _)| p.platform == platform) {
+        s.push_str(&format!("# {}\n", place.target));
+        for t in targets {
+            let line = match platform {
+                Platform::Cpanel => format!(
+                    "uapi --user={} Email suspend_outgoing email={}",
+                    t.owner.as_deref().unwrap_or("OWNER?"),
+                    t.address
+                ),
+                p => p.line(&t.address, since),
+            };
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    for (a, why) in &plan.not_suspended {
+        s.push_str(&format!("# not suspended: {a}: {why}\n"));
     }
     s
 }

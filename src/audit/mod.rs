@@ -34,7 +34,8 @@ use crate::index::manifest::{Manifest, SourceRecord};
 use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
-use crate::state::{SeenFinding, State};
+use crate::check::Home;
+use crate::state::{Held, HeldRow, HomeRow, Night, SeenFinding, State, reason};
 pub use outputs::Notice;
 use outputs::{not_audited, notices, run_row, write_notices, write_notices_jsonl, write_run};
 use std::collections::BTreeSet;
@@ -101,6 +102,12 @@ pub struct AuditOutcome {
     /// Addresses with findings on record that were not audited tonight: their findings are kept,
     /// neither resolved nor reported again.
     pub held_addresses: u64,
+    /// Of those, the ones held for a reason that is not explained (see [`HeldRow::uncertain`]).
+    pub uncertain: u64,
+    /// The first held addresses (uncertain first), with why and for how many nights.
+    pub held: Vec<Held>,
+    /// Addresses retired tonight: their account or domain left a source read whole.
+    pub retired: u64,
     pub new_findings: u64,
     pub new_accounts: u64,
     pub notices: u64,
@@ -109,8 +116,8 @@ pub struct AuditOutcome {
     pub elapsed: Duration,
     /// With `--notify`: what the delivery did.
     pub notified: Option<crate::notify::NotifyOutcome>,
-    /// With `--suspend`: what each platform did.
-    pub suspended: Vec<(crate::suspend::Platform, crate::suspend::SuspendOutcome)>,
+    /// With `--suspend`: what was suspended and released where.
+    pub suspended: Option<crate::suspend::SuspendOutcome>,
 }
 
 /// How a run ended: done, or not started because another run holds the lock.
@@ -198,7 +205,14 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     };
     let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
-    let tonight = reconcile(&outcome, &on_record, opts.all);
+    let tonight = reconcile(
+        &outcome,
+        &opts.accounts,
+        &opts.domains,
+        &on_record,
+        &|a| state.homes_of(a),
+        opts.all,
+    )?;
     let notices = notices(&tonight.new_records);
 
     // Outputs first, each atomically; the state last.
@@ -219,37 +233,44 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         summary: outcome.summary.clone(),
         issues: outcome.issues.clone(),
         alerts: outcome.alerts.clone(),
-        held_addresses: tonight.held_addresses,
+        held_addresses: tonight.night.held.len() as u64,
+        uncertain: tonight.night.held.iter().filter(|h| h.uncertain).count() as u64,
+        retired: tonight.night.retired.len() as u64,
+        held: Vec::new(),
         new_findings: tonight.new_findings,
         new_accounts: tonight.new_records.len() as u64,
         notices: notices.len() as u64,
         sources: outcome.sources.clone(),
         elapsed: start.elapsed(),
         notified: None,
-        suspended: Vec::new(),
+        suspended: None,
     };
     let not_audited = not_audited(&done.issues);
+    done.held = first_held(
+        &tonight.night.held,
+        &state,
+        &humantime::format_rfc3339_seconds(started).to_string(),
+    )?;
     write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
     // The state last: a crash before this line repeats tonight's new findings tomorrow.
     let run = run_row(&done, &not_audited, &opts.accounts, &index, started);
     if opts.all {
         state.retell_all()?;
     }
-    state.record_night(&tonight.seen, &tonight.resolved, &run)?;
+    state.record_night(&tonight.night, &run)?;
     if let Some(cfg) = &opts.suspend {
-        let wanted = crate::suspend::wanted(&state, cfg)?;
+        let plan = crate::suspend::plan(&state, cfg, None)?;
         let dir = opts.out.join("suspend");
         fsutil::create_private_dir(&dir)?;
         for &p in &cfg.platforms {
             let path = dir.join(format!("{}.txt", p.name()));
             let mut f = fsutil::AtomicFile::create(&path)?;
-            std::io::Write::write_all(&mut f, crate::suspend::plan_text(p, &wanted).as_bytes())
+            std::io::Write::write_all(&mut f, crate::suspend::plan_text(p, &plan).as_bytes())
                 .at(&path)?;
             f.commit()?;
-            if opts.apply_suspend {
-                let o = crate::suspend::run(&mut state, cfg, p, None, true, true)?;
-                done.suspended.push((p, o));
-            }
+        }
+        if opts.apply_suspend {
+            done.suspended = Some(crate::suspend::run(&mut state, cfg, None, None, true, true)?);
         }
     }
     if let Some(cfg) = &opts.notify {
@@ -358,22 +379,22 @@ struct Tonight<'a> {
     /// Records restricted to findings not on record before (or all, with `--all`).
     new_records: Vec<Record>,
     new_findings: u64,
-    /// Every finding of an account audited tonight (with an owner to tell).
-    seen: Vec<SeenFinding<'a>>,
-    /// Findings on record whose account was audited tonight and which are gone.
-    resolved: Vec<(String, String)>,
-    /// Addresses on record that were not audited tonight: their findings are kept.
-    held_addresses: u64,
+    /// What the state records.
+    night: Night<'a>,
 }
 
-/// A finding on record stays until its account is audited and the finding is gone. Accounts of
-/// domains with no owner were judged, but nobody can be told: like accounts that were not read,
-/// their findings are neither new nor resolved tonight. With `all`, every finding is new.
+/// A finding on record stays until its account is audited and the finding is gone, or its
+/// account is shown to have left its source ([`fate`]). Accounts of domains with no owner were
+/// judged, but nobody can be told: like accounts that were not read, their findings are neither
+/// new nor resolved tonight. With `all`, every finding is new.
 fn reconcile<'a>(
     outcome: &'a check::CheckOutcome,
+    sources: &[AccountSource],
+    domains: &[String],
     on_record: &BTreeSet<(String, String)>,
+    homes_on_record: &dyn Fn(&str) -> Result<Vec<HomeRow>>,
     all: bool,
-) -> Tonight<'a> {
+) -> Result<Tonight<'a>> {
     let ownerless: BTreeSet<&str> = outcome
         .issues
         .iter()
@@ -383,21 +404,47 @@ fn reconcile<'a>(
     let held_domain = |email: &str| ownerless.contains(domain_of(email));
     // Accounts whose verification was deferred are held like those not read.
     let held = |email: &str| held_domain(email) || outcome.deferred.contains(email);
-    let audited = |email: &String| outcome.audited.contains(email) && !held(email);
-    let held_addresses = on_record
-        .iter()
-        .filter(|(e, _)| !audited(e))
-        .map(|(e, _)| e.as_str())
-        .collect::<BTreeSet<_>>()
-        .len() as u64;
-    let mut current = BTreeSet::new();
+    let audited = |email: &String| outcome.audited.contains_key(email) && !held(email);
     let mut tonight = Tonight {
         new_records: Vec::new(),
         new_findings: 0,
-        seen: Vec::new(),
-        resolved: Vec::new(),
-        held_addresses,
+        night: Night::default(),
     };
+    let places: Vec<(&str, String)> = sources
+        .iter()
+        .map(|s| (home_kind(s), home_location(s)))
+        .collect();
+    let home_rows = |homes: &[Home]| -> Vec<HomeRow> {
+        let mut v: Vec<HomeRow> = homes
+            .iter()
+            .filter_map(|h| {
+                let (kind, location) = places.get(h.source)?;
+                Some(HomeRow {
+                    kind: kind.to_string(),
+                    location: location.clone(),
+                    owner: h.owner.clone(),
+                })
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // Where every account read tonight lives: the at-risk ones and those on record.
+    let mut homed = BTreeSet::new();
+    for r in &outcome.records {
+        homed.insert(r.email.as_str());
+        tonight
+            .night
+            .homes
+            .push((r.email.clone(), home_rows(&r.homes)));
+    }
+    for (a, homes) in &outcome.audited {
+        if !homed.contains(a.as_str()) {
+            tonight.night.homes.push((a.clone(), home_rows(homes)));
+        }
+    }
+    let mut current = BTreeSet::new();
     for r in outcome.records.iter().filter(|r| !held(&r.email)) {
         let mut fresh = Vec::new();
         for f in &r.findings {
@@ -405,7 +452,7 @@ fn reconcile<'a>(
             if all || !on_record.contains(&key) {
                 fresh.push(f.clone());
             }
-            tonight.seen.push(SeenFinding {
+            tonight.night.seen.push(SeenFinding {
                 address: &r.email,
                 kind: key.1.clone(),
                 domain: &r.domain,
@@ -431,12 +478,192 @@ fn reconcile<'a>(
             });
         }
     }
-    tonight.resolved = on_record
+    tonight.night.resolved = on_record
         .iter()
         .filter(|k| audited(&k.0) && !current.contains(*k))
         .cloned()
         .collect();
-    tonight
+    // Addresses on record not audited tonight: held (and why), or retired.
+    let addresses: BTreeSet<&str> = on_record
+        .iter()
+        .filter(|(e, _)| !audited(e))
+        .map(|(e, _)| e.as_str())
+        .collect();
+    for a in addresses {
+        let hold = |reason: String, uncertain: bool| HeldRow {
+            address: a.to_string(),
+            reason,
+            uncertain,
+        };
+        let row = if outcome.deferred.contains(a) {
+            hold("verification deferred by the time budget".into(), true)
+        } else if held_domain(a) {
+            hold(format!("no owner for {}", domain_of(a)), true)
+        } else if outcome.audited.contains_key(a) {
+            continue;
+        } else if !domains.is_empty() && !domains.iter().any(|d| d == domain_of(a)) {
+            hold("not in this run's --domain list".into(), false)
+        } else {
+            match fate(
+                a,
+                &homes_on_record(a)?,
+                sources,
+                &places,
+                &outcome.sources,
+                &outcome.issues,
+            ) {
+                Fate::Retire(why) => {
+                    tonight.night.retired.push((a.to_string(), why));
+                    continue;
+                }
+                Fate::Hold(reason) => hold(reason, true),
+            }
+        };
+        tonight.night.held.push(row);
+    }
+    Ok(tonight)
+}
+
+/// The `kind` of a home: the source's flag without its dashes.
+pub(crate) fn home_kind(src: &AccountSource) -> &'static str {
+    src.flag().trim_start_matches('-')
+}
+
+/// The `location` of a home: a file or tree by its canonical path (the same source given
+/// relative to another directory, or through a link, is the same home), a store by its URL
+/// without password.
+pub(crate) fn home_location(src: &AccountSource) -> String {
+    match src {
+        AccountSource::Sql(_) | AccountSource::Ldap(_) => src.location(),
+        _ => {
+            let p = PathBuf::from(src.location());
+            std::fs::canonicalize(&p)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        }
+    }
+}
+
+/// What becomes of an address on record that no source yielded tonight.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// Its source was read whole and it is not there: its account (or domain) is gone.
+    Retire(&'static str),
+    /// Not known to be gone (the text says why).
+    Hold(String),
+}
+
+/// Decide the fate of `address`, which no source yielded tonight, from where it lived
+/// (`homes`; empty for an address recorded before homes were, which any source may hold) and
+/// what each source's reading covered. Only certainty retires: a source that is no longer
+/// configured, a domain file missing, refused or unreadable (in any source), rejected rows
+/// where the account would be, or a domain the server lists without a directory, hold it.
+fn fate(
+    address: &str,
+    homes: &[HomeRow],
+    sources: &[AccountSource],
+    places: &[(&str, String)],
+    counts: &[check::SourceCount],
+    issues: &[DomainIssue],
+) -> Fate {
+    let domain = domain_of(address);
+    if let Some(i) = issues
+        .iter()
+        .find(|i| i.not_audited() && (i.domain == domain || i.domain.is_empty()))
+    {
+        return Fate::Hold(i.to_string());
+    }
+    let mut relevant = Vec::new();
+    if homes.is_empty() {
+        relevant.extend(0..sources.len());
+    }
+    for h in homes {
+        match places
+            .iter()
+            .position(|(kind, location)| *kind == h.kind && *location == h.location)
+        {
+            Some(i) => relevant.push(i),
+            None => {
+                return Fate::Hold(format!(
+                    "its source (--{} {}) is not in tonight's configuration; `breach-audit forget` retires it",
+                    h.kind, h.location
+                ));
+            }
+        }
+    }
+    let mut domain_left = true;
+    for i in relevant {
+        let (src, count) = (&sources[i], &counts[i]);
+        match &count.tree {
+            None => {
+                domain_left = false;
+                if count.rejected > 0 {
+                    return Fate::Hold(format!(
+                        "{} of {} rejected tonight; the account may be among them",
+                        plural(count.rejected, "row"),
+                        src.location()
+                    ));
+                }
+            }
+            Some(tree) => {
+                if let Some(n) = count.rejected_in.get(domain) {
+                    return Fate::Hold(format!(
+                        "{} of {}'s account file rejected tonight; the account may be among them",
+                        plural(*n, "row"),
+                        domain
+                    ));
+                }
+                if tree.read.contains(domain) {
+                    domain_left = false;
+                } else if tree.present.contains(domain) {
+                    return Fate::Hold(format!(
+                        "{domain} is in {} but its accounts were not read",
+                        src.location()
+                    ));
+                } else if tree.listed.contains(domain) {
+                    if !tree.listed_without_dir_is_empty {
+                        return Fate::Hold(format!(
+                            "{domain} is listed in {}'s domainowners but has no directory",
+                            src.location()
+                        ));
+                    }
+                    domain_left = false;
+                }
+            }
+        }
+    }
+    Fate::Retire(if domain_left {
+        reason::DOMAIN_REMOVED
+    } else {
+        reason::ACCOUNT_REMOVED
+    })
+}
+
+/// How many held addresses are named (warning, run.json, the page); the rest are counted.
+pub const HELD_NAMED: usize = 10;
+
+/// The first [`HELD_NAMED`] of tonight's held addresses (uncertain first), with the nights each
+/// has been held (tonight included).
+fn first_held(held: &[HeldRow], state: &State, started: &str) -> Result<Vec<Held>> {
+    let mut sorted: Vec<&HeldRow> = held.iter().collect();
+    sorted.sort_by(|a, b| (!a.uncertain, &a.address).cmp(&(!b.uncertain, &b.address)));
+    let (before, _) = state.held(usize::MAX)?;
+    let since: std::collections::HashMap<&str, &Held> =
+        before.iter().map(|h| (h.address.as_str(), h)).collect();
+    Ok(sorted
+        .into_iter()
+        .take(HELD_NAMED)
+        .map(|h| Held {
+            address: h.address.clone(),
+            reason: h.reason.clone(),
+            since: since
+                .get(h.address.as_str())
+                .map_or_else(|| started.to_string(), |p| p.since.clone()),
+            nights: since.get(h.address.as_str()).map_or(1, |p| p.nights + 1),
+            uncertain: h.uncertain,
+        })
+        .collect())
 }
 
 /// The record of the last run in `--out`.
@@ -466,15 +693,31 @@ impl std::fmt::Display for AuditOutcome {
             plural(self.new_accounts, "account"),
             plural(self.notices, "notice"),
         )?;
+        if self.retired > 0 {
+            write!(
+                f,
+                "{} retired (account or domain removed); ",
+                plural(self.retired, "address")
+            )?;
+        }
         if self.complete() {
             f.write_str("complete")?;
         } else {
             let mut why = Vec::new();
-            if !self.issues.is_empty() || self.summary.deferred == 0 {
+            if !self.issues.is_empty() {
                 why.push(format!(
                     "{} not audited or without owner",
                     plural(self.issues.len() as u64, "domain")
                 ));
+            }
+            if self.uncertain > 0 {
+                why.push(format!(
+                    "{} on record held (not known to be gone)",
+                    plural(self.uncertain, "address")
+                ));
+            }
+            if why.is_empty() && self.summary.deferred == 0 {
+                why.push(format!("{}", plural(self.alerts.len() as u64, "warning")));
             }
             if self.summary.deferred > 0 {
                 why.push(format!(
@@ -496,7 +739,7 @@ impl std::fmt::Display for AuditOutcome {
 impl AuditOutcome {
     /// Did every account of every source get audited, with an owner to tell?
     pub fn complete(&self) -> bool {
-        self.issues.is_empty() && self.alerts.is_empty() && self.held_addresses == 0
+        self.issues.is_empty() && self.alerts.is_empty() && self.uncertain == 0
     }
 }
 

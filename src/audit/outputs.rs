@@ -52,6 +52,9 @@ pub(super) fn write_run(
         "new_accounts": o.new_accounts,
         "notices": o.notices,
         "held_addresses": o.held_addresses,
+        "held_uncertain": o.uncertain,
+        "held": o.held,
+        "retired": o.retired,
         "not_audited": not_audited,
         "alerts": o.alerts,
     });
@@ -72,7 +75,7 @@ pub(super) fn run_row(
     let s = &o.summary;
     let mut sources: Vec<serde_json::Value> = accounts
         .iter()
-        .zip(o.sources.iter().copied().chain(std::iter::repeat(Default::default())))
+        .zip(o.sources.iter().cloned().chain(std::iter::repeat(Default::default())))
         .map(|(src, n)| {
             let mtime = match src {
                 AccountSource::Sql(_) | AccountSource::Ldap(_) => None,
@@ -100,6 +103,8 @@ pub(super) fn run_row(
         not_audited: serde_json::to_string(not_audited).unwrap_or_default(),
         sources: serde_json::to_string(&sources).unwrap_or_default(),
         index_rebuilt: o.rebuilt,
+        retired: o.retired,
+        held: serde_json::to_string(&o.held).unwrap_or_default(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod verdict;
 
-pub use verdict::{CountSource, Finding, Record, Severity};
+pub use verdict::{CountSource, Finding, Home, Record, Severity};
 use verdict::{Tally, judge_many, merge_and_sort};
 
 /// Counts for the summary line.
@@ -77,8 +77,9 @@ pub struct CheckOutcome {
     pub issues: Vec<DomainIssue>,
     /// Warnings that change what the verdict means (they are shown even with `--quiet`).
     pub alerts: Vec<String>,
-    /// Of [`CheckOptions::track`], the addresses that were read and judged.
-    pub audited: HashSet<String>,
+    /// Of [`CheckOptions::track`], the addresses that were read and judged, with the sources
+    /// that hold them.
+    pub audited: std::collections::HashMap<String, Vec<Home>>,
     /// Addresses whose slow verification the time budget deferred: judged in part only, their
     /// findings on record are kept and the next run finishes them (the cache holds what is done).
     pub deferred: HashSet<String>,
@@ -86,11 +87,15 @@ pub struct CheckOutcome {
     pub sources: Vec<SourceCount>,
 }
 
-/// What one account source yielded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What one account source yielded, and what its reading says of accounts it did not yield.
+#[derive(Clone, Debug, Default)]
 pub struct SourceCount {
     pub accounts: u64,
     pub rejected: u64,
+    /// Server trees: the domains read whole, listed and present.
+    pub tree: Option<accounts::TreeCoverage>,
+    /// Server trees: rows rejected per domain.
+    pub rejected_in: std::collections::HashMap<String, u64>,
 }
 
 /// Which domains to audit; empty means all. Remembers which of its domains some source held.
@@ -190,20 +195,27 @@ pub fn check(
     let judge = Judge {
         index,
         verifier,
+        source: std::sync::atomic::AtomicUsize::new(0),
         track: &opts.track,
         out: std::sync::Mutex::new((Tally::default(), Vec::new())),
     };
     let mut summary = CheckSummary::default();
     let mut issues = Vec::new();
     let mut counts = Vec::new();
-    for src in sources {
+    for (i, src) in sources.iter().enumerate() {
+        judge.source.store(i, Ordering::Relaxed);
         let mut stats = read_source(src, opts, &judge, warn)?;
         counts.push(SourceCount {
             accounts: stats.accounts,
             rejected: stats.rejected,
+            tree: stats.tree.take(),
+            rejected_in: std::mem::take(&mut stats.rejected_in),
         });
         summary.rejected_rows += stats.rejected;
         summary.accounts += stats.accounts;
+        for issue in &mut stats.issues {
+            issue.source = i;
+        }
         issues.append(&mut stats.issues);
     }
     let unheld = filter.unheld();
@@ -374,6 +386,8 @@ fn source_must_hold_accounts(
 struct Judge<'a> {
     index: &'a Index,
     verifier: &'a Verifier,
+    /// The source being read (sources are read one after another).
+    source: std::sync::atomic::AtomicUsize,
     track: &'a HashSet<String>,
     out: std::sync::Mutex<(Tally, Vec<Record>)>,
 }
@@ -381,7 +395,9 @@ struct Judge<'a> {
 impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
-        let judge = |c: &[Account]| judge_many(self.index, self.verifier, self.track, c);
+        let source = self.source.load(Ordering::Relaxed);
+        let judge =
+            |c: &[Account]| judge_many(self.index, self.verifier, self.track, source, c);
         // A batch from a parallel parser is already on a worker: judge it there, in one piece.
         let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
             vec![judge(&accounts)?]

@@ -127,6 +127,17 @@ pub struct Record {
     pub suspended: bool,
     pub severity: Severity,
     pub findings: Vec<Finding>,
+    /// Where the account lives: each source (index into the sources checked) that holds it,
+    /// with its owner there. Not part of the output contract.
+    #[serde(skip)]
+    pub homes: Vec<Home>,
+}
+
+/// One source an account was read from, and its owner on that platform (cPanel's user).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Home {
+    pub source: usize,
+    pub owner: Option<String>,
 }
 
 /// Judge accounts one after another: the tally, and a record for each account at risk.
@@ -134,6 +145,7 @@ pub(super) fn judge_many(
     index: &Index,
     verifier: &Verifier,
     track: &HashSet<String>,
+    source: usize,
     accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
     // The stored SHA-1 and NTLM hashes are looked up first, together: their lookups overlap.
@@ -173,7 +185,13 @@ pub(super) fn judge_many(
         if deferred {
             t.deferred.insert(a.email.addr.clone());
         } else if !track.is_empty() && track.contains(&a.email.addr) {
-            t.audited.insert(a.email.addr.clone());
+            t.audited
+                .entry(a.email.addr.clone())
+                .or_default()
+                .push(Home {
+                    source,
+                    owner: a.owner.clone(),
+                });
         }
         if !findings.is_empty() {
             records.push(Record {
@@ -184,6 +202,10 @@ pub(super) fn judge_many(
                 suspended: a.suspended,
                 severity: Severity::Unknown,
                 findings,
+                homes: vec![Home {
+                    source,
+                    owner: a.owner.clone(),
+                }],
             });
         }
     }
@@ -195,7 +217,7 @@ pub(super) fn judge_many(
 pub(super) struct Tally {
     pub(super) summary: CheckSummary,
     pub(super) missing_map: [u64; 2],
-    pub(super) audited: HashSet<String>,
+    pub(super) audited: std::collections::HashMap<String, Vec<Home>>,
     /// Accounts whose verification the time budget deferred: judged in part, not audited.
     pub(super) deferred: HashSet<String>,
 }
@@ -221,7 +243,9 @@ impl Tally {
         for i in 0..2 {
             self.missing_map[i] += o.missing_map[i];
         }
-        self.audited.extend(o.audited);
+        for (a, homes) in o.audited {
+            self.audited.entry(a).or_default().extend(homes);
+        }
         self.deferred.extend(o.deferred);
     }
 }
@@ -372,6 +396,7 @@ pub(super) fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
                 last.owner = last.owner.take().or(r.owner);
                 last.contact = last.contact.take().or(r.contact);
                 last.suspended |= r.suspended;
+                last.homes.extend(r.homes);
             }
             _ => out.push(r),
         }
@@ -379,6 +404,8 @@ pub(super) fn merge_and_sort(mut records: Vec<Record>) -> Vec<Record> {
     for r in &mut out {
         r.findings.sort();
         r.findings.dedup();
+        r.homes.sort();
+        r.homes.dedup();
         r.severity = r
             .findings
             .iter()

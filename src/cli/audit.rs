@@ -211,23 +211,68 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                 .map(|i| i.to_string())
                 .collect();
             print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
-            if o.held_addresses > 0 {
-                print_alerts([format!(
-                    "{} with findings on record not audited tonight: their findings are kept, neither resolved nor reported again",
-                    plural(o.held_addresses, "address")
-                )
-                .as_str()]);
+            if o.uncertain > 0 || (o.held_addresses > 0 && !quiet) {
+                let named: Vec<String> = o
+                    .held
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{} ({}, held {})",
+                            h.address,
+                            h.reason,
+                            plural(h.nights, "night")
+                        )
+                    })
+                    .collect();
+                let more = o.held_addresses.saturating_sub(named.len() as u64);
+                let text = format!(
+                    "{} with findings on record not audited tonight, their findings kept (neither resolved nor reported again): {}{}",
+                    plural(o.held_addresses, "address"),
+                    named.join("; "),
+                    if more > 0 {
+                        format!("; and {more} more (run.json, the page, or the state's `held` table)")
+                    } else {
+                        String::new()
+                    }
+                );
+                if o.uncertain > 0 {
+                    print_alerts([text.as_str()]);
+                } else {
+                    eprintln!("breach-audit: {text}");
+                }
             }
             if !quiet {
                 eprintln!("breach-audit: audit: {o}");
             }
-            for (p, s) in &o.suspended {
-                if !quiet || !s.suspended.is_empty() || !s.released.is_empty() {
+            if let Some(s) = &o.suspended {
+                for p in &s.places {
+                    if !quiet || !p.suspended.is_empty() || !p.released.is_empty() {
+                        eprintln!(
+                            "breach-audit: suspend {}: {} suspended, {} released",
+                            p.place,
+                            p.suspended.len(),
+                            p.released.len()
+                        );
+                    }
+                    for (addr, why) in &p.failed {
+                        let who = if addr.is_empty() { "everything" } else { addr.as_str() };
+                        print_alerts([format!(
+                            "suspend {}: {who} not done: {why} (retried on the next run)",
+                            p.place
+                        )
+                        .as_str()]);
+                    }
+                }
+                if !s.not_suspended.is_empty() && !quiet {
                     eprintln!(
-                        "breach-audit: suspend {}: {} suspended, {} released",
-                        p.name(),
-                        s.suspended.len(),
-                        s.released.len()
+                        "breach-audit: suspend: {} not suspended (no platform configured for their source): {}",
+                        plural(s.not_suspended.len() as u64, "account"),
+                        s.not_suspended
+                            .iter()
+                            .take(10)
+                            .map(|(a, why)| format!("{a} ({why})"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     );
                 }
             }

@@ -8,6 +8,7 @@ mod audit;
 mod build;
 mod check;
 mod domain;
+mod forget;
 mod info;
 mod lookup;
 mod notify;
@@ -101,6 +102,15 @@ enum Cmd {
     /// audited. No password or hash is on it. `audit` writes the same page to --out/report.html
     /// every run. Exit codes: 0 written, 2 error.
     Report(report::ReportArgs),
+    /// Retire held addresses by hand: accounts with findings on record that the audit could not
+    /// read tonight (a file missing or refused, a source no longer configured) and that the
+    /// operator knows are gone. Their findings are resolved as `forgotten` (history kept), they
+    /// leave the held list and any pending notice, and their suspensions are released by the
+    /// next `suspend --apply --release` or `audit --suspend`. An audit that reads one of them
+    /// again brings its findings back with their history. Only held addresses can be forgotten
+    /// (an address that is not held is an error, and nothing changes). Exit codes: 0 done, 2
+    /// error, 3 an audit, notify or suspend is running.
+    Forget(forget::ForgetArgs),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -145,5 +155,6 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Notify(a) => notify::run(a),
         Cmd::Suspend(a) => suspend::run(a),
         Cmd::Report(a) => report::run(a),
+        Cmd::Forget(a) => forget::run(a),
     }
 }

@@ -13,22 +13,26 @@ pub(crate) struct SuspendArgs {
     /// The audit's state directory (or `state = ...` in --config).
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
-    /// The audit config; its `[suspend]` section sets files, programs, `include_high` and
-    /// `never_suspend`.
+    /// The audit config; its `[suspend]` section sets the platforms, files, programs
+    /// (`postmap`, `uapi`), `include_high` and `never_suspend`.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Where outbound mail is suspended: directadmin (/etc/virtual/blacklist_smtp_usernames),
-    /// postfix (a check_sasl_access map, then postmap), dovecot (a deny passwd-file), cpanel
-    /// (uapi Email suspend_outgoing).
+    /// Only this platform (default: every platform of `[suspend] platforms`). Each account is
+    /// suspended where it lives: a DirectAdmin tree's account in that tree's
+    /// etc/virtual/blacklist_smtp_usernames (or `directadmin_file`), a cPanel account through
+    /// uapi as its cPanel user, a passwd-file, CSV, SQL or LDAP account in the postfix map
+    /// (then postmap) and the dovecot deny file.
     #[arg(long, value_enum)]
-    pub(crate) platform: PlatformArg,
-    /// The platform's file, instead of its default or the config's.
+    pub(crate) platform: Option<PlatformArg>,
+    /// The platform's file, instead of its default or the config's (needs --platform).
     #[arg(long, value_name = "PATH")]
     pub(crate) file: Option<PathBuf>,
     /// Change the system. Without it nothing changes: the actions are printed.
     #[arg(long)]
     pub(crate) apply: bool,
-    /// Also undo what breach-audit suspended whose finding resolved (never a hand-added entry).
+    /// Also undo what breach-audit suspended that is no longer wanted where it is: the finding
+    /// resolved (password changed), the account or its domain removed, or the account moved
+    /// to another source. Never a hand-added entry.
     #[arg(long)]
     pub(crate) release: bool,
 }
@@ -49,15 +53,29 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     let state = a.state.or(cfg_file.state).ok_or_else(|| {
         Error::Usage("suspend needs --state (or `state = ...` in --config)".into())
     })?;
-    let cfg = cfg_file.suspend.unwrap_or_default();
-    let platform = match a.platform {
+    let mut cfg = cfg_file.suspend.unwrap_or_default();
+    let platform = a.platform.map(|p| match p {
         PlatformArg::Directadmin => Platform::Directadmin,
         PlatformArg::Cpanel => Platform::Cpanel,
         PlatformArg::Postfix => Platform::Postfix,
         PlatformArg::Dovecot => Platform::Dovecot,
-    };
+    });
+    match platform {
+        // A platform named on the command line is on, whatever the config lists.
+        Some(p) if !cfg.platforms.contains(&p) => cfg.platforms.push(p),
+        Some(_) => {}
+        None if cfg.platforms.is_empty() => {
+            return Err(Error::Usage(
+                "suspend needs --platform, or `platforms = [...]` in the config's [suspend] section"
+                    .into(),
+            ));
+        }
+        None => {}
+    }
+    // A dry run shows what --release would undo too.
+    let release = a.release || !a.apply;
     let done = breach_audit::audit::with_state(&state, |st| {
-        suspend::run(st, &cfg, platform, a.file.as_deref(), a.apply, a.release)
+        suspend::run(st, &cfg, platform, a.file.as_deref(), a.apply, release)
     })?;
     let Some(o) = done else {
         eprintln!("breach-audit: an audit or notify is running; nothing changed");
@@ -70,27 +88,53 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
             format!("would {would}")
         }
     };
-    for (addr, what) in &o.suspended {
-        println!("{} {addr}: {what}", verb("suspended", "suspend"));
-    }
-    for (addr, what) in &o.released {
-        println!("{} {addr}: {what}", verb("released", "release"));
-    }
-    for addr in &o.by_hand {
-        println!("left alone {addr}: already listed by hand");
-    }
-    eprintln!(
-        "breach-audit: suspend {}: {} {}, {} {}{}",
-        platform.name(),
-        o.suspended.len(),
-        verb("suspended", "suspend"),
-        o.released.len(),
-        verb("released", "release"),
-        if a.apply {
-            ""
-        } else {
-            " (nothing changed: add --apply)"
+    for p in &o.places {
+        for (addr, what) in &p.suspended {
+            println!("{} {addr}: {what} [{}]", verb("suspended", "suspend"), p.place);
         }
-    );
-    Ok(Exit::Clean)
+        for (addr, what) in &p.released {
+            println!("{} {addr}: {what} [{}]", verb("released", "release"), p.place);
+        }
+        for addr in &p.by_hand {
+            println!("left alone {addr}: already listed by hand [{}]", p.place);
+        }
+        for (addr, why) in &p.failed {
+            let who = if addr.is_empty() { "everything here" } else { addr.as_str() };
+            println!("failed {who}: {why} [{}]", p.place);
+        }
+    }
+    for (addr, why) in &o.not_suspended {
+        println!("not suspended {addr}: {why}");
+    }
+    for p in &o.places {
+        let releases = if a.apply || a.release {
+            format!("{} {}", p.released.len(), verb("released", "release"))
+        } else {
+            format!("{} would release with --release", p.released.len())
+        };
+        eprintln!(
+            "breach-audit: suspend {}: {} {}, {releases}{}",
+            p.place,
+            p.suspended.len(),
+            verb("suspended", "suspend"),
+            if p.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {} FAILED (retried on the next run)", p.failed.len())
+            }
+        );
+    }
+    if o.places.is_empty() {
+        eprintln!("breach-audit: suspend: nothing to suspend or release");
+    }
+    if !o.not_suspended.is_empty() {
+        eprintln!(
+            "breach-audit: suspend: {} not suspended (no platform configured for their source; listed above)",
+            breach_audit::check::plural(o.not_suspended.len() as u64, "account")
+        );
+    }
+    if !a.apply {
+        eprintln!("breach-audit: suspend: nothing changed (add --apply)");
+    }
+    Ok(if o.failed() > 0 { Exit::Failed } else { Exit::Clean })
 }

@@ -114,6 +114,8 @@ pub struct NotifyOutcome {
     pub left: u64,
     /// Items in the operator's message (0: none sent).
     pub operator_items: u64,
+    /// The operator's message was the same as the last one sent, less than a day ago: not sent.
+    pub operator_unchanged: bool,
     pub operator_failed: bool,
     /// With `dry_run`: (contact, addresses) of each notice that would go.
     pub would_send: Vec<(String, usize)>,
@@ -136,6 +138,7 @@ impl std::fmt::Display for NotifyOutcome {
             self.held,
             self.left,
             match (self.operator_items, self.operator_failed) {
+                (0, _) if self.operator_unchanged => "unchanged since the last one, not sent again".to_string(),
                 (0, _) => "none".to_string(),
                 (_, true) => "FAILED".to_string(),
                 (n, false) => crate::check::plural(n, "item"),
@@ -180,6 +183,10 @@ pub fn notify(
     let retry = cfg.retry_secs()?;
     let domain = from.email.domain().to_string();
     let mut out = NotifyOutcome::default();
+    if !opts.dry_run {
+        // What is owed now (a suspension applied since the audit is owed to its customer).
+        state.refresh_notices()?;
+    }
     for due in due_notices(state, opts.limit)? {
         crate::fsutil::check_interrupted()?;
         let addresses = notice_addresses(state, due.id)?;
@@ -255,8 +262,10 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
         .prepare(
             "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
                 EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
-             FROM notice_findings nf JOIN findings f ON f.address = nf.address AND f.kind = nf.kind
-             WHERE nf.notice_id = ?1
+             FROM findings f
+             WHERE (f.address, f.kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = ?1)
+                OR (f.resolved_at IS NULL AND f.kind NOT LIKE 'unverifiable%' AND f.address IN
+                    (SELECT address FROM notice_findings WHERE notice_id = ?1 AND kind = 'outbound_suspended'))
              ORDER BY f.address, CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, f.kind",
         )
         .map_err(state.err())?;
@@ -336,6 +345,13 @@ fn record_sent(state: &mut State, due: &Due, id: &str, via: Via) -> Result<()> {
         params![due.id, now],
     )
     .map_err(e)?;
+    // The notice said so of every suspended address it named.
+    tx.execute(
+        "UPDATE suspensions SET told_at = ?2 WHERE released_at IS NULL AND told_at IS NULL
+            AND address IN (SELECT address FROM notice_findings WHERE notice_id = ?1)",
+        params![due.id, now],
+    )
+    .map_err(e)?;
     tx.commit().map_err(e)
 }
 
@@ -396,15 +412,32 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
          FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
     )?);
     items.extend(query(
-        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ')' FROM suspensions
-         WHERE released_at IS NULL AND applied_at >= (SELECT coalesce(max(started), '') FROM runs)
-         ORDER BY address",
+        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ' ' || target || ', since ' || applied_at || ')'
+         FROM suspensions WHERE released_at IS NULL AND reported_at IS NULL ORDER BY address, id",
     )?);
     items.extend(query(
-        "SELECT 'outbound mail released: ' || address || ' (' || platform || ', the password was changed)'
-         FROM suspensions WHERE released_at >= (SELECT coalesce(max(started), '') FROM runs)
-         ORDER BY address",
+        "SELECT 'outbound mail released: ' || address || ' (' || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
+         FROM suspensions WHERE released_at IS NOT NULL AND release_reported_at IS NULL ORDER BY address, id",
     )?);
+    items.extend(query(
+        "SELECT address || ': ' || problem FROM suspend_problems ORDER BY platform = '', address",
+    )?);
+    let (held, total) = state.held(crate::audit::HELD_NAMED)?;
+    let uncertain: Vec<&crate::state::Held> = held.iter().filter(|h| h.uncertain).collect();
+    for h in &uncertain {
+        items.push(format!(
+            "held (not audited, findings kept): {} - {} - for {}; `breach-audit forget` retires it if it is gone",
+            h.address,
+            h.reason,
+            crate::check::plural(h.nights, "night")
+        ));
+    }
+    if !uncertain.is_empty() && total > held.len() as u64 {
+        items.push(format!(
+            "held: {} more addresses (run.json, the page, the state's `held` table)",
+            total - held.len() as u64
+        ));
+    }
     items.extend(query(
         "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
          FROM notices WHERE status = 'held' ORDER BY id",
@@ -417,6 +450,9 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
     }
     Ok(items)
 }
+
+/// The `meta` key of the last operator message sent: its digest and time.
+const OPERATOR_DIGEST: &str = "operator_message";
 
 #[allow(clippy::too_many_arguments)]
 fn operator_message(
@@ -445,15 +481,50 @@ fn operator_message(
     };
     let to = message::mailbox(op, "[notify] operator")?;
     let page = crate::page::load(state, crate::page::NIGHTS)?;
-    let mut rendered = templates.operator(&items, &crate::page::summary_text(&page))?;
+    let summary = crate::page::summary_text(&page);
+    // The same message again (another `notify` with nothing new) is not sent again within a day.
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("{op}\n{}\n{summary}", items.join("\n"))))
+    };
+    let last = state.meta(OPERATOR_DIGEST)?;
+    let fresh = last.as_deref().and_then(|v| v.split_once(' ')).is_some_and(|(d, at)| {
+        d == digest && at > state::earlier(86_400).as_str()
+    });
+    if fresh {
+        out.operator_items = 0;
+        out.operator_unchanged = true;
+        return Ok(());
+    }
+    let mut rendered = templates.operator(&items, &summary)?;
     rendered.attachment = Some((crate::page::FILE.to_string(), crate::page::render(&page)?));
     let id = message_id(0, domain).replacen("breach-audit.0.", "breach-audit.operator.", 1);
     let msg = message::build(from, reply_to, &to, &id, &rendered)?;
-    if let Some(t) = transport
-        && let Err(why) = t.send(&msg, &id)
-    {
+    let Some(t) = transport else {
+        return Ok(());
+    };
+    if let Err(why) = t.send(&msg, &id) {
         warn.warn(format!("operator message not delivered: {why}"));
         out.operator_failed = true;
+        return Ok(());
     }
+    // What the message reported is not reported again.
+    let now = state::now();
+    state
+        .conn
+        .execute(
+            "UPDATE suspensions SET reported_at = ?1 WHERE reported_at IS NULL",
+            [&now],
+        )
+        .map_err(state.err())?;
+    state
+        .conn
+        .execute(
+            "UPDATE suspensions SET release_reported_at = ?1
+             WHERE released_at IS NOT NULL AND release_reported_at IS NULL",
+            [&now],
+        )
+        .map_err(state.err())?;
+    state.set_meta(OPERATOR_DIGEST, &format!("{digest} {now}"))?;
     Ok(())
 }

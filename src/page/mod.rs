@@ -2,9 +2,10 @@
 //! run. One self-contained HTML file (inline CSS and SVG; no script, font or image from anywhere)
 //! made from the state database: tonight's numbers with their change since the previous run, a
 //! chart of at-risk accounts by severity over the last runs (`chart.rs`), the owners and domains
-//! carrying most of it, the sources and their health, the open notices and what was not
-//! audited. It names addresses only where the operator must act on them (open notices, domains
-//! not audited) and never holds a password or a hash: it reads counts, addresses, domains,
+//! carrying most of it, the sources and their health, the open notices, what was not audited
+//! and the addresses held for it, and the accounts suspended now. It names addresses only where
+//! the operator must act on them (open notices, held addresses, suspensions) and never holds a
+//! password or a hash: it reads counts, addresses, domains,
 //! owners and reasons, nothing else.
 //!
 //! The HTML is a minijinja template (`page.html`, auto-escaped) filled from plain structs.
@@ -91,6 +92,15 @@ pub struct Tile {
     pub class: &'static str,
 }
 
+/// An account whose outbound mail breach-audit suspended, and where.
+#[derive(Debug, Serialize)]
+pub struct SuspendedRow {
+    pub address: String,
+    pub platform: String,
+    pub target: String,
+    pub since: String,
+}
+
 /// Everything on the page.
 pub struct Page {
     /// The last runs, oldest first.
@@ -98,6 +108,13 @@ pub struct Page {
     pub owners: Vec<Top>,
     pub domains: Vec<Top>,
     pub notices: Vec<OpenNotice>,
+    /// Suspended now.
+    pub suspended: Vec<SuspendedRow>,
+    /// What could not be suspended, or failed (address, problem).
+    pub suspend_problems: Vec<(String, String)>,
+    /// Held now (the first [`LISTED`]), and how many in all.
+    pub held: Vec<crate::state::Held>,
+    pub held_total: u64,
     pub generated: String,
 }
 
@@ -153,11 +170,46 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
         .map_err(&e)?
         .collect::<rusqlite::Result<_>>()
         .map_err(&e)?;
+    let mut q = state
+        .conn
+        .prepare(&format!(
+            "SELECT address, platform, target, applied_at FROM suspensions
+             WHERE released_at IS NULL ORDER BY address, platform LIMIT {LISTED}"
+        ))
+        .map_err(&e)?;
+    let suspended = q
+        .query_map([], |r| {
+            Ok(SuspendedRow {
+                address: r.get(0)?,
+                platform: r.get(1)?,
+                target: r.get(2)?,
+                since: r.get(3)?,
+            })
+        })
+        .map_err(&e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&e)?;
+    let mut q = state
+        .conn
+        .prepare(&format!(
+            "SELECT address, problem FROM suspend_problems ORDER BY address LIMIT {LISTED}"
+        ))
+        .map_err(&e)?;
+    let suspend_problems = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(&e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&e)?;
+    let (held, held_total) = state.held(LISTED)?;
     Ok(Page {
         runs,
         owners: top("owner")?,
         domains: top("domain")?,
         notices,
+        suspended,
+        suspend_problems,
+        held,
+        held_total,
         generated: crate::state::now(),
     })
 }
@@ -188,7 +240,7 @@ pub fn tiles(runs: &[Run]) -> Vec<Tile> {
     };
     let before = runs.len().checked_sub(2).map(|i| &runs[i]);
     type Get = fn(&Run) -> Option<u64>;
-    let rows: [(&'static str, Get, bool, &'static str); 14] = [
+    let rows: [(&'static str, Get, bool, &'static str); 15] = [
         ("accounts audited", |r| Some(r.row.accounts), false, ""),
         ("at risk", |r| Some(r.row.at_risk), true, "total"),
         ("critical", |r| Some(r.row.critical), true, "sev-critical"),
@@ -236,6 +288,12 @@ pub fn tiles(runs: &[Run]) -> Vec<Tile> {
             "accounts held (not audited)",
             |r| Some(r.row.held_addresses),
             true,
+            "",
+        ),
+        (
+            "accounts retired (removed)",
+            |r| Some(r.row.retired),
+            false,
             "",
         ),
     ];
@@ -323,6 +381,10 @@ pub fn render(page: &Page) -> Result<String> {
         domains => ser(&page.domains),
         sources => ser(source_rows(&page.runs)),
         notices => ser(&page.notices),
+        suspended => ser(&page.suspended),
+        suspend_problems => ser(&page.suspend_problems),
+        held => ser(&page.held),
+        held_total => page.held_total,
         not_audited => ser(tonight.map(|r| {
             let mut list = r.not_audited();
             list.truncate(LISTED);
@@ -404,10 +466,27 @@ mod tests {
             }],
             domains: Vec::new(),
             notices: Vec::new(),
+            suspended: vec![SuspendedRow {
+                address: "a@x.example".into(),
+                platform: "directadmin".into(),
+                target: "/srv/<i>da</i>/blacklist".into(),
+                since: "now".into(),
+            }],
+            suspend_problems: vec![("b@x.example".into(), "failed: <u>uapi</u>".into())],
+            held: vec![crate::state::Held {
+                address: "c@x.example".into(),
+                reason: "file <em>refused</em>".into(),
+                since: "then".into(),
+                nights: 3,
+                uncertain: true,
+            }],
+            held_total: 1,
             generated: "now".into(),
         };
         let html = render(&page).unwrap();
         assert!(!html.contains("<script>alert") && !html.contains("<img src=x"));
+        assert!(!html.contains("<i>da") && !html.contains("<u>uapi") && !html.contains("<em>"));
+        assert!(html.contains("c@x.example") && html.contains("a@x.example"));
         assert!(!html.contains("<b>bad"));
         assert!(
             html.contains("&lt;img src=x onerror=alert(1)&gt;"),

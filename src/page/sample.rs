@@ -49,8 +49,9 @@ pub fn sample_history(state: &mut State, nights: u64, seed: u64) -> Result<()> {
             not_audited: not_audited.into(),
             sources: r#"[{"kind":"--directadmin","path":"servers/directadmin","rows":7,"accounts":7,"rejected":0}]"#.into(),
             index_rebuilt: n % 7 == 0,
+            ..Default::default()
         };
-        state.record_night(&[], &[], &run)?;
+        state.record_night(&Default::default(), &run)?;
     }
     Ok(())
 }

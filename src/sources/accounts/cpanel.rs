@@ -27,7 +27,14 @@ pub fn read(
     };
     let owners = colon_map(tree, "etc/userdomains", warn);
     let mut contacts: HashMap<String, Option<String>> = HashMap::new();
-    let mut out = ReadStats::default();
+    let mut out = ReadStats {
+        tree: Some(super::TreeCoverage {
+            listed: owners.keys().cloned().collect(),
+            listed_without_dir_is_empty: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     for e in entries {
         let Entry::Dir(user) = e else { continue };
         let etc = home.join(&user).join("etc");
@@ -43,6 +50,9 @@ pub fn read(
             }
         };
         out.issues.append(&mut found.issues);
+        if let Some(c) = &mut out.tree {
+            c.present.extend(domains.iter().map(|(d, _)| d.clone()));
+        }
         for (domain, name) in domains {
             if !want(&domain) {
                 out.skipped += 1;
@@ -91,6 +101,7 @@ fn user_not_audited(
         domain,
         path: tree.show(etc),
         problem: Problem::Unreadable(why.to_string()),
+        source: 0,
     };
     if domains.is_empty() {
         out.issues.push(issue(String::new()));

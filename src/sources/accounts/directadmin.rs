@@ -27,6 +27,11 @@ pub fn read(
         ));
     };
     let owners = colon_map(tree, "etc/virtual/domainowners", warn);
+    out.tree = Some(super::TreeCoverage {
+        listed: owners.keys().cloned().collect(),
+        present: domains.iter().map(|(d, _)| d.clone()).collect(),
+        ..Default::default()
+    });
     let mut contacts: HashMap<String, Option<String>> = HashMap::new();
     for (domain, name) in domains {
         if !want(&domain) {
@@ -49,6 +54,7 @@ pub fn read(
                     domain: domain.clone(),
                     path: tree.show(&virt.join("domainowners")),
                     problem: Problem::NoOwner,
+                    source: 0,
                 });
                 None
             }

@@ -69,6 +69,26 @@ pub struct ReadStats {
     pub hint: Option<String>,
     /// Domains of a server tree that could not be read, or read with a problem.
     pub issues: Vec<DomainIssue>,
+    /// Of a server tree: which domains were read whole, and which the server still lists.
+    pub tree: Option<TreeCoverage>,
+    /// Rows rejected per domain file of a server tree (a missing account may be among them).
+    pub rejected_in: std::collections::HashMap<String, u64>,
+}
+
+/// What reading a server tree tells about the accounts it did *not* yield: an address on record
+/// whose domain file was read whole tonight, and is not in it, was removed; a domain neither
+/// listed by the server (domainowners / userdomains) nor present in the tree has left it.
+#[derive(Debug, Default, Clone)]
+pub struct TreeCoverage {
+    /// Domains whose account file was read whole tonight.
+    pub read: std::collections::HashSet<String>,
+    /// Domains the server's owner map lists.
+    pub listed: std::collections::HashSet<String>,
+    /// Domains with a directory in the tree (read or not).
+    pub present: std::collections::HashSet<String>,
+    /// A listed domain without a directory means its accounts are gone (cPanel: a domain
+    /// without mail), not that a file is missing (DirectAdmin: every domain has one).
+    pub listed_without_dir_is_empty: bool,
 }
 
 /// A domain of a server tree whose accounts were not (all) audited as they should be.
@@ -79,6 +99,8 @@ pub struct DomainIssue {
     /// The file or directory concerned.
     pub path: PathBuf,
     pub problem: Problem,
+    /// The account source it was found in (its index among the sources checked; set by `check`).
+    pub source: usize,
 }
 
 /// What went wrong with a domain of a server tree.

@@ -103,6 +103,7 @@ pub(crate) fn domain_dirs(
                         domain: d,
                         path: tree.show(&rel.join(&name)),
                         problem: Problem::Unreadable(format!("refused: {why}")),
+                        source: 0,
                     });
                 }
             }
@@ -129,11 +130,20 @@ pub(crate) fn read_domain_file(
                 domain: domain.to_string(),
                 path: tree.show(rel),
                 problem: Problem::Unreadable(e.to_string()),
+                source: 0,
             });
             return Ok(());
         }
     };
-    parse_domain_file(&data, &tree.show(rel), domain, owner, out, sink)
+    let rejected = out.rejected;
+    parse_domain_file(&data, &tree.show(rel), domain, owner, out, sink)?;
+    if out.rejected > rejected {
+        *out.rejected_in.entry(domain.to_string()).or_default() += out.rejected - rejected;
+    }
+    if let Some(c) = &mut out.tree {
+        c.read.insert(domain.to_string());
+    }
+    Ok(())
 }
 
 /// `read_domain_file` on bytes already read.

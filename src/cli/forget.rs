@@ -1,0 +1,66 @@
+//! `forget`: retire held addresses by hand (an account the audit cannot read any more, and the
+//! operator knows is gone: a server taken out of the config, a file that will not come back).
+
+use super::Exit;
+use super::audit::AuditConfig;
+use breach_audit::email;
+use breach_audit::error::{Error, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct ForgetArgs {
+    /// The audit's state directory (or `state = ...` in --config).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
+    /// The audit config (for its `state`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Every held address at this domain (repeatable).
+    #[arg(long, value_name = "DOMAIN")]
+    pub(crate) domain: Vec<String>,
+    /// Held addresses to retire.
+    #[arg(value_name = "ADDRESS", required_unless_present = "domain")]
+    pub(crate) addresses: Vec<String>,
+}
+
+pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
+    let state = match (a.state, &a.config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => AuditConfig::read(c)?.state.ok_or_else(|| {
+            Error::Usage(format!("{} has no `state = ...`: give --state", c.display()))
+        })?,
+        (None, None) => return Err(Error::Usage("forget needs --state (or --config)".into())),
+    };
+    let addresses = a
+        .addresses
+        .iter()
+        .map(|x| {
+            email::normalize(x.as_bytes())
+                .map(|e| e.addr)
+                .map_err(|why| Error::Usage(format!("{x:?}: not an address ({why})")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let domains = a
+        .domain
+        .iter()
+        .map(|d| {
+            email::normalize_domain(d)
+                .map_err(|why| Error::Usage(format!("--domain {d:?}: {why}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let done =
+        breach_audit::audit::with_state(&state, |st| st.forget(&addresses, &domains))?;
+    let Some(forgotten) = done else {
+        eprintln!("breach-audit: an audit, notify or suspend is running; nothing changed");
+        return Ok(Exit::Locked);
+    };
+    for f in &forgotten {
+        println!("forgot {f}");
+    }
+    eprintln!(
+        "breach-audit: forget: {} retired (findings resolved as `forgotten`; an audit that reads one again brings its findings back with their history; `suspend --apply --release` or the next `audit --suspend` releases their suspensions)",
+        breach_audit::check::plural(forgotten.len() as u64, "address")
+    );
+    Ok(Exit::Clean)
+}
