@@ -616,6 +616,11 @@ fn fate(
                 }
                 if tree.read.contains(domain) {
                     domain_left = false;
+                } else if tree.empty.contains(domain) {
+                    return Fate::Hold(format!(
+                        "{domain}'s account file in {} is empty (emptied, or copied half?); if its mailboxes were all deleted, `breach-audit forget --domain {domain}`",
+                        src.location()
+                    ));
                 } else if tree.present.contains(domain) {
                     return Fate::Hold(format!(
                         "{domain} is in {} but its accounts were not read",

@@ -392,7 +392,9 @@ fn record_failure(
 
 /// What customers must not get, for the operator: findings with no contact, unverifiable
 /// accounts, held notices, the last run's not-audited list.
-fn operator_items(state: &State) -> Result<Vec<String>> {
+/// The items of the operator's message: events not reported yet (suspensions applied and
+/// released) first, then the standing items; and how many are events.
+fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
     let mut items = Vec::new();
     let query = |sql: &str| -> Result<Vec<String>> {
         let mut q = state.conn.prepare(sql).map_err(state.err())?;
@@ -402,6 +404,15 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
             .map_err(state.err())
     };
     items.extend(query(
+        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ' ' || target || ', since ' || applied_at || ')'
+         FROM suspensions WHERE released_at IS NULL AND reported_at IS NULL ORDER BY address, id",
+    )?);
+    items.extend(query(
+        "SELECT 'outbound mail released: ' || address || ' (' || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
+         FROM suspensions WHERE released_at IS NOT NULL AND release_reported_at IS NULL ORDER BY address, id",
+    )?);
+    let events = items.len();
+    items.extend(query(
         "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ')
            || ' - no contact address is known; the customer is told once one is'
          FROM findings WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NULL
@@ -410,14 +421,6 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
     items.extend(query(
         "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'
          FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
-    )?);
-    items.extend(query(
-        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ' ' || target || ', since ' || applied_at || ')'
-         FROM suspensions WHERE released_at IS NULL AND reported_at IS NULL ORDER BY address, id",
-    )?);
-    items.extend(query(
-        "SELECT 'outbound mail released: ' || address || ' (' || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
-         FROM suspensions WHERE released_at IS NOT NULL AND release_reported_at IS NULL ORDER BY address, id",
     )?);
     items.extend(query(
         "SELECT address || ': ' || problem FROM suspend_problems ORDER BY platform = '', address",
@@ -448,7 +451,7 @@ fn operator_items(state: &State) -> Result<Vec<String>> {
             d.domain, d.path, d.reason
         ));
     }
-    Ok(items)
+    Ok((items, events))
 }
 
 /// The `meta` key of the last operator message sent: its digest and time.
@@ -466,7 +469,7 @@ fn operator_message(
     out: &mut NotifyOutcome,
     warn: &Warnings,
 ) -> Result<()> {
-    let items = operator_items(state)?;
+    let (items, events) = operator_items(state)?;
     if items.is_empty() {
         return Ok(());
     }
@@ -482,15 +485,20 @@ fn operator_message(
     let to = message::mailbox(op, "[notify] operator")?;
     let page = crate::page::load(state, crate::page::NIGHTS)?;
     let summary = crate::page::summary_text(&page);
-    // The same message again (another `notify` with nothing new) is not sent again within a day.
+    // The same message again (another `notify` with nothing new: no suspension applied or
+    // released since, the same standing items and run) is not sent again within a day.
     let digest = {
         use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(format!("{op}\n{}\n{summary}", items.join("\n"))))
+        hex::encode(sha2::Sha256::digest(format!(
+            "{op}\n{}\n{summary}",
+            items[events..].join("\n")
+        )))
     };
     let last = state.meta(OPERATOR_DIGEST)?;
-    let fresh = last.as_deref().and_then(|v| v.split_once(' ')).is_some_and(|(d, at)| {
-        d == digest && at > state::earlier(86_400).as_str()
-    });
+    let fresh = events == 0
+        && last.as_deref().and_then(|v| v.split_once(' ')).is_some_and(|(d, at)| {
+            d == digest && at > state::earlier(86_400).as_str()
+        });
     if fresh {
         out.operator_items = 0;
         out.operator_unchanged = true;

@@ -82,6 +82,9 @@ pub struct ReadStats {
 pub struct TreeCoverage {
     /// Domains whose account file was read whole tonight.
     pub read: std::collections::HashSet<String>,
+    /// Domains whose account file was read and holds no account: emptied by a panel whose
+    /// last mailbox went, or truncated by a copy half done; not proof either way.
+    pub empty: std::collections::HashSet<String>,
     /// Domains the server's owner map lists.
     pub listed: std::collections::HashSet<String>,
     /// Domains with a directory in the tree (read or not).

@@ -135,13 +135,17 @@ pub(crate) fn read_domain_file(
             return Ok(());
         }
     };
-    let rejected = out.rejected;
+    let (rejected, accounts) = (out.rejected, out.accounts);
     parse_domain_file(&data, &tree.show(rel), domain, owner, out, sink)?;
     if out.rejected > rejected {
         *out.rejected_in.entry(domain.to_string()).or_default() += out.rejected - rejected;
     }
     if let Some(c) = &mut out.tree {
-        c.read.insert(domain.to_string());
+        if out.accounts == accounts && out.rejected == rejected {
+            c.empty.insert(domain.to_string());
+        } else {
+            c.read.insert(domain.to_string());
+        }
     }
     Ok(())
 }
