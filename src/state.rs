@@ -347,6 +347,22 @@ impl State {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
+    /// The (address, kind) pairs retired with their account (removed, its domain removed,
+    /// forgotten): a later audit that reads the account brings them back, not as new.
+    pub fn restorable_findings(&self) -> Result<BTreeSet<(String, String)>> {
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT address, kind FROM findings WHERE resolved_at IS NOT NULL
+                 AND resolved_reason IN ('account removed', 'domain removed', 'forgotten')",
+            )
+            .map_err(self.err())?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     /// Record tonight, in one transaction: `seen` findings upserted (a resolved one seen again
     /// is new again; one retired because its account left, seen again, comes back with its
     /// history), on-record findings of audited accounts that are gone resolved, retired

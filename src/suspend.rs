@@ -378,6 +378,7 @@ pub fn run(
         ..Default::default()
     };
     let none = Vec::new();
+    let started = state::now();
     for place in places {
         let wanted = plan.places.get(&place).unwrap_or(&none);
         let here = active.get(&place).map(Vec::as_slice).unwrap_or_default();
@@ -389,8 +390,8 @@ pub fn run(
             failed: Vec::new(),
         };
         let r = match place.platform {
-            Platform::Cpanel => cpanel(state, cfg, wanted, here, apply, release, &mut o),
-            _ => merge_file(state, cfg, &place, wanted, here, apply, release, &mut o),
+            Platform::Cpanel => cpanel(state, cfg, wanted, here, apply, release, &started, &mut o),
+            _ => merge_file(state, cfg, &place, wanted, here, apply, release, &started, &mut o),
         };
         if let Err(e) = r {
             o.failed.push((String::new(), e.to_string()));
@@ -440,17 +441,26 @@ fn active(state: &State) -> Result<BTreeMap<Place, Vec<Active>>> {
 
 /// Record suspensions about to be written (before the write: a failure after it can still be
 /// released); returns their ids.
-fn record_applied(state: &mut State, place: &Place, added: &[(String, String)]) -> Result<Vec<i64>> {
+fn record_applied(
+    state: &mut State,
+    place: &Place,
+    added: &[(String, String)],
+    started: &str,
+) -> Result<Vec<i64>> {
     let now = state::now();
     let path = state.path().to_path_buf();
     let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
     let tx = state.conn.transaction().map_err(e)?;
     let mut ids = Vec::new();
     for (a, entry) in added {
+        // An account that moved keeps what its customer was told: a suspension that replaces
+        // one still in force (or released by this same run) was told when that one was.
         tx.execute(
-            "INSERT INTO suspensions (address, platform, target, entry, applied_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![a, place.platform.name(), place.target, entry, now],
+            "INSERT INTO suspensions (address, platform, target, entry, applied_at, told_at)
+             VALUES (?1, ?2, ?3, ?4, ?5,
+                (SELECT max(told_at) FROM suspensions WHERE address = ?1
+                  AND (released_at IS NULL OR released_at >= ?6)))",
+            params![a, place.platform.name(), place.target, entry, now, started],
         )
         .map_err(e)?;
         ids.push(tx.last_insert_rowid());
@@ -564,6 +574,7 @@ fn merge_file(
     active: &[Active],
     apply: bool,
     release: bool,
+    started: &str,
     out: &mut PlaceOutcome,
 ) -> Result<()> {
     let platform = place.platform;
@@ -657,7 +668,7 @@ fn merge_file(
         }
         // Recorded before the file changes: whatever fails after the write, the state can
         // release what was written.
-        let ids = record_applied(state, place, &out.suspended)?;
+        let ids = record_applied(state, place, &out.suspended, started)?;
         if let Err(e) = replace_file(path, before.as_deref(), new.as_bytes()) {
             forget_applied(state, &ids)?;
             out.suspended.clear();
@@ -779,6 +790,7 @@ fn find_program(set: Option<&Path>, name: &str) -> Result<PathBuf> {
 /// failed call is reported and retried on the next run; the other accounts go on. A release
 /// calls `unsuspend_outgoing` only while the account still lives on a cPanel server (an account
 /// removed or moved away took its suspension with it).
+#[allow(clippy::too_many_arguments)]
 fn cpanel(
     state: &mut State,
     cfg: &SuspendConfig,
@@ -786,6 +798,7 @@ fn cpanel(
     active: &[Active],
     apply: bool,
     release: bool,
+    started: &str,
     out: &mut PlaceOutcome,
 ) -> Result<()> {
     let uapi = match &cfg.uapi {
@@ -810,7 +823,7 @@ fn cpanel(
                 out.failed.push((t.address.clone(), format!("`{shown}` failed: {why}")));
                 continue;
             }
-            record_applied(state, &place, &[(t.address.clone(), owner.clone())])?;
+            record_applied(state, &place, &[(t.address.clone(), owner.clone())], started)?;
         }
         out.suspended.push((t.address.clone(), shown));
     }

@@ -205,11 +205,13 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     };
     let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
+    let restorable = state.restorable_findings()?;
     let tonight = reconcile(
         &outcome,
         &opts.accounts,
         &opts.domains,
         &on_record,
+        &restorable,
         &|a| state.homes_of(a),
         opts.all,
     )?;
@@ -392,6 +394,7 @@ fn reconcile<'a>(
     sources: &[AccountSource],
     domains: &[String],
     on_record: &BTreeSet<(String, String)>,
+    restorable: &BTreeSet<(String, String)>,
     homes_on_record: &dyn Fn(&str) -> Result<Vec<HomeRow>>,
     all: bool,
 ) -> Result<Tonight<'a>> {
@@ -449,7 +452,8 @@ fn reconcile<'a>(
         let mut fresh = Vec::new();
         for f in &r.findings {
             let key = (r.email.clone(), finding_key(f));
-            if all || !on_record.contains(&key) {
+            // A finding retired with its account and read again is back, not new.
+            if all || !(on_record.contains(&key) || restorable.contains(&key)) {
                 fresh.push(f.clone());
             }
             tonight.night.seen.push(SeenFinding {

@@ -1,0 +1,758 @@
+//! A provider's daily churn: mailboxes deleted and created, domains leaving a server or moving
+//! between a cPanel and a DirectAdmin server, passwords changed, a file that cannot be read.
+//! Each night is a real `audit --suspend --notify`, and what it changed is judged by the software
+//! that reads it: Exim's `lsearch` for DirectAdmin's blacklist, a recording `uapi` stand-in that
+//! refuses accounts its server does not have, `postmap -q` for the Postfix map and a real
+//! Dovecot (`doveadm auth test`) for the deny passwd-file.
+
+mod common;
+use common::dovecot::Dovecot;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A crypt hash made by Dovecot's own `doveadm pw` (5000-round sha512-crypt: quick to verify).
+fn hash(password: &str) -> String {
+    let o = Command::new("doveadm")
+        .args(["pw", "-s", "SHA512-CRYPT", "-r", "5000", "-p", password])
+        .output()
+        .expect("doveadm not found: install Debian's dovecot-core (scripts/test.sh does)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Server {
+    DirectAdmin,
+    Cpanel,
+    PasswdFile,
+}
+
+struct Mailbox {
+    password: String,
+    hash: String,
+}
+
+struct Domain {
+    server: Server,
+    owner: String,
+    mailboxes: BTreeMap<String, Mailbox>,
+}
+
+/// The provider as the test keeps it, written out as real server trees every night.
+struct Provider {
+    root: PathBuf,
+    domains: BTreeMap<String, Domain>,
+    /// The combolist: every (address, password) ever leaked.
+    leaks: BTreeSet<(String, String)>,
+}
+
+impl Provider {
+    fn address_of(local: &str, domain: &str) -> String {
+        format!("{local}@{domain}")
+    }
+
+    /// Every mailbox: (address, server, owner, current password).
+    fn mailboxes(&self) -> Vec<(String, Server, String, String)> {
+        let mut v = Vec::new();
+        for (d, dom) in &self.domains {
+            for (l, m) in &dom.mailboxes {
+                v.push((
+                    Self::address_of(l, d),
+                    dom.server,
+                    dom.owner.clone(),
+                    m.password.clone(),
+                ));
+            }
+        }
+        v
+    }
+
+    /// The accounts whose current password is leaked for their address.
+    fn critical(&self) -> BTreeSet<String> {
+        self.mailboxes()
+            .into_iter()
+            .filter(|(a, _, _, p)| self.leaks.contains(&(a.clone(), p.clone())))
+            .map(|(a, ..)| a)
+            .collect()
+    }
+
+    fn write(&self) {
+        let r = &self.root;
+        // DirectAdmin: etc/virtual/<domain>/passwd, domainowners, user.conf (the blacklist, which
+        // breach-audit manages, stays).
+        let virt = r.join("da/etc/virtual");
+        std::fs::create_dir_all(&virt).unwrap();
+        for e in std::fs::read_dir(&virt).unwrap().flatten() {
+            if e.path().is_dir() {
+                std::fs::remove_dir_all(e.path()).unwrap();
+            }
+        }
+        let _ = std::fs::remove_dir_all(r.join("cp/home"));
+        std::fs::create_dir_all(r.join("cp/home")).unwrap();
+        std::fs::create_dir_all(r.join("cp/etc")).unwrap();
+        let mut owners = String::new();
+        let mut userdomains = String::new();
+        let mut users = String::new();
+        for (d, dom) in &self.domains {
+            let contact = format!("{}@owners.example", dom.owner);
+            match dom.server {
+                Server::DirectAdmin => {
+                    owners.push_str(&format!("{d}: {}\n", dom.owner));
+                    let mut text = String::new();
+                    for (l, m) in &dom.mailboxes {
+                        text.push_str(&format!(
+                            "{l}:{}:5000:5000::/home/{}/imap/{d}/{l}:/bin/false\n",
+                            m.hash.trim_start_matches("{SHA512-CRYPT}"),
+                            dom.owner
+                        ));
+                    }
+                    std::fs::create_dir_all(virt.join(d)).unwrap();
+                    std::fs::write(virt.join(d).join("passwd"), text).unwrap();
+                    let conf = r.join("da/usr/local/directadmin/data/users").join(&dom.owner);
+                    std::fs::create_dir_all(&conf).unwrap();
+                    std::fs::write(conf.join("user.conf"), format!("email={contact}\n")).unwrap();
+                }
+                Server::Cpanel => {
+                    userdomains.push_str(&format!("{d}: {}\n", dom.owner));
+                    let mut text = String::new();
+                    for (l, m) in &dom.mailboxes {
+                        text.push_str(&format!(
+                            "{l}:{}:19000::::::\n",
+                            m.hash.trim_start_matches("{SHA512-CRYPT}")
+                        ));
+                    }
+                    let dir = r.join("cp/home").join(&dom.owner).join("etc").join(d);
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(dir.join("shadow"), text).unwrap();
+                    let conf = r.join("cp/var/cpanel/users");
+                    std::fs::create_dir_all(&conf).unwrap();
+                    std::fs::write(conf.join(&dom.owner), format!("CONTACTEMAIL={contact}\n"))
+                        .unwrap();
+                }
+                Server::PasswdFile => {
+                    for (l, m) in &dom.mailboxes {
+                        users.push_str(&format!("{l}@{d}:{}:5000:5000::/var/vmail/{l}::\n", m.hash));
+                    }
+                }
+            }
+        }
+        std::fs::write(virt.join("domainowners"), owners).unwrap();
+        std::fs::write(r.join("cp/etc/userdomains"), userdomains).unwrap();
+        write_readable(&r.join("pf/users"), users.as_bytes());
+        let combo: String = self
+            .leaks
+            .iter()
+            .map(|(a, p)| format!("{a}:{p}\n"))
+            .collect();
+        std::fs::write(r.join("combo.txt"), combo).unwrap();
+    }
+}
+
+/// Write a file Dovecot's auth process (another user) can read.
+fn write_readable(p: &Path, data: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let tmp = p.with_extension("tmp");
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&tmp, p).unwrap();
+}
+
+/// A `uapi` stand-in that keeps the set of suspended addresses in `suspended.txt` and refuses,
+/// as cPanel does, an account that its server (the cPanel tree) does not have.
+fn uapi(w: &Workdir) -> PathBuf {
+    let cp = w.path("cp");
+    let state = w.path("uapi-suspended.txt");
+    let log = w.path("uapi.log");
+    let script = format!(
+        r#"#!/bin/sh
+echo "$@" >> {log}
+user=${{1#--user=}}; call=$4; email=${{5#email=}}
+local=${{email%@*}}; domain=${{email#*@}}
+ok='{{"apiversion":3,"func":"x","module":"Email","result":{{"data":null,"errors":null,"messages":null,"metadata":{{}},"status":1,"warnings":null}}}}'
+if ! grep -q "^$local:" "{cp}/home/$user/etc/$domain/shadow" 2>/dev/null; then
+  echo '{{"apiversion":3,"func":"x","module":"Email","result":{{"data":null,"errors":["The account does not exist."],"messages":null,"metadata":{{}},"status":0,"warnings":null}}}}'
+  exit 0
+fi
+touch {state}
+case $call in
+  suspend_outgoing) grep -qx "$email" {state} || echo "$email" >> {state} ;;
+  unsuspend_outgoing) grep -vx "$email" {state} > {state}.new; mv {state}.new {state} ;;
+esac
+echo "$ok"
+"#,
+        log = log.display(),
+        cp = cp.display(),
+        state = state.display()
+    );
+    let p = w.write("uapi", script);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn mail_config() -> PathBuf {
+    let d = std::env::temp_dir().join("breach-audit-test-postfix");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("main.cf"), "").unwrap();
+    d
+}
+
+fn postmap_q(map: &Path, address: &str) -> Option<String> {
+    let o = Command::new("postmap")
+        .env("MAIL_CONFIG", mail_config())
+        .args(["-q", address])
+        .arg(format!("hash:{}", map.display()))
+        .output()
+        .expect("postmap not found: install Debian's postfix (scripts/test.sh does)");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn exim_lsearch(file: &Path, address: &str) -> bool {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/exim/usr/sbin/exim4");
+    assert!(
+        bin.exists(),
+        "{} missing: scripts/test.sh unpacks Debian's exim4-daemon-light there",
+        bin.display()
+    );
+    let root = bin.parent().unwrap().parent().unwrap().parent().unwrap();
+    let empty = std::env::temp_dir().join("breach-audit-empty-exim.conf");
+    std::fs::write(&empty, "").unwrap();
+    let o = Command::new(&bin)
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+        .arg("-C")
+        .arg(&empty)
+        .arg("-be")
+        .arg(format!(
+            "${{lookup{{{address}}}lsearch{{{}}}{{yes}}{{no}}}}",
+            file.display()
+        ))
+        .output()
+        .expect("run exim");
+    assert!(o.status.success(), "exim: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim() == "yes"
+}
+
+fn state(w: &Workdir) -> rusqlite::Connection {
+    rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap()
+}
+
+fn rows(db: &rusqlite::Connection, sql: &str) -> Vec<(String, String)> {
+    let mut q = db.prepare(sql).unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+fn run_json(w: &Workdir) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(w.path("out/run.json")).unwrap()).unwrap()
+}
+
+/// The config of the mixed provider: a DirectAdmin tree, a cPanel tree and a passwd-file, each
+/// suspended on its own platform.
+fn config(w: &Workdir, deny: &Path) -> String {
+    let uapi = uapi(w);
+    s(&w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\nhibp = [{:?}]\n\
+             combolist = [\"combo.txt\"]\ndirectadmin = [\"da\"]\ncpanel = [\"cp\"]\n\
+             passwd_file = [\"pf/users\"]\n\
+             [suspend]\nplatforms = [\"directadmin\", \"cpanel\", \"postfix\", \"dovecot\"]\n\
+             uapi = {:?}\npostfix_file = \"sasl_access\"\ndovecot_file = {:?}\n\
+             [notify]\nfrom = \"security@isp.example\"\noperator = \"postmaster@isp.example\"\n\
+             via = \"outbox\"\noutbox = \"outbox\"\n",
+            s(&sample("hibp/pwned-passwords-sha1.txt")),
+            s(&uapi),
+            s(deny),
+        ),
+    ))
+}
+
+fn night(w: &Workdir, cfg: &str) -> Run {
+    let r: Run = w
+        .cmd()
+        .args(["audit", "--config", cfg, "--suspend", "--notify", "--quiet"])
+        .env("MAIL_CONFIG", mail_config())
+        .output()
+        .unwrap()
+        .into();
+    assert!(r.code == 0 || r.code == 1, "audit failed: {}", r.stderr);
+    r
+}
+
+fn provider(root: &Path) -> Provider {
+    let mut p = Provider {
+        root: root.to_path_buf(),
+        domains: BTreeMap::new(),
+        leaks: BTreeSet::new(),
+    };
+    for (d, server, owner) in [
+        ("alpha.example", Server::DirectAdmin, "dan"),
+        ("beta.example", Server::DirectAdmin, "dora"),
+        ("gamma.example", Server::Cpanel, "cody"),
+        ("delta.example", Server::Cpanel, "cleo"),
+        ("mail.example", Server::PasswdFile, "ops"),
+    ] {
+        p.domains.insert(
+            d.into(),
+            Domain {
+                server,
+                owner: owner.into(),
+                mailboxes: BTreeMap::new(),
+            },
+        );
+    }
+    p
+}
+
+fn mailbox(password: &str) -> Mailbox {
+    Mailbox {
+        password: password.into(),
+        hash: hash(password),
+    }
+}
+
+/// What a night must leave: every critical account suspended exactly where it lives and nowhere
+/// else, nothing else suspended, every run complete, the state, the files and the page agreeing.
+fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize) {
+    let run = run_json(w);
+    assert_eq!(run["complete"], true, "night {night}: {run}");
+    assert_eq!(run["held_addresses"], 0, "night {night}: {run}");
+    let critical = p.critical();
+    let bl = w.path("da/etc/virtual/blacklist_smtp_usernames");
+    let cp_suspended: BTreeSet<String> = std::fs::read_to_string(w.path("uapi-suspended.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let map = w.path("sasl_access");
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // Dovecot re-reads at most once a second
+    for (a, server, _, password) in p.mailboxes() {
+        let want = critical.contains(&a);
+        let da = bl.exists() && exim_lsearch(&bl, &a);
+        let cp = cp_suspended.contains(&a);
+        let pf = map.exists() && postmap_q(&map, &a).is_some();
+        let got = match server {
+            Server::DirectAdmin => (da, !cp && !pf),
+            Server::Cpanel => (cp, !da && !pf),
+            Server::PasswdFile => (pf, !da && !cp),
+        };
+        assert_eq!(got, (want, true), "night {night}: {a} on {server:?}, critical {want}: da {da} cp {cp} pf {pf}");
+        if server == Server::PasswdFile {
+            assert_eq!(
+                dovecot.logs_in(&a, &password),
+                !want,
+                "night {night}: Dovecot and the deny file disagree on {a} (critical {want}): {:?}",
+                std::fs::read_to_string(deny)
+            );
+        }
+    }
+    // Nothing is suspended for an account that is gone, in the files or the state.
+    let db = state(w);
+    let active: BTreeSet<String> = rows(
+        &db,
+        "SELECT address, platform FROM suspensions WHERE released_at IS NULL",
+    )
+    .into_iter()
+    .map(|(a, _)| a)
+    .collect();
+    assert_eq!(active, critical, "night {night}: suspended in the state");
+    for a in &cp_suspended {
+        assert!(critical.contains(a), "night {night}: {a} still suspended on cPanel");
+    }
+    // The page lists what is suspended now.
+    let page = std::fs::read_to_string(w.path("out/report.html")).unwrap();
+    let section = &page[page.find("id=\"suspended\"").unwrap()..];
+    let section = &section[..section.find("</section>").unwrap()];
+    for a in &critical {
+        assert!(section.contains(a.as_str()), "night {night}: {a} not on the page");
+    }
+    assert_eq!(
+        section.matches("<td class=\"addr\">").count(),
+        2 * rows(&db, "SELECT address, platform FROM suspensions WHERE released_at IS NULL").len(),
+        "night {night}: the page's suspensions"
+    );
+}
+
+#[test]
+fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_each_finding_told_once()
+{
+    let w = Workdir::new();
+    let files = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deny = files.path().join("deny");
+    write_readable(&deny, b"");
+    let pf = files.path().join("pf");
+    std::fs::create_dir_all(&pf).unwrap();
+    std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&pf, w.path("pf")).unwrap();
+    let dovecot = Dovecot::start(
+        &format!(
+            "passdb {{\n  driver = passwd-file\n  args = {}\n  deny = yes\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = {}\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={{DIR}}/home\n}}",
+            deny.display(),
+            pf.join("users").display()
+        ),
+        &[],
+    );
+    let cfg = config(&w, &deny);
+    let mut p = provider(w.dir.path());
+    let mut rng = Rng(2026_12_03);
+    // Day one: three mailboxes a domain, a third of them with their current password leaked.
+    let domains: Vec<String> = p.domains.keys().cloned().collect();
+    let mut n = 0;
+    for d in &domains {
+        for _ in 0..3 {
+            n += 1;
+            let pw = format!("pw-{n}-{}", rng.next() % 10_000);
+            if n % 3 == 0 {
+                p.leaks.insert((Provider::address_of(&format!("u{n}"), d), pw.clone()));
+            }
+            p.domains.get_mut(d).unwrap().mailboxes.insert(format!("u{n}"), mailbox(&pw));
+        }
+    }
+    // Expected (address, kind) -> times told: one per episode of a finding.
+    let mut told: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut was_critical: BTreeSet<String> = BTreeSet::new();
+    let mut was_leaked: BTreeSet<String> = BTreeSet::new();
+    let mut removed = 0;
+    let mut moved = 0;
+    for night_no in 1..=30 {
+        if night_no > 1 {
+            // Tonight's churn.
+            let all = p.mailboxes();
+            let pick = |rng: &mut Rng, v: &[(String, Server, String, String)]| {
+                v[(rng.next() % v.len() as u64) as usize].0.clone()
+            };
+            match night_no % 5 {
+                0 => {
+                    // A mailbox is deleted.
+                    let a = pick(&mut rng, &all);
+                    let (l, d) = a.split_once('@').unwrap();
+                    if p.domains[d].mailboxes.len() > 1 {
+                        p.domains.get_mut(d).unwrap().mailboxes.remove(l);
+                        removed += 1;
+                    }
+                }
+                1 => {
+                    // A leaked account changes its password.
+                    let crit: Vec<_> = all
+                        .iter()
+                        .filter(|(a, ..)| p.critical().contains(a))
+                        .cloned()
+                        .collect();
+                    if !crit.is_empty() {
+                        let a = pick(&mut rng, &crit);
+                        let (l, d) = a.split_once('@').unwrap();
+                        let pw = format!("changed-{night_no}-{}", rng.next() % 10_000);
+                        p.domains.get_mut(d).unwrap().mailboxes.insert(l.into(), mailbox(&pw));
+                    }
+                }
+                2 => {
+                    // A new mailbox, its password leaked at once.
+                    n += 1;
+                    let d = domains[(rng.next() % domains.len() as u64) as usize].clone();
+                    let pw = format!("pw-{n}-{}", rng.next() % 10_000);
+                    p.leaks.insert((Provider::address_of(&format!("u{n}"), &d), pw.clone()));
+                    p.domains.get_mut(&d).unwrap().mailboxes.insert(format!("u{n}"), mailbox(&pw));
+                }
+                3 => {
+                    // A current password leaks.
+                    let a = pick(&mut rng, &all);
+                    let (l, d) = a.split_once('@').unwrap();
+                    let pw = p.domains[d].mailboxes[l].password.clone();
+                    p.leaks.insert((a.clone(), pw));
+                }
+                _ => {
+                    // A domain moves between the cPanel and the DirectAdmin server.
+                    let d = if night_no % 10 == 4 { "delta.example" } else { "beta.example" };
+                    let dom = p.domains.get_mut(d).unwrap();
+                    dom.server = match dom.server {
+                        Server::Cpanel => Server::DirectAdmin,
+                        _ => Server::Cpanel,
+                    };
+                    moved += 1;
+                }
+            }
+        }
+        p.write();
+        night(&w, &cfg);
+        judge(&w, &p, &dovecot, &deny, night_no);
+        // The customers owed a notice tonight (accounts with an owner's contact).
+        let critical = p.critical();
+        for (a, server, ..) in p.mailboxes() {
+            if server == Server::PasswdFile {
+                continue;
+            }
+            if critical.contains(&a) && !was_critical.contains(&a) {
+                for kind in ["current_password_leaked", "password_pwned", "outbound_suspended"] {
+                    *told.entry((a.clone(), kind.into())).or_default() += 1;
+                }
+            }
+            if p.leaks.iter().any(|(x, _)| *x == a) && was_leaked.insert(a.clone()) {
+                *told.entry((a.clone(), "credentials_leaked".into())).or_default() += 1;
+            }
+        }
+        was_critical = critical;
+        // An account that was deleted is gone for good (its address is never reused here).
+        was_critical.retain(|a| p.mailboxes().iter().any(|(x, ..)| x == a));
+    }
+    assert!(removed >= 3 && moved >= 4, "the month had churn: {removed} removed, {moved} moved");
+    // Each customer was told once per finding: the sent notices name exactly the expected items.
+    let db = state(&w);
+    let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut q = db
+        .prepare(
+            "SELECT nf.address, nf.kind FROM notice_findings nf JOIN notices n ON n.id = nf.notice_id
+             WHERE n.status = 'sent'",
+        )
+        .unwrap();
+    for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap() {
+        *got.entry(r.unwrap()).or_default() += 1;
+    }
+    assert_eq!(got, told, "told once per finding");
+    // Every notice in the outbox is one the state says was sent, and names its addresses.
+    let sent: i64 = db
+        .query_row("SELECT count(*) FROM notices WHERE status = 'sent'", [], |r| r.get(0))
+        .unwrap();
+    let customer_mails = std::fs::read_dir(w.path("outbox"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().contains(".operator."))
+        .count();
+    assert_eq!(customer_mails as i64, sent);
+    // Nothing is held, nothing is pending, and every release was of a password changed, an
+    // account removed or a move.
+    let pending: i64 = db
+        .query_row("SELECT count(*) FROM notices WHERE status <> 'sent'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0);
+    let held: i64 = db.query_row("SELECT count(*) FROM held", [], |r| r.get(0)).unwrap();
+    assert_eq!(held, 0);
+}
+
+/// The DirectAdmin + cPanel sample servers and the sample combolist, in a config.
+fn sample_setup(w: &Workdir, extra: &str) -> String {
+    copy_tree(&sample("servers/directadmin"), &w.path("da"));
+    copy_tree(&sample("servers/cpanel"), &w.path("cp"));
+    let _ = std::fs::remove_dir_all(w.path("da/etc/virtual/missing.example"));
+    let owners = w.path("da/etc/virtual/domainowners");
+    let text = std::fs::read_to_string(&owners).unwrap();
+    std::fs::write(&owners, text.replace("missing.example: bob\n", "")).unwrap();
+    w.write(
+        "combo.txt",
+        std::fs::read(sample("combolists/customers.txt")).unwrap(),
+    );
+    s(&w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\nhibp = [{:?}]\n\
+             combolist = [\"combo.txt\"]\ndirectadmin = [\"da\"]\ncpanel = [\"cp\"]\n{extra}\n",
+            s(&sample("hibp/pwned-passwords-sha1.txt"))
+        ),
+    ))
+}
+
+fn cron(w: &Workdir, cfg: &str) -> Run {
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/breach-audit-cron.sh");
+    Command::new("sh")
+        .arg(&wrapper)
+        .arg(cfg)
+        .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
+        .current_dir("/")
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released() {
+    let w = Workdir::new();
+    let cfg = sample_setup(
+        &w,
+        "[suspend]\nplatforms = [\"directadmin\"]\n[notify]\nfrom = \"security@isp.example\"\noperator = \"postmaster@isp.example\"\nvia = \"outbox\"\noutbox = \"outbox\"\nretry_after = \"1d\"",
+    );
+    // Night 1: suspended; the notice to alice cannot be delivered (the outbox is a file).
+    w.write("outbox", "not a directory");
+    let r = w.run(&["audit", "--config", &cfg, "--suspend", "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let bl = w.path("da/etc/virtual/blacklist_smtp_usernames");
+    assert!(std::fs::read_to_string(&bl).unwrap().contains("sales@example.com:"));
+    let db = state(&w);
+    let named = |db: &rusqlite::Connection| -> Vec<(String, String)> {
+        rows(
+            db,
+            "SELECT DISTINCT nf.address, n.status FROM notice_findings nf JOIN notices n ON n.id = nf.notice_id
+             WHERE n.contact = 'alice.owner@isp.example' ORDER BY 1",
+        )
+    };
+    assert!(named(&db).iter().any(|(a, s)| a == "sales@example.com" && s == "failed"));
+    // Night 2: sales@ is deleted. Retired, not held: the run is complete, cron is quiet.
+    let passwd = w.path("da/etc/virtual/example.com/passwd");
+    let text = std::fs::read_to_string(&passwd).unwrap();
+    std::fs::write(
+        &passwd,
+        text.lines()
+            .filter(|l| !l.starts_with("sales:"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let r = w.run(&["audit", "--config", &cfg, "--suspend"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("1 address retired"), "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["complete"], true, "{run}");
+    assert_eq!(run["retired"], 1, "{run}");
+    assert_eq!(run["held_addresses"], 0, "{run}");
+    // History kept, with the reason; the pending notice no longer names it; the suspension is
+    // released and its line gone (Exim no longer refuses it).
+    let reasons = rows(
+        &db,
+        "SELECT DISTINCT resolved_reason, '' FROM findings WHERE address = 'sales@example.com'",
+    );
+    assert_eq!(reasons, [("account removed".to_string(), String::new())]);
+    let now = named(&db);
+    assert!(!now.iter().any(|(a, _)| a == "sales@example.com"), "{now:?}");
+    assert!(now.iter().any(|(a, _)| a == "info@example.com"), "{now:?}");
+    assert!(!exim_lsearch(&bl, "sales@example.com"));
+    assert!(exim_lsearch(&bl, "info@example.com"));
+    let released = rows(
+        &db,
+        "SELECT address, released_reason FROM suspensions WHERE released_at IS NOT NULL",
+    );
+    assert_eq!(
+        released,
+        [("sales@example.com".to_string(), "the account was removed".to_string())]
+    );
+    std::fs::remove_file(w.path("outbox")).unwrap();
+    let r = cron(&w, &cfg);
+    assert_eq!(r.code, 0, "a complete night is quiet: {}", r.stderr);
+}
+
+#[test]
+fn a_departed_domain_is_retired_an_unreadable_file_held_by_name_until_forgotten() {
+    let w = Workdir::new();
+    let cfg = sample_setup(&w, "");
+    assert_eq!(w.run(&["audit", "--config", &cfg]).code, 1);
+    // shop.example leaves the server: gone from domainowners and from the tree.
+    let owners = w.path("da/etc/virtual/domainowners");
+    let text = std::fs::read_to_string(&owners).unwrap();
+    std::fs::write(&owners, text.replace("shop.example: bob\n", "")).unwrap();
+    std::fs::remove_dir_all(w.path("da/etc/virtual/shop.example")).unwrap();
+    // example.com's file is replaced by a FIFO (refused, never read): held, named, for nights.
+    let passwd = w.path("da/etc/virtual/example.com/passwd");
+    let original = std::fs::read(&passwd).unwrap();
+    std::fs::remove_file(&passwd).unwrap();
+    assert!(Command::new("mkfifo").arg(&passwd).status().unwrap().success());
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["complete"], false);
+    assert_eq!(run["retired"], 2, "orders@ and admin@shop.example: {run}");
+    let held: Vec<&str> = run["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        held,
+        ["ceo@example.com", "info@example.com", "sales@example.com", "uni@example.com"],
+        "{run}"
+    );
+    assert!(r.stderr.contains("4 addresses with findings on record not audited tonight"), "{}", r.stderr);
+    assert!(r.stderr.contains("info@example.com ("), "{}", r.stderr);
+    assert!(r.stderr.contains("held 1 night)"), "{}", r.stderr);
+    let db = state(&w);
+    assert_eq!(
+        rows(&db, "SELECT DISTINCT resolved_reason, '' FROM findings WHERE domain = 'shop.example'"),
+        [("domain removed".to_string(), String::new())]
+    );
+    // A second night: held 2 nights, on the page too.
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert!(r.stderr.contains("held 2 nights)"), "{}", r.stderr);
+    let page = std::fs::read_to_string(w.path("out/report.html")).unwrap();
+    let section = &page[page.find("id=\"held\"").unwrap()..];
+    assert!(section.contains("info@example.com"), "{section}");
+    // forget: only held addresses; one not held changes nothing.
+    let r = w.run(&["forget", "--config", &cfg, "info@example.com", "quiet@example.com"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not held, nothing forgotten: quiet@example.com"), "{}", r.stderr);
+    let r = w.run(&["forget", "--config", &cfg, "INFO@Example.com", "ceo@example.com"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.out(), "forgot ceo@example.com\nforgot info@example.com\n");
+    let r = w.run(&["forget", "--config", &cfg, "--domain", "example.com"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.out(), "forgot sales@example.com\nforgot uni@example.com\n");
+    let run = run_json(&w);
+    assert_eq!(run["held"].as_array().unwrap().len(), 4, "forget acts on the next run's state only: {run}");
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["held_addresses"], 0, "nothing held after forget: {run}");
+    assert_eq!(run["complete"], false, "the refused file itself is still not audited: {run}");
+    // The file returns: the forgotten findings come back with their history, not told again.
+    std::fs::write(&passwd, &original).unwrap();
+    std::fs::remove_file(&passwd).unwrap();
+    let told_before = rows(
+        &db,
+        "SELECT address || ' ' || kind, coalesce(told_at, '') FROM findings WHERE domain = 'example.com' ORDER BY 1",
+    );
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert_eq!(r.code, 0, "nothing new: {}", r.stderr);
+    assert_eq!(std::fs::read_to_string(w.path("out/new.jsonl")).unwrap(), "");
+    let told_after = rows(
+        &db,
+        "SELECT address || ' ' || kind, coalesce(told_at, '') FROM findings WHERE domain = 'example.com' ORDER BY 1",
+    );
+    assert_eq!(told_before, told_after);
+    assert_eq!(run_json(&w)["complete"], true);
+}
+
+#[test]
+fn an_account_of_a_source_no_longer_configured_is_held_not_retired() {
+    let w = Workdir::new();
+    let cfg = sample_setup(&w, "");
+    assert_eq!(w.run(&["audit", "--config", &cfg]).code, 1);
+    // The cPanel server is taken out of the config: its accounts are not known to be gone.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("cpanel = [\"cp\"]\n", "")).unwrap();
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["complete"], false, "{run}");
+    let reasons: Vec<&str> = run["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["reason"].as_str().unwrap())
+        .collect();
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons.iter().all(|r| r.contains("is not in tonight's configuration")),
+        "{reasons:?}"
+    );
+    assert_eq!(run["retired"], 0);
+    // A --domain run holds the other domains' addresses, explained: the run is complete.
+    std::fs::write(&cfg, &text).unwrap();
+    let r = w.run(&["audit", "--config", &cfg, "--domain", "example.com", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["complete"], true, "{run}");
+    assert!(run["held_addresses"].as_u64().unwrap() > 0);
+    assert_eq!(run["held_uncertain"], 0);
+    assert!(r.stderr.is_empty(), "explained holds are not warnings: {}", r.stderr);
+}
