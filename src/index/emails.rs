@@ -180,7 +180,8 @@ impl EmailWriter {
         Ok(EmailWriter {
             fst,
             fst_path,
-            leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
+            // Plaintext passwords: unnamed until the build publishes (see `Unnamed`).
+            leaks: crate::fsutil::CrcFile::create_unnamed(&leaks_path)?,
             offsets: vec![0],
             first_keys: Vec::new(),
             key_offsets: vec![0],
@@ -216,8 +217,17 @@ impl EmailWriter {
         Ok(())
     }
 
-    /// Finish both files; returns (addresses, leaks.bin CRC-32).
-    pub fn finish(mut self, build_id: u64) -> Result<(u64, u32)> {
+    /// Finish both files and name leaks.bin; returns (addresses, leaks.bin CRC-32).
+    pub fn finish(self, build_id: u64) -> Result<(u64, u32)> {
+        let (addresses, crc, leaks) = self.finish_unnamed(build_id)?;
+        leaks.link()?;
+        Ok((addresses, crc))
+    }
+
+    /// Finish both files, leaving leaks.bin without a name (a build names it when it publishes:
+    /// a build killed before leaves no copy of the passwords); returns (addresses, leaks.bin
+    /// CRC-32, leaks.bin).
+    pub fn finish_unnamed(mut self, build_id: u64) -> Result<(u64, u32, crate::fsutil::Unnamed)> {
         let keys = std::mem::take(&mut self.first_keys);
         self.leaks.write(&keys)?;
         for table in [&self.key_offsets, &self.offsets] {
@@ -231,13 +241,13 @@ impl EmailWriter {
         t.extend_from_slice(&build_id.to_le_bytes());
         t.extend_from_slice(&((self.offsets.len() - 1) as u64).to_le_bytes());
         self.leaks.write(&t)?;
-        let crc = self.leaks.finish()?;
+        let (crc, leaks) = self.leaks.finish_unnamed()?;
         let w = self.fst.finish().at(&self.fst_path)?;
         let f = w
             .into_inner()
             .map_err(|e| Error::io(&self.fst_path, e.into_error()))?;
         f.sync_all().at(&self.fst_path)?;
-        Ok((self.addresses, crc))
+        Ok((self.addresses, crc, leaks))
     }
 }
 
@@ -334,7 +344,10 @@ impl EmailMap {
         if i > self.blocks {
             return None;
         }
-        let at = usize::try_from(i).ok()?.checked_mul(8)?.checked_add(table_at)?;
+        let at = usize::try_from(i)
+            .ok()?
+            .checked_mul(8)?
+            .checked_add(table_at)?;
         self.leaks.get(at..at.checked_add(8)?).map(le_u64)
     }
 
