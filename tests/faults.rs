@@ -392,8 +392,17 @@ fn a_leaks_block_count_that_overflows_is_exit_2_naming_the_file_not_a_panic() {
         vec!["check", "--index", "idx", "--accounts-csv", "acc.csv"],
         vec!["domain", "--index", "idx", "example.org"],
         vec![
-            "audit", "--index", "idx", "--state", "state", "--out", "out", "--combolist", &combo,
-            "--accounts-csv", "acc.csv",
+            "audit",
+            "--index",
+            "idx",
+            "--state",
+            "state",
+            "--out",
+            "out",
+            "--combolist",
+            &combo,
+            "--accounts-csv",
+            "acc.csv",
         ],
     ] {
         let r = w.run(&args);
