@@ -42,6 +42,21 @@ const BLOCK_BYTES: usize = 64 << 10;
 const ZSTD_LEVEL: i32 = 1;
 /// Leaked values kept per address.
 pub const MAX_SECRETS: usize = 256;
+/// No block a build writes decompresses to more: a block closes at [`BLOCK_BYTES`], and its last
+/// record holds at most [`MAX_SECRETS`] values of a combolist row (at most 1 KiB) each. A damaged
+/// frame that claims more is refused rather than inflated in memory.
+const MAX_BLOCK_BYTES: usize = BLOCK_BYTES + (MAX_SECRETS + 1) * 2048;
+
+/// A block's records, `None` when the frame is damaged or inflates past [`MAX_BLOCK_BYTES`].
+fn decompress_block(frame: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let d = zstd::stream::read::Decoder::with_buffer(frame).ok()?;
+    let mut out = Vec::new();
+    d.take(MAX_BLOCK_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() <= MAX_BLOCK_BYTES).then_some(out)
+}
 
 pub use crate::email::{email_key, key_email};
 
@@ -435,8 +450,8 @@ impl EmailMap {
         let Some((a, b)) = range else {
             return Err(Error::damaged(&path, "block table is damaged"));
         };
-        let data = zstd::stream::decode_all(&self.leaks[a..b])
-            .map_err(|_| Error::damaged(&path, format!("block {block} does not decompress")))?;
+        let data = decompress_block(&self.leaks[a..b])
+            .ok_or_else(|| Error::damaged(&path, format!("block {block} does not decompress")))?;
         let bad = || Error::damaged(&path, format!("block {block} is damaged"));
         let mut pos = 0;
         let mut k: Vec<u8> = Vec::new();
@@ -638,6 +653,29 @@ mod tests {
                 "{patches:x?}: {err}"
             );
         }
+    }
+
+    /// A block whose frame inflates far past any block a build writes (a damaged or hostile
+    /// leaks.bin) is an error naming the file, not gigabytes in memory.
+    #[test]
+    fn a_block_that_inflates_past_any_real_block_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = email_key("alice@example.org");
+        let mut w = EmailWriter::create(dir.path()).unwrap();
+        w.insert(&key, 1).unwrap();
+        let block = LeakBlock {
+            first_key: key.clone(),
+            frame: zstd::bulk::compress(&vec![0u8; 64 << 20], 1).unwrap(),
+        };
+        w.write_blocks(&[block], 1).unwrap();
+        w.finish(7).unwrap();
+        let em = EmailMap::open(dir.path()).unwrap();
+        let err = em.record("alice@example.org").unwrap_err().to_string();
+        assert!(
+            err.contains("leaks.bin") && err.contains("does not decompress"),
+            "{err}"
+        );
+        assert!(decompress_block(&zstd::bulk::compress(&[7u8; 1000], 1).unwrap()).is_some());
     }
 
     #[test]
