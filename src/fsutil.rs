@@ -231,7 +231,7 @@ impl Unnamed {
     }
 
     /// The file's size in bytes.
-    pub fn len(&self) -> Result<u64> {
+    pub fn size(&self) -> Result<u64> {
         Ok(self.file.metadata().at(&self.path)?.len())
     }
 

@@ -254,7 +254,7 @@ fn finish_emails(
         leaks_file: LEAKS_FILE.into(),
         addresses,
         fst_bytes: file_size(&dir.join(EMAILS_FILE))?,
-        leaks_bytes: leaks.len()?,
+        leaks_bytes: leaks.size()?,
         leaks_crc32,
         rows: totals.distinct_rows,
         duplicate_rows: totals.duplicate_rows,
