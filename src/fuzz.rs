@@ -89,8 +89,9 @@ pub fn account_stores(data: &[u8]) {
     let _ = sink.flush();
 }
 
-/// The index opener on arbitrary bytes: as a map file, and split in two as an email map and a
-/// leaks file. Damage gives errors, never a panic.
+/// The index opener on arbitrary bytes: as a map file, as a leaks file behind a sound email map,
+/// as patches of a sound leaks file's trailer and tables ([`patch_leaks`]), and split in two as
+/// an email map and a leaks file. Damage gives errors, never a panic.
 pub fn index_open(data: &[u8]) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let map = dir.path().join("sha1.map");
