@@ -182,6 +182,77 @@ pub fn build_alive(pid: u32) -> bool {
     }
 }
 
+/// A private file (mode 0600) that gets its name `path` only when [`Unnamed::link`] is called: it
+/// is opened with `O_TMPFILE` in `path`'s directory, so a process killed while writing it (or
+/// before linking it) leaves no file at all, and the kernel frees its blocks. Files holding
+/// leaked plaintext passwords are written this way. Where the file system refuses `O_TMPFILE`
+/// (some network and FUSE file systems, kernels before 3.11), it falls back to an ordinary file
+/// created under `path` at once: there a killed build leaves it behind for the next command's
+/// sweep of dead builds' directories.
+pub struct Unnamed {
+    file: File,
+    path: PathBuf,
+    /// Created under its name already (the fallback).
+    named: bool,
+}
+
+impl Unnamed {
+    pub fn create(path: &Path) -> Result<Unnamed> {
+        use rustix::fs::{CWD, Mode, OFlags, openat};
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        match openat(CWD, dir, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => Ok(Unnamed {
+                file: File::from(fd),
+                path: path.to_path_buf(),
+                named: false,
+            }),
+            // No O_TMPFILE here (EISDIR: a kernel that ignores the flag; EOPNOTSUPP: a file
+            // system without it): a named file.
+            Err(
+                rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::ISDIR
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOSYS,
+            ) => Ok(Unnamed {
+                file: create_private_file(path)?,
+                path: path.to_path_buf(),
+                named: true,
+            }),
+            Err(e) => Err(Error::io(dir, e.into())),
+        }
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The file's size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.file.metadata().at(&self.path)?.len())
+    }
+
+    /// Give the file its name (a no-op for the named fallback). Through `/proc/self/fd`, which
+    /// needs no privilege; `AT_EMPTY_PATH` (which needs `CAP_DAC_READ_SEARCH`) where `/proc` is
+    /// not mounted.
+    pub fn link(self) -> Result<()> {
+        use rustix::fs::{AtFlags, CWD, linkat};
+        if self.named {
+            return Ok(());
+        }
+        let proc = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&self.file)
+        );
+        let linked = linkat(CWD, proc.as_str(), CWD, &self.path, AtFlags::SYMLINK_FOLLOW)
+            .or_else(|_| linkat(&self.file, "", CWD, &self.path, AtFlags::EMPTY_PATH));
+        linked.map_err(|e| Error::io(&self.path, e.into()))
+    }
+}
+
 /// A new private file written through a buffer that counts its position and the CRC-32 of every
 /// byte: the map files and `leaks.bin` are written this way and end with that CRC.
 pub struct CrcFile {
@@ -189,6 +260,8 @@ pub struct CrcFile {
     out: io::BufWriter<File>,
     crc: crc32fast::Hasher,
     pos: u64,
+    /// Created without a name ([`CrcFile::create_unnamed`]).
+    unnamed: Option<Unnamed>,
 }
 
 impl CrcFile {
@@ -198,6 +271,19 @@ impl CrcFile {
             out: io::BufWriter::with_capacity(1 << 20, create_private_file(path)?),
             crc: crc32fast::Hasher::new(),
             pos: 0,
+            unnamed: None,
+        })
+    }
+
+    /// A file that gets its name only from [`CrcFile::finish_unnamed`]'s [`Unnamed::link`].
+    pub fn create_unnamed(path: &Path) -> Result<CrcFile> {
+        let u = Unnamed::create(path)?;
+        Ok(CrcFile {
+            path: path.to_path_buf(),
+            out: io::BufWriter::with_capacity(1 << 20, u.file.try_clone().at(path)?),
+            crc: crc32fast::Hasher::new(),
+            pos: 0,
+            unnamed: Some(u),
         })
     }
 
@@ -216,7 +302,15 @@ impl CrcFile {
         &self.path
     }
 
-    /// Append the CRC-32 of everything written and 4 zero bytes, flush and fsync; the CRC.
+    /// [`CrcFile::finish`] a file made by [`CrcFile::create_unnamed`]: the CRC and the file, to
+    /// be linked under its name when the caller is ready.
+    pub fn finish_unnamed(mut self) -> Result<(u32, Unnamed)> {
+        let unnamed = self.unnamed.take().expect("created unnamed");
+        Ok((self.finish()?, unnamed))
+    }
+
+    /// Append the CRC-32 of everything written and 4 zero bytes, flush and fsync; the CRC. A
+    /// file created unnamed gets its name now.
     pub fn finish(mut self) -> Result<u32> {
         let crc = self.crc.clone().finalize();
         let mut tail = crc.to_le_bytes().to_vec();
@@ -227,6 +321,9 @@ impl CrcFile {
             .into_inner()
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
         file.sync_all().at(&self.path)?;
+        if let Some(u) = self.unnamed.take() {
+            u.link()?;
+        }
         Ok(crc)
     }
 }

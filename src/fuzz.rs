@@ -89,8 +89,9 @@ pub fn account_stores(data: &[u8]) {
     let _ = sink.flush();
 }
 
-/// The index opener on arbitrary bytes: as a map file, and split in two as an email map and a
-/// leaks file. Damage gives errors, never a panic.
+/// The index opener on arbitrary bytes: as a map file, as a leaks file behind a sound email map,
+/// as patches of a sound leaks file's trailer and tables ([`patch_leaks`]), and split in two as
+/// an email map and a leaks file. Damage gives errors, never a panic.
 pub fn index_open(data: &[u8]) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let map = dir.path().join("sha1.map");
@@ -124,6 +125,22 @@ pub fn index_open(data: &[u8]) {
         }
         let _ = em.verify();
     }
+    // The sound leaks file with u64 fields overwritten by the input, so that the trailer's block
+    // count and the tables' offsets take any value (overflows included), which random bytes
+    // behind a magic and a version would almost never reach.
+    let patched_dir = tempfile::tempdir().expect("temporary directory");
+    if write_email_map(patched_dir.path()).is_ok() {
+        let leaks_path = patched_dir.path().join("leaks.bin");
+        let mut leaks = std::fs::read(&leaks_path).expect("read");
+        patch_leaks(&mut leaks, data);
+        std::fs::write(&leaks_path, &leaks).expect("write");
+        if let Ok(em) = EmailMap::open(patched_dir.path()) {
+            for a in FUZZ_ADDRESSES {
+                let _ = em.record(a);
+            }
+            let _ = em.verify();
+        }
+    }
     let half = data.len() / 2;
     std::fs::write(dir.path().join("emails.fst"), &data[..half]).expect("write");
     std::fs::write(dir.path().join("leaks.bin"), &data[half..]).expect("write");
@@ -132,6 +149,19 @@ pub fn index_open(data: &[u8]) {
         let _ = em.record("alice@example.org");
         let _ = em.domain("example.org", true);
         let _ = em.verify();
+    }
+}
+
+/// Overwrite u64 fields of a leaks file as `patches` says: 10 bytes a patch, the field's distance
+/// from the end of the file (u16, little-endian: 16 is the trailer's block count, 48 the last block
+/// offset) and its new value (u64, little-endian). Patches that do not land inside are skipped.
+pub fn patch_leaks(leaks: &mut [u8], patches: &[u8]) {
+    let len = leaks.len();
+    for p in patches.chunks_exact(10) {
+        let back = u16::from_le_bytes([p[0], p[1]]) as usize;
+        if (8..=len).contains(&back) {
+            leaks[len - back..len - back + 8].copy_from_slice(&p[2..]);
+        }
     }
 }
 

@@ -369,3 +369,49 @@ fn a_directory_where_a_file_is_expected_is_a_clear_error() {
         );
     }
 }
+
+/// A leaks.bin trailer whose block count (0x0FFF_FFFF_FFFF_FFFE) overflows the table arithmetic
+/// made `info`, `check` and `audit` panic with exit 101 (issue 25): now exit 2 and a message
+/// naming the file and saying to rebuild.
+#[test]
+fn a_leaks_block_count_that_overflows_is_exit_2_naming_the_file_not_a_panic() {
+    let w = Workdir::new();
+    let combo = sample("combolists/customers.txt").display().to_string();
+    let r = w.run(&["build", "--index", "idx", "--combolist", &combo]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let leaks = w.path("idx").join("leaks.bin");
+    let mut bytes = std::fs::read(&leaks).unwrap();
+    let n = bytes.len();
+    // The trailer's block count: the u64 16 bytes before the end.
+    bytes[n - 16..n - 8].copy_from_slice(&0x0FFF_FFFF_FFFF_FFFEu64.to_le_bytes());
+    std::fs::write(&leaks, &bytes).unwrap();
+    w.write("acc.csv", "email,hash\nalice@example.org,{PLAIN}x\n");
+    for args in [
+        vec!["info", "--index", "idx"],
+        vec!["verify", "--index", "idx"],
+        vec!["check", "--index", "idx", "--accounts-csv", "acc.csv"],
+        vec!["domain", "--index", "idx", "example.org"],
+        vec![
+            "audit",
+            "--index",
+            "idx",
+            "--state",
+            "state",
+            "--out",
+            "out",
+            "--combolist",
+            &combo,
+            "--accounts-csv",
+            "acc.csv",
+        ],
+    ] {
+        let r = w.run(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("idx/leaks.bin") && r.stderr.contains("rebuild"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.stderr);
+    }
+}

@@ -186,6 +186,13 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         return Ok(AuditRun::Locked(lock_path));
     };
     fsutil::create_private_dir(&opts.out)?;
+    // What a killed build left (in the index's parent and the tmp_dir), whether or not we rebuild.
+    for p in crate::index::sweep_leftovers(&opts.index, opts.tmp_dir.as_deref()) {
+        warn.warn(format!(
+            "removed {}, left by a build that did not finish",
+            p.display()
+        ));
+    }
     let keep = kept_domains(opts);
     let rebuilt = rebuild_if_stale(opts, keep, warn)?;
 

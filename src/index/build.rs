@@ -65,10 +65,7 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
         .clone()
         .unwrap_or_else(|| staging.parent.clone());
     remove_stale_sort_dirs(&tmp_parent, warn);
-    let mut tmp = TempRuns {
-        parent: tmp_parent,
-        dir: None,
-    };
+    let mut tmp = TempRuns::new(tmp_parent);
     let (mut sinks, combo_mem) = new_sinks(opts, &staging.path);
     let mut sources = Vec::new();
     // (phase, time since the start when it ended)
@@ -102,7 +99,7 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
         }
         phases.push(("reading", start.elapsed()));
         let [_, _, combo_sha1, combo_ntlm] = &mut sinks;
-        let mut rec = finish_emails(
+        let (mut rec, leaks) = finish_emails(
             sorter,
             [combo_sha1, combo_ntlm],
             &staging.path,
@@ -115,7 +112,11 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
             d.dedup();
             d
         });
-        Some(rec)
+        Some((rec, leaks))
+    };
+    let (emails, unnamed) = match emails {
+        Some((rec, leaks)) => (Some(rec), vec![leaks]),
+        None => (None, Vec::new()),
     };
     if emails.is_some() {
         phases.push(("sorting and writing addresses", start.elapsed()));
@@ -147,7 +148,7 @@ pub fn build(opts: &BuildOptions, warn: &Warnings) -> Result<BuildSummary> {
     let manifest = new_manifest(build_id, sources, maps, emails);
     manifest.write(&staging.path)?;
     drop(tmp);
-    staging.publish()?;
+    staging.publish(unnamed)?;
     let mut last = Duration::ZERO;
     let phases = phases
         .into_iter()
@@ -223,7 +224,7 @@ fn finish_emails(
     build_id: u64,
     tmp: &mut TempRuns,
     progress: bool,
-) -> Result<EmailsRecord> {
+) -> Result<(EmailsRecord, crate::fsutil::Unnamed)> {
     let mut writer = EmailWriter::create(dir)?;
     let spill_dir = if sorter.needs_disk() {
         Some(tmp.path()?)
@@ -247,20 +248,21 @@ fn finish_emails(
         &bar,
     )?;
     bar.finish();
-    let (addresses, leaks_crc32) = writer.finish(build_id)?;
-    Ok(EmailsRecord {
+    let (addresses, leaks_crc32, leaks) = writer.finish_unnamed(build_id)?;
+    let rec = EmailsRecord {
         file: EMAILS_FILE.into(),
         leaks_file: LEAKS_FILE.into(),
         addresses,
         fst_bytes: file_size(&dir.join(EMAILS_FILE))?,
-        leaks_bytes: file_size(&dir.join(LEAKS_FILE))?,
+        leaks_bytes: leaks.size()?,
         leaks_crc32,
         rows: totals.distinct_rows,
         duplicate_rows: totals.duplicate_rows,
         passwords: totals.passwords,
         records: totals.records,
         kept_domains: None,
-    })
+    };
+    Ok((rec, leaks))
 }
 
 fn file_size(path: &Path) -> Result<u64> {

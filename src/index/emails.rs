@@ -24,7 +24,7 @@
 //! exact). A lookup finds the block by binary search over the first keys.
 
 use super::fst::write::{FixedFstWriter, InsertError};
-use crate::bytes::le_u64;
+use crate::bytes::{le_u32, le_u64};
 use crate::error::{Error, IoContext, Result};
 use crate::sources::combolist::Secret;
 use std::fs::File;
@@ -42,6 +42,21 @@ const BLOCK_BYTES: usize = 64 << 10;
 const ZSTD_LEVEL: i32 = 1;
 /// Leaked values kept per address.
 pub const MAX_SECRETS: usize = 256;
+/// No block a build writes decompresses to more: a block closes at [`BLOCK_BYTES`], and its last
+/// record holds at most [`MAX_SECRETS`] values of a combolist row (at most 1 KiB) each. A damaged
+/// frame that claims more is refused rather than inflated in memory.
+const MAX_BLOCK_BYTES: usize = BLOCK_BYTES + (MAX_SECRETS + 1) * 2048;
+
+/// A block's records, `None` when the frame is damaged or inflates past [`MAX_BLOCK_BYTES`].
+fn decompress_block(frame: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let d = zstd::stream::read::Decoder::with_buffer(frame).ok()?;
+    let mut out = Vec::new();
+    d.take(MAX_BLOCK_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() <= MAX_BLOCK_BYTES).then_some(out)
+}
 
 pub use crate::email::{email_key, key_email};
 
@@ -180,7 +195,8 @@ impl EmailWriter {
         Ok(EmailWriter {
             fst,
             fst_path,
-            leaks: crate::fsutil::CrcFile::create(&leaks_path)?,
+            // Plaintext passwords: unnamed until the build publishes (see `Unnamed`).
+            leaks: crate::fsutil::CrcFile::create_unnamed(&leaks_path)?,
             offsets: vec![0],
             first_keys: Vec::new(),
             key_offsets: vec![0],
@@ -216,8 +232,17 @@ impl EmailWriter {
         Ok(())
     }
 
-    /// Finish both files; returns (addresses, leaks.bin CRC-32).
-    pub fn finish(mut self, build_id: u64) -> Result<(u64, u32)> {
+    /// Finish both files and name leaks.bin; returns (addresses, leaks.bin CRC-32).
+    pub fn finish(self, build_id: u64) -> Result<(u64, u32)> {
+        let (addresses, crc, leaks) = self.finish_unnamed(build_id)?;
+        leaks.link()?;
+        Ok((addresses, crc))
+    }
+
+    /// Finish both files, leaving leaks.bin without a name (a build names it when it publishes:
+    /// a build killed before leaves no copy of the passwords); returns (addresses, leaks.bin
+    /// CRC-32, leaks.bin).
+    pub fn finish_unnamed(mut self, build_id: u64) -> Result<(u64, u32, crate::fsutil::Unnamed)> {
         let keys = std::mem::take(&mut self.first_keys);
         self.leaks.write(&keys)?;
         for table in [&self.key_offsets, &self.offsets] {
@@ -231,13 +256,13 @@ impl EmailWriter {
         t.extend_from_slice(&build_id.to_le_bytes());
         t.extend_from_slice(&((self.offsets.len() - 1) as u64).to_le_bytes());
         self.leaks.write(&t)?;
-        let crc = self.leaks.finish()?;
+        let (crc, leaks) = self.leaks.finish_unnamed()?;
         let w = self.fst.finish().at(&self.fst_path)?;
         let f = w
             .into_inner()
             .map_err(|e| Error::io(&self.fst_path, e.into_error()))?;
         f.sync_all().at(&self.fst_path)?;
-        Ok((self.addresses, crc))
+        Ok((self.addresses, crc, leaks))
     }
 }
 
@@ -273,65 +298,83 @@ impl EmailMap {
         let leaks = unsafe { crate::fsutil::map_file(&f, &leaks_path) }?;
         let _ = leaks.advise(memmap2::Advice::Random);
         let len = leaks.len();
-        if len < LEAKS_TRAILER + 8
-            || &leaks[len - LEAKS_TRAILER..len - LEAKS_TRAILER + 8] != LEAKS_MAGIC
-        {
-            return Err(Error::damaged(&leaks_path, "not a breach-audit leaks file"));
+        let bad = |what: &str| Error::damaged(&leaks_path, what);
+        // Every offset and length below comes from the file: all arithmetic on them is checked,
+        // and a value that does not fit is "damaged", never a panic (as in `mapfile.rs`).
+        let Some(trailer_at) = len.checked_sub(LEAKS_TRAILER) else {
+            return Err(bad("not a breach-audit leaks file (too short)"));
+        };
+        let t = &leaks[trailer_at..];
+        if &t[..8] != LEAKS_MAGIC {
+            return Err(bad("not a breach-audit leaks file"));
         }
-        let t = &leaks[len - LEAKS_TRAILER..];
-        let version = u32::from_le_bytes(t[8..12].try_into().expect("4"));
+        let version = le_u32(&t[8..]);
         if version != LEAKS_FORMAT {
-            return Err(Error::damaged(
-                &leaks_path,
-                format!("leaks format version {version}, this breach-audit reads {LEAKS_FORMAT}"),
-            ));
+            return Err(bad(&format!(
+                "leaks format version {version}, this breach-audit reads {LEAKS_FORMAT}"
+            )));
         }
         let build_id = le_u64(&t[16..]);
         let blocks = le_u64(&t[24..]);
-        let crc = u32::from_le_bytes(t[32..36].try_into().expect("4"));
-        let table_len = (blocks as usize)
+        let crc = le_u32(&t[32..]);
+        // Two tables of `blocks + 1` u64 each end where the trailer starts.
+        let table_len = blocks
             .checked_add(1)
-            .and_then(|n| n.checked_mul(16))
-            .filter(|&n| n + LEAKS_TRAILER <= len);
+            .and_then(|n| n.checked_mul(8))
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n.checked_mul(2).is_some_and(|both| both <= trailer_at));
         let Some(table_len) = table_len else {
-            return Err(Error::damaged(&leaks_path, "block table out of range"));
+            return Err(bad(&format!(
+                "block count {blocks} in the trailer does not fit the file ({len} bytes)"
+            )));
         };
-        let offsets_at = len - LEAKS_TRAILER - table_len / 2;
-        let key_offsets_at = offsets_at - table_len / 2;
-        let mut em = EmailMap {
+        let offsets_at = trailer_at - table_len;
+        let key_offsets_at = offsets_at - table_len;
+        // The last entries: where the first keys start, and their length.
+        let keys_at = le_u64(&leaks[offsets_at + table_len - 8..]);
+        let keys_len = le_u64(&leaks[key_offsets_at + table_len - 8..]);
+        let covers = le_u64(&leaks[offsets_at..]) == 0
+            && le_u64(&leaks[key_offsets_at..]) == 0
+            && keys_at.checked_add(keys_len) == Some(key_offsets_at as u64);
+        if !covers {
+            return Err(bad("block table does not cover the file"));
+        }
+        Ok(EmailMap {
             dir: dir.to_path_buf(),
             fst,
             leaks,
             offsets_at,
             key_offsets_at,
-            keys_at: 0,
+            // Not above key_offsets_at (checked just above), so it fits a usize.
+            keys_at: keys_at as usize,
             blocks,
             build_id,
             crc,
             kept: None,
-        };
-        em.keys_at = em.offset(blocks) as usize;
-        let keys_len = le_u64(&em.leaks[key_offsets_at + blocks as usize * 8..]);
-        if em.offset(0) != 0
-            || em.keys_at > key_offsets_at
-            || (em.keys_at as u64).checked_add(keys_len) != Some(key_offsets_at as u64)
-        {
-            return Err(Error::damaged(
-                &leaks_path,
-                "block table does not cover the file",
-            ));
-        }
-        Ok(em)
+        })
     }
 
-    fn offset(&self, block: u64) -> u64 {
-        le_u64(&self.leaks[self.offsets_at + block as usize * 8..])
+    /// Entry `i` (at most `blocks`) of the table at `table_at`; `None` past the table.
+    fn entry(&self, table_at: usize, i: u64) -> Option<u64> {
+        if i > self.blocks {
+            return None;
+        }
+        let at = usize::try_from(i)
+            .ok()?
+            .checked_mul(8)?
+            .checked_add(table_at)?;
+        self.leaks.get(at..at.checked_add(8)?).map(le_u64)
+    }
+
+    /// Where block `block` starts (`blocks`: where the blocks end), if the table holds it.
+    fn offset(&self, block: u64) -> Option<usize> {
+        usize::try_from(self.entry(self.offsets_at, block)?).ok()
     }
 
     /// The first key of a block, if its offsets are sane.
     fn first_key(&self, block: u64) -> Option<&[u8]> {
-        let at = |b: u64| le_u64(&self.leaks[self.key_offsets_at + b as usize * 8..]) as usize;
-        let (a, b) = (at(block), at(block + 1));
+        let at = |b: u64| usize::try_from(self.entry(self.key_offsets_at, b)?).ok();
+        let (a, b) = (at(block)?, at(block.checked_add(1)?)?);
         self.leaks[self.keys_at..self.key_offsets_at].get(a..b)
     }
 
@@ -400,12 +443,15 @@ impl EmailMap {
             return Ok(Vec::new());
         };
         let path = self.dir.join(LEAKS_FILE);
-        let (a, b) = (self.offset(block) as usize, self.offset(block + 1) as usize);
-        if a > b || b > self.keys_at {
+        let range = self
+            .offset(block)
+            .zip(block.checked_add(1).and_then(|b| self.offset(b)))
+            .filter(|&(a, b)| a <= b && b <= self.keys_at);
+        let Some((a, b)) = range else {
             return Err(Error::damaged(&path, "block table is damaged"));
-        }
-        let data = zstd::stream::decode_all(&self.leaks[a..b])
-            .map_err(|_| Error::damaged(&path, format!("block {block} does not decompress")))?;
+        };
+        let data = decompress_block(&self.leaks[a..b])
+            .ok_or_else(|| Error::damaged(&path, format!("block {block} does not decompress")))?;
         let bad = || Error::damaged(&path, format!("block {block} is damaged"));
         let mut pos = 0;
         let mut k: Vec<u8> = Vec::new();
@@ -572,6 +618,64 @@ mod tests {
         let listed = em.domain("d3.example", false).unwrap();
         assert_eq!(listed.len(), d3.len());
         assert!(listed.iter().zip(&d3).all(|(l, k)| email_key(&l.0) == **k));
+    }
+
+    /// Trailer and table values whose offset arithmetic overflows (the block count
+    /// 0x0FFF_FFFF_FFFF_FFFE made `info` panic, issue 25) or points outside the file: an error
+    /// naming leaks.bin and saying to rebuild, never a panic.
+    #[test]
+    fn overflowing_trailer_and_table_values_are_errors_naming_the_file() {
+        let cases: [&[(u16, u64)]; 6] = [
+            &[(16, 0x0FFF_FFFF_FFFF_FFFE)],
+            &[(16, u64::MAX)],
+            &[(16, 0x1FFF_FFFF_FFFF_FFFF)],
+            &[(16, 1 << 40)],
+            &[(48, u64::MAX), (64, 1)],
+            &[(56, u64::MAX - 15)],
+        ];
+        for patches in cases {
+            let dir = tempfile::tempdir().unwrap();
+            crate::fuzz::write_email_map(dir.path()).unwrap();
+            let path = dir.path().join(LEAKS_FILE);
+            let mut leaks = std::fs::read(&path).unwrap();
+            let bytes: Vec<u8> = patches
+                .iter()
+                .flat_map(|(back, v)| [&back.to_le_bytes()[..], &v.to_le_bytes()].concat())
+                .collect();
+            crate::fuzz::patch_leaks(&mut leaks, &bytes);
+            std::fs::write(&path, &leaks).unwrap();
+            let err = match EmailMap::open(dir.path()) {
+                Ok(_) => panic!("{patches:x?}: opened"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains("rebuild"),
+                "{patches:x?}: {err}"
+            );
+        }
+    }
+
+    /// A block whose frame inflates far past any block a build writes (a damaged or hostile
+    /// leaks.bin) is an error naming the file, not gigabytes in memory.
+    #[test]
+    fn a_block_that_inflates_past_any_real_block_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = email_key("alice@example.org");
+        let mut w = EmailWriter::create(dir.path()).unwrap();
+        w.insert(&key, 1).unwrap();
+        let block = LeakBlock {
+            first_key: key.clone(),
+            frame: zstd::bulk::compress(&vec![0u8; 64 << 20], 1).unwrap(),
+        };
+        w.write_blocks(&[block], 1).unwrap();
+        w.finish(7).unwrap();
+        let em = EmailMap::open(dir.path()).unwrap();
+        let err = em.record("alice@example.org").unwrap_err().to_string();
+        assert!(
+            err.contains("leaks.bin") && err.contains("does not decompress"),
+            "{err}"
+        );
+        assert!(decompress_block(&zstd::bulk::compress(&[7u8; 1000], 1).unwrap()).is_some());
     }
 
     #[test]

@@ -47,9 +47,11 @@ pub struct Index {
 }
 
 impl Index {
-    /// Open an index directory: reads the manifest, maps the files and checks their structure
-    /// (not every byte: that is [`Index::verify`]).
+    /// Open an index directory: removes what dead builds left beside it ([`sweep_leftovers`]),
+    /// reads the manifest, maps the files and checks their structure (not every byte: that is
+    /// [`Index::verify`]).
     pub fn open(dir: &Path) -> Result<Index> {
+        sweep_leftovers(dir, None);
         // A build may swap the directory between our reading the manifest and a map: the build id
         // tells, and a second attempt sees one consistent index.
         let mut attempt = 0;
@@ -202,6 +204,35 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// Remove what dead builds of the index `dir` left behind (a build killed with SIGKILL cannot):
+/// its staging directories beside it and the sort directories in its parent and in `tmp_dir` (a
+/// build's `--tmp-dir`). Directories of a live build are kept: each build holds a lock in them
+/// (see `tempdir.rs`). Every command that opens an index does this; returns the paths removed.
+pub fn sweep_leftovers(dir: &Path, tmp_dir: Option<&Path>) -> Vec<PathBuf> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut removed = Vec::new();
+    if let Some(name) = dir.file_name() {
+        removed.extend(staging::remove_stale_staging(
+            parent,
+            &name.to_string_lossy(),
+        ));
+    }
+    removed.extend(tempdir::remove_dead_build_dirs(
+        parent,
+        &[tempdir::SORT_DIR_PREFIX],
+    ));
+    if let Some(t) = tmp_dir {
+        removed.extend(tempdir::remove_dead_build_dirs(
+            t,
+            &[tempdir::SORT_DIR_PREFIX],
+        ));
+    }
+    removed
 }
 
 /// Every (origin, kind) pair of password maps.

@@ -1,9 +1,14 @@
 //! Where a build writes and how it is published: a staging directory beside the target
 //! (`.NAME.building-<pid>-<suffix>`, 0700), swapped in with one atomic `renameat2(RENAME_EXCHANGE)`
 //! (two renames where the file system lacks it), so a failed or killed build leaves the old index
-//! answering. Staging directories of dead builds are removed by the next build.
+//! answering. The build holds a lock in its staging directory while it lives
+//! ([`super::tempdir::BuildLock`]); staging directories of dead builds are removed by the next
+//! command that opens the index ([`super::sweep_leftovers`]) or builds it. Files holding
+//! plaintext passwords are written unnamed and linked only by [`Staging::publish`], so a killed
+//! build's staging directory holds none.
 
 use super::manifest::MANIFEST;
+use super::tempdir::{BuildLock, remove_dead_build_dirs};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ pub struct Staging {
     pub parent: PathBuf,
     pub path: PathBuf,
     published: bool,
+    lock: BuildLock,
 }
 
 impl Staging {
@@ -43,16 +49,30 @@ impl Staging {
             .tempdir_in(&parent)
             .at(&parent)?
             .keep();
+        let lock = match BuildLock::hold(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(e);
+            }
+        };
         Ok(Staging {
             target: target.to_path_buf(),
             parent,
             path,
             published: false,
+            lock,
         })
     }
 
-    /// Swap the staging directory in as the index.
-    pub fn publish(mut self) -> Result<()> {
+    /// Name the `unnamed` files (written in the staging directory) and swap the staging
+    /// directory in as the index.
+    pub fn publish(mut self, unnamed: Vec<fsutil::Unnamed>) -> Result<()> {
+        for u in unnamed {
+            u.link()?;
+        }
+        // The index must not carry the lock file; the lock itself is held until we are done.
+        self.lock.unlink()?;
         fsutil::sync_dir(&self.path);
         check_replaceable(&self.target)?;
         if std::fs::symlink_metadata(&self.target).is_ok() {
@@ -123,19 +143,15 @@ fn exchange(a: &Path, b: &Path) -> Result<bool> {
     }
 }
 
-/// Remove staging directories of builds whose process is gone (killed mid-build).
-fn remove_stale_staging(parent: &Path, name: &str) {
-    let prefix = format!(".{name}.building-");
-    let Ok(rd) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let fname = e.file_name().to_string_lossy().to_string();
-        if let Some(rest) = fname.strip_prefix(&prefix) {
-            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !fsutil::build_alive(p)) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
+/// The prefixes of the directories a build of the index `name` makes beside it: its staging
+/// directory, and the old index while two renames replace it.
+fn build_dir_prefixes(name: &str) -> [String; 2] {
+    [format!(".{name}.building-"), format!(".{name}.old-")]
+}
+
+/// Remove staging directories of builds that are gone (killed mid-build); the paths removed.
+pub fn remove_stale_staging(parent: &Path, name: &str) -> Vec<PathBuf> {
+    let prefixes = build_dir_prefixes(name);
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    remove_dead_build_dirs(parent, &prefixes)
 }
