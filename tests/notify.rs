@@ -433,7 +433,7 @@ fn a_dry_run_renders_everything_and_changes_nothing() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("would send: alice.owner@isp.example: 4 address(es)"),
+            .contains("would send: alice.owner@isp.example: 4 addresses"),
         "{}",
         r.stderr
     );

@@ -4,6 +4,7 @@ use super::Exit;
 use super::args::{Verbosity, print_alerts};
 use super::audit::AuditConfig;
 use breach_audit::audit::NotifyRun;
+use breach_audit::check::plural;
 use breach_audit::error::{Error, Result};
 use breach_audit::messages::Warnings;
 use breach_audit::notify::transport::Via;
@@ -79,7 +80,10 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
         NotifyRun::Done(o) => {
             if a.dry_run {
                 for (contact, n) in &o.would_send {
-                    eprintln!("breach-audit: would send: {contact}: {n} address(es)");
+                    eprintln!(
+                        "breach-audit: would send: {contact}: {}",
+                        plural(*n as u64, "address")
+                    );
                 }
                 eprintln!(
                     "breach-audit: dry run: {} would be sent, nothing changed",

@@ -126,7 +126,11 @@ fn csv_columns<'a>(
                 if looks_like_data {
                     "the first line looks like an account, not a header: add a header line `email,hash`".to_string()
                 } else {
-                    format!("found {} column(s): {}", names.len(), names.join(" | "))
+                    format!(
+                        "found {}: {}",
+                        crate::check::plural(names.len() as u64, "column"),
+                        names.join(" | ")
+                    )
                 }
             ),
         )
