@@ -32,6 +32,10 @@ pub(crate) struct NotifyArgs {
     /// Render every message, send none, change nothing; print who would get how many addresses.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Try failed notices now instead of at their next retry time (`retry_after`, doubled per
+    /// attempt); held notices stay held.
+    #[arg(long)]
+    pub(crate) retry_now: bool,
     /// Deliver at most N customer notices this run (the rest stay pending).
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<usize>,
@@ -67,6 +71,7 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
     let opts = NotifyOptions {
         dry_run: a.dry_run,
         limit: a.limit,
+        retry_now: a.retry_now,
     };
     let warn = Warnings::printing(a.out.quiet);
     match breach_audit::audit::notify(&state, &cfg, &opts, &warn)? {

@@ -102,6 +102,8 @@ pub struct NotifyOptions {
     pub dry_run: bool,
     /// Deliver at most this many customer notices.
     pub limit: Option<usize>,
+    /// Try failed notices now, whatever their `next_attempt` (held ones stay held).
+    pub retry_now: bool,
 }
 
 /// What `notify` did.
@@ -180,7 +182,7 @@ pub fn notify(
     let retry = cfg.retry_secs()?;
     let domain = from.email.domain().to_string();
     let mut out = NotifyOutcome::default();
-    for due in due_notices(state, opts.limit)? {
+    for due in due_notices(state, opts.limit, opts.retry_now)? {
         crate::fsutil::check_interrupted()?;
         let addresses = notice_addresses(state, due.id)?;
         if addresses.is_empty() {
@@ -225,17 +227,19 @@ pub fn notify(
     Ok(out)
 }
 
-fn due_notices(state: &State, limit: Option<usize>) -> Result<Vec<Due>> {
+/// Open notices whose `next_attempt` has come (with `retry_now`, every open notice).
+fn due_notices(state: &State, limit: Option<usize>, retry_now: bool) -> Result<Vec<Due>> {
     let mut q = state
         .conn
         .prepare(
             "SELECT id, contact, owner, attempts FROM notices
-             WHERE status IN ('pending', 'failed') AND (next_attempt IS NULL OR next_attempt <= ?1)
+             WHERE status IN ('pending', 'failed')
+               AND (?3 OR next_attempt IS NULL OR next_attempt <= ?1)
              ORDER BY id LIMIT ?2",
         )
         .map_err(state.err())?;
     let limit = limit.map(|l| l as i64).unwrap_or(-1);
-    q.query_map(params![state::now(), limit], |r| {
+    q.query_map(params![state::now(), limit, retry_now], |r| {
         Ok(Due {
             id: r.get(0)?,
             contact: r.get(1)?,
@@ -280,7 +284,7 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
         let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
         let f = NoticeFinding {
             kind,
-            text: message::finding_text(&detail),
+            text: message::finding_text(&detail, suspended),
             detail,
         };
         match out.last_mut() {
@@ -361,7 +365,7 @@ fn record_failure(
                 due.id,
                 if held { "held" } else { "failed" },
                 attempts,
-                why,
+                why.trim(),
                 state::later(delay)
             ],
         )
