@@ -749,3 +749,29 @@ fn a_locked_account_is_not_told_anyone_can_log_in_and_no_line_breaks_mid_sentenc
         );
     }
 }
+
+#[test]
+fn audit_help_names_every_notify_key() {
+    let w = Workdir::new();
+    let r = run(&w, &["audit", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let help = r.out();
+    assert!(help.contains("[notify]"), "{help}");
+    for key in [
+        "from",
+        "reply_to",
+        "operator",
+        "via",
+        "sendmail",
+        "smtp_host",
+        "smtp_port",
+        "smtp_tls",
+        "smtp_credentials",
+        "outbox",
+        "max_attempts",
+        "retry_after",
+        "template_dir",
+    ] {
+        assert!(help.contains(key), "audit --help does not name [notify] {key}");
+    }
+}

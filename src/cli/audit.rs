@@ -21,6 +21,15 @@ pub(crate) struct AuditArgs {
     /// max_rejected, max_file_size, verify_budget, digest_md5_realms, and a `[limits]` section with
     /// the --cost-limit keys); flags override it. Relative paths in it are relative to the
     /// file's directory.
+    ///
+    /// Its `[notify]` section (for --notify and `breach-audit notify`): from (the sender,
+    /// required), reply_to, operator (who gets what customers must not), via (sendmail, smtp or
+    /// outbox; default sendmail), sendmail (the program, default /usr/sbin/sendmail), smtp_host,
+    /// smtp_port (default 587, 465 with smtp_tls = "tls", 25 with "none"), smtp_tls (starttls,
+    /// tls or none; default starttls), smtp_credentials (a 0600 file: user on line 1, password
+    /// on line 2), outbox (a directory, one .eml per message), max_attempts (default 5, then the
+    /// notice is held), retry_after (the first retry's delay, doubled per attempt up to a day;
+    /// default "1h"), template_dir (subject.txt, body.txt, body.html).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// The index directory (rebuilt in place, atomically, when a source changed).
