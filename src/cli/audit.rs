@@ -38,7 +38,9 @@ pub(crate) struct AuditArgs {
     /// State directory: reported findings, verification cache, lock.
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
-    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv.
+    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv. Created if missing; a
+    /// directory that cannot take files fails the run before any work (a temporary file is
+    /// created and removed there).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// HIBP dumps, as for `build`. Repeatable.
@@ -203,6 +205,7 @@ impl AuditConfig {
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
     let quiet = a.out_opts.quiet;
     let opts = options(a)?;
+    check_out_dir(&opts.out)?;
     match breach_audit::audit::audit(&opts, &Warnings::printing(quiet))? {
         AuditRun::Locked(lock) => {
             eprintln!(
@@ -350,4 +353,18 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         apply_suspend: a.suspend,
     };
     Ok(opts)
+}
+
+/// Fail before the audit when `--out` cannot take files (the outputs are written at the end, after
+/// the whole check): created if missing (0700, as the audit would), then a temporary file is
+/// created and removed in it.
+fn check_out_dir(out: &std::path::Path) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::Usage(format!(
+            "--out {}: cannot create files in this directory ({e}); nothing was audited",
+            out.display()
+        ))
+    };
+    breach_audit::fsutil::create_private_dir(out).map_err(|e| fail(&e))?;
+    breach_audit::fsutil::probe_writable(out).map_err(|e| fail(&e))
 }
