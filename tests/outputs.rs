@@ -99,3 +99,75 @@ fn audit_out_in_an_unwritable_directory_fails_before_the_audit() {
     assert!(!w.path("idx").exists());
     assert!(!w.path("state/breach-audit.sqlite").exists());
 }
+
+/// Fill the file system of `dir` to the last byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let one = [0u8; 1];
+    while f.write_all(&one).is_ok() {}
+}
+
+#[test]
+fn a_full_disk_under_state_says_no_space_left_with_the_path() {
+    let w = Workdir::new();
+    let Some(_fs) = Tmpfs::mount(&w.path("state"), "size=512k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)");
+        return;
+    };
+    let da = w.path("da");
+    copy_tree(&sample("servers/directadmin"), &da);
+    let args = |all: bool| {
+        let mut v = vec![
+            "audit".to_string(),
+            "--index".into(),
+            "idx".into(),
+            "--state".into(),
+            "state".into(),
+            "--out".into(),
+            "out".into(),
+            "--hibp".into(),
+            s(&sample("hibp/pwned-passwords-sha1.txt")),
+            "--combolist".into(),
+            s(&sample("combolists/customers.txt")),
+            "--directadmin".into(),
+            s(&da),
+            "-q".into(),
+        ];
+        if all {
+            v.push("--all".into());
+        }
+        v
+    };
+    let run = |all: bool| {
+        let a = args(all);
+        w.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Night 1 fits.
+    let r = run(false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // Night 2 on a full disk: SQLite itself only says "disk I/O error" here (its WAL index
+    // cannot grow) or "database or disk is full".
+    fill(&w.path("state"));
+    let r = run(true);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("state/breach-audit.sqlite: state database: no space left on device"),
+        "{}",
+        r.stderr
+    );
+    // A new state on a full disk too.
+    std::fs::remove_file(w.path("state/filler")).unwrap();
+    for e in std::fs::read_dir(w.path("state")).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("breach-audit.sqlite") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    fill(&w.path("state"));
+    let r = run(false);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no space left on device"), "{}", r.stderr);
+    assert!(r.stderr.contains("state"), "{}", r.stderr);
+}

@@ -35,7 +35,8 @@ pub(crate) struct AuditArgs {
     /// The index directory (rebuilt in place, atomically, when a source changed).
     #[arg(long, value_name = "DIR")]
     pub(crate) index: Option<PathBuf>,
-    /// State directory: reported findings, verification cache, lock.
+    /// State directory: reported findings, verification cache, lock. A full disk there is an
+    /// error that says "no space left on device", with the path.
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
     /// Output directory for at-risk.jsonl, new.jsonl and notices.csv. Created if missing; a

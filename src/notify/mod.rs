@@ -326,7 +326,7 @@ fn message_id(notice: i64, domain: &str) -> String {
 fn record_sent(state: &mut State, due: &Due, id: &str, via: Via) -> Result<()> {
     let now = state::now();
     let path = state.path().to_path_buf();
-    let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
+    let e = |x: rusqlite::Error| state::db_error(&path, &x);
     let tx = state.conn.transaction().map_err(e)?;
     tx.execute(
         "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
