@@ -135,11 +135,13 @@ fn read_messages(dir: &Path, prefix: &str) -> Vec<Mail> {
         .collect()
 }
 
-/// The sample servers, copied so they can change, with bob's contact unless `no_bob`.
+/// The sample servers, copied so they can change, with bob's contact if `bob`, and a domain whose
+/// account file is missing (so there is something not audited for the operator).
 fn servers(w: &Workdir, bob: bool) {
     for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
         copy_tree(&sample(from), &w.path(to));
     }
+    add_missing_domain(&w.path("da"));
     if bob {
         w.write(
             "da/usr/local/directadmin/data/users/bob/user.conf",

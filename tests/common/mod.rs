@@ -257,3 +257,23 @@ pub fn unwritable_dir(dir: &Path) -> Option<Option<Tmpfs>> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
     Some(None)
 }
+
+/// The domain the shipped sample lacks on purpose: listed in DirectAdmin's `domainowners` (owner
+/// bob) with a directory but no `passwd`, so its accounts cannot be read and it is not audited.
+pub const MISSING_DOMAIN: &str = "missing.example";
+
+/// Add [`MISSING_DOMAIN`] to a copied DirectAdmin tree (the shipped sample is complete: its first
+/// audit is not INCOMPLETE; tests of what is not audited add this).
+pub fn add_missing_domain(da: &Path) {
+    let owners = da.join("etc/virtual/domainowners");
+    let mut text = std::fs::read_to_string(&owners).unwrap();
+    text.push_str(&format!("{MISSING_DOMAIN}: bob\n"));
+    std::fs::write(&owners, text).unwrap();
+    std::fs::create_dir_all(da.join("etc/virtual").join(MISSING_DOMAIN)).unwrap();
+}
+
+/// `cp -a` of the sample DirectAdmin tree to `to`, with [`MISSING_DOMAIN`] added.
+pub fn directadmin_with_missing_domain(to: &Path) {
+    copy_tree(&sample("servers/directadmin"), to);
+    add_missing_domain(to);
+}
