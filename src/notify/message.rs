@@ -22,7 +22,7 @@ These accounts of yours turned up:
 {% for a in addresses -%}
 * {{ a.email }}{% if a.suspended %} (login currently locked){% endif %}
 {%- if a.outbound_suspended %}
-  Outgoing mail of this account is suspended: change its password and it is restored within a day (at the next nightly check), or reply to this message.{% endif %}
+  OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password and it is restored within a day (at the next nightly check), or reply to this message.{% endif %}
 {%- for f in a.findings %}
   - {{ f.text }}
 {%- endfor %}
@@ -325,6 +325,6 @@ mod tests {
             assert!(ends_a_sentence, "a line broken mid-sentence: {line:?}\n{}", r.text);
         }
         assert!(r.text.contains("* editor@blog.example (login currently locked)\n"));
-        assert!(r.text.contains("Outgoing mail of this account is suspended"));
+        assert!(r.text.contains("OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password"));
     }
 }
