@@ -601,9 +601,16 @@ mod db_error_tests {
             return; // this machine's temp dir is itself nearly full
         }
         let path = dir.path().join("breach-audit.sqlite");
-        for code in [ffi::SQLITE_FULL, ffi::SQLITE_IOERR_SHMSIZE, ffi::SQLITE_CORRUPT] {
+        for code in [
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR_SHMSIZE,
+            ffi::SQLITE_CORRUPT,
+        ] {
             let text = db_error(&path, &failure(code)).to_string();
-            assert!(text.starts_with(&format!("{}: state database: ", path.display())), "{text}");
+            assert!(
+                text.starts_with(&format!("{}: state database: ", path.display())),
+                "{text}"
+            );
             assert!(!text.contains("no space"), "{text}");
         }
     }

@@ -649,7 +649,11 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
     let port = free_port(); // nothing listens there yet
     let cfg = s(&smtp_config(&w, port));
     let toml = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, toml.replace("retry_after = \"0s\"", "retry_after = \"1h\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace("retry_after = \"0s\"", "retry_after = \"1h\""),
+    )
+    .unwrap();
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     // The error names the server it could not reach, and is stored as one trimmed line.
@@ -661,7 +665,8 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
         assert!(!e.contains('\n'), "{e:?}");
     }
     assert!(
-        r.stderr.contains(&format!("not delivered: smtp 127.0.0.1:{port}: ")),
+        r.stderr
+            .contains(&format!("not delivered: smtp 127.0.0.1:{port}: ")),
         "{}",
         r.stderr
     );
@@ -669,7 +674,12 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
     let sink = SmtpSink::start(port);
     let r = run(&w, &["notify", "--config", &cfg]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("0 notices sent, 0 failed (retried later), 0 held, 3 still pending"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 notices sent, 0 failed (retried later), 0 held, 3 still pending"),
+        "{}",
+        r.stderr
+    );
     assert!(customer_mail(&sink.messages()).is_empty());
     // ...and --retry-now delivers every one of them at once, once.
     let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
@@ -677,7 +687,10 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
     assert!(r.stderr.contains("3 notices sent"), "{}", r.stderr);
     assert_eq!(recipients(&sink.messages()), THREE);
     assert_eq!(
-        scalar(&w, "SELECT count(*) FROM notices WHERE status = 'sent' AND last_error IS NULL"),
+        scalar(
+            &w,
+            "SELECT count(*) FROM notices WHERE status = 'sent' AND last_error IS NULL"
+        ),
         3
     );
     let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
@@ -704,11 +717,17 @@ fn a_failing_sendmail_is_named_with_its_path_and_its_stderr_stored_trimmed() {
     let errors = last_errors(&w);
     assert_eq!(errors.len(), 3, "{errors:?}");
     for e in &errors {
-        assert!(e.starts_with(&format!("sendmail {}: ", s(&script))), "{e:?}");
+        assert!(
+            e.starts_with(&format!("sendmail {}: ", s(&script))),
+            "{e:?}"
+        );
         assert!(e.ends_with("mail queue full"), "{e:?}");
     }
     // A sendmail that is not there: the path it tried.
-    let cfg = s(&config(&w, "via = \"sendmail\"\nsendmail = \"/nonexistent/sendmail\""));
+    let cfg = s(&config(
+        &w,
+        "via = \"sendmail\"\nsendmail = \"/nonexistent/sendmail\"",
+    ));
     let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     for e in last_errors(&w) {
@@ -736,7 +755,10 @@ fn a_locked_account_is_not_told_anyone_can_log_in_and_no_line_breaks_mid_sentenc
         .split_once("* editor@blog.example (login currently locked)")
         .unwrap_or_else(|| panic!("editor's block, marked locked: {text}"))
         .1;
-    assert!(editor.contains("current password is in a public list"), "{editor}");
+    assert!(
+        editor.contains("current password is in a public list"),
+        "{editor}"
+    );
     assert!(!editor.contains("anyone can log in with it"), "{editor}");
     assert!(editor.contains("once it is unlocked"), "{editor}");
     assert!(writer.contains("anyone can log in with it."), "{writer}");
@@ -774,6 +796,9 @@ fn audit_help_names_every_notify_key() {
         "retry_after",
         "template_dir",
     ] {
-        assert!(help.contains(key), "audit --help does not name [notify] {key}");
+        assert!(
+            help.contains(key),
+            "audit --help does not name [notify] {key}"
+        );
     }
 }

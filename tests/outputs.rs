@@ -30,7 +30,9 @@ macro_rules! unwritable {
         match unwritable_dir(&$w.path($rel)) {
             Some(guard) => guard,
             None => {
-                eprintln!("skipped: cannot mount a read-only tmpfs here (root without CAP_SYS_ADMIN)");
+                eprintln!(
+                    "skipped: cannot mount a read-only tmpfs here (root without CAP_SYS_ADMIN)"
+                );
                 return;
             }
         }
@@ -43,10 +45,19 @@ fn check_output_in_an_unwritable_directory_fails_before_the_check() {
     index(&w);
     let _ro = unwritable!(w, "ro");
     let da = s(&sample("servers/directadmin"));
-    let r = w.run(&["check", "--index", "idx", "--directadmin", &da, "--output", "ro/at-risk.jsonl"]);
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--directadmin",
+        &da,
+        "--output",
+        "ro/at-risk.jsonl",
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("--output ro/at-risk.jsonl: cannot create files in the directory ro"),
+        r.stderr
+            .contains("--output ro/at-risk.jsonl: cannot create files in the directory ro"),
         "{}",
         r.stderr
     );
@@ -55,7 +66,16 @@ fn check_output_in_an_unwritable_directory_fails_before_the_check() {
     assert!(r.stdout.is_empty());
     assert_eq!(std::fs::read_dir(w.path("ro")).unwrap().count(), 0);
     // The same command with a writable --output works (so the probe is what refused).
-    let r = w.run(&["check", "--index", "idx", "--directadmin", &da, "--output", "at-risk.jsonl", "-q"]);
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--directadmin",
+        &da,
+        "--output",
+        "at-risk.jsonl",
+        "-q",
+    ]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(w.path("at-risk.jsonl").exists());
     // The probe leaves nothing behind in a writable directory.
@@ -67,7 +87,14 @@ fn domain_output_in_an_unwritable_directory_fails_naming_it() {
     let w = Workdir::new();
     index(&w);
     let _ro = unwritable!(w, "ro");
-    let r = w.run(&["domain", "--index", "idx", "example.com", "--output", "ro/d.jsonl"]);
+    let r = w.run(&[
+        "domain",
+        "--index",
+        "idx",
+        "example.com",
+        "--output",
+        "ro/d.jsonl",
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("cannot create files in the directory ro"),
@@ -94,7 +121,11 @@ fn audit_out_in_an_unwritable_directory_fails_before_the_audit() {
         &s(&sample("servers/directadmin")),
     ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("--out ro/out: cannot create files"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--out ro/out: cannot create files"),
+        "{}",
+        r.stderr
+    );
     // Nothing was built or audited.
     assert!(!w.path("idx").exists());
     assert!(!w.path("state/breach-audit.sqlite").exists());
@@ -154,14 +185,18 @@ fn a_full_disk_under_state_says_no_space_left_with_the_path() {
     let r = run(true);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("state/breach-audit.sqlite: state database: no space left on device"),
+        r.stderr
+            .contains("state/breach-audit.sqlite: state database: no space left on device"),
         "{}",
         r.stderr
     );
     // A new state on a full disk too.
     std::fs::remove_file(w.path("state/filler")).unwrap();
     for e in std::fs::read_dir(w.path("state")).unwrap().flatten() {
-        if e.file_name().to_string_lossy().starts_with("breach-audit.sqlite") {
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("breach-audit.sqlite")
+        {
             std::fs::remove_file(e.path()).unwrap();
         }
     }

@@ -293,7 +293,9 @@ pub fn plural(n: u64, what: &str) -> String {
     if n == 1 {
         return format!("1 {what}");
     }
-    let es = ["s", "x", "z", "ch", "sh"].iter().any(|e| what.ends_with(e));
+    let es = ["s", "x", "z", "ch", "sh"]
+        .iter()
+        .any(|e| what.ends_with(e));
     format!("{n} {what}{}", if es { "es" } else { "s" })
 }
 

@@ -55,7 +55,11 @@ pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
                 writeln!(out, "{}", c.dumps).at(shown)?;
             }
             Lookup::NotAHash(why) => {
-                let e = if a.combolists { "error\terror" } else { "error" };
+                let e = if a.combolists {
+                    "error\terror"
+                } else {
+                    "error"
+                };
                 writeln!(out, "{e}").at(shown)?;
                 eprintln!("breach-audit: warning: <stdin>:{n}: {why}");
             }

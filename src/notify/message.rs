@@ -313,7 +313,10 @@ mod tests {
             .notice(
                 "carl@owner.example",
                 Some("carl"),
-                &[a("editor@blog.example", true, false), a("writer@blog.example", false, true)],
+                &[
+                    a("editor@blog.example", true, false),
+                    a("writer@blog.example", false, true),
+                ],
             )
             .unwrap();
         for line in r.text.lines() {
@@ -322,9 +325,19 @@ mod tests {
             let ends_a_sentence = l.is_empty()
                 || [".", ":", ",", ")"].iter().any(|e| l.ends_with(e))
                 || l.starts_with("* ");
-            assert!(ends_a_sentence, "a line broken mid-sentence: {line:?}\n{}", r.text);
+            assert!(
+                ends_a_sentence,
+                "a line broken mid-sentence: {line:?}\n{}",
+                r.text
+            );
         }
-        assert!(r.text.contains("* editor@blog.example (login currently locked)\n"));
-        assert!(r.text.contains("OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password"));
+        assert!(
+            r.text
+                .contains("* editor@blog.example (login currently locked)\n")
+        );
+        assert!(
+            r.text
+                .contains("OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password")
+        );
     }
 }
