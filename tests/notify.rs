@@ -802,3 +802,24 @@ fn audit_help_names_every_notify_key() {
         );
     }
 }
+
+#[test]
+fn an_outbox_that_cannot_take_files_is_named_in_the_error() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let Some(_ro) = unwritable_dir(&w.path("outbox")) else {
+        eprintln!("skipped: cannot make a directory unwritable here");
+        return;
+    };
+    let cfg = s(&config(&w, "via = \"outbox\"\noutbox = \"outbox\""));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let errors = last_errors(&w);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.starts_with(&format!("outbox {}: ", s(&w.path("outbox")))),
+            "{e:?}"
+        );
+    }
+}
