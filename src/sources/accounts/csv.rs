@@ -128,7 +128,11 @@ fn csv_columns<'a>(
                 } else {
                     format!(
                         "found {}: {}",
-                        crate::check::plural(names.len() as u64, "column"),
+                        // (not check::plural: the readers do not import check)
+                        match names.len() {
+                            1 => "1 column".to_string(),
+                            n => format!("{n} columns"),
+                        },
                         names.join(" | ")
                     )
                 }
