@@ -70,6 +70,22 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).at(path)
 }
 
+/// Can files be created in `dir`? Creates and removes a temporary file there, so that a command
+/// whose output goes there fails before its work, not after (permissions, a read-only mount, a
+/// full disk, ACLs: whatever the kernel says, not a guess from mode bits).
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    // tempfile's error names the random file; the caller names the directory.
+    let plain = |e: std::io::Error| match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => e,
+    };
+    let f = tempfile::Builder::new()
+        .prefix(".breach-audit-probe-")
+        .tempfile_in(dir)
+        .map_err(plain)?;
+    f.close().map_err(plain)
+}
+
 /// Create a new file with mode 0600 (fails if it exists), open for reading and writing.
 pub fn create_private_file(path: &Path) -> Result<File> {
     OpenOptions::new()

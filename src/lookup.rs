@@ -3,24 +3,24 @@
 
 use crate::bytes::{hex_val, trim_blanks};
 use crate::error::Result;
-use crate::index::Index;
-use crate::index::keys::HashKind;
+use crate::index::keys::{HashKind, Origin};
+use crate::index::{Index, PasswordCounts};
 
 /// What one input line gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookup {
-    /// Times seen (dumps and combolists together); 0 when never.
-    Count(u64),
+    /// Times seen in the dumps, and combolist rows holding it, apart (as `check` reports them).
+    Counts(PasswordCounts),
     /// With `--hashes`, a line that is not a hash, and why.
     NotAHash(&'static str),
 }
 
-/// The count for one input line: a password, or with `hashes` a 40-hex SHA-1 or 32-hex NTLM.
+/// The counts for one input line: a password, or with `hashes` a 40-hex SHA-1 or 32-hex NTLM.
 /// `Err` is a damaged index.
 pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<Lookup> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if !hashes {
-        return index.password_count(line).map(Lookup::Count);
+        return index.password_counts(line).map(Lookup::Counts);
     }
     let h = trim_blanks(line);
     let kind = match h.len() {
@@ -35,9 +35,16 @@ pub fn lookup_line(index: &Index, line: &[u8], hashes: bool) -> Result<Lookup> {
     if hex::decode_to_slice(h, &mut digest[..h.len() / 2]).is_err() {
         return Ok(Lookup::NotAHash("not a hex hash"));
     }
-    let mut n = 0;
-    for origin in crate::index::keys::Origin::ALL {
-        n += index.count_in(origin, kind, &digest[..h.len() / 2])?;
-    }
-    Ok(Lookup::Count(n))
+    let digest = &digest[..h.len() / 2];
+    Ok(Lookup::Counts(PasswordCounts {
+        dumps: index.count_in(Origin::Dumps, kind, digest)?,
+        combolists: index.count_in(Origin::Combolists, kind, digest)?,
+    }))
+}
+
+/// Does the index hold combolist passwords (maps a `--combolists` column can read)?
+pub fn has_combolists(index: &Index) -> bool {
+    HashKind::ALL
+        .into_iter()
+        .any(|k| index.map_of(Origin::Combolists, k).is_some())
 }

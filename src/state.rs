@@ -180,7 +180,49 @@ pub struct State {
 }
 
 fn db(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| Error::bad_input(path, format!("state database: {e}"))
+    move |e| db_error(path, &e)
+}
+
+/// A state database error, with the path. SQLite says "database or disk is full" (SQLITE_FULL) or,
+/// when growing its shared-memory file fails, only "disk I/O error": when the file system has under
+/// 1 MiB left for us, either is named "no space left on device", with the space left.
+pub(crate) fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
+    use rusqlite::ffi::ErrorCode;
+    let code = match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+        _ => None,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Bytes this process may still write there (root may use the reserved blocks).
+    let free = rustix::fs::statvfs(dir).ok().map(|v| {
+        let blocks = if rustix::process::geteuid().is_root() {
+            v.f_bfree
+        } else {
+            v.f_bavail
+        };
+        blocks.saturating_mul(v.f_frsize)
+    });
+    // SQLITE_FULL is also a database at its max_page_count: the free space decides.
+    let full = match (code, free) {
+        (Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure), Some(f)) => f < 1 << 20,
+        (Some(ErrorCode::DiskFull), None) => true,
+        _ => false,
+    };
+    if !full {
+        return Error::bad_input(path, format!("state database: {e}"));
+    }
+    let left = free.map_or(String::new(), |f| {
+        format!(", {} KiB left on {}", f / 1024, dir.display())
+    });
+    Error::bad_input(
+        path,
+        format!(
+            "state database: no space left on device{left} (SQLite: {e}); free some space and run again"
+        ),
+    )
 }
 
 /// What tonight's audit found, for [`State::record_night`].
@@ -885,4 +927,38 @@ fn refresh_notices(tx: &rusqlite::Transaction, now: &str) -> rusqlite::Result<()
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod db_error_tests {
+    use super::db_error;
+    use rusqlite::ffi;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None)
+    }
+
+    // The full disk itself is tested on a real full tmpfs (tests/outputs.rs); here, that a roomy
+    // one is never called full.
+    #[test]
+    fn sqlite_errors_with_space_left_keep_sqlites_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let free = rustix::fs::statvfs(dir.path()).unwrap();
+        if free.f_bavail.saturating_mul(free.f_frsize) < 2 << 20 {
+            return; // this machine's temp dir is itself nearly full
+        }
+        let path = dir.path().join("breach-audit.sqlite");
+        for code in [
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR_SHMSIZE,
+            ffi::SQLITE_CORRUPT,
+        ] {
+            let text = db_error(&path, &failure(code)).to_string();
+            assert!(
+                text.starts_with(&format!("{}: state database: ", path.display())),
+                "{text}"
+            );
+            assert!(!text.contains("no space"), "{text}");
+        }
+    }
 }

@@ -263,4 +263,23 @@ fn verifications_over_the_time_budget_are_owed_to_the_next_night_not_lost() {
         .map(|l| emails(l).remove(0))
         .collect();
     assert_eq!(critical, SAMPLE_CRITICAL, "{new}");
+    // The shipped sample trees are complete: every listed domain was audited.
+    let run_json: serde_json::Value = serde_json::from_str(&read(&w, "out/run.json")).unwrap();
+    assert_eq!(run_json["complete"], true, "{run_json}");
+    assert_eq!(run_json["not_audited"], serde_json::json!([]), "{run_json}");
+}
+
+#[test]
+fn the_sample_config_is_complete_on_its_first_run() {
+    let w = Workdir::new();
+    let cfg = sample("audit.toml").display().to_string();
+    let r = w.run(&[
+        "audit", "--config", &cfg, "--index", "idx", "--state", "state", "--out", "out",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("; complete;"), "{}", r.stderr);
+    assert!(!r.stderr.contains("INCOMPLETE"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not audited"), "{}", r.stderr);
+    let run_json: serde_json::Value = serde_json::from_str(&read(&w, "out/run.json")).unwrap();
+    assert_eq!(run_json["complete"], true, "{run_json}");
 }

@@ -121,6 +121,15 @@ fn lookup_never_echoes_and_reads_hashes() {
     assert!(r.stderr.contains("<stdin>:2"));
     let r = w.run_stdin(&["lookup", "--index", "idx"], b"nothing here\n");
     assert_eq!(r.code, 0);
+    // A combolist column from an index without combolists would be a column of made-up zeros.
+    let r = w.run_stdin(&["lookup", "--index", "idx", "--combolists"], b"hunter2\n");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds no combolist passwords"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.out(), "");
 }
 
 #[test]

@@ -68,11 +68,22 @@ fn messy_combolists_are_parsed_and_counted() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    // Leaked passwords feed the password maps: zoe-pass-1 is in no HIBP dump, Summer2024! gains one.
+    // Leaked passwords feed the password maps: zoe-pass-1 is in no HIBP dump, Summer2024! is in
+    // one combolist row. lookup prints the dumps' count, as check does (1402, not 1403)...
     assert_eq!(
         w.lookup("idx", &["zoe-pass-1", "Summer2024!", "hunter 2"]),
-        vec![1, 1403, 1]
+        vec![0, 1402, 0]
     );
+    // ...and with --combolists the combolist rows apart, in a second column.
+    let r = w.run_stdin(
+        &["lookup", "--index", "idx", "--combolists"],
+        b"zoe-pass-1\nSummer2024!\nhunter 2\nnever-leaked-xyz\n",
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.out(), "0\t1\n1402\t1\n0\t1\n0\t0\n");
+    // A password only a combolist holds is not "seen in the dumps": exit 0 without the column.
+    let r = w.run_stdin(&["lookup", "--index", "idx"], b"zoe-pass-1\n");
+    assert_eq!((r.code, r.out().as_str()), (0, "0\n"), "{}", r.stderr);
     let r = w.run(&["verify", "--index", "idx"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }

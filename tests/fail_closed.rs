@@ -388,7 +388,7 @@ fn a_missing_or_emptied_passwd_file_neither_loses_nor_repeats_findings() {
 #[test]
 fn the_cron_wrapper_shows_what_was_not_audited_and_exits_non_zero() {
     let w = Workdir::new();
-    copy_tree(&sample("servers/directadmin"), &w.path("da"));
+    directadmin_with_missing_domain(&w.path("da"));
     let cfg = |tree: &str| {
         format!(
             "index = \"idx\"\nstate = \"state\"\nout = \"out\"\nhibp = [{:?}]\ncombolist = [{:?}]\n{tree}\n",

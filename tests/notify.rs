@@ -135,11 +135,13 @@ fn read_messages(dir: &Path, prefix: &str) -> Vec<Mail> {
         .collect()
 }
 
-/// The sample servers, copied so they can change, with bob's contact unless `no_bob`.
+/// The sample servers, copied so they can change, with bob's contact if `bob`, and a domain whose
+/// account file is missing (so there is something not audited for the operator).
 fn servers(w: &Workdir, bob: bool) {
     for (from, to) in [("servers/directadmin", "da"), ("servers/cpanel", "cp")] {
         copy_tree(&sample(from), &w.path(to));
     }
+    add_missing_domain(&w.path("da"));
     if bob {
         w.write(
             "da/usr/local/directadmin/data/users/bob/user.conf",
@@ -433,7 +435,7 @@ fn a_dry_run_renders_everything_and_changes_nothing() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("would send: alice.owner@isp.example: 4 address(es)"),
+            .contains("would send: alice.owner@isp.example: 4 addresses"),
         "{}",
         r.stderr
     );
@@ -627,4 +629,197 @@ fn templates_in_template_dir_replace_the_default_and_add_an_html_part() {
         carl.text.contains("Change the password"),
         "the default text part stays"
     );
+}
+
+fn last_errors(w: &Workdir) -> Vec<String> {
+    let c = db(w);
+    let mut q = c
+        .prepare("SELECT coalesce(last_error, '') FROM notices ORDER BY id")
+        .unwrap();
+    q.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|x| x.unwrap())
+        .collect()
+}
+
+#[test]
+fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the_server() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let port = free_port(); // nothing listens there yet
+    let cfg = s(&smtp_config(&w, port));
+    let toml = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        toml.replace("retry_after = \"0s\"", "retry_after = \"1h\""),
+    )
+    .unwrap();
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    // The error names the server it could not reach, and is stored as one trimmed line.
+    let errors = last_errors(&w);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for e in &errors {
+        assert!(e.starts_with(&format!("smtp 127.0.0.1:{port}: ")), "{e:?}");
+        assert_eq!(e.trim(), e, "stored untrimmed: {e:?}");
+        assert!(!e.contains('\n'), "{e:?}");
+    }
+    assert!(
+        r.stderr
+            .contains(&format!("not delivered: smtp 127.0.0.1:{port}: ")),
+        "{}",
+        r.stderr
+    );
+    // The server is back, but the retry is an hour away: a plain notify sends nothing...
+    let sink = SmtpSink::start(port);
+    let r = run(&w, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("0 notices sent, 0 failed (retried later), 0 held, 3 still pending"),
+        "{}",
+        r.stderr
+    );
+    assert!(customer_mail(&sink.messages()).is_empty());
+    // ...and --retry-now delivers every one of them at once, once.
+    let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("3 notices sent"), "{}", r.stderr);
+    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(
+        scalar(
+            &w,
+            "SELECT count(*) FROM notices WHERE status = 'sent' AND last_error IS NULL"
+        ),
+        3
+    );
+    let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(recipients(&sink.messages()), THREE);
+}
+
+#[test]
+fn a_failing_sendmail_is_named_with_its_path_and_its_stderr_stored_trimmed() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let script = w.write(
+        "sendmail",
+        "#!/bin/sh\ncat > /dev/null\necho 'sendmail: mail queue full' >&2\nexit 75\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = s(&config(
+        &w,
+        &format!("via = \"sendmail\"\nsendmail = {:?}", s(&script)),
+    ));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let errors = last_errors(&w);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.starts_with(&format!("sendmail {}: ", s(&script))),
+            "{e:?}"
+        );
+        assert!(e.ends_with("mail queue full"), "{e:?}");
+    }
+    // A sendmail that is not there: the path it tried.
+    let cfg = s(&config(
+        &w,
+        "via = \"sendmail\"\nsendmail = \"/nonexistent/sendmail\"",
+    ));
+    let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    for e in last_errors(&w) {
+        assert!(e.starts_with("sendmail /nonexistent/sendmail: "), "{e:?}");
+    }
+}
+
+#[test]
+fn a_locked_account_is_not_told_anyone_can_log_in_and_no_line_breaks_mid_sentence() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let cfg = s(&config(&w, "via = \"outbox\"\noutbox = \"outbox\""));
+    assert_eq!(run(&w, &["audit", "--config", &cfg, "--notify"]).code, 1);
+    let msgs = read_messages(&w.path("outbox"), "breach-audit.");
+    let carl = customer_mail(&msgs)
+        .into_iter()
+        .find(|m| m.to == "carl@owner.example")
+        .unwrap();
+    let text = carl.text.replace("\r\n", "\n");
+    // editor@blog.example is locked in the sample (cPanel shadow `!`), writer@ is not.
+    let (editor, writer) = text
+        .split_once("* writer@blog.example")
+        .expect("writer's block");
+    let editor = editor
+        .split_once("* editor@blog.example (login currently locked)")
+        .unwrap_or_else(|| panic!("editor's block, marked locked: {text}"))
+        .1;
+    assert!(
+        editor.contains("current password is in a public list"),
+        "{editor}"
+    );
+    assert!(!editor.contains("anyone can log in with it"), "{editor}");
+    assert!(editor.contains("once it is unlocked"), "{editor}");
+    assert!(writer.contains("anyone can log in with it."), "{writer}");
+    // Lines end where sentences (or the greeting, a list's lead-in, an address) end.
+    for line in text.lines() {
+        let l = line.trim_end();
+        assert!(
+            l.is_empty()
+                || [".", ":", ",", ")"].iter().any(|e| l.ends_with(e))
+                || l.starts_with("* "),
+            "a line broken mid-sentence: {line:?}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn audit_help_names_every_notify_key() {
+    let w = Workdir::new();
+    let r = run(&w, &["audit", "--help"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let help = r.out();
+    assert!(help.contains("[notify]"), "{help}");
+    for key in [
+        "from",
+        "reply_to",
+        "operator",
+        "via",
+        "sendmail",
+        "smtp_host",
+        "smtp_port",
+        "smtp_tls",
+        "smtp_credentials",
+        "outbox",
+        "max_attempts",
+        "retry_after",
+        "template_dir",
+    ] {
+        assert!(
+            help.contains(key),
+            "audit --help does not name [notify] {key}"
+        );
+    }
+}
+
+#[test]
+fn an_outbox_that_cannot_take_files_is_named_in_the_error() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let Some(_ro) = unwritable_dir(&w.path("outbox")) else {
+        eprintln!("skipped: cannot make a directory unwritable here");
+        return;
+    };
+    let cfg = s(&config(&w, "via = \"outbox\"\noutbox = \"outbox\""));
+    let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let errors = last_errors(&w);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    for e in &errors {
+        assert!(
+            e.starts_with(&format!("outbox {}: ", s(&w.path("outbox")))),
+            "{e:?}"
+        );
+    }
 }

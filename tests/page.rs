@@ -11,10 +11,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// Record `nights - 1` past runs in `out/state` (the library's sample history), then run
-/// scripts/sample-page.sh into `out`: tonight's real audit and Chromium's renderings.
+/// scripts/sample-page.sh into `out`: tonight's real audit (of the sample DirectAdmin tree plus a
+/// domain whose account file is missing) and Chromium's renderings.
 fn sample_page(out: &Path, nights: u64) {
     let state = out.join("state");
     std::fs::create_dir_all(&state).unwrap();
+    let da = out.join("da");
+    common::directadmin_with_missing_domain(&da);
     let mut st = breach_audit::state::State::open(&state).unwrap();
     breach_audit::page::sample_history(&mut st, nights - 1, 7).unwrap();
     drop(st);
@@ -27,6 +30,7 @@ fn sample_page(out: &Path, nights: u64) {
         .arg(nights.to_string())
         .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
         .env("HISTORY", "ready")
+        .env("DIRECTADMIN", &da)
         .output()
         .unwrap();
     assert!(
@@ -110,7 +114,7 @@ fn the_page_of_thirty_runs_shows_tonights_numbers_and_draws_its_chart() {
     let not_audited = run["not_audited"].as_array().unwrap();
     assert!(
         !not_audited.is_empty(),
-        "the sample data has a domain not audited"
+        "the test's tree has a domain not audited"
     );
     assert_eq!(tile("domains not audited"), not_audited.len().to_string());
     // Each tile says how it changed since the 29th run.

@@ -299,11 +299,30 @@ fn alerts(issues: &[DomainIssue], summary: &CheckSummary, index: &Index) -> Vec<
 }
 
 /// "1 account", "2 accounts".
+/// `n` and `what`, in the plural unless `n` is 1: "1 address", "4 addresses", "2 accounts".
+/// English rules for the nouns these messages use: a noun ending in s, x, z, ch or sh takes "es".
 pub fn plural(n: u64, what: &str) -> String {
     if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
+        return format!("1 {what}");
+    }
+    let es = ["s", "x", "z", "ch", "sh"]
+        .iter()
+        .any(|e| what.ends_with(e));
+    format!("{n} {what}{}", if es { "es" } else { "s" })
+}
+
+#[cfg(test)]
+mod plural_tests {
+    use super::plural;
+
+    #[test]
+    fn plural_adds_es_after_a_sibilant_not_a_second_s() {
+        assert_eq!(plural(4, "address"), "4 addresses");
+        assert_eq!(plural(1, "address"), "1 address");
+        assert_eq!(plural(0, "mailbox"), "0 mailboxes");
+        assert_eq!(plural(2, "account"), "2 accounts");
+        assert_eq!(plural(3, "new finding"), "3 new findings");
+        assert_eq!(plural(2, "slow verification"), "2 slow verifications");
     }
 }
 

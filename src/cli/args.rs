@@ -384,7 +384,8 @@ pub(crate) fn print_alerts<'a>(alerts: impl IntoIterator<Item = &'a str>) {
     }
 }
 
-/// Fail before any work when an --output cannot be written (`-` is standard output).
+/// Fail before any work when an --output cannot be written (`-` is standard output): its
+/// directory must exist and take a new file (a temporary one is created and removed).
 pub(crate) fn check_output(output: Option<&Path>) -> Result<()> {
     let Some(p) = output.filter(|p| p.as_os_str() != "-") else {
         return Ok(());
@@ -406,7 +407,13 @@ pub(crate) fn check_output(output: Option<&Path>) -> Result<()> {
             p.display()
         )));
     }
-    Ok(())
+    breach_audit::fsutil::probe_writable(dir).map_err(|e| {
+        Error::Usage(format!(
+            "--output {}: cannot create files in the directory {} ({e}); nothing was checked",
+            p.display(),
+            dir.display()
+        ))
+    })
 }
 
 pub(crate) fn stdout_or(output: Option<PathBuf>) -> Option<PathBuf> {

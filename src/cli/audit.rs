@@ -21,15 +21,27 @@ pub(crate) struct AuditArgs {
     /// max_rejected, max_file_size, verify_budget, digest_md5_realms, and a `[limits]` section with
     /// the --cost-limit keys); flags override it. Relative paths in it are relative to the
     /// file's directory.
+    ///
+    /// Its `[notify]` section (for --notify and `breach-audit notify`): from (the sender,
+    /// required), reply_to, operator (who gets what customers must not), via (sendmail, smtp or
+    /// outbox; default sendmail), sendmail (the program, default /usr/sbin/sendmail), smtp_host,
+    /// smtp_port (default 587, 465 with smtp_tls = "tls", 25 with "none"), smtp_tls (starttls,
+    /// tls or none; default starttls), smtp_credentials (a 0600 file: user on line 1, password
+    /// on line 2), outbox (a directory, one .eml per message), max_attempts (default 5, then the
+    /// notice is held), retry_after (the first retry's delay, doubled per attempt up to a day;
+    /// default "1h"), template_dir (subject.txt, body.txt, body.html).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// The index directory (rebuilt in place, atomically, when a source changed).
     #[arg(long, value_name = "DIR")]
     pub(crate) index: Option<PathBuf>,
-    /// State directory: reported findings, verification cache, lock.
+    /// State directory: reported findings, verification cache, lock. A full disk there is an
+    /// error that says "no space left on device", with the path.
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
-    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv.
+    /// Output directory for at-risk.jsonl, new.jsonl and notices.csv. Created if missing; a
+    /// directory that cannot take files fails the run before any work (a temporary file is
+    /// created and removed there).
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
     /// HIBP dumps, as for `build`. Repeatable.
@@ -194,6 +206,7 @@ impl AuditConfig {
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
     let quiet = a.out_opts.quiet;
     let opts = options(a)?;
+    check_out_dir(&opts.out)?;
     match breach_audit::audit::audit(&opts, &Warnings::printing(quiet))? {
         AuditRun::Locked(lock) => {
             eprintln!(
@@ -386,4 +399,18 @@ fn options(a: AuditArgs) -> Result<AuditOptions> {
         apply_suspend: a.suspend,
     };
     Ok(opts)
+}
+
+/// Fail before the audit when `--out` cannot take files (the outputs are written at the end, after
+/// the whole check): created if missing (0700, as the audit would), then a temporary file is
+/// created and removed in it.
+fn check_out_dir(out: &std::path::Path) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::Usage(format!(
+            "--out {}: cannot create files in this directory ({e}); nothing was audited",
+            out.display()
+        ))
+    };
+    breach_audit::fsutil::create_private_dir(out).map_err(|e| fail(&e))?;
+    breach_audit::fsutil::probe_writable(out).map_err(|e| fail(&e))
 }

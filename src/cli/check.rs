@@ -29,7 +29,8 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_enum, default_value = "jsonl")]
     pub(crate) format: OutFormat,
     /// Write the report here (mode 0600, replaced atomically) instead of standard output; `-` is
-    /// standard output. Its directory must exist.
+    /// standard output. Its directory must exist and be writable: both are tested (a temporary
+    /// file is created and removed there) before any work.
     #[arg(long, value_name = "PATH")]
     pub(crate) output: Option<PathBuf>,
     #[command(flatten)]

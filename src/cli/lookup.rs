@@ -1,6 +1,6 @@
 //! `lookup`: counts of passwords or hashes read from standard input.
 use super::Exit;
-use breach_audit::error::{IoContext, Result};
+use breach_audit::error::{Error, IoContext, Result};
 use breach_audit::index::Index;
 use breach_audit::lookup::Lookup;
 use clap::Args;
@@ -15,10 +15,21 @@ pub(crate) struct LookupArgs {
     /// Input lines are hex SHA-1 (40) or NTLM (32) hashes rather than passwords.
     #[arg(long)]
     pub(crate) hashes: bool,
+    /// Print a second, tab-separated column: the number of distinct combolist rows holding the
+    /// password (`DUMPS<TAB>COMBOLISTS`, as `check` reports them apart). An error when the index
+    /// was built without --combolist.
+    #[arg(long)]
+    pub(crate) combolists: bool,
 }
 
 pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
     let index = Index::open(&a.index)?;
+    if a.combolists && !breach_audit::lookup::has_combolists(&index) {
+        return Err(Error::index(
+            &a.index,
+            "--combolists: this index holds no combolist passwords (build it with --combolist)",
+        ));
+    }
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
@@ -35,12 +46,21 @@ pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
         n += 1;
         let l = line.strip_suffix(b"\n").unwrap_or(&line);
         match breach_audit::lookup::lookup_line(&index, l, a.hashes)? {
-            Lookup::Count(c) => {
-                found |= c > 0;
-                writeln!(out, "{c}").at(shown)?;
+            Lookup::Counts(c) if a.combolists => {
+                found |= c.dumps > 0 || c.combolists > 0;
+                writeln!(out, "{}\t{}", c.dumps, c.combolists).at(shown)?;
+            }
+            Lookup::Counts(c) => {
+                found |= c.dumps > 0;
+                writeln!(out, "{}", c.dumps).at(shown)?;
             }
             Lookup::NotAHash(why) => {
-                writeln!(out, "error").at(shown)?;
+                let e = if a.combolists {
+                    "error\terror"
+                } else {
+                    "error"
+                };
+                writeln!(out, "{e}").at(shown)?;
                 eprintln!("breach-audit: warning: <stdin>:{n}: {why}");
             }
         }

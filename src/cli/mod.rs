@@ -63,7 +63,10 @@ enum Cmd {
     /// email map: milliseconds from a cold start, whatever the size of the index.
     Domain(domain::DomainArgs),
     /// Read passwords (or, with --hashes, SHA-1/NTLM hex hashes) from standard input, one per line,
-    /// and print how often each was seen in the dumps, one count per line. The input is never echoed.
+    /// and print how often each was seen in the HIBP dumps (the count `check` reports), one line per
+    /// input line, `0` when never seen, `error` for a line that is not a hash; --combolists adds a
+    /// tab-separated second column, the combolist rows holding it. The input is never echoed. Exit
+    /// 1 when any count printed is above 0.
     Lookup(lookup::LookupArgs),
     /// Show what an index holds and what it was built from.
     Info(args::IndexArg),

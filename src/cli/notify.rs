@@ -4,6 +4,7 @@ use super::Exit;
 use super::args::{Verbosity, print_alerts};
 use super::audit::AuditConfig;
 use breach_audit::audit::NotifyRun;
+use breach_audit::check::plural;
 use breach_audit::error::{Error, Result};
 use breach_audit::messages::Warnings;
 use breach_audit::notify::transport::Via;
@@ -31,6 +32,10 @@ pub(crate) struct NotifyArgs {
     /// Render every message, send none, change nothing; print who would get how many addresses.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Try failed notices now instead of at their next retry time (`retry_after`, doubled per
+    /// attempt); held notices stay held.
+    #[arg(long)]
+    pub(crate) retry_now: bool,
     /// Deliver at most N customer notices this run (the rest stay pending).
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<usize>,
@@ -66,6 +71,7 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
     let opts = NotifyOptions {
         dry_run: a.dry_run,
         limit: a.limit,
+        retry_now: a.retry_now,
     };
     let warn = Warnings::printing(a.out.quiet);
     match breach_audit::audit::notify(&state, &cfg, &opts, &warn)? {
@@ -79,7 +85,10 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
         NotifyRun::Done(o) => {
             if a.dry_run {
                 for (contact, n) in &o.would_send {
-                    eprintln!("breach-audit: would send: {contact}: {n} address(es)");
+                    eprintln!(
+                        "breach-audit: would send: {contact}: {}",
+                        plural(*n as u64, "address")
+                    );
                 }
                 eprintln!(
                     "breach-audit: dry run: {} would be sent, nothing changed",

@@ -11,18 +11,18 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use serde::Serialize;
 use std::path::Path;
 
-/// The built-in customer notice.
+/// The built-in customer notice. Each sentence is one line (the reader's mail program wraps it
+/// to its window): a line never breaks mid-sentence, whatever the width.
 const SUBJECT: &str = "Security notice: {{ addresses | length }} mailbox{% if addresses | length != 1 %}es{% endif %} of {{ owner or contact }} with leaked credentials";
 const BODY: &str = r#"Hello{% if owner %} {{ owner }}{% endif %},
 
-We check the mail accounts we host against public collections of leaked passwords, the lists
-spammers use to log in to mailboxes and send spam through them. These accounts of yours turned up:
+We check the mail accounts we host against public collections of leaked passwords: the lists spammers use to log in to mailboxes and send spam through them.
+These accounts of yours turned up:
 
 {% for a in addresses -%}
 * {{ a.email }}{% if a.suspended %} (login currently locked){% endif %}
 {%- if a.outbound_suspended %}
-  OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password and it is restored within a day
-  (at the next nightly check), or reply to this message.{% endif %}
+  OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password and it is restored within a day (at the next nightly check), or reply to this message.{% endif %}
 {%- for f in a.findings %}
   - {{ f.text }}
 {%- endfor %}
@@ -31,10 +31,10 @@ spammers use to log in to mailboxes and send spam through them. These accounts o
 What to do:
 1. Change the password of each account above now, to one you use nowhere else.
 2. If you used the same password on other sites, change it there too: it is public.
-3. Where the current password itself was leaked, outgoing mail of that account may be suspended
-   until the password is changed, to stop spam being sent in your name.
+3. Where the current password itself was leaked, outgoing mail of that account may be suspended until the password is changed, to stop spam being sent in your name.
 
-We never ask for your password by email. If you have questions, reply to this message.
+We never ask for your password by email.
+If you have questions, reply to this message.
 "#;
 
 /// The operator's message of a run.
@@ -70,8 +70,9 @@ pub struct NoticeFinding {
     pub detail: serde_json::Value,
 }
 
-/// Words for a finding (the JSON of a check record's finding).
-pub fn finding_text(f: &serde_json::Value) -> String {
+/// Words for a finding (the JSON of a check record's finding): whole sentences. `locked`: the
+/// account's login is locked (suspended in its store), so nobody can log in with it today.
+pub fn finding_text(f: &serde_json::Value, locked: bool) -> String {
     let n = f.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
     let count = if n == 1 {
         "once".to_string()
@@ -79,19 +80,22 @@ pub fn finding_text(f: &serde_json::Value) -> String {
         format!("{n} times")
     };
     match f.get("kind").and_then(|k| k.as_str()).unwrap_or("") {
+        "current_password_leaked" if locked => {
+            "Its current password is in a public list of leaked passwords for this address. The login is locked now, but anyone can log in with that password once it is unlocked: change the password before the account is unlocked.".into()
+        }
         "current_password_leaked" => {
-            "its current password is in a public list of leaked passwords for this address: anyone can log in with it".into()
+            "Its current password is in a public list of leaked passwords for this address: anyone can log in with it.".into()
         }
         "password_pwned" if f.get("source").and_then(|s| s.as_str()) == Some("combolist") => {
-            format!("its password appears in public leak lists ({count}): it is easy to guess")
+            format!("Its password appears in public leak lists ({count}), so it is easy to guess.")
         }
         "password_pwned" => format!(
-            "its password is among passwords known from data breaches (seen {count}): it is easy to guess"
+            "Its password is among passwords known from data breaches (seen {count}), so it is easy to guess."
         ),
         "credentials_leaked" => format!(
-            "this address appears with a password in public leak lists ({count}): if that password is used anywhere, change it"
+            "This address appears with a password in public leak lists ({count}). If that password is used anywhere, change it."
         ),
-        other => format!("{other}: we could not check this account's password"),
+        other => format!("We could not check this account's password ({other})."),
     }
 }
 
@@ -257,4 +261,83 @@ pub fn build(
         }
     };
     built.map_err(|e| Error::Usage(format!("cannot build the message to {to}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_locked_account_is_not_told_that_anyone_can_log_in_now() {
+        let f = json!({"kind": "current_password_leaked"});
+        assert!(finding_text(&f, false).contains("anyone can log in with it."));
+        let locked = finding_text(&f, true);
+        assert!(!locked.contains("anyone can log in with it"), "{locked}");
+        assert!(locked.contains("locked now") && locked.contains("once it is unlocked"));
+    }
+
+    #[test]
+    fn finding_texts_are_whole_sentences() {
+        for f in [
+            json!({"kind": "current_password_leaked"}),
+            json!({"kind": "password_pwned", "count": 1, "source": "combolist"}),
+            json!({"kind": "password_pwned", "count": 43960, "source": "hibp"}),
+            json!({"kind": "credentials_leaked", "count": 2}),
+            json!({"kind": "unverifiable:{X}"}),
+        ] {
+            for locked in [false, true] {
+                let t = finding_text(&f, locked);
+                assert!(t.starts_with(|c: char| c.is_uppercase()), "{t}");
+                assert!(t.ends_with('.') && !t.contains('\n'), "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_notice_breaks_lines_only_between_sentences() {
+        let t = Templates::load(None).unwrap();
+        let a = |email: &str, suspended, outbound_suspended| NoticeAddress {
+            email: email.into(),
+            domain: "blog.example".into(),
+            severity: "critical".into(),
+            suspended,
+            outbound_suspended,
+            findings: vec![NoticeFinding {
+                kind: "current_password_leaked".into(),
+                text: finding_text(&json!({"kind": "current_password_leaked"}), suspended),
+                detail: json!({"kind": "current_password_leaked"}),
+            }],
+        };
+        let r = t
+            .notice(
+                "carl@owner.example",
+                Some("carl"),
+                &[
+                    a("editor@blog.example", true, false),
+                    a("writer@blog.example", false, true),
+                ],
+            )
+            .unwrap();
+        for line in r.text.lines() {
+            let l = line.trim_end();
+            assert_eq!(l, line, "trailing blank: {line:?}");
+            let ends_a_sentence = l.is_empty()
+                || [".", ":", ",", ")"].iter().any(|e| l.ends_with(e))
+                || l.starts_with("* ");
+            assert!(
+                ends_a_sentence,
+                "a line broken mid-sentence: {line:?}\n{}",
+                r.text
+            );
+        }
+        assert!(
+            r.text
+                .contains("* editor@blog.example (login currently locked)\n")
+        );
+        assert!(
+            r.text
+                .contains("OUTGOING MAIL OF THIS ACCOUNT IS SUSPENDED: change its password")
+        );
+    }
 }

@@ -102,6 +102,8 @@ pub struct NotifyOptions {
     pub dry_run: bool,
     /// Deliver at most this many customer notices.
     pub limit: Option<usize>,
+    /// Try failed notices now, whatever their `next_attempt` (held ones stay held).
+    pub retry_now: bool,
 }
 
 /// What `notify` did.
@@ -187,7 +189,7 @@ pub fn notify(
         // What is owed now (a suspension applied since the audit is owed to its customer).
         state.refresh_notices()?;
     }
-    for due in due_notices(state, opts.limit)? {
+    for due in due_notices(state, opts.limit, opts.retry_now)? {
         crate::fsutil::check_interrupted()?;
         let addresses = notice_addresses(state, due.id)?;
         if addresses.is_empty() {
@@ -232,17 +234,19 @@ pub fn notify(
     Ok(out)
 }
 
-fn due_notices(state: &State, limit: Option<usize>) -> Result<Vec<Due>> {
+/// Open notices whose `next_attempt` has come (with `retry_now`, every open notice).
+fn due_notices(state: &State, limit: Option<usize>, retry_now: bool) -> Result<Vec<Due>> {
     let mut q = state
         .conn
         .prepare(
             "SELECT id, contact, owner, attempts FROM notices
-             WHERE status IN ('pending', 'failed') AND (next_attempt IS NULL OR next_attempt <= ?1)
+             WHERE status IN ('pending', 'failed')
+               AND (?3 OR next_attempt IS NULL OR next_attempt <= ?1)
              ORDER BY id LIMIT ?2",
         )
         .map_err(state.err())?;
     let limit = limit.map(|l| l as i64).unwrap_or(-1);
-    q.query_map(params![state::now(), limit], |r| {
+    q.query_map(params![state::now(), limit, retry_now], |r| {
         Ok(Due {
             id: r.get(0)?,
             contact: r.get(1)?,
@@ -289,7 +293,7 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
         let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
         let f = NoticeFinding {
             kind,
-            text: message::finding_text(&detail),
+            text: message::finding_text(&detail, suspended),
             detail,
         };
         match out.last_mut() {
@@ -331,7 +335,7 @@ fn message_id(notice: i64, domain: &str) -> String {
 fn record_sent(state: &mut State, due: &Due, id: &str, via: Via) -> Result<()> {
     let now = state::now();
     let path = state.path().to_path_buf();
-    let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
+    let e = |x: rusqlite::Error| state::db_error(&path, &x);
     let tx = state.conn.transaction().map_err(e)?;
     tx.execute(
         "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
@@ -377,7 +381,7 @@ fn record_failure(
                 due.id,
                 if held { "held" } else { "failed" },
                 attempts,
-                why,
+                why.trim(),
                 state::later(delay)
             ],
         )

@@ -42,10 +42,12 @@ pub enum SmtpTls {
     None,
 }
 
-/// A ready transport.
+/// A ready transport, with what it delivers to (every delivery error names it).
 pub enum Transport {
-    Sendmail(SendmailTransport),
-    Smtp(Box<SmtpTransport>),
+    /// The sendmail program's path.
+    Sendmail(SendmailTransport, PathBuf),
+    /// `host:port`.
+    Smtp(Box<SmtpTransport>, String),
     Outbox(PathBuf),
 }
 
@@ -59,7 +61,10 @@ pub struct SmtpSettings<'a> {
 
 impl Transport {
     pub fn sendmail(path: &Path) -> Transport {
-        Transport::Sendmail(SendmailTransport::new_with_command(path.as_os_str()))
+        Transport::Sendmail(
+            SendmailTransport::new_with_command(path.as_os_str()),
+            path.to_path_buf(),
+        )
     }
 
     pub fn outbox(dir: &Path) -> Result<Transport> {
@@ -77,21 +82,37 @@ impl Transport {
             SmtpTls::Tls => (Tls::Wrapper(tls_params()?), 465),
             SmtpTls::None => (Tls::None, 25),
         };
+        let port = s.port.unwrap_or(port);
         let mut b = SmtpTransport::builder_dangerous(s.host)
-            .port(s.port.unwrap_or(port))
+            .port(port)
             .tls(tls)
             .timeout(Some(std::time::Duration::from_secs(30)));
         if let Some(path) = s.credentials {
             b = b.credentials(read_credentials(path)?);
         }
-        Ok(Transport::Smtp(Box::new(b.build())))
+        Ok(Transport::Smtp(
+            Box::new(b.build()),
+            format!("{}:{port}", s.host),
+        ))
+    }
+
+    /// What this transport delivers to, as errors name it: `smtp HOST:PORT`, `sendmail PATH`,
+    /// `outbox DIR`.
+    pub fn target(&self) -> String {
+        match self {
+            Transport::Sendmail(_, path) => format!("sendmail {}", path.display()),
+            Transport::Smtp(_, addr) => format!("smtp {addr}"),
+            Transport::Outbox(dir) => format!("outbox {}", dir.display()),
+        }
     }
 
     /// Hand `msg` over; `Ok` means the transport accepted it. `name` names the outbox file.
+    /// An error names the target and the whole cause, on one line without trailing blanks (it is
+    /// stored as the notice's `last_error`).
     pub fn send(&self, msg: &Message, name: &str) -> std::result::Result<(), String> {
-        match self {
-            Transport::Sendmail(t) => t.send(msg).map(|_| ()).map_err(|e| e.to_string()),
-            Transport::Smtp(t) => t.send(msg).map(|_| ()).map_err(|e| e.to_string()),
+        let sent = match self {
+            Transport::Sendmail(t, _) => t.send(msg).map(|_| ()).map_err(|e| chain(&e)),
+            Transport::Smtp(t, _) => t.send(msg).map(|_| ()).map_err(|e| chain(&e)),
             Transport::Outbox(dir) => {
                 let path = dir.join(format!("{name}.eml"));
                 let write = || -> Result<()> {
@@ -99,10 +120,27 @@ impl Transport {
                     std::io::Write::write_all(&mut f, &msg.formatted()).at(&path)?;
                     f.commit()
                 };
-                write().map_err(|e| e.to_string())
+                write().map_err(|e| chain(&e))
             }
-        }
+        };
+        sent.map_err(|why| format!("{}: {why}", self.target()))
     }
+}
+
+/// An error and its causes, `: `-separated (a cause its error already quotes is left out), on
+/// one line: a program's stderr may end in a newline or hold several lines.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SMTP credentials from a file only its owner can read: the user name on the first line, the
@@ -118,5 +156,31 @@ fn read_credentials(path: &Path) -> Result<Credentials> {
             path,
             "expected the user name on the first line and the password on the second",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_is_one_trimmed_line_with_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = Error::io("/x", io);
+        assert_eq!(chain(&e), "/x: Connection refused");
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Connection error")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("refused\nby the peer\n"));
+        assert_eq!(chain(&e), "Connection error: refused by the peer");
     }
 }

@@ -213,3 +213,67 @@ pub fn children_max_rss_kb() -> i64 {
         ru.ru_maxrss
     }
 }
+
+/// A tmpfs mounted at a directory for one test (`mount -t tmpfs -o OPTIONS`), unmounted on drop:
+/// a read-only or a full file system, as the kernel reports it (root needs no mode bits, so a
+/// `chmod` proves nothing when the tests run as root).
+pub struct Tmpfs {
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` when this machine does not let the tests mount (not root, no CAP_SYS_ADMIN).
+    pub fn mount(dir: &Path, options: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        if !is_root() {
+            return None;
+        }
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        st.success().then(|| Tmpfs {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// A directory in which nobody can create a file: a read-only tmpfs as root, mode 0555 otherwise.
+/// `None` when neither works here (root without the right to mount).
+pub fn unwritable_dir(dir: &Path) -> Option<Option<Tmpfs>> {
+    if is_root() {
+        return Tmpfs::mount(dir, "ro,size=1m").map(Some);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    Some(None)
+}
+
+/// The domain the shipped sample lacks on purpose: listed in DirectAdmin's `domainowners` (owner
+/// bob) with a directory but no `passwd`, so its accounts cannot be read and it is not audited.
+pub const MISSING_DOMAIN: &str = "missing.example";
+
+/// Add [`MISSING_DOMAIN`] to a copied DirectAdmin tree (the shipped sample is complete: its first
+/// audit is not INCOMPLETE; tests of what is not audited add this).
+pub fn add_missing_domain(da: &Path) {
+    let owners = da.join("etc/virtual/domainowners");
+    let mut text = std::fs::read_to_string(&owners).unwrap();
+    text.push_str(&format!("{MISSING_DOMAIN}: bob\n"));
+    std::fs::write(&owners, text).unwrap();
+    std::fs::create_dir_all(da.join("etc/virtual").join(MISSING_DOMAIN)).unwrap();
+}
+
+/// `cp -a` of the sample DirectAdmin tree to `to`, with [`MISSING_DOMAIN`] added.
+pub fn directadmin_with_missing_domain(to: &Path) {
+    copy_tree(&sample("servers/directadmin"), to);
+    add_missing_domain(to);
+}

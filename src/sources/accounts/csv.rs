@@ -126,7 +126,15 @@ fn csv_columns<'a>(
                 if looks_like_data {
                     "the first line looks like an account, not a header: add a header line `email,hash`".to_string()
                 } else {
-                    format!("found {} column(s): {}", names.len(), names.join(" | "))
+                    format!(
+                        "found {}: {}",
+                        // (not check::plural: the readers do not import check)
+                        match names.len() {
+                            1 => "1 column".to_string(),
+                            n => format!("{n} columns"),
+                        },
+                        names.join(" | ")
+                    )
                 }
             ),
         )
