@@ -116,6 +116,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE held (
         address TEXT PRIMARY KEY,
         since TEXT NOT NULL,
+        nights INTEGER NOT NULL DEFAULT 1,
         reason TEXT NOT NULL,
         uncertain INTEGER NOT NULL
     );
@@ -509,7 +510,7 @@ impl State {
                 "INSERT INTO held (address, since, reason, uncertain)
                     SELECT address, ?1, reason, uncertain FROM tonight_held WHERE true
                     ON CONFLICT (address) DO UPDATE SET reason = excluded.reason,
-                        uncertain = excluded.uncertain",
+                        uncertain = excluded.uncertain, nights = held.nights + 1",
                 [&run.started],
             )
             .map_err(&e)?;
@@ -578,8 +579,7 @@ impl State {
         let mut q = self
             .conn
             .prepare(
-                "SELECT address, reason, since, uncertain,
-                    (SELECT count(*) FROM runs WHERE runs.started >= held.since)
+                "SELECT address, reason, since, uncertain, nights
                  FROM held ORDER BY uncertain DESC, address LIMIT ?1",
             )
             .map_err(self.err())?;

@@ -7,9 +7,9 @@
 
 mod common;
 use common::dovecot::Dovecot;
+use common::mta::{exim_lsearch, mail_config, postmap_q};
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -55,61 +55,9 @@ fn setup(w: &Workdir, extra: &str) -> String {
     s(&cfg)
 }
 
-/// Postfix's configuration directory for the test: a package installed with "No configuration"
-/// has no main.cf, which postmap needs (a real server has one).
-fn mail_config() -> PathBuf {
-    let d = std::env::temp_dir().join("breach-audit-test-postfix");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("main.cf"), "").unwrap();
-    d
-}
 
-fn postmap_q(map: &Path, address: &str) -> Option<String> {
-    let o = Command::new("postmap")
-        .env("MAIL_CONFIG", mail_config())
-        .args(["-q", address])
-        .arg(format!("hash:{}", map.display()))
-        .output()
-        .expect("postmap not found: install Debian's postfix (scripts/test.sh does)");
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
 
-fn exim() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/exim/usr/sbin/exim4");
-    assert!(
-        p.exists(),
-        "{} missing: scripts/test.sh unpacks Debian's exim4-daemon-light there",
-        p.display()
-    );
-    p
-}
 
-/// Exim's answer to SpamBlocker's lookup of an authenticated sender in `file`.
-pub fn exim_lsearch(file: &Path, address: &str) -> String {
-    let bin = exim();
-    let root = bin.parent().unwrap().parent().unwrap().parent().unwrap();
-    let empty = std::env::temp_dir().join("breach-audit-empty-exim.conf");
-    std::fs::write(&empty, "").unwrap();
-    let o = Command::new(&bin)
-        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
-        .arg("-C")
-        .arg(&empty)
-        .arg("-be")
-        .arg(format!(
-            "${{lookup{{{address}}}lsearch{{{}}}{{yes}}{{no}}}}",
-            file.display()
-        ))
-        .output()
-        .expect("run exim");
-    assert!(
-        o.status.success(),
-        "exim: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
 
 /// A stand-in for cPanel's `uapi`: logs its arguments and answers cPanel's JSON; fails (status 0,
 /// an error) for the addresses in `failing`.
@@ -149,11 +97,6 @@ fn suspensions(w: &Workdir, filter: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
-fn sorted(v: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn a_postfix_map_rejects_exactly_the_leaked_store_accounts_and_release_restores_it() {

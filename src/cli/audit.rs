@@ -30,6 +30,22 @@ pub(crate) struct AuditArgs {
     /// on line 2), outbox (a directory, one .eml per message), max_attempts (default 5, then the
     /// notice is held), retry_after (the first retry's delay, doubled per attempt up to a day;
     /// default "1h"), template_dir (subject.txt, body.txt, body.html).
+    ///
+    /// Its `[suspend]` section (for --suspend and `breach-audit suspend`): platforms (any of
+    /// directadmin, cpanel, postfix, dovecot; each account is suspended only on the platform of
+    /// the source it lives in: a DirectAdmin tree's accounts in that tree's
+    /// etc/virtual/blacklist_smtp_usernames, cPanel accounts through uapi as their cPanel user,
+    /// passwd-file/CSV/SQL/LDAP accounts in the postfix map and the dovecot deny file; an account
+    /// whose platform is not listed is reported "not suspended"), directadmin_file (instead of
+    /// each tree's own blacklist), postfix_file (default /etc/postfix/breach-audit-sasl-access),
+    /// dovecot_file (default /etc/dovecot/breach-audit-deny), postmap (the program, default found
+    /// in /usr/sbin, /usr/bin, ...), uapi (default /usr/local/cpanel/bin/uapi), include_high
+    /// (also suspend high findings), never_suspend (addresses).
+    ///
+    /// Addresses on record that no source yielded tonight are retired when their source was read
+    /// whole (account or domain removed: findings resolved, suspensions released) and held, named
+    /// in the warning, run.json and the page, when that is not certain (a file missing, refused or
+    /// empty, a source no longer configured); `breach-audit forget` retires held ones by hand.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// The index directory (rebuilt in place, atomically, when a source changed).
@@ -225,19 +241,26 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                 .collect();
             print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
             if o.uncertain > 0 || (o.held_addresses > 0 && !quiet) {
-                let named: Vec<String> = o
-                    .held
+                // Addresses held for the same reason as long are named together.
+                let mut groups: Vec<((&str, u64), Vec<&str>)> = Vec::new();
+                for h in &o.held {
+                    let key = (h.reason.as_str(), h.nights);
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, v)) => v.push(&h.address),
+                        None => groups.push((key, vec![&h.address])),
+                    }
+                }
+                let named: Vec<String> = groups
                     .iter()
-                    .map(|h| {
+                    .map(|((reason, nights), addresses)| {
                         format!(
-                            "{} ({}, held {})",
-                            h.address,
-                            h.reason,
-                            plural(h.nights, "night")
+                            "{} ({reason}; held {})",
+                            addresses.join(", "),
+                            plural(*nights, "night")
                         )
                     })
                     .collect();
-                let more = o.held_addresses.saturating_sub(named.len() as u64);
+                let more = o.held_addresses.saturating_sub(o.held.len() as u64);
                 let text = format!(
                     "{} with findings on record not audited tonight, their findings kept (neither resolved nor reported again): {}{}",
                     plural(o.held_addresses, "address"),

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod dovecot;
+pub mod mta;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

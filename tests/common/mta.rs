@@ -1,0 +1,69 @@
+//! The mail servers' own readers of what `suspend` writes: Postfix's `postmap -q` and Exim's
+//! `lsearch` (DirectAdmin's SpamBlocker lookup), run on the test's files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Postfix's configuration directory for the tests: a package installed with "No configuration"
+/// has no main.cf, which postmap needs (a real server has one). Its own host names, so postmap
+/// does not look this machine's name up. Written only when it differs: Postfix waits up to a few
+/// seconds before reading a main.cf changed in the last moments (one being edited).
+pub fn mail_config() -> PathBuf {
+    let d = std::env::temp_dir().join("breach-audit-test-postfix");
+    let want = "myhostname = localhost\nmydomain = localdomain\ncompatibility_level = 3.6\n";
+    if std::fs::read_to_string(d.join("main.cf")).ok().as_deref() != Some(want) {
+        std::fs::create_dir_all(&d).unwrap();
+        let tmp = d.join(format!("main.cf.{}", std::process::id()));
+        std::fs::write(&tmp, want).unwrap();
+        std::fs::rename(&tmp, d.join("main.cf")).unwrap();
+    }
+    d
+}
+
+/// What `postmap -q ADDRESS hash:MAP` answers (`None`: not in the map).
+pub fn postmap_q(map: &Path, address: &str) -> Option<String> {
+    let o = Command::new("postmap")
+        .env("MAIL_CONFIG", mail_config())
+        .args(["-q", address])
+        .arg(format!("hash:{}", map.display()))
+        .output()
+        .expect("postmap not found: install Debian's postfix (scripts/test.sh does)");
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn exim() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/exim/usr/sbin/exim4");
+    assert!(
+        p.exists(),
+        "{} missing: scripts/test.sh unpacks Debian's exim4-daemon-light there",
+        p.display()
+    );
+    p
+}
+
+/// Exim's answer (`yes`/`no`) to SpamBlocker's lookup of an authenticated sender in `file`.
+pub fn exim_lsearch(file: &Path, address: &str) -> String {
+    let bin = exim();
+    let root = bin.parent().unwrap().parent().unwrap().parent().unwrap();
+    let empty = std::env::temp_dir().join("breach-audit-empty-exim.conf");
+    std::fs::write(&empty, "").unwrap();
+    let o = Command::new(&bin)
+        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+        .arg("-C")
+        .arg(&empty)
+        .arg("-be")
+        .arg(format!(
+            "${{lookup{{{address}}}lsearch{{{}}}{{yes}}{{no}}}}",
+            file.display()
+        ))
+        .output()
+        .expect("run exim");
+    assert!(
+        o.status.success(),
+        "exim: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
