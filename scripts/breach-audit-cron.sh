@@ -19,12 +19,18 @@ config=${1:-/etc/breach-audit/audit.toml}
 bin=${BREACH_AUDIT:-breach-audit}
 messages=$(mktemp "${TMPDIR:-/tmp}/breach-audit-cron.XXXXXX") || exit 2
 trap 'rm -f "$messages"' EXIT
-# With a [notify] section in the config, pending notices are delivered after the audit.
+# With a [notify] section in the config, pending notices are delivered after the audit; with a
+# [suspend] section (the operator's policy), suspensions are applied where each account lives
+# and released once no longer wanted. Arguments after the config go to `breach-audit audit`.
+[ $# -gt 0 ] && shift
 notify=
 grep -q '^\[notify\]' "$config" 2>/dev/null && notify=--notify
-"$bin" audit --config "$config" --quiet $notify 2>"$messages"
+suspend=
+grep -q '^\[suspend\]' "$config" 2>/dev/null && suspend=--suspend
+"$bin" audit --config "$config" --quiet $notify $suspend "$@" 2>"$messages"
 rc=$?
-cat "$messages" >&2
+# Another run still holding the lock is not news: say it to syslog only.
+[ $rc -ne 3 ] && cat "$messages" >&2
 case $rc in
   0) ;;
   1) logger -t breach-audit "new at-risk findings; notices written" 2>/dev/null

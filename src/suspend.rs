@@ -148,10 +148,10 @@ impl SuspendConfig {
                 *f = base.join(&*f);
             }
         }
-        // Programs: a relative path with a directory is relative to the config too; a bare
-        // name is looked up as it is.
+        // Programs too, as `sendmail` in [notify]: `uapi = "uapi.sh"` is the one beside the
+        // config, whatever the working directory.
         for f in [&mut self.postmap, &mut self.uapi].into_iter().flatten() {
-            if f.is_relative() && f.components().count() > 1 {
+            if f.is_relative() {
                 *f = base.join(&*f);
             }
         }
@@ -197,10 +197,11 @@ const UAPI: &str = "uapi";
 fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::result::Result<Vec<Place>, String> {
     let on = |p: Platform| cfg.platforms.contains(&p);
     let file = |p: Platform, default: PathBuf| -> String {
-        match over {
-            Some((q, f)) if *q == p => f.display().to_string(),
-            _ => cfg.file_set(p).unwrap_or(default).display().to_string(),
-        }
+        let f = match over {
+            Some((q, f)) if *q == p => f.to_path_buf(),
+            _ => cfg.file_set(p).unwrap_or(default),
+        };
+        absolute(&f).display().to_string()
     };
     let none = || format!("no suspension configured for --{} {}", home.kind, home.location);
     match home.kind.as_str() {
@@ -238,6 +239,12 @@ fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::resul
             if maps.is_empty() { Err(none()) } else { Ok(maps) }
         }
     }
+}
+
+/// A file as the state names it: absolute, so the same file has one name whatever the working
+/// directory of the run that wrote it.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// `--file` for one platform.
@@ -522,7 +529,7 @@ fn release_reason(state: &State, address: &str) -> Result<String> {
         Some(reason::ACCOUNT_REMOVED) => "the account was removed".into(),
         Some(reason::DOMAIN_REMOVED) => "its domain left the server".into(),
         Some(reason::FORGOTTEN) => "forgotten by the operator".into(),
-        _ => "the password was changed".into(),
+        _ => "its leaked password no longer works (changed) or is no longer listed".into(),
     })
 }
 
@@ -877,7 +884,11 @@ fn call_uapi(uapi: &Path, owner: &str, call: &str, address: &str) -> std::result
         serde_json::Value::Null => "no JSON answer".to_string(),
         other => other.to_string(),
     };
-    Err(format!("{}; {errors}", o.status))
+    if o.status.success() {
+        Err(format!("cPanel answered status {}: {errors}", json["result"]["status"]))
+    } else {
+        Err(format!("{}: {errors}", o.status))
+    }
 }
 
 /// What each platform needs for the plan, as `--out/suspend/PLATFORM.txt` holds it: for each

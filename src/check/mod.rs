@@ -355,7 +355,7 @@ fn source_must_hold_accounts(
     } else if valid == 0 && stats.rejected == 0 {
         match src {
             AccountSource::DirectAdmin(_) | AccountSource::Cpanel(_) => {
-                "no account read: the tree holds no domain with mail accounts (is it the server's root?)"
+                "no account read: the tree holds no domain with mail accounts (is it the server's root? if this server's last mail domain moved away, remove it from the config)"
                     .to_string()
             }
             // The domain filter is in the query: no row may mean no such domain here.

@@ -153,7 +153,13 @@ impl AuditConfig {
         let text = std::fs::read_to_string(path).at(path)?;
         let mut c: AuditConfig = toml::from_str(&text)
             .map_err(|e| Error::bad_input(path, e.to_string().trim().to_string()))?;
-        let base = path.parent().unwrap_or(std::path::Path::new(""));
+        // Relative paths are relative to the file's own directory, made absolute: the same
+        // config read as `a.toml` or `/etc/x/a.toml` (or from cron's `/`) names the same files,
+        // so the index is not rebuilt and a suspension file is the same file.
+        let dir = path.parent().unwrap_or(std::path::Path::new(""));
+        let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+        let base = std::fs::canonicalize(dir).at(dir)?;
+        let base = base.as_path();
         let rebase = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -282,7 +288,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
             }
             if let Some(s) = &o.suspended {
                 for p in &s.places {
-                    if !quiet || !p.suspended.is_empty() || !p.released.is_empty() {
+                    if !quiet {
                         eprintln!(
                             "breach-audit: suspend {}: {} suspended, {} released",
                             p.place,

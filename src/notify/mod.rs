@@ -489,12 +489,12 @@ fn operator_message(
     let to = message::mailbox(op, "[notify] operator")?;
     let page = crate::page::load(state, crate::page::NIGHTS)?;
     let summary = crate::page::summary_text(&page);
-    // The same message again (another `notify` with nothing new: no suspension applied or
-    // released since, the same standing items and run) is not sent again within a day.
+    // The same message again (no suspension applied or released since the last one, the same
+    // standing items) is not sent again within a day, however the run's numbers moved.
     let digest = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(format!(
-            "{op}\n{}\n{summary}",
+            "{op}\n{}",
             items[events..].join("\n")
         )))
     };
