@@ -175,8 +175,16 @@ fn leftovers(w: &Workdir) -> Vec<PathBuf> {
 }
 
 /// The canary's count in the index (0 while the old index answers).
+/// How many combolist rows of the index hold the canary (`lookup --combolists`, second column).
 fn canary_count(w: &Workdir) -> u64 {
-    w.lookup("idx", &[CANARY])[0]
+    let r = w.run_stdin(
+        &["lookup", "--index", "idx", "--combolists"],
+        format!("{CANARY}\n").as_bytes(),
+    );
+    assert!(r.code == 0 || r.code == 1, "lookup failed: {}", r.stderr);
+    let out = r.out();
+    let (_, combolists) = out.trim().split_once('\t').expect("DUMPS<TAB>COMBOLISTS");
+    combolists.parse().unwrap()
 }
 
 fn build_old(w: &Workdir) {
