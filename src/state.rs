@@ -141,6 +141,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN held TEXT;",
 ];
 
+/// How many held addresses are named (the audit's warning, run.json, the operator's message);
+/// the rest are counted.
+pub const HELD_NAMED: usize = 10;
+
 /// Why a finding was resolved (`findings.resolved_reason`).
 pub mod reason {
     /// The account was audited and the finding is gone (the password was changed).
@@ -514,8 +518,7 @@ impl State {
                 [&run.started],
             )
             .map_err(&e)?;
-            tx.execute("DROP TABLE temp.tonight_held", [])
-                .map_err(&e)?;
+            tx.execute("DROP TABLE temp.tonight_held", []).map_err(&e)?;
         }
         refresh_notices(&tx, &now).map_err(&e)?;
         tx.execute(

@@ -194,7 +194,11 @@ const UAPI: &str = "uapi";
 /// account in its own tree's blacklist (`ROOT/etc/virtual/blacklist_smtp_usernames`, or
 /// `directadmin_file`), a cPanel account through `uapi` as its cPanel user, an account of a
 /// passwd-file, CSV, SQL or LDAP store in the Postfix and Dovecot maps the config names.
-fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::result::Result<Vec<Place>, String> {
+fn places_of(
+    home: &HomeRow,
+    cfg: &SuspendConfig,
+    over: &Override,
+) -> std::result::Result<Vec<Place>, String> {
     let on = |p: Platform| cfg.platforms.contains(&p);
     let file = |p: Platform, default: PathBuf| -> String {
         let f = match over {
@@ -203,7 +207,12 @@ fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::resul
         };
         absolute(&f).display().to_string()
     };
-    let none = || format!("no suspension configured for --{} {}", home.kind, home.location);
+    let none = || {
+        format!(
+            "no suspension configured for --{} {}",
+            home.kind, home.location
+        )
+    };
     match home.kind.as_str() {
         "directadmin" => {
             if !on(Platform::Directadmin) {
@@ -236,7 +245,11 @@ fn places_of(home: &HomeRow, cfg: &SuspendConfig, over: &Override) -> std::resul
                     target: file(p, PathBuf::from(p.default_file().unwrap_or_default())),
                 })
                 .collect();
-            if maps.is_empty() { Err(none()) } else { Ok(maps) }
+            if maps.is_empty() {
+                Err(none())
+            } else {
+                Ok(maps)
+            }
         }
     }
 }
@@ -366,7 +379,9 @@ pub fn run(
         ));
     }
     if only == Some(Platform::Cpanel) && file.is_some() {
-        return Err(Error::Usage("cPanel has no file: --file is for directadmin, postfix or dovecot".into()));
+        return Err(Error::Usage(
+            "cPanel has no file: --file is for directadmin, postfix or dovecot".into(),
+        ));
     }
     let over = only.zip(file);
     let plan = plan(state, cfg, over)?;
@@ -398,7 +413,9 @@ pub fn run(
         };
         let r = match place.platform {
             Platform::Cpanel => cpanel(state, cfg, wanted, here, apply, release, &started, &mut o),
-            _ => merge_file(state, cfg, &place, wanted, here, apply, release, &started, &mut o),
+            _ => merge_file(
+                state, cfg, &place, wanted, here, apply, release, &started, &mut o,
+            ),
         };
         if let Err(e) = r {
             o.failed.push((String::new(), e.to_string()));
@@ -702,7 +719,11 @@ fn merge_file(
                 format!(
                     "postmap failed ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
                     o.status,
-                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {why}")
+                    }
                 ),
             ));
         }
@@ -824,13 +845,22 @@ fn cpanel(
             continue;
         }
         let Some(owner) = &t.owner else { continue };
-        let shown = format!("uapi --user={owner} Email suspend_outgoing email={}", t.address);
+        let shown = format!(
+            "uapi --user={owner} Email suspend_outgoing email={}",
+            t.address
+        );
         if apply {
             if let Err(why) = call_uapi(&uapi, owner, "suspend_outgoing", &t.address) {
-                out.failed.push((t.address.clone(), format!("`{shown}` failed: {why}")));
+                out.failed
+                    .push((t.address.clone(), format!("`{shown}` failed: {why}")));
                 continue;
             }
-            record_applied(state, &place, &[(t.address.clone(), owner.clone())], started)?;
+            record_applied(
+                state,
+                &place,
+                &[(t.address.clone(), owner.clone())],
+                started,
+            )?;
         }
         out.suspended.push((t.address.clone(), shown));
     }
@@ -842,29 +872,41 @@ fn cpanel(
             continue;
         }
         let why = release_reason(state, &a.address)?;
-        let lives_here = state.homes_of(&a.address)?.iter().any(|h| h.kind == "cpanel");
+        let lives_here = state
+            .homes_of(&a.address)?
+            .iter()
+            .any(|h| h.kind == "cpanel");
         let owner = &a.entry;
         let shown = if lives_here {
-            format!("uapi --user={owner} Email unsuspend_outgoing email={}", a.address)
+            format!(
+                "uapi --user={owner} Email unsuspend_outgoing email={}",
+                a.address
+            )
         } else {
             "no call: the account is no longer on the cPanel server".to_string()
         };
         if apply {
-            if lives_here
-                && let Err(e) = call_uapi(&uapi, owner, "unsuspend_outgoing", &a.address)
+            if lives_here && let Err(e) = call_uapi(&uapi, owner, "unsuspend_outgoing", &a.address)
             {
-                out.failed.push((a.address.clone(), format!("`{shown}` failed: {e}")));
+                out.failed
+                    .push((a.address.clone(), format!("`{shown}` failed: {e}")));
                 continue;
             }
             record_released(state, a.id, &why)?;
         }
-        out.released.push((a.address.clone(), format!("{shown} ({why})")));
+        out.released
+            .push((a.address.clone(), format!("{shown} ({why})")));
     }
     Ok(())
 }
 
 /// Run `uapi --user=OWNER --output=json Email CALL email=ADDRESS`; `Err` with what it said.
-fn call_uapi(uapi: &Path, owner: &str, call: &str, address: &str) -> std::result::Result<(), String> {
+fn call_uapi(
+    uapi: &Path,
+    owner: &str,
+    call: &str,
+    address: &str,
+) -> std::result::Result<(), String> {
     let o = std::process::Command::new(uapi)
         .arg(format!("--user={owner}"))
         .args(["--output=json", "Email", call])
@@ -878,14 +920,21 @@ fn call_uapi(uapi: &Path, owner: &str, call: &str, address: &str) -> std::result
     let errors = match &json["result"]["errors"] {
         serde_json::Value::Array(v) => v
             .iter()
-            .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+            .map(|e| {
+                e.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string())
+            })
             .collect::<Vec<_>>()
             .join("; "),
         serde_json::Value::Null => "no JSON answer".to_string(),
         other => other.to_string(),
     };
     if o.status.success() {
-        Err(format!("cPanel answered status {}: {errors}", json["result"]["status"]))
+        Err(format!(
+            "cPanel answered status {}: {errors}",
+            json["result"]["status"]
+        ))
     } else {
         Err(format!("{}: {errors}", o.status))
     }

@@ -115,7 +115,9 @@ impl Provider {
                     }
                     std::fs::create_dir_all(virt.join(d)).unwrap();
                     std::fs::write(virt.join(d).join("passwd"), text).unwrap();
-                    let conf = r.join("da/usr/local/directadmin/data/users").join(&dom.owner);
+                    let conf = r
+                        .join("da/usr/local/directadmin/data/users")
+                        .join(&dom.owner);
                     std::fs::create_dir_all(&conf).unwrap();
                     std::fs::write(conf.join("user.conf"), format!("email={contact}\n")).unwrap();
                 }
@@ -138,7 +140,8 @@ impl Provider {
                 }
                 Server::PasswdFile => {
                     for (l, m) in &dom.mailboxes {
-                        users.push_str(&format!("{l}@{d}:{}:5000:5000::/var/vmail/{l}::\n", m.hash));
+                        users
+                            .push_str(&format!("{l}@{d}:{}:5000:5000::/var/vmail/{l}::\n", m.hash));
                     }
                 }
             }
@@ -197,9 +200,6 @@ echo "$ok"
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
-
-
-
 
 fn state(w: &Workdir) -> rusqlite::Connection {
     rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap()
@@ -307,7 +307,11 @@ fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize
             Server::Cpanel => (cp, !da && !pf),
             Server::PasswdFile => (pf, !da && !cp),
         };
-        assert_eq!(got, (want, true), "night {night}: {a} on {server:?}, critical {want}: da {da} cp {cp} pf {pf}");
+        assert_eq!(
+            got,
+            (want, true),
+            "night {night}: {a} on {server:?}, critical {want}: da {da} cp {cp} pf {pf}"
+        );
         if server == Server::PasswdFile {
             assert_eq!(
                 dovecot.logs_in(&a, &password),
@@ -328,25 +332,35 @@ fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize
     .collect();
     assert_eq!(active, critical, "night {night}: suspended in the state");
     for a in &cp_suspended {
-        assert!(critical.contains(a), "night {night}: {a} still suspended on cPanel");
+        assert!(
+            critical.contains(a),
+            "night {night}: {a} still suspended on cPanel"
+        );
     }
     // The page lists what is suspended now.
     let page = std::fs::read_to_string(w.path("out/report.html")).unwrap();
     let section = &page[page.find("id=\"suspended\"").unwrap()..];
     let section = &section[..section.find("</section>").unwrap()];
     for a in &critical {
-        assert!(section.contains(a.as_str()), "night {night}: {a} not on the page");
+        assert!(
+            section.contains(a.as_str()),
+            "night {night}: {a} not on the page"
+        );
     }
     assert_eq!(
         section.matches("<td class=\"addr\">").count(),
-        2 * rows(&db, "SELECT address, platform FROM suspensions WHERE released_at IS NULL").len(),
+        2 * rows(
+            &db,
+            "SELECT address, platform FROM suspensions WHERE released_at IS NULL"
+        )
+        .len(),
         "night {night}: the page's suspensions"
     );
 }
 
 #[test]
 fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_each_finding_told_once()
-{
+ {
     let w = Workdir::new();
     let files = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -369,7 +383,7 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
     );
     let cfg = config(&w, &deny);
     let mut p = provider(w.dir.path());
-    let mut rng = Rng(2026_12_03);
+    let mut rng = Rng(20_261_203);
     // Day one: three mailboxes a domain, a third of them with their current password leaked.
     let domains: Vec<String> = p.domains.keys().cloned().collect();
     let mut n = 0;
@@ -378,9 +392,14 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
             n += 1;
             let pw = format!("pw-{n}-{}", rng.next() % 10_000);
             if n % 3 == 0 {
-                p.leaks.insert((Provider::address_of(&format!("u{n}"), d), pw.clone()));
+                p.leaks
+                    .insert((Provider::address_of(&format!("u{n}"), d), pw.clone()));
             }
-            p.domains.get_mut(d).unwrap().mailboxes.insert(format!("u{n}"), mailbox(&pw));
+            p.domains
+                .get_mut(d)
+                .unwrap()
+                .mailboxes
+                .insert(format!("u{n}"), mailbox(&pw));
         }
     }
     // Expected (address, kind) -> times told: one per episode of a finding.
@@ -417,7 +436,11 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
                         let a = pick(&mut rng, &crit);
                         let (l, d) = a.split_once('@').unwrap();
                         let pw = format!("changed-{night_no}-{}", rng.next() % 10_000);
-                        p.domains.get_mut(d).unwrap().mailboxes.insert(l.into(), mailbox(&pw));
+                        p.domains
+                            .get_mut(d)
+                            .unwrap()
+                            .mailboxes
+                            .insert(l.into(), mailbox(&pw));
                     }
                 }
                 2 => {
@@ -425,8 +448,13 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
                     n += 1;
                     let d = domains[(rng.next() % domains.len() as u64) as usize].clone();
                     let pw = format!("pw-{n}-{}", rng.next() % 10_000);
-                    p.leaks.insert((Provider::address_of(&format!("u{n}"), &d), pw.clone()));
-                    p.domains.get_mut(&d).unwrap().mailboxes.insert(format!("u{n}"), mailbox(&pw));
+                    p.leaks
+                        .insert((Provider::address_of(&format!("u{n}"), &d), pw.clone()));
+                    p.domains
+                        .get_mut(&d)
+                        .unwrap()
+                        .mailboxes
+                        .insert(format!("u{n}"), mailbox(&pw));
                 }
                 3 => {
                     // A current password leaks.
@@ -437,7 +465,11 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
                 }
                 _ => {
                     // A domain moves between the cPanel and the DirectAdmin server.
-                    let d = if night_no % 10 == 4 { "delta.example" } else { "beta.example" };
+                    let d = if night_no % 10 == 4 {
+                        "delta.example"
+                    } else {
+                        "beta.example"
+                    };
                     let dom = p.domains.get_mut(d).unwrap();
                     dom.server = match dom.server {
                         Server::Cpanel => Server::DirectAdmin,
@@ -472,19 +504,28 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
                 continue;
             }
             if critical.contains(&a) && !was_critical.contains(&a) {
-                for kind in ["current_password_leaked", "password_pwned", "outbound_suspended"] {
+                for kind in [
+                    "current_password_leaked",
+                    "password_pwned",
+                    "outbound_suspended",
+                ] {
                     *told.entry((a.clone(), kind.into())).or_default() += 1;
                 }
             }
             if p.leaks.iter().any(|(x, _)| *x == a) && was_leaked.insert(a.clone()) {
-                *told.entry((a.clone(), "credentials_leaked".into())).or_default() += 1;
+                *told
+                    .entry((a.clone(), "credentials_leaked".into()))
+                    .or_default() += 1;
             }
         }
         was_critical = critical;
         // An account that was deleted is gone for good (its address is never reused here).
         was_critical.retain(|a| p.mailboxes().iter().any(|(x, ..)| x == a));
     }
-    assert!(removed >= 3 && moved >= 4, "the month had churn: {removed} removed, {moved} moved");
+    assert!(
+        removed >= 3 && moved >= 4,
+        "the month had churn: {removed} removed, {moved} moved"
+    );
     // Each customer was told once per finding: the sent notices name exactly the expected items.
     let db = state(&w);
     let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -494,13 +535,20 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
              WHERE n.status = 'sent'",
         )
         .unwrap();
-    for r in q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap() {
+    for r in q
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
         *got.entry(r.unwrap()).or_default() += 1;
     }
     assert_eq!(got, told, "told once per finding");
     // Every notice in the outbox is one the state says was sent, and names its addresses.
     let sent: i64 = db
-        .query_row("SELECT count(*) FROM notices WHERE status = 'sent'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM notices WHERE status = 'sent'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let customer_mails = std::fs::read_dir(w.path("outbox"))
         .unwrap()
@@ -511,10 +559,16 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
     // Nothing is held, nothing is pending, and every release was of a password changed, an
     // account removed or a move.
     let pending: i64 = db
-        .query_row("SELECT count(*) FROM notices WHERE status <> 'sent'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM notices WHERE status <> 'sent'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(pending, 0);
-    let held: i64 = db.query_row("SELECT count(*) FROM held", [], |r| r.get(0)).unwrap();
+    let held: i64 = db
+        .query_row("SELECT count(*) FROM held", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(held, 0);
 }
 
@@ -562,7 +616,10 @@ fn cron(cfg: &str) -> Run {
 #[test]
 fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released() {
     let w = Workdir::new();
-    let sendmail = w.write("sendmail", "#!/bin/sh\necho 'sendmail: temporary failure' >&2\nexit 75\n");
+    let sendmail = w.write(
+        "sendmail",
+        "#!/bin/sh\necho 'sendmail: temporary failure' >&2\nexit 75\n",
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = sample_setup(
@@ -573,7 +630,11 @@ fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released()
     let r = w.run(&["audit", "--config", &cfg, "--suspend", "--notify"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     let bl = w.path("da/etc/virtual/blacklist_smtp_usernames");
-    assert!(std::fs::read_to_string(&bl).unwrap().contains("sales@example.com:"));
+    assert!(
+        std::fs::read_to_string(&bl)
+            .unwrap()
+            .contains("sales@example.com:")
+    );
     let db = state(&w);
     let named = |db: &rusqlite::Connection| -> Vec<(String, String)> {
         rows(
@@ -582,7 +643,11 @@ fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released()
              WHERE n.contact = 'alice.owner@isp.example' ORDER BY 1",
         )
     };
-    assert!(named(&db).iter().any(|(a, s)| a == "sales@example.com" && s == "failed"));
+    assert!(
+        named(&db)
+            .iter()
+            .any(|(a, s)| a == "sales@example.com" && s == "failed")
+    );
     // Night 2: sales@ is deleted. Retired, not held: the run is complete, cron is quiet.
     let passwd = w.path("da/etc/virtual/example.com/passwd");
     let text = std::fs::read_to_string(&passwd).unwrap();
@@ -612,7 +677,10 @@ fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released()
     );
     assert_eq!(reasons, [("account removed".to_string(), String::new())]);
     let now = named(&db);
-    assert!(!now.iter().any(|(a, _)| a == "sales@example.com"), "{now:?}");
+    assert!(
+        !now.iter().any(|(a, _)| a == "sales@example.com"),
+        "{now:?}"
+    );
     assert!(now.iter().any(|(a, _)| a == "info@example.com"), "{now:?}");
     assert_eq!(exim_lsearch(&bl, "sales@example.com"), "no");
     assert_eq!(exim_lsearch(&bl, "info@example.com"), "yes");
@@ -622,7 +690,10 @@ fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released()
     );
     assert_eq!(
         released,
-        [("sales@example.com".to_string(), "the account was removed".to_string())]
+        [(
+            "sales@example.com".to_string(),
+            "the account was removed".to_string()
+        )]
     );
 }
 
@@ -640,7 +711,13 @@ fn a_departed_domain_is_retired_an_unreadable_file_held_by_name_until_forgotten(
     let passwd = w.path("da/etc/virtual/example.com/passwd");
     let original = std::fs::read(&passwd).unwrap();
     std::fs::remove_file(&passwd).unwrap();
-    assert!(Command::new("mkfifo").arg(&passwd).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&passwd)
+            .status()
+            .unwrap()
+            .success()
+    );
     let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = run_json(&w);
@@ -654,19 +731,33 @@ fn a_departed_domain_is_retired_an_unreadable_file_held_by_name_until_forgotten(
         .collect();
     assert_eq!(
         held,
-        ["ceo@example.com", "info@example.com", "sales@example.com", "uni@example.com"],
+        [
+            "ceo@example.com",
+            "info@example.com",
+            "sales@example.com",
+            "uni@example.com"
+        ],
         "{run}"
     );
-    assert!(r.stderr.contains("4 addresses with findings on record not audited tonight"), "{}", r.stderr);
     assert!(
-        r.stderr.contains("ceo@example.com, info@example.com, sales@example.com, uni@example.com ("),
+        r.stderr
+            .contains("4 addresses with findings on record not audited tonight"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("ceo@example.com, info@example.com, sales@example.com, uni@example.com ("),
         "{}",
         r.stderr
     );
     assert!(r.stderr.contains("; held 1 night)"), "{}", r.stderr);
     let db = state(&w);
     assert_eq!(
-        rows(&db, "SELECT DISTINCT resolved_reason, '' FROM findings WHERE domain = 'shop.example'"),
+        rows(
+            &db,
+            "SELECT DISTINCT resolved_reason, '' FROM findings WHERE domain = 'shop.example'"
+        ),
         [("domain removed".to_string(), String::new())]
     );
     // A second night: held 2 nights, on the page too.
@@ -676,22 +767,49 @@ fn a_departed_domain_is_retired_an_unreadable_file_held_by_name_until_forgotten(
     let section = &page[page.find("id=\"held\"").unwrap()..];
     assert!(section.contains("info@example.com"), "{section}");
     // forget: only held addresses; one not held changes nothing.
-    let r = w.run(&["forget", "--config", &cfg, "info@example.com", "quiet@example.com"]);
+    let r = w.run(&[
+        "forget",
+        "--config",
+        &cfg,
+        "info@example.com",
+        "quiet@example.com",
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("not held, nothing forgotten: quiet@example.com"), "{}", r.stderr);
-    let r = w.run(&["forget", "--config", &cfg, "INFO@Example.com", "ceo@example.com"]);
+    assert!(
+        r.stderr
+            .contains("not held, nothing forgotten: quiet@example.com"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&[
+        "forget",
+        "--config",
+        &cfg,
+        "INFO@Example.com",
+        "ceo@example.com",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.out(), "forgot ceo@example.com\nforgot info@example.com\n");
     let r = w.run(&["forget", "--config", &cfg, "--domain", "example.com"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.out(), "forgot sales@example.com\nforgot uni@example.com\n");
+    assert_eq!(
+        r.out(),
+        "forgot sales@example.com\nforgot uni@example.com\n"
+    );
     let run = run_json(&w);
-    assert_eq!(run["held"].as_array().unwrap().len(), 4, "forget acts on the next run's state only: {run}");
+    assert_eq!(
+        run["held"].as_array().unwrap().len(),
+        4,
+        "forget acts on the next run's state only: {run}"
+    );
     let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = run_json(&w);
     assert_eq!(run["held_addresses"], 0, "nothing held after forget: {run}");
-    assert_eq!(run["complete"], false, "the refused file itself is still not audited: {run}");
+    assert_eq!(
+        run["complete"], false,
+        "the refused file itself is still not audited: {run}"
+    );
     // The file returns: the forgotten findings come back with their history, not told again.
     std::fs::remove_file(&passwd).unwrap();
     std::fs::write(&passwd, &original).unwrap();
@@ -701,7 +819,10 @@ fn a_departed_domain_is_retired_an_unreadable_file_held_by_name_until_forgotten(
     );
     let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
     assert_eq!(r.code, 0, "nothing new: {}", r.stderr);
-    assert_eq!(std::fs::read_to_string(w.path("out/new.jsonl")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(w.path("out/new.jsonl")).unwrap(),
+        ""
+    );
     let told_after = rows(
         &db,
         "SELECT address || ' ' || kind, coalesce(told_at, '') FROM findings WHERE domain = 'example.com' ORDER BY 1",
@@ -730,19 +851,32 @@ fn an_account_of_a_source_no_longer_configured_is_held_not_retired() {
         .collect();
     assert!(!reasons.is_empty());
     assert!(
-        reasons.iter().all(|r| r.contains("is not in tonight's configuration")),
+        reasons
+            .iter()
+            .all(|r| r.contains("is not in tonight's configuration")),
         "{reasons:?}"
     );
     assert_eq!(run["retired"], 0);
     // A --domain run holds the other domains' addresses, explained: the run is complete.
     std::fs::write(&cfg, &text).unwrap();
-    let r = w.run(&["audit", "--config", &cfg, "--domain", "example.com", "--quiet"]);
+    let r = w.run(&[
+        "audit",
+        "--config",
+        &cfg,
+        "--domain",
+        "example.com",
+        "--quiet",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = run_json(&w);
     assert_eq!(run["complete"], true, "{run}");
     assert!(run["held_addresses"].as_u64().unwrap() > 0);
     assert_eq!(run["held_uncertain"], 0);
-    assert!(r.stderr.is_empty(), "explained holds are not warnings: {}", r.stderr);
+    assert!(
+        r.stderr.is_empty(),
+        "explained holds are not warnings: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -777,11 +911,18 @@ fn the_same_config_named_relatively_or_from_elsewhere_names_the_same_files() {
     let r = run(Path::new("/"), &cfg);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
-    assert!(!r.stderr.contains("1 suspended") && !r.stderr.contains("released, 1"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("1 suspended") && !r.stderr.contains("released, 1"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("0 suspended, 0 released"), "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(w.path("blacklist")).unwrap(), bl);
     let db = state(&w);
-    let targets = rows(&db, "SELECT DISTINCT target, '' FROM suspensions ORDER BY 1");
+    let targets = rows(
+        &db,
+        "SELECT DISTINCT target, '' FROM suspensions ORDER BY 1",
+    );
     let blacklist = std::fs::canonicalize(w.path("blacklist")).unwrap();
     assert_eq!(
         targets,

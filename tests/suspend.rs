@@ -55,10 +55,6 @@ fn setup(w: &Workdir, extra: &str) -> String {
     s(&cfg)
 }
 
-
-
-
-
 /// A stand-in for cPanel's `uapi`: logs its arguments and answers cPanel's JSON; fails (status 0,
 /// an error) for the addresses in `failing`.
 fn uapi_stand_in(w: &Workdir, failing: &[&str]) -> (PathBuf, PathBuf) {
@@ -97,7 +93,6 @@ fn suspensions(w: &Workdir, filter: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
-
 /// The messages in the outbox, as (recipient, plain text body), skipping `skip`.
 fn outbox(w: &Workdir, skip: &[PathBuf]) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -109,7 +104,14 @@ fn outbox(w: &Workdir, skip: &[PathBuf]) -> Vec<(String, String)> {
         let m = mail_parser::MessageParser::default()
             .parse(&raw[..])
             .unwrap();
-        let to = m.to().unwrap().first().unwrap().address().unwrap().to_string();
+        let to = m
+            .to()
+            .unwrap()
+            .first()
+            .unwrap()
+            .address()
+            .unwrap()
+            .to_string();
         out.push((to, m.body_text(0).unwrap().to_string()));
     }
     out
@@ -150,13 +152,27 @@ fn a_postfix_map_rejects_exactly_the_leaked_store_accounts_and_release_restores_
         .map(|l| l.split_whitespace().nth(2).unwrap().trim_end_matches(':'))
         .collect();
     assert_eq!(would, PF_CRITICAL, "{}", r.out());
-    assert!(r.stderr.contains(&format!("suspend postfix {}", s(&map))), "{}", r.stderr);
-    assert!(r.stderr.contains("would release with --release"), "{}", r.stderr);
-    assert!(r.stderr.contains("nothing changed (add --apply)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("suspend postfix {}", s(&map))),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("would release with --release"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("nothing changed (add --apply)"),
+        "{}",
+        r.stderr
+    );
     // The DirectAdmin and cPanel accounts live on Exim servers: never in a Postfix map.
     for a in DA_CRITICAL.iter().chain(&CP_CRITICAL) {
         assert!(
-            r.out().contains(&format!("not suspended {a}: no suspension configured for --")),
+            r.out().contains(&format!(
+                "not suspended {a}: no suspension configured for --"
+            )),
             "{a}: {}",
             r.out()
         );
@@ -170,7 +186,11 @@ fn a_postfix_map_rejects_exactly_the_leaked_store_accounts_and_release_restores_
         let v = postmap_q(&map, a).unwrap_or_else(|| panic!("{a} not in the map"));
         assert!(v.starts_with("REJECT "), "{a}: {v}");
     }
-    for a in ["frank@mail.example", "info@example.com", "editor@blog.example"] {
+    for a in [
+        "frank@mail.example",
+        "info@example.com",
+        "editor@blog.example",
+    ] {
         assert_eq!(postmap_q(&map, a), None, "{a} suspended");
     }
     assert_eq!(
@@ -187,7 +207,11 @@ fn a_postfix_map_rejects_exactly_the_leaked_store_accounts_and_release_restores_
     assert_eq!(w.run(&["audit", "--config", &cfg]).code, 0);
     let r = run(&["--apply", "--release"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.out().contains("released dave@mail.example"), "{}", r.out());
+    assert!(
+        r.out().contains("released dave@mail.example"),
+        "{}",
+        r.out()
+    );
     assert!(r.out().contains("no longer works (changed)"), "{}", r.out());
     assert_eq!(postmap_q(&map, "dave@mail.example"), None);
     assert!(postmap_q(&map, "erin@mail.example").is_some());
@@ -224,11 +248,21 @@ fn each_account_is_suspended_only_on_the_platform_of_its_own_source() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&bl, std::fs::Permissions::from_mode(0o640)).unwrap();
     // DirectAdmin alone: its own tree's blacklist, its own accounts only (not carl's cPanel ones).
-    let r = w.run(&["suspend", "--config", &cfg, "--platform", "directadmin", "--apply"]);
+    let r = w.run(&[
+        "suspend",
+        "--config",
+        &cfg,
+        "--platform",
+        "directadmin",
+        "--apply",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Lines are `user@domain:UNIXTIME` after the hand entry, intact; the file keeps its mode.
     let text = std::fs::read_to_string(&bl).unwrap();
-    assert!(text.starts_with("spammer@example.org:1700000000\n"), "{text}");
+    assert!(
+        text.starts_with("spammer@example.org:1700000000\n"),
+        "{text}"
+    );
     let listed: Vec<&str> = text
         .lines()
         .skip(1)
@@ -240,17 +274,31 @@ fn each_account_is_suspended_only_on_the_platform_of_its_own_source() {
         .collect();
     assert_eq!(listed, DA_CRITICAL, "{text}");
     assert_eq!(exim_lsearch(&bl, "spammer@example.org"), "yes");
-    assert_eq!(std::fs::metadata(&bl).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&bl).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
     for a in DA_CRITICAL {
         assert_eq!(exim_lsearch(&bl, a), "yes", "{a}");
     }
     for a in CP_CRITICAL.iter().chain(&PF_CRITICAL) {
-        assert_eq!(exim_lsearch(&bl, a), "no", "{a} is not on the DirectAdmin server");
+        assert_eq!(
+            exim_lsearch(&bl, a),
+            "no",
+            "{a} is not on the DirectAdmin server"
+        );
     }
     assert!(!log.exists(), "no uapi call for --platform directadmin");
     // cPanel: uapi as carl, for carl's accounts only; one account's failure does not stop the
     // others, is reported, exits 4, and is retried on the next run.
-    let r = w.run(&["suspend", "--config", &cfg, "--platform", "cpanel", "--apply"]);
+    let r = w.run(&[
+        "suspend",
+        "--config",
+        &cfg,
+        "--platform",
+        "cpanel",
+        "--apply",
+    ]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
@@ -263,7 +311,11 @@ fn each_account_is_suspended_only_on_the_platform_of_its_own_source() {
         "{}",
         r.out()
     );
-    assert!(r.out().contains("suspended editor@blog.example"), "{}", r.out());
+    assert!(
+        r.out().contains("suspended editor@blog.example"),
+        "{}",
+        r.out()
+    );
     assert_eq!(
         suspensions(&w, "platform = 'cpanel' AND released_at IS NULL"),
         [("editor@blog.example".to_string(), "cpanel".to_string())]
@@ -295,8 +347,16 @@ fn each_account_is_suspended_only_on_the_platform_of_its_own_source() {
     let mut want: Vec<(String, String)> = DA_CRITICAL
         .iter()
         .map(|a| (a.to_string(), "directadmin".to_string()))
-        .chain(CP_CRITICAL.iter().map(|a| (a.to_string(), "cpanel".to_string())))
-        .chain(PF_CRITICAL.iter().map(|a| (a.to_string(), "dovecot".to_string())))
+        .chain(
+            CP_CRITICAL
+                .iter()
+                .map(|a| (a.to_string(), "cpanel".to_string())),
+        )
+        .chain(
+            PF_CRITICAL
+                .iter()
+                .map(|a| (a.to_string(), "dovecot".to_string())),
+        )
         .collect();
     want.sort();
     assert_eq!(all, want);
@@ -318,7 +378,9 @@ fn an_account_whose_platform_is_not_configured_is_named_never_suspended_elsewher
     let plan = std::fs::read_to_string(w.path("out/suspend/directadmin.txt")).unwrap();
     for a in CP_CRITICAL.iter().chain(&PF_CRITICAL) {
         assert!(
-            plan.contains(&format!("# not suspended: {a}: no suspension configured for --")),
+            plan.contains(&format!(
+                "# not suspended: {a}: no suspension configured for --"
+            )),
             "{plan}"
         );
     }
@@ -365,11 +427,21 @@ fn the_customer_is_told_that_outbound_mail_is_suspended_and_the_operator_what_wa
     assert_eq!(r.code, 0, "{}", r.stderr);
     let db = rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap();
     let applied: i64 = db
-        .query_row("SELECT suspended FROM runs ORDER BY id DESC LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT suspended FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(applied, 5, "the standalone suspend counts in the last run");
     let page = std::fs::read_to_string({
-        let r = w.run(&["report", "--state", &s(&w.path("state")), "--out", &s(&w.path("page.html"))]);
+        let r = w.run(&[
+            "report",
+            "--state",
+            &s(&w.path("state")),
+            "--out",
+            &s(&w.path("page.html")),
+        ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         w.path("page.html")
     })
@@ -403,13 +475,21 @@ fn the_customer_is_told_that_outbound_mail_is_suspended_and_the_operator_what_wa
     let n = std::fs::read_dir(w.path("outbox")).unwrap().count();
     let r = w.run(&["notify", "--config", &cfg]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(std::fs::read_dir(w.path("outbox")).unwrap().count(), n, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_dir(w.path("outbox")).unwrap().count(),
+        n,
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn a_failed_postmap_leaves_the_suspension_recorded_and_releasable() {
     let w = Workdir::new();
-    let failing = w.write("postmap-broken", "#!/bin/sh\necho 'postmap: fatal: out of luck' >&2\nexit 1\n");
+    let failing = w.write(
+        "postmap-broken",
+        "#!/bin/sh\necho 'postmap: fatal: out of luck' >&2\nexit 1\n",
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
     let map = w.write("sasl_access", "hand@example.net REJECT by hand\n");
@@ -525,7 +605,14 @@ fn a_missing_postmap_or_uapi_changes_nothing_and_is_reported() {
     );
     // `suspend --apply` on one platform (and its file): exits 4 naming what failed.
     let apply = |platform: &str, file: Option<&Path>, says: &str| {
-        let mut args = vec!["suspend", "--config", &cfg, "--platform", platform, "--apply"];
+        let mut args = vec![
+            "suspend",
+            "--config",
+            &cfg,
+            "--platform",
+            platform,
+            "--apply",
+        ];
         let f = file.map(s).unwrap_or_default();
         if file.is_some() {
             args.extend(["--file", &f]);
@@ -548,7 +635,11 @@ fn a_missing_postmap_or_uapi_changes_nothing_and_is_reported() {
     assert_eq!(n, 0, "nothing recorded");
     // A file that is not a blacklist is refused, unchanged.
     let bad = w.write("not-a-blacklist", "this is not\na list of addresses\n");
-    apply("directadmin", Some(&bad), "not-a-blacklist:1: not a directadmin entry");
+    apply(
+        "directadmin",
+        Some(&bad),
+        "not-a-blacklist:1: not a directadmin entry",
+    );
     assert_eq!(
         std::fs::read_to_string(&bad).unwrap(),
         "this is not\na list of addresses\n"

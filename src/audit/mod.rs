@@ -24,6 +24,7 @@
 
 mod outputs;
 
+use crate::check::Home;
 use crate::check::{self, CheckSummary, DomainFilter, Finding, Record, Severity, plural};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
@@ -34,7 +35,6 @@ use crate::index::manifest::{Manifest, SourceRecord};
 use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
-use crate::check::Home;
 use crate::state::{Held, HeldRow, HomeRow, Night, SeenFinding, State, reason};
 pub use outputs::Notice;
 use outputs::{not_audited, notices, run_row, write_notices, write_notices_jsonl, write_run};
@@ -279,7 +279,9 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
             f.commit()?;
         }
         if opts.apply_suspend {
-            done.suspended = Some(crate::suspend::run(&mut state, cfg, None, None, true, true)?);
+            done.suspended = Some(crate::suspend::run(
+                &mut state, cfg, None, None, true, true,
+            )?);
         }
     }
     if let Some(cfg) = &opts.notify {
@@ -548,10 +550,7 @@ pub(crate) fn home_location(src: &AccountSource) -> String {
         AccountSource::Sql(_) | AccountSource::Ldap(_) => src.location(),
         _ => {
             let p = PathBuf::from(src.location());
-            std::fs::canonicalize(&p)
-                .unwrap_or(p)
-                .display()
-                .to_string()
+            std::fs::canonicalize(&p).unwrap_or(p).display().to_string()
         }
     }
 }
@@ -656,10 +655,7 @@ fn fate(
     })
 }
 
-/// How many held addresses are named (warning, run.json, the page); the rest are counted.
-pub const HELD_NAMED: usize = 10;
-
-/// The first [`HELD_NAMED`] of tonight's held addresses (uncertain first), with the nights each
+/// The first [`crate::state::HELD_NAMED`] of tonight's held addresses (uncertain first), with the nights each
 /// has been held (tonight included).
 fn first_held(held: &[HeldRow], state: &State, started: &str) -> Result<Vec<Held>> {
     let mut sorted: Vec<&HeldRow> = held.iter().collect();
@@ -669,7 +665,7 @@ fn first_held(held: &[HeldRow], state: &State, started: &str) -> Result<Vec<Held
         before.iter().map(|h| (h.address.as_str(), h)).collect();
     Ok(sorted
         .into_iter()
-        .take(HELD_NAMED)
+        .take(crate::state::HELD_NAMED)
         .map(|h| Held {
             address: h.address.clone(),
             reason: h.reason.clone(),
@@ -733,7 +729,7 @@ impl std::fmt::Display for AuditOutcome {
                 ));
             }
             if why.is_empty() && self.summary.deferred == 0 {
-                why.push(format!("{}", plural(self.alerts.len() as u64, "warning")));
+                why.push(plural(self.alerts.len() as u64, "warning"));
             }
             if self.summary.deferred > 0 {
                 why.push(format!(

@@ -311,21 +311,6 @@ pub fn plural(n: u64, what: &str) -> String {
     format!("{n} {what}{}", if es { "es" } else { "s" })
 }
 
-#[cfg(test)]
-mod plural_tests {
-    use super::plural;
-
-    #[test]
-    fn plural_adds_es_after_a_sibilant_not_a_second_s() {
-        assert_eq!(plural(4, "address"), "4 addresses");
-        assert_eq!(plural(1, "address"), "1 address");
-        assert_eq!(plural(0, "mailbox"), "0 mailboxes");
-        assert_eq!(plural(2, "account"), "2 accounts");
-        assert_eq!(plural(3, "new finding"), "3 new findings");
-        assert_eq!(plural(2, "slow verification"), "2 slow verifications");
-    }
-}
-
 /// Zero is an error, not a verdict: a source that yields no account (and left none out for the
 /// domain filter), or whose rows are mostly rejected, fails the run with the counts and the likely
 /// cause.
@@ -415,8 +400,7 @@ impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
         let source = self.source.load(Ordering::Relaxed);
-        let judge =
-            |c: &[Account]| judge_many(self.index, self.verifier, self.track, source, c);
+        let judge = |c: &[Account]| judge_many(self.index, self.verifier, self.track, source, c);
         // A batch from a parallel parser is already on a worker: judge it there, in one piece.
         let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
             vec![judge(&accounts)?]
@@ -460,4 +444,19 @@ fn read_source(
         ));
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod plural_tests {
+    use super::plural;
+
+    #[test]
+    fn plural_adds_es_after_a_sibilant_not_a_second_s() {
+        assert_eq!(plural(4, "address"), "4 addresses");
+        assert_eq!(plural(1, "address"), "1 address");
+        assert_eq!(plural(0, "mailbox"), "0 mailboxes");
+        assert_eq!(plural(2, "account"), "2 accounts");
+        assert_eq!(plural(3, "new finding"), "3 new findings");
+        assert_eq!(plural(2, "slow verification"), "2 slow verifications");
+    }
 }

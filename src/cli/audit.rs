@@ -157,7 +157,11 @@ impl AuditConfig {
         // config read as `a.toml` or `/etc/x/a.toml` (or from cron's `/`) names the same files,
         // so the index is not rebuilt and a suspension file is the same file.
         let dir = path.parent().unwrap_or(std::path::Path::new(""));
-        let dir = if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
         let base = std::fs::canonicalize(dir).at(dir)?;
         let base = base.as_path();
         let rebase = |p: &mut PathBuf| {
@@ -272,7 +276,9 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                     plural(o.held_addresses, "address"),
                     named.join("; "),
                     if more > 0 {
-                        format!("; and {more} more (run.json, the page, or the state's `held` table)")
+                        format!(
+                            "; and {more} more (run.json, the page, or the state's `held` table)"
+                        )
                     } else {
                         String::new()
                     }
@@ -297,7 +303,11 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                         );
                     }
                     for (addr, why) in &p.failed {
-                        let who = if addr.is_empty() { "everything" } else { addr.as_str() };
+                        let who = if addr.is_empty() {
+                            "everything"
+                        } else {
+                            addr.as_str()
+                        };
                         print_alerts([format!(
                             "suspend {}: {who} not done: {why} (retried on the next run)",
                             p.place

@@ -28,7 +28,10 @@ pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
     let state = match (a.state, &a.config) {
         (Some(s), _) => s,
         (None, Some(c)) => AuditConfig::read(c)?.state.ok_or_else(|| {
-            Error::Usage(format!("{} has no `state = ...`: give --state", c.display()))
+            Error::Usage(format!(
+                "{} has no `state = ...`: give --state",
+                c.display()
+            ))
         })?,
         (None, None) => return Err(Error::Usage("forget needs --state (or --config)".into())),
     };
@@ -45,12 +48,10 @@ pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
         .domain
         .iter()
         .map(|d| {
-            email::normalize_domain(d)
-                .map_err(|why| Error::Usage(format!("--domain {d:?}: {why}")))
+            email::normalize_domain(d).map_err(|why| Error::Usage(format!("--domain {d:?}: {why}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let done =
-        breach_audit::audit::with_state(&state, |st| st.forget(&addresses, &domains))?;
+    let done = breach_audit::audit::with_state(&state, |st| st.forget(&addresses, &domains))?;
     let Some(forgotten) = done else {
         eprintln!("breach-audit: an audit, notify or suspend is running; nothing changed");
         return Ok(Exit::Locked);

@@ -90,16 +90,28 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     };
     for p in &o.places {
         for (addr, what) in &p.suspended {
-            println!("{} {addr}: {what} [{}]", verb("suspended", "suspend"), p.place);
+            println!(
+                "{} {addr}: {what} [{}]",
+                verb("suspended", "suspend"),
+                p.place
+            );
         }
         for (addr, what) in &p.released {
-            println!("{} {addr}: {what} [{}]", verb("released", "release"), p.place);
+            println!(
+                "{} {addr}: {what} [{}]",
+                verb("released", "release"),
+                p.place
+            );
         }
         for addr in &p.by_hand {
             println!("left alone {addr}: already listed by hand [{}]", p.place);
         }
         for (addr, why) in &p.failed {
-            let who = if addr.is_empty() { "everything here" } else { addr.as_str() };
+            let who = if addr.is_empty() {
+                "everything here"
+            } else {
+                addr.as_str()
+            };
             println!("failed {who}: {why} [{}]", p.place);
         }
     }
@@ -136,5 +148,9 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     if !a.apply {
         eprintln!("breach-audit: suspend: nothing changed (add --apply)");
     }
-    Ok(if o.failed() > 0 { Exit::Failed } else { Exit::Clean })
+    Ok(if o.failed() > 0 {
+        Exit::Failed
+    } else {
+        Exit::Clean
+    })
 }

@@ -140,7 +140,8 @@ impl std::fmt::Display for NotifyOutcome {
             self.held,
             self.left,
             match (self.operator_items, self.operator_failed) {
-                (0, _) if self.operator_unchanged => "unchanged since the last one, not sent again".to_string(),
+                (0, _) if self.operator_unchanged =>
+                    "unchanged since the last one, not sent again".to_string(),
                 (0, _) => "none".to_string(),
                 (_, true) => "FAILED".to_string(),
                 (n, false) => crate::check::plural(n, "item"),
@@ -429,7 +430,7 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
     items.extend(query(
         "SELECT address || ': ' || problem FROM suspend_problems ORDER BY platform = '', address",
     )?);
-    let (held, total) = state.held(crate::audit::HELD_NAMED)?;
+    let (held, total) = state.held(state::HELD_NAMED)?;
     let uncertain: Vec<&crate::state::Held> = held.iter().filter(|h| h.uncertain).collect();
     for h in &uncertain {
         items.push(format!(
@@ -500,9 +501,10 @@ fn operator_message(
     };
     let last = state.meta(OPERATOR_DIGEST)?;
     let fresh = events == 0
-        && last.as_deref().and_then(|v| v.split_once(' ')).is_some_and(|(d, at)| {
-            d == digest && at > state::earlier(86_400).as_str()
-        });
+        && last
+            .as_deref()
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(d, at)| d == digest && at > state::earlier(86_400).as_str());
     if fresh {
         out.operator_items = 0;
         out.operator_unchanged = true;
