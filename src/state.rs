@@ -877,59 +877,51 @@ fn tally_last_run(tx: &rusqlite::Transaction) -> rusqlite::Result<()> {
 /// (pending, failed or held) naming exactly what it is owed now; an open notice owed nothing any
 /// more is dropped.
 fn refresh_notices(tx: &rusqlite::Transaction, now: &str) -> rusqlite::Result<()> {
-    const OWED: &str = "WITH owed (contact, owner, address, kind) AS (
-        SELECT contact, owner, address, kind FROM findings
-         WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
-           AND kind NOT LIKE 'unverifiable%'
-        UNION
-        SELECT f.contact, f.owner, s.address, 'outbound_suspended'
-          FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
-                                     FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
-                                     GROUP BY address) f ON f.address = s.address
-         WHERE s.released_at IS NULL AND s.told_at IS NULL)";
+    // What is owed, computed once (not once per contact: 2,000 owners over 20,000 findings made
+    // that quadratic), indexed by contact.
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.owed;
+         CREATE TEMP TABLE owed AS
+            SELECT contact, owner, address, kind FROM findings
+             WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
+               AND kind NOT LIKE 'unverifiable%'
+            UNION
+            SELECT f.contact, f.owner, s.address, 'outbound_suspended'
+              FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
+                                         FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
+                                         GROUP BY address) f ON f.address = s.address
+             WHERE s.released_at IS NULL AND s.told_at IS NULL;
+         CREATE INDEX temp.owed_contact ON owed (contact);
+         DELETE FROM notices WHERE status IN ('pending', 'failed', 'held')
+            AND contact NOT IN (SELECT contact FROM temp.owed);",
+    )?;
     let contacts: Vec<(String, Option<String>)> = {
-        let mut q = tx.prepare(&format!(
-            "{OWED} SELECT contact, min(owner) FROM owed GROUP BY contact"
-        ))?;
+        let mut q = tx.prepare("SELECT contact, min(owner) FROM temp.owed GROUP BY contact")?;
         q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
-    tx.execute(
-        &format!(
-            "{OWED} DELETE FROM notices WHERE status IN ('pending', 'failed', 'held')
-             AND contact NOT IN (SELECT contact FROM owed)"
-        ),
-        [],
+    let mut open = tx.prepare(
+        "SELECT id FROM notices WHERE contact = ?1 AND status IN ('pending', 'failed', 'held')
+         ORDER BY id DESC LIMIT 1",
+    )?;
+    let mut create = tx.prepare(
+        "INSERT INTO notices (contact, owner, created, status) VALUES (?1, ?2, ?3, 'pending')",
+    )?;
+    let mut clear = tx.prepare("DELETE FROM notice_findings WHERE notice_id = ?1")?;
+    let mut name = tx.prepare(
+        "INSERT OR IGNORE INTO notice_findings (notice_id, address, kind)
+         SELECT ?1, address, kind FROM temp.owed WHERE contact = ?2",
     )?;
     for (contact, owner) in contacts {
-        let open: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM notices WHERE contact = ?1 AND status IN ('pending', 'failed', 'held')
-                 ORDER BY id DESC LIMIT 1",
-                [&contact],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let id = match open {
+        let id = match open.query_row([&contact], |r| r.get(0)).optional()? {
             Some(id) => id,
-            None => {
-                tx.execute(
-                    "INSERT INTO notices (contact, owner, created, status) VALUES (?1, ?2, ?3, 'pending')",
-                    params![contact, owner, now],
-                )?;
-                tx.last_insert_rowid()
-            }
+            None => create.insert(params![contact, owner, now])?,
         };
-        tx.execute("DELETE FROM notice_findings WHERE notice_id = ?1", [id])?;
-        tx.execute(
-            &format!(
-                "{OWED} INSERT OR IGNORE INTO notice_findings (notice_id, address, kind)
-                 SELECT ?1, address, kind FROM owed WHERE contact = ?2"
-            ),
-            params![id, contact],
-        )?;
+        clear.execute([id])?;
+        name.execute(params![id, contact])?;
     }
-    Ok(())
+    drop((open, create, clear, name));
+    tx.execute_batch("DROP TABLE temp.owed;")
 }
 
 #[cfg(test)]
