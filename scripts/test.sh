@@ -42,4 +42,4 @@ fi
 if ! getent passwd Debian-exim >/dev/null; then
   ${sudo:-} useradd --system --no-create-home --shell /usr/sbin/nologin Debian-exim
 fi
-cargo test "$@"
+cargo test --features server-tests "$@"
