@@ -1,6 +1,8 @@
 //! Panics of other crates on bad input become errors. Reading a damaged fst must be an error, never a crash. `fst` trusts its bytes: a corrupt node
-//! address makes it index out of bounds and panic (found by fuzzing `index_open`). Every fst read
-//! therefore runs under [`guarded`], which turns such a panic into "damaged; rebuild the index".
+//! address makes it index out of bounds and panic (found by fuzzing `index_open`). Every read of
+//! `emails.fst` through the `fst` crate therefore runs under [`guarded`], which turns such a panic
+//! into "damaged; rebuild the index". (The password maps are read by our own checked reader,
+//! `index/fst/read.rs` via `mapfile.rs`, which returns errors and needs no guard.)
 //! The reads are pure (immutable, memory-mapped data), so nothing is left half-updated by the
 //! unwind. A panic hook, installed once, stays silent for guarded panics and hands every other
 //! panic to the previous hook.

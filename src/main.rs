@@ -1,4 +1,4 @@
-//! The `breach-audit` command: parses arguments (in `cli.rs`), runs one engine function per
+//! The `breach-audit` command: parses arguments (in `cli/`, one file per subcommand), runs one engine function per
 //! subcommand and turns the outcome into an exit code: 0 nothing found, 1 findings, 2 error,
 //! 130 interrupted (Ctrl-C or SIGTERM: long loops stop, temporary files are removed by their owners).
 

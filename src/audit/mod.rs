@@ -1,8 +1,9 @@
 //! `audit`: the nightly job. Rebuild the index when a source changed, check every account, and
 //! report only what is new since the last run, in files a notice mailer consumes.
 //!
-//! State (`--state DIR`, 0700): `reported.tsv`, the (address, finding kind) pairs already
-//! reported, one per line; `verify.cache`, the verification cache; `lock`, held with `flock` for
+//! State (`--state DIR`, 0700): `breach-audit.sqlite`, the state database ([`crate::state`]:
+//! findings, homes, held addresses, notices, suspensions, runs); `verify.cache`, the
+//! verification cache; `lock`, held with `flock` for
 //! the whole run, so two runs never overlap (a lock left by a dead process is released by the
 //! kernel). Outputs (`--out DIR`, 0700), each written to a temporary file, fsynced, renamed into
 //! place, mode 0600:
@@ -305,7 +306,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
 fn check_options(opts: &AuditOptions) -> Result<()> {
     if opts.accounts.is_empty() {
         return Err(Error::Usage(
-            "no accounts to audit: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
+            "no accounts to audit: give --directadmin, --cpanel, --passwd-file, --accounts-csv, --sql or --ldap (or their keys in --config)"
                 .into(),
         ));
     }

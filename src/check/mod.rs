@@ -187,7 +187,7 @@ pub fn check(
 ) -> Result<CheckOutcome> {
     if sources.is_empty() {
         return Err(Error::Usage(
-            "no accounts to check: give --directadmin, --cpanel, --passwd-file or --accounts-csv"
+            "no accounts to check: give --directadmin, --cpanel, --passwd-file, --accounts-csv, --sql or --ldap"
                 .into(),
         ));
     }

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub(crate) struct AuditArgs {
     /// A TOML file with the same keys as the flags (index, state, out, hibp, combolist,
-    /// directadmin, cpanel, passwd_file, accounts_csv, mem, tmp_dir, keep_passwords_for,
+    /// directadmin, cpanel, passwd_file, accounts_csv, [[sql]] and [[ldap]] tables, mem, tmp_dir,
+    /// keep_passwords_for,
     /// combolist_ntlm, domain, domains_file,
     /// max_rejected, max_file_size, verify_budget, digest_md5_realms, and a `[limits]` section with
     /// the --cost-limit keys); flags override it. Relative paths in it are relative to the

@@ -1,7 +1,7 @@
 //! The provider's accounts, one file per store: CSV exports ([`csv`]), Dovecot passwd-files
 //! ([`passwd_file`]), mail stacks' SQL databases ([`sql`], with Plesk's encryption in
 //! [`plesk`]), LDAP directories ([`ldap`]), and copies of DirectAdmin ([`directadmin`]) and cPanel ([`cpanel`]) server
-//! trees (each pointed at its root; see ../shared/FORMATS.md for the layouts), whose files are
+//! trees (each pointed at its root; their layouts are in README's account-sources table), whose files are
 //! opened under [`tree`]'s policy and share the helpers of [`server`]. The server readers attach
 //! the owning user and their contact address, and read only the files of the wanted domains. A
 //! missing, refused or unreadable file inside a tree is a [`DomainIssue`] (that domain is not
