@@ -45,12 +45,33 @@ pub enum Error {
     /// Wrong use of the tool (conflicting or missing options).
     #[error("{0}")]
     Usage(String),
+    /// An account store (a database or a directory) failed: connecting, logging in, reading.
+    /// `store` names it by its flag and URL without password; `msg` is the driver's words with
+    /// any credential removed ([`redact`]), and the next step.
+    #[error("{store}: {msg}")]
+    Store { store: String, msg: String },
+    /// A program breach-audit runs (postmap, uapi) could not be run or failed.
+    #[error("{program}: {msg}")]
+    Program { program: PathBuf, msg: String },
+    /// The state database failed (locked, damaged, full).
+    #[error("{path}: {msg}")]
+    State { path: PathBuf, msg: String },
     /// The run was interrupted (Ctrl-C / SIGTERM); temporary files have been removed.
     #[error("interrupted")]
     Interrupted,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `text` with every occurrence of each secret replaced by `***` (a driver may echo a DSN or a
+/// password back in its error).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s, "***");
+    }
+    out
+}
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
@@ -92,5 +113,17 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_removes_every_secret_and_ignores_trivial_ones() {
+        let t = "connect postgres://mail:s3cret@db/mail failed: password s3cret refused for ab";
+        assert_eq!(
+            super::redact(t, &["postgres://mail:s3cret@db/mail", "s3cret", "ab", ""]),
+            "connect *** failed: password *** refused for ab"
+        );
     }
 }

@@ -217,17 +217,20 @@ pub(crate) fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
         _ => false,
     };
     if !full {
-        return Error::bad_input(path, format!("state database: {e}"));
+        return Error::State {
+            path: path.to_path_buf(),
+            msg: format!("state database: {e}"),
+        };
     }
     let left = free.map_or(String::new(), |f| {
         format!(", {} KiB left on {}", f / 1024, dir.display())
     });
-    Error::bad_input(
-        path,
-        format!(
+    Error::State {
+        path: path.to_path_buf(),
+        msg: format!(
             "state database: no space left on device{left} (SQLite: {e}); free some space and run again"
         ),
-    )
+    }
 }
 
 /// What tonight's audit found, for [`State::record_night`].

@@ -79,10 +79,13 @@ pub fn read(
     use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
     use ldap3::{LdapConn, LdapConnSettings, Scope, SearchEntry};
     let display = src.display();
-    let fail = |e: ldap3::LdapError| Error::Usage(format!("--ldap {display}: {e}"));
     let password = (src.password_file.as_deref())
         .map(|p| crate::fsutil::read_private_line(p, "--ldap-password-file"))
         .transpose()?;
+    let fail = |e: ldap3::LdapError| Error::Store {
+        store: format!("--ldap {display}"),
+        msg: crate::error::redact(&e.to_string(), &[password.as_deref().unwrap_or_default()]),
+    };
     let settings = LdapConnSettings::new()
         .set_starttls(src.starttls)
         .set_conn_timeout(std::time::Duration::from_secs(30));

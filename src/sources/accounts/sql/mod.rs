@@ -277,6 +277,19 @@ pub fn read(
         rows.emit(row_no, r, want, &mut out, sink)
     };
     let password = src.password()?;
+    // What a driver's error text must not show: the password, and the URL as given.
+    let in_url = src
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p.to_string());
+    let secrets: Vec<String> = password
+        .iter()
+        .cloned()
+        .chain(in_url)
+        .chain([src.url.clone()])
+        .collect();
     match dialect {
         Dialect::Postgres => drivers::postgres(&src.url, password, &sql, domains, &mut on_row),
         Dialect::Mysql => drivers::mysql(&src.url, password, &sql, domains, &mut on_row),
@@ -284,7 +297,13 @@ pub fn read(
     }
     .map_err(|e| match e {
         drivers::Failed::Ours(e) => e,
-        drivers::Failed::Driver(msg) => Error::Usage(format!("--sql {}: {msg}", rows.display)),
+        drivers::Failed::Driver(msg) => Error::Store {
+            store: format!("--sql {}", rows.display),
+            msg: crate::error::redact(
+                &msg,
+                &secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+        },
     })?;
     Ok(out)
 }
