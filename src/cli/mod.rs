@@ -20,8 +20,9 @@ use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
-2 error, 3 (audit, notify) another audit or notify is running, 4 (notify) a notice could not be
-delivered (it is retried), 130 interrupted. Results go to standard output (or
+2 error, 3 (audit, notify, suspend, forget) another audit or notify is running, 4 (notify) a
+notice could not be delivered, (suspend) a suspension or release failed (both are retried),
+130 interrupted. Results go to standard output (or
 --output, created mode 0600); warnings and the one-line summary go to standard error; progress
 bars only appear when standard error is a terminal. No password or hash is ever printed.
 
