@@ -136,21 +136,18 @@ impl SuspendConfig {
 
     /// Relative paths are relative to `base` (the config file's directory).
     pub fn rebase(&mut self, base: &Path) {
+        // Programs too, as `sendmail` in [notify]: `uapi = "uapi.sh"` is the one beside the
+        // config, whatever the working directory.
         for f in [
             &mut self.directadmin_file,
             &mut self.postfix_file,
             &mut self.dovecot_file,
+            &mut self.postmap,
+            &mut self.uapi,
         ]
         .into_iter()
         .flatten()
         {
-            if f.is_relative() {
-                *f = base.join(&*f);
-            }
-        }
-        // Programs too, as `sendmail` in [notify]: `uapi = "uapi.sh"` is the one beside the
-        // config, whatever the working directory.
-        for f in [&mut self.postmap, &mut self.uapi].into_iter().flatten() {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
@@ -651,8 +648,10 @@ fn merge_file(
         .filter_map(|l| platform.address_of(l))
         .collect();
     let since = unix_now();
+    let live_addresses: HashSet<&str> = live.iter().map(|a| a.address.as_str()).collect();
+    let wanted_here: HashSet<&str> = wanted.iter().map(|t| t.address.as_str()).collect();
     for t in wanted {
-        if live.iter().any(|a| a.address == t.address) {
+        if live_addresses.contains(t.address.as_str()) {
             continue;
         }
         if listed.contains(t.address.as_str()) {
@@ -662,14 +661,15 @@ fn merge_file(
         out.suspended
             .push((t.address.clone(), platform.line(&t.address, since)));
     }
-    let mut releasing: Vec<&Active> = Vec::new();
+    // What is released, and why (said now, recorded once the file is written).
+    let mut releasing: Vec<(&Active, String)> = Vec::new();
     if release {
-        for a in &live {
-            if !wanted.iter().any(|t| t.address == a.address) {
-                releasing.push(a);
+        for a in live {
+            if !wanted_here.contains(a.address.as_str()) {
                 let why = release_reason(state, &a.address)?;
                 out.released
                     .push((a.address.clone(), format!("{} ({why})", a.entry)));
+                releasing.push((a, why));
             }
         }
     }
@@ -677,7 +677,7 @@ fn merge_file(
         return Ok(());
     }
     if !out.suspended.is_empty() || !releasing.is_empty() {
-        let gone: HashSet<&str> = releasing.iter().map(|a| a.entry.as_str()).collect();
+        let gone: HashSet<&str> = releasing.iter().map(|(a, _)| a.entry.as_str()).collect();
         let mut new = String::new();
         for l in &lines {
             if gone.contains(l) {
@@ -699,33 +699,34 @@ fn merge_file(
             out.released.clear();
             return Err(e);
         }
-        for a in &releasing {
-            let why = release_reason(state, &a.address)?;
-            record_released(state, a.id, &why)?;
+        for (a, why) in &releasing {
+            record_released(state, a.id, why)?;
         }
     }
     if let Some(pm) = postmap
         && path.exists()
         && needs_postmap(path)
     {
+        let failed = |msg: String| Error::Program {
+            program: pm.clone(),
+            msg,
+        };
         let o = std::process::Command::new(&pm)
             .arg(format!("hash:{}", path.display()))
             .output()
-            .map_err(|e| Error::io(&pm, e))?;
+            .map_err(|e| failed(e.to_string()))?;
         if !o.status.success() {
             let why = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            return Err(Error::bad_input(
-                path,
-                format!(
-                    "postmap failed ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
-                    o.status,
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {why}")
-                    }
-                ),
-            ));
+            return Err(failed(format!(
+                "postmap hash:{} failed ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
+                path.display(),
+                o.status,
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {why}")
+                }
+            )));
         }
     }
     Ok(())
@@ -840,8 +841,10 @@ fn cpanel(
         ));
     }
     let place = out.place.clone();
+    let active_addresses: HashSet<&str> = active.iter().map(|a| a.address.as_str()).collect();
+    let wanted_here: HashSet<&str> = wanted.iter().map(|t| t.address.as_str()).collect();
     for t in wanted {
-        if active.iter().any(|a| a.address == t.address) {
+        if active_addresses.contains(t.address.as_str()) {
             continue;
         }
         let Some(owner) = &t.owner else { continue };
@@ -868,7 +871,7 @@ fn cpanel(
         return Ok(());
     }
     for a in active {
-        if wanted.iter().any(|t| t.address == a.address) {
+        if wanted_here.contains(a.address.as_str()) {
             continue;
         }
         let why = release_reason(state, &a.address)?;
