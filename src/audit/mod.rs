@@ -513,8 +513,6 @@ fn reconcile<'a>(
             hold("verification deferred by the time budget".into(), true)
         } else if held_domain(a) {
             hold(format!("no owner for {}", domain_of(a)), true)
-        } else if outcome.audited.contains_key(a) {
-            continue;
         } else if !domains.is_empty() && !domains.iter().any(|d| d == domain_of(a)) {
             hold("not in this run's --domain list".into(), false)
         } else {
@@ -847,5 +845,133 @@ impl Lock {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::accounts::{Problem, TreeCoverage};
+    use std::collections::{HashMap, HashSet};
+
+    fn set(v: &[&str]) -> HashSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn home(kind: &str, location: &str) -> HomeRow {
+        HomeRow {
+            kind: kind.into(),
+            location: location.into(),
+            owner: Some("carl".into()),
+        }
+    }
+
+    /// A DirectAdmin tree at /da and a cPanel tree at /cp, as tonight read them.
+    fn sources() -> (Vec<AccountSource>, Vec<check::SourceCount>) {
+        let da = TreeCoverage {
+            read: set(&["read.example"]),
+            empty: set(&["empty.example"]),
+            listed: set(&["read.example", "empty.example", "nodir.example"]),
+            present: set(&["read.example", "empty.example"]),
+            listed_without_dir_is_empty: false,
+        };
+        // cPanel lists parked and addon domains in userdomains without any mail directory.
+        let cp = TreeCoverage {
+            read: set(&["blog.example"]),
+            listed: set(&["blog.example", "parked.example"]),
+            present: set(&["blog.example"]),
+            listed_without_dir_is_empty: true,
+            ..Default::default()
+        };
+        let count = |tree| check::SourceCount {
+            accounts: 5,
+            tree: Some(tree),
+            ..Default::default()
+        };
+        (
+            vec![
+                AccountSource::DirectAdmin("/da".into()),
+                AccountSource::Cpanel("/cp".into()),
+            ],
+            vec![count(da), count(cp)],
+        )
+    }
+
+    fn fate_of(
+        address: &str,
+        homes: &[HomeRow],
+        tweak: impl Fn(&mut Vec<check::SourceCount>, &mut Vec<DomainIssue>),
+    ) -> Fate {
+        let (srcs, mut counts) = sources();
+        let mut issues = Vec::new();
+        tweak(&mut counts, &mut issues);
+        let places = vec![
+            ("directadmin", "/da".to_string()),
+            ("cpanel", "/cp".to_string()),
+        ];
+        fate(address, homes, &srcs, &places, &counts, &issues)
+    }
+
+    #[test]
+    fn only_a_source_read_whole_retires_what_it_no_longer_holds() {
+        let da = [home("directadmin", "/da")];
+        let cp = [home("cpanel", "/cp")];
+        let none = |_: &mut Vec<check::SourceCount>, _: &mut Vec<DomainIssue>| {};
+        assert_eq!(
+            fate_of("gone@read.example", &da, none),
+            Fate::Retire(reason::ACCOUNT_REMOVED)
+        );
+        assert_eq!(
+            fate_of("x@left.example", &da, none),
+            Fate::Retire(reason::DOMAIN_REMOVED)
+        );
+        // A parked cPanel domain without mail, and a domain that left one server for the other.
+        assert_eq!(
+            fate_of("x@parked.example", &cp, none),
+            Fate::Retire(reason::ACCOUNT_REMOVED)
+        );
+        assert_eq!(
+            fate_of("x@read.example", &cp, none),
+            Fate::Retire(reason::DOMAIN_REMOVED)
+        );
+        // Not proof: an empty file, a DirectAdmin domain listed without its directory, a source
+        // no longer configured, rejected rows where the account would be, a file not read.
+        let held = |f: Fate| matches!(f, Fate::Hold(_));
+        assert!(held(fate_of("x@empty.example", &da, none)));
+        assert!(held(fate_of("x@nodir.example", &da, none)));
+        assert!(held(fate_of(
+            "x@read.example",
+            &[home("directadmin", "/old")],
+            none
+        )));
+        assert!(held(fate_of("x@read.example", &da, |c, _| {
+            c[0].rejected_in = HashMap::from([("read.example".to_string(), 1)]);
+        })));
+        let unreadable = |domain: &str| {
+            let domain = domain.to_string();
+            move |_: &mut Vec<check::SourceCount>, i: &mut Vec<DomainIssue>| {
+                i.push(DomainIssue {
+                    domain: domain.clone(),
+                    path: "/cp/home/carl/etc".into(),
+                    problem: Problem::Unreadable("Permission denied".into()),
+                    source: 1,
+                })
+            }
+        };
+        // A file unreadable anywhere holds the domain's addresses, whatever their home; an
+        // unreadable customer `etc` that hides its domains holds every address.
+        assert!(held(fate_of(
+            "gone@read.example",
+            &da,
+            unreadable("read.example")
+        )));
+        assert!(held(fate_of("gone@read.example", &da, unreadable(""))));
+        // Recorded before homes were: every source is asked, and one covering it is enough
+        // only when none holds it back.
+        assert_eq!(
+            fate_of("gone@read.example", &[], none),
+            Fate::Retire(reason::ACCOUNT_REMOVED)
+        );
+        assert!(held(fate_of("x@empty.example", &[], none)));
     }
 }
