@@ -645,3 +645,61 @@ fn a_missing_postmap_or_uapi_changes_nothing_and_is_reported() {
         "this is not\na list of addresses\n"
     );
 }
+
+#[test]
+fn an_entry_recorded_but_missing_from_the_file_is_released_and_applied_again() {
+    // A run killed after recording its suspensions and before renaming the new file (or an
+    // operator deleting a line) leaves the state saying more than the file: the next run makes
+    // them agree, and the account is suspended again, recorded as such.
+    let w = Workdir::new();
+    let cfg = setup(&w, "[suspend]\nplatforms = [\"directadmin\"]");
+    let r = w.run(&["suspend", "--config", &cfg, "--apply"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bl = w.path("da/etc/virtual/blacklist_smtp_usernames");
+    let text = std::fs::read_to_string(&bl).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("info@example.com:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&bl, &without).unwrap();
+    assert_eq!(exim_lsearch(&bl, "info@example.com"), "no");
+    let r = w.run(&["suspend", "--config", &cfg, "--apply"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.out().contains("suspended info@example.com"),
+        "{}",
+        r.out()
+    );
+    assert_eq!(exim_lsearch(&bl, "info@example.com"), "yes");
+    let db = rusqlite::Connection::open(w.path("state/breach-audit.sqlite")).unwrap();
+    let rows: Vec<(Option<String>, Option<String>)> = db
+        .prepare(
+            "SELECT released_at IS NOT NULL, released_reason FROM suspensions
+             WHERE address = 'info@example.com' ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, bool>(0)
+                    .map(|b| b.then(|| "released".to_string()))?,
+                r.get(1)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                Some("released".into()),
+                Some("its entry was no longer in the file".into())
+            ),
+            (None, None)
+        ]
+    );
+    // The others were left as they were: one line each, no duplicate.
+    let now = std::fs::read_to_string(&bl).unwrap();
+    assert_eq!(now.lines().count(), text.lines().count(), "{now}");
+}
