@@ -718,7 +718,7 @@ fn merge_file(
         if !o.status.success() {
             let why = String::from_utf8_lossy(&o.stderr).trim().to_string();
             return Err(failed(format!(
-                "postmap hash:{} failed ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
+                "postmap failed on hash:{} ({}{}); the map file is written and recorded, its .db is not: the next run runs postmap again",
                 path.display(),
                 o.status,
                 if why.is_empty() {
