@@ -360,6 +360,23 @@ impl Slapd {
             .spawn()
             .expect("start slapd");
         wait_for(&sock, "slapd", &d.join("log"));
+        // The socket file appears when slapd binds it, before it accepts: an ldapadd sent at that
+        // moment gets "Can't contact LDAP server". Wait until an anonymous whoami answers.
+        let url = format!("ldapi://{}", enc(&sock));
+        let t = std::time::Instant::now();
+        while !Command::new("ldapwhoami")
+            .args(["-x", "-H", &url])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "slapd did not answer on {url}: {}",
+                std::fs::read_to_string(d.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let s = Slapd {
             password_file: password_file(d),
             dir,
