@@ -11,6 +11,7 @@
 pub mod audit;
 mod bytes;
 pub mod check;
+pub mod config;
 pub mod domain;
 pub mod email;
 pub mod error;

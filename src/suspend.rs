@@ -26,6 +26,7 @@
 //! place's failure does not stop the others; failures and accounts that cannot be suspended are
 //! kept in `suspend_problems` for the operator's message and retried on the next run.
 
+use crate::config::ConfigPath;
 use crate::error::{Error, IoContext, Result};
 use crate::state::{self, State};
 use crate::state::{HomeRow, reason};
@@ -35,7 +36,19 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A platform that sends mail.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Deserialize,
+    serde::Serialize,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Directadmin,
@@ -102,19 +115,21 @@ impl Platform {
 }
 
 /// The `[suspend]` section of the audit config.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendConfig {
     /// The platforms to suspend on.
     #[serde(default)]
     pub platforms: Vec<Platform>,
     /// Overrides of each platform's file.
-    pub directadmin_file: Option<PathBuf>,
-    pub postfix_file: Option<PathBuf>,
-    pub dovecot_file: Option<PathBuf>,
-    /// Programs (defaults: `postmap`, `/usr/local/cpanel/bin/uapi`).
-    pub postmap: Option<PathBuf>,
-    pub uapi: Option<PathBuf>,
+    pub directadmin_file: Option<ConfigPath>,
+    pub postfix_file: Option<ConfigPath>,
+    pub dovecot_file: Option<ConfigPath>,
+    /// Programs (defaults: `postmap`, `/usr/local/cpanel/bin/uapi`). Relative to the config's
+    /// directory, as `sendmail` in [notify]: `uapi = "uapi.sh"` is the one beside the config,
+    /// whatever the working directory.
+    pub postmap: Option<ConfigPath>,
+    pub uapi: Option<ConfigPath>,
     /// Also suspend accounts whose only leak is `high` (the password is public).
     #[serde(default)]
     pub include_high: bool,
@@ -127,30 +142,10 @@ impl SuspendConfig {
     /// The file the config names for a platform, if any.
     pub fn file_set(&self, p: Platform) -> Option<PathBuf> {
         match p {
-            Platform::Directadmin => self.directadmin_file.clone(),
-            Platform::Postfix => self.postfix_file.clone(),
-            Platform::Dovecot => self.dovecot_file.clone(),
+            Platform::Directadmin => self.directadmin_file.clone().map(PathBuf::from),
+            Platform::Postfix => self.postfix_file.clone().map(PathBuf::from),
+            Platform::Dovecot => self.dovecot_file.clone().map(PathBuf::from),
             Platform::Cpanel => None,
-        }
-    }
-
-    /// Relative paths are relative to `base` (the config file's directory).
-    pub fn rebase(&mut self, base: &Path) {
-        // Programs too, as `sendmail` in [notify]: `uapi = "uapi.sh"` is the one beside the
-        // config, whatever the working directory.
-        for f in [
-            &mut self.directadmin_file,
-            &mut self.postfix_file,
-            &mut self.dovecot_file,
-            &mut self.postmap,
-            &mut self.uapi,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if f.is_relative() {
-                *f = base.join(&*f);
-            }
         }
     }
 }
@@ -831,7 +826,7 @@ fn cpanel(
     out: &mut PlaceOutcome,
 ) -> Result<()> {
     let uapi = match &cfg.uapi {
-        Some(p) => p.clone(),
+        Some(p) => p.to_path_buf(),
         None => PathBuf::from("/usr/local/cpanel/bin/uapi"),
     };
     if apply && !uapi.exists() {

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 fn audit_args(w: &Workdir) -> Vec<String> {
     [
@@ -282,4 +283,80 @@ fn the_sample_config_is_complete_on_its_first_run() {
     assert!(!r.stderr.contains("not audited"), "{}", r.stderr);
     let run_json: serde_json::Value = serde_json::from_str(&read(&w, "out/run.json")).unwrap();
     assert_eq!(run_json["complete"], true, "{run_json}");
+}
+
+/// Every path-valued key of the sample config, read from another working directory through a
+/// relative config path, names the file beside the config: walks the raw TOML (tables, arrays,
+/// `sqlite:` URLs), and for each string that names an existing path relative to the config's
+/// directory, `--show-config` must print that path made absolute at the same key. A path option
+/// added without the config's rebasing fails here.
+#[test]
+fn every_path_in_the_sample_config_is_relative_to_the_config_from_any_directory() {
+    let w = Workdir::new();
+    let cfg = sample("audit.toml");
+    let dir = std::fs::canonicalize(cfg.parent().unwrap()).unwrap();
+    // The config named relative to the work directory (`../../...`), not absolutely.
+    let up = w.path("").components().count() - 1;
+    let rel = format!(
+        "{}{}",
+        "../".repeat(up),
+        std::fs::canonicalize(&cfg)
+            .unwrap()
+            .display()
+            .to_string()
+            .trim_start_matches('/')
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let raw: toml::Table = toml::from_str(&text).unwrap();
+    let shown = w.run(&["audit", "--config", &rel, "--show-config"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let shown: toml::Table = toml::from_str(std::str::from_utf8(&shown.stdout).unwrap()).unwrap();
+
+    fn walk(raw: &toml::Value, shown: Option<&toml::Value>, key: &str, dir: &Path, n: &mut usize) {
+        match raw {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let s = shown.and_then(|s| s.get(k));
+                    walk(v, s, &format!("{key}.{k}"), dir, n);
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    let s = shown.and_then(|s| s.get(i));
+                    walk(v, s, &format!("{key}[{i}]"), dir, n);
+                }
+            }
+            toml::Value::String(s) => {
+                let (prefix, path) = match s.split_once(':') {
+                    Some((p @ ("sqlite" | "dovecot"), rest)) => (format!("{p}:"), rest),
+                    _ => (String::new(), s.as_str()),
+                };
+                let beside = dir.join(path);
+                // A relative path: one that exists beside the config, or any with a directory
+                // part (an output not made yet).
+                let is_path =
+                    Path::new(path).is_relative() && (beside.exists() || path.contains('/'));
+                if is_path {
+                    *n += 1;
+                    let want = format!("{prefix}{}", beside.display());
+                    assert_eq!(
+                        shown.and_then(|v| v.as_str()),
+                        Some(want.as_str()),
+                        "{key} = {s:?} must be read relative to the config's directory"
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut n = 0;
+    walk(
+        &toml::Value::Table(raw),
+        Some(&toml::Value::Table(shown)),
+        "",
+        &dir,
+        &mut n,
+    );
+    // index, state, out, 2 hibp, 1 combolist, 2 trees, [notify] outbox at least.
+    assert!(n >= 9, "only {n} path-valued keys walked");
 }

@@ -1,76 +1,408 @@
 //! Flags and helpers shared by several subcommands: the index, verbosity, output format, which
 //! accounts are judged and how strictly, sizes and percentages, domains, and how warnings are shown.
 
+use breach_audit::config::{ConfigFile, ConfigPath, Merge};
 use breach_audit::error::{Error, IoContext, Result};
+use breach_audit::notify::NotifyConfig;
 use breach_audit::report::Format;
 use breach_audit::scheme::CostLimits;
 use breach_audit::sources::accounts::AccountSource;
 use breach_audit::sources::accounts::ldap::LdapSource;
 use breach_audit::sources::accounts::sql::{Preset, SqlQuery, SqlSource};
+use breach_audit::suspend::SuspendConfig;
 use breach_audit::verify::cache::VerifyPolicy;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
+/// `--config FILE`: the audit config, read by every command that takes an index or a state.
 #[derive(Args)]
-pub(crate) struct IndexArg {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) index: PathBuf,
+pub(crate) struct ConfigArg {
+    /// The audit config (TOML; see `breach-audit audit --help`): its keys are the flags' values
+    /// unless a flag is given (a repeated flag replaces the file's whole list). Relative paths in
+    /// it are relative to the file's directory.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 }
 
-/// Which accounts are judged, and how strictly their sources are read (shared by `check` and
-/// `audit`).
+/// The config file's sections that are not flags.
+#[derive(serde::Deserialize, serde::Serialize, Default)]
+pub(crate) struct Sections {
+    /// `[notify]`: see `breach-audit audit --help`.
+    pub(crate) notify: Option<NotifyConfig>,
+    /// `[suspend]`: see `breach-audit audit --help`.
+    pub(crate) suspend: Option<SuspendConfig>,
+}
+
+/// The config file named by `--config` (or none): each option group takes its keys from it,
+/// under the flags, by [`Merge`].
+pub(crate) struct Config(Option<ConfigFile>);
+
+impl Config {
+    /// Every top-level key of the config file, from the groups that take them.
+    fn known() -> Vec<&'static str> {
+        use breach_audit::config::fields;
+        [
+            fields::<IndexArgs>(),
+            fields::<StateArgs>(),
+            fields::<OutArgs>(),
+            fields::<InputArgs>(),
+            fields::<AccountArgs>(),
+            fields::<JudgeArgs>(),
+            fields::<DomainSelect>(),
+            fields::<Sections>(),
+        ]
+        .concat()
+    }
+
+    pub(crate) fn open(a: &ConfigArg) -> Result<Config> {
+        Ok(Config(match &a.config {
+            Some(p) => Some(ConfigFile::read(p, &Config::known())?),
+            None => None,
+        }))
+    }
+
+    /// `flags` over the file's values of the same group.
+    pub(crate) fn merge<G: Merge + serde::de::DeserializeOwned + Default>(
+        &self,
+        flags: G,
+    ) -> Result<G> {
+        Ok(flags.merge(self.file::<G>()?))
+    }
+
+    /// The file's values of one group (defaults without a file).
+    pub(crate) fn file<G: serde::de::DeserializeOwned + Default>(&self) -> Result<G> {
+        match &self.0 {
+            Some(f) => f.get(),
+            None => Ok(G::default()),
+        }
+    }
+}
+
+/// The message of a value a command needs but neither a flag nor the config gave.
+pub(crate) fn need<T>(v: Option<T>, cmd: &str, flag: &str, value: &str) -> Result<T> {
+    v.ok_or_else(|| {
+        Error::Usage(format!(
+            "{cmd} needs --{flag} {value} (or `{} = ...` in --config)",
+            flag.replace('-', "_")
+        ))
+    })
+}
+
+breach_audit::options! {
+    /// `--index DIR`.
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct IndexArgs {
+        /// The index directory (`build` creates or replaces it; `audit` rebuilds it in place,
+        /// atomically, when a source changed).
+        #[arg(long, value_name = "DIR")]
+        pub(crate) index: Option<ConfigPath>,
+    }
+}
+
+/// `--config` and `--index`, for the commands that read only an index.
 #[derive(Args)]
-pub(crate) struct JudgeArgs {
-    /// Only audit accounts at this domain. Repeatable. A domain that no source holds is an error
-    /// (exit 2). In `audit`, findings on record at other domains are kept as they are.
+pub(crate) struct IndexOnly {
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) index: IndexArgs,
+}
+
+impl IndexOnly {
+    /// The index directory, from the flag or the config; `cmd` needs it.
+    pub(crate) fn dir(self, cmd: &str) -> Result<PathBuf> {
+        Config::open(&self.config)?.merge(self.index)?.need(cmd)
+    }
+}
+
+impl IndexArgs {
+    /// The index directory, which `cmd` needs.
+    pub(crate) fn need(self, cmd: &str) -> Result<PathBuf> {
+        need(self.index, cmd, "index", "DIR").map(PathBuf::from)
+    }
+}
+
+breach_audit::options! {
+    /// `--state DIR`.
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct StateArgs {
+        /// The audit's state directory: the state database (breach-audit.sqlite: findings,
+        /// notices, suspensions, runs), the verification cache and the lock. A full disk there
+        /// is an error that says "no space left on device", with the path.
+        #[arg(long, value_name = "DIR")]
+        pub(crate) state: Option<ConfigPath>,
+    }
+}
+
+impl StateArgs {
+    /// The state directory, which `cmd` needs.
+    pub(crate) fn need(self, cmd: &str) -> Result<PathBuf> {
+        need(self.state, cmd, "state", "DIR").map(PathBuf::from)
+    }
+}
+
+breach_audit::options! {
+    /// `audit --out DIR`.
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct OutArgs {
+        /// Output directory for at-risk.jsonl, new.jsonl and notices.csv. Created if missing; a
+        /// directory that cannot take files fails the run before any work (a temporary file is
+        /// created and removed there).
+        #[arg(long, value_name = "DIR")]
+        pub(crate) out: Option<ConfigPath>,
+    }
+}
+
+breach_audit::options! {
+    /// What an index is built from (`build`, and `audit`'s rebuilds).
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct InputArgs {
+        /// A HIBP Pwned Passwords dump: a file of HASH:COUNT lines (SHA-1 and NTLM told apart per
+        /// line; plain, .gz or .zst, detected from the content), a directory of range files
+        /// (00000.txt .. FFFFF.txt), or - for standard input. Repeatable.
+        #[arg(long, value_name = "PATH")]
+        #[serde(default)]
+        pub(crate) hibp: Vec<ConfigPath>,
+        /// A combolist of leaked email<sep>password rows (separator `:`, `;`, tab or space; plain,
+        /// .gz or .zst, or - for standard input). Builds the email map (for `domain` and the
+        /// credentials_leaked finding) and the leaked-passwords file leaks.bin, which is
+        /// SENSITIVE: it holds plaintext passwords (mode 0600). Every leaked password also feeds
+        /// the password maps. Combolists are sorted externally within --mem. Repeatable.
+        #[arg(long, value_name = "PATH")]
+        #[serde(default)]
+        pub(crate) combolist: Vec<ConfigPath>,
+        /// Memory for buffering hashes (e.g. 512M, 2G; default 512M, at least 1M). Peak memory
+        /// stays near this whatever the size of the dumps; unsorted input beyond it is spilled
+        /// to sorted runs in --tmp-dir.
+        #[arg(long, value_name = "SIZE")]
+        pub(crate) mem: Option<Mem>,
+        /// Where unsorted input is spilled (about 12 bytes per hash). Default: beside the index.
+        #[arg(long, value_name = "DIR")]
+        pub(crate) tmp_dir: Option<ConfigPath>,
+        /// Keep leaked passwords only for these domains: a file of domains (one per line, `#`
+        /// comments), or (`audit` only) `own-domains`, the domains of the account sources (the
+        /// index is rebuilt when one of them is missing from it). Every address and its count
+        /// stay in the email map (`domain` answers for any domain), and every password still
+        /// feeds the password maps as a hash, but leaks.bin holds only these domains' passwords
+        /// and no other domain's password is written anywhere, not even to the sort's temporary
+        /// runs. `info` shows the mode. Default: keep every domain's.
+        #[arg(long, value_name = "own-domains|DOMAINS-FILE")]
+        pub(crate) keep_passwords_for: Option<KeepFor>,
+        /// Also build the NTLM map of combolist passwords (for NTLM account hashes). Without it
+        /// the map is built only when a --hibp dump brings NTLM hashes.
+        #[arg(long)]
+        #[serde(default)]
+        pub(crate) combolist_ntlm: bool,
+    }
+}
+
+impl InputArgs {
+    /// `--mem`, or its default.
+    pub(crate) fn mem(&self) -> usize {
+        self.mem.map_or(DEFAULT_MEM, |m| m.0)
+    }
+
+    pub(crate) fn hibp(&self) -> Vec<PathBuf> {
+        self.hibp.iter().cloned().map(PathBuf::from).collect()
+    }
+
+    pub(crate) fn combolists(&self) -> Vec<PathBuf> {
+        self.combolist.iter().cloned().map(PathBuf::from).collect()
+    }
+}
+
+/// `--keep-passwords-for`: `own-domains` or a domains file (relative to the config file's
+/// directory when it comes from there).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum KeepFor {
+    OwnDomains,
+    File(PathBuf),
+}
+
+impl std::str::FromStr for KeepFor {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<KeepFor, Self::Err> {
+        Ok(if s == "own-domains" {
+            KeepFor::OwnDomains
+        } else {
+            KeepFor::File(PathBuf::from(s))
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeepFor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(match String::deserialize(d)?.parse::<KeepFor>() {
+            Ok(KeepFor::File(p)) => KeepFor::File(breach_audit::config::rebase(p)),
+            Ok(k) => k,
+        })
+    }
+}
+
+impl serde::Serialize for KeepFor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            KeepFor::OwnDomains => s.serialize_str("own-domains"),
+            KeepFor::File(p) => p.serialize(s),
+        }
+    }
+}
+
+/// A value given as text on the command line and as text or a number in the config file, read
+/// by one parser either way.
+macro_rules! parsed {
+    ($(#[$m:meta])* $name:ident($ty:ty) = $parse:expr, $show:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        pub(crate) struct $name(pub(crate) $ty);
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<$name, String> {
+                ($parse)(s).map($name)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                #[derive(serde::Deserialize)]
+                #[serde(untagged)]
+                enum Raw {
+                    Text(String),
+                    Int(i64),
+                    Float(f64),
+                }
+                let text = match Raw::deserialize(d)? {
+                    Raw::Text(s) => s,
+                    Raw::Int(i) => i.to_string(),
+                    Raw::Float(f) => f.to_string(),
+                };
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                ($show)(&self.0).serialize(s)
+            }
+        }
+    };
+}
+
+parsed! {
+    /// A memory size for a build: at least [`MIN_MEM`].
+    Mem(usize) = parse_mem, |n: &usize| *n as u64
+}
+parsed! {
+    /// A size in bytes (`256M`).
+    Size(usize) = parse_size, |n: &usize| *n as u64
+}
+parsed! {
+    /// A share: `50`, `50%` or `0.5`.
+    Percent(f64) = parse_percent, |f: &f64| *f
+}
+parsed! {
+    /// A duration (`30m`, `4h`).
+    Duration(std::time::Duration) = |s: &str| humantime::parse_duration(s).map_err(|e| e.to_string()),
+        |d: &std::time::Duration| humantime::format_duration(*d).to_string()
+}
+
+/// The default of `--mem`.
+pub(crate) const DEFAULT_MEM: usize = 512 << 20;
+
+/// Which domains are judged. One rule for the pair: either flag replaces both of the file's
+/// keys (`--domain x` with a `domains_file` in the config judges x only).
+#[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+pub(crate) struct DomainSelect {
+    /// Only accounts at this domain (`domain`: addresses). Repeatable. A domain that no source
+    /// holds is an error (exit 2). In `audit`, findings on record at other domains are kept as
+    /// they are.
     #[arg(long, value_name = "DOMAIN")]
+    #[serde(default)]
     pub(crate) domain: Vec<String>,
-    /// Only audit accounts at the domains listed in this file, one per line (`#` comments).
+    /// Only accounts (`domain`: addresses) at the domains listed in this file, one per line
+    /// (`#` comments).
     #[arg(long, value_name = "PATH")]
-    pub(crate) domains_file: Option<PathBuf>,
-    /// A source with more than this share of its rows rejected (not accounts) is an error, exit
-    /// 2: it is probably not the format its flag says. Default 50%. Raise it only for a source
-    /// you know to be mostly junk.
-    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
-    pub(crate) max_rejected: Option<f64>,
-    /// The largest account file read inside a DirectAdmin or cPanel tree (default 256M). A larger
-    /// one (a sparse file a customer planted, say) is refused and its domain reported as not
-    /// audited.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub(crate) max_file_size: Option<usize>,
-    /// Stop starting slow verifications (bcrypt, argon2, yescrypt, scrypt, crypt) this long after
-    /// the check began (default 1h; e.g. 30m, 4h). Accounts left are reported with an
-    /// `unverifiable` finding, reason "deferred: time budget reached", their findings on record
-    /// kept; the verification cache carries the work done to the next run, which continues.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub(crate) verify_budget: Option<std::time::Duration>,
-    /// A realm to try for DIGEST-MD5 hashes besides the one Dovecot takes from a login
-    /// `local@domain` (the address's domain). Repeatable.
-    #[arg(long, value_name = "REALM")]
-    pub(crate) digest_md5_realm: Vec<String>,
-    /// Change a cost limit: KEY=N with KEY one of max_bcrypt_cost (default 14), max_crypt_rounds
-    /// (1000000), max_iterations (1000000), max_memory_mib (256), max_argon2_t (16),
-    /// max_parallelism (16). A stored hash over a limit is never run: it is `unverifiable`,
-    /// reason "cost over limit". Repeatable.
-    #[arg(long, value_name = "KEY=N")]
-    pub(crate) cost_limit: Vec<String>,
+    pub(crate) domains_file: Option<ConfigPath>,
+}
+
+impl Merge for DomainSelect {
+    fn merge(self, file: Self) -> Self {
+        if self.domain.is_empty() && self.domains_file.is_none() {
+            file
+        } else {
+            self
+        }
+    }
+}
+
+impl DomainSelect {
+    /// The domains, read and normalised (empty: every domain).
+    pub(crate) fn read(&self) -> Result<std::collections::BTreeSet<String>> {
+        read_domains(&self.domain, self.domains_file.as_deref(), "--domain")
+    }
+}
+
+breach_audit::options! {
+    /// How strictly accounts are judged and their sources read (shared by `check` and `audit`).
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct JudgeArgs {
+        /// A source with more than this share of its rows rejected (not accounts) is an error,
+        /// exit 2: it is probably not the format its flag says. Default 50%. Raise it only for a
+        /// source you know to be mostly junk.
+        #[arg(long, value_name = "PERCENT")]
+        pub(crate) max_rejected: Option<Percent>,
+        /// The largest account file read inside a DirectAdmin or cPanel tree (default 256M). A
+        /// larger one (a sparse file a customer planted, say) is refused and its domain reported
+        /// as not audited.
+        #[arg(long, value_name = "SIZE")]
+        pub(crate) max_file_size: Option<Size>,
+        /// Stop starting slow verifications (bcrypt, argon2, yescrypt, scrypt, crypt) this long
+        /// after the check began (default 1h; e.g. 30m, 4h). Accounts left are reported with an
+        /// `unverifiable` finding, reason "deferred: time budget reached", their findings on
+        /// record kept; the verification cache carries the work done to the next run, which
+        /// continues.
+        #[arg(long, value_name = "DURATION")]
+        pub(crate) verify_budget: Option<Duration>,
+        /// A realm to try for DIGEST-MD5 hashes besides the one Dovecot takes from a login
+        /// `local@domain` (the address's domain). Repeatable. (`digest_md5_realms = [...]` in
+        /// the config.)
+        #[arg(long, value_name = "REALM")]
+        #[serde(default, rename = "digest_md5_realms")]
+        pub(crate) digest_md5_realm: Vec<String>,
+        /// Change a cost limit: KEY=N with KEY one of max_bcrypt_cost (default 14),
+        /// max_crypt_rounds (1000000), max_iterations (1000000), max_memory_mib (256),
+        /// max_argon2_t (16), max_parallelism (16). A stored hash over a limit is never run: it
+        /// is `unverifiable`, reason "cost over limit". Repeatable; over the config's `[limits]`.
+        #[arg(long, value_name = "KEY=N")]
+        #[serde(skip)]
+        pub(crate) cost_limit: Vec<String>,
+        /// The config's `[limits]` section: the --cost-limit keys.
+        #[arg(skip)]
+        pub(crate) limits: Option<CostLimits>,
+    }
 }
 
 /// The default of `--verify-budget` / `verify_budget`.
 pub(crate) const DEFAULT_VERIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl JudgeArgs {
-    /// The verification policy: flags over the config file's `[limits]`, `verify_budget` and
-    /// `digest_md5_realms` over the defaults.
-    pub(crate) fn verify_policy(
-        &self,
-        file_limits: Option<CostLimits>,
-        file_budget: Option<&str>,
-        file_realms: &[String],
-    ) -> Result<VerifyPolicy> {
-        let mut limits =
-            toml::Table::try_from(file_limits.unwrap_or_default()).expect("limits serialize");
+    pub(crate) fn max_rejected(&self) -> f64 {
+        self.max_rejected
+            .map_or(breach_audit::check::DEFAULT_MAX_REJECTED, |p| p.0)
+    }
+
+    pub(crate) fn max_file_bytes(&self) -> u64 {
+        self.max_file_size.map_or(
+            breach_audit::sources::accounts::tree::DEFAULT_MAX_BYTES,
+            |s| s.0 as u64,
+        )
+    }
+
+    /// The verification policy: `--cost-limit` over `[limits]` over the defaults.
+    pub(crate) fn verify_policy(&self) -> Result<VerifyPolicy> {
+        let mut limits = toml::Table::try_from(self.limits.clone().unwrap_or_default())
+            .expect("limits serialize");
         for kv in &self.cost_limit {
             let bad = || {
                 Error::Usage(format!(
@@ -88,21 +420,10 @@ impl JudgeArgs {
         let limits: CostLimits = limits
             .try_into()
             .map_err(|e| Error::Usage(format!("--cost-limit: {e}")))?;
-        let budget = match (self.verify_budget, file_budget) {
-            (Some(b), _) => b,
-            (None, Some(s)) => humantime::parse_duration(s)
-                .map_err(|e| Error::Usage(format!("config verify_budget {s:?}: {e}")))?,
-            (None, None) => DEFAULT_VERIFY_BUDGET,
-        };
-        let realms = if self.digest_md5_realm.is_empty() {
-            file_realms.to_vec()
-        } else {
-            self.digest_md5_realm.clone()
-        };
         Ok(VerifyPolicy {
             limits,
-            digest_md5_realms: realms,
-            budget: Some(budget),
+            digest_md5_realms: self.digest_md5_realm.clone(),
+            budget: Some(self.verify_budget.map_or(DEFAULT_VERIFY_BUDGET, |d| d.0)),
         })
     }
 }
@@ -114,69 +435,92 @@ pub(crate) struct Verbosity {
     pub(crate) quiet: bool,
 }
 
-/// Where accounts come from (shared by `check` and `audit`).
-#[derive(Args)]
-pub(crate) struct AccountArgs {
-    /// The root of a DirectAdmin server tree (or a copy of its files): etc/virtual/<domain>/passwd,
-    /// owners from etc/virtual/domainowners, contacts from
-    /// usr/local/directadmin/data/users/<owner>/user.conf. Repeatable.
-    #[arg(long, value_name = "ROOT")]
-    pub(crate) directadmin: Vec<PathBuf>,
-    /// The root of a cPanel server tree (or a copy of its files): home/<user>/etc/<domain>/shadow,
-    /// owners from etc/userdomains, contacts from var/cpanel/users/<owner>. Repeatable.
-    #[arg(long, value_name = "ROOT")]
-    pub(crate) cpanel: Vec<PathBuf>,
-    /// A Dovecot passwd-file (user@domain:{SCHEME}hash:...). Repeatable.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) passwd_file: Vec<PathBuf>,
-    /// A CSV export with a header naming an email column and a hash column (email,hash; the
-    /// separator may be `,`, `;`, tab or `|`): hash is 40-hex SHA-1, 32-hex NTLM, or a Dovecot
-    /// {SCHEME}... string. Repeatable.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) accounts_csv: Vec<PathBuf>,
-    #[command(flatten)]
-    pub(crate) sql: SqlArgs,
-    #[command(flatten)]
-    pub(crate) ldap: LdapArgs,
+breach_audit::options! {
+    /// Where accounts come from (shared by `check` and `audit`).
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct AccountArgs {
+        /// The root of a DirectAdmin server tree (or a copy of its files):
+        /// etc/virtual/<domain>/passwd, owners from etc/virtual/domainowners, contacts from
+        /// usr/local/directadmin/data/users/<owner>/user.conf. Repeatable.
+        #[arg(long, value_name = "ROOT")]
+        #[serde(default)]
+        pub(crate) directadmin: Vec<ConfigPath>,
+        /// The root of a cPanel server tree (or a copy of its files):
+        /// home/<user>/etc/<domain>/shadow, owners from etc/userdomains, contacts from
+        /// var/cpanel/users/<owner>. Repeatable.
+        #[arg(long, value_name = "ROOT")]
+        #[serde(default)]
+        pub(crate) cpanel: Vec<ConfigPath>,
+        /// A Dovecot passwd-file (user@domain:{SCHEME}hash:...). Repeatable.
+        #[arg(long, value_name = "PATH")]
+        #[serde(default)]
+        pub(crate) passwd_file: Vec<ConfigPath>,
+        /// A CSV export with a header naming an email column and a hash column (email,hash; the
+        /// separator may be `,`, `;`, tab or `|`): hash is 40-hex SHA-1, 32-hex NTLM, or a
+        /// Dovecot {SCHEME}... string. Repeatable.
+        #[arg(long, value_name = "PATH")]
+        #[serde(default)]
+        pub(crate) accounts_csv: Vec<ConfigPath>,
+        /// One database from the flags (more: `[[sql]]` tables in the config, used as well).
+        #[command(flatten)]
+        #[serde(skip)]
+        pub(crate) sql: SqlArgs,
+        /// The config's `[[sql]]` tables: url, preset or query, password_file, default_scheme,
+        /// plesk_secret_key.
+        #[arg(skip)]
+        #[serde(default, rename = "sql")]
+        pub(crate) sql_tables: Vec<SqlArgs>,
+        /// One directory from the flags (more: `[[ldap]]` tables in the config, used as well).
+        #[command(flatten)]
+        #[serde(skip)]
+        pub(crate) ldap: LdapArgs,
+        /// The config's `[[ldap]]` tables: url, base, filter, bind_dn, password_file, starttls,
+        /// mail_attr, password_attr.
+        #[arg(skip)]
+        #[serde(default, rename = "ldap")]
+        pub(crate) ldap_tables: Vec<LdapArgs>,
+    }
 }
 
-/// One LDAP directory from the command line (several: `[[ldap]]` tables in the audit config).
-#[derive(Args, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LdapArgs {
-    /// An LDAP directory holding mailboxes (iRedMail, Zimbra, OpenLDAP): ldap://HOST[:PORT],
-    /// ldaps://HOST, or ldapi://PATH-ESCAPED-SOCKET; read with paged searches.
-    #[arg(long = "ldap", value_name = "URL", requires = "ldap_base")]
-    #[serde(rename = "url")]
-    pub(crate) ldap: Option<String>,
-    /// The base DN to search under (e.g. o=domains,dc=example,dc=com).
-    #[arg(long, value_name = "DN", requires = "ldap")]
-    #[serde(rename = "base")]
-    pub(crate) ldap_base: Option<String>,
-    /// The LDAP filter of mailbox entries (default: (&(mail=*)(userPassword=*))).
-    #[arg(long, value_name = "FILTER", requires = "ldap")]
-    #[serde(rename = "filter")]
-    pub(crate) ldap_filter: Option<String>,
-    /// Bind as this DN (default: anonymous), with the password of --ldap-password-file.
-    #[arg(long, value_name = "DN", requires = "ldap")]
-    #[serde(rename = "bind_dn")]
-    pub(crate) ldap_bind_dn: Option<String>,
-    /// A file only its owner can read (0600) whose first line is the bind password.
-    #[arg(long, value_name = "PATH", requires = "ldap_bind_dn")]
-    #[serde(rename = "password_file")]
-    pub(crate) ldap_password_file: Option<PathBuf>,
-    /// Upgrade an ldap:// connection with StartTLS.
-    #[arg(long, requires = "ldap")]
-    #[serde(default, rename = "starttls")]
-    pub(crate) ldap_starttls: bool,
-    /// The attribute holding the address (default mail).
-    #[arg(long, value_name = "ATTR", requires = "ldap")]
-    #[serde(rename = "mail_attr")]
-    pub(crate) ldap_mail_attr: Option<String>,
-    /// The attribute holding the password hash (default userPassword).
-    #[arg(long, value_name = "ATTR", requires = "ldap")]
-    #[serde(rename = "password_attr")]
-    pub(crate) ldap_password_attr: Option<String>,
+breach_audit::options! {
+    /// One LDAP directory from the command line (several: `[[ldap]]` tables in the audit config).
+    #[derive(Args, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct LdapArgs {
+        /// An LDAP directory holding mailboxes (iRedMail, Zimbra, OpenLDAP): ldap://HOST[:PORT],
+        /// ldaps://HOST, or ldapi://PATH-ESCAPED-SOCKET; read with paged searches.
+        #[arg(long = "ldap", value_name = "URL", requires = "ldap_base")]
+        #[serde(rename = "url")]
+        pub(crate) ldap: Option<String>,
+        /// The base DN to search under (e.g. o=domains,dc=example,dc=com).
+        #[arg(long, value_name = "DN", requires = "ldap")]
+        #[serde(rename = "base")]
+        pub(crate) ldap_base: Option<String>,
+        /// The LDAP filter of mailbox entries (default: (&(mail=*)(userPassword=*))).
+        #[arg(long, value_name = "FILTER", requires = "ldap")]
+        #[serde(rename = "filter")]
+        pub(crate) ldap_filter: Option<String>,
+        /// Bind as this DN (default: anonymous), with the password of --ldap-password-file.
+        #[arg(long, value_name = "DN", requires = "ldap")]
+        #[serde(rename = "bind_dn")]
+        pub(crate) ldap_bind_dn: Option<String>,
+        /// A file only its owner can read (0600) whose first line is the bind password.
+        #[arg(long, value_name = "PATH", requires = "ldap_bind_dn")]
+        #[serde(rename = "password_file")]
+        pub(crate) ldap_password_file: Option<ConfigPath>,
+        /// Upgrade an ldap:// connection with StartTLS.
+        #[arg(long, requires = "ldap")]
+        #[serde(default, rename = "starttls")]
+        pub(crate) ldap_starttls: bool,
+        /// The attribute holding the address (default mail).
+        #[arg(long, value_name = "ATTR", requires = "ldap")]
+        #[serde(rename = "mail_attr")]
+        pub(crate) ldap_mail_attr: Option<String>,
+        /// The attribute holding the password hash (default userPassword).
+        #[arg(long, value_name = "ATTR", requires = "ldap")]
+        #[serde(rename = "password_attr")]
+        pub(crate) ldap_password_attr: Option<String>,
+    }
 }
 
 impl LdapArgs {
@@ -185,7 +529,7 @@ impl LdapArgs {
         let mut l = LdapSource::new(&url, self.ldap_base.as_deref().unwrap_or(""));
         l.filter = self.ldap_filter;
         l.bind_dn = self.ldap_bind_dn;
-        l.password_file = self.ldap_password_file;
+        l.password_file = self.ldap_password_file.map(PathBuf::from);
         l.starttls = self.ldap_starttls;
         if let Some(a) = self.ldap_mail_attr {
             l.mail_attr = a;
@@ -197,49 +541,79 @@ impl LdapArgs {
     }
 }
 
-/// One SQL store from the command line (several: `[[sql]]` tables in the audit config).
-#[derive(Args, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SqlArgs {
-    /// A mail stack's database, read read-only: postgres://USER@HOST[:PORT]/DB (a socket
-    /// directory as HOST: %2Frun%2Fpostgresql), mysql://USER@HOST/DB (a socket: ?socket=PATH),
-    /// sqlite:PATH, or dovecot:PATH to use the driver, connect string and default scheme of a
-    /// Dovecot dovecot-sql.conf.ext. Give passwords with --sql-password-file, not in the URL.
-    #[arg(long = "sql", value_name = "URL")]
-    #[serde(rename = "url")]
-    pub(crate) sql: Option<String>,
-    /// The stack whose schema and rules to use: postfixadmin, mailcow, iredmail, ispconfig,
-    /// mailinabox, modoboa, plesk (see README "Account sources").
-    #[arg(long, value_name = "STACK", requires = "sql")]
-    #[serde(rename = "preset")]
-    pub(crate) sql_preset: Option<String>,
-    /// Instead of a preset: a SELECT yielding the columns email and password, optionally
-    /// suspended (boolean or 0/1), owner and contact.
-    #[arg(
-        long,
-        value_name = "SELECT",
-        requires = "sql",
-        conflicts_with = "sql_preset"
-    )]
-    #[serde(rename = "query")]
-    pub(crate) sql_query: Option<String>,
-    /// A file only its owner can read (0600) whose first line is the database password.
-    #[arg(long, value_name = "PATH", requires = "sql")]
-    #[serde(rename = "password_file")]
-    pub(crate) sql_password_file: Option<PathBuf>,
-    /// The scheme of passwords stored without a {SCHEME} prefix, as Dovecot's
-    /// default_pass_scheme (default: the preset's, else crypt(3)).
-    #[arg(long, value_name = "SCHEME", requires = "sql")]
-    pub(crate) default_scheme: Option<String>,
-    /// Plesk's /etc/psa/private/secret_key (0600): its $AES-128-CBC$ passwords are decrypted in
-    /// memory, looked up in the dumps and compared with the leaked ones; never written anywhere.
-    #[arg(long, value_name = "PATH", requires = "sql")]
-    pub(crate) plesk_secret_key: Option<PathBuf>,
+/// A database URL; `sqlite:PATH` and `dovecot:PATH` name files, relative to the config file's
+/// directory when they come from there.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct SqlUrl(pub(crate) String);
+
+impl std::str::FromStr for SqlUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<SqlUrl, Self::Err> {
+        Ok(SqlUrl(s.to_string()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SqlUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let url = String::deserialize(d)?;
+        for scheme in ["sqlite:", "dovecot:"] {
+            if let Some(path) = url.strip_prefix(scheme) {
+                let path = breach_audit::config::rebase(PathBuf::from(path));
+                return Ok(SqlUrl(format!("{scheme}{}", path.display())));
+            }
+        }
+        Ok(SqlUrl(url))
+    }
+}
+
+breach_audit::options! {
+    /// One SQL store from the command line (several: `[[sql]]` tables in the audit config).
+    #[derive(Args, Default, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct SqlArgs {
+        /// A mail stack's database, read read-only: postgres://USER@HOST[:PORT]/DB (a socket
+        /// directory as HOST: %2Frun%2Fpostgresql), mysql://USER@HOST/DB (a socket:
+        /// ?socket=PATH), sqlite:PATH, or dovecot:PATH to use the driver, connect string and
+        /// default scheme of a Dovecot dovecot-sql.conf.ext. Give passwords with
+        /// --sql-password-file, not in the URL.
+        #[arg(long = "sql", value_name = "URL")]
+        #[serde(rename = "url")]
+        pub(crate) sql: Option<SqlUrl>,
+        /// The stack whose schema and rules to use: postfixadmin, mailcow, iredmail, ispconfig,
+        /// mailinabox, modoboa, plesk (see README "Account sources").
+        #[arg(long, value_name = "STACK", requires = "sql")]
+        #[serde(rename = "preset")]
+        pub(crate) sql_preset: Option<String>,
+        /// Instead of a preset: a SELECT yielding the columns email and password, optionally
+        /// suspended (boolean or 0/1), owner and contact.
+        #[arg(
+            long,
+            value_name = "SELECT",
+            requires = "sql",
+            conflicts_with = "sql_preset"
+        )]
+        #[serde(rename = "query")]
+        pub(crate) sql_query: Option<String>,
+        /// A file only its owner can read (0600) whose first line is the database password.
+        #[arg(long, value_name = "PATH", requires = "sql")]
+        #[serde(rename = "password_file")]
+        pub(crate) sql_password_file: Option<ConfigPath>,
+        /// The scheme of passwords stored without a {SCHEME} prefix, as Dovecot's
+        /// default_pass_scheme (default: the preset's, else crypt(3)).
+        #[arg(long, value_name = "SCHEME", requires = "sql")]
+        pub(crate) default_scheme: Option<String>,
+        /// Plesk's /etc/psa/private/secret_key (0600): its $AES-128-CBC$ passwords are
+        /// decrypted in memory, looked up in the dumps and compared with the leaked ones; never
+        /// written anywhere.
+        #[arg(long, value_name = "PATH", requires = "sql")]
+        pub(crate) plesk_secret_key: Option<ConfigPath>,
+    }
 }
 
 impl SqlArgs {
     pub(crate) fn into_source(self) -> Result<Option<AccountSource>> {
-        let Some(url) = self.sql else {
+        let Some(SqlUrl(url)) = self.sql else {
             return Ok(None);
         };
         let query = match (self.sql_preset, self.sql_query) {
@@ -257,35 +631,30 @@ impl SqlArgs {
             }
         };
         let mut s = SqlSource::new(&url, query)?;
-        s.password_file = self.sql_password_file;
+        s.password_file = self.sql_password_file.map(PathBuf::from);
         if self.default_scheme.is_some() {
             s.default_scheme = self.default_scheme;
         }
-        s.plesk_key = self.plesk_secret_key;
+        s.plesk_key = self.plesk_secret_key.map(PathBuf::from);
         Ok(Some(AccountSource::Sql(s)))
     }
 }
 
 impl AccountArgs {
-    /// The sources, in a fixed order: trees first, then files, then databases (`more_sql`:
-    /// the audit config's `[[sql]]` tables).
-    pub(crate) fn into_sources(
-        self,
-        more_sql: Vec<SqlArgs>,
-        more_ldap: Vec<LdapArgs>,
-    ) -> Result<Vec<AccountSource>> {
-        let mut v: Vec<AccountSource> = self
-            .directadmin
-            .into_iter()
+    /// The sources, in a fixed order: trees first, then files, then databases (the flags' one,
+    /// then the config's tables) and directories.
+    pub(crate) fn into_sources(self) -> Result<Vec<AccountSource>> {
+        let paths = |v: Vec<ConfigPath>| v.into_iter().map(PathBuf::from);
+        let mut v: Vec<AccountSource> = paths(self.directadmin)
             .map(AccountSource::DirectAdmin)
             .collect();
-        v.extend(self.cpanel.into_iter().map(AccountSource::Cpanel));
-        v.extend(self.passwd_file.into_iter().map(AccountSource::PasswdFile));
-        v.extend(self.accounts_csv.into_iter().map(AccountSource::Csv));
-        for s in std::iter::once(self.sql).chain(more_sql) {
+        v.extend(paths(self.cpanel).map(AccountSource::Cpanel));
+        v.extend(paths(self.passwd_file).map(AccountSource::PasswdFile));
+        v.extend(paths(self.accounts_csv).map(AccountSource::Csv));
+        for s in std::iter::once(self.sql).chain(self.sql_tables) {
             v.extend(s.into_source()?);
         }
-        for l in std::iter::once(self.ldap).chain(more_ldap) {
+        for l in std::iter::once(self.ldap).chain(self.ldap_tables) {
             v.extend(l.into_source());
         }
         Ok(v)

@@ -1,8 +1,8 @@
 //! `check`: the at-risk accounts of the given sources.
 use super::Exit;
 use super::args::{
-    AccountArgs, JudgeArgs, OutFormat, Verbosity, check_output, print_alerts, read_domains,
-    stdout_or,
+    AccountArgs, Config, ConfigArg, DomainSelect, IndexArgs, JudgeArgs, OutFormat, Verbosity,
+    check_output, print_alerts, stdout_or,
 };
 use breach_audit::check::{self, DomainFilter, plural};
 use breach_audit::error::Result;
@@ -14,11 +14,14 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct CheckArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) index: PathBuf,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) index: IndexArgs,
     #[command(flatten)]
     pub(crate) accounts: AccountArgs,
+    #[command(flatten)]
+    pub(crate) domains: DomainSelect,
     /// Keep outcomes of slow verifications (bcrypt, argon2, yescrypt, crypt) in this file so a
     /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
     #[arg(long, value_name = "PATH")]
@@ -39,25 +42,20 @@ pub(crate) struct CheckArgs {
 
 pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     let start = std::time::Instant::now();
-    let sources = a.accounts.into_sources(Vec::new(), Vec::new())?;
+    let cfg = Config::open(&a.config)?;
+    let dir = cfg.merge(a.index)?.need("check")?;
+    let sources = cfg.merge(a.accounts)?.into_sources()?;
+    let judge = cfg.merge(a.judge)?;
     check_output(a.output.as_deref())?;
     let opts = check::CheckOptions {
-        filter: DomainFilter::new(read_domains(
-            &a.judge.domain,
-            a.judge.domains_file.as_deref(),
-            "--domain",
-        )?),
-        max_rejected: a.judge.max_rejected.unwrap_or(check::DEFAULT_MAX_REJECTED),
-        max_file_bytes: a
-            .judge
-            .max_file_size
-            .map(|n| n as u64)
-            .unwrap_or(breach_audit::sources::accounts::tree::DEFAULT_MAX_BYTES),
+        filter: DomainFilter::new(cfg.merge(a.domains)?.read()?),
+        max_rejected: judge.max_rejected(),
+        max_file_bytes: judge.max_file_bytes(),
         track: Default::default(),
     };
-    let index = Index::open(&a.index)?;
+    let index = Index::open(&dir)?;
     let warn = Warnings::printing(a.out.quiet);
-    let policy = a.judge.verify_policy(None, None, &[])?;
+    let policy = judge.verify_policy()?;
     let cache = breach_audit::verify::cache::Verifier::load(a.cache.as_deref(), policy, &warn);
     let mut outcome = check::check(&index, &sources, &opts, &cache, &warn)?;
     outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);

@@ -1,6 +1,8 @@
 //! `domain`: every breached address at some domains.
 use super::Exit;
-use super::args::{OutFormat, check_output, read_domains, stdout_or};
+use super::args::{
+    Config, ConfigArg, DomainSelect, IndexArgs, OutFormat, check_output, read_domains, stdout_or,
+};
 use breach_audit::error::{Error, Result};
 use breach_audit::index::Index;
 use breach_audit::report;
@@ -9,15 +11,16 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct DomainArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) index: PathBuf,
-    /// Domains to list (Unicode or punycode, any case).
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) index: IndexArgs,
+    /// Domains to list (Unicode or punycode, any case), with those of --domain and
+    /// --domains-file (or, with none of them, the config's `domain` and `domains_file`).
     #[arg(value_name = "DOMAIN")]
     pub(crate) domains: Vec<String>,
-    /// Also list the domains in this file, one per line (`#` comments allowed).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) domains_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) select: DomainSelect,
     /// Include addresses at subdomains (mail.example.org for example.org).
     #[arg(long)]
     pub(crate) subdomains: bool,
@@ -33,14 +36,22 @@ pub(crate) struct DomainArgs {
 
 pub(crate) fn run(a: DomainArgs) -> Result<Exit> {
     check_output(a.output.as_deref())?;
-    let set = read_domains(&a.domains, a.domains_file.as_deref(), "DOMAIN argument")?;
+    let cfg = Config::open(&a.config)?;
+    let dir = cfg.merge(a.index)?.need("domain")?;
+    let mut set = read_domains(&a.domains, None, "DOMAIN argument")?;
+    let select = if a.domains.is_empty() {
+        cfg.merge(a.select)?
+    } else {
+        a.select
+    };
+    set.extend(select.read()?);
     if set.is_empty() {
         return Err(Error::Usage(
             "give at least one DOMAIN or --domains-file".into(),
         ));
     }
     let domains: Vec<String> = set.into_iter().collect();
-    let index = Index::open(&a.index)?;
+    let index = Index::open(&dir)?;
     let records = breach_audit::domain::query(&index, &domains, a.subdomains)?;
     let code = Exit::found_if(!records.is_empty());
     match report::emit(&records, a.format.into(), stdout_or(a.output).as_deref()) {

@@ -2,20 +2,17 @@
 //! operator knows is gone: a server taken out of the config, a file that will not come back).
 
 use super::Exit;
-use super::audit::AuditConfig;
+use super::args::{Config, ConfigArg, StateArgs};
 use breach_audit::email;
 use breach_audit::error::{Error, Result};
 use clap::Args;
-use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct ForgetArgs {
-    /// The audit's state directory (or `state = ...` in --config).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) state: Option<PathBuf>,
-    /// The audit config (for its `state`).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
     /// Every held address at this domain (repeatable).
     #[arg(long, value_name = "DOMAIN")]
     pub(crate) domain: Vec<String>,
@@ -25,16 +22,7 @@ pub(crate) struct ForgetArgs {
 }
 
 pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
-    let state = match (a.state, &a.config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => AuditConfig::read(c)?.state.ok_or_else(|| {
-            Error::Usage(format!(
-                "{} has no `state = ...`: give --state",
-                c.display()
-            ))
-        })?,
-        (None, None) => return Err(Error::Usage("forget needs --state (or --config)".into())),
-    };
+    let state = Config::open(&a.config)?.merge(a.state)?.need("forget")?;
     let addresses = a
         .addresses
         .iter()

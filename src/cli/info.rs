@@ -1,16 +1,17 @@
 //! `info` and `verify`: what an index holds, and whether every byte of it is intact.
 
 use super::Exit;
-use super::args::IndexArg;
+use super::args::IndexOnly;
 use breach_audit::error::Result;
 use breach_audit::index::Index;
 
-pub(crate) fn run_info(a: IndexArg) -> Result<Exit> {
-    let index = Index::open(&a.index)?;
+pub(crate) fn run_info(a: IndexOnly) -> Result<Exit> {
+    let dir = a.dir("info")?;
+    let index = Index::open(&dir)?;
     let m = &index.manifest;
     let mut out = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(out, "index        {}", a.index.display());
+    let _ = writeln!(out, "index        {}", dir.display());
     let _ = writeln!(
         out,
         "format       {} v{} (build {:016x}, built at {})",
@@ -103,13 +104,14 @@ pub(crate) fn run_info(a: IndexArg) -> Result<Exit> {
     Ok(Exit::Clean)
 }
 
-pub(crate) fn run_verify(a: IndexArg) -> Result<Exit> {
-    let index = Index::open(&a.index)?;
+pub(crate) fn run_verify(a: IndexOnly) -> Result<Exit> {
+    let dir = a.dir("verify")?;
+    let index = Index::open(&dir)?;
     index.verify()?;
     let keys: u64 = index.manifest.maps.values().map(|r| r.keys).sum();
     eprintln!(
         "breach-audit: {} is intact ({} hashes)",
-        a.index.display(),
+        dir.display(),
         keys
     );
     Ok(Exit::Clean)

@@ -5,13 +5,11 @@ use breach_audit::index::Index;
 use breach_audit::lookup::Lookup;
 use clap::Args;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct LookupArgs {
-    /// The index directory.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) index: PathBuf,
+    #[command(flatten)]
+    pub(crate) index: super::args::IndexOnly,
     /// Input lines are hex SHA-1 (40) or NTLM (32) hashes rather than passwords.
     #[arg(long)]
     pub(crate) hashes: bool,
@@ -23,10 +21,11 @@ pub(crate) struct LookupArgs {
 }
 
 pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
-    let index = Index::open(&a.index)?;
+    let dir = a.index.dir("lookup")?;
+    let index = Index::open(&dir)?;
     if a.combolists && !breach_audit::lookup::has_combolists(&index) {
         return Err(Error::index(
-            &a.index,
+            &dir,
             "--combolists: this index holds no combolist passwords (build it with --combolist)",
         ));
     }

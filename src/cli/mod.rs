@@ -70,9 +70,9 @@ enum Cmd {
     /// 1 when any count printed is above 0.
     Lookup(lookup::LookupArgs),
     /// Show what an index holds and what it was built from.
-    Info(args::IndexArg),
+    Info(args::IndexOnly),
     /// Check every byte of an index; exits 2 on any damage.
-    Verify(args::IndexArg),
+    Verify(args::IndexOnly),
     /// The nightly job: rebuild the index if a source changed, check every account, and write
     /// what is new since the last run for the notice mailer.
     ///

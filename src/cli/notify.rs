@@ -1,34 +1,24 @@
 //! `notify`: deliver the pending notices of an audit's state.
 
 use super::Exit;
-use super::args::{Verbosity, print_alerts};
-use super::audit::AuditConfig;
+use super::args::{Config, ConfigArg, Sections, StateArgs, Verbosity, print_alerts};
 use breach_audit::audit::NotifyRun;
 use breach_audit::check::plural;
-use breach_audit::error::{Error, Result};
+use breach_audit::config::Merge;
+use breach_audit::error::Result;
 use breach_audit::messages::Warnings;
-use breach_audit::notify::transport::Via;
 use breach_audit::notify::{NotifyConfig, NotifyOptions};
-use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use clap::Args;
 
 #[derive(Args)]
 pub(crate) struct NotifyArgs {
-    /// The audit's state directory (or `state = ...` in --config).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) state: Option<PathBuf>,
     /// The audit config; its `[notify]` section sets from, operator, transport and templates.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
-    /// The transport (overrides `via` in the config).
-    #[arg(long, value_enum)]
-    pub(crate) via: Option<ViaArg>,
-    /// The sendmail program (default /usr/sbin/sendmail).
-    #[arg(long, value_name = "PATH")]
-    pub(crate) sendmail: Option<PathBuf>,
-    /// The outbox directory (one .eml per message, for another mailer).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) outbox: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+    #[command(flatten)]
+    pub(crate) opts: NotifyConfig,
     /// Render every message, send none, change nothing; print who would get how many addresses.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -43,31 +33,11 @@ pub(crate) struct NotifyArgs {
     pub(crate) out: Verbosity,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum ViaArg {
-    Sendmail,
-    Smtp,
-    Outbox,
-}
-
 pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
-    let cfg_file = match &a.config {
-        Some(p) => AuditConfig::read(p)?,
-        None => AuditConfig::default(),
-    };
-    let state = a.state.or(cfg_file.state).ok_or_else(|| {
-        Error::Usage("notify needs --state (or `state = ...` in --config)".into())
-    })?;
-    let mut cfg: NotifyConfig = cfg_file.notify.unwrap_or_default();
-    if let Some(v) = a.via {
-        cfg.via = Some(match v {
-            ViaArg::Sendmail => Via::Sendmail,
-            ViaArg::Smtp => Via::Smtp,
-            ViaArg::Outbox => Via::Outbox,
-        });
-    }
-    cfg.sendmail = a.sendmail.or(cfg.sendmail);
-    cfg.outbox = a.outbox.or(cfg.outbox);
+    let file = Config::open(&a.config)?;
+    let state = file.merge(a.state)?.need("notify")?;
+    let sections: Sections = file.file()?;
+    let cfg = a.opts.merge(sections.notify.unwrap_or_default());
     let opts = NotifyOptions {
         dry_run: a.dry_run,
         limit: a.limit,

@@ -1,15 +1,17 @@
 //! `report`: the operator's page of a state, as one self-contained HTML file.
 
 use super::Exit;
+use super::args::{Config, ConfigArg, StateArgs};
 use breach_audit::error::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// The state directory of `audit` (holds breach-audit.sqlite).
-    #[arg(long, value_name = "DIR")]
-    state: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    state: StateArgs,
     /// Where to write the page (atomically, mode 0600); `-` for standard output.
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     out: PathBuf,
@@ -19,16 +21,17 @@ pub struct ReportArgs {
 }
 
 pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
-    if !a.state.join(breach_audit::state::DB_FILE).exists() {
+    let state_dir = Config::open(&a.config)?.merge(a.state)?.need("report")?;
+    if !state_dir.join(breach_audit::state::DB_FILE).exists() {
         return Err(Error::bad_input(
-            &a.state,
+            &state_dir,
             "holds no breach-audit state: give the --state of `breach-audit audit`",
         ));
     }
     if a.nights == 0 {
         return Err(Error::Usage("--nights must be at least 1".into()));
     }
-    let state = breach_audit::state::State::open(&a.state)?;
+    let state = breach_audit::state::State::open(&state_dir)?;
     if a.out.as_os_str() == "-" {
         let html = breach_audit::page::render(&breach_audit::page::load(&state, a.nights)?)?;
         use std::io::Write;

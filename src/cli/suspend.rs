@@ -2,28 +2,27 @@
 //! what it would do; release what breach-audit suspended once the finding resolved.
 
 use super::Exit;
-use super::audit::AuditConfig;
+use super::args::{Config, ConfigArg, Sections, StateArgs};
 use breach_audit::error::{Error, Result};
 use breach_audit::suspend::{self, Platform};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct SuspendArgs {
-    /// The audit's state directory (or `state = ...` in --config).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) state: Option<PathBuf>,
     /// The audit config; its `[suspend]` section sets the platforms, files, programs
     /// (`postmap`, `uapi`), `include_high` and `never_suspend`.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
     /// Only this platform (default: every platform of `[suspend] platforms`). Each account is
     /// suspended where it lives: a DirectAdmin tree's account in that tree's
     /// etc/virtual/blacklist_smtp_usernames (or `directadmin_file`), a cPanel account through
     /// uapi as its cPanel user, a passwd-file, CSV, SQL or LDAP account in the postfix map
     /// (then postmap) and the dovecot deny file.
     #[arg(long, value_enum)]
-    pub(crate) platform: Option<PlatformArg>,
+    pub(crate) platform: Option<Platform>,
     /// The platform's file, instead of its default or the config's (needs --platform).
     #[arg(long, value_name = "PATH")]
     pub(crate) file: Option<PathBuf>,
@@ -37,29 +36,12 @@ pub(crate) struct SuspendArgs {
     pub(crate) release: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum PlatformArg {
-    Directadmin,
-    Cpanel,
-    Postfix,
-    Dovecot,
-}
-
 pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
-    let cfg_file = match &a.config {
-        Some(p) => AuditConfig::read(p)?,
-        None => AuditConfig::default(),
-    };
-    let state = a.state.or(cfg_file.state).ok_or_else(|| {
-        Error::Usage("suspend needs --state (or `state = ...` in --config)".into())
-    })?;
-    let mut cfg = cfg_file.suspend.unwrap_or_default();
-    let platform = a.platform.map(|p| match p {
-        PlatformArg::Directadmin => Platform::Directadmin,
-        PlatformArg::Cpanel => Platform::Cpanel,
-        PlatformArg::Postfix => Platform::Postfix,
-        PlatformArg::Dovecot => Platform::Dovecot,
-    });
+    let file = Config::open(&a.config)?;
+    let state = file.merge(a.state)?.need("suspend")?;
+    let sections: Sections = file.file()?;
+    let mut cfg = sections.suspend.unwrap_or_default();
+    let platform = a.platform;
     match platform {
         // A platform named on the command line is on, whatever the config lists.
         Some(p) if !cfg.platforms.contains(&p) => cfg.platforms.push(p),

@@ -12,58 +12,59 @@
 pub mod message;
 pub mod transport;
 
+use crate::config::ConfigPath;
 use crate::error::{Error, Result};
 use crate::messages::Warnings;
 use crate::state::{self, State};
 use message::{NoticeAddress, NoticeFinding, Templates};
 use rusqlite::params;
 use serde::Deserialize;
-use std::path::PathBuf;
 use transport::{SmtpSettings, SmtpTls, Transport, Via};
 
-/// The `[notify]` section of the audit config.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// The sender of notices, e.g. `Example Hosting Security <security@isp.example>`.
-    pub from: Option<String>,
-    pub reply_to: Option<String>,
-    /// Who gets what customers must not (no contact, unverifiable, held, not audited).
-    pub operator: Option<String>,
-    pub via: Option<Via>,
-    pub outbox: Option<PathBuf>,
-    pub sendmail: Option<PathBuf>,
-    pub smtp_host: Option<String>,
-    pub smtp_port: Option<u16>,
-    pub smtp_tls: Option<SmtpTls>,
-    /// A 0600 file: the user name on the first line, the password on the second.
-    pub smtp_credentials: Option<PathBuf>,
-    /// Attempts before a notice is held (default 5).
-    pub max_attempts: Option<u32>,
-    /// The first retry's delay, doubled per attempt (default "1h"; "0s" retries on every run).
-    pub retry_after: Option<String>,
-    /// Overrides for `subject.txt`, `body.txt` and an optional `body.html`.
-    pub template_dir: Option<PathBuf>,
+crate::options! {
+    /// The `[notify]` section of the audit config; `via`, `sendmail` and `outbox` are flags too.
+    #[derive(Clone, Debug, Default, Deserialize, serde::Serialize, clap::Args)]
+    #[serde(deny_unknown_fields)]
+    pub struct NotifyConfig {
+        /// The sender of notices, e.g. `Example Hosting Security <security@isp.example>`.
+        #[arg(skip)]
+        pub from: Option<String>,
+        #[arg(skip)]
+        pub reply_to: Option<String>,
+        /// Who gets what customers must not (no contact, unverifiable, held, not audited).
+        #[arg(skip)]
+        pub operator: Option<String>,
+        /// The transport (default sendmail; `via` in the config's [notify]).
+        #[arg(long, value_enum)]
+        pub via: Option<Via>,
+        /// The outbox directory (one .eml per message, for another mailer).
+        #[arg(long, value_name = "DIR")]
+        pub outbox: Option<ConfigPath>,
+        /// The sendmail program (default /usr/sbin/sendmail).
+        #[arg(long, value_name = "PATH")]
+        pub sendmail: Option<ConfigPath>,
+        #[arg(skip)]
+        pub smtp_host: Option<String>,
+        #[arg(skip)]
+        pub smtp_port: Option<u16>,
+        #[arg(skip)]
+        pub smtp_tls: Option<SmtpTls>,
+        /// A 0600 file: the user name on the first line, the password on the second.
+        #[arg(skip)]
+        pub smtp_credentials: Option<ConfigPath>,
+        /// Attempts before a notice is held (default 5).
+        #[arg(skip)]
+        pub max_attempts: Option<u32>,
+        /// The first retry's delay, doubled per attempt (default "1h"; "0s" retries on every run).
+        #[arg(skip)]
+        pub retry_after: Option<String>,
+        /// Overrides for `subject.txt`, `body.txt` and an optional `body.html`.
+        #[arg(skip)]
+        pub template_dir: Option<ConfigPath>,
+    }
 }
 
 impl NotifyConfig {
-    /// Relative paths are relative to `base` (the config file's directory).
-    pub fn rebase(&mut self, base: &std::path::Path) {
-        for p in [
-            &mut self.outbox,
-            &mut self.sendmail,
-            &mut self.smtp_credentials,
-            &mut self.template_dir,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-    }
-
     fn transport(&self) -> Result<Transport> {
         match self.via.unwrap_or(Via::Sendmail) {
             Via::Sendmail => Ok(Transport::sendmail(
