@@ -74,8 +74,8 @@ fn hex_digits(h: &[u64; 3], digits: usize, out: &mut Vec<u8>) {
 /// Past runs for the operator's page (see the module documentation).
 fn record_runs(dir: &std::path::Path, nights: u64, seed: u64) {
     std::fs::create_dir_all(dir).expect("state directory");
-    let mut state = breach_audit::state::State::open(dir).expect("state");
-    breach_audit::page::sample_history(&mut state, nights, seed).expect("record the runs");
+    let mut state = breach_audit::State::open(dir).expect("state");
+    breach_audit::testing::sample_history(&mut state, nights, seed).expect("record the runs");
 }
 
 fn main() {

@@ -9,8 +9,7 @@
 //! - `SWEEP=1`: also every fixed layout (kept bits, base-63 digits);
 //! - `ANATOMY=1`: bytes per key by trie depth and node kind, for the build's layout;
 //! - `FAST=1`: skip the (slow) `MapBuilder` layouts.
-use breach_audit::index::fst::write::FixedFstWriter;
-use breach_audit::index::keys::{Key, Layout, shard_of};
+use breach_audit::testing::{FixedFstWriter, Key, Layout, shard_of};
 use fst::MapBuilder;
 
 fn splitmix(s: &mut u64) -> u64 {

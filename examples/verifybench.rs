@@ -2,8 +2,7 @@
 //! real tools (sample-data/kat/hashes.tsv): `cargo run --release --example verifybench [SECONDS]`.
 //! Prints a Markdown table (verifications per second on one core) for scripts/bench.sh.
 
-use breach_audit::scheme::{self, Bare, Stored};
-use breach_audit::verify::{Login, verify};
+use breach_audit::testing::{Bare, Login, Stored, parse_scheme, verify};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -24,7 +23,7 @@ fn main() {
         if f[0] == "-" || f[0] != hex::encode("password") {
             continue;
         }
-        let stored = scheme::parse(f[2].as_bytes(), Bare::Crypt);
+        let stored = parse_scheme(f[2].as_bytes(), Bare::Crypt);
         let name = match &stored {
             Stored::Salted { scheme, .. } => scheme.clone(),
             Stored::Sha1(_) => "SHA1".into(),

@@ -10,9 +10,6 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn local(&self) -> &str {
-        &self.addr[..self.at]
-    }
     pub fn domain(&self) -> &str {
         &self.addr[self.at + 1..]
     }

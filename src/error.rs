@@ -47,7 +47,7 @@ pub enum Error {
     Usage(String),
     /// An account store (a database or a directory) failed: connecting, logging in, reading.
     /// `store` names it by its flag and URL without password; `msg` is the driver's words with
-    /// any credential removed ([`redact`]), and the next step.
+    /// any credential removed (`redact`), and the next step.
     #[error("{store}: {msg}")]
     Store { store: String, msg: String },
     /// A program breach-audit runs (postmap, uapi) could not be run or failed.

@@ -144,10 +144,6 @@ impl AtomicFile {
         }
         Ok(())
     }
-
-    pub fn path(&self) -> &Path {
-        &self.target
-    }
 }
 
 impl Write for AtomicFile {
@@ -242,10 +238,6 @@ impl Unnamed {
         }
     }
 
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// The file's size in bytes.
     pub fn size(&self) -> Result<u64> {
         Ok(self.file.metadata().at(&self.path)?.len())
@@ -312,10 +304,6 @@ impl CrcFile {
     /// Bytes written so far.
     pub fn pos(&self) -> u64 {
         self.pos
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// [`CrcFile::finish`] a file made by [`CrcFile::create_unnamed`]: the CRC and the file, to

@@ -697,7 +697,7 @@ impl State {
     }
 
     /// The number of rows in `table` (for tests and summaries).
-    pub fn count(&self, table: &str, filter: &str) -> Result<u64> {
+    pub(crate) fn count(&self, table: &str, filter: &str) -> Result<u64> {
         let sql = format!("SELECT count(*) FROM {table} WHERE {filter}");
         self.conn
             .query_row(&sql, [], |r| r.get::<_, i64>(0))

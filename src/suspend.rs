@@ -329,16 +329,9 @@ pub struct SuspendOutcome {
     pub places: Vec<PlaceOutcome>,
     /// (address, why): accounts to suspend that have no place configured for a source.
     pub not_suspended: Vec<(String, String)>,
-    pub applied: bool,
 }
 
 impl SuspendOutcome {
-    pub fn suspended(&self) -> usize {
-        self.places.iter().map(|p| p.suspended.len()).sum()
-    }
-    pub fn released(&self) -> usize {
-        self.places.iter().map(|p| p.released.len()).sum()
-    }
     pub fn failed(&self) -> usize {
         self.places.iter().map(|p| p.failed.len()).sum()
     }
@@ -387,7 +380,6 @@ pub fn run(
         .cloned()
         .collect();
     let mut out = SuspendOutcome {
-        applied: apply,
         not_suspended: plan.not_suspended.clone(),
         ..Default::default()
     };

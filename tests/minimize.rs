@@ -190,7 +190,7 @@ fn the_domains_file_takes_idn_case_and_trailing_dots() {
         manifest(&w, "idx")["emails"]["kept_domains"],
         serde_json::json!(["xn--bcher-kva.example"])
     );
-    let em = breach_audit::index::emails::EmailMap::open(&w.path("idx")).unwrap();
+    let em = breach_audit::testing::EmailMap::open(&w.path("idx")).unwrap();
     let grace = em.record("grace@xn--bcher-kva.example").unwrap().unwrap();
     assert_eq!(grace.count, 2);
     assert!(!grace.secrets.is_empty());

@@ -18,8 +18,8 @@ fn sample_page(out: &Path, nights: u64) {
     std::fs::create_dir_all(&state).unwrap();
     let da = out.join("da");
     common::directadmin_with_missing_domain(&da);
-    let mut st = breach_audit::state::State::open(&state).unwrap();
-    breach_audit::page::sample_history(&mut st, nights - 1, 7).unwrap();
+    let mut st = breach_audit::State::open(&state).unwrap();
+    breach_audit::testing::sample_history(&mut st, nights - 1, 7).unwrap();
     drop(st);
     let st = Command::new("bash")
         .arg(concat!(
@@ -200,7 +200,7 @@ fn a_state_with_one_run_or_none_renders_without_errors() {
     // None: a state database with no run yet.
     let none = w.path("none");
     std::fs::create_dir_all(&none).unwrap();
-    drop(breach_audit::state::State::open(&none).unwrap());
+    drop(breach_audit::State::open(&none).unwrap());
     let page = w.path("none.html");
     let r = w.run(&[
         "report",

@@ -1,8 +1,7 @@
 //! Known-answer tests: hashes made by `doveadm pw`, `mkpasswd`, `htpasswd` and `openssl passwd`
 //! (sample-data/kat/hashes.tsv) verify their password and reject a wrong one.
 
-use breach_audit::scheme::{self, Bare, Stored};
-use breach_audit::verify::{Login, verify};
+use breach_audit::testing::{Bare, Login, Stored, parse_scheme, verify};
 
 /// The login a tool hashed in (`doveadm pw -u LOGIN`, DIGEST-MD5 only).
 fn login(tool: &str) -> Login<'_> {
@@ -36,7 +35,7 @@ fn every_tool_hash_verifies_its_password_and_rejects_others() {
     let mut schemes = std::collections::BTreeSet::new();
     for (pw, tool, hash) in &rows {
         let Some(pw) = pw else { continue };
-        let stored = scheme::parse(hash.as_bytes(), Bare::Crypt);
+        let stored = parse_scheme(hash.as_bytes(), Bare::Crypt);
         match &stored {
             Stored::Salted { scheme, .. } => {
                 schemes.insert(scheme.clone());
@@ -111,7 +110,7 @@ fn schemes_that_cannot_verify_are_unverifiable() {
             continue;
         }
         n += 1;
-        let stored = scheme::parse(hash.as_bytes(), Bare::Crypt);
+        let stored = parse_scheme(hash.as_bytes(), Bare::Crypt);
         assert!(
             matches!(stored, Stored::Unverifiable { .. }),
             "{tool}: {stored:?}"
@@ -134,7 +133,7 @@ fn digest_md5_is_bound_to_the_login() {
         .iter()
         .find(|(_, t, _)| t == "doveadm pw -s DIGEST-MD5 -u u@example.org")
         .unwrap();
-    let stored = scheme::parse(hash.as_bytes(), Bare::Crypt);
+    let stored = parse_scheme(hash.as_bytes(), Bare::Crypt);
     let pw = pw.as_ref().unwrap();
     let as_ = |address: &str, realms: &[String]| verify(&stored, pw, &Login { address, realms });
     assert_eq!(as_("u@example.org", &[]), Some(true));
@@ -147,7 +146,7 @@ fn digest_md5_is_bound_to_the_login() {
             t == "doveadm pw -s DIGEST-MD5 -u u" && p.as_deref() == Some(pw.as_slice())
         })
         .unwrap();
-    let stored = scheme::parse(bare.as_bytes(), Bare::Crypt);
+    let stored = parse_scheme(bare.as_bytes(), Bare::Crypt);
     assert_eq!(
         verify(
             &stored,

@@ -37,7 +37,6 @@ use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
 use crate::state::{Held, HeldRow, HomeRow, Night, SeenFinding, State, reason};
-pub use outputs::Notice;
 use outputs::{not_audited, notices, run_row, write_notices, write_notices_jsonl, write_run};
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -1,16 +1,16 @@
 //! Flags and helpers shared by several subcommands: the index, verbosity, output format, which
 //! accounts are judged and how strictly, sizes and percentages, domains, and how warnings are shown.
 
-use breach_audit::config::{ConfigFile, ConfigPath, Merge};
-use breach_audit::error::{Error, IoContext, Result};
-use breach_audit::notify::NotifyConfig;
-use breach_audit::report::Format;
-use breach_audit::scheme::CostLimits;
-use breach_audit::sources::accounts::AccountSource;
-use breach_audit::sources::accounts::ldap::LdapSource;
-use breach_audit::sources::accounts::sql::{Preset, SqlQuery, SqlSource};
-use breach_audit::suspend::SuspendConfig;
-use breach_audit::verify::cache::VerifyPolicy;
+use crate::config::{ConfigFile, ConfigPath, Merge};
+use crate::error::{Error, IoContext, Result};
+use crate::notify::NotifyConfig;
+use crate::report::Format;
+use crate::scheme::CostLimits;
+use crate::sources::accounts::AccountSource;
+use crate::sources::accounts::ldap::LdapSource;
+use crate::sources::accounts::sql::{Preset, SqlQuery, SqlSource};
+use crate::suspend::SuspendConfig;
+use crate::verify::cache::VerifyPolicy;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ pub(crate) struct Config(Option<ConfigFile>);
 impl Config {
     /// Every top-level key of the config file, from the groups that take them.
     fn known() -> Vec<&'static str> {
-        use breach_audit::config::fields;
+        use crate::config::fields;
         [
             fields::<IndexArgs>(),
             fields::<StateArgs>(),
@@ -88,7 +88,7 @@ pub(crate) fn need<T>(v: Option<T>, cmd: &str, flag: &str, value: &str) -> Resul
     })
 }
 
-breach_audit::options! {
+crate::options! {
     /// `--index DIR`.
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct IndexArgs {
@@ -122,7 +122,7 @@ impl IndexArgs {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// `--state DIR`.
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct StateArgs {
@@ -141,7 +141,7 @@ impl StateArgs {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// `audit --out DIR`.
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct OutArgs {
@@ -153,7 +153,7 @@ breach_audit::options! {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// What an index is built from (`build`, and `audit`'s rebuilds).
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct InputArgs {
@@ -233,7 +233,7 @@ impl std::str::FromStr for KeepFor {
 impl<'de> serde::Deserialize<'de> for KeepFor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(match String::deserialize(d)?.parse::<KeepFor>() {
-            Ok(KeepFor::File(p)) => KeepFor::File(breach_audit::config::rebase(p)),
+            Ok(KeepFor::File(p)) => KeepFor::File(crate::config::rebase(p)),
             Ok(k) => k,
         })
     }
@@ -343,7 +343,7 @@ impl DomainSelect {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// How strictly accounts are judged and their sources read (shared by `check` and `audit`).
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct JudgeArgs {
@@ -389,14 +389,14 @@ pub(crate) const DEFAULT_VERIFY_BUDGET: std::time::Duration = std::time::Duratio
 impl JudgeArgs {
     pub(crate) fn max_rejected(&self) -> f64 {
         self.max_rejected
-            .map_or(breach_audit::check::DEFAULT_MAX_REJECTED, |p| p.0)
+            .map_or(crate::check::DEFAULT_MAX_REJECTED, |p| p.0)
     }
 
     pub(crate) fn max_file_bytes(&self) -> u64 {
-        self.max_file_size.map_or(
-            breach_audit::sources::accounts::tree::DEFAULT_MAX_BYTES,
-            |s| s.0 as u64,
-        )
+        self.max_file_size
+            .map_or(crate::sources::accounts::tree::DEFAULT_MAX_BYTES, |s| {
+                s.0 as u64
+            })
     }
 
     /// The verification policy: `--cost-limit` over `[limits]` over the defaults.
@@ -435,7 +435,7 @@ pub(crate) struct Verbosity {
     pub(crate) quiet: bool,
 }
 
-breach_audit::options! {
+crate::options! {
     /// Where accounts come from (shared by `check` and `audit`).
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct AccountArgs {
@@ -482,7 +482,7 @@ breach_audit::options! {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// One LDAP directory from the command line (several: `[[ldap]]` tables in the audit config).
     #[derive(Args, Default, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
@@ -559,7 +559,7 @@ impl<'de> serde::Deserialize<'de> for SqlUrl {
         let url = String::deserialize(d)?;
         for scheme in ["sqlite:", "dovecot:"] {
             if let Some(path) = url.strip_prefix(scheme) {
-                let path = breach_audit::config::rebase(PathBuf::from(path));
+                let path = crate::config::rebase(PathBuf::from(path));
                 return Ok(SqlUrl(format!("{scheme}{}", path.display())));
             }
         }
@@ -567,7 +567,7 @@ impl<'de> serde::Deserialize<'de> for SqlUrl {
     }
 }
 
-breach_audit::options! {
+crate::options! {
     /// One SQL store from the command line (several: `[[sql]]` tables in the audit config).
     #[derive(Args, Default, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
@@ -776,7 +776,7 @@ pub(crate) fn check_output(output: Option<&Path>) -> Result<()> {
             p.display()
         )));
     }
-    breach_audit::fsutil::probe_writable(dir).map_err(|e| {
+    crate::fsutil::probe_writable(dir).map_err(|e| {
         Error::Usage(format!(
             "--output {}: cannot create files in the directory {} ({e}); nothing was checked",
             p.display(),
@@ -798,7 +798,7 @@ pub(crate) fn read_domains(
 ) -> Result<std::collections::BTreeSet<String>> {
     let mut set = std::collections::BTreeSet::new();
     let mut add = |raw: &str, place: String| -> Result<()> {
-        let d = breach_audit::email::normalize_domain(raw).map_err(|why| {
+        let d = crate::email::normalize_domain(raw).map_err(|why| {
             let hint = match raw.rsplit_once('@') {
                 Some((_, d)) => format!("; for an address give its domain, {d}"),
                 None => String::new(),

@@ -6,13 +6,13 @@ use super::args::{
     AccountArgs, Config, ConfigArg, DomainSelect, IndexArgs, InputArgs, JudgeArgs, KeepFor,
     OutArgs, Sections, StateArgs, Verbosity, need, print_alerts, read_domains,
 };
-use breach_audit::audit::{AuditOptions, AuditRun, KeepPasswords};
-use breach_audit::check::plural;
-use breach_audit::config::Merge;
-use breach_audit::error::{Error, Result};
-use breach_audit::messages::Warnings;
-use breach_audit::notify::NotifyConfig;
-use breach_audit::suspend::SuspendConfig;
+use crate::audit::{AuditOptions, AuditRun, KeepPasswords};
+use crate::check::plural;
+use crate::config::Merge;
+use crate::error::{Error, Result};
+use crate::messages::Warnings;
+use crate::notify::NotifyConfig;
+use crate::suspend::SuspendConfig;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -119,7 +119,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
         return Ok(Exit::Clean);
     };
     check_out_dir(&opts.out)?;
-    match breach_audit::audit::audit(&opts, &Warnings::printing(quiet))? {
+    match crate::audit::audit(&opts, &Warnings::printing(quiet))? {
         AuditRun::Locked(lock) => {
             eprintln!(
                 "breach-audit: another audit is running ({} is locked); nothing done",
@@ -335,6 +335,6 @@ fn check_out_dir(out: &std::path::Path) -> Result<()> {
             out.display()
         ))
     };
-    breach_audit::fsutil::create_private_dir(out).map_err(|e| fail(&e))?;
-    breach_audit::fsutil::probe_writable(out).map_err(|e| fail(&e))
+    crate::fsutil::create_private_dir(out).map_err(|e| fail(&e))?;
+    crate::fsutil::probe_writable(out).map_err(|e| fail(&e))
 }

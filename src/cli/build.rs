@@ -1,10 +1,10 @@
 //! `build`: an index from HIBP dumps and combolists.
 use super::Exit;
 use super::args::{Config, ConfigArg, IndexArgs, InputArgs, KeepFor, Verbosity, read_domains};
-use breach_audit::check::plural;
-use breach_audit::error::{Error, Result};
-use breach_audit::index::build::{self, BuildOptions};
-use breach_audit::messages::Warnings;
+use crate::check::plural;
+use crate::error::{Error, Result};
+use crate::index::build::{self, BuildOptions};
+use crate::messages::Warnings;
 use clap::Args;
 use std::path::PathBuf;
 

@@ -4,11 +4,11 @@ use super::args::{
     AccountArgs, Config, ConfigArg, DomainSelect, IndexArgs, JudgeArgs, OutFormat, Verbosity,
     check_output, print_alerts, stdout_or,
 };
-use breach_audit::check::{self, DomainFilter, plural};
-use breach_audit::error::Result;
-use breach_audit::index::Index;
-use breach_audit::messages::Warnings;
-use breach_audit::report;
+use crate::check::{self, DomainFilter, plural};
+use crate::error::Result;
+use crate::index::Index;
+use crate::messages::Warnings;
+use crate::report;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     let index = Index::open(&dir)?;
     let warn = Warnings::printing(a.out.quiet);
     let policy = judge.verify_policy()?;
-    let cache = breach_audit::verify::cache::Verifier::load(a.cache.as_deref(), policy, &warn);
+    let cache = crate::verify::cache::Verifier::load(a.cache.as_deref(), policy, &warn);
     let mut outcome = check::check(&index, &sources, &opts, &cache, &warn)?;
     outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
     outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);

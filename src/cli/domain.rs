@@ -3,9 +3,9 @@ use super::Exit;
 use super::args::{
     Config, ConfigArg, DomainSelect, IndexArgs, OutFormat, check_output, read_domains, stdout_or,
 };
-use breach_audit::error::{Error, Result};
-use breach_audit::index::Index;
-use breach_audit::report;
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::report;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -52,7 +52,7 @@ pub(crate) fn run(a: DomainArgs) -> Result<Exit> {
     }
     let domains: Vec<String> = set.into_iter().collect();
     let index = Index::open(&dir)?;
-    let records = breach_audit::domain::query(&index, &domains, a.subdomains)?;
+    let records = crate::domain::query(&index, &domains, a.subdomains)?;
     let code = Exit::found_if(!records.is_empty());
     match report::emit(&records, a.format.into(), stdout_or(a.output).as_deref()) {
         Err(e) if !e.is_broken_pipe() => Err(e),

@@ -3,8 +3,8 @@
 
 use super::Exit;
 use super::args::{Config, ConfigArg, StateArgs};
-use breach_audit::email;
-use breach_audit::error::{Error, Result};
+use crate::email;
+use crate::error::{Error, Result};
 use clap::Args;
 
 #[derive(Args)]
@@ -39,7 +39,7 @@ pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
             email::normalize_domain(d).map_err(|why| Error::Usage(format!("--domain {d:?}: {why}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let done = breach_audit::audit::with_state(&state, |st| st.forget(&addresses, &domains))?;
+    let done = crate::audit::with_state(&state, |st| st.forget(&addresses, &domains))?;
     let Some(forgotten) = done else {
         eprintln!("breach-audit: an audit, notify or suspend is running; nothing changed");
         return Ok(Exit::Locked);
@@ -49,7 +49,7 @@ pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
     }
     eprintln!(
         "breach-audit: forget: {} retired (findings resolved as `forgotten`; an audit that reads one again brings its findings back with their history; `suspend --apply --release` or the next `audit --suspend` releases their suspensions)",
-        breach_audit::check::plural(forgotten.len() as u64, "address")
+        crate::check::plural(forgotten.len() as u64, "address")
     );
     Ok(Exit::Clean)
 }

@@ -2,8 +2,8 @@
 
 use super::Exit;
 use super::args::IndexOnly;
-use breach_audit::error::Result;
-use breach_audit::index::Index;
+use crate::error::Result;
+use crate::index::Index;
 
 pub(crate) fn run_info(a: IndexOnly) -> Result<Exit> {
     let dir = a.dir("info")?;
@@ -64,7 +64,7 @@ pub(crate) fn run_info(a: IndexOnly) -> Result<Exit> {
                 None => "kept for every domain (built without --keep-passwords-for)".to_string(),
                 Some(d) => format!(
                     "kept only for {} (built with --keep-passwords-for): {}{}",
-                    breach_audit::check::plural(d.len() as u64, "domain"),
+                    crate::check::plural(d.len() as u64, "domain"),
                     d[..d.len().min(10)].join(" "),
                     if d.len() > 10 {
                         format!(" and {} more (manifest.json lists them)", d.len() - 10)

@@ -1,8 +1,8 @@
 //! `lookup`: counts of passwords or hashes read from standard input.
 use super::Exit;
-use breach_audit::error::{Error, IoContext, Result};
-use breach_audit::index::Index;
-use breach_audit::lookup::Lookup;
+use crate::error::{Error, IoContext, Result};
+use crate::index::Index;
+use crate::lookup::Lookup;
 use clap::Args;
 use std::io::{BufRead, Write};
 
@@ -23,7 +23,7 @@ pub(crate) struct LookupArgs {
 pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
     let dir = a.index.dir("lookup")?;
     let index = Index::open(&dir)?;
-    if a.combolists && !breach_audit::lookup::has_combolists(&index) {
+    if a.combolists && !crate::lookup::has_combolists(&index) {
         return Err(Error::index(
             &dir,
             "--combolists: this index holds no combolist passwords (build it with --combolist)",
@@ -44,7 +44,7 @@ pub(crate) fn run(a: LookupArgs) -> Result<Exit> {
         }
         n += 1;
         let l = line.strip_suffix(b"\n").unwrap_or(&line);
-        match breach_audit::lookup::lookup_line(&index, l, a.hashes)? {
+        match crate::lookup::lookup_line(&index, l, a.hashes)? {
             Lookup::Counts(c) if a.combolists => {
                 found |= c.dumps > 0 || c.combolists > 0;
                 writeln!(out, "{}\t{}", c.dumps, c.combolists).at(shown)?;

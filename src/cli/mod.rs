@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and the glue from flags to engine calls, one file per
 //! subcommand (xsv's and fd's shape). The flag names, output fields and exit codes here are a
-//! contract with operators' scripts and the notice mailer: keep them stable. The library never sees
-//! a clap type.
+//! contract with operators' scripts and the notice mailer: keep them stable. It lives in the
+//! library (hidden from its docs) so the engine's modules can stay private; `main.rs` only calls
+//! [`main`]. The engine never sees a clap type except the option groups that derive both clap and
+//! serde ([`crate::config`]).
 
 mod args;
 mod audit;
@@ -15,7 +17,7 @@ mod notify;
 mod report;
 mod suspend;
 
-use breach_audit::error::Result;
+use crate::error::Result;
 use clap::{Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
@@ -37,6 +39,8 @@ pub struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the largest command's flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Build (or rebuild) an index from Have I Been Pwned password dumps.
@@ -161,4 +165,44 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Report(a) => report::run(a),
         Cmd::Forget(a) => forget::run(a),
     }
+}
+
+/// How long an interrupted run may take to unwind before it is ended anyway.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `breach-audit` command, whole: parse the flags, run, print an error, exit.
+pub fn main() -> std::process::ExitCode {
+    let args = Cli::parse();
+    let _ = ctrlc::set_handler(|| {
+        if crate::fsutil::check_interrupted().is_err() {
+            std::process::exit(130);
+        }
+        crate::fsutil::set_interrupted();
+        // Long loops see the flag and unwind, removing their temporary files. Whatever does not
+        // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
+        // run left behind.
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            eprintln!(
+                "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
+                STOP_GRACE.as_secs()
+            );
+            std::process::exit(130);
+        });
+    });
+    let code = match run(args) {
+        Ok(code) => code,
+        Err(e) if e.is_broken_pipe() => Exit::Clean,
+        Err(crate::Error::Interrupted) => {
+            eprintln!(
+                "breach-audit: interrupted; temporary files removed, the previous index and outputs are untouched"
+            );
+            Exit::Interrupted
+        }
+        Err(e) => {
+            eprintln!("breach-audit: error: {e}");
+            Exit::Error
+        }
+    };
+    code.into()
 }

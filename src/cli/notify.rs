@@ -2,12 +2,12 @@
 
 use super::Exit;
 use super::args::{Config, ConfigArg, Sections, StateArgs, Verbosity, print_alerts};
-use breach_audit::audit::NotifyRun;
-use breach_audit::check::plural;
-use breach_audit::config::Merge;
-use breach_audit::error::Result;
-use breach_audit::messages::Warnings;
-use breach_audit::notify::{NotifyConfig, NotifyOptions};
+use crate::audit::NotifyRun;
+use crate::check::plural;
+use crate::config::Merge;
+use crate::error::Result;
+use crate::messages::Warnings;
+use crate::notify::{NotifyConfig, NotifyOptions};
 use clap::Args;
 
 #[derive(Args)]
@@ -44,7 +44,7 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
         retry_now: a.retry_now,
     };
     let warn = Warnings::printing(a.out.quiet);
-    match breach_audit::audit::notify(&state, &cfg, &opts, &warn)? {
+    match crate::audit::notify(&state, &cfg, &opts, &warn)? {
         NotifyRun::Locked(lock) => {
             eprintln!(
                 "breach-audit: an audit or notify is running ({} is locked); nothing sent",

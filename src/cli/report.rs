@@ -2,7 +2,7 @@
 
 use super::Exit;
 use super::args::{Config, ConfigArg, StateArgs};
-use breach_audit::error::{Error, Result};
+use crate::error::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -16,13 +16,13 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE", default_value = "report.html")]
     out: PathBuf,
     /// How many of the last runs the chart shows.
-    #[arg(long, value_name = "N", default_value_t = breach_audit::page::NIGHTS)]
+    #[arg(long, value_name = "N", default_value_t = crate::page::NIGHTS)]
     nights: usize,
 }
 
 pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
     let state_dir = Config::open(&a.config)?.merge(a.state)?.need("report")?;
-    if !state_dir.join(breach_audit::state::DB_FILE).exists() {
+    if !state_dir.join(crate::state::DB_FILE).exists() {
         return Err(Error::bad_input(
             &state_dir,
             "holds no breach-audit state: give the --state of `breach-audit audit`",
@@ -31,15 +31,15 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
     if a.nights == 0 {
         return Err(Error::Usage("--nights must be at least 1".into()));
     }
-    let state = breach_audit::state::State::open(&state_dir)?;
+    let state = crate::state::State::open(&state_dir)?;
     if a.out.as_os_str() == "-" {
-        let html = breach_audit::page::render(&breach_audit::page::load(&state, a.nights)?)?;
+        let html = crate::page::render(&crate::page::load(&state, a.nights)?)?;
         use std::io::Write;
         std::io::stdout()
             .write_all(html.as_bytes())
             .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
     } else {
-        breach_audit::page::write(&state, &a.out, a.nights)?;
+        crate::page::write(&state, &a.out, a.nights)?;
     }
     Ok(Exit::Clean)
 }

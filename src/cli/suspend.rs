@@ -3,8 +3,8 @@
 
 use super::Exit;
 use super::args::{Config, ConfigArg, Sections, StateArgs};
-use breach_audit::error::{Error, Result};
-use breach_audit::suspend::{self, Platform};
+use crate::error::{Error, Result};
+use crate::suspend::{self, Platform};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     }
     // A dry run shows what --release would undo too.
     let release = a.release || !a.apply;
-    let done = breach_audit::audit::with_state(&state, |st| {
+    let done = crate::audit::with_state(&state, |st| {
         suspend::run(st, &cfg, platform, a.file.as_deref(), a.apply, release)
     })?;
     let Some(o) = done else {
@@ -124,7 +124,7 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     if !o.not_suspended.is_empty() {
         eprintln!(
             "breach-audit: suspend: {} not suspended (no platform configured for their source; listed above)",
-            breach_audit::check::plural(o.not_suspended.len() as u64, "account")
+            crate::check::plural(o.not_suspended.len() as u64, "account")
         );
     }
     if !a.apply {

@@ -47,7 +47,7 @@ pub struct Index {
 }
 
 impl Index {
-    /// Open an index directory: removes what dead builds left beside it ([`sweep_leftovers`]),
+    /// Open an index directory: removes what dead builds left beside it (`sweep_leftovers`),
     /// reads the manifest, maps the files and checks their structure (not every byte: that is
     /// [`Index::verify`]).
     pub fn open(dir: &Path) -> Result<Index> {

@@ -24,7 +24,7 @@ pub use presets::Preset;
 #[derive(Clone)]
 pub struct SqlSource {
     /// `postgres://`, `mysql://` (or `mariadb://`), `sqlite:PATH`. May hold a password: never
-    /// shown (see [`redact`]).
+    /// shown (see `redact`).
     pub url: String,
     /// A 0600 file whose first line is the password (instead of one in the URL).
     pub password_file: Option<PathBuf>,
