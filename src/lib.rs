@@ -48,6 +48,7 @@ mod page;
 mod progress;
 mod report;
 mod scheme;
+mod serve;
 mod sources;
 mod state;
 mod suspend;

@@ -139,6 +139,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE runs ADD COLUMN retired INTEGER;
     ALTER TABLE runs ADD COLUMN held TEXT;",
+    // 5: verdicts of logins judged by `serve` (no password, no hash of one): the latest per
+    // account; and a mark of each account's stored hash, so a login seen before the hash changed
+    // is not taken for the current password.
+    "CREATE TABLE logins (
+        address TEXT PRIMARY KEY,
+        seen_at TEXT NOT NULL,
+        service TEXT NOT NULL,
+        hibp INTEGER NOT NULL,
+        combolist INTEGER NOT NULL,
+        confirmed INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        refused INTEGER NOT NULL DEFAULT 0,
+        refused_at TEXT
+    );
+    CREATE TABLE hash_marks (
+        address TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        since TEXT NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN logins TEXT;",
 ];
 
 /// How many held addresses are named (the audit's warning, run.json, the operator's message);

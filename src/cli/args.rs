@@ -31,6 +31,8 @@ pub(crate) struct Sections {
     pub(crate) notify: Option<NotifyConfig>,
     /// `[suspend]`: see `breach-audit audit --help`.
     pub(crate) suspend: Option<SuspendConfig>,
+    /// `[serve]`: see `breach-audit serve --help`.
+    pub(crate) serve: Option<crate::serve::ServeConfig>,
 }
 
 /// The config file named by `--config` (or none): each option group takes its keys from it,

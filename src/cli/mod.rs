@@ -15,6 +15,7 @@ mod info;
 mod lookup;
 mod notify;
 mod report;
+mod serve;
 mod suspend;
 
 use crate::error::Result;
@@ -119,6 +120,15 @@ enum Cmd {
     /// (an address that is not held is an error, and nothing changes). Exit codes: 0 done, 2
     /// error, 3 an audit, notify or suspend is running.
     Forget(forget::ForgetArgs),
+    /// Judge each login's password as Dovecot verifies it: a local service on a unix socket that
+    /// Dovecot's Lua passdb (contrib/dovecot/breach-audit.lua) asks after the real passdb
+    /// accepted a login. It answers with the password's HIBP and combolist counts, whether it is
+    /// a password leaked for that very address (confirmed), and, under a refuse policy, refuses
+    /// an SMTP or submission login (IMAP and POP3 still log in). Each account's latest verdict is
+    /// recorded in the state (never the password) and the next `audit` turns it into findings.
+    /// A rebuilt index is picked up without a restart (or on SIGHUP); SIGTERM stops it. The
+    /// protocol is in README ("Checking at login"). Exit codes: 0 stopped, 2 error.
+    Serve(serve::ServeArgs),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -164,6 +174,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Suspend(a) => suspend::run(a),
         Cmd::Report(a) => report::run(a),
         Cmd::Forget(a) => forget::run(a),
+        Cmd::Serve(a) => serve::run(a),
     }
 }
 
