@@ -71,9 +71,10 @@ impl std::str::FromStr for Policy {
             .strip_prefix("refuse-smtp-pwned-over")
             .map(|n| n.trim_start_matches([' ', '=', ':']))
         {
-            return n.parse().map(Policy::RefuseSmtpPwnedOver).map_err(|_| {
-                format!("{s:?}: expected refuse-smtp-pwned-over=N with N a count")
-            });
+            return n
+                .parse()
+                .map(Policy::RefuseSmtpPwnedOver)
+                .map_err(|_| format!("{s:?}: expected refuse-smtp-pwned-over=N with N a count"));
         }
         Err(format!(
             "{s:?}: expected observe, refuse-smtp-confirmed or refuse-smtp-pwned-over=N"
@@ -296,11 +297,10 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     // The state database: created and migrated here, so the recorder's table exists.
     drop(crate::state::State::open(&opts.state)?);
     let db_path = opts.state.join(crate::state::DB_FILE);
-    let mut conn = rusqlite::Connection::open(&db_path)
-        .map_err(|e| Error::State {
-            path: db_path.clone(),
-            msg: e.to_string(),
-        })?;
+    let mut conn = rusqlite::Connection::open(&db_path).map_err(|e| Error::State {
+        path: db_path.clone(),
+        msg: e.to_string(),
+    })?;
     let _ = conn.busy_timeout(Duration::from_millis(500));
     let socket = opts
         .config
@@ -394,7 +394,9 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
                 let stopping = stop.load(Ordering::Relaxed);
                 if stopping || last.elapsed() >= FLUSH_EVERY {
                     if let Err(e) = recorder.flush(&mut conn, &counters) {
-                        eprintln!("breach-audit: serve: warning: verdicts not written yet (kept, retried): {e}");
+                        eprintln!(
+                            "breach-audit: serve: warning: verdicts not written yet (kept, retried): {e}"
+                        );
                     }
                     last = Instant::now();
                 }
@@ -559,10 +561,7 @@ fn answer(
         } else {
             counters.requests.fetch_add(1, Ordering::Relaxed);
             match judge(&line, index, policy, never, recorder) {
-                Ok(Reply::Verdict {
-                    refuse,
-                    v,
-                }) => {
+                Ok(Reply::Verdict { refuse, v }) => {
                     if refuse {
                         counters.refused.fetch_add(1, Ordering::Relaxed);
                     }
@@ -678,7 +677,11 @@ mod tests {
 
     #[test]
     fn policies_parse_and_print_back() {
-        for s in ["observe", "refuse-smtp-confirmed", "refuse-smtp-pwned-over=100"] {
+        for s in [
+            "observe",
+            "refuse-smtp-confirmed",
+            "refuse-smtp-pwned-over=100",
+        ] {
             assert_eq!(s.parse::<Policy>().unwrap().to_string(), s);
         }
         assert_eq!(

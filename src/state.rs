@@ -23,7 +23,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// The database file in the state directory.
@@ -545,12 +545,12 @@ impl State {
         }
         refresh_notices(&tx, &now).map_err(&e)?;
         tx.execute(
-            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt, retired, held)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            "INSERT INTO runs (started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt, retired, held, logins)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             params![
                 run.started, now, run.complete, run.accounts, run.at_risk, run.critical, run.high,
                 run.medium, run.unknown, run.new_findings, run.held_addresses, run.not_audited,
-                run.sources, run.index_rebuilt, run.retired, run.held
+                run.sources, run.index_rebuilt, run.retired, run.held, run.logins
             ],
         )
         .map_err(&e)?;
@@ -739,6 +739,13 @@ impl State {
         Ok(json.map(|j| serde_json::from_str(&j).unwrap_or_default()))
     }
 
+    /// When the last recorded run started, if any.
+    pub fn last_run_started(&self) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT max(started) FROM runs", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+
     /// The last `n` runs, oldest first.
     pub fn last_runs(&self, n: usize) -> Result<Vec<RecordedRun>> {
         let mut q = self
@@ -747,7 +754,7 @@ impl State {
                 "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
                         new_findings, held_addresses, not_audited, sources, index_rebuilt,
                         notices_sent, notices_pending, notices_failed, notices_held, suspended, released,
-                        retired, held
+                        retired, held, logins
                  FROM runs ORDER BY id DESC LIMIT ?1",
             )
             .map_err(self.err())?;
@@ -782,6 +789,7 @@ impl State {
                         index_rebuilt: r.get::<_, Option<i64>>(12)?.unwrap_or(0) != 0,
                         retired: r.get::<_, Option<i64>>(19)?.unwrap_or(0).max(0) as u64,
                         held: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
+                        logins: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
                     },
                     after,
                 })
@@ -833,6 +841,11 @@ impl RecordedRun {
     pub fn held(&self) -> Vec<Held> {
         serde_json::from_str(&self.row.held).unwrap_or_default()
     }
+
+    /// What logins showed, as recorded (`None` before there was a login hook).
+    pub fn logins(&self) -> Option<LoginSummary> {
+        serde_json::from_str(&self.row.logins).ok()
+    }
 }
 
 /// Notices and suspensions as of the end of a run ([`State::tally_last_run`]).
@@ -871,11 +884,201 @@ pub struct RunRow {
     pub retired: u64,
     /// JSON array of the first [`Held`] addresses (the `held` table has them all).
     pub held: String,
+    /// JSON of the [`LoginSummary`].
+    pub logins: String,
 }
 
 /// The domain of an address.
 fn domain_of(a: &str) -> &str {
     a.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+}
+
+/// What the login hook and `serve` did since the last run, and how many accounts logins judged.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LoginSummary {
+    /// Accounts read tonight that a login judged in the last 30 days.
+    pub judged_30d: u64,
+    /// Accounts read tonight that no login judged in the last 30 days.
+    pub not_judged: u64,
+    /// Per account source: kind, path, accounts, judged in 30 days.
+    pub by_source: Vec<LoginSource>,
+    /// Accounts with a login refused since the previous run.
+    pub refused_accounts: u64,
+    /// Logins refused, in all (each account's count of refusals, summed).
+    pub refused_logins: u64,
+    /// Times the hook let a login through because the service did not answer, since the
+    /// previous run (lines of the failures file).
+    pub hook_failures: u64,
+    /// The failures file read.
+    pub failures_file: String,
+}
+
+/// One source's login coverage.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LoginSource {
+    pub kind: String,
+    pub path: String,
+    pub accounts: u64,
+    pub judged_30d: u64,
+}
+
+/// The file the login hook appends a line to each time it fails open (`BREACH_AUDIT_FAILURES`,
+/// by default `STATE/hook-failures`).
+pub const HOOK_FAILURES: &str = "hook-failures";
+
+impl State {
+    /// What logins showed, for the check: every account's latest verdict, the marks of stored
+    /// hashes, and the key of their digests (made once, kept in `meta`).
+    pub fn logins(&mut self) -> Result<crate::check::Logins> {
+        let e = db(&self.path);
+        let key_hex: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'mark_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(&e)?;
+        let key = match key_hex.and_then(|k| hex::decode(k).ok()) {
+            Some(k) => k,
+            None => {
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|err| Error::State {
+                    path: self.path.clone(),
+                    msg: format!("no random key for the hash marks: {err}"),
+                })?;
+                self.conn
+                    .execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('mark_key', ?1)",
+                        params![hex::encode(&k)],
+                    )
+                    .map_err(&e)?;
+                k
+            }
+        };
+        let mut seen = HashMap::new();
+        let mut q = self
+            .conn
+            .prepare("SELECT address, seen_at, hibp, combolist, confirmed FROM logins")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::check::LoginSeen {
+                        seen_at: r.get(1)?,
+                        hibp: r.get::<_, i64>(2)? as u64,
+                        combolist: r.get::<_, i64>(3)? as u64,
+                        confirmed: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(&e)?;
+        for row in rows {
+            let (a, s) = row.map_err(&e)?;
+            seen.insert(a, s);
+        }
+        let mut marks = HashMap::new();
+        let mut q = self
+            .conn
+            .prepare("SELECT address, digest, since FROM hash_marks")
+            .map_err(&e)?;
+        let rows = q
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))
+            .map_err(&e)?;
+        for row in rows {
+            let (a, m) = row.map_err(&e)?;
+            marks.insert(a, m);
+        }
+        Ok(crate::check::Logins {
+            seen,
+            marks,
+            key,
+            enabled: true,
+            recent_since: earlier(30 * 24 * 3600),
+            now: now(),
+        })
+    }
+
+    /// Keep tonight's marks of stored hashes: a new one counts every verdict (nothing says the
+    /// hash changed after a login), a changed one only verdicts from now on.
+    pub fn save_marks(
+        &mut self,
+        marks: &[(String, String)],
+        before: &HashMap<String, (String, String)>,
+        now: &str,
+    ) -> Result<()> {
+        let e = db(&self.path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare(
+                    "INSERT INTO hash_marks (address, digest, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(address) DO UPDATE SET digest = excluded.digest, since = excluded.since",
+                )
+                .map_err(&e)?;
+            for (a, d) in marks {
+                let since = match before.get(a) {
+                    Some((old, _)) if old == d => continue,
+                    Some(_) => now,
+                    None => "",
+                };
+                up.execute(params![a, d, since]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Refusals recorded by `serve` since `since`, and the hook's failures appended to `file`
+    /// since the last time this was asked (kept in `meta`).
+    pub fn login_events(&mut self, since: &str, file: &Path) -> Result<(u64, u64, u64)> {
+        let e = db(&self.path);
+        let (accounts, logins): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(CASE WHEN refused_at >= ?1 THEN 1 END), coalesce(sum(refused), 0) FROM logins",
+                params![since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(&e)?;
+        let read_until: i64 = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'hook_failures_read'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(&e)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut failures = 0;
+        let mut newest = read_until;
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                for line in bytes.split(|&b| b == b'\n') {
+                    let t: Option<i64> = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|l| l.split('\t').next())
+                        .and_then(|t| t.trim().parse().ok());
+                    if let Some(t) = t
+                        && t > read_until
+                    {
+                        failures += 1;
+                        newest = newest.max(t);
+                    }
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(file, err)),
+        }
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('hook_failures_read', ?1)",
+                params![newest.to_string()],
+            )
+            .map_err(&e)?;
+        Ok((accounts as u64, logins as u64, failures))
+    }
 }
 
 /// Counts of the last run, from the notices and suspensions tables.

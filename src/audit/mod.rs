@@ -118,6 +118,8 @@ pub struct AuditOutcome {
     pub notified: Option<crate::notify::NotifyOutcome>,
     /// With `--suspend`: what was suspended and released where.
     pub suspended: Option<crate::suspend::SuspendOutcome>,
+    /// Logins judged by `serve`, refused, and the hook's failures.
+    pub logins: crate::state::LoginSummary,
 }
 
 /// How a run ended: done, or not started because another run holds the lock.
@@ -204,14 +206,18 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     );
     let mut state = State::open(&opts.state)?;
     let on_record = state.open_findings()?;
-    let check_opts = check::CheckOptions {
+    let logins = state.logins()?;
+    let mut check_opts = check::CheckOptions {
         filter: DomainFilter::new(opts.domains.iter().cloned()),
         max_rejected: opts.max_rejected,
         max_file_bytes: opts.max_file_bytes,
         track: on_record.iter().map(|(e, _)| e.clone()).collect(),
+        logins,
     };
     let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
+    let marks_before = std::mem::take(&mut check_opts.logins.marks);
+    let login_summary = login_summary(&mut state, &opts.state, &opts.accounts, &outcome)?;
     let restorable = state.restorable_findings()?;
     let tonight = reconcile(
         &outcome,
@@ -253,6 +259,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         elapsed: start.elapsed(),
         notified: None,
         suspended: None,
+        logins: login_summary,
     };
     let not_audited = not_audited(&done.issues);
     done.held = first_held(
@@ -267,6 +274,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         state.retell_all()?;
     }
     state.record_night(&tonight.night, &run)?;
+    state.save_marks(&outcome.marks, &marks_before, &check_opts.logins.now)?;
     if let Some(cfg) = &opts.suspend {
         let plan = crate::suspend::plan(&state, cfg, None)?;
         let dir = opts.out.join("suspend");
@@ -300,6 +308,38 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     )?;
     done.elapsed = start.elapsed();
     Ok(AuditRun::Done(Box::new(done)))
+}
+
+/// Tonight's login coverage per source, and what `serve` and the hook did since the last run.
+fn login_summary(
+    state: &mut State,
+    state_dir: &Path,
+    accounts: &[AccountSource],
+    outcome: &check::CheckOutcome,
+) -> Result<crate::state::LoginSummary> {
+    let last = state.last_run_started()?.unwrap_or_default();
+    let file = state_dir.join(crate::state::HOOK_FAILURES);
+    let (refused_accounts, refused_logins, hook_failures) = state.login_events(&last, &file)?;
+    let by_source: Vec<crate::state::LoginSource> = accounts
+        .iter()
+        .zip(&outcome.sources)
+        .map(|(src, n)| crate::state::LoginSource {
+            kind: src.flag().to_string(),
+            path: src.location(),
+            accounts: n.accounts,
+            judged_30d: n.login_judged,
+        })
+        .collect();
+    let judged_30d = by_source.iter().map(|s| s.judged_30d).sum::<u64>();
+    Ok(crate::state::LoginSummary {
+        judged_30d,
+        not_judged: outcome.summary.accounts.saturating_sub(judged_30d),
+        by_source,
+        refused_accounts,
+        refused_logins,
+        hook_failures,
+        failures_file: file.display().to_string(),
+    })
 }
 
 fn check_options(opts: &AuditOptions) -> Result<()> {

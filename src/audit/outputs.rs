@@ -57,6 +57,7 @@ pub(super) fn write_run(
         "retired": o.retired,
         "not_audited": not_audited,
         "alerts": o.alerts,
+        "logins": o.logins,
     });
     let mut f = AtomicFile::create(path)?;
     writeln!(f, "{run}").at(path)?;
@@ -105,6 +106,7 @@ pub(super) fn run_row(
         index_rebuilt: o.rebuilt,
         retired: o.retired,
         held: serde_json::to_string(&o.held).unwrap_or_default(),
+        logins: serde_json::to_string(&o.logins).unwrap_or_default(),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod verdict;
 
-pub use verdict::{CountSource, Finding, Home, Record, Severity};
+pub use verdict::{CountSource, Finding, Home, LoginSeen, Logins, Record, Severity};
 use verdict::{Tally, judge_many, merge_and_sort};
 
 /// Counts for the summary line.
@@ -85,6 +85,9 @@ pub struct CheckOutcome {
     pub deferred: HashSet<String>,
     /// Per account source, in the order given: accounts read and rows rejected.
     pub sources: Vec<SourceCount>,
+    /// (address, digest) of each stored hash the dumps cannot judge, when
+    /// [`Logins::enabled`]: the audit keeps them to tell a changed password from a seen one.
+    pub marks: Vec<(String, String)>,
 }
 
 /// What one account source yielded, and what its reading says of accounts it did not yield.
@@ -96,6 +99,8 @@ pub struct SourceCount {
     pub tree: Option<accounts::TreeCoverage>,
     /// Server trees: rows rejected per domain.
     pub rejected_in: std::collections::HashMap<String, u64>,
+    /// Accounts judged by a login in the last 30 days ([`CheckOptions::logins`]).
+    pub login_judged: u64,
 }
 
 /// Which domains to audit; empty means all. Remembers which of its domains some source held.
@@ -156,6 +161,8 @@ pub struct CheckOptions {
     pub max_file_bytes: u64,
     /// Addresses whose being audited the caller wants to know ([`CheckOutcome::audited`]).
     pub track: HashSet<String>,
+    /// What logins showed (the audit fills it from the state).
+    pub logins: Logins,
 }
 
 /// The default for [`CheckOptions::max_rejected`]: a source with more than half its rows rejected
@@ -169,6 +176,7 @@ impl Default for CheckOptions {
             max_rejected: DEFAULT_MAX_REJECTED,
             max_file_bytes: crate::sources::accounts::tree::DEFAULT_MAX_BYTES,
             track: HashSet::new(),
+            logins: Logins::default(),
         }
     }
 }
@@ -197,6 +205,7 @@ pub fn check(
         verifier,
         source: std::sync::atomic::AtomicUsize::new(0),
         track: &opts.track,
+        logins: &opts.logins,
         out: std::sync::Mutex::new((Tally::default(), Vec::new())),
     };
     let mut summary = CheckSummary::default();
@@ -210,6 +219,7 @@ pub fn check(
             rejected: stats.rejected,
             tree: stats.tree.take(),
             rejected_in: std::mem::take(&mut stats.rejected_in),
+            login_judged: 0,
         });
         summary.rejected_rows += stats.rejected;
         summary.accounts += stats.accounts;
@@ -231,7 +241,14 @@ pub fn check(
         missing_map,
         audited,
         deferred,
+        marks,
+        login_judged,
     } = judged;
+    for s in login_judged {
+        if let Some(c) = counts.get_mut(s) {
+            c.login_judged += 1;
+        }
+    }
     summary.deferred = deferred.len() as u64;
     summary.compared = judged.compared;
     summary.salted = judged.salted;
@@ -266,6 +283,7 @@ pub fn check(
         audited,
         deferred,
         sources: counts,
+        marks,
     })
 }
 
@@ -393,6 +411,7 @@ struct Judge<'a> {
     /// The source being read (sources are read one after another).
     source: std::sync::atomic::AtomicUsize,
     track: &'a HashSet<String>,
+    logins: &'a Logins,
     out: std::sync::Mutex<(Tally, Vec<Record>)>,
 }
 
@@ -400,7 +419,16 @@ impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
         let source = self.source.load(Ordering::Relaxed);
-        let judge = |c: &[Account]| judge_many(self.index, self.verifier, self.track, source, c);
+        let judge = |c: &[Account]| {
+            judge_many(
+                self.index,
+                self.verifier,
+                self.track,
+                self.logins,
+                source,
+                c,
+            )
+        };
         // A batch from a parallel parser is already on a worker: judge it there, in one piece.
         let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
             vec![judge(&accounts)?]

@@ -45,16 +45,34 @@ impl Severity {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Finding {
-    /// A password leaked for this address is the account's current password.
-    CurrentPasswordLeaked,
+    /// A password leaked for this address is the account's current password. `seen` is
+    /// `"login"` when a login showed it (`serve`), absent when the stored hash did.
+    CurrentPasswordLeaked {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seen: Option<Seen>,
+    },
     /// The account's password is public: in the HIBP dumps `count` times (`source` "hibp"), or,
     /// when the dumps do not have it, in `count` distinct combolist rows (`source` "combolist").
-    PasswordPwned { count: u64, source: CountSource },
+    /// `seen` as for `current_password_leaked`.
+    PasswordPwned {
+        count: u64,
+        source: CountSource,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seen: Option<Seen>,
+    },
     /// The address is in combolists, in `count` distinct rows.
     CredentialsLeaked { count: u64 },
     /// The stored hash cannot be checked; `reason` says why (unknown scheme, malformed, cost
     /// over limit, needs data we do not have).
     Unverifiable { scheme: String, reason: String },
+}
+
+/// How a finding's password was known when not from the stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Seen {
+    /// At a login, by `serve` (the stored hash is salted: the dumps cannot be compared with it).
+    Login,
 }
 
 /// Where the count of a `password_pwned` finding comes from.
@@ -79,11 +97,13 @@ impl Finding {
             Some(Finding::PasswordPwned {
                 count: c.dumps,
                 source: CountSource::Hibp,
+                seen: None,
             })
         } else if c.combolists > 0 {
             Some(Finding::PasswordPwned {
                 count: c.combolists,
                 source: CountSource::Combolist,
+                seen: None,
             })
         } else {
             None
@@ -92,7 +112,7 @@ impl Finding {
 
     pub fn severity(&self) -> Severity {
         match self {
-            Finding::CurrentPasswordLeaked => Severity::Critical,
+            Finding::CurrentPasswordLeaked { .. } => Severity::Critical,
             Finding::PasswordPwned { .. } => Severity::High,
             Finding::CredentialsLeaked { .. } => Severity::Medium,
             Finding::Unverifiable { .. } => Severity::Unknown,
@@ -101,18 +121,107 @@ impl Finding {
     /// `kind:value` for CSV output.
     pub fn short(&self) -> String {
         match self {
-            Finding::CurrentPasswordLeaked => "current_password_leaked".to_string(),
+            Finding::CurrentPasswordLeaked { seen: None } => "current_password_leaked".to_string(),
+            Finding::CurrentPasswordLeaked { seen: Some(_) } => {
+                "current_password_leaked:login".to_string()
+            }
             Finding::PasswordPwned {
                 count,
                 source: CountSource::Hibp,
-            } => format!("password_pwned:{count}"),
+                seen,
+            } => format!("password_pwned:{count}{}", login_tag(seen)),
             Finding::PasswordPwned {
                 count,
                 source: CountSource::Combolist,
-            } => format!("password_pwned:{count}:combolist"),
+                seen,
+            } => format!("password_pwned:{count}:combolist{}", login_tag(seen)),
             Finding::CredentialsLeaked { count } => format!("credentials_leaked:{count}"),
             Finding::Unverifiable { scheme, .. } => format!("unverifiable:{scheme}"),
         }
+    }
+}
+
+fn login_tag(seen: &Option<Seen>) -> &'static str {
+    match seen {
+        Some(Seen::Login) => ":login",
+        None => "",
+    }
+}
+
+/// What logins showed (`serve`'s verdicts in the state), for the accounts whose stored hash
+/// cannot be compared with the dumps.
+#[derive(Debug, Default)]
+pub struct Logins {
+    /// Address -> its latest login verdict.
+    pub seen: std::collections::HashMap<String, LoginSeen>,
+    /// Address -> (digest of its stored hash, since when a verdict counts) as of the last audit.
+    pub marks: std::collections::HashMap<String, (String, String)>,
+    /// The key of the digests (the state's own: a digest says nothing outside it).
+    pub key: Vec<u8>,
+    /// Mark stored hashes and apply verdicts (the audit; `check` alone does not).
+    pub enabled: bool,
+    /// Verdicts at or after this time are "recent" (judged by login in the last 30 days).
+    pub recent_since: String,
+    /// Now, as stored.
+    pub now: String,
+}
+
+/// One account's latest login verdict.
+#[derive(Clone, Debug, Default)]
+pub struct LoginSeen {
+    pub seen_at: String,
+    pub hibp: u64,
+    pub combolist: u64,
+    pub confirmed: bool,
+}
+
+impl Logins {
+    /// The keyed digest of a stored hash (never of a plaintext: only salted and unverifiable
+    /// hashes are marked).
+    fn digest(&self, stored: &Stored) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes any key");
+        m.update(format!("{stored:?}").as_bytes());
+        hex::encode(&m.finalize().into_bytes()[..12])
+    }
+
+    /// The findings a login verdict adds for `addr`, whose stored hash digests to `digest`;
+    /// none when the hash changed after the login (the password is not the one seen).
+    fn findings(&self, addr: &str, digest: &str) -> Vec<Finding> {
+        let Some(seen) = self.seen.get(addr) else {
+            return Vec::new();
+        };
+        let since = match self.marks.get(addr) {
+            Some((d, since)) if d == digest => since.as_str(),
+            // Changed since the last audit: only a login after now shows the new password.
+            Some(_) => self.now.as_str(),
+            // First seen: nothing says the hash changed after the login.
+            None => "",
+        };
+        if seen.seen_at.as_str() < since {
+            return Vec::new();
+        }
+        let mut v = Vec::new();
+        if seen.confirmed {
+            v.push(Finding::CurrentPasswordLeaked {
+                seen: Some(Seen::Login),
+            });
+        }
+        if seen.hibp > 0 {
+            v.push(Finding::PasswordPwned {
+                count: seen.hibp,
+                source: CountSource::Hibp,
+                seen: Some(Seen::Login),
+            });
+        } else if seen.combolist > 0 {
+            v.push(Finding::PasswordPwned {
+                count: seen.combolist,
+                source: CountSource::Combolist,
+                seen: Some(Seen::Login),
+            });
+        }
+        v
     }
 }
 
@@ -145,6 +254,7 @@ pub(super) fn judge_many(
     index: &Index,
     verifier: &Verifier,
     track: &HashSet<String>,
+    logins: &Logins,
     source: usize,
     accounts: &[Account],
 ) -> Result<(Tally, Vec<Record>)> {
@@ -177,7 +287,25 @@ pub(super) fn judge_many(
     let mut t = Tally::default();
     let mut records = Vec::new();
     for (a, known) in accounts.iter().zip(known) {
-        let (findings, kind, deferred) = judge(index, verifier, a, known)?;
+        let (mut findings, kind, deferred) = judge(index, verifier, a, known)?;
+        if logins.enabled && !matches!(kind, Kind::Compared) {
+            // The dumps could not be compared with this hash: what a login showed counts.
+            let digest = logins.digest(&a.stored);
+            for f in logins.findings(&a.email.addr, &digest) {
+                let same = |g: &Finding| std::mem::discriminant(g) == std::mem::discriminant(&f);
+                if !findings.iter().any(same) {
+                    findings.push(f);
+                }
+            }
+            t.marks.push((a.email.addr.clone(), digest));
+        }
+        if logins
+            .seen
+            .get(&a.email.addr)
+            .is_some_and(|s| s.seen_at >= logins.recent_since)
+        {
+            t.login_judged.push(source);
+        }
         t.add(kind);
         if findings.iter().any(Finding::is_not_kept) {
             t.summary.not_kept += 1;
@@ -220,6 +348,10 @@ pub(super) struct Tally {
     pub(super) audited: std::collections::HashMap<String, Vec<Home>>,
     /// Accounts whose verification the time budget deferred: judged in part, not audited.
     pub(super) deferred: HashSet<String>,
+    /// (address, digest of its stored hash) of the accounts the dumps cannot judge.
+    pub(super) marks: Vec<(String, String)>,
+    /// The source of each account judged by a login in the last 30 days.
+    pub(super) login_judged: Vec<usize>,
 }
 
 impl Tally {
@@ -247,6 +379,8 @@ impl Tally {
             self.audited.entry(a).or_default().extend(homes);
         }
         self.deferred.extend(o.deferred);
+        self.marks.extend(o.marks);
+        self.login_judged.extend(o.login_judged);
     }
 }
 
@@ -296,7 +430,7 @@ fn judge(
         }
         match verifier.verify(stored, &a.email.addr, pw) {
             Outcome::Match => {
-                findings.push(Finding::CurrentPasswordLeaked);
+                findings.push(Finding::CurrentPasswordLeaked { seen: None });
                 // The password is known now: its public counts come from its SHA-1, so a stored
                 // hash the index had no map for (NTLM without an NTLM map) was judged after all.
                 let needs_data = Reason::NeedsData.name();

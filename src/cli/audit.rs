@@ -136,6 +136,15 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                 .map(|i| i.to_string())
                 .collect();
             print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
+            if o.logins.hook_failures > 0 {
+                // Not the audit's own failure (the run stays complete), but cron must see it.
+                print_alerts([format!(
+                    "the login hook let {} through unjudged since the last run (is `breach-audit serve` running? the times and reasons are in {})",
+                    plural(o.logins.hook_failures, "login"),
+                    o.logins.failures_file
+                )
+                .as_str()]);
+            }
             if o.uncertain > 0 || (o.held_addresses > 0 && !quiet) {
                 // Addresses held for the same reason as long are named together.
                 let mut groups: Vec<((&str, u64), Vec<&str>)> = Vec::new();

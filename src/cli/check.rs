@@ -52,6 +52,7 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
         max_rejected: judge.max_rejected(),
         max_file_bytes: judge.max_file_bytes(),
         track: Default::default(),
+        logins: Default::default(),
     };
     let index = Index::open(&dir)?;
     let warn = Warnings::printing(a.out.quiet);
