@@ -13,6 +13,9 @@ sudo=
 missing=()
 [ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null 2>&1 || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+# The login hook's tests: Dovecot's Lua passdb and LuaSocket.
+ls /usr/lib/dovecot/modules/auth/libauthdb_lua.so >/dev/null 2>&1 || missing+=(dovecot-auth-lua)
+[ -e /usr/share/lua/5.4/socket.lua ] || missing+=(lua-socket)
 command -v mkpasswd >/dev/null 2>&1 || missing+=(whois)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
@@ -27,15 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Exim (for the DirectAdmin suspension file, read by exim's lsearch) conflicts with postfix as a
-# package: unpack its binary into target/test-tools/exim instead, with the library it lacks, and
-# create the system user the binary insists on.
-exim=target/test-tools/exim
+# Exim (for the DirectAdmin suspension file, read by exim's lsearch, and SMTP AUTH through
+# Dovecot's auth socket, which only the heavy daemon's `dovecot` authenticator does) conflicts
+# with postfix as a package: unpack its binary into target/test-tools/exim-heavy instead, with the
+# libraries it lacks, and create the system user the binary insists on.
+exim=target/test-tools/exim-heavy
 if [ ! -x "$exim/usr/sbin/exim4" ]; then
-  echo "test.sh: unpacking exim4-daemon-light into $exim (for the suspension tests)" >&2
+  echo "test.sh: unpacking exim4-daemon-heavy into $exim (for the suspension and login tests)" >&2
   rm -rf "$exim.tmp" && mkdir -p "$exim.tmp/debs"
   [ -n "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ] || ${sudo:-} apt-get update -qq
-  (cd "$exim.tmp/debs" && apt-get download -qq exim4-daemon-light libidn12 2>/dev/null)
+  (cd "$exim.tmp/debs" && apt-get download -qq exim4-daemon-heavy libidn12 libgnutls-dane0 libspf2-2 2>/dev/null)
   for d in "$exim.tmp"/debs/*.deb; do dpkg -x "$d" "$exim.tmp/root"; done
   rm -rf "$exim" && mv "$exim.tmp/root" "$exim" && rm -rf "$exim.tmp"
 fi

@@ -178,11 +178,17 @@ struct Pending {
     verdicts: HashMap<String, (Verdict, String, u64)>,
     /// Address -> (verdict written, when written).
     written: HashMap<String, (Verdict, Instant)>,
+    /// Address -> when it last logged in (as stored), for a verdict the audit asks again.
+    last_seen: HashMap<String, String>,
 }
 
 impl Recorder {
     fn note(&self, address: &str, v: Verdict, refused: bool) {
         let mut p = self.pending.lock().expect("no panics while held");
+        if p.last_seen.len() >= MAX_PENDING && !p.last_seen.contains_key(address) {
+            p.last_seen.clear();
+        }
+        p.last_seen.insert(address.to_string(), crate::state::now());
         // The service is recorded, but a login on another service is not a new verdict.
         let unchanged = p.written.get(address).is_some_and(|(w, at)| {
             (w.hibp, w.combolist, w.confirmed) == (v.hibp, v.combolist, v.confirmed)
@@ -208,51 +214,71 @@ impl Recorder {
     /// Write what is pending in one transaction; on failure (the database busy with an audit)
     /// keep it for the next try.
     fn flush(&self, conn: &mut rusqlite::Connection, counters: &Counters) -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        // Accounts whose stored hash changed: their next verdict is written whatever it is, and
+        // one seen since the change is written now.
+        let resets: Vec<(String, String)> = {
+            let mut q = tx.prepare_cached("SELECT address, at FROM login_resets")?;
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        if !resets.is_empty() {
+            tx.execute("DELETE FROM login_resets", [])?;
+        }
         let batch: Vec<(String, (Verdict, String, u64))> = {
             let mut p = self.pending.lock().expect("no panics while held");
-            p.verdicts.drain().collect()
-        };
-        let result = (|| {
-            let tx = conn.transaction()?;
-            {
-                let mut up = tx.prepare_cached(
-                    "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-                         first_seen_at, refused, refused_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?2, ?7, CASE WHEN ?7 > 0 THEN ?2 END)
-                     ON CONFLICT(address) DO UPDATE SET seen_at = excluded.seen_at,
-                         service = excluded.service, hibp = excluded.hibp,
-                         combolist = excluded.combolist, confirmed = excluded.confirmed,
-                         refused = refused + excluded.refused,
-                         refused_at = COALESCE(excluded.refused_at, refused_at)",
-                )?;
-                for (address, (v, seen, refused)) in &batch {
-                    up.execute(rusqlite::params![
-                        address,
-                        seen,
-                        v.service,
-                        v.hibp as i64,
-                        v.combolist as i64,
-                        v.confirmed,
-                        *refused as i64
-                    ])?;
-                }
-                let mut meta = tx.prepare_cached(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                )?;
-                for (k, c) in [
-                    ("serve_requests", &counters.requests),
-                    ("serve_refused", &counters.refused),
-                    ("serve_errors", &counters.errors),
-                    ("serve_overloaded", &counters.overloaded),
-                ] {
-                    meta.execute(rusqlite::params![k, c.load(Ordering::Relaxed).to_string()])?;
+            for (address, at) in &resets {
+                let Some((v, _)) = p.written.remove(address) else {
+                    continue;
+                };
+                if let Some(seen) = p.last_seen.get(address).cloned()
+                    && seen >= *at
+                    && !p.verdicts.contains_key(address)
+                {
+                    p.verdicts.insert(address.clone(), (v, seen, 0));
                 }
             }
-            tx.commit()
-        })();
+            p.verdicts.drain().collect()
+        };
+        let written = (|| {
+            let mut up = tx.prepare_cached(
+                "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
+                     first_seen_at, refused, refused_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?2, ?7, CASE WHEN ?7 > 0 THEN ?2 END)
+                 ON CONFLICT(address) DO UPDATE SET seen_at = excluded.seen_at,
+                     service = excluded.service, hibp = excluded.hibp,
+                     combolist = excluded.combolist, confirmed = excluded.confirmed,
+                     refused = refused + excluded.refused,
+                     refused_at = COALESCE(excluded.refused_at, refused_at)",
+            )?;
+            for (address, (v, seen, refused)) in &batch {
+                up.execute(rusqlite::params![
+                    address,
+                    seen,
+                    v.service,
+                    v.hibp as i64,
+                    v.combolist as i64,
+                    v.confirmed,
+                    *refused as i64
+                ])?;
+            }
+            let mut meta = tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (k, c) in [
+                ("serve_requests", &counters.requests),
+                ("serve_refused", &counters.refused),
+                ("serve_errors", &counters.errors),
+                ("serve_overloaded", &counters.overloaded),
+            ] {
+                meta.execute(rusqlite::params![k, c.load(Ordering::Relaxed).to_string()])?;
+            }
+            Ok(())
+        })()
+        .and_then(|()| tx.commit());
         let mut p = self.pending.lock().expect("no panics while held");
-        match result {
+        match written {
             Ok(()) => {
                 let now = Instant::now();
                 if p.written.len() > MAX_PENDING {
@@ -264,7 +290,8 @@ impl Recorder {
                 Ok(())
             }
             Err(e) => {
-                // Put the batch back under what arrived meanwhile (newer verdicts win).
+                // Put the batch back under what arrived meanwhile (newer verdicts win). The
+                // resets were rolled back with the transaction: they are read again.
                 for (address, (v, seen, refused)) in batch {
                     let e = p.verdicts.entry(address).or_insert((v, seen, 0));
                     e.2 += refused;

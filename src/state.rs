@@ -158,6 +158,9 @@ const MIGRATIONS: &[&str] = &[
         digest TEXT NOT NULL,
         since TEXT NOT NULL
     );
+    -- Accounts whose stored hash the audit found changed: `serve` writes their next verdict
+    -- even when it is the same as the last one written.
+    CREATE TABLE login_resets (address TEXT PRIMARY KEY, at TEXT NOT NULL);
     ALTER TABLE runs ADD COLUMN logins TEXT;",
 ];
 
@@ -1016,6 +1019,9 @@ impl State {
                      ON CONFLICT(address) DO UPDATE SET digest = excluded.digest, since = excluded.since",
                 )
                 .map_err(&e)?;
+            let mut reset = tx
+                .prepare("INSERT OR REPLACE INTO login_resets (address, at) VALUES (?1, ?2)")
+                .map_err(&e)?;
             for (a, d) in marks {
                 let since = match before.get(a) {
                     Some((old, _)) if old == d => continue,
@@ -1023,6 +1029,9 @@ impl State {
                     None => "",
                 };
                 up.execute(params![a, d, since]).map_err(&e)?;
+                if !since.is_empty() {
+                    reset.execute(params![a, now]).map_err(&e)?;
+                }
             }
         }
         tx.commit().map_err(&e)

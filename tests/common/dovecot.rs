@@ -69,6 +69,20 @@ impl Dovecot {
         self.logs_in(user, password)
     }
 
+    /// Does `doveadm auth test -x service=SERVICE` log this user in?
+    pub fn logs_in_to(&self, service: &str, user: &str, password: &str) -> bool {
+        Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["auth", "test", "-x"])
+            .arg(format!("service={service}"))
+            .args([user, password])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
     /// Does `doveadm auth test` log this user in?
     pub fn logs_in(&self, user: &str, password: &str) -> bool {
         Command::new("doveadm")

@@ -33,24 +33,36 @@ pub fn postmap_q(map: &Path, address: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-fn exim() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/exim/usr/sbin/exim4");
+/// Debian's exim4-daemon-heavy, unpacked by scripts/test.sh (it conflicts with postfix).
+pub fn exim() -> PathBuf {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/exim-heavy/usr/sbin/exim4");
     assert!(
         p.exists(),
-        "{} missing: scripts/test.sh unpacks Debian's exim4-daemon-light there",
+        "{} missing: scripts/test.sh unpacks Debian's exim4-daemon-heavy there",
         p.display()
     );
     p
 }
 
+/// The library path the unpacked Exim needs.
+pub fn exim_libs() -> String {
+    let root = exim();
+    let root = root.parent().unwrap().parent().unwrap().parent().unwrap();
+    format!(
+        "{}:{}",
+        root.join("usr/lib/x86_64-linux-gnu").display(),
+        root.join("usr/lib").display()
+    )
+}
+
 /// Exim's answer (`yes`/`no`) to SpamBlocker's lookup of an authenticated sender in `file`.
 pub fn exim_lsearch(file: &Path, address: &str) -> String {
     let bin = exim();
-    let root = bin.parent().unwrap().parent().unwrap().parent().unwrap();
     let empty = std::env::temp_dir().join("breach-audit-empty-exim.conf");
     std::fs::write(&empty, "").unwrap();
     let o = Command::new(&bin)
-        .env("LD_LIBRARY_PATH", root.join("usr/lib/x86_64-linux-gnu"))
+        .env("LD_LIBRARY_PATH", exim_libs())
         .arg("-C")
         .arg(&empty)
         .arg("-be")
