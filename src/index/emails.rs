@@ -405,7 +405,10 @@ impl EmailMap {
 
     /// The count for an address, if it is in a combolist.
     pub fn count(&self, addr: &str) -> Result<Option<u64>> {
-        let v = self.fst.get(&email_key(addr)).map_err(|e| self.damaged(e))?;
+        let v = self
+            .fst
+            .get(&email_key(addr))
+            .map_err(|e| self.damaged(e))?;
         Ok(v.map(|v| v.saturating_add(1)))
     }
 

@@ -95,7 +95,9 @@ impl std::fmt::Display for BadFst {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BadFst::Short(n) => write!(f, "{n} bytes is too short for an fst"),
-            BadFst::Version(v) => write!(f, "fst format version {v}, this breach-audit reads 2 and 3"),
+            BadFst::Version(v) => {
+                write!(f, "fst format version {v}, this breach-audit reads 2 and 3")
+            }
             BadFst::Root => write!(f, "the fst's root address does not match its length"),
         }
     }
@@ -158,7 +160,10 @@ pub struct Fst<D> {
 pub enum BadChecksum {
     /// A version 2 fst carries no checksum.
     Missing,
-    Mismatch { expected: u32, got: u32 },
+    Mismatch {
+        expected: u32,
+        got: u32,
+    },
 }
 
 impl std::fmt::Display for BadChecksum {
@@ -456,7 +461,11 @@ impl Node {
                 }
                 let t_at = sub(sizes_at, tsize)?;
                 let start = sub(t_at, osize)?;
-                let out = if osize > 0 { uint(data, start, osize)? } else { 0 };
+                let out = if osize > 0 {
+                    uint(data, start, osize)?
+                } else {
+                    0
+                };
                 Ok(one((inp, out, target(start, uint(data, t_at, tsize)?)?)))
             }
             _ => {
@@ -615,12 +624,15 @@ impl<'a> Stream<'a> {
                 }
                 continue;
             }
-            let step = top.node.transition(self.data, top.next).and_then(|(inp, out, addr)| {
-                if top.last.is_some_and(|l| inp <= l) {
-                    return Err(Damaged);
-                }
-                Ok((inp, top.out.wrapping_add(out), Node::read(self.data, addr)?))
-            });
+            let step = top
+                .node
+                .transition(self.data, top.next)
+                .and_then(|(inp, out, addr)| {
+                    if top.last.is_some_and(|l| inp <= l) {
+                        return Err(Damaged);
+                    }
+                    Ok((inp, top.out.wrapping_add(out), Node::read(self.data, addr)?))
+                });
             let (inp, out, node) = match step {
                 Ok(t) => t,
                 Err(Damaged) => {
@@ -778,14 +790,20 @@ mod tests {
         assert_eq!(get(&bytes, b"a"), Ok(None));
         assert_eq!(get(&bytes, b""), Ok(None));
         same_streams(&bytes, &[], 1);
-        let ours = FixedFstWriter::variable(Vec::new(), 0).unwrap().finish().unwrap();
+        let ours = FixedFstWriter::variable(Vec::new(), 0)
+            .unwrap()
+            .finish()
+            .unwrap();
         same_answers(&ours, &[], 1);
         for v in [0, 300] {
             let mut b = fst::MapBuilder::memory();
             b.insert(b"", v).unwrap();
             let bytes = b.into_inner().unwrap();
             same_answers(&bytes, &[Vec::new()], 2);
-            assert_eq!(collect(Fst::new(&bytes).unwrap().stream()).unwrap(), [(vec![], v)]);
+            assert_eq!(
+                collect(Fst::new(&bytes).unwrap().stream()).unwrap(),
+                [(vec![], v)]
+            );
         }
     }
 
@@ -903,7 +921,11 @@ mod tests {
                 (0..len)
                     .map(|_| {
                         let r = splitmix(&mut s);
-                        if r % 5 == 0 { r as u8 } else { b"org.example@"[(r % 12) as usize] }
+                        if r.is_multiple_of(5) {
+                            r as u8
+                        } else {
+                            b"org.example@"[(r % 12) as usize]
+                        }
                     })
                     .collect()
             })
