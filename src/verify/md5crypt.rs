@@ -9,9 +9,23 @@ use crate::scheme::cost::ITOA64;
 
 /// Apache's MD5-crypt (`$apr1$`): Poul-Henning Kamp's md5crypt with the magic `$apr1$`
 /// (apr_md5.c in APR-util). Hand-written because the crypt crates only know `$1$`; tested against
-/// `openssl passwd -apr1` and, with the `$1$` magic, against pwhash's md5-crypt.
+/// `openssl passwd -apr1` and `htpasswd -m`.
 pub(crate) fn apr1(password: &[u8], stored: &str) -> String {
     md5_crypt_with(password, stored, "$apr1$")
+}
+
+/// md5crypt (`$1$`) as libxcrypt computes it (lib/crypt-md5.c): the salt is the crypt characters
+/// up to a `$` or the end, at most 8 of them; any other character makes the setting invalid
+/// (`None`). The same function as [`apr1`] with the magic `$1$`: no RustCrypto crate has it
+/// either. Tested against `mkpasswd -m md5crypt`, `openssl passwd -1` and libxcrypt
+/// (sample-data/kat/).
+pub(crate) fn md5_crypt(password: &[u8], setting: &str) -> Option<String> {
+    let rest = setting.strip_prefix("$1$")?;
+    let salt = rest.split('$').next().unwrap_or("");
+    if !salt.bytes().all(|c| crate::scheme::cost::itoa64(c).is_some()) {
+        return None;
+    }
+    Some(md5_crypt_with(password, setting, "$1$"))
 }
 
 fn md5_crypt_with(password: &[u8], stored: &str, magic: &str) -> String {
