@@ -198,16 +198,27 @@ fn crypt_answers_as_libxcrypt() {
             kinds.insert(scheme.clone());
         }
         let as_stored = scheme::parse(want.as_bytes(), Bare::Crypt);
-        assert_eq!(verify(&as_stored, &pw, &Login::NONE), Some(true), "{shown:?} {want}");
+        assert_eq!(
+            verify(&as_stored, &pw, &Login::NONE),
+            Some(true),
+            "{shown:?} {want}"
+        );
         if want == setting {
             matched += 1;
         } else if setting.len() > 12 && setting.len() == want.len() {
             // A hash of another password as the setting: that password does not match it.
-            assert_eq!(verify(&stored, &pw, &Login::NONE), Some(false), "{shown:?} {setting}");
+            assert_eq!(
+                verify(&stored, &pw, &Login::NONE),
+                Some(false),
+                "{shown:?} {setting}"
+            );
             rejected += 1;
         }
     }
-    assert!(refused >= 10 && rejected >= 200, "{refused} refused, {rejected} rejected");
+    assert!(
+        refused >= 10 && rejected >= 200,
+        "{refused} refused, {rejected} rejected"
+    );
     let _ = matched;
     for s in [
         "MD5-CRYPT",

@@ -36,7 +36,10 @@ pub fn crypt(password: &[u8], setting: &str) -> Option<String> {
         sha_crypt(password, setting, Sha::Sha256)
     } else if setting.starts_with("$6$") {
         sha_crypt(password, setting, Sha::Sha512)
-    } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| setting.starts_with(p)) {
+    } else if ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| setting.starts_with(p))
+    {
         bcrypt(password, setting)
     } else if s.first() == Some(&b'_') {
         super::descrypt::bsdi(password, s)
@@ -74,7 +77,8 @@ fn sha_crypt(password: &[u8], setting: &str, sha: Sha) -> Option<String> {
     let mut params = sha_crypt::Params::default();
     if let Some(r) = rest.strip_prefix("rounds=") {
         let (n, after) = r.split_once('$')?;
-        if !n.starts_with(|c: char| ('1'..='9').contains(&c)) || !n.bytes().all(|c| c.is_ascii_digit())
+        if !n.starts_with(|c: char| ('1'..='9').contains(&c))
+            || !n.bytes().all(|c| c.is_ascii_digit())
         {
             return None;
         }
@@ -207,7 +211,11 @@ mod tests {
                 "$6$abc$def",
                 "$6$abc$rvqzMBuMVukmply9mZJpW0wJMdDfgUKLDrSNxf9l66h/ytQiKNAdqHSj5YPJpxWJpVjRXibQXRddCl9xYHQnd0",
             ),
-            (b"password", "$1$abcdefghijk$", "$1$abcdefgh$G//4keteveJp0qb8z2DxG/"),
+            (
+                b"password",
+                "$1$abcdefghijk$",
+                "$1$abcdefgh$G//4keteveJp0qb8z2DxG/",
+            ),
             (b"password", "$1$", "$1$$I2o9Z7NcvQAKp7wyCTlia0"),
             (
                 b"password",

@@ -47,8 +47,8 @@ const SHIFTS: [u32; 16] = [1, 1, 2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 2, 2, 2, 1];
 const S: [[u8; 64]; 8] = [
     [
         14, 4, 13, 1, 2, 15, 11, 8, 3, 10, 6, 12, 5, 9, 0, 7, 0, 15, 7, 4, 14, 2, 13, 1, 10, 6, 12,
-        11, 9, 5, 3, 8, 4, 1, 14, 8, 13, 6, 2, 11, 15, 12, 9, 7, 3, 10, 5, 0, 15, 12, 8, 2, 4, 9, 1,
-        7, 5, 11, 3, 14, 10, 0, 6, 13,
+        11, 9, 5, 3, 8, 4, 1, 14, 8, 13, 6, 2, 11, 15, 12, 9, 7, 3, 10, 5, 0, 15, 12, 8, 2, 4, 9,
+        1, 7, 5, 11, 3, 14, 10, 0, 6, 13,
     ],
     [
         15, 1, 8, 14, 6, 11, 3, 4, 9, 7, 2, 13, 12, 0, 5, 10, 3, 13, 4, 7, 15, 2, 8, 14, 12, 0, 1,
@@ -56,14 +56,14 @@ const S: [[u8; 64]; 8] = [
         4, 2, 11, 6, 7, 12, 0, 5, 14, 9,
     ],
     [
-        10, 0, 9, 14, 6, 3, 15, 5, 1, 13, 12, 7, 11, 4, 2, 8, 13, 7, 0, 9, 3, 4, 6, 10, 2, 8, 5, 14,
-        12, 11, 15, 1, 13, 6, 4, 9, 8, 15, 3, 0, 11, 1, 2, 12, 5, 10, 14, 7, 1, 10, 13, 0, 6, 9, 8,
-        7, 4, 15, 14, 3, 11, 5, 2, 12,
+        10, 0, 9, 14, 6, 3, 15, 5, 1, 13, 12, 7, 11, 4, 2, 8, 13, 7, 0, 9, 3, 4, 6, 10, 2, 8, 5,
+        14, 12, 11, 15, 1, 13, 6, 4, 9, 8, 15, 3, 0, 11, 1, 2, 12, 5, 10, 14, 7, 1, 10, 13, 0, 6,
+        9, 8, 7, 4, 15, 14, 3, 11, 5, 2, 12,
     ],
     [
-        7, 13, 14, 3, 0, 6, 9, 10, 1, 2, 8, 5, 11, 12, 4, 15, 13, 8, 11, 5, 6, 15, 0, 3, 4, 7, 2, 12,
-        1, 10, 14, 9, 10, 6, 9, 0, 12, 11, 7, 13, 15, 1, 3, 14, 5, 2, 8, 4, 3, 15, 0, 6, 10, 1, 13,
-        8, 9, 4, 5, 11, 12, 7, 2, 14,
+        7, 13, 14, 3, 0, 6, 9, 10, 1, 2, 8, 5, 11, 12, 4, 15, 13, 8, 11, 5, 6, 15, 0, 3, 4, 7, 2,
+        12, 1, 10, 14, 9, 10, 6, 9, 0, 12, 11, 7, 13, 15, 1, 3, 14, 5, 2, 8, 4, 3, 15, 0, 6, 10, 1,
+        13, 8, 9, 4, 5, 11, 12, 7, 2, 14,
     ],
     [
         2, 12, 4, 1, 7, 10, 11, 6, 8, 5, 3, 15, 13, 0, 14, 9, 14, 11, 2, 12, 4, 7, 13, 1, 5, 0, 15,
@@ -213,7 +213,11 @@ pub(crate) fn traditional(password: &[u8], setting: &[u8]) -> Option<String> {
 /// least significant character first); every character of `password` goes into the key.
 pub(crate) fn bsdi(password: &[u8], setting: &[u8]) -> Option<String> {
     let head = setting.get(..9).filter(|h| h[0] == b'_')?;
-    let value = |b: &[u8]| b.iter().rev().try_fold(0u32, |v, &c| Some(v << 6 | itoa64(c)? as u32));
+    let value = |b: &[u8]| {
+        b.iter()
+            .rev()
+            .try_fold(0u32, |v, &c| Some(v << 6 | itoa64(c)? as u32))
+    };
     // A count of 0 runs once, as libxcrypt does.
     let count = value(&head[1..5])?.max(1);
     let salt = value(&head[5..9])?;
@@ -247,7 +251,10 @@ mod tests {
     #[test]
     fn des_is_des() {
         let keys = key_schedule(0x1334_5779_9BBC_DFF1u64.to_be_bytes());
-        assert_eq!(des(&keys, 0, 0x0123_4567_89AB_CDEF, 1), 0x85E8_1354_0F0A_B405);
+        assert_eq!(
+            des(&keys, 0, 0x0123_4567_89AB_CDEF, 1),
+            0x85E8_1354_0F0A_B405
+        );
         let keys = key_schedule(0x0E32_9232_EA6D_0D73u64.to_be_bytes());
         assert_eq!(des(&keys, 0, 0x8787_8787_8787_8787, 1), 0);
     }
@@ -258,9 +265,15 @@ mod tests {
     fn known_answers() {
         assert_eq!(traditional(b"password", b"ab").unwrap(), "abJnggxhB/yWI");
         assert_eq!(traditional(b"", b"ab").unwrap(), "abmF1QH4PEr.E");
-        assert_eq!(bsdi(b"password", b"_J9..abcd").unwrap(), "_J9..abcdIPPmXD22F8s");
+        assert_eq!(
+            bsdi(b"password", b"_J9..abcd").unwrap(),
+            "_J9..abcdIPPmXD22F8s"
+        );
         assert_eq!(bsdi(b"", b"_J9..abcd").unwrap(), "_J9..abcdoj0PMidvoVc");
-        assert_eq!(bsdi(b"password", b"_....abcd").unwrap(), "_....abcdJZJP1o1hSpg");
+        assert_eq!(
+            bsdi(b"password", b"_....abcd").unwrap(),
+            "_....abcdJZJP1o1hSpg"
+        );
         assert_eq!(traditional(b"password", b"a:"), None);
         assert_eq!(bsdi(b"password", b"_J9..ab"), None);
     }

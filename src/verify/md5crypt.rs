@@ -22,7 +22,10 @@ pub(crate) fn apr1(password: &[u8], stored: &str) -> String {
 pub(crate) fn md5_crypt(password: &[u8], setting: &str) -> Option<String> {
     let rest = setting.strip_prefix("$1$")?;
     let salt = rest.split('$').next().unwrap_or("");
-    if !salt.bytes().all(|c| crate::scheme::cost::itoa64(c).is_some()) {
+    if !salt
+        .bytes()
+        .all(|c| crate::scheme::cost::itoa64(c).is_some())
+    {
         return None;
     }
     Some(md5_crypt_with(password, setting, "$1$"))
