@@ -49,18 +49,22 @@ fn md5_crypt_with(password: &[u8], stored: &str, magic: &str) -> String {
         i >>= 1;
     }
     alt = md5(&[&ctx]);
+    // The 1000 rounds: each digest fed straight in, nothing allocated.
+    use md5::Digest;
+    let mut d: [u8; 16] = alt[..16].try_into().expect("an MD5 digest is 16 bytes");
     for r in 0..1000 {
-        let mut c: Vec<u8> = Vec::with_capacity(64);
-        c.extend_from_slice(if r & 1 == 1 { password } else { &alt });
+        let mut c = md5::Md5::new();
+        c.update(if r & 1 == 1 { password } else { &d });
         if r % 3 != 0 {
-            c.extend_from_slice(salt);
+            c.update(salt);
         }
         if r % 7 != 0 {
-            c.extend_from_slice(password);
+            c.update(password);
         }
-        c.extend_from_slice(if r & 1 == 1 { &alt } else { password });
-        alt = md5(&[&c]);
+        c.update(if r & 1 == 1 { &d } else { password });
+        d = c.finalize().into();
     }
+    let alt = d;
     let mut out = format!("{magic}{}$", String::from_utf8_lossy(salt));
     push_md5_digest(&mut out, &alt);
     out
