@@ -268,11 +268,88 @@ def servers():
     write(os.path.join(ROOT, "combolists", "customers.txt"), b"\n".join(rows) + b"\n")
 
 
+def crypt_kat():
+    """crypt(3) as libxcrypt computes it (the library behind mkpasswd, Dovecot and PAM), called
+    through ctypes: `password_hex<TAB>setting<TAB>result` for random passwords (ASCII, UTF-8, 8-bit
+    bytes, around DES's 8 and bcrypt's 72 characters) and settings of every scheme verify/crypt.rs
+    reads, edges included (cut salts, explicit rounds, refused settings: result `*`). After each
+    hash comes a row hashing another password with that hash as the setting, which must differ.
+    Bytes 0xff are left out of passwords: libxcrypt's $2a$ tweak for them is a documented
+    difference (verify/crypt.rs)."""
+    import ctypes
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    lib.crypt.restype = ctypes.c_char_p
+    r = random.Random(20261203)
+    alpha = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def crypt(pw: bytes, setting: bytes) -> bytes:
+        out = lib.crypt(pw, setting)
+        return b"*" if out is None or out.startswith(b"*") else out
+
+    def password() -> bytes:
+        kind = r.randrange(6)
+        if kind == 0:
+            return bytes(r.choice(alpha + b" !:#$%&@") for _ in range(r.randrange(0, 16)))
+        if kind == 1:
+            return "".join(r.choice("aäöüßéè€日本x") for _ in range(r.randrange(1, 10))).encode()
+        if kind == 2:
+            return bytes(r.randrange(1, 255) for _ in range(r.randrange(1, 30)))
+        if kind == 3:
+            return bytes(r.choice(alpha) for _ in range(r.randrange(60, 90)))
+        if kind == 4:
+            return bytes(r.choice(alpha) for _ in range(r.choice([7, 8, 9])))
+        return b"password"
+
+    def salt(n: int) -> bytes:
+        return bytes(r.choice(alpha) for _ in range(n))
+
+    def b64_24(v: int) -> bytes:
+        return bytes(alpha[(v >> (6 * i)) & 63] for i in range(4))
+
+    def setting(kind: str) -> bytes:
+        bad = r.random() < 0.1
+        if kind in ("$5$", "$6$"):
+            rounds = r.choice([b"", b"", b"rounds=1000$", b"rounds=1234$", b"rounds=5000$"])
+            if bad:
+                rounds = r.choice([b"rounds=999$", b"rounds=01000$", b"rounds=$", b"rounds=1x00$"])
+            s = salt(r.randrange(0, 21)) + (b":" if bad and r.random() < 0.5 else b"")
+            return kind.encode() + rounds + s + r.choice([b"", b"$"])
+        if kind == "$1$":
+            return b"$1$" + salt(r.randrange(0, 11)) + (b":" if bad else b"") + r.choice([b"", b"$"])
+        if kind.startswith("$2"):
+            cost = r.choice([b"04", b"05"]) if not bad else r.choice([b"03", b"4$", b"32", b"+4"])
+            return kind.encode() + cost + b"$" + salt(22)
+        if kind == "des":
+            return salt(2) if not bad else salt(1) + b":"
+        return b"_" + b64_24(r.choice([0, 1, 2, 25, r.randrange(300)])) + salt(4) if not bad else b"_" + salt(5)
+
+    rows = []
+    for kind in ["$1$", "$5$", "$6$", "$2a$", "$2b$", "$2y$", "des", "bsdi"]:
+        for _ in range(40):
+            pw = password()
+            st = setting(kind)
+            out = crypt(pw, st)
+            rows.append((pw, st, out))
+            if out != b"*":
+                other = pw + b"x" if r.random() < 0.5 else bytes([pw[0] ^ 1]) + pw[1:] if pw else b"x"
+                rows.append((other, out, crypt(other, out)))
+    lines = ["# password (hex)\tsetting\tlibxcrypt's crypt() (* when it refuses the setting); "
+             "made by scripts/make-sample-data.py crypt-kat"]
+    lines += [f"{pw.hex()}\t{st.decode()}\t{out.decode()}" for pw, st, out in rows]
+    os.makedirs(os.path.join(ROOT, "kat"), exist_ok=True)
+    write(os.path.join(ROOT, "kat", "crypt.tsv"), ("\n".join(lines) + "\n").encode())
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["kat"]:  # only the known answers
         kat()
         sys.exit(0)
+    if sys.argv[1:] == ["crypt-kat"]:  # only libxcrypt's answers
+        crypt_kat()
+        sys.exit(0)
     servers()
     kat()
+    crypt_kat()
     combolists()
     sys.exit(main())

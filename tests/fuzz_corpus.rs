@@ -56,3 +56,27 @@ fn the_leaks_file_seed_is_of_the_current_format() {
         assert_eq!(rec.secrets.is_empty(), a.starts_with(['b', 'c']), "{a}");
     }
 }
+
+/// The committed `index_open` seeds of a sound email map and of a sound index's manifest are the
+/// current format's (set BREACH_AUDIT_WRITE_SEEDS=1 to rewrite them after a format change).
+#[test]
+fn the_email_map_and_manifest_seeds_are_of_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    breach_audit::fuzz::write_index(&idx).unwrap();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/index_open");
+    for (file, seed) in [
+        ("emails.fst", "seed-emails-fst"),
+        ("manifest.json", "seed-manifest"),
+    ] {
+        let fresh = std::fs::read(idx.join(file)).unwrap();
+        if std::env::var_os("BREACH_AUDIT_WRITE_SEEDS").is_some() {
+            std::fs::write(seeds.join(seed), &fresh).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(seeds.join(seed)).unwrap(),
+            fresh,
+            "{seed}: rewrite with BREACH_AUDIT_WRITE_SEEDS=1"
+        );
+    }
+}

@@ -72,7 +72,11 @@ fn pixels(png_path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
         std::fs::File::open(png_path).unwrap(),
     ));
     let mut r = dec.read_info().unwrap();
-    let mut buf = vec![0; r.output_buffer_size()];
+    let mut buf = vec![
+        0;
+        r.output_buffer_size()
+            .expect("a frame size that fits memory")
+    ];
     let info = r.next_frame(&mut buf).unwrap();
     let step = info.color_type.samples();
     assert!(step >= 3, "{:?}", info.color_type);

@@ -170,3 +170,63 @@ fn digest_md5_is_bound_to_the_login() {
         Some(false)
     );
 }
+
+/// libxcrypt's own crypt() (sample-data/kat/crypt.tsv, through ctypes): for random passwords and
+/// settings of every crypt(3) scheme, edges and refused settings included, `crypt` gives the same
+/// string (none where libxcrypt refuses); a hash verifies its password, and a hash used as the
+/// setting of another password verifies only if libxcrypt gives it back.
+#[test]
+fn crypt_answers_as_libxcrypt() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/kat/crypt.tsv");
+    let text = std::fs::read_to_string(path).unwrap();
+    let (mut matched, mut refused, mut rejected) = (0, 0, 0);
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (pw, setting, want) = (hex::decode(f[0]).unwrap(), f[1], f[2]);
+        let got = breach_audit::verify::crypt(&pw, setting);
+        let shown = String::from_utf8_lossy(&pw);
+        if want == "*" {
+            assert_eq!(got, None, "{shown:?} {setting}: libxcrypt refuses it");
+            refused += 1;
+            continue;
+        }
+        assert_eq!(got.as_deref(), Some(want), "{shown:?} {setting}");
+        let stored = scheme::parse(setting.as_bytes(), Bare::Crypt);
+        if let Stored::Salted { scheme, .. } = &stored {
+            kinds.insert(scheme.clone());
+        }
+        let as_stored = scheme::parse(want.as_bytes(), Bare::Crypt);
+        assert_eq!(
+            verify(&as_stored, &pw, &Login::NONE),
+            Some(true),
+            "{shown:?} {want}"
+        );
+        if want == setting {
+            matched += 1;
+        } else if setting.len() > 12 && setting.len() == want.len() {
+            // A hash of another password as the setting: that password does not match it.
+            assert_eq!(
+                verify(&stored, &pw, &Login::NONE),
+                Some(false),
+                "{shown:?} {setting}"
+            );
+            rejected += 1;
+        }
+    }
+    assert!(
+        refused >= 10 && rejected >= 200,
+        "{refused} refused, {rejected} rejected"
+    );
+    let _ = matched;
+    for s in [
+        "MD5-CRYPT",
+        "SHA256-CRYPT",
+        "SHA512-CRYPT",
+        "BLF-CRYPT",
+        "DES-CRYPT",
+        "BSDI-CRYPT",
+    ] {
+        assert!(kinds.contains(s), "no {s} in crypt.tsv: {kinds:?}");
+    }
+}

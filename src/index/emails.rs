@@ -8,7 +8,8 @@
 //! range scan that touches only that domain's keys. The value is `count - 1`, where `count` is how
 //! many distinct rows of all combolists name the address (identical rows counted once): most
 //! addresses are in one row, and a zero value costs no byte in the fst. It is written by our own
-//! fst writer ([`super::fst::write`]), in the fst crate's format.
+//! fst writer ([`super::fst::write`]), in the fst crate's format, and read by our checked reader
+//! ([`super::fst::read`]): damaged bytes in either file give an error naming it, never a panic.
 //!
 //! `leaks.bin` is **sensitive: it holds leaked plaintext passwords** (mode 0600, like every index
 //! file). It has a record for each address with a kept leaked value (every address, or with
@@ -23,6 +24,7 @@
 //! value (see [`Secret`]). At most [`MAX_SECRETS`] values are kept per address (the count stays
 //! exact). A lookup finds the block by binary search over the first keys.
 
+use super::fst::read::{Damaged, Fst};
 use super::fst::write::{FixedFstWriter, InsertError};
 use crate::bytes::{le_u32, le_u64};
 use crate::error::{Error, IoContext, Result};
@@ -269,7 +271,7 @@ impl EmailWriter {
 /// The open email map and leaks file.
 pub struct EmailMap {
     dir: PathBuf,
-    fst: fst::Map<memmap2::Mmap>,
+    fst: Fst<memmap2::Mmap>,
     leaks: memmap2::Mmap,
     /// Where the block offsets, the first keys' offsets and the first keys start.
     offsets_at: usize,
@@ -289,9 +291,7 @@ impl EmailMap {
         // SAFETY: index files are never modified in place (see fsutil::map_file).
         let m = unsafe { crate::fsutil::map_file(&f, &fst_path) }?;
         let _ = m.advise(memmap2::Advice::Random);
-        let fst = crate::guard::guarded(&fst_path, || {
-            fst::Map::new(m).map_err(|e| Error::damaged(&fst_path, e.to_string()))
-        })?;
+        let fst = Fst::new(m).map_err(|e| Error::damaged(&fst_path, e.to_string()))?;
         let leaks_path = dir.join(LEAKS_FILE);
         let f = File::open(&leaks_path).at(&leaks_path)?;
         // SAFETY: as above.
@@ -389,33 +389,38 @@ impl EmailMap {
     }
 
     pub fn addresses(&self) -> u64 {
-        self.fst.len() as u64
+        self.fst.len()
     }
 
     pub fn fst_bytes(&self) -> u64 {
-        self.fst.as_fst().as_bytes().len() as u64
+        self.fst.as_bytes().len() as u64
+    }
+
+    fn damaged(&self, _: Damaged) -> Error {
+        Error::damaged(
+            self.dir.join(EMAILS_FILE),
+            "is damaged (its structure points outside the file)",
+        )
     }
 
     /// The count for an address, if it is in a combolist.
     pub fn count(&self, addr: &str) -> Result<Option<u64>> {
-        crate::guard::guarded(&self.dir, || {
-            Ok(self.fst.get(email_key(addr)).map(|v| v + 1))
-        })
+        let v = self
+            .fst
+            .get(&email_key(addr))
+            .map_err(|e| self.damaged(e))?;
+        Ok(v.map(|v| v.saturating_add(1)))
     }
 
     /// The address's count and kept leaked values, if it is in a combolist.
     pub fn record(&self, addr: &str) -> Result<Option<LeakRecord>> {
-        crate::guard::guarded(&self.dir, || self.record_unguarded(addr))
-    }
-
-    fn record_unguarded(&self, addr: &str) -> Result<Option<LeakRecord>> {
         let key = email_key(addr);
-        let Some(v) = self.fst.get(&key) else {
+        let Some(v) = self.fst.get(&key).map_err(|e| self.damaged(e))? else {
             return Ok(None);
         };
         let secrets = self.secrets(&key)?;
         Ok(Some(LeakRecord {
-            count: v + 1,
+            count: v.saturating_add(1),
             secrets,
         }))
     }
@@ -490,22 +495,15 @@ impl EmailMap {
 
     /// Every (address, count) at a domain (or below it), in key order.
     pub fn domain(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
-        crate::guard::guarded(&self.dir, || self.domain_unguarded(domain, subdomains))
-    }
-
-    fn domain_unguarded(&self, domain: &str, subdomains: bool) -> Result<Vec<(String, u64)>> {
-        use fst::{IntoStreamer, Streamer};
         let mut out = Vec::new();
         let mut prefixes = vec![domain_prefix(domain, false)];
         if subdomains {
             prefixes.push(domain_prefix(domain, true));
         }
         for prefix in prefixes {
-            let mut end = prefix.clone();
-            *end.last_mut().expect("non-empty") += 1;
-            let mut st = self.fst.range().ge(&prefix).lt(&end).into_stream();
-            while let Some((k, v)) = st.next() {
-                out.push((key_email(k), v + 1));
+            let mut st = self.fst.prefix(&prefix);
+            while let Some((k, v)) = st.next().map_err(|e| self.damaged(e))? {
+                out.push((key_email(k), v.saturating_add(1)));
             }
         }
         Ok(out)
@@ -513,12 +511,7 @@ impl EmailMap {
 
     /// Check every byte of both files.
     pub fn verify(&self) -> Result<()> {
-        crate::guard::guarded(&self.dir, || self.verify_unguarded())
-    }
-
-    fn verify_unguarded(&self) -> Result<()> {
         self.fst
-            .as_fst()
             .verify()
             .map_err(|e| Error::damaged(self.dir.join(EMAILS_FILE), format!("damaged: {e}")))?;
         let len = self.leaks.len();

@@ -138,8 +138,29 @@ impl Manifest {
                 reads: FORMAT_VERSION,
             });
         }
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::damaged(dir, format!("manifest.json is damaged ({e})")))
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::damaged(dir, format!("manifest.json is damaged ({e})")))?;
+        // The files it names are files of this directory: a damaged manifest must not send the
+        // reader elsewhere (`../x`, `/dev/...`).
+        let names = m
+            .maps
+            .values()
+            .map(|r| &r.file)
+            .chain(m.emails.iter().flat_map(|e| [&e.file, &e.leaks_file]));
+        for name in names {
+            let mut parts = Path::new(name).components();
+            let plain = matches!(parts.next(), Some(std::path::Component::Normal(n)) if n == name.as_str())
+                && parts.next().is_none();
+            if !plain {
+                return Err(Error::damaged(
+                    dir,
+                    format!(
+                        "manifest.json is damaged (it names {name:?}, not a file of the index)"
+                    ),
+                ));
+            }
+        }
+        Ok(m)
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {

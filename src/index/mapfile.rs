@@ -12,15 +12,16 @@
 //! written by [`FixedFstWriter`].
 //!
 //! The build id must equal the manifest's, which catches a file from another build. Opening checks
-//! the trailer, the table and every shard's fst header; [`MapFile::verify`] checks every byte (the
-//! CRC-32 and each fst's own checksum).
+//! the trailer and the table; a shard's fst header and footer are checked when a read first needs
+//! the shard, and every read goes through the checked reader [`fstread`], so damaged bytes give an
+//! error naming the file, never a panic. [`MapFile::verify`] checks every byte (the CRC-32 and each
+//! fst's own checksum).
 
 use super::fst::read as fstread;
 use super::fst::write::{FixedFstWriter, InsertError};
 use super::keys::{Layout, MIN_FINGERPRINT_BITS, NUM_SHARDS, SHARD_BITS, shard_of};
 use crate::bytes::{le_u32, le_u64};
 use crate::error::{Error, IoContext, Result};
-use fst::{IntoStreamer, Streamer};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub const LANES: usize = 8;
 /// A shard's key layout and root address.
 type ShardHead = (Layout, usize);
 /// A shard's fst and its key layout.
-type ShardFst<'a> = (fst::Map<&'a [u8]>, Layout);
+type ShardFst<'a> = (fstread::Fst<&'a [u8]>, Layout);
 
 /// Summary fields of a map file's trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,9 +118,9 @@ impl MapFile {
         if a == b {
             return Ok(None);
         }
-        let m = fst::Map::new(&self.map[a..b])
+        let m = fstread::Fst::new(&self.map[a..b])
             .map_err(|e| Error::damaged(&self.path, format!("shard {s}: {e}")))?;
-        let layout = Layout::from_fst_type(m.as_fst().fst_type())
+        let layout = Layout::from_fst_type(m.fst_type())
             .ok_or_else(|| Error::damaged(&self.path, format!("shard {s} names no key layout")))?;
         Ok(Some((m, layout)))
     }
@@ -129,8 +130,7 @@ impl MapFile {
         Ok(self.shard(s)?.map(|(_, l)| l.kbits()))
     }
 
-    /// The count stored for a fingerprint, if any. (Through [`fstread::get`], which checks every
-    /// offset: a damaged map gives an error, never a panic, so no guard is needed here.)
+    /// The count stored for a fingerprint, if any.
     #[inline]
     pub fn get(&self, fp: u64) -> Result<Option<u64>> {
         let s = shard_of(fp);
@@ -224,19 +224,12 @@ impl MapFile {
     pub fn for_each_in_shard(
         &self,
         shard: usize,
-        f: impl FnMut(u64, u64) -> Result<()>,
-    ) -> Result<()> {
-        crate::guard::guarded(&self.path, || self.for_each_in_shard_unguarded(shard, f))
-    }
-
-    fn for_each_in_shard_unguarded(
-        &self,
-        shard: usize,
         mut f: impl FnMut(u64, u64) -> Result<()>,
     ) -> Result<()> {
         if let Some((m, layout)) = self.shard(shard)? {
-            let mut st = m.into_stream();
-            while let Some((k, v)) = st.next() {
+            let damaged = || Error::damaged(&self.path, format!("shard {shard} is damaged"));
+            let mut st = m.stream();
+            while let Some((k, v)) = st.next().map_err(|_| damaged())? {
                 let fp = layout.fp(shard, k).ok_or_else(|| {
                     Error::damaged(
                         &self.path,
@@ -256,10 +249,6 @@ impl MapFile {
 
     /// Check every byte: the file CRC, each shard's fst checksum, and the key count.
     pub fn verify(&self) -> Result<()> {
-        crate::guard::guarded(&self.path, || self.verify_unguarded())
-    }
-
-    fn verify_unguarded(&self) -> Result<()> {
         let len = self.map.len();
         let crc = crc32fast::hash(&self.map[..len - 8]);
         if crc != self.trailer.crc {
@@ -271,10 +260,10 @@ impl MapFile {
         let mut keys = 0u64;
         for s in 0..NUM_SHARDS {
             if let Some((m, _)) = self.shard(s)? {
-                m.as_fst().verify().map_err(|e| {
+                m.verify().map_err(|e| {
                     Error::damaged(&self.path, format!("shard {s} is damaged: {e}"))
                 })?;
-                keys += m.len() as u64;
+                keys = keys.saturating_add(m.len());
             }
         }
         if keys != self.trailer.keys {

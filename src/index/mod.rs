@@ -87,7 +87,11 @@ impl Index {
             Some(rec) => {
                 let mut em = emails::EmailMap::open(dir)?;
                 em.set_kept(rec.kept_domains.as_deref());
-                if em.build_id != manifest.build_id || em.fst_bytes() != rec.fst_bytes {
+                // The key count bounds every stream of the email map (see `fst::read`).
+                if em.build_id != manifest.build_id
+                    || em.fst_bytes() != rec.fst_bytes
+                    || em.addresses() != rec.addresses
+                {
                     return Ok(Opened::OtherBuild(dir.join(&rec.leaks_file)));
                 }
                 Some(em)

@@ -9,9 +9,26 @@ use crate::scheme::cost::ITOA64;
 
 /// Apache's MD5-crypt (`$apr1$`): Poul-Henning Kamp's md5crypt with the magic `$apr1$`
 /// (apr_md5.c in APR-util). Hand-written because the crypt crates only know `$1$`; tested against
-/// `openssl passwd -apr1` and, with the `$1$` magic, against pwhash's md5-crypt.
+/// `openssl passwd -apr1` and `htpasswd -m`.
 pub(crate) fn apr1(password: &[u8], stored: &str) -> String {
     md5_crypt_with(password, stored, "$apr1$")
+}
+
+/// md5crypt (`$1$`) as libxcrypt computes it (lib/crypt-md5.c): the salt is the crypt characters
+/// up to a `$` or the end, at most 8 of them; any other character makes the setting invalid
+/// (`None`). The same function as [`apr1`] with the magic `$1$`: no RustCrypto crate has it
+/// either. Tested against `mkpasswd -m md5crypt`, `openssl passwd -1` and libxcrypt
+/// (sample-data/kat/).
+pub(crate) fn md5_crypt(password: &[u8], setting: &str) -> Option<String> {
+    let rest = setting.strip_prefix("$1$")?;
+    let salt = rest.split('$').next().unwrap_or("");
+    if !salt
+        .bytes()
+        .all(|c| crate::scheme::cost::itoa64(c).is_some())
+    {
+        return None;
+    }
+    Some(md5_crypt_with(password, setting, "$1$"))
 }
 
 fn md5_crypt_with(password: &[u8], stored: &str, magic: &str) -> String {
@@ -32,18 +49,22 @@ fn md5_crypt_with(password: &[u8], stored: &str, magic: &str) -> String {
         i >>= 1;
     }
     alt = md5(&[&ctx]);
+    // The 1000 rounds: each digest fed straight in, nothing allocated.
+    use md5::Digest;
+    let mut d: [u8; 16] = alt[..16].try_into().expect("an MD5 digest is 16 bytes");
     for r in 0..1000 {
-        let mut c: Vec<u8> = Vec::with_capacity(64);
-        c.extend_from_slice(if r & 1 == 1 { password } else { &alt });
+        let mut c = md5::Md5::new();
+        c.update(if r & 1 == 1 { password } else { &d });
         if r % 3 != 0 {
-            c.extend_from_slice(salt);
+            c.update(salt);
         }
         if r % 7 != 0 {
-            c.extend_from_slice(password);
+            c.update(password);
         }
-        c.extend_from_slice(if r & 1 == 1 { &alt } else { password });
-        alt = md5(&[&c]);
+        c.update(if r & 1 == 1 { &d } else { password });
+        d = c.finalize().into();
     }
+    let alt = d;
     let mut out = format!("{magic}{}$", String::from_utf8_lossy(salt));
     push_md5_digest(&mut out, &alt);
     out

@@ -1,18 +1,24 @@
 //! Testing a candidate plaintext against a stored hash, for every scheme Dovecot and libxcrypt
-//! verify: crypt(3) (`$1$` `$5$` `$6$` `$2a$` `$2b$` `$2y$`, DES, BSDi `_`) with `pwhash`, yescrypt
-//! and (with Streebog from `streebog`) GOST yescrypt with `yescrypt`, `$7$` with `scrypt`, Argon2
-//! with `argon2`, PBKDF2 and SCRAM with `pbkdf2`/`hmac`, Dovecot's plain and salted digests with
-//! RustCrypto digests; hand-written where no crate has the format: Apache's `$apr1$` and Sun MD5
-//! (`md5crypt.rs`), Dovecot's CRAM-MD5 context, DIGEST-MD5, PLAIN-TRUNC and OTP (`dovecot.rs`), the
-//! `$7$`/`$gy$` string forms (`xcrypt.rs`). Comparisons of digests are constant-time.
+//! verify: crypt(3) `$5$` `$6$` with `sha-crypt` and `$2a$` `$2b$` `$2y$` with `bcrypt` (their
+//! string forms as libxcrypt reads them, `crypt.rs`), yescrypt and (with Streebog from
+//! `streebog`) GOST yescrypt with `yescrypt`, `$7$` with `scrypt`, Argon2 with `argon2`, PBKDF2
+//! and SCRAM with `pbkdf2`/`hmac`, Dovecot's plain and salted digests with RustCrypto digests;
+//! hand-written where no maintained crate has the format: md5crypt `$1$`, Apache's `$apr1$` and
+//! Sun MD5 (`md5crypt.rs`), DES and BSDi `_` crypt (`descrypt.rs`), Dovecot's CRAM-MD5 context,
+//! DIGEST-MD5, PLAIN-TRUNC and OTP (`dovecot.rs`), the `$7$`/`$gy$` string forms (`xcrypt.rs`).
+//! Comparisons of digests are constant-time.
 //!
 //! Cost: nothing here checks a hash's parameters; callers bound them first with
 //! [`crate::scheme::CostLimits`] (the check does, through [`cache::Verifier`]).
 
 pub mod cache;
+mod crypt;
+mod descrypt;
 mod dovecot;
 pub(crate) mod md5crypt;
 mod xcrypt;
+
+pub use self::crypt::crypt;
 
 use crate::scheme::{Alg, Check, Stored};
 use sha2::Digest;
@@ -49,7 +55,7 @@ pub fn verify(stored: &Stored, password: &[u8], login: &Login) -> Option<bool> {
 
 fn verify_check(check: &Check, password: &[u8], login: &Login) -> bool {
     match check {
-        Check::Crypt(h) => pwhash::unix::verify(password, h),
+        Check::Crypt(h) => crypt::verify(password, h),
         Check::Yescrypt(h) => {
             use yescrypt::PasswordVerifier;
             yescrypt::Yescrypt::default()

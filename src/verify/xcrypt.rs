@@ -7,7 +7,8 @@ use super::ct_eq;
 use crate::scheme::cost::{ITOA64, itoa64};
 
 /// yescrypt's encode64(): little-endian groups of up to 3 bytes, 6 bits per character, low first.
-fn encode64(src: &[u8]) -> String {
+/// (sha-crypt's encoding too, once its digest bytes are put in its order.)
+pub(super) fn encode64(src: &[u8]) -> String {
     let mut out = String::with_capacity(src.len() * 4 / 3 + 1);
     for group in src.chunks(3) {
         let mut value = 0u32;

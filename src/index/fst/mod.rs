@@ -1,9 +1,10 @@
 //! fst maps written and read by hand, in the fst crate's own format (like fst's `raw/`): a writer
-//! for fixed-length sorted keys ([`mod@write`], ~30 ns a key against 650-830 for `fst::MapBuilder`)
-//! and checked point lookups ([`mod@read`], which never panic on damaged bytes). Hand-written because
-//! the crate's builder allocates per node and registers every node (70% of a build's cycles), and
-//! its reader panics on damaged input. Both depend on fst's exact format: the crate is pinned with
-//! `=` in Cargo.toml and the tests below fail if its format moves.
+//! for sorted keys ([`mod@write`], ~30 ns a key against 650-830 for `fst::MapBuilder`) and every
+//! read of an index fst ([`mod@read`]: opening, lookups, prefix streams, checksums), checked so that
+//! no bytes make it panic. Hand-written because the crate's builder allocates per node and
+//! registers every node (70% of a build's cycles), and its reader panics on damaged input. The
+//! crate is only a dev-dependency, the reference the tests compare with; both depend on its exact
+//! format: it is pinned with `=` in Cargo.toml and the tests below fail if its format moves.
 
 pub mod read;
 pub mod write;

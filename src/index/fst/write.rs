@@ -3,8 +3,8 @@
 //! of each other).
 //!
 //! The bytes it writes are the fst crate's own format (version 3: header, nodes, key count, root
-//! address, masked CRC-32C), so `fst::Map` reads them and `Fst::verify` checks them; the tests below
-//! compare every key and value with `fst::MapBuilder`'s map of the same input. What differs is how
+//! address, masked CRC-32C), so the fst crate reads them, as does our checked reader ([`super::read`]);
+//! the tests below compare every key and value with `fst::MapBuilder`'s map of the same input. What differs is how
 //! the nodes are chosen:
 //!
 //! - No node registry. `MapBuilder` hashes every finished node to share equal suffixes; for random
