@@ -217,7 +217,8 @@ fn main() {
                 let is_leaked = rng.unit() < leaked;
                 let salt = format!("{:016x}", rng.next());
                 let hash = if is_leaked {
-                    breach_audit::verify::crypt(pw.as_bytes(), &format!("$6${salt}")).expect("hash")
+                    breach_audit::testing::crypt(pw.as_bytes(), &format!("$6${salt}"))
+                        .expect("hash")
                 } else {
                     let tail: String = (0..86)
                         .map(|_| CRYPT64[(rng.next() % 64) as usize] as char)

@@ -81,5 +81,5 @@ pub mod testing {
     pub use crate::index::keys::{Key, Layout, shard_of};
     pub use crate::page::sample_history;
     pub use crate::scheme::{Bare, Stored, parse as parse_scheme};
-    pub use crate::verify::{Login, verify};
+    pub use crate::verify::{Login, crypt, verify};
 }
