@@ -86,7 +86,7 @@ pub struct CheckOutcome {
     /// Per account source, in the order given: accounts read and rows rejected.
     pub sources: Vec<SourceCount>,
     /// (address, digest) of each stored hash the dumps cannot judge, when
-    /// [`Logins::enabled`]: the audit keeps them to tell a changed password from a seen one.
+    /// `Logins::enabled`: the audit keeps them to tell a changed password from a seen one.
     pub marks: Vec<(String, String)>,
 }
 
