@@ -108,6 +108,8 @@ impl serde::Serialize for Policy {
 
 /// The default socket.
 pub const DEFAULT_SOCKET: &str = "/run/breach-audit/serve.sock";
+/// The default failures file of the hook (the Lua script's default too).
+pub const DEFAULT_FAILURES: &str = "/var/lib/breach-audit/hook/failures";
 /// The services a `refuse-smtp-*` policy refuses: what Postfix and Exim send through Dovecot's
 /// auth socket, and Dovecot's own submission service.
 pub const SMTP_SERVICES: [&str; 2] = ["smtp", "submission"];
@@ -135,6 +137,12 @@ crate::options! {
         /// Worker threads answering logins (default 8).
         #[arg(long, value_name = "N")]
         pub workers: Option<usize>,
+        /// The file the login hook appends a line to each time it lets a login through unjudged
+        /// (BREACH_AUDIT_FAILURES in the Dovecot snippet; default
+        /// /var/lib/breach-audit/hook/failures, a directory Dovecot's auth workers can write).
+        /// `audit` counts its new lines.
+        #[arg(skip)]
+        pub failures_file: Option<ConfigPath>,
     }
 }
 

@@ -925,10 +925,6 @@ pub struct LoginSource {
     pub judged_30d: u64,
 }
 
-/// The file the login hook appends a line to each time it fails open (`BREACH_AUDIT_FAILURES`,
-/// by default `STATE/hook-failures`).
-pub const HOOK_FAILURES: &str = "hook-failures";
-
 impl State {
     /// What logins showed, for the check: every account's latest verdict, the marks of stored
     /// hashes, and the key of their digests (made once, kept in `meta`).

@@ -60,7 +60,7 @@ impl Rig {
             .unwrap()
             .replace("/run/breach-audit/serve.sock", &sock.display().to_string())
             .replace(
-                "/var/lib/breach-audit/state/hook-failures",
+                "/var/lib/breach-audit/hook/failures",
                 &w.path("state/hook-failures").display().to_string(),
             )
             .replace(
@@ -84,7 +84,7 @@ impl Rig {
                 "index = \"idx\"\nstate = \"state\"\nout = \"out\"\nhibp = [{hibp:?}]\ncombolist = [\"combo.txt\"]\n\
                  passwd_file = [{users:?}]\n\n[notify]\nfrom = \"Security <security@isp.example>\"\n\
                  operator = \"postmaster@isp.example\"\nvia = \"outbox\"\noutbox = \"outbox\"\n\n\
-                 [serve]\nsocket = {sock:?}\npolicy = {policy:?}\n\n[suspend]\nnever_suspend = [{never}]\n",
+                 [serve]\nsocket = {sock:?}\npolicy = {policy:?}\nfailures_file = \"state/hook-failures\"\n\n[suspend]\nnever_suspend = [{never}]\n",
                 hibp = sample("hibp/pwned-passwords-sha1.txt").display().to_string(),
                 users = dovecot.dir.path().join("users").display().to_string(),
                 sock = sock.display().to_string(),

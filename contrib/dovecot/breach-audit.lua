@@ -10,15 +10,16 @@
 -- Settings come from the environment (dovecot.conf: `import_environment`), with these defaults:
 --   BREACH_AUDIT_SOCKET    /run/breach-audit/serve.sock
 --   BREACH_AUDIT_TIMEOUT   0.25 (seconds, the whole exchange)
---   BREACH_AUDIT_FAILURES  /var/lib/breach-audit/state/hook-failures (one line per failure: the
---                          time and why; never a user or a password)
+--   BREACH_AUDIT_FAILURES  /var/lib/breach-audit/hook/failures (one line per failure: the time
+--                          and why, never a user or a password; in a directory the auth workers
+--                          can write: they run as `dovecot` unless configured otherwise)
 --
 -- Needs Debian's dovecot-auth-lua and lua-socket. The password goes to the socket, hex-encoded,
 -- and nowhere else: not to a log, not to a file.
 
 local SOCKET = os.getenv("BREACH_AUDIT_SOCKET") or "/run/breach-audit/serve.sock"
 local TIMEOUT = tonumber(os.getenv("BREACH_AUDIT_TIMEOUT") or "") or 0.25
-local FAILURES = os.getenv("BREACH_AUDIT_FAILURES") or "/var/lib/breach-audit/state/hook-failures"
+local FAILURES = os.getenv("BREACH_AUDIT_FAILURES") or "/var/lib/breach-audit/hook/failures"
 
 local ok_unix, unix = pcall(require, "socket.unix")
 

@@ -75,6 +75,8 @@ pub struct AuditOptions {
     pub suspend: Option<crate::suspend::SuspendConfig>,
     /// Apply the suspensions (and release resolved ones) on those platforms (`--suspend`).
     pub apply_suspend: bool,
+    /// The login hook's failures file (`[serve] failures_file`).
+    pub login_failures: PathBuf,
 }
 
 /// Whose leaked passwords the index keeps (`build --keep-passwords-for`).
@@ -217,7 +219,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
     cache.save()?;
     let marks_before = std::mem::take(&mut check_opts.logins.marks);
-    let login_summary = login_summary(&mut state, &opts.state, &opts.accounts, &outcome)?;
+    let login_summary = login_summary(&mut state, &opts.login_failures, &opts.accounts, &outcome)?;
     let restorable = state.restorable_findings()?;
     let tonight = reconcile(
         &outcome,
@@ -313,13 +315,12 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
 /// Tonight's login coverage per source, and what `serve` and the hook did since the last run.
 fn login_summary(
     state: &mut State,
-    state_dir: &Path,
+    file: &Path,
     accounts: &[AccountSource],
     outcome: &check::CheckOutcome,
 ) -> Result<crate::state::LoginSummary> {
     let last = state.last_run_started()?.unwrap_or_default();
-    let file = state_dir.join(crate::state::HOOK_FAILURES);
-    let (refused_accounts, refused_logins, hook_failures) = state.login_events(&last, &file)?;
+    let (refused_accounts, refused_logins, hook_failures) = state.login_events(&last, file)?;
     let by_source: Vec<crate::state::LoginSource> = accounts
         .iter()
         .zip(&outcome.sources)

@@ -111,6 +111,7 @@ struct Effective {
     judge: JudgeArgs,
     notify: Option<NotifyConfig>,
     suspend: Option<SuspendConfig>,
+    serve: Option<crate::serve::ServeConfig>,
 }
 
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
@@ -251,6 +252,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         judge: cfg.merge(a.judge)?,
         notify: notify_cfg,
         suspend: sections.suspend,
+        serve: sections.serve,
     };
     if a.show_config {
         // The flags' database and directory are shown as the first of their lists, as they
@@ -314,6 +316,14 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         notify,
         suspend: e.suspend,
         apply_suspend: a.suspend,
+        login_failures: e
+            .serve
+            .as_ref()
+            .and_then(|s| s.failures_file.clone())
+            .map_or_else(
+                || PathBuf::from(crate::serve::DEFAULT_FAILURES),
+                PathBuf::from,
+            ),
     };
     Ok(Some(opts))
 }

@@ -385,6 +385,7 @@ pub fn render(page: &Page) -> Result<String> {
         suspend_problems => ser(&page.suspend_problems),
         held => ser(&page.held),
         held_total => page.held_total,
+        logins => ser(tonight.and_then(|r| r.logins())),
         not_audited => ser(tonight.map(|r| {
             let mut list = r.not_audited();
             list.truncate(LISTED);
