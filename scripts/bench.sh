@@ -201,6 +201,11 @@ targets="| target (issue #6) | measured in this run | |
 | whole index at most 0.6x the combolist, every address and exact counts kept | every password kept: $(ratio "$combo_idx" "$combo_bytes")x; \`--keep-passwords-for\`: $(ratio "$own_idx" "$combo_bytes")x | kept: $(yn "$(awk -v a="$combo_idx" -v b="$combo_bytes" 'BEGIN { print (a <= 0.6 * b) }')"); own domains: $(yn "$(awk -v a="$own_idx" -v b="$combo_bytes" 'BEGIN { print (a <= 0.6 * b) }')") |
 | \`--keep-passwords-for\` build at least 0.5x the lines/s of \`zstd -1 -T1\` | $(rate "$C" "$own_s")M vs $(rate "$C" "$czstd_s")M lines/s = $(ratio "$czstd_s" "$own_s")x | $(yn "$(awk -v a="$czstd_s" -v b="$own_s" 'BEGIN { print (a / b >= 0.5) }')") |
 | \`check\` with half of $A accounts at risk at most 0.3x \`sort\`+\`join\` (5M dump) | ${t_check50:-n/a}s vs ${t_join50:-n/a}s = $(ratio "${t_check50:-0}" "${t_join50:-1}")x ($hits50 records, $join50 joined lines) | $(yn "$(awk -v a="${t_check50:-9}" -v b="${t_join50:-1}" 'BEGIN { print (a <= 0.3 * b) }')") |"
+# The login path (README "Checking at login"): needs Dovecot's Lua passdb (scripts/test.sh
+# installs it); BENCHMARKS.login.md is kept from an earlier run otherwise.
+if [ -e /usr/lib/dovecot/modules/auth/libauthdb_lua.so ]; then
+  BIN="$ba" bash scripts/bench-login.sh >/dev/null
+fi
 cat > BENCHMARKS.md <<MD
 # Benchmarks
 
@@ -296,6 +301,8 @@ stored hash, in parallel on both cores.
 | \`lookup --hashes\`, $probes hashes through one process (parse + lookup + print) | ${lookup_us} µs |
 | \`look\` (binary search of the sorted text dump), one process per hash (baseline) | ${look_us} µs |
 | \`lookup\` of one password from a new process (open index + lookup) | ${one_ms} ms |
+
+$(cat BENCHMARKS.login.md 2>/dev/null)
 
 $(cat BENCHMARKS.scale.md 2>/dev/null)
 
