@@ -751,6 +751,14 @@ impl std::fmt::Display for AuditOutcome {
                 plural(self.retired, "address")
             )?;
         }
+        if self.logins.judged_30d > 0 || self.logins.refused_logins > 0 {
+            write!(
+                f,
+                "{} judged at a login in 30 days, {} refused since the last run; ",
+                plural(self.logins.judged_30d, "account"),
+                plural(self.logins.refused_accounts, "account"),
+            )?;
+        }
         if self.complete() {
             f.write_str("complete")?;
         } else {
