@@ -47,7 +47,7 @@ start_dovecot() { # NAME HOOK(0|1) SCHEME
   mkdir -p "$d"
   local hook=""
   if [ "$2" = 1 ]; then
-    sed -e "s|/run/breach-audit/serve.sock|$W/serve.sock|; s|/var/lib/breach-audit/hook/failures|$W/failures|; s|/etc/dovecot/breach-audit.lua|$PWD/contrib/dovecot/breach-audit.lua|" \
+    sed -e "s|/run/breach-audit/serve.sock|$W/serve.sock|; s|/var/log/breach-audit/hook-failures|$W/failures|; s|/etc/dovecot/breach-audit.lua|$PWD/contrib/dovecot/breach-audit.lua|" \
       contrib/dovecot/breach-audit.conf > "$d/hook.conf"
     hook="!include $d/hook.conf"
   fi

@@ -19,7 +19,9 @@
 //! The protocol (README, "Checking at login"), one line each way, tab-separated:
 //! `BA1 <TAB> service <TAB> user <TAB> hex(password) <LF>` is answered
 //! `BA1 <TAB> allow|refuse <TAB> confirmed(0|1) <TAB> hibp <TAB> combolist <LF>`, or
-//! `BA1 <TAB> error <TAB> reason <LF>` (the hook then lets the login through). `PING <LF>` is
+//! `BA1 <TAB> error <TAB> reason <LF>` (the hook lets the login through and counts a failure), or
+//! `BA1 <TAB> skip <TAB> reason <LF>` (a user that is not an address: let through, not a
+//! failure). `PING <LF>` is
 //! answered `BA1 <TAB> pong <TAB> addresses-in-index <LF>`.
 
 use crate::config::ConfigPath;
@@ -109,7 +111,7 @@ impl serde::Serialize for Policy {
 /// The default socket.
 pub const DEFAULT_SOCKET: &str = "/run/breach-audit/serve.sock";
 /// The default failures file of the hook (the Lua script's default too).
-pub const DEFAULT_FAILURES: &str = "/var/lib/breach-audit/hook/failures";
+pub const DEFAULT_FAILURES: &str = "/var/log/breach-audit/hook-failures";
 /// The services a `refuse-smtp-*` policy refuses: what Postfix and Exim send through Dovecot's
 /// auth socket, and Dovecot's own submission service.
 pub const SMTP_SERVICES: [&str; 2] = ["smtp", "submission"];
@@ -139,7 +141,7 @@ crate::options! {
         pub workers: Option<usize>,
         /// The file the login hook appends a line to each time it lets a login through unjudged
         /// (BREACH_AUDIT_FAILURES in the Dovecot snippet; default
-        /// /var/lib/breach-audit/hook/failures, a directory Dovecot's auth workers can write).
+        /// /var/log/breach-audit/hook-failures, a directory Dovecot's auth workers can write).
         /// `audit` counts its new lines.
         #[arg(skip)]
         pub failures_file: Option<ConfigPath>,
@@ -329,7 +331,9 @@ fn index_id(dir: &Path) -> Option<(u64, u64, i64)> {
 pub fn serve(opts: &ServeOptions) -> Result<()> {
     let index = Index::open(&opts.index)?;
     let id = index_id(&opts.index).unwrap_or_default();
-    // The state database: created and migrated here, so the recorder's table exists.
+    // The state database: created and migrated here (before the first audit too), so the
+    // recorder's table exists.
+    crate::fsutil::create_private_dir(&opts.state)?;
     drop(crate::state::State::open(&opts.state)?);
     let db_path = opts.state.join(crate::state::DB_FILE);
     let mut conn = rusqlite::Connection::open(&db_path).map_err(|e| Error::State {
@@ -359,9 +363,17 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
             .map(|a| a.trim().to_ascii_lowercase())
             .collect(),
     );
+    // SIGHUP reopens the index; SIGTERM and SIGINT stop (the socket removed, verdicts written).
     let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| Error::Usage(format!("serve: cannot handle SIGHUP: {e}")))?;
+    let term = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGHUP, &hup),
+        (signal_hook::consts::SIGTERM, &term),
+        (signal_hook::consts::SIGINT, &term),
+    ] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| Error::Usage(format!("serve: cannot handle signal {sig}: {e}")))?;
+    }
     let workers = opts.config.workers.unwrap_or(8).clamp(1, 256);
     let (tx, rx) = mpsc::sync_channel::<UnixStream>(workers * 32);
     let rx = Arc::new(Mutex::new(rx));
@@ -448,7 +460,7 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
             socket.display()
         );
     }
-    let accepted = accept_loop(&listener, &tx, &counters);
+    let accepted = accept_loop(&listener, &tx, &counters, &term);
     stop.store(true, Ordering::Relaxed);
     drop(tx);
     for t in threads {
@@ -473,6 +485,7 @@ fn accept_loop(
     listener: &UnixListener,
     tx: &mpsc::SyncSender<UnixStream>,
     counters: &Counters,
+    term: &AtomicBool,
 ) -> Result<()> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let timeout = Timespec {
@@ -480,7 +493,7 @@ fn accept_loop(
         tv_nsec: POLL.as_nanos() as i64,
     };
     loop {
-        if crate::fsutil::check_interrupted().is_err() {
+        if term.load(Ordering::Relaxed) {
             return Ok(());
         }
         let mut fds = [PollFd::new(listener, PollFlags::IN)];
@@ -609,6 +622,7 @@ fn answer(
                     )
                 }
                 Ok(Reply::Pong(n)) => format!("BA1\tpong\t{n}\n"),
+                Ok(Reply::Skip(why)) => format!("BA1\tskip\t{why}\n"),
                 Err(why) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
                     format!("BA1\terror\t{why}\n")
@@ -628,8 +642,13 @@ fn answer(
 }
 
 enum Reply {
-    Verdict { refuse: bool, v: Verdict },
+    Verdict {
+        refuse: bool,
+        v: Verdict,
+    },
     Pong(u64),
+    /// Not ours to judge (a system login without a domain): the login goes on, not a failure.
+    Skip(&'static str),
 }
 
 /// One request line. The error text never holds the password or any part of the request but
@@ -668,7 +687,9 @@ fn judge(
         return Err("password is not hex (or longer than 1 KiB)");
     }
     let result = (|| {
-        let email = crate::email::normalize(user).map_err(|_| "user is not an address")?;
+        let Ok(email) = crate::email::normalize(user) else {
+            return Ok(Reply::Skip("user is not an address"));
+        };
         let counts = index
             .password_counts(&password)
             .map_err(|_| "the index could not be read")?;

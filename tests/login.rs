@@ -26,11 +26,12 @@ fn doveadm_pw(scheme: &str, pw: &str) -> String {
 
 fn users(carol_pw: &str, bob_pw: &str) -> String {
     format!(
-        "info@example.com:{}::::::\ncarol@example.com:{}::::::\nbob@example.com:{}::::::\ndave@example.com:{}::::::\n",
+        "info@example.com:{}::::::\ncarol@example.com:{}::::::\nbob@example.com:{}::::::\ndave@example.com:{}::::::\nsysop:{}::::::\n",
         doveadm_pw("SHA512-CRYPT", LEAKED),
         doveadm_pw("ARGON2ID", carol_pw),
         doveadm_pw("BLF-CRYPT", bob_pw),
         doveadm_pw("SHA512-CRYPT", CANARY),
+        doveadm_pw("SHA512-CRYPT", PWNED),
     )
 }
 
@@ -60,7 +61,7 @@ impl Rig {
             .unwrap()
             .replace("/run/breach-audit/serve.sock", &sock.display().to_string())
             .replace(
-                "/var/lib/breach-audit/hook/failures",
+                "/var/log/breach-audit/hook-failures",
                 &w.path("state/hook-failures").display().to_string(),
             )
             .replace(
@@ -232,7 +233,12 @@ fn a_wrong_password_never_logs_in_with_the_hook_up_down_or_hanging() {
         assert!(!rig.login(service, "info@example.com", "wrong"));
         assert!(!rig.login(service, "nobody@example.com", CLEAN));
         assert!(rig.login(service, "bob@example.com", CLEAN));
+        // A system login (no domain) is not ours to judge: let through, not a failure.
+        assert!(rig.login(service, "sysop", PWNED));
+        assert!(!rig.login(service, "sysop", "wrong"));
     }
+    let failures = std::fs::read_to_string(rig.w.path("state/hook-failures")).unwrap();
+    assert_eq!(failures.lines().count(), 3, "{failures}");
     // The next audit says so, whatever --quiet says, and the run stays complete.
     let r = rig.w.run(&["audit", "--config", "audit.toml", "-q"]);
     assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
@@ -296,6 +302,12 @@ fn a_pwned_password_is_observed_reported_and_resolved_by_a_change() {
         "{:?}",
         rig.at_risk()
     );
+    // Nor do old logins count as judging accounts any more: the file was rewritten with new
+    // salts for everyone, so every stored hash changed (info's and carol's logins were before).
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rig.w.path("out/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["logins"]["judged_30d"], 0, "{run}");
     // A login with the new password records a clean verdict; it stays resolved.
     assert!(rig.login("imap", "carol@example.com", "A-new-clean-one-4417"));
     rig.audit();
@@ -364,6 +376,17 @@ fn a_confirmed_pair_is_refused_on_smtp_only_with_the_auth_cache_on() {
         !rig.login("smtp", "bob@example.com", CLEAN),
         "refused with the new index"
     );
+    // SIGHUP (systemctl reload) reopens the index and keeps serving.
+    let pid = rig.serve.as_ref().unwrap().id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        rig.serve.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "serve stopped on SIGHUP: {}",
+        std::fs::read_to_string(rig.w.path("serve.log")).unwrap_or_default()
+    );
+    assert_eq!(rig.ping(), "3");
     assert!(rig.login("imap", "bob@example.com", CLEAN));
     // bob changes his password: SMTP works again at once (the cache is keyed by the password).
     rig.change_password(PWNED, "Brand-new-unleaked-9931");

@@ -10,7 +10,7 @@
 -- Settings come from the environment (dovecot.conf: `import_environment`), with these defaults:
 --   BREACH_AUDIT_SOCKET    /run/breach-audit/serve.sock
 --   BREACH_AUDIT_TIMEOUT   0.25 (seconds, the whole exchange)
---   BREACH_AUDIT_FAILURES  /var/lib/breach-audit/hook/failures (one line per failure: the time
+--   BREACH_AUDIT_FAILURES  /var/log/breach-audit/hook-failures (one line per failure: the time
 --                          and why, never a user or a password; in a directory the auth workers
 --                          can write: they run as `dovecot` unless configured otherwise)
 --
@@ -19,7 +19,7 @@
 
 local SOCKET = os.getenv("BREACH_AUDIT_SOCKET") or "/run/breach-audit/serve.sock"
 local TIMEOUT = tonumber(os.getenv("BREACH_AUDIT_TIMEOUT") or "") or 0.25
-local FAILURES = os.getenv("BREACH_AUDIT_FAILURES") or "/var/lib/breach-audit/hook/failures"
+local FAILURES = os.getenv("BREACH_AUDIT_FAILURES") or "/var/log/breach-audit/hook-failures"
 
 local ok_unix, unix = pcall(require, "socket.unix")
 
@@ -89,7 +89,8 @@ function auth_password_verify(req, password)
   local verdict, rest = line:match("^BA1\t(%a+)\t?(.*)$")
   if verdict == "refuse" then
     return dovecot.auth.PASSDB_RESULT_USER_DISABLED, ""
-  elseif verdict == "allow" then
+  elseif verdict == "allow" or verdict == "skip" then
+    -- skip: not an address (a system login): not ours to judge, and not a failure.
     return dovecot.auth.PASSDB_RESULT_OK, ""
   end
   failed("daemon answered: " .. (verdict == "error" and rest or "an unknown reply"))

@@ -220,6 +220,17 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     cache.save()?;
     let marks_before = std::mem::take(&mut check_opts.logins.marks);
     let login_summary = login_summary(&mut state, &opts.login_failures, &opts.accounts, &outcome)?;
+    if login_summary.judged_30d > 0
+        && !opts
+            .login_failures
+            .parent()
+            .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        warn.warn(format!(
+            "the login hook cannot record its failures: {} does not exist (create it writable by Dovecot's auth workers, or set [serve] failures_file to where BREACH_AUDIT_FAILURES points)",
+            opts.login_failures.parent().unwrap_or(Path::new("")).display()
+        ));
+    }
     let restorable = state.restorable_findings()?;
     let tonight = reconcile(
         &outcome,

@@ -186,12 +186,10 @@ impl Logins {
         hex::encode(&m.finalize().into_bytes()[..12])
     }
 
-    /// The findings a login verdict adds for `addr`, whose stored hash digests to `digest`;
-    /// none when the hash changed after the login (the password is not the one seen).
-    fn findings(&self, addr: &str, digest: &str) -> Vec<Finding> {
-        let Some(seen) = self.seen.get(addr) else {
-            return Vec::new();
-        };
+    /// The latest verdict of `addr` if it shows the current password: none when the stored hash
+    /// (digesting to `digest`) changed after that login.
+    fn valid(&self, addr: &str, digest: &str) -> Option<&LoginSeen> {
+        let seen = self.seen.get(addr)?;
         let since = match self.marks.get(addr) {
             Some((d, since)) if d == digest => since.as_str(),
             // Changed since the last audit: only a login after now shows the new password.
@@ -199,9 +197,15 @@ impl Logins {
             // First seen: nothing says the hash changed after the login.
             None => "",
         };
-        if seen.seen_at.as_str() < since {
+        (seen.seen_at.as_str() >= since).then_some(seen)
+    }
+
+    /// The findings a login verdict adds for `addr`, whose stored hash digests to `digest`;
+    /// none when the hash changed after the login (the password is not the one seen).
+    fn findings(&self, addr: &str, digest: &str) -> Vec<Finding> {
+        let Some(seen) = self.valid(addr, digest) else {
             return Vec::new();
-        }
+        };
         let mut v = Vec::new();
         if seen.confirmed {
             v.push(Finding::CurrentPasswordLeaked {
@@ -288,9 +292,11 @@ pub(super) fn judge_many(
     let mut records = Vec::new();
     for (a, known) in accounts.iter().zip(known) {
         let (mut findings, kind, deferred) = judge(index, verifier, a, known)?;
+        let mut seen = logins.seen.get(&a.email.addr);
         if logins.enabled && !matches!(kind, Kind::Compared) {
             // The dumps could not be compared with this hash: what a login showed counts.
             let digest = logins.digest(&a.stored);
+            seen = logins.valid(&a.email.addr, &digest);
             for f in logins.findings(&a.email.addr, &digest) {
                 let same = |g: &Finding| std::mem::discriminant(g) == std::mem::discriminant(&f);
                 if !findings.iter().any(same) {
@@ -299,11 +305,8 @@ pub(super) fn judge_many(
             }
             t.marks.push((a.email.addr.clone(), digest));
         }
-        if logins
-            .seen
-            .get(&a.email.addr)
-            .is_some_and(|s| s.seen_at >= logins.recent_since)
-        {
+        // Judged at a login: recently, with the password it has now.
+        if seen.is_some_and(|s| s.seen_at >= logins.recent_since) {
             t.login_judged.push(source);
         }
         t.add(kind);

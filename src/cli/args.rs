@@ -277,7 +277,8 @@ macro_rules! parsed {
                 let text = match Raw::deserialize(d)? {
                     Raw::Text(s) => s,
                     Raw::Int(i) => i.to_string(),
-                    Raw::Float(f) => f.to_string(),
+                    // `{:?}` keeps the decimal point (`1.0`, a share, not `1`, a percentage).
+                    Raw::Float(f) => format!("{f:?}"),
                 };
                 text.parse().map_err(serde::de::Error::custom)
             }
@@ -351,7 +352,8 @@ crate::options! {
     pub(crate) struct JudgeArgs {
         /// A source with more than this share of its rows rejected (not accounts) is an error,
         /// exit 2: it is probably not the format its flag says. Default 50%. Raise it only for a
-        /// source you know to be mostly junk.
+        /// source you know to be mostly junk. `50`, `50%` and `0.5` are the same; a whole number
+        /// is a percentage (`1` is 1%).
         #[arg(long, value_name = "PERCENT")]
         pub(crate) max_rejected: Option<Percent>,
         /// The largest account file read inside a DirectAdmin or cPanel tree (default 256M). A
@@ -722,7 +724,7 @@ pub(crate) fn parse_mem(s: &str) -> std::result::Result<usize, String> {
     Ok(n)
 }
 
-/// `50`, `50%` or `0.5` (a share); 0-100%.
+/// `50`, `50%` or `0.5` (a share); 0-100%. A whole number is a percentage: `1` is 1%.
 pub(crate) fn parse_percent(s: &str) -> std::result::Result<f64, String> {
     let t = s.trim();
     let (num, pct) = match t.strip_suffix('%') {
@@ -733,7 +735,13 @@ pub(crate) fn parse_percent(s: &str) -> std::result::Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("not a percentage: {s:?}"))?;
-    let share = if pct || v > 1.0 { v / 100.0 } else { v };
+    // `50` and `1` are percentages (an operator writing `max_rejected = 1` means 1%); a number
+    // with a decimal point up to 1 is a share (`0.5`); `%` says it outright.
+    let share = if pct || v > 1.0 || !num.contains('.') {
+        v / 100.0
+    } else {
+        v
+    };
     if !(0.0..=1.0).contains(&share) {
         return Err(format!("{s:?} is not between 0% and 100%"));
     }
@@ -828,4 +836,27 @@ pub(crate) fn read_domains(
         }
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_percent;
+
+    #[test]
+    fn whole_numbers_are_percentages_and_decimals_up_to_one_are_shares() {
+        for (s, want) in [
+            ("50", 0.5),
+            ("50%", 0.5),
+            ("0.5", 0.5),
+            ("1", 0.01),
+            ("1%", 0.01),
+            ("1.0", 1.0),
+            ("100", 1.0),
+            ("0", 0.0),
+        ] {
+            assert_eq!(parse_percent(s), Ok(want), "{s}");
+        }
+        assert!(parse_percent("101").is_err());
+        assert!(parse_percent("-1").is_err());
+    }
 }

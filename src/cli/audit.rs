@@ -46,6 +46,11 @@ postmap (the program, default found in /usr/sbin, /usr/bin, ...), uapi (default
 /usr/local/cpanel/bin/uapi), include_high (also suspend high findings), never_suspend
 (addresses).
 
+Its [serve] section (for `breach-audit serve`; README \"Checking at login\"): socket (default
+/run/breach-audit/serve.sock), socket_group, policy (observe, refuse-smtp-confirmed,
+refuse-smtp-pwned-over=N), workers, failures_file (where the Dovecot hook records its failures,
+default /var/log/breach-audit/hook-failures; audit counts them).
+
 Addresses on record that no source yielded tonight are retired when their source was read whole
 (account or domain removed: findings resolved, suspensions released) and held, named in the
 warning, run.json and the page, when that is not certain (a file missing, refused or empty, a
@@ -265,6 +270,8 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
             let flag = std::mem::take(&mut e.accounts.ldap);
             e.accounts.ldap_tables.insert(0, flag);
         }
+        // The cost limits as they will apply: --cost-limit over [limits].
+        e.judge.limits = Some(e.judge.verify_policy()?.limits);
         // The SQL URLs may carry a password (README says not to): never printed.
         for s in &mut e.accounts.sql_tables {
             if let Some(url) = &mut s.sql {

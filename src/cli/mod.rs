@@ -184,23 +184,26 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The `breach-audit` command, whole: parse the flags, run, print an error, exit.
 pub fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    let _ = ctrlc::set_handler(|| {
-        if crate::fsutil::check_interrupted().is_err() {
-            std::process::exit(130);
-        }
-        crate::fsutil::set_interrupted();
-        // Long loops see the flag and unwind, removing their temporary files. Whatever does not
-        // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
-        // run left behind.
-        std::thread::spawn(|| {
-            std::thread::sleep(STOP_GRACE);
-            eprintln!(
-                "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
-                STOP_GRACE.as_secs()
-            );
-            std::process::exit(130);
+    // `serve` handles its own signals (SIGHUP reopens the index there; ctrlc would stop it).
+    if !matches!(args.cmd, Cmd::Serve(_)) {
+        let _ = ctrlc::set_handler(|| {
+            if crate::fsutil::check_interrupted().is_err() {
+                std::process::exit(130);
+            }
+            crate::fsutil::set_interrupted();
+            // Long loops see the flag and unwind, removing their temporary files. Whatever does not
+            // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
+            // run left behind.
+            std::thread::spawn(|| {
+                std::thread::sleep(STOP_GRACE);
+                eprintln!(
+                    "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
+                    STOP_GRACE.as_secs()
+                );
+                std::process::exit(130);
+            });
         });
-    });
+    }
     let code = match run(args) {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => Exit::Clean,

@@ -12,16 +12,25 @@ pub struct ReportArgs {
     config: ConfigArg,
     #[command(flatten)]
     state: StateArgs,
-    /// Where to write the page (atomically, mode 0600); `-` for standard output.
-    #[arg(long, value_name = "FILE", default_value = "report.html")]
-    out: PathBuf,
+    /// Where to write the page (atomically, mode 0600); `-` for standard output. Default: the
+    /// config's `out` directory's report.html (as `audit` writes it), else ./report.html.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
     /// How many of the last runs the chart shows.
     #[arg(long, value_name = "N", default_value_t = crate::page::NIGHTS)]
     nights: usize,
 }
 
 pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
-    let state_dir = Config::open(&a.config)?.merge(a.state)?.need("report")?;
+    let cfg = Config::open(&a.config)?;
+    let state_dir = cfg.merge(a.state)?.need("report")?;
+    let out = match a.out {
+        Some(o) => o,
+        None => cfg.file::<super::args::OutArgs>()?.out.map_or_else(
+            || PathBuf::from("report.html"),
+            |d| d.join(crate::page::FILE),
+        ),
+    };
     if !state_dir.join(crate::state::DB_FILE).exists() {
         return Err(Error::bad_input(
             &state_dir,
@@ -32,14 +41,15 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
         return Err(Error::Usage("--nights must be at least 1".into()));
     }
     let state = crate::state::State::open(&state_dir)?;
-    if a.out.as_os_str() == "-" {
+    if out.as_os_str() == "-" {
         let html = crate::page::render(&crate::page::load(&state, a.nights)?)?;
         use std::io::Write;
         std::io::stdout()
             .write_all(html.as_bytes())
             .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
     } else {
-        crate::page::write(&state, &a.out, a.nights)?;
+        crate::page::write(&state, &out, a.nights)?;
+        eprintln!("breach-audit: report: wrote {}", out.display());
     }
     Ok(Exit::Clean)
 }
