@@ -41,7 +41,7 @@ case $rc in
   *) echo "breach-audit audit failed (exit $rc); see the message above" >&2; exit "$rc" ;;
 esac
 if [ -s "$messages" ]; then
-  echo "breach-audit: the audit needs attention (see the warnings above): what was not audited, delivered or judged at a login tonight is kept and owed tomorrow" >&2
+  echo "breach-audit: the audit was incomplete or needs attention (see the warnings above): what was not audited, delivered or judged at a login tonight is kept and owed tomorrow" >&2
   exit 4
 fi
 exit 0
