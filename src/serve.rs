@@ -721,6 +721,19 @@ fn judge(
                 Policy::RefuseSmtpPwnedOver(n) => v.confirmed || v.hibp > n,
             };
         recorder.note(&email.addr, v.clone(), refuse);
+        if refuse {
+            // One line per refusal (to the journal under systemd): who and why, never the password.
+            eprintln!(
+                "breach-audit: serve: refused {} login of {} ({})",
+                v.service,
+                email.addr,
+                if v.confirmed {
+                    "its password is one leaked for this address".to_string()
+                } else {
+                    format!("its password is in the dumps {} times", v.hibp)
+                }
+            );
+        }
         Ok(Reply::Verdict { refuse, v })
     })();
     password.iter_mut().for_each(|b| *b = 0);

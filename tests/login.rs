@@ -391,7 +391,16 @@ fn a_confirmed_pair_is_refused_on_smtp_only_with_the_auth_cache_on() {
     // bob changes his password: SMTP works again at once (the cache is keyed by the password).
     rig.change_password(PWNED, "Brand-new-unleaked-9931");
     assert!(rig.login("smtp", "bob@example.com", "Brand-new-unleaked-9931"));
-    // Every refusal is recorded; the audit reports them.
+    // Every refusal is logged by serve (who and why, never the password) and recorded; the
+    // audit reports them.
+    let log = std::fs::read_to_string(rig.w.path("serve.log")).unwrap();
+    assert!(
+        log.contains(
+            "refused smtp login of info@example.com (its password is one leaked for this address)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains(LEAKED), "{log}");
     let r = rig.audit();
     assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
     let run: serde_json::Value =
