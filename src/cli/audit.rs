@@ -275,7 +275,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         // The SQL URLs may carry a password (README says not to): never printed.
         for s in &mut e.accounts.sql_tables {
             if let Some(url) = &mut s.sql {
-                url.0 = redact_url(&url.0);
+                url.0 = crate::sources::accounts::sql::redact(&url.0);
             }
         }
         let text = toml::to_string(&e).map_err(|e| Error::Usage(format!("--show-config: {e}")))?;
@@ -333,22 +333,6 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
             ),
     };
     Ok(Some(opts))
-}
-
-/// A URL with its password (`user:PASSWORD@`) replaced by `***`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((userinfo, _)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let at = rest[..authority_end].rfind('@').unwrap_or(0);
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// Fail before the audit when `--out` cannot take files (the outputs are written at the end, after
