@@ -409,8 +409,10 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
         threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(POLL);
-                let forced = hup.swap(false, Ordering::Relaxed);
+                // No index there for a moment (a swap without RENAME_EXCHANGE): try again, and
+                // keep a SIGHUP for then.
                 let Some(now) = index_id(&dir) else { continue };
+                let forced = hup.swap(false, Ordering::Relaxed);
                 if !forced && now == served.read().expect("no panics while held").id {
                     continue;
                 }

@@ -543,3 +543,27 @@ fn a_canary_password_appears_in_no_file_log_row_or_message() {
         }
     }
 }
+
+#[test]
+fn a_second_serve_is_refused_and_one_killed_hard_is_replaced() {
+    let mut rig = Rig::new("observe", "", &[]);
+    // Another serve on the same socket: refused, the first one untouched.
+    let r = rig.w.run(&["serve", "--config", "audit.toml", "-q"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another process answers on"),
+        "{}",
+        r.stderr
+    );
+    assert!(!rig.ping().is_empty());
+    // kill -9 leaves its socket behind; logins still pass (fail open), a new serve replaces it.
+    let mut child = rig.serve.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(rig.sock.exists(), "a killed serve leaves its socket");
+    assert!(rig.login("smtp", "bob@example.com", CLEAN));
+    assert!(!rig.login("smtp", "bob@example.com", "not-the-password"));
+    rig.start_serve();
+    assert!(rig.login("smtp", "carol@example.com", PWNED));
+    rig.stop_serve();
+}
