@@ -194,11 +194,12 @@ struct Pending {
 
 impl Recorder {
     fn note(&self, address: &str, v: Verdict, refused: bool) {
+        let now = crate::state::now();
         let mut p = self.pending.lock().expect("no panics while held");
         if p.last_seen.len() >= MAX_PENDING && !p.last_seen.contains_key(address) {
             p.last_seen.clear();
         }
-        p.last_seen.insert(address.to_string(), crate::state::now());
+        p.last_seen.insert(address.to_string(), now.clone());
         // The service is recorded, but a login on another service is not a new verdict.
         let unchanged = p.written.get(address).is_some_and(|(w, at)| {
             (w.hibp, w.combolist, w.confirmed) == (v.hibp, v.combolist, v.confirmed)
@@ -217,7 +218,7 @@ impl Recorder {
             .entry(address.to_string())
             .or_insert_with(|| (v.clone(), String::new(), 0));
         entry.0 = v;
-        entry.1 = crate::state::now();
+        entry.1 = now;
         entry.2 += refused as u64;
     }
 
