@@ -151,7 +151,7 @@ crate::options! {
 /// Everything `serve` needs.
 pub struct ServeOptions {
     pub index: PathBuf,
-    pub state: PathBuf,
+    pub state: crate::state::StateAt,
     pub config: ServeConfig,
     /// Addresses never refused (`[suspend] never_suspend`).
     pub never_refuse: Vec<String>,
@@ -222,20 +222,23 @@ impl Recorder {
         entry.2 += refused as u64;
     }
 
-    /// Write what is pending in one transaction; on failure (the database busy with an audit)
-    /// keep it for the next try.
-    fn flush(&self, conn: &mut rusqlite::Connection, counters: &Counters) -> rusqlite::Result<()> {
-        let tx = conn.transaction()?;
+    /// Write what is pending in one transaction; on failure (the database busy with an audit,
+    /// or unreachable) keep it for the next try.
+    fn flush(&self, st: &crate::state::State, counters: &Counters) -> Result<()> {
+        use crate::state::{V, p};
         // Accounts whose stored hash changed: their next verdict is written whatever it is, and
         // one seen since the change is written now.
-        let resets: Vec<(String, String)> = {
-            let mut q = tx.prepare_cached("SELECT address, at FROM login_resets")?;
-            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        if !resets.is_empty() {
-            tx.execute("DELETE FROM login_resets", [])?;
-        }
+        let resets: Vec<(String, String)> = st.db.transaction(|db| {
+            let r = db
+                .query("SELECT address, at FROM login_resets", &[])?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<Vec<_>>>()?;
+            if !r.is_empty() {
+                db.execute("DELETE FROM login_resets", &[])?;
+            }
+            Ok(r)
+        })?;
         let batch: Vec<(String, (Verdict, String, u64))> = {
             let mut p = self.pending.lock().expect("no panics while held");
             for (address, at) in &resets {
@@ -251,31 +254,38 @@ impl Recorder {
             }
             p.verdicts.drain().collect()
         };
-        let written = (|| {
-            let mut up = tx.prepare_cached(
+        let rows: Vec<Vec<V>> = batch
+            .iter()
+            .map(|(address, (v, seen, refused))| {
+                vec![
+                    V::T(address),
+                    V::T(seen),
+                    V::T(&v.service),
+                    V::I(v.hibp as i64),
+                    V::I(v.combolist as i64),
+                    V::I(v.confirmed.into()),
+                    V::T(seen),
+                    V::I(*refused as i64),
+                    if *refused > 0 { V::T(seen) } else { V::Null },
+                ]
+            })
+            .collect();
+        let suffix = if st.server().is_empty() {
+            String::new()
+        } else {
+            format!(":{}", st.server())
+        };
+        let written = st.db.transaction(|db| {
+            db.insert_many(
                 "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-                     first_seen_at, refused, refused_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?2, ?7, CASE WHEN ?7 > 0 THEN ?2 END)
-                 ON CONFLICT(address) DO UPDATE SET seen_at = excluded.seen_at,
+                     first_seen_at, refused, refused_at)",
+                9,
+                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at,
                      service = excluded.service, hibp = excluded.hibp,
                      combolist = excluded.combolist, confirmed = excluded.confirmed,
-                     refused = refused + excluded.refused,
-                     refused_at = COALESCE(excluded.refused_at, refused_at)",
-            )?;
-            for (address, (v, seen, refused)) in &batch {
-                up.execute(rusqlite::params![
-                    address,
-                    seen,
-                    v.service,
-                    v.hibp as i64,
-                    v.combolist as i64,
-                    v.confirmed,
-                    *refused as i64
-                ])?;
-            }
-            let mut meta = tx.prepare_cached(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                     refused = logins.refused + excluded.refused,
+                     refused_at = COALESCE(excluded.refused_at, logins.refused_at)",
+                &rows,
             )?;
             for (k, c) in [
                 ("serve_requests", &counters.requests),
@@ -283,11 +293,14 @@ impl Recorder {
                 ("serve_errors", &counters.errors),
                 ("serve_overloaded", &counters.overloaded),
             ] {
-                meta.execute(rusqlite::params![k, c.load(Ordering::Relaxed).to_string()])?;
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    p![format!("{k}{suffix}"), c.load(Ordering::Relaxed).to_string()],
+                )?;
             }
             Ok(())
-        })()
-        .and_then(|()| tx.commit());
+        });
         let mut p = self.pending.lock().expect("no panics while held");
         match written {
             Ok(()) => {
@@ -301,8 +314,7 @@ impl Recorder {
                 Ok(())
             }
             Err(e) => {
-                // Put the batch back under what arrived meanwhile (newer verdicts win). The
-                // resets were rolled back with the transaction: they are read again.
+                // Put the batch back under what arrived meanwhile (newer verdicts win).
                 for (address, (v, seen, refused)) in batch {
                     let e = p.verdicts.entry(address).or_insert((v, seen, 0));
                     e.2 += refused;
@@ -334,14 +346,8 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     let id = index_id(&opts.index).unwrap_or_default();
     // The state database: created and migrated here (before the first audit too), so the
     // recorder's table exists.
-    crate::fsutil::create_private_dir(&opts.state)?;
-    drop(crate::state::State::open(&opts.state)?);
-    let db_path = opts.state.join(crate::state::DB_FILE);
-    let mut conn = rusqlite::Connection::open(&db_path).map_err(|e| Error::State {
-        path: db_path.clone(),
-        msg: e.to_string(),
-    })?;
-    let _ = conn.busy_timeout(Duration::from_millis(500));
+    crate::fsutil::create_private_dir(&opts.state.dir)?;
+    let st = crate::state::State::open_at(&opts.state)?;
     let socket = opts
         .config
         .socket
@@ -443,7 +449,7 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
             loop {
                 let stopping = stop.load(Ordering::Relaxed);
                 if stopping || last.elapsed() >= FLUSH_EVERY {
-                    if let Err(e) = recorder.flush(&mut conn, &counters) {
+                    if let Err(e) = recorder.flush(&st, &counters) {
                         eprintln!(
                             "breach-audit: serve: warning: verdicts not written yet (kept, retried): {e}"
                         );

@@ -30,7 +30,7 @@ use crate::config::ConfigPath;
 use crate::error::{Error, IoContext, Result};
 use crate::state::{self, State};
 use crate::state::{HomeRow, reason};
-use rusqlite::{OptionalExtension, params};
+use crate::state::{V, p};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -255,27 +255,36 @@ fn absolute(p: &Path) -> PathBuf {
 /// `--file` for one platform.
 type Override<'a> = Option<(Platform, &'a Path)>;
 
-/// The accounts that should be suspended now (unresolved `critical` findings, and `high` ones
-/// with `include_high`, less `never_suspend`), each at the places of the sources it lives in.
-pub fn plan(state: &State, cfg: &SuspendConfig, over: Override) -> Result<Plan> {
-    let severities = if cfg.include_high {
+/// The severities suspended, as SQL.
+fn severities(cfg: &SuspendConfig) -> &'static str {
+    if cfg.include_high {
         "('critical', 'high')"
     } else {
         "('critical')"
-    };
-    let mut q = state
-        .conn
-        .prepare(&format!(
-            "SELECT DISTINCT address FROM findings WHERE resolved_at IS NULL AND severity IN {severities}
-             ORDER BY address"
-        ))
-        .map_err(state.err())?;
+    }
+}
+
+/// The accounts that should be suspended now (unresolved `critical` findings, and `high` ones
+/// with `include_high`, less `never_suspend`), each at the places of the sources it lives in.
+pub fn plan(state: &State, cfg: &SuspendConfig, over: Override) -> Result<Plan> {
+    let severities = severities(cfg);
     let never: Vec<String> = cfg.never_suspend.iter().map(|a| a.to_lowercase()).collect();
-    let addresses: Vec<String> = q
-        .query_map([], |r| r.get(0))
-        .map_err(state.err())?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(state.err())?;
+    // Accounts that live on this server (or whose home was never recorded); in a fleet, one
+    // living on another server is suspended by that server's run, on its platform.
+    let addresses: Vec<String> = state
+        .db
+        .query(
+            &format!(
+                "SELECT DISTINCT address FROM findings f WHERE resolved_at IS NULL AND severity IN {severities}
+                   AND (EXISTS (SELECT 1 FROM homes h WHERE h.address = f.address AND h.server = ?1)
+                        OR NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = f.address))
+                 ORDER BY address"
+            ),
+            p![state.server()],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect::<Result<_>>()?;
     let mut plan = Plan::default();
     for address in addresses {
         if never.contains(&address) {
@@ -416,27 +425,15 @@ pub fn run(
 
 /// What breach-audit has suspended, by place.
 fn active(state: &State) -> Result<BTreeMap<Place, Vec<Active>>> {
-    let mut q = state
-        .conn
-        .prepare(
-            "SELECT id, address, platform, target, entry FROM suspensions
-             WHERE released_at IS NULL ORDER BY address, id",
-        )
-        .map_err(state.err())?;
-    let rows = q
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })
-        .map_err(state.err())?;
+    let rows = state.db.query(
+        "SELECT id, address, platform, target, entry FROM suspensions
+         WHERE released_at IS NULL AND server = ?1 ORDER BY address, id",
+        p![state.server()],
+    )?;
     let mut out: BTreeMap<Place, Vec<Active>> = BTreeMap::new();
-    for row in rows {
-        let (id, address, platform, target, entry) = row.map_err(state.err())?;
+    for r in rows {
+        let (id, address, platform, target, entry): (i64, String, String, String, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
         let Some(platform) = Platform::from_name(&platform) else {
             continue;
         };
@@ -456,81 +453,100 @@ fn record_applied(
     started: &str,
 ) -> Result<Vec<i64>> {
     let now = state::now();
-    let path = state.path().to_path_buf();
-    let e = |x: rusqlite::Error| Error::bad_input(&path, format!("state database: {x}"));
-    let tx = state.conn.transaction().map_err(e)?;
-    let mut ids = Vec::new();
-    for (a, entry) in added {
-        // An account that moved keeps what its customer was told: a suspension that replaces
-        // one still in force (or released by this same run) was told when that one was.
-        tx.execute(
-            "INSERT INTO suspensions (address, platform, target, entry, applied_at, told_at)
-             VALUES (?1, ?2, ?3, ?4, ?5,
-                (SELECT max(told_at) FROM suspensions WHERE address = ?1
-                  AND (released_at IS NULL OR released_at >= ?6)))",
-            params![a, place.platform.name(), place.target, entry, now, started],
-        )
-        .map_err(e)?;
-        ids.push(tx.last_insert_rowid());
-    }
-    tx.commit().map_err(e)?;
-    Ok(ids)
+    let server = state.server().to_string();
+    state.db.transaction(|db| {
+        let mut ids = Vec::new();
+        for (a, entry) in added {
+            // An account that moved keeps what its customer was told: a suspension that
+            // replaces one still in force (or released by this same run), or one let go on
+            // another source or server because the account left it while its finding stayed
+            // open, was told when that one was.
+            let id: i64 = db.value(
+                &format!(
+                    "INSERT INTO suspensions (server, address, platform, target, entry, applied_at, told_at)
+                     VALUES (?7, ?1, ?2, ?3, ?4, ?5,
+                        (SELECT max(told_at) FROM suspensions WHERE address = ?1
+                          AND (released_at IS NULL OR released_at >= ?6
+                               OR ((released_reason IN ('{REMOVED}', '{DOMAIN_LEFT}')
+                                    OR released_reason LIKE '{LEFT}%')
+                                   AND released_at > (SELECT min(first_seen) FROM findings
+                                                        WHERE address = ?1 AND resolved_at IS NULL)))))
+                     RETURNING id"
+                ),
+                p![a, place.platform.name(), place.target, entry, now, started, server],
+            )?;
+            ids.push(id);
+        }
+        Ok(ids)
+    })
 }
+
+/// Release reasons that are not about the password: the account left the place (another source
+/// or server), or its source (and came back elsewhere, its finding kept).
+const LEFT: &str = "the account lives elsewhere now";
+const REMOVED: &str = "the account was removed";
+const DOMAIN_LEFT: &str = "its domain left the server";
 
 fn forget_applied(state: &State, ids: &[i64]) -> Result<()> {
     for id in ids {
         state
-            .conn
-            .execute("DELETE FROM suspensions WHERE id = ?1", [id])
-            .map_err(state.err())?;
+            .db
+            .execute("DELETE FROM suspensions WHERE id = ?1", p![id])?;
     }
     Ok(())
 }
 
 fn record_released(state: &State, id: i64, why: &str) -> Result<()> {
     state
-        .conn
+        .db
         .execute(
             "UPDATE suspensions SET released_at = ?2, released_reason = ?3 WHERE id = ?1",
-            params![id, state::now(), why],
+            p![id, state::now(), why],
         )
         .map(|_| ())
-        .map_err(state.err())
 }
 
 /// Why an account's suspension at a place is released: its finding resolved (and how), or it
-/// now lives elsewhere.
-fn release_reason(state: &State, address: &str) -> Result<String> {
-    let open: bool = state
-        .conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM findings WHERE address = ?1 AND resolved_at IS NULL)",
-            [address],
-            |r| r.get(0),
-        )
-        .map_err(state.err())?;
+/// now lives elsewhere (another source here, or another server of the fleet).
+fn release_reason(state: &State, cfg: &SuspendConfig, address: &str) -> Result<String> {
+    // Still to be suspended (somewhere else), or not any more?
+    let open: bool = state.db.value(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM findings WHERE address = ?1 AND resolved_at IS NULL
+                              AND severity IN {})",
+            severities(cfg)
+        ),
+        p![address],
+    )?;
     if open {
-        let homes = state.homes_of(address)?;
-        return Ok(match homes.first() {
-            Some(h) => format!("it lives in --{} {} now", h.kind, h.location),
-            None => "no longer to be suspended here".into(),
-        });
+        if !state.homes_of(address)?.is_empty() || !state.homes_elsewhere(address)?.is_empty() {
+            return Ok(format!("{LEFT}: {}", lives_now(state, address)?));
+        }
+        return Ok("no longer to be suspended here".into());
     }
-    let why: Option<String> = state
-        .conn
-        .query_row(
-            "SELECT resolved_reason FROM findings WHERE address = ?1 ORDER BY resolved_at DESC LIMIT 1",
-            [address],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(state.err())?
-        .flatten();
+    let why: Option<String> = match state.db.query_opt(
+        "SELECT resolved_reason FROM findings WHERE address = ?1 ORDER BY resolved_at DESC LIMIT 1",
+        p![address],
+    )? {
+        Some(r) => r.get(0)?,
+        None => None,
+    };
     Ok(match why.as_deref() {
-        Some(reason::ACCOUNT_REMOVED) => "the account was removed".into(),
-        Some(reason::DOMAIN_REMOVED) => "its domain left the server".into(),
+        Some(reason::ACCOUNT_REMOVED) => REMOVED.into(),
+        Some(reason::DOMAIN_REMOVED) => DOMAIN_LEFT.into(),
         Some(reason::FORGOTTEN) => "forgotten by the operator".into(),
         _ => "its leaked password no longer works (changed) or is no longer listed".into(),
+    })
+}
+
+/// Where the account lives now, for the operator (a release because it left).
+fn lives_now(state: &State, address: &str) -> Result<String> {
+    if let Some(h) = state.homes_of(address)?.first() {
+        return Ok(format!("--{} {}", h.kind, h.location));
+    }
+    Ok(match state.homes_elsewhere(address)?.first() {
+        Some((server, h)) => format!("server {server}, --{} {}", h.kind, h.location),
+        None => "unknown".into(),
     })
 }
 
@@ -538,39 +554,43 @@ fn release_reason(state: &State, address: &str) -> Result<String> {
 /// (and the accounts with no place at all) by this run's.
 fn record_problems(state: &State, out: &SuspendOutcome, only: Option<Platform>) -> Result<()> {
     let now = state::now();
-    let e = state.err();
+    let server = state.server();
     match only {
-        None => state.conn.execute("DELETE FROM suspend_problems", []),
-        Some(p) => state.conn.execute(
-            "DELETE FROM suspend_problems WHERE platform IN ('', ?1)",
-            [p.name()],
+        None => state
+            .db
+            .execute("DELETE FROM suspend_problems WHERE server = ?1", p![server]),
+        Some(p) => state.db.execute(
+            "DELETE FROM suspend_problems WHERE server = ?1 AND platform IN ('', ?2)",
+            p![server, p.name()],
         ),
-    }
-    .map_err(&e)?;
-    let mut ins = state
-        .conn
-        .prepare(
-            "INSERT OR REPLACE INTO suspend_problems (address, platform, target, problem, at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(&e)?;
+    }?;
+    let mut rows: BTreeMap<(String, String, String), String> = BTreeMap::new();
     for (a, why) in &out.not_suspended {
-        ins.execute(params![a, "", why, format!("not suspended: {why}"), now])
-            .map_err(&e)?;
+        rows.insert(
+            (a.clone(), String::new(), why.clone()),
+            format!("not suspended: {why}"),
+        );
     }
     for p in &out.places {
         for (a, why) in &p.failed {
-            ins.execute(params![
-                a,
-                p.place.platform.name(),
-                p.place.target,
+            rows.insert(
+                (a.clone(), p.place.platform.name().into(), p.place.target.clone()),
                 format!("failed at {}: {why}", p.place),
-                now
-            ])
-            .map_err(&e)?;
+            );
         }
     }
-    Ok(())
+    let rows: Vec<Vec<V>> = rows
+        .iter()
+        .map(|((a, platform, target), problem)| {
+            vec![V::T(server), V::T(a), V::T(platform), V::T(target), V::T(problem), V::T(&now)]
+        })
+        .collect();
+    state.db.insert_many(
+        "INSERT INTO suspend_problems (server, address, platform, target, problem, at)",
+        6,
+        "ON CONFLICT (server, address, platform, target) DO UPDATE SET problem = excluded.problem, at = excluded.at",
+        &rows,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -653,7 +673,7 @@ fn merge_file(
     if release {
         for a in live {
             if !wanted_here.contains(a.address.as_str()) {
-                let why = release_reason(state, &a.address)?;
+                let why = release_reason(state, cfg, &a.address)?;
                 out.released
                     .push((a.address.clone(), format!("{} ({why})", a.entry)));
                 releasing.push((a, why));
@@ -861,7 +881,7 @@ fn cpanel(
         if wanted_here.contains(a.address.as_str()) {
             continue;
         }
-        let why = release_reason(state, &a.address)?;
+        let why = release_reason(state, cfg, &a.address)?;
         let lives_here = state
             .homes_of(&a.address)?
             .iter()

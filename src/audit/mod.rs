@@ -36,7 +36,7 @@ use crate::index::manifest::{Manifest, SourceRecord};
 use crate::messages::Warnings;
 use crate::report::{self, Format};
 use crate::sources::accounts::{AccountSource, DomainIssue, Problem};
-use crate::state::{Held, HeldRow, HomeRow, Night, SeenFinding, State, reason};
+use crate::state::{Held, HeldRow, HomeRow, Night, SeenFinding, State, StateAt, reason};
 use outputs::{not_audited, notices, run_row, write_notices, write_notices_jsonl, write_run};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Default)]
 pub struct AuditOptions {
     pub index: PathBuf,
-    pub state: PathBuf,
+    pub state: crate::state::StateAt,
     pub out: PathBuf,
     pub hibp: Vec<PathBuf>,
     pub combolists: Vec<PathBuf>,
@@ -139,43 +139,33 @@ pub enum NotifyRun {
     Locked(PathBuf),
 }
 
-/// Deliver the pending notices of the state in `state_dir` (the `notify` command), under the
-/// state's lock.
+/// Deliver the pending notices of the state `at` (the `notify` command), under the state
+/// directory's lock (and, in a fleet, the shared database's delivery lock).
 pub fn notify(
-    state_dir: &Path,
+    at: &StateAt,
     cfg: &crate::notify::NotifyConfig,
     opts: &crate::notify::NotifyOptions,
     warn: &Warnings,
 ) -> Result<NotifyRun> {
-    if !state_dir.join(crate::state::DB_FILE).exists() {
-        return Err(Error::bad_input(
-            state_dir,
-            "holds no breach-audit state: run `breach-audit audit` first",
-        ));
+    match with_state(at, |state| crate::notify::notify(state, cfg, opts, warn))? {
+        None => Ok(NotifyRun::Locked(at.dir.join("lock"))),
+        Some(o) => Ok(NotifyRun::Done(o)),
     }
-    let lock_path = state_dir.join("lock");
-    let Some(_lock) = Lock::try_acquire(&lock_path)? else {
-        return Ok(NotifyRun::Locked(lock_path));
-    };
-    let mut state = State::open(state_dir)?;
-    crate::notify::notify(&mut state, cfg, opts, warn).map(NotifyRun::Done)
 }
 
-/// Run `f` on the state in `state_dir` under its lock; `None` when another run holds it.
-pub fn with_state<T>(
-    state_dir: &Path,
-    f: impl FnOnce(&mut State) -> Result<T>,
-) -> Result<Option<T>> {
-    if !state_dir.join(crate::state::DB_FILE).exists() {
+/// Run `f` on the state `at` under its directory's lock; `None` when another run holds it.
+pub fn with_state<T>(at: &StateAt, f: impl FnOnce(&mut State) -> Result<T>) -> Result<Option<T>> {
+    if !at.exists() {
         return Err(Error::bad_input(
-            state_dir,
+            &at.dir,
             "holds no breach-audit state: run `breach-audit audit` first",
         ));
     }
-    let Some(_lock) = Lock::try_acquire(&state_dir.join("lock"))? else {
+    fsutil::create_private_dir(&at.dir)?;
+    let Some(_lock) = Lock::try_acquire(&at.dir.join("lock"))? else {
         return Ok(None);
     };
-    let mut state = State::open(state_dir)?;
+    let mut state = State::open_at(at)?;
     f(&mut state).map(Some)
 }
 
@@ -184,8 +174,8 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let start = Instant::now();
     let started = std::time::SystemTime::now();
     check_options(opts)?;
-    fsutil::create_private_dir(&opts.state)?;
-    let lock_path = opts.state.join("lock");
+    fsutil::create_private_dir(&opts.state.dir)?;
+    let lock_path = opts.state.dir.join("lock");
     let Some(_lock) = Lock::try_acquire(&lock_path)? else {
         return Ok(AuditRun::Locked(lock_path));
     };
@@ -202,11 +192,11 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
 
     let index = Index::open(&opts.index)?;
     let cache = crate::verify::cache::Verifier::load(
-        Some(&opts.state.join("verify.cache")),
+        Some(&opts.state.dir.join("verify.cache")),
         opts.verify.clone(),
         warn,
     );
-    let mut state = State::open(&opts.state)?;
+    let mut state = State::open_at(&opts.state)?;
     let on_record = state.open_findings()?;
     let logins = state.logins()?;
     let mut check_opts = check::CheckOptions {
@@ -231,14 +221,18 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
             opts.login_failures.parent().unwrap_or(Path::new("")).display()
         ));
     }
-    let restorable = state.restorable_findings()?;
+    // Findings known anywhere in the ledger (open on any server, or retired with an account
+    // that may come back): one read tonight is not new.
+    let mut known = state.restorable_findings()?;
+    known.extend(state.open_findings_anywhere()?);
     let tonight = reconcile(
         &outcome,
         &opts.accounts,
         &opts.domains,
         &on_record,
-        &restorable,
+        &known,
         &|a| state.homes_of(a),
+        &|a| Ok(!state.homes_elsewhere(a)?.is_empty()),
         opts.all,
     )?;
     let notices = notices(&tonight.new_records);
@@ -455,8 +449,9 @@ fn reconcile<'a>(
     sources: &[AccountSource],
     domains: &[String],
     on_record: &BTreeSet<(String, String)>,
-    restorable: &BTreeSet<(String, String)>,
+    known: &BTreeSet<(String, String)>,
     homes_on_record: &dyn Fn(&str) -> Result<Vec<HomeRow>>,
+    lives_elsewhere: &dyn Fn(&str) -> Result<bool>,
     all: bool,
 ) -> Result<Tonight<'a>> {
     let ownerless: BTreeSet<&str> = outcome
@@ -513,8 +508,9 @@ fn reconcile<'a>(
         let mut fresh = Vec::new();
         for f in &r.findings {
             let key = (r.email.clone(), finding_key(f));
-            // A finding retired with its account and read again is back, not new.
-            if all || !(on_record.contains(&key) || restorable.contains(&key)) {
+            // A finding on record (here or on another server: an account that moved) is not
+            // new; one retired with its account and read again is back, not new.
+            if all || !(on_record.contains(&key) || known.contains(&key)) {
                 fresh.push(f.clone());
             }
             tonight.night.seen.push(SeenFinding {
@@ -575,6 +571,12 @@ fn reconcile<'a>(
                 &outcome.sources,
                 &outcome.issues,
             ) {
+                // Gone from here for certain, and read on another server of the fleet: it
+                // moved there (its findings stay; that server's runs keep them).
+                Fate::Retire(_) if lives_elsewhere(a)? => {
+                    tonight.night.moved.push(a.to_string());
+                    continue;
+                }
                 Fate::Retire(why) => {
                     tonight.night.retired.push((a.to_string(), why));
                     continue;

@@ -130,16 +130,64 @@ crate::options! {
     pub(crate) struct StateArgs {
         /// The audit's state directory: the state database (breach-audit.sqlite: findings,
         /// notices, suspensions, runs), the verification cache and the lock. A full disk there
-        /// is an error that says "no space left on device", with the path.
+        /// is an error that says "no space left on device", with the path. With `state_url`
+        /// the database is the shared one and the directory keeps the cache and the lock.
         #[arg(long, value_name = "DIR")]
         pub(crate) state: Option<ConfigPath>,
+        /// A fleet's shared state database, `postgres://USER@HOST/DB` (or a unix socket:
+        /// `postgres://USER@%2Frun%2Fpostgresql/DB`), instead of the SQLite one in `--state`.
+        /// No password here: it comes from `--state-password-file`.
+        #[arg(long, value_name = "URL")]
+        pub(crate) state_url: Option<String>,
+        /// A 0600 file whose first line is the password of `state_url`'s user.
+        #[arg(long, value_name = "FILE")]
+        pub(crate) state_password_file: Option<ConfigPath>,
+        /// This server's name in a shared state (`london`): its runs, homes, held addresses and
+        /// suspensions are recorded under it. Required with `state_url`.
+        #[arg(long, value_name = "NAME")]
+        pub(crate) server: Option<String>,
     }
 }
 
 impl StateArgs {
-    /// The state directory, which `cmd` needs.
-    pub(crate) fn need(self, cmd: &str) -> Result<PathBuf> {
-        need(self.state, cmd, "state", "DIR").map(PathBuf::from)
+    /// Where the state is, which `cmd` needs (the directory always: the lock and the cache).
+    pub(crate) fn need(self, cmd: &str) -> Result<crate::state::StateAt> {
+        if let Some(url) = &self.state_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+                return Err(Error::Usage(format!(
+                    "state_url {}: expected postgres://USER@HOST/DB (the default SQLite state needs no URL)",
+                    crate::sources::accounts::sql::redact(url)
+                )));
+            }
+            let authority = url
+                .split_once("://")
+                .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+            if authority
+                .rsplit_once('@')
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            {
+                return Err(Error::Usage(
+                    "state_url holds a password: put it in a 0600 file named by state_password_file instead".into(),
+                ));
+            }
+        }
+        let server = self.server.unwrap_or_default();
+        if !server.is_empty()
+            && !server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(Error::Usage(format!(
+                "server {server:?}: use letters, digits, '-', '_' and '.' only"
+            )));
+        }
+        Ok(crate::state::StateAt {
+            dir: need(self.state, cmd, "state", "DIR").map(PathBuf::from)?,
+            url: self.state_url,
+            password_file: self.state_password_file.map(PathBuf::from),
+            server,
+        })
     }
 }
 

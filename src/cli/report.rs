@@ -31,16 +31,16 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
             |d| d.join(crate::page::FILE),
         ),
     };
-    if !state_dir.join(crate::state::DB_FILE).exists() {
+    if !state_dir.exists() {
         return Err(Error::bad_input(
-            &state_dir,
+            &state_dir.dir,
             "holds no breach-audit state: give the --state of `breach-audit audit`",
         ));
     }
     if a.nights == 0 {
         return Err(Error::Usage("--nights must be at least 1".into()));
     }
-    let state = crate::state::State::open(&state_dir)?;
+    let state = crate::state::State::open_at(&state_dir)?;
     if out.as_os_str() == "-" {
         let html = crate::page::render(&crate::page::load(&state, a.nights)?)?;
         use std::io::Write;

@@ -15,9 +15,8 @@ pub mod transport;
 use crate::config::ConfigPath;
 use crate::error::{Error, Result};
 use crate::messages::Warnings;
-use crate::state::{self, State};
+use crate::state::{self, State, V, p};
 use message::{NoticeAddress, NoticeFinding, Templates};
-use rusqlite::params;
 use serde::Deserialize;
 use transport::{SmtpSettings, SmtpTls, Transport, Via};
 
@@ -122,6 +121,8 @@ pub struct NotifyOutcome {
     pub operator_failed: bool,
     /// With `dry_run`: (contact, addresses) of each notice that would go.
     pub would_send: Vec<(String, usize)>,
+    /// Another server of the fleet is delivering (one runner at a time): nothing done here.
+    pub busy: bool,
 }
 
 impl NotifyOutcome {
@@ -183,16 +184,44 @@ pub fn notify(
     } else {
         Some(cfg.transport()?)
     };
-    let max_attempts = cfg.max_attempts.unwrap_or(5).max(1);
-    let retry = cfg.retry_secs()?;
     let domain = from.email.domain().to_string();
     let mut out = NotifyOutcome::default();
+    // One runner at a time across the fleet (the state directory's lock already makes it so
+    // for one server): the lock is the connection's, released when it ends or below.
+    if !state.db.try_lock(state::NOTIFY_LOCK)? {
+        out.busy = true;
+        return Ok(out);
+    }
+    let r = deliver(state, cfg, opts, warn, &from, reply_to.as_ref(), &templates, transport.as_ref(), &domain, &mut out);
+    state.db.unlock(state::NOTIFY_LOCK)?;
+    r.map(|()| out)
+}
+
+/// Deliver, holding the fleet's delivery lock.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    state: &mut State,
+    cfg: &NotifyConfig,
+    opts: &NotifyOptions,
+    warn: &Warnings,
+    from: &lettre::message::Mailbox,
+    reply_to: Option<&lettre::message::Mailbox>,
+    templates: &Templates,
+    transport: Option<&Transport>,
+    domain: &str,
+    out: &mut NotifyOutcome,
+) -> Result<()> {
+    let max_attempts = cfg.max_attempts.unwrap_or(5).max(1);
+    let retry = cfg.retry_secs()?;
     if !opts.dry_run {
         // What is owed now (a suspension applied since the audit is owed to its customer).
         state.refresh_notices()?;
     }
     for due in due_notices(state, opts.limit, opts.retry_now)? {
         crate::fsutil::check_interrupted()?;
+        // What the notice names now: exactly this is recorded as told once it is accepted
+        // (an audit on another server may add to the notice meanwhile: that is told next).
+        let named = notice_pairs(state, due.id)?;
         let addresses = notice_addresses(state, due.id)?;
         if addresses.is_empty() {
             continue;
@@ -200,98 +229,101 @@ pub fn notify(
         let to = match message::mailbox(&due.contact, "contact") {
             Ok(m) => m,
             Err(e) => {
-                record_failure(state, &due, &e.to_string(), max_attempts, retry, &mut out)?;
+                record_failure(state, &due, &e.to_string(), max_attempts, retry, out)?;
                 continue;
             }
         };
         let rendered = templates.notice(&due.contact, due.owner.as_deref(), &addresses)?;
-        let id = message_id(due.id, &domain);
-        let msg = message::build(&from, reply_to.as_ref(), &to, &id, &rendered)?;
-        let Some(t) = &transport else {
+        let id = message_id(due.id, domain);
+        let msg = message::build(from, reply_to, &to, &id, &rendered)?;
+        let Some(t) = transport else {
             out.would_send.push((due.contact.clone(), addresses.len()));
             continue;
         };
         match t.send(&msg, &id) {
-            Ok(()) => record_sent(state, &due, &id, cfg.via.unwrap_or(Via::Sendmail))
+            Ok(()) => record_sent(state, &due, &named, &id, cfg.via.unwrap_or(Via::Sendmail))
                 .map(|()| out.sent += 1)?,
             Err(why) => {
                 warn.warn(format!("notice to {} not delivered: {why}", due.contact));
-                record_failure(state, &due, &why, max_attempts, retry, &mut out)?;
+                record_failure(state, &due, &why, max_attempts, retry, out)?;
             }
         }
     }
     out.left = state.count("notices", "status IN ('pending', 'failed')")?;
     state.tally_last_run()?;
     operator_message(
-        state,
-        cfg,
-        &templates,
-        &from,
-        reply_to.as_ref(),
-        transport.as_ref(),
-        &domain,
-        &mut out,
-        warn,
-    )?;
-    Ok(out)
+        state, cfg, templates, from, reply_to, transport, domain, out, warn,
+    )
+}
+
+/// The (address, kind) pairs a notice names.
+fn notice_pairs(state: &State, id: i64) -> Result<Vec<(String, String)>> {
+    state
+        .db
+        .query(
+            "SELECT address, kind FROM notice_findings WHERE notice_id = ?1 ORDER BY address, kind",
+            p![id],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect()
 }
 
 /// Open notices whose `next_attempt` has come (with `retry_now`, every open notice).
 fn due_notices(state: &State, limit: Option<usize>, retry_now: bool) -> Result<Vec<Due>> {
-    let mut q = state
-        .conn
-        .prepare(
+    let limit = limit.map(|l| l as i64).unwrap_or(i64::MAX);
+    state
+        .db
+        .query(
             "SELECT id, contact, owner, attempts FROM notices
              WHERE status IN ('pending', 'failed')
                AND (?3 OR next_attempt IS NULL OR next_attempt <= ?1)
              ORDER BY id LIMIT ?2",
-        )
-        .map_err(state.err())?;
-    let limit = limit.map(|l| l as i64).unwrap_or(-1);
-    q.query_map(params![state::now(), limit, retry_now], |r| {
-        Ok(Due {
-            id: r.get(0)?,
-            contact: r.get(1)?,
-            owner: r.get(2)?,
-            attempts: r.get(3)?,
+            p![state::now(), limit, retry_now],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(Due {
+                id: r.get(0)?,
+                contact: r.get(1)?,
+                owner: r.get(2)?,
+                attempts: r.get::<u64>(3)? as u32,
+            })
         })
-    })
-    .map_err(state.err())?
-    .collect::<rusqlite::Result<_>>()
-    .map_err(state.err())
+        .collect()
 }
 
 /// The addresses a notice names, each with its findings, sorted.
 fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
-    let mut q = state
-        .conn
-        .prepare(
-            "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
-                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
-             FROM findings f
-             WHERE (f.address, f.kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = ?1)
-                OR (f.resolved_at IS NULL AND f.kind NOT LIKE 'unverifiable%' AND f.address IN
-                    (SELECT address FROM notice_findings WHERE notice_id = ?1 AND kind = 'outbound_suspended'))
-             ORDER BY f.address, CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, f.kind",
-        )
-        .map_err(state.err())?;
-    let rows = q
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, bool>(6)?,
-            ))
-        })
-        .map_err(state.err())?;
+    let rows = state.db.query(
+        "SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
+            EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
+         FROM findings f
+         WHERE (f.address, f.kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = ?1)
+            OR (f.resolved_at IS NULL AND f.kind NOT LIKE 'unverifiable%' AND f.address IN
+                (SELECT address FROM notice_findings WHERE notice_id = ?1 AND kind = 'outbound_suspended'))
+         ORDER BY f.address, CASE f.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, f.kind",
+        p![id],
+    )?;
     let mut out: Vec<NoticeAddress> = Vec::new();
-    for row in rows {
-        let (email, domain, severity, suspended, kind, finding, outbound_suspended) =
-            row.map_err(state.err())?;
+    for r in rows {
+        let (email, domain, severity, suspended, kind, finding, outbound_suspended): (
+            String,
+            String,
+            String,
+            bool,
+            String,
+            String,
+            bool,
+        ) = (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        );
         let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
         let f = NoticeFinding {
             kind,
@@ -334,31 +366,46 @@ fn message_id(notice: i64, domain: &str) -> String {
     format!("breach-audit.{notice}.{}@{domain}", hex::encode(r))
 }
 
-fn record_sent(state: &mut State, due: &Due, id: &str, via: Via) -> Result<()> {
+fn record_sent(
+    state: &mut State,
+    due: &Due,
+    named: &[(String, String)],
+    id: &str,
+    via: Via,
+) -> Result<()> {
     let now = state::now();
-    let path = state.path().to_path_buf();
-    let e = |x: rusqlite::Error| state::db_error(&path, &x);
-    let tx = state.conn.transaction().map_err(e)?;
-    tx.execute(
-        "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
-            attempts = attempts + 1, last_error = NULL, next_attempt = NULL WHERE id = ?1",
-        params![due.id, now, format!("<{id}>"), via.name()],
-    )
-    .map_err(e)?;
-    tx.execute(
-        "UPDATE findings SET told_at = ?2 WHERE (address, kind) IN
-            (SELECT address, kind FROM notice_findings WHERE notice_id = ?1)",
-        params![due.id, now],
-    )
-    .map_err(e)?;
-    // The notice said so of every suspended address it named.
-    tx.execute(
-        "UPDATE suspensions SET told_at = ?2 WHERE released_at IS NULL AND told_at IS NULL
-            AND address IN (SELECT address FROM notice_findings WHERE notice_id = ?1)",
-        params![due.id, now],
-    )
-    .map_err(e)?;
-    tx.commit().map_err(e)
+    let pairs: Vec<Vec<V>> = named.iter().map(|(a, k)| vec![V::T(a), V::T(k)]).collect();
+    state.db.transaction(|db| {
+        // Not while an audit rewrites what the notices name.
+        db.lock_xact(state::NOTICES_LOCK)?;
+        db.batch(
+            "DROP TABLE IF EXISTS t_told;
+             CREATE TEMP TABLE t_told (address TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (address, kind));",
+        )?;
+        db.insert_many("INSERT INTO t_told (address, kind)", 2, "ON CONFLICT DO NOTHING", &pairs)?;
+        db.execute(
+            "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
+                attempts = attempts + 1, last_error = NULL, next_attempt = NULL WHERE id = ?1",
+            p![due.id, now, format!("<{id}>"), via.name()],
+        )?;
+        // The sent notice names what the message said; anything added meanwhile is owed anew.
+        db.execute(
+            "DELETE FROM notice_findings WHERE notice_id = ?1
+               AND (address, kind) NOT IN (SELECT address, kind FROM t_told)",
+            p![due.id],
+        )?;
+        db.execute(
+            "UPDATE findings SET told_at = ?1 WHERE (address, kind) IN (SELECT address, kind FROM t_told)",
+            p![now],
+        )?;
+        // The notice said so of every suspended address it named.
+        db.execute(
+            "UPDATE suspensions SET told_at = ?1 WHERE released_at IS NULL AND told_at IS NULL
+                AND address IN (SELECT address FROM t_told)",
+            p![now],
+        )?;
+        db.batch("DROP TABLE t_told")
+    })
 }
 
 fn record_failure(
@@ -374,20 +421,17 @@ fn record_failure(
     let delay = retry
         .saturating_mul(1 << (attempts - 1).min(16))
         .min(86_400);
-    state
-        .conn
-        .execute(
-            "UPDATE notices SET status = ?2, attempts = ?3, last_error = ?4, next_attempt = ?5
-             WHERE id = ?1",
-            params![
-                due.id,
-                if held { "held" } else { "failed" },
-                attempts,
-                why.trim(),
-                state::later(delay)
-            ],
-        )
-        .map_err(state.err())?;
+    state.db.execute(
+        "UPDATE notices SET status = ?2, attempts = ?3, last_error = ?4, next_attempt = ?5
+         WHERE id = ?1",
+        p![
+            due.id,
+            if held { "held" } else { "failed" },
+            u64::from(attempts),
+            why.trim(),
+            state::later(delay)
+        ],
+    )?;
     if held {
         out.held += 1;
     } else {
@@ -403,18 +447,14 @@ fn record_failure(
 fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
     let mut items = Vec::new();
     let query = |sql: &str| -> Result<Vec<String>> {
-        let mut q = state.conn.prepare(sql).map_err(state.err())?;
-        q.query_map([], |r| r.get::<_, String>(0))
-            .map_err(state.err())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(state.err())
+        state.db.query(sql, &[])?.iter().map(|r| r.get(0)).collect()
     };
     items.extend(query(
-        "SELECT 'outbound mail suspended: ' || address || ' (' || platform || ' ' || target || ', since ' || applied_at || ')'
+        "SELECT 'outbound mail suspended: ' || address || ' (' || CASE WHEN server = '' THEN '' ELSE server || ': ' END || platform || ' ' || target || ', since ' || applied_at || ')'
          FROM suspensions WHERE released_at IS NULL AND reported_at IS NULL ORDER BY address, id",
     )?);
     items.extend(query(
-        "SELECT 'outbound mail released: ' || address || ' (' || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
+        "SELECT 'outbound mail released: ' || address || ' (' || CASE WHEN server = '' THEN '' ELSE server || ': ' END || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
          FROM suspensions WHERE released_at IS NOT NULL AND release_reported_at IS NULL ORDER BY address, id",
     )?);
     let events = items.len();
@@ -429,33 +469,52 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
          FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
     )?);
     items.extend(query(
-        "SELECT address || ': ' || problem FROM suspend_problems ORDER BY platform = '', address",
+        "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address || ': ' || problem
+         FROM suspend_problems ORDER BY server, platform = '', address",
     )?);
-    let (held, total) = state.held(state::HELD_NAMED)?;
-    let uncertain: Vec<&crate::state::Held> = held.iter().filter(|h| h.uncertain).collect();
-    for h in &uncertain {
-        items.push(format!(
-            "held (not audited, findings kept): {} - {} - for {}; `breach-audit forget` retires it if it is gone",
-            h.address,
-            h.reason,
-            crate::check::plural(h.nights, "night")
-        ));
-    }
-    if !uncertain.is_empty() && total > held.len() as u64 {
-        items.push(format!(
-            "held: {} more addresses (run.json, the page, the state's `held` table)",
-            total - held.len() as u64
-        ));
+    // Every server's held addresses and not-audited list: one message for the fleet.
+    let servers: Vec<String> = state.fleet_runs()?.into_iter().map(|r| r.server).collect();
+    let tag = |server: &str| {
+        if server.is_empty() {
+            String::new()
+        } else {
+            format!("[{server}] ")
+        }
+    };
+    for server in &servers {
+        let (held, total) = state.held_on(server, state::HELD_NAMED)?;
+        let uncertain: Vec<&crate::state::Held> = held.iter().filter(|h| h.uncertain).collect();
+        for h in &uncertain {
+            items.push(format!(
+                "{}held (not audited, findings kept): {} - {} - for {}; `breach-audit forget` retires it if it is gone",
+                tag(server),
+                h.address,
+                h.reason,
+                crate::check::plural(h.nights, "night")
+            ));
+        }
+        if !uncertain.is_empty() && total > held.len() as u64 {
+            items.push(format!(
+                "{}held: {} more addresses (run.json, the page, the state's `held` table)",
+                tag(server),
+                total - held.len() as u64
+            ));
+        }
     }
     items.extend(query(
         "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
          FROM notices WHERE status = 'held' ORDER BY id",
     )?);
-    for d in state.last_not_audited()?.unwrap_or_default() {
-        items.push(format!(
-            "not audited: {} ({}: {})",
-            d.domain, d.path, d.reason
-        ));
+    for run in state.fleet_runs()? {
+        for d in run.not_audited() {
+            items.push(format!(
+                "{}not audited: {} ({}: {})",
+                tag(&run.server),
+                d.domain,
+                d.path,
+                d.reason
+            ));
+        }
     }
     Ok((items, events))
 }
@@ -525,21 +584,15 @@ fn operator_message(
     }
     // What the message reported is not reported again.
     let now = state::now();
-    state
-        .conn
-        .execute(
-            "UPDATE suspensions SET reported_at = ?1 WHERE reported_at IS NULL",
-            [&now],
-        )
-        .map_err(state.err())?;
-    state
-        .conn
-        .execute(
-            "UPDATE suspensions SET release_reported_at = ?1
-             WHERE released_at IS NOT NULL AND release_reported_at IS NULL",
-            [&now],
-        )
-        .map_err(state.err())?;
+    state.db.execute(
+        "UPDATE suspensions SET reported_at = ?1 WHERE reported_at IS NULL",
+        p![now],
+    )?;
+    state.db.execute(
+        "UPDATE suspensions SET release_reported_at = ?1
+         WHERE released_at IS NOT NULL AND release_reported_at IS NULL",
+        p![now],
+    )?;
     state.set_meta(OPERATOR_DIGEST, &format!("{digest} {now}"))?;
     Ok(())
 }

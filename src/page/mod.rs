@@ -46,6 +46,7 @@ fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
             ..Default::default()
         },
         after: None,
+        server: String::new(),
     }
 }
 
@@ -99,6 +100,8 @@ pub struct SuspendedRow {
     pub platform: String,
     pub target: String,
     pub since: String,
+    /// The server it was applied on (empty: one server alone).
+    pub server: String,
 }
 
 /// Everything on the page.
@@ -115,91 +118,114 @@ pub struct Page {
     /// Held now (the first [`LISTED`]), and how many in all.
     pub held: Vec<crate::state::Held>,
     pub held_total: u64,
+    /// Every server's last run (one row for a server alone).
+    pub fleet: Vec<FleetRow>,
+    /// This server's name (empty: one server alone).
+    pub server: String,
     pub generated: String,
+}
+
+/// A server of the ledger, as its last run left it.
+#[derive(Debug, Serialize)]
+pub struct FleetRow {
+    pub server: String,
+    pub last_run: String,
+    pub complete: bool,
+    pub accounts: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    /// Accounts whose outbound mail is suspended there now.
+    pub suspended: u64,
+    /// Addresses held there now.
+    pub held: u64,
+    pub not_audited: Vec<crate::state::NotAudited>,
 }
 
 /// Read the page's data: the last `nights` runs and the open findings and notices.
 pub fn load(state: &State, nights: usize) -> Result<Page> {
-    let e = state.err();
     let runs = state.last_runs(nights.max(1))?;
     let top = |by: &str| -> Result<Vec<Top>> {
-        let mut q = state
-            .conn
-            .prepare(&format!(
-                "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
-                        count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
-                 FROM findings WHERE resolved_at IS NULL
-                 GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {TOP}"
-            ))
-            .map_err(&e)?;
-        q.query_map([], |r| {
-            Ok(Top {
-                name: r.get(0)?,
-                accounts: r.get::<_, i64>(1)? as u64,
-                critical: r.get::<_, i64>(2)? as u64,
+        state
+            .db
+            .query(
+                &format!(
+                    "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
+                            count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
+                     FROM findings WHERE resolved_at IS NULL
+                     GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {TOP}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Top {
+                    name: r.get(0)?,
+                    accounts: r.get(1)?,
+                    critical: r.get(2)?,
+                })
             })
-        })
-        .map_err(&e)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&e)
+            .collect()
     };
-    let mut q = state
-        .conn
-        .prepare(&format!(
-            "SELECT contact, coalesce(owner, ''), status, attempts, coalesce(last_error, ''),
-                    coalesce(next_attempt, ''),
-                    (SELECT group_concat(address, ' ') FROM
-                        (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address))
-             FROM notices WHERE status IN ('pending', 'failed', 'held')
-             ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
-             LIMIT {LISTED}"
-        ))
-        .map_err(&e)?;
-    let notices = q
-        .query_map([], |r| {
+    let notices = state
+        .db
+        .query(
+            &format!(
+                "SELECT contact, coalesce(owner, ''), status, attempts, coalesce(last_error, ''),
+                        coalesce(next_attempt, ''),
+                        (SELECT group_concat(address, ' ') FROM
+                            (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
+                 FROM notices WHERE status IN ('pending', 'failed', 'held')
+                 ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
+                 LIMIT {LISTED}"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| {
             Ok(OpenNotice {
                 contact: r.get(0)?,
                 owner: r.get(1)?,
                 status: r.get(2)?,
-                attempts: r.get::<_, i64>(3)? as u64,
+                attempts: r.get(3)?,
                 last_error: r.get(4)?,
                 next_attempt: r.get(5)?,
-                addresses: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                addresses: r.get::<Option<String>>(6)?.unwrap_or_default(),
             })
         })
-        .map_err(&e)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&e)?;
-    let mut q = state
-        .conn
-        .prepare(&format!(
-            "SELECT address, platform, target, applied_at FROM suspensions
-             WHERE released_at IS NULL ORDER BY address, platform LIMIT {LISTED}"
-        ))
-        .map_err(&e)?;
-    let suspended = q
-        .query_map([], |r| {
+        .collect::<Result<_>>()?;
+    let suspended = state
+        .db
+        .query(
+            &format!(
+                "SELECT address, platform, target, applied_at, server FROM suspensions
+                 WHERE released_at IS NULL ORDER BY address, server, platform LIMIT {LISTED}"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| {
             Ok(SuspendedRow {
                 address: r.get(0)?,
                 platform: r.get(1)?,
                 target: r.get(2)?,
                 since: r.get(3)?,
+                server: r.get(4)?,
             })
         })
-        .map_err(&e)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&e)?;
-    let mut q = state
-        .conn
-        .prepare(&format!(
-            "SELECT address, problem FROM suspend_problems ORDER BY address LIMIT {LISTED}"
-        ))
-        .map_err(&e)?;
-    let suspend_problems = q
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(&e)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&e)?;
+        .collect::<Result<_>>()?;
+    let suspend_problems = state
+        .db
+        .query(
+            &format!(
+                "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address, problem
+                 FROM suspend_problems ORDER BY server, address LIMIT {LISTED}"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<_>>()?;
+    let fleet = fleet_rows(state)?;
     let (held, held_total) = state.held(LISTED)?;
     Ok(Page {
         runs,
@@ -210,8 +236,36 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
         suspend_problems,
         held,
         held_total,
+        fleet,
+        server: state.server().to_string(),
         generated: crate::state::now(),
     })
+}
+
+/// One row per server of the ledger: its last run, what it holds now.
+fn fleet_rows(state: &State) -> Result<Vec<FleetRow>> {
+    let mut rows = Vec::new();
+    for run in state.fleet_runs()? {
+        let suspended: u64 = state.db.value(
+            "SELECT count(*) FROM suspensions WHERE server = ?1 AND released_at IS NULL",
+            crate::state::p![run.server],
+        )?;
+        let (_, held) = state.held_on(&run.server, 0)?;
+        let mut not_audited = run.not_audited();
+        not_audited.truncate(LISTED);
+        rows.push(FleetRow {
+            server: run.server.clone(),
+            last_run: run.row.started.clone(),
+            complete: run.row.complete,
+            accounts: run.row.accounts,
+            at_risk: run.row.at_risk,
+            critical: run.row.critical,
+            suspended,
+            held,
+            not_audited,
+        });
+    }
+    Ok(rows)
 }
 
 /// `+3`, `−2`, `no change`, or nothing when either side is unknown.
@@ -385,6 +439,20 @@ pub fn render(page: &Page) -> Result<String> {
         suspend_problems => ser(&page.suspend_problems),
         held => ser(&page.held),
         held_total => page.held_total,
+        fleet => ser(&page.fleet),
+        show_fleet => page.fleet.len() > 1 || page.fleet.iter().any(|f| !f.server.is_empty()),
+        server => page.server.clone(),
+        fleet_total => ser(FleetRow {
+            server: "total".into(),
+            last_run: String::new(),
+            complete: page.fleet.iter().all(|f| f.complete),
+            accounts: page.fleet.iter().map(|f| f.accounts).sum(),
+            at_risk: page.fleet.iter().map(|f| f.at_risk).sum(),
+            critical: page.fleet.iter().map(|f| f.critical).sum(),
+            suspended: page.fleet.iter().map(|f| f.suspended).sum(),
+            held: page.fleet.iter().map(|f| f.held).sum(),
+            not_audited: Vec::new(),
+        }),
         logins => ser(tonight.and_then(|r| r.logins())),
         not_audited => ser(tonight.map(|r| {
             let mut list = r.not_audited();
@@ -472,6 +540,7 @@ mod tests {
                 platform: "directadmin".into(),
                 target: "/srv/<i>da</i>/blacklist".into(),
                 since: "now".into(),
+                server: String::new(),
             }],
             suspend_problems: vec![("b@x.example".into(), "failed: <u>uapi</u>".into())],
             held: vec![crate::state::Held {
@@ -482,6 +551,8 @@ mod tests {
                 uncertain: true,
             }],
             held_total: 1,
+            fleet: Vec::new(),
+            server: String::new(),
             generated: "now".into(),
         };
         let html = render(&page).unwrap();
