@@ -1,5 +1,6 @@
-//! `install-index`: one index built elsewhere, shipped to a server and installed there without a
-//! half-copied index ever answering.
+//! `install-index` and `audit` with `rebuild = false`: one index built elsewhere, shipped to a
+//! server and installed there without a half-copied index ever answering; the server's audit
+//! never rebuilds it and says when its sources moved on.
 
 mod common;
 use common::*;
@@ -280,4 +281,147 @@ fn install_index_takes_the_index_from_the_config() {
         "{}",
         r.stderr
     );
+}
+
+/// A server's config: its index installed from elsewhere (`rebuild`: the key's line, if any),
+/// the sources the index is built from (`combo.txt`, a copy the test may change) and the sample
+/// servers' accounts.
+fn server_config(w: &Workdir, rebuild: &str) {
+    w.write(
+        "combo.txt",
+        std::fs::read(sample("combolists/customers.txt")).unwrap(),
+    );
+    w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\n{rebuild}\nhibp = [\"{}\"]\ncombolist = [\"combo.txt\"]\ndirectadmin = [\"{}\"]\ncpanel = [\"{}\"]\n",
+            sample("hibp/pwned-passwords-sha1.txt").display(),
+            sample("servers/directadmin").display(),
+            sample("servers/cpanel").display(),
+        ),
+    );
+}
+
+fn run_json(w: &Workdir) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(w.path("out/run.json")).unwrap()).unwrap()
+}
+
+/// Build the config's index "elsewhere" (ship/idx, from the config's own sources) and install it.
+fn build_and_install(w: &Workdir) {
+    let r = w.run(&[
+        "build",
+        "--config",
+        "audit.toml",
+        "--index",
+        "ship/idx",
+        "-q",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = w.run(&[
+        "install-index",
+        "--config",
+        "audit.toml",
+        "--from",
+        "ship/idx",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+const LEAK: &str = "quiet@example.com:never leaked 7c1a\n";
+
+#[test]
+fn audit_with_rebuild_false_reports_a_changed_source_and_never_rebuilds() {
+    let w = Workdir::new();
+    server_config(&w, "rebuild = false");
+    build_and_install(&w);
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("stale"), "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["index_stale"], false, "{run}");
+    assert_eq!(run["index_stale_reason"], serde_json::Value::Null, "{run}");
+    let installed = manifest(&w, "idx");
+    // The combolist grows on the build machine's shared copy: a new critical leak.
+    let mut combo = std::fs::read_to_string(w.path("combo.txt")).unwrap();
+    combo.push_str(LEAK);
+    w.write("combo.txt", &combo);
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    // Not rebuilt: the new leak is not seen, nothing is new.
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(manifest(&w, "idx"), installed);
+    assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
+    let combo_path = w.path("combo.txt").canonicalize().unwrap();
+    for want in [
+        "warning: the index ".to_string(),
+        format!("is stale: combolist {} changed", combo_path.display()),
+        "install a fresh index with install-index".to_string(),
+    ] {
+        assert!(r.stderr.contains(&want), "{want:?} not in {}", r.stderr);
+    }
+    let run = run_json(&w);
+    assert_eq!(run["index_stale"], true, "{run}");
+    assert_eq!(run["index_rebuilt"], false, "{run}");
+    assert!(
+        run["index_stale_reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("combo.txt changed since it was built")),
+        "{run}"
+    );
+    // --no-rebuild does the same with a config that allows rebuilds...
+    server_config(&w, "");
+    w.write("combo.txt", &combo);
+    let r = w.run(&["audit", "--config", "audit.toml", "--no-rebuild"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(manifest(&w, "idx"), installed);
+    assert_eq!(run_json(&w)["index_stale"], true);
+    // ...and without it the same audit rebuilds and finds the leak: the source really changed.
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    assert_ne!(manifest(&w, "idx"), installed);
+    assert_eq!(run_json(&w)["index_stale"], false);
+    assert!(
+        std::fs::read_to_string(w.path("out/new.jsonl"))
+            .unwrap()
+            .contains("quiet@example.com")
+    );
+}
+
+#[test]
+fn audit_with_rebuild_false_and_no_sources_compares_nothing() {
+    // A fleet server that has only the shipped index, not the dumps it was built from.
+    let w = Workdir::new();
+    server_config(&w, "rebuild = false");
+    build_and_install(&w);
+    let cfg = std::fs::read_to_string(w.path("audit.toml")).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("hibp") && !l.starts_with("combolist"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    w.write("audit.toml", cfg);
+    let installed = manifest(&w, "idx");
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("stale"), "{}", r.stderr);
+    assert_eq!(run_json(&w)["index_stale"], false);
+    assert_eq!(manifest(&w, "idx"), installed);
+}
+
+#[test]
+fn audit_with_rebuild_false_and_no_index_is_an_error_naming_it() {
+    let w = Workdir::new();
+    server_config(&w, "rebuild = false");
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for want in [
+        "idx: does not exist",
+        "rebuild = false",
+        "install one with `breach-audit install-index",
+    ] {
+        assert!(r.stderr.contains(want), "{want:?} not in {}", r.stderr);
+    }
+    // Nothing was built.
+    assert!(!w.path("idx").exists());
+    assert!(!w.path("out/run.json").exists());
 }
