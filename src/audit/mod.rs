@@ -58,6 +58,9 @@ pub struct AuditOptions {
     pub keep_passwords: KeepPasswords,
     /// See [`BuildOptions::combolist_ntlm`].
     pub combolist_ntlm: bool,
+    /// Never rebuild the index (`rebuild = false`): it is built elsewhere and installed with
+    /// `install-index`; a stale one is reported, a missing one is an error.
+    pub no_rebuild: bool,
     /// Report every current finding as new.
     pub all: bool,
     pub progress: bool,
@@ -96,6 +99,8 @@ pub enum KeepPasswords {
 #[derive(Debug)]
 pub struct AuditOutcome {
     pub rebuilt: bool,
+    /// With `no_rebuild`: why the index is older than its sources (it was not rebuilt).
+    pub index_stale: Option<String>,
     pub summary: CheckSummary,
     /// Domains not audited tonight, or audited with no owner to tell (see [`DomainIssue`]).
     pub issues: Vec<DomainIssue>,
@@ -188,7 +193,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         ));
     }
     let keep = kept_domains(opts);
-    let rebuilt = rebuild_if_stale(opts, keep, warn)?;
+    let (rebuilt, index_stale) = rebuild_if_stale(opts, keep, warn)?;
 
     let index = Index::open(&opts.index)?;
     let cache = crate::verify::cache::Verifier::load(
@@ -252,6 +257,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     write_notices_jsonl(&opts.out.join("notices.jsonl"), &tonight.new_records)?;
     let mut done = AuditOutcome {
         rebuilt,
+        index_stale,
         summary: outcome.summary.clone(),
         issues: outcome.issues.clone(),
         alerts: outcome.alerts.clone(),
@@ -408,14 +414,38 @@ fn kept_domains(opts: &AuditOptions) -> Option<Vec<String>> {
 }
 
 /// Rebuild the index when a source changed (or it is missing, or of another format, or lacks
-/// the passwords of a domain it should keep); did it?
+/// the passwords of a domain it should keep); did it? With `no_rebuild` never: a missing index is
+/// an error, a stale one a warning, and why it is stale is returned (for run.json).
 fn rebuild_if_stale(
     opts: &AuditOptions,
     keep: Option<Vec<String>>,
     warn: &Warnings,
-) -> Result<bool> {
-    if !needs_rebuild(opts, keep.as_deref())? {
-        return Ok(false);
+) -> Result<(bool, Option<String>)> {
+    if opts.no_rebuild {
+        if let Err(Error::Missing { path, what }) = Manifest::read(&opts.index) {
+            return Err(Error::index(
+                path,
+                format!(
+                    "{what}, and audit does not build it (rebuild = false): install one with `breach-audit install-index --from DIR --index {}`",
+                    opts.index.display()
+                ),
+            ));
+        }
+        // Without sources there is nothing to compare the installed index with.
+        if opts.hibp.is_empty() && opts.combolists.is_empty() {
+            return Ok((false, None));
+        }
+        let stale = needs_rebuild(opts, keep.as_deref())?;
+        if let Some(why) = &stale {
+            warn.warn(format!(
+                "the index {} is stale: {why}; not rebuilt (rebuild = false): install a fresh index with install-index",
+                opts.index.display()
+            ));
+        }
+        return Ok((false, stale));
+    }
+    if needs_rebuild(opts, keep.as_deref())?.is_none() {
+        return Ok((false, None));
     }
     let b = BuildOptions {
         index: opts.index.clone(),
@@ -428,7 +458,7 @@ fn rebuild_if_stale(
         combolist_ntlm: opts.combolist_ntlm,
     };
     build::build(&b, warn)?;
-    Ok(true)
+    Ok((true, None))
 }
 
 /// Tonight's findings against those on record.
@@ -829,29 +859,44 @@ fn finding_key(f: &Finding) -> String {
     }
 }
 
-/// Does the index need rebuilding: missing, unreadable, or built from other sources or from
-/// sources that changed (size, mtime or content fingerprint)?
-fn needs_rebuild(opts: &AuditOptions, keep: Option<&[String]>) -> Result<bool> {
-    let Ok(manifest) = Manifest::read(&opts.index) else {
-        return Ok(true);
+/// Does the index need rebuilding, and why: missing, unreadable, or built from other sources or
+/// from sources that changed (size, mtime or content fingerprint)?
+fn needs_rebuild(opts: &AuditOptions, keep: Option<&[String]>) -> Result<Option<String>> {
+    let manifest = match Manifest::read(&opts.index) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(format!("it cannot be read ({e})"))),
     };
     if !opts.combolists.is_empty() {
         let kept = manifest
             .emails
             .as_ref()
             .and_then(|e| e.kept_domains.as_ref());
-        let covered = match (keep, kept) {
-            (None, None) => true,
+        let uncovered = match (keep, kept) {
+            (None, None) => None,
             // Built keeping every domain's passwords, or only some: rebuild to match.
-            (None, Some(_)) | (Some(_), None) => false,
-            (Some(want), Some(have)) => want.iter().all(|d| have.binary_search(d).is_ok()),
+            (None, Some(_)) => Some(
+                "it keeps leaked passwords of some domains only, not of every domain".to_string(),
+            ),
+            (Some(_), None) => Some(
+                "it keeps every domain's leaked passwords, not only keep_passwords_for's"
+                    .to_string(),
+            ),
+            (Some(want), Some(have)) => want
+                .iter()
+                .find(|d| have.binary_search(d).is_err())
+                .map(|d| format!("it does not keep the leaked passwords of {d}")),
         };
-        let ntlm_wanted = opts.combolist_ntlm
+        if uncovered.is_some() {
+            return Ok(uncovered);
+        }
+        if opts.combolist_ntlm
             && !manifest
                 .maps
-                .contains_key(&Origin::Combolists.map_name(HashKind::Ntlm));
-        if !covered || ntlm_wanted {
-            return Ok(true);
+                .contains_key(&Origin::Combolists.map_name(HashKind::Ntlm))
+        {
+            return Ok(Some(
+                "it has no NTLM map of combolist passwords (combolist_ntlm)".to_string(),
+            ));
         }
     }
     let wanted: Vec<(&str, &PathBuf)> = opts
@@ -860,15 +905,35 @@ fn needs_rebuild(opts: &AuditOptions, keep: Option<&[String]>) -> Result<bool> {
         .map(|p| ("hibp", p))
         .chain(opts.combolists.iter().map(|p| ("combolist", p)))
         .collect();
-    if wanted.len() != manifest.sources.len() {
-        return Ok(true);
-    }
-    for ((kind, path), rec) in wanted.iter().zip(&manifest.sources) {
-        if rec.kind != *kind || rec.path != path.display().to_string() || changed(path, rec)? {
-            return Ok(true);
+    for (i, (kind, path)) in wanted.iter().enumerate() {
+        let Some(rec) = manifest.sources.get(i) else {
+            return Ok(Some(format!(
+                "{kind} {} is not one of its sources",
+                path.display()
+            )));
+        };
+        if rec.kind != *kind || rec.path != path.display().to_string() {
+            return Ok(Some(format!(
+                "it was built from {} {}, not {kind} {}",
+                rec.kind,
+                rec.path,
+                path.display()
+            )));
+        }
+        if changed(path, rec)? {
+            return Ok(Some(format!(
+                "{kind} {} changed since it was built",
+                path.display()
+            )));
         }
     }
-    Ok(false)
+    if let Some(rec) = manifest.sources.get(wanted.len()) {
+        return Ok(Some(format!(
+            "it was built from {} {} as well, no longer configured",
+            rec.kind, rec.path
+        )));
+    }
+    Ok(None)
 }
 
 fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {

@@ -42,6 +42,8 @@ pub(super) fn write_run(
         "finished": secs(std::time::SystemTime::now()),
         "complete": o.complete(),
         "index_rebuilt": o.rebuilt,
+        "index_stale": o.index_stale.is_some(),
+        "index_stale_reason": o.index_stale,
         "accounts": s.accounts,
         "compared": s.compared,
         "salted": s.salted,

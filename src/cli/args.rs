@@ -48,6 +48,7 @@ impl Config {
             fields::<StateArgs>(),
             fields::<OutArgs>(),
             fields::<InputArgs>(),
+            fields::<RebuildArgs>(),
             fields::<AccountArgs>(),
             fields::<JudgeArgs>(),
             fields::<DomainSelect>(),
@@ -94,8 +95,8 @@ crate::options! {
     /// `--index DIR`.
     #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
     pub(crate) struct IndexArgs {
-        /// The index directory (`build` creates or replaces it; `audit` rebuilds it in place,
-        /// atomically, when a source changed).
+        /// The index directory (`build` and `install-index` create or replace it; `audit`
+        /// rebuilds it in place, atomically, when a source changed, unless `rebuild = false`).
         #[arg(long, value_name = "DIR")]
         pub(crate) index: Option<ConfigPath>,
     }
@@ -258,6 +259,31 @@ impl InputArgs {
 
     pub(crate) fn combolists(&self) -> Vec<PathBuf> {
         self.combolist.iter().cloned().map(PathBuf::from).collect()
+    }
+}
+
+crate::options! {
+    /// Whether `audit` may rebuild the index (`rebuild = false` in the config, `--no-rebuild`).
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default)]
+    pub(crate) struct RebuildArgs {
+        /// Never rebuild the index (config: `rebuild = false`), for a server whose index is
+        /// built on another machine and installed with `install-index`. Sources (hibp,
+        /// combolist) that changed since the index was built are reported (a warning, and
+        /// run.json's index_stale), not rebuilt from; without sources nothing is compared. A
+        /// missing index is an error.
+        #[arg(long)]
+        #[serde(skip)]
+        pub(crate) no_rebuild: bool,
+        /// The config's `rebuild` key (default true).
+        #[arg(skip)]
+        pub(crate) rebuild: Option<bool>,
+    }
+}
+
+impl RebuildArgs {
+    /// May `audit` rebuild the index? Not when `--no-rebuild` or `rebuild = false` says so.
+    pub(crate) fn rebuild(&self) -> bool {
+        !self.no_rebuild && self.rebuild != Some(false)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::Exit;
 use super::args::{
     AccountArgs, Config, ConfigArg, DomainSelect, IndexArgs, InputArgs, JudgeArgs, KeepFor,
-    OutArgs, Sections, StateArgs, Verbosity, need, print_alerts, read_domains,
+    OutArgs, RebuildArgs, Sections, StateArgs, Verbosity, need, print_alerts, read_domains,
 };
 use crate::audit::{AuditOptions, AuditRun, KeepPasswords};
 use crate::check::plural;
@@ -25,6 +25,10 @@ verify_budget, digest_md5_realms, and a [limits] section with the --cost-limit k
 overrides its key (a repeated flag replaces the whole list; --domain or --domains-file replace
 both keys). Relative paths in it are relative to the file's directory. --show-config prints what
 a run would use.
+
+rebuild = false (as --no-rebuild): the index is built on another machine and installed with
+`breach-audit install-index`; audit never rebuilds it, reports sources that changed since it was
+built (a warning and run.json's index_stale) and fails when it is missing.
 
 Its [notify] section (for --notify and `breach-audit notify`): from (the sender, required),
 reply_to, operator (who gets what customers must not), via (sendmail, smtp or outbox; default
@@ -70,6 +74,8 @@ pub(crate) struct AuditArgs {
     #[command(flatten)]
     pub(crate) inputs: InputArgs,
     #[command(flatten)]
+    pub(crate) rebuild: RebuildArgs,
+    #[command(flatten)]
     pub(crate) accounts: AccountArgs,
     #[command(flatten)]
     pub(crate) domains: DomainSelect,
@@ -108,6 +114,8 @@ struct Effective {
     out: OutArgs,
     #[serde(flatten)]
     inputs: InputArgs,
+    #[serde(flatten)]
+    rebuild: RebuildArgs,
     #[serde(flatten)]
     accounts: AccountArgs,
     #[serde(flatten)]
@@ -252,6 +260,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         state: cfg.merge(a.state)?,
         out: cfg.merge(a.out)?,
         inputs: cfg.merge(a.inputs)?,
+        rebuild: cfg.merge(a.rebuild)?,
         accounts: cfg.merge(a.accounts)?,
         domains: cfg.merge(a.domains)?,
         judge: cfg.merge(a.judge)?,
@@ -269,6 +278,10 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         if e.accounts.ldap.ldap.is_some() {
             let flag = std::mem::take(&mut e.accounts.ldap);
             e.accounts.ldap_tables.insert(0, flag);
+        }
+        // `--no-rebuild` shown as the key it stands for.
+        if e.rebuild.no_rebuild {
+            e.rebuild.rebuild = Some(false);
         }
         // The cost limits as they will apply: --cost-limit over [limits].
         e.judge.limits = Some(e.judge.verify_policy()?.limits);
@@ -313,6 +326,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
             ),
         },
         combolist_ntlm: e.inputs.combolist_ntlm,
+        no_rebuild: !e.rebuild.rebuild(),
         accounts: e.accounts.into_sources()?,
         all: a.all,
         progress: !a.out_opts.quiet,

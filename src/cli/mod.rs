@@ -12,6 +12,7 @@ mod check;
 mod domain;
 mod forget;
 mod info;
+mod install;
 mod lookup;
 mod notify;
 mod report;
@@ -78,6 +79,19 @@ enum Cmd {
     Info(args::IndexOnly),
     /// Check every byte of an index; exits 2 on any damage.
     Verify(args::IndexOnly),
+    /// Install an index built on another machine (copied here, e.g. with rsync, to --from) as
+    /// --index, without a half-copied index ever answering.
+    ///
+    /// Copies --from into a private directory beside --index (0700, files 0600 and fsynced),
+    /// verifies the copy as `verify` does (the manifest, every file's size, every byte's
+    /// checksum, every file of the same build), then swaps it in atomically as `build` does; the
+    /// previous index is removed, and `serve` picks the new one up. A --from that is incomplete
+    /// or damaged (a file missing or truncated, a bad manifest) is refused, naming the file:
+    /// --index is left as it was. Installing the index --index already holds (the same
+    /// manifest) does nothing and says so. Prints one line: what was installed, built when, from
+    /// what, how many hashes and addresses. Pair with `rebuild = false` in the audit config.
+    /// Exit codes: 0 installed (or already there), 2 error (nothing changed).
+    InstallIndex(install::InstallIndexArgs),
     /// The nightly job: rebuild the index if a source changed, check every account, and write
     /// what is new since the last run for the notice mailer.
     ///
@@ -169,6 +183,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Lookup(a) => lookup::run(a),
         Cmd::Info(a) => info::run_info(a),
         Cmd::Verify(a) => info::run_verify(a),
+        Cmd::InstallIndex(a) => install::run(a),
         Cmd::Audit(a) => audit::run(a),
         Cmd::Notify(a) => notify::run(a),
         Cmd::Suspend(a) => suspend::run(a),

@@ -6,13 +6,15 @@
 //! An index is never modified in place. `build` writes a complete new directory beside the old one
 //! and swaps it in with one atomic `renameat2(RENAME_EXCHANGE)` (or, where the file system lacks it,
 //! two renames), so a failed or killed build leaves the old index answering, and a process that
-//! has the old index open keeps reading the old files.
+//! has the old index open keeps reading the old files. `install-index` ships an index built
+//! elsewhere the same way ([`install`]): copied beside, verified, exchanged.
 
 pub mod build;
 mod combo;
 pub mod emails;
 pub mod fst;
 mod ingest;
+pub mod install;
 pub mod keys;
 pub mod manifest;
 pub mod mapfile;
