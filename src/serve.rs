@@ -296,7 +296,10 @@ impl Recorder {
                 db.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    p![format!("{k}{suffix}"), c.load(Ordering::Relaxed).to_string()],
+                    p![
+                        format!("{k}{suffix}"),
+                        c.load(Ordering::Relaxed).to_string()
+                    ],
                 )?;
             }
             Ok(())

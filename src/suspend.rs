@@ -574,7 +574,11 @@ fn record_problems(state: &State, out: &SuspendOutcome, only: Option<Platform>) 
     for p in &out.places {
         for (a, why) in &p.failed {
             rows.insert(
-                (a.clone(), p.place.platform.name().into(), p.place.target.clone()),
+                (
+                    a.clone(),
+                    p.place.platform.name().into(),
+                    p.place.target.clone(),
+                ),
                 format!("failed at {}: {why}", p.place),
             );
         }
@@ -582,7 +586,14 @@ fn record_problems(state: &State, out: &SuspendOutcome, only: Option<Platform>) 
     let rows: Vec<Vec<V>> = rows
         .iter()
         .map(|((a, platform, target), problem)| {
-            vec![V::T(server), V::T(a), V::T(platform), V::T(target), V::T(problem), V::T(&now)]
+            vec![
+                V::T(server),
+                V::T(a),
+                V::T(platform),
+                V::T(target),
+                V::T(problem),
+                V::T(&now),
+            ]
         })
         .collect();
     state.db.insert_many(

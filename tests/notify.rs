@@ -3,78 +3,17 @@
 //! stand-in, whose messages a real RFC 5322 parser reads back).
 
 mod common;
+use common::mta::{SmtpSink, free_port};
 use common::*;
 use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "postmaster@isp.example";
 
 fn s(p: &Path) -> String {
     p.display().to_string()
-}
-
-/// Postfix's smtp-sink on a free loopback port, dumping each message to a file; killed on drop.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl SmtpSink {
-    fn start(port: u16) -> SmtpSink {
-        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("smtp-sink not found: install Debian's postfix package (scripts/test.sh does)");
-        let dir = tempfile::tempdir().unwrap();
-        // smtp-sink drops root privileges to `nobody`, who must be able to write the dumps.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut cmd = Command::new(bin);
-        if is_root() {
-            cmd.args(["-u", "nobody"]);
-        }
-        let child = cmd
-            .arg("-d")
-            .arg(format!("{}/msg-", dir.path().display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("16")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start smtp-sink");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "smtp-sink did not start listening on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        SmtpSink { child, port, dir }
-    }
-
-    /// Every message received so far, parsed.
-    fn messages(&self) -> Vec<Mail> {
-        read_messages(self.dir.path(), "msg-")
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A message as a real parser reads it.
@@ -222,7 +161,7 @@ fn three_contacts_are_told_once_each_through_a_real_smtp_server() {
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("notify: 3 notices sent"), "{}", r.stderr);
-    let msgs = sink.messages();
+    let msgs = read_messages(sink.dir(), "msg-");
     assert_eq!(recipients(&msgs), THREE, "{msgs:?}");
     for m in customer_mail(&msgs) {
         assert!(m.subject.starts_with("Security notice: "), "{}", m.subject);
@@ -311,7 +250,7 @@ fn three_contacts_are_told_once_each_through_a_real_smtp_server() {
     // Night 2: nothing new, nobody told twice.
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(recipients(&read_messages(sink.dir(), "msg-")), THREE);
 }
 
 #[test]
@@ -349,10 +288,10 @@ fn a_transport_that_is_down_tells_nobody_and_the_next_run_delivers_exactly_once(
     let sink = SmtpSink::start(port);
     let r = run(&w, &["notify", "--config", &cfg]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(recipients(&read_messages(sink.dir(), "msg-")), THREE);
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(recipients(&read_messages(sink.dir(), "msg-")), THREE);
 }
 
 #[test]
@@ -363,7 +302,7 @@ fn findings_without_a_contact_go_to_the_operator_until_one_appears() {
     let cfg = s(&smtp_config(&w, sink.port));
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let msgs = sink.messages();
+    let msgs = read_messages(sink.dir(), "msg-");
     assert_eq!(
         recipients(&msgs),
         ["alice.owner@isp.example", "carl@owner.example"]
@@ -392,7 +331,7 @@ fn findings_without_a_contact_go_to_the_operator_until_one_appears() {
     );
     let r = run(&w, &["audit", "--config", &cfg, "--notify"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let msgs = sink.messages();
+    let msgs = read_messages(sink.dir(), "msg-");
     assert_eq!(recipients(&msgs), THREE);
     let bob = customer_mail(&msgs)
         .into_iter()
@@ -449,7 +388,7 @@ fn a_dry_run_renders_everything_and_changes_nothing() {
         "content on stderr"
     );
     assert_eq!(snapshot(&w), before);
-    assert!(sink.messages().is_empty());
+    assert!(read_messages(sink.dir(), "msg-").is_empty());
 }
 
 #[test]
@@ -581,7 +520,7 @@ fn a_notice_that_keeps_failing_is_held_and_reported_to_the_operator() {
     let sink = SmtpSink::start(port);
     let r = run(&w, &["notify", "--config", &cfg]);
     assert_eq!(r.code, 0, "the operator was told: {}", r.stderr);
-    let msgs = sink.messages();
+    let msgs = read_messages(sink.dir(), "msg-");
     assert!(customer_mail(&msgs).is_empty(), "{msgs:?}");
     let op: Vec<&Mail> = msgs.iter().filter(|m| m.to == OPERATOR).collect();
     assert_eq!(op.len(), 1);
@@ -680,12 +619,12 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
         "{}",
         r.stderr
     );
-    assert!(customer_mail(&sink.messages()).is_empty());
+    assert!(customer_mail(&read_messages(sink.dir(), "msg-")).is_empty());
     // ...and --retry-now delivers every one of them at once, once.
     let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("3 notices sent"), "{}", r.stderr);
-    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(recipients(&read_messages(sink.dir(), "msg-")), THREE);
     assert_eq!(
         scalar(
             &w,
@@ -695,7 +634,7 @@ fn retry_now_delivers_failed_notices_before_their_retry_time_and_errors_name_the
     );
     let r = run(&w, &["notify", "--config", &cfg, "--retry-now"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(recipients(&sink.messages()), THREE);
+    assert_eq!(recipients(&read_messages(sink.dir(), "msg-")), THREE);
 }
 
 #[test]

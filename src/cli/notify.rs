@@ -52,6 +52,10 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
             );
             Ok(Exit::Locked)
         }
+        NotifyRun::Done(o) if o.busy => {
+            eprintln!("breach-audit: notify: {o}");
+            Ok(Exit::Locked)
+        }
         NotifyRun::Done(o) => {
             if a.dry_run {
                 for (contact, n) in &o.would_send {

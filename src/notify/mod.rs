@@ -134,6 +134,12 @@ impl NotifyOutcome {
 
 impl std::fmt::Display for NotifyOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.busy {
+            return write!(
+                f,
+                "another server of the fleet is delivering (one at a time); nothing sent here"
+            );
+        }
         write!(
             f,
             "{} sent, {} failed (retried later), {} held, {} still pending; operator message: {}",
@@ -192,7 +198,18 @@ pub fn notify(
         out.busy = true;
         return Ok(out);
     }
-    let r = deliver(state, cfg, opts, warn, &from, reply_to.as_ref(), &templates, transport.as_ref(), &domain, &mut out);
+    let r = deliver(
+        state,
+        cfg,
+        opts,
+        warn,
+        &from,
+        reply_to.as_ref(),
+        &templates,
+        transport.as_ref(),
+        &domain,
+        &mut out,
+    );
     state.db.unlock(state::NOTIFY_LOCK)?;
     r.map(|()| out)
 }
@@ -459,10 +476,10 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
     )?);
     let events = items.len();
     items.extend(query(
-        "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ')
+        "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ' ORDER BY kind)
            || ' - no contact address is known; the customer is told once one is'
          FROM findings WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NULL
-           AND kind NOT LIKE 'unverifiable%' GROUP BY address ORDER BY address",
+           AND kind NOT LIKE 'unverifiable%' GROUP BY address, owner ORDER BY address",
     )?);
     items.extend(query(
         "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'

@@ -219,8 +219,9 @@ fn pg_text(e: &postgres::Error) -> String {
 /// Worth running the step again: a serialization failure or a deadlock.
 fn retryable(e: &postgres::Error) -> bool {
     use postgres::error::SqlState;
-    e.code()
-        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
 }
 
 thread_local! {
@@ -331,7 +332,8 @@ impl Db {
     pub(crate) fn sqlite(path: &Path) -> Result<Db> {
         let conn = rusqlite::Connection::open(path).map_err(|e| super::db_error(path, &e))?;
         let sq = |e: rusqlite::Error| super::db_error(path, &e);
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sq)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sq)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(sq)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(sq)?;
@@ -360,8 +362,7 @@ impl Db {
             cfg.connect_timeout(std::time::Duration::from_secs(15));
         }
         cfg.application_name("breach-audit");
-        let tls = native_tls::TlsConnector::new()
-            .map_err(|e| fail(format!("TLS set-up: {e}")))?;
+        let tls = native_tls::TlsConnector::new().map_err(|e| fail(format!("TLS set-up: {e}")))?;
         let client = cfg
             .connect(postgres_native_tls::MakeTlsConnector::new(tls))
             .map_err(|e| fail(format!("cannot connect: {}", pg_text(&e))))?;
@@ -416,7 +417,9 @@ impl Db {
     pub(crate) fn execute(&self, sql: &str, params: &[V]) -> Result<u64> {
         match &mut *self.inner.borrow_mut() {
             Inner::Sqlite(c) => {
-                let mut st = c.prepare_cached(sql).map_err(|e| super::db_error(&self.label, &e))?;
+                let mut st = c
+                    .prepare_cached(sql)
+                    .map_err(|e| super::db_error(&self.label, &e))?;
                 st.execute(rusqlite::params_from_iter(params.iter().map(sqlite_value)))
                     .map(|n| n as u64)
                     .map_err(|e| super::db_error(&self.label, &e))
@@ -504,7 +507,9 @@ impl Db {
     /// Run statements separated by `;` (no parameters).
     pub(crate) fn batch(&self, sql: &str) -> Result<()> {
         match &mut *self.inner.borrow_mut() {
-            Inner::Sqlite(c) => c.execute_batch(sql).map_err(|e| super::db_error(&self.label, &e)),
+            Inner::Sqlite(c) => c
+                .execute_batch(sql)
+                .map_err(|e| super::db_error(&self.label, &e)),
             Inner::Postgres { client, .. } => client
                 .batch_execute(&to_postgres(sql))
                 .map_err(|e| Self::pg_err(&self.label, &e)),
@@ -640,8 +645,11 @@ impl Db {
             Engine::Postgres => {
                 self.batch(&schema_for_postgres(sql))?;
                 self.execute("DELETE FROM breach_audit_schema", &[])?;
-                self.execute("INSERT INTO breach_audit_schema (version) VALUES (?1)", p![n])
-                    .map(|_| ())
+                self.execute(
+                    "INSERT INTO breach_audit_schema (version) VALUES (?1)",
+                    p![n],
+                )
+                .map(|_| ())
             }
         }
     }
@@ -684,12 +692,16 @@ mod tests {
     fn sqlite_round_trips_cells_and_rolls_back_a_failed_step() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::sqlite(&dir.path().join("x.sqlite")).unwrap();
-        db.batch("CREATE TABLE t (a TEXT PRIMARY KEY, n INTEGER, o TEXT)").unwrap();
+        db.batch("CREATE TABLE t (a TEXT PRIMARY KEY, n INTEGER, o TEXT)")
+            .unwrap();
         db.insert_many(
             "INSERT INTO t (a, n, o)",
             3,
             "",
-            &[vec![V::T("x"), V::I(7), V::Null], vec![V::T("y"), V::I(1), V::T("z")]],
+            &[
+                vec![V::T("x"), V::I(7), V::Null],
+                vec![V::T("y"), V::I(1), V::T("z")],
+            ],
         )
         .unwrap();
         let r = db.query("SELECT a, n, o FROM t ORDER BY a", &[]).unwrap();

@@ -24,8 +24,8 @@
 mod db;
 
 use crate::error::{Error, IoContext, Result};
-pub(crate) use db::{Db, Engine, V, p};
 pub(crate) use db::ToV;
+pub(crate) use db::{Db, Engine, V, p};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -479,8 +479,7 @@ impl State {
                 let p = PathBuf::from(format!("{}{side}", st.path.display()));
                 if p.exists() {
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                        .at(&p)?;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).at(&p)?;
                 }
             }
         }
@@ -948,7 +947,10 @@ impl State {
 
     /// A value of the `meta` table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        match self.db.query_opt("SELECT value FROM meta WHERE key = ?1", p![key])? {
+        match self
+            .db
+            .query_opt("SELECT value FROM meta WHERE key = ?1", p![key])?
+        {
             Some(r) => r.get(0),
             None => Ok(None),
         }
@@ -984,8 +986,10 @@ impl State {
 
     /// When this server's last recorded run started, if any.
     pub fn last_run_started(&self) -> Result<Option<String>> {
-        self.db
-            .value("SELECT max(started) FROM runs WHERE server = ?1", p![self.server])
+        self.db.value(
+            "SELECT max(started) FROM runs WHERE server = ?1",
+            p![self.server],
+        )
     }
 
     /// This server's last `n` runs, oldest first.
@@ -1292,10 +1296,7 @@ impl State {
         } else {
             format!("hook_failures_read:{}", self.server)
         };
-        let read_until: i64 = self
-            .meta(&key)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let read_until: i64 = self.meta(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut failures = 0;
         let mut newest = read_until;
         match std::fs::read(file) {

@@ -169,6 +169,16 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Stop the server now (it is not started again).
+    pub fn stop(&self) {
+        let data = self.dir.path().join("pg/data").display().to_string();
+        let _ = self
+            .cmd("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("pg/data").display().to_string();

@@ -1,8 +1,10 @@
 //! The mail servers' own readers of what `suspend` writes: Postfix's `postmap -q` and Exim's
-//! `lsearch` (DirectAdmin's SpamBlocker lookup), run on the test's files.
+//! `lsearch` (DirectAdmin's SpamBlocker lookup), run on the test's files; and Postfix's
+//! `smtp-sink`, the SMTP server notices are delivered to.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Postfix's configuration directory for the tests: a package installed with "No configuration"
 /// has no main.cf, which postmap needs (a real server has one). Its own host names, so postmap
@@ -78,4 +80,66 @@ pub fn exim_lsearch(file: &Path, address: &str) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Postfix's smtp-sink on a free loopback port, dumping each message to a file; killed on drop.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SmtpSink {
+    pub fn start(port: u16) -> SmtpSink {
+        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("smtp-sink not found: install Debian's postfix package (scripts/test.sh does)");
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops root privileges to `nobody`, who must be able to write the dumps.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cmd = Command::new(bin);
+        if super::is_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        let child = cmd
+            .arg("-d")
+            .arg(format!("{}/msg-", dir.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("16")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start smtp-sink");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "smtp-sink did not start listening on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpSink { child, port, dir }
+    }
+
+    /// The directory the messages are dumped in (files `msg-*`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,522 @@
+//! A fleet of three servers sharing one ledger in a real PostgreSQL (initdb/pg_ctl, a unix
+//! socket, a least-privilege role whose password comes from a 0600 file): london (a cPanel
+//! tree, suspended through a recording `uapi`), paris (a DirectAdmin tree, whose blacklist Exim's
+//! `lsearch` reads) and berlin (a Dovecot passwd-file, suspended in a Postfix map). Notices go to
+//! Postfix's `smtp-sink`. The cases of issue 28: audits at the same time, one message per contact
+//! whatever servers its domains live on, two `notify` at once, a domain moved from cPanel on one
+//! server to DirectAdmin on another with its notice sent and its suspension in place, the fleet
+//! page, a server's audit killed mid-transaction, and the database down.
+
+mod common;
+use common::db::Postgres;
+use common::mta::{SmtpSink, exim_lsearch, free_port};
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A crypt hash made by Dovecot's own `doveadm pw` (5000-round sha512-crypt).
+fn hash(password: &str) -> String {
+    let o = Command::new("doveadm")
+        .args(["pw", "-s", "SHA512-CRYPT", "-r", "5000", "-p", password])
+        .output()
+        .expect("doveadm not found: install Debian's dovecot-core (scripts/test.sh does)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
+/// A domain: its mailboxes (local part, password) and its owner, whose contact is
+/// `OWNER@owners.example`.
+struct Domain {
+    name: &'static str,
+    owner: &'static str,
+    mailboxes: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Cpanel,
+    DirectAdmin,
+    PasswdFile,
+}
+
+/// Write a server's account tree holding `domains` (replacing what was there).
+fn write_tree(root: &Path, kind: Kind, domains: &[&Domain], hashes: &mut BTreeMap<String, String>) {
+    let mut h = |pw: &str| {
+        hashes
+            .entry(pw.to_string())
+            .or_insert_with(|| hash(pw))
+            .clone()
+    };
+    match kind {
+        Kind::Cpanel => {
+            let _ = std::fs::remove_dir_all(root.join("cp/home"));
+            std::fs::create_dir_all(root.join("cp/etc")).unwrap();
+            std::fs::create_dir_all(root.join("cp/var/cpanel/users")).unwrap();
+            let mut userdomains = String::new();
+            for d in domains {
+                userdomains.push_str(&format!("{}: {}\n", d.name, d.owner));
+                let dir = root.join("cp/home").join(d.owner).join("etc").join(d.name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let text: String = d
+                    .mailboxes
+                    .iter()
+                    .map(|(l, pw)| {
+                        format!(
+                            "{l}:{}:19000::::::\n",
+                            h(pw).trim_start_matches("{SHA512-CRYPT}")
+                        )
+                    })
+                    .collect();
+                std::fs::write(dir.join("shadow"), text).unwrap();
+                std::fs::write(
+                    root.join("cp/var/cpanel/users").join(d.owner),
+                    format!("CONTACTEMAIL={}@owners.example\n", d.owner),
+                )
+                .unwrap();
+            }
+            std::fs::write(root.join("cp/etc/userdomains"), userdomains).unwrap();
+        }
+        Kind::DirectAdmin => {
+            let virt = root.join("da/etc/virtual");
+            std::fs::create_dir_all(&virt).unwrap();
+            for e in std::fs::read_dir(&virt).unwrap().flatten() {
+                if e.path().is_dir() {
+                    std::fs::remove_dir_all(e.path()).unwrap();
+                }
+            }
+            let mut owners = String::new();
+            for d in domains {
+                owners.push_str(&format!("{}: {}\n", d.name, d.owner));
+                let text: String = d
+                    .mailboxes
+                    .iter()
+                    .map(|(l, pw)| {
+                        format!(
+                            "{l}:{}:5000:5000::/home/{}/imap/{}/{l}:/bin/false\n",
+                            h(pw).trim_start_matches("{SHA512-CRYPT}"),
+                            d.owner,
+                            d.name
+                        )
+                    })
+                    .collect();
+                std::fs::create_dir_all(virt.join(d.name)).unwrap();
+                std::fs::write(virt.join(d.name).join("passwd"), text).unwrap();
+                let conf = root
+                    .join("da/usr/local/directadmin/data/users")
+                    .join(d.owner);
+                std::fs::create_dir_all(&conf).unwrap();
+                std::fs::write(
+                    conf.join("user.conf"),
+                    format!("email={}@owners.example\n", d.owner),
+                )
+                .unwrap();
+            }
+            std::fs::write(virt.join("domainowners"), owners).unwrap();
+        }
+        Kind::PasswdFile => {
+            let mut users = String::new();
+            for d in domains {
+                for (l, pw) in &d.mailboxes {
+                    users.push_str(&format!(
+                        "{l}@{}:{}:5000:5000::/var/vmail/{l}::\n",
+                        d.name,
+                        h(pw)
+                    ));
+                }
+            }
+            std::fs::create_dir_all(root.join("pf")).unwrap();
+            std::fs::write(root.join("pf/users"), users).unwrap();
+        }
+    }
+}
+
+/// A `uapi` stand-in that logs its command line and answers as cPanel does.
+fn uapi(dir: &Path) -> PathBuf {
+    let log = dir.join("uapi.log");
+    let p = dir.join("uapi");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\necho '{{\"apiversion\":3,\"func\":\"x\",\"module\":\"Email\",\"result\":{{\"data\":null,\"errors\":null,\"messages\":null,\"metadata\":{{}},\"status\":1,\"warnings\":null}}}}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// The shared database: a role `ledger` (no superuser, no role or database creation) owning its
+/// database, its password in a 0600 file.
+fn ledger(pg: &Postgres) -> String {
+    pg.sql(
+        "postgres",
+        &format!(
+            "CREATE ROLE ledger LOGIN PASSWORD '{}' NOSUPERUSER NOCREATEDB NOCREATEROLE",
+            db::VMAIL_PASSWORD
+        ),
+    );
+    pg.sql("postgres", "CREATE DATABASE ledger OWNER ledger");
+    pg.url("ledger").replace("vmail@", "ledger@")
+}
+
+struct Fleet {
+    w: Workdir,
+    pg: Postgres,
+    url: String,
+    sink: SmtpSink,
+    hashes: BTreeMap<String, String>,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let w = Workdir::new();
+        let pg = Postgres::start();
+        let url = ledger(&pg);
+        let sink = SmtpSink::start(free_port());
+        Fleet {
+            w,
+            pg,
+            url,
+            sink,
+            hashes: BTreeMap::new(),
+        }
+    }
+
+    fn dir(&self, server: &str) -> PathBuf {
+        self.w.path(server)
+    }
+
+    /// The config of `server`, whose accounts are a tree of `kind`.
+    fn config(&self, server: &str, kind: Kind) -> String {
+        let d = self.dir(server);
+        std::fs::create_dir_all(&d).unwrap();
+        let (source, suspend) = match kind {
+            Kind::Cpanel => (
+                "cpanel = [\"cp\"]".to_string(),
+                format!("platforms = [\"cpanel\"]\nuapi = {:?}", s(&uapi(&d))),
+            ),
+            Kind::DirectAdmin => (
+                "directadmin = [\"da\"]".to_string(),
+                "platforms = [\"directadmin\"]".to_string(),
+            ),
+            Kind::PasswdFile => (
+                "passwd_file = [\"pf/users\"]".to_string(),
+                "platforms = [\"postfix\"]\npostfix_file = \"sasl_access\"".to_string(),
+            ),
+        };
+        s(&self.w.write(
+            &format!("{server}/audit.toml"),
+            format!(
+                "server = {server:?}\nstate_url = {:?}\nstate_password_file = {:?}\n\
+                 index = \"../idx\"\nrebuild = false\nstate = \"state\"\nout = \"out\"\n{source}\n\
+                 [suspend]\n{suspend}\n\
+                 [notify]\nfrom = \"security@isp.example\"\noperator = \"postmaster@isp.example\"\n\
+                 via = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsmtp_tls = \"none\"\n",
+                self.url,
+                s(&self.pg.password_file),
+                self.sink.port
+            ),
+        ))
+    }
+
+    fn write(&mut self, server: &str, kind: Kind, domains: &[&Domain]) {
+        let root = self.dir(server);
+        write_tree(&root, kind, domains, &mut self.hashes);
+    }
+
+    fn audit(&self, cfg: &str) -> Command {
+        let mut c = self.w.cmd();
+        c.args(["audit", "--config", cfg, "--suspend", "--quiet"])
+            .env("MAIL_CONFIG", common::mta::mail_config());
+        c
+    }
+
+    /// The ledger, as its owner sees it.
+    fn sql(&self, q: &str) -> Vec<String> {
+        let out = Command::new(self.pg_bin("psql"))
+            .args(["-X", "-q", "-At", "-F", "|", "-h"])
+            .arg(self.pg.socket_dir())
+            .args(["-U", "owner", "-d", "ledger", "-c", q])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn pg_bin(&self, tool: &str) -> PathBuf {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("bin").join(tool))
+            .find(|p| p.exists())
+            .unwrap()
+    }
+
+    /// The messages smtp-sink received: (to, text).
+    fn messages(&self) -> Vec<(String, String)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.sink.dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg-"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let raw = std::fs::read(p).unwrap();
+                let m = mail_parser::MessageParser::default()
+                    .parse(&raw[..])
+                    .unwrap();
+                let to = m
+                    .to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or_default()
+                    .to_string();
+                (to, m.body_text(0).unwrap_or_default().to_string())
+            })
+            .collect()
+    }
+}
+
+fn ok(r: std::process::Output, what: &str) -> Run {
+    let r: Run = r.into();
+    assert!(
+        r.code == 0 || r.code == 1,
+        "{what} exited {}: {}",
+        r.code,
+        r.stderr
+    );
+    r
+}
+
+fn mailbox(l: &str, pw: &str) -> (String, String) {
+    (l.to_string(), pw.to_string())
+}
+
+#[test]
+fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_over() {
+    let mut f = Fleet::new();
+    // carol owns a domain on london (cPanel) and one on paris (DirectAdmin); each has a mailbox
+    // whose current password is leaked. dave is on berlin alone.
+    let a = Domain {
+        name: "carol-a.example",
+        owner: "carol",
+        mailboxes: vec![mailbox("info", "hunter2-a"), mailbox("sales", "fine-pw-1")],
+    };
+    let b = Domain {
+        name: "carol-b.example",
+        owner: "carol",
+        mailboxes: vec![mailbox("info", "hunter2-b")],
+    };
+    let c = Domain {
+        name: "dave.example",
+        owner: "dave",
+        mailboxes: vec![mailbox("dave", "hunter2-c"), mailbox("ok", "fine-pw-2")],
+    };
+    // london keeps a customer of its own.
+    let k = Domain {
+        name: "kim.example",
+        owner: "kim",
+        mailboxes: vec![mailbox("kim", "fine-pw-3")],
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\ndave@dave.example:hunter2-c\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("london", Kind::Cpanel, &[&a, &k]);
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    f.write("berlin", Kind::PasswdFile, &[&c]);
+    let london = f.config("london", Kind::Cpanel);
+    let paris = f.config("paris", Kind::DirectAdmin);
+    let berlin = f.config("berlin", Kind::PasswdFile);
+
+    // Night 1: the three audit at the same time into the one ledger.
+    let kids: Vec<_> = [&london, &paris, &berlin]
+        .iter()
+        .map(|cfg| {
+            f.audit(cfg)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        ok(k.wait_with_output().unwrap(), "a concurrent audit");
+    }
+    let runs = f.sql("SELECT server, complete, accounts, at_risk FROM runs ORDER BY server");
+    assert_eq!(
+        runs,
+        ["berlin|1|2|1", "london|1|3|1", "paris|1|1|1"],
+        "one run per server, each writing only what its sources saw"
+    );
+    // Each account's home is its own server's source.
+    let homes = f.sql("SELECT address, server, kind FROM homes WHERE address LIKE 'info@%' OR address LIKE 'dave@%' ORDER BY address");
+    assert_eq!(
+        homes,
+        [
+            "dave@dave.example|berlin|passwd-file",
+            "info@carol-a.example|london|cpanel",
+            "info@carol-b.example|paris|directadmin"
+        ]
+    );
+    // Suspended where each lives: cPanel's uapi on london, paris's own blacklist, berlin's map.
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log.lines().collect::<Vec<_>>(),
+        ["--user=carol --output=json Email suspend_outgoing email=info@carol-a.example"],
+        "{uapi_log}"
+    );
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    assert_eq!(exim_lsearch(&bl, "info@carol-b.example"), "yes");
+    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "no");
+    assert!(
+        common::mta::postmap_q(&f.dir("berlin").join("sasl_access"), "dave@dave.example").is_some()
+    );
+
+    // Two `notify` at once (on two servers): each notice is sent once, and carol gets one
+    // message naming her addresses on both servers.
+    let kids: Vec<_> = [&london, &paris]
+        .iter()
+        .map(|cfg| {
+            f.w.cmd()
+                .args(["notify", "--config", cfg, "--quiet"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Run> = kids
+        .into_iter()
+        .map(|k| k.wait_with_output().unwrap().into())
+        .collect();
+    for r in &outs {
+        assert!(
+            r.code == 0 || r.code == 3,
+            "notify: {} {}",
+            r.code,
+            r.stderr
+        );
+    }
+    let msgs = f.messages();
+    let to = |who: &str| msgs.iter().filter(|(t, _)| t == who).collect::<Vec<_>>();
+    assert_eq!(to("carol@owners.example").len(), 1, "{msgs:?}");
+    let carol = &to("carol@owners.example")[0].1;
+    assert!(
+        carol.contains("info@carol-a.example") && carol.contains("info@carol-b.example"),
+        "{carol}"
+    );
+    // berlin's passwd-file knows no contact: its finding goes to the operator, in the one
+    // message for the fleet.
+    let op = to("postmaster@isp.example");
+    assert_eq!(op.len(), 1, "one operator message for the fleet: {msgs:?}");
+    assert!(op[0].1.contains("dave@dave.example"), "{}", op[0].1);
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+
+    // Night 2: carol-a.example moves from london's cPanel to paris's DirectAdmin. paris audits
+    // first (it arrives), then london (it left).
+    f.write("london", Kind::Cpanel, &[&k]);
+    f.write("paris", Kind::DirectAdmin, &[&b, &a]);
+    let r = ok(f.audit(&paris).output().unwrap(), "paris's audit");
+    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-a.example"),
+        "a moved account is not new: {new}\n{}",
+        r.stderr
+    );
+    // Suspended on paris's platform at once; still on london's until london's run.
+    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "yes");
+    ok(f.audit(&london).output().unwrap(), "london's audit");
+    // Released on london by london's run: cPanel forgot the account with it (no `uapi` call
+    // for an account its server no longer has), the state says where it lives now.
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(uapi_log.lines().count(), 1, "{uapi_log}");
+    assert_eq!(
+        f.sql("SELECT released_reason FROM suspensions WHERE server = 'london' AND address = 'info@carol-a.example'"),
+        [format!(
+            "the account lives elsewhere now: server paris, --directadmin {}",
+            s(&std::fs::canonicalize(f.dir("paris").join("da")).unwrap())
+        )]
+    );
+    // The move is recorded; the finding kept its history (open, told); no new notice.
+    assert_eq!(
+        f.sql("SELECT from_server, from_kind, to_server, to_kind, left_at IS NOT NULL FROM moves WHERE address = 'info@carol-a.example'"),
+        ["london|cpanel|paris|directadmin|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'info@carol-a.example' AND (resolved_at IS NOT NULL OR told_at IS NULL)"),
+        ["0"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-a.example' ORDER BY id"),
+        ["london|f|t", "paris|t|t"],
+        "released on london, applied on paris, its customer already told"
+    );
+    ok(
+        f.w.cmd()
+            .args(["notify", "--config", &berlin, "--quiet"])
+            .output()
+            .unwrap(),
+        "notify",
+    );
+    let msgs = f.messages();
+    assert_eq!(
+        msgs.iter()
+            .filter(|(t, _)| t == "carol@owners.example")
+            .count(),
+        1,
+        "carol is not told again of what she was told last night"
+    );
+
+    // The fleet page: one row per server, from any server.
+    let r = f.w.run(&["report", "--config", &berlin, "--out", "-"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for server in ["london", "paris", "berlin"] {
+        assert!(
+            r.out().contains(&format!("data-server=\"{server}\"")),
+            "{server} not on the page"
+        );
+    }
+
+    // The database down: that server's audit exits 2 naming the URL without the password, and
+    // changes nothing.
+    let run_json = f.dir("berlin").join("out/run.json");
+    let before = std::fs::read(&run_json).unwrap();
+    f.pg.stop();
+    let r: Run = f.audit(&berlin).output().unwrap().into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("postgres://ledger@"), "{}", r.stderr);
+    assert!(!r.stderr.contains(db::VMAIL_PASSWORD), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(&run_json).unwrap(),
+        before,
+        "run.json changed"
+    );
+}
+
+mod db {
+    pub use super::common::db::VMAIL_PASSWORD;
+}
