@@ -520,3 +520,131 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
 mod db {
     pub use super::common::db::VMAIL_PASSWORD;
 }
+
+/// PostgreSQL's advisory lock key of the notices (`state::NOTICES_LOCK`): holding it from a
+/// test session stops a night's transaction after it wrote its findings and homes.
+const NOTICES_LOCK: i64 = 0x6272_6561_6368_0001;
+
+#[test]
+fn an_audit_killed_mid_transaction_loses_nothing_and_blocks_no_other_server() {
+    let mut f = Fleet::new();
+    let a = Domain {
+        name: "anna.example",
+        owner: "anna",
+        mailboxes: vec![mailbox("info", "hunter2-a")],
+    };
+    let mut b = Domain {
+        name: "bert.example",
+        owner: "bert",
+        mailboxes: vec![mailbox("info", "hunter2-b")],
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\nnew@bert.example:hunter2-new\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("london", Kind::Cpanel, &[&a]);
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    let london = f.config("london", Kind::Cpanel);
+    let paris = f.config("paris", Kind::DirectAdmin);
+    ok(f.audit(&london).output().unwrap(), "london's first audit");
+    ok(f.audit(&paris).output().unwrap(), "paris's first audit");
+
+    // Night 2 on paris: a new mailbox with a leaked password. Its transaction is held (by a
+    // session holding the notices' lock) after writing its findings, and the audit is killed.
+    b.mailboxes.push(mailbox("new", "hunter2-new"));
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    let mut holder = Command::new(f.pg_bin("psql"))
+        .args(["-X", "-q", "-h"])
+        .arg(f.pg.socket_dir())
+        .args(["-U", "owner", "-d", "ledger", "-c"])
+        .arg(format!(
+            "SELECT pg_advisory_lock({NOTICES_LOCK}); SELECT pg_sleep(600)"
+        ))
+        .env("PGAPPNAME", "lock-holder")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = || {
+        f.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'breach-audit' AND wait_event_type = 'Lock'",
+        ) == ["1"]
+    };
+    let held = || {
+        f.sql(&format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = {}",
+            NOTICES_LOCK as u64 & 0xffff_ffff
+        )) == ["1"]
+    };
+    let t = std::time::Instant::now();
+    while !held() {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "the test's session did not take the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut audit = f
+        .audit(&paris)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !waiting() {
+        assert!(
+            t.elapsed().as_secs() < 60 && audit.try_wait().unwrap().is_none(),
+            "paris's audit did not reach its transaction"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Its findings are written but not committed: nobody sees them.
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'new@bert.example'"),
+        ["0"]
+    );
+    audit.kill().unwrap(); // SIGKILL
+    audit.wait().unwrap();
+    // The holder's session ends (its backend, asleep, would not notice its client go).
+    f.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lock-holder'");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    // Another server's audit runs through (the dead transaction's locks are gone).
+    ok(
+        f.audit(&london).output().unwrap(),
+        "london's audit after paris was killed",
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM runs WHERE server = 'london'"),
+        ["2"]
+    );
+    // Nothing of the killed night was kept, so nothing is lost: paris's next audit records
+    // it, the new finding once, as new, owed to its customer.
+    assert_eq!(
+        f.sql("SELECT count(*) FROM runs WHERE server = 'paris'"),
+        ["1"]
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'new@bert.example'"),
+        ["0"]
+    );
+    ok(f.audit(&paris).output().unwrap(), "paris's audit again");
+    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
+    assert!(new.contains("new@bert.example"), "{new}");
+    assert_eq!(
+        f.sql("SELECT count(*) FROM runs WHERE server = 'paris'"),
+        ["2"]
+    );
+    assert_eq!(
+        f.sql("SELECT kind FROM findings WHERE address = 'new@bert.example' AND resolved_at IS NULL AND told_at IS NULL ORDER BY kind"),
+        ["credentials_leaked", "current_password_leaked", "password_pwned"]
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM notices WHERE contact = 'bert@owners.example' AND status = 'pending'"),
+        ["1"],
+        "one open notice for bert, whatever was killed"
+    );
+}
