@@ -491,6 +491,58 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
         "carol is not told again of what she was told last night"
     );
 
+    // Night 3: carol-b.example moves the other way, paris's DirectAdmin to london's cPanel, and
+    // the old server audits first: it retires the address (no server holds it yet) and records
+    // the departure; london's run then brings it back with its history and completes the move.
+    f.write("paris", Kind::DirectAdmin, &[&a]);
+    f.write("london", Kind::Cpanel, &[&k, &b]);
+    ok(f.audit(&paris).output().unwrap(), "paris's audit");
+    assert_eq!(
+        exim_lsearch(&bl, "info@carol-b.example"),
+        "no",
+        "released on paris"
+    );
+    assert_eq!(
+        f.sql("SELECT resolved_reason FROM findings WHERE address = 'info@carol-b.example' AND kind = 'current_password_leaked'"),
+        ["domain removed"]
+    );
+    ok(f.audit(&london).output().unwrap(), "london's audit");
+    let new = std::fs::read_to_string(f.dir("london").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-b.example"),
+        "back with its history, not new: {new}"
+    );
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log.lines().last(),
+        Some("--user=carol --output=json Email suspend_outgoing email=info@carol-b.example"),
+        "{uapi_log}"
+    );
+    assert_eq!(
+        f.sql("SELECT from_server, to_server, to_kind, left_at IS NOT NULL, arrived_at IS NOT NULL FROM moves WHERE address = 'info@carol-b.example'"),
+        ["paris|london|cpanel|t|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-b.example' ORDER BY id"),
+        ["paris|f|t", "london|t|t"],
+        "the suspension on london was told when paris's was"
+    );
+    ok(
+        f.w.cmd()
+            .args(["notify", "--config", &paris, "--quiet"])
+            .output()
+            .unwrap(),
+        "notify",
+    );
+    assert_eq!(
+        f.messages()
+            .iter()
+            .filter(|(t, _)| t == "carol@owners.example")
+            .count(),
+        1,
+        "carol is still not told again"
+    );
+
     // The fleet page: one row per server, from any server.
     let r = f.w.run(&["report", "--config", &berlin, "--out", "-"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -115,6 +115,9 @@ pub struct AuditOutcome {
     pub held: Vec<Held>,
     /// Addresses retired tonight: their account or domain left a source read whole.
     pub retired: u64,
+    /// Addresses that left this server's sources tonight and live on another server of the
+    /// fleet (their findings kept there).
+    pub moved: u64,
     pub new_findings: u64,
     pub new_accounts: u64,
     pub notices: u64,
@@ -264,6 +267,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         held_addresses: tonight.night.held.len() as u64,
         uncertain: tonight.night.held.iter().filter(|h| h.uncertain).count() as u64,
         retired: tonight.night.retired.len() as u64,
+        moved: tonight.night.moved.len() as u64,
         held: Vec::new(),
         new_findings: tonight.new_findings,
         new_accounts: tonight.new_records.len() as u64,
@@ -787,6 +791,13 @@ impl std::fmt::Display for AuditOutcome {
             plural(self.new_accounts, "account"),
             plural(self.notices, "notice"),
         )?;
+        if self.moved > 0 {
+            write!(
+                f,
+                "{} moved to another server; ",
+                plural(self.moved, "address")
+            )?;
+        }
         if self.retired > 0 {
             write!(
                 f,

@@ -57,6 +57,7 @@ pub(super) fn write_run(
         "held_uncertain": o.uncertain,
         "held": o.held,
         "retired": o.retired,
+        "moved": o.moved,
         "not_audited": not_audited,
         "alerts": o.alerts,
         "logins": o.logins,
