@@ -170,6 +170,33 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// A database `db` owned by a new login `role` (password [`VMAIL_PASSWORD`], in
+    /// `password_file`) that may create tables there and nothing more (no superuser, no
+    /// database or role creation): a fleet's shared state and its least-privilege owner. The
+    /// URL breach-audit is given (no password: it comes from the file).
+    pub fn owned_database(&self, db: &str, role: &str) -> String {
+        self.sql(
+            "postgres",
+            &format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{VMAIL_PASSWORD}' NOSUPERUSER NOCREATEDB NOCREATEROLE"
+            ),
+        );
+        self.sql("postgres", &format!("CREATE DATABASE {db} OWNER {role}"));
+        self.url(db).replace("vmail@", &format!("{role}@"))
+    }
+
+    /// The rows of `sql` run as the owner in database `db`, each as its cells joined by `|`
+    /// (`psql -At`; NULL is empty).
+    pub fn rows(&self, db: &str, sql: &str) -> Vec<String> {
+        let mut c = Command::new(self.bin.join("psql"));
+        c.args(["-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket_dir())
+            .args(["-U", "owner", "-d", db, "-c", sql]);
+        run(&mut c, "psql").lines().map(str::to_string).collect()
+    }
+}
+
+impl Postgres {
     /// Stop the server now (it is not started again).
     pub fn stop(&self) {
         let data = self.dir.path().join("pg/data").display().to_string();

@@ -1,0 +1,195 @@
+//! `state`: the state database itself. `state migrate` moves a server's SQLite state into a
+//! fleet's shared PostgreSQL state, once (the engine: `src/state/migrate.rs`).
+
+use super::Exit;
+use super::args::{Config, ConfigArg, StateArgs};
+use crate::error::{Error, Result};
+use crate::state::{State, StateAt};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct StateCmd {
+    #[command(subcommand)]
+    cmd: StateSub,
+}
+
+#[derive(Subcommand)]
+enum StateSub {
+    /// Move this server's SQLite state (--from DIR: DIR/breach-audit.sqlite) into the fleet's
+    /// shared PostgreSQL state (--to URL) as server --server, once.
+    ///
+    /// Everything is copied in one transaction of the shared database, under --from's lock (no
+    /// audit, notify or suspend of this server runs meanwhile): findings (merged with the same
+    /// address and finding from other servers: unresolved if either is, the earliest first
+    /// seen and told of the episode still open), notices with new ids, runs, suspensions, held
+    /// addresses, homes and suspension problems under the server's name, login verdicts, hash
+    /// marks (when the shared state's mark key is this state's or absent; otherwise skipped,
+    /// and said) and meta (per-server keys named for the server). The shared state records
+    /// `migrated:NAME` (when and from where): a second migrate of the same name is refused.
+    /// A server that already audited into the shared state is refused too. Prints one line per
+    /// table (rows copied) and the config lines to add; --from is left as it was (the SQLite
+    /// file stays as a backup). Defaults come from --config: `state` for --from, `state_url`,
+    /// `state_password_file` and `server`. Exit codes: 0 migrated, 2 error (nothing changed:
+    /// PostgreSQL unreachable, already migrated, bad options), 3 an audit, notify or suspend
+    /// holds --from's lock.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct MigrateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The state directory whose breach-audit.sqlite is moved (default: the config's `state`).
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// The shared state, postgres://USER@HOST/DB (default: the config's `state_url`). No
+    /// password here: it comes from --password-file.
+    #[arg(long, value_name = "URL")]
+    to: Option<String>,
+    /// This server's name in the shared state (default: the config's `server`). Required.
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// A 0600 file whose first line is the password of --to's user (default: the config's
+    /// `state_password_file`).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+pub(crate) fn run(a: StateCmd) -> Result<Exit> {
+    match a.cmd {
+        StateSub::Migrate(m) => migrate(m),
+    }
+}
+
+/// A password in a PostgreSQL URL: in its user part (`user:pw@`) or as a `password=` parameter.
+fn holds_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = before_query.split('/').next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        || query.split('&').any(|kv| {
+            kv.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+        })
+}
+
+/// A TOML string.
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn migrate(a: MigrateArgs) -> Result<Exit> {
+    let file: StateArgs = Config::open(&a.config)?.file()?;
+    let from = a.from.or(file.state.map(PathBuf::from)).ok_or_else(|| {
+        Error::Usage(
+            "state migrate needs --from DIR, the SQLite state's directory (or `state = ...` in --config)".into(),
+        )
+    })?;
+    let to = a.to.or(file.state_url).ok_or_else(|| {
+        Error::Usage(
+            "state migrate needs --to postgres://USER@HOST/DB, the shared state (or `state_url = ...` in --config)".into(),
+        )
+    })?;
+    if holds_password(&to) {
+        return Err(Error::Usage(format!(
+            "--to {}: the URL holds a password; put it in a 0600 file named by --password-file (or `state_password_file` in --config) instead",
+            crate::sources::accounts::sql::redact(&to)
+        )));
+    }
+    let server = a.server.or(file.server).filter(|s| !s.is_empty()).ok_or_else(|| {
+        Error::Usage(
+            "state migrate needs --server NAME, this server's name in the shared state (or `server = \"NAME\"` in --config): the SQLite rows are recorded under it".into(),
+        )
+    })?;
+    let password_file = a
+        .password_file
+        .or(file.state_password_file.map(PathBuf::from));
+    // The same checks as every command's state_url and server (postgres:// only, the name's
+    // characters).
+    let target: StateAt = StateArgs {
+        state: Some(from.clone().into()),
+        state_url: Some(to.clone()),
+        state_password_file: password_file.clone().map(Into::into),
+        server: Some(server.clone()),
+    }
+    .need("state migrate")?;
+    let source = StateAt::dir(&from);
+    if !source.exists() {
+        return Err(Error::bad_input(
+            &from,
+            format!(
+                "holds no SQLite state ({} is missing): nothing to migrate",
+                crate::state::DB_FILE
+            ),
+        ));
+    }
+    // The shared state first: unreachable, or this server migrated already, and nothing of
+    // --from was opened.
+    let dst = State::open_at(&target)?;
+    crate::state::refuse_if_migrated(&dst)?;
+    let done = crate::audit::with_state(&source, |src| crate::state::migrate_state(src, &dst))?;
+    let Some(m) = done else {
+        eprintln!(
+            "breach-audit: an audit, notify or suspend is running ({} is locked); nothing migrated",
+            from.join("lock").display()
+        );
+        return Ok(Exit::Locked);
+    };
+    for t in &m.tables {
+        if t.detail.is_empty() {
+            println!("{}: {} copied", t.table, t.copied);
+        } else {
+            println!("{}: {} copied ({})", t.table, t.copied, t.detail);
+        }
+    }
+    println!(
+        "# this server's config: add these lines (keep `state`: the lock and the verification cache stay there)"
+    );
+    println!("state_url = {}", toml_str(&to));
+    if let Some(p) = &password_file {
+        println!(
+            "state_password_file = {}",
+            toml_str(&p.display().to_string())
+        );
+    }
+    println!("server = {}", toml_str(&m.server));
+    eprintln!(
+        "breach-audit: state migrate: {} copied into {} as server {} (recorded there as migrated:{} at {}); {} is left as it was, a backup: audits use the shared state once the config has the lines above",
+        m.from,
+        m.to,
+        m.server,
+        m.server,
+        m.at,
+        from.join(crate::state::DB_FILE).display()
+    );
+    Ok(Exit::Clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_password;
+
+    #[test]
+    fn a_password_anywhere_in_the_url_is_found() {
+        for url in [
+            "postgres://ledger:pw@db/ledger",
+            "postgresql://ledger:@db/ledger",
+            "postgres://ledger@db/ledger?sslmode=require&password=pw",
+            "postgres://ledger@db/ledger?PASSWORD=pw",
+        ] {
+            assert!(holds_password(url), "{url}");
+        }
+        for url in [
+            "postgres://ledger@db/ledger",
+            "postgres://ledger@%2Frun%2Fpostgresql/ledger?sslmode=require",
+            "postgres://ledger@db:5432/ledger",
+            "postgres://ledger@db/ledger?application_name=a:b@c",
+        ] {
+            assert!(!holds_password(url), "{url}");
+        }
+    }
+}
