@@ -7,8 +7,6 @@ use common::mta::{SmtpSink, free_port};
 use common::*;
 use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 const OPERATOR: &str = "postmaster@isp.example";
 

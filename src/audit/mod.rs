@@ -239,8 +239,10 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         &opts.domains,
         &on_record,
         &known,
-        &|a| state.homes_of(a),
-        &|a| Ok(!state.homes_elsewhere(a)?.is_empty()),
+        &Homes {
+            here: &|a| state.homes_of(a),
+            elsewhere: &|a| Ok(!state.homes_elsewhere(a)?.is_empty()),
+        },
         opts.all,
     )?;
     let notices = notices(&tonight.new_records);
@@ -465,6 +467,13 @@ fn rebuild_if_stale(
     Ok((true, None))
 }
 
+/// Where an address on record lived: on this server (its sources), and whether another server
+/// of the fleet holds it now.
+struct Homes<'h> {
+    here: &'h dyn Fn(&str) -> Result<Vec<HomeRow>>,
+    elsewhere: &'h dyn Fn(&str) -> Result<bool>,
+}
+
 /// Tonight's findings against those on record.
 struct Tonight<'a> {
     /// Records restricted to findings not on record before (or all, with `--all`).
@@ -484,10 +493,13 @@ fn reconcile<'a>(
     domains: &[String],
     on_record: &BTreeSet<(String, String)>,
     known: &BTreeSet<(String, String)>,
-    homes_on_record: &dyn Fn(&str) -> Result<Vec<HomeRow>>,
-    lives_elsewhere: &dyn Fn(&str) -> Result<bool>,
+    homes: &Homes,
     all: bool,
 ) -> Result<Tonight<'a>> {
+    let Homes {
+        here: homes_on_record,
+        elsewhere: lives_elsewhere,
+    } = homes;
     let ownerless: BTreeSet<&str> = outcome
         .issues
         .iter()

@@ -1,6 +1,10 @@
-//! The audit's memory: one SQLite database, `STATE/breach-audit.sqlite` (rusqlite with SQLite
-//! bundled, so no system library must match; WAL; mode 0600; schema migrations by `PRAGMA
-//! user_version`; one transaction per run step). It holds:
+//! The audit's memory: by default one SQLite database, `STATE/breach-audit.sqlite` (rusqlite with
+//! SQLite bundled, so no system library must match; WAL; mode 0600), or, for a fleet of servers,
+//! one shared PostgreSQL database (`state_url`), both through one code path ([`db`]: the same SQL,
+//! schema and migrations; one transaction per run step). Schema steps are counted by `PRAGMA
+//! user_version` (SQLite) or `breach_audit_schema` (PostgreSQL). In a fleet, each server's runs,
+//! homes, held addresses, suspensions and suspension problems carry its name (`server`; empty for
+//! one server alone); findings, notices and logins are keyed by address, fleet-wide. It holds:
 //! - `findings`: one row per (address, finding kind), with the first and last night it was seen,
 //!   when it was resolved (its account audited and the finding gone), and when a notice naming it
 //!   was accepted by a transport (`told_at`: a finding counts as told only then);
