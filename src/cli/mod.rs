@@ -17,6 +17,7 @@ mod lookup;
 mod notify;
 mod report;
 mod serve;
+mod state;
 mod suspend;
 
 use crate::error::Result;
@@ -143,6 +144,9 @@ enum Cmd {
     /// A rebuilt index is picked up without a restart (or on SIGHUP); SIGTERM stops it. The
     /// protocol is in README ("Checking at login"). Exit codes: 0 stopped, 2 error.
     Serve(serve::ServeArgs),
+    /// The state database itself: `state migrate` moves a server's SQLite state into a fleet's
+    /// shared PostgreSQL state, once (see `breach-audit state migrate --help`).
+    State(state::StateCmd),
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
         Cmd::Report(a) => report::run(a),
         Cmd::Forget(a) => forget::run(a),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::State(a) => state::run(a),
     }
 }
 

@@ -26,10 +26,12 @@
 //! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
 
 mod db;
+mod migrate;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
 pub(crate) use db::{Db, Engine, V, p};
+pub use migrate::{migrate_state, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
