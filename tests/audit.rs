@@ -192,6 +192,44 @@ fn bad_config_and_missing_keys_are_clear_errors() {
     ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("audit needs --state"), "{}", r.stderr);
+    // A shared state: the password never on a command line or in the config, a name required.
+    for url in [
+        "postgres://ba:Secr3t-pw@db.example/ledger",
+        "postgres://ba@db.example/ledger?password=Secr3t-pw",
+    ] {
+        let r = w.run(&[
+            "notify",
+            "--state",
+            "st",
+            "--state-url",
+            url,
+            "--server",
+            "x",
+        ]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("state_password_file"), "{}", r.stderr);
+        assert!(!r.stderr.contains("Secr3t"), "{}", r.stderr);
+    }
+    let r = w.run(&[
+        "notify",
+        "--state",
+        "st",
+        "--state-url",
+        "postgres://ba@127.0.0.1:9/x",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("server = "), "{}", r.stderr);
+    let r = w.run(&[
+        "notify",
+        "--state",
+        "st",
+        "--state-url",
+        "postgres://ba@127.0.0.1:9/x",
+        "--server",
+        "a b",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("letters, digits"), "{}", r.stderr);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! Dovecot (`doveadm auth test`) for the deny passwd-file.
 
 mod common;
+use common::db::Postgres;
 use common::dovecot::Dovecot;
 use common::mta::{exim_lsearch, mail_config, postmap_q};
 use common::*;
@@ -213,6 +214,51 @@ fn rows(db: &rusqlite::Connection, sql: &str) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// The state the month is recorded in: the SQLite default, or a shared PostgreSQL one.
+enum Ledger {
+    Sqlite(PathBuf),
+    Postgres(Postgres),
+}
+
+impl Ledger {
+    /// The config lines that choose it (none for SQLite).
+    fn config(&self) -> String {
+        match self {
+            Ledger::Sqlite(_) => String::new(),
+            Ledger::Postgres(pg) => format!(
+                "server = \"one\"\nstate_url = {:?}\nstate_password_file = {:?}\n",
+                pg.url("ledger").replace("vmail@", "ledger@"),
+                s(&pg.password_file)
+            ),
+        }
+    }
+
+    /// Rows of two text columns.
+    fn rows(&self, sql: &str) -> Vec<(String, String)> {
+        match self {
+            Ledger::Sqlite(db) => rows(&rusqlite::Connection::open(db).unwrap(), sql),
+            Ledger::Postgres(pg) => pg
+                .rows("ledger", sql)
+                .into_iter()
+                .map(|r| {
+                    let (a, b) = r.split_once('|').unwrap_or((&r, ""));
+                    (a.to_string(), b.to_string())
+                })
+                .collect(),
+        }
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        match self {
+            Ledger::Sqlite(db) => rusqlite::Connection::open(db)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+            Ledger::Postgres(pg) => pg.rows("ledger", sql)[0].parse().unwrap(),
+        }
+    }
+}
+
 fn run_json(w: &Workdir) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(w.path("out/run.json")).unwrap()).unwrap()
 }
@@ -284,7 +330,7 @@ fn mailbox(password: &str) -> Mailbox {
 
 /// What a night must leave: every critical account suspended exactly where it lives and nowhere
 /// else, nothing else suspended, every run complete, the state, the files and the page agreeing.
-fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize) {
+fn judge(w: &Workdir, ledger: &Ledger, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize) {
     let run = run_json(w);
     assert_eq!(run["complete"], true, "night {night}: {run}");
     assert_eq!(run["held_addresses"], 0, "night {night}: {run}");
@@ -322,14 +368,11 @@ fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize
         }
     }
     // Nothing is suspended for an account that is gone, in the files or the state.
-    let db = state(w);
-    let active: BTreeSet<String> = rows(
-        &db,
-        "SELECT address, platform FROM suspensions WHERE released_at IS NULL",
-    )
-    .into_iter()
-    .map(|(a, _)| a)
-    .collect();
+    let active: BTreeSet<String> = ledger
+        .rows("SELECT address, platform FROM suspensions WHERE released_at IS NULL")
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
     assert_eq!(active, critical, "night {night}: suspended in the state");
     for a in &cp_suspended {
         assert!(
@@ -349,11 +392,9 @@ fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize
     }
     assert_eq!(
         section.matches("<td class=\"addr\">").count(),
-        2 * rows(
-            &db,
-            "SELECT address, platform FROM suspensions WHERE released_at IS NULL"
-        )
-        .len(),
+        2 * ledger
+            .rows("SELECT address, platform FROM suspensions WHERE released_at IS NULL")
+            .len(),
         "night {night}: the page's suspensions"
     );
 }
@@ -362,6 +403,20 @@ fn judge(w: &Workdir, p: &Provider, dovecot: &Dovecot, deny: &Path, night: usize
 fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_each_finding_told_once()
  {
     let w = Workdir::new();
+    let ledger = Ledger::Sqlite(w.path("state/breach-audit.sqlite"));
+    month_of_churn(w, ledger);
+}
+
+/// The same month with the state in a shared PostgreSQL database (one server of a fleet): the
+/// same state code on the other engine must come to the same end.
+#[test]
+fn the_same_month_on_a_shared_postgresql_state_ends_the_same() {
+    let pg = Postgres::start();
+    pg.owned_database("ledger", "ledger");
+    month_of_churn(Workdir::new(), Ledger::Postgres(pg));
+}
+
+fn month_of_churn(w: Workdir, ledger: Ledger) {
     let files = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -382,6 +437,8 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
         &[],
     );
     let cfg = config(&w, &deny);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{}{text}", ledger.config())).unwrap();
     let mut p = provider(w.dir.path());
     let mut rng = Rng(20_261_203);
     // Day one: three mailboxes a domain, a third of them with their current password leaked.
@@ -496,7 +553,7 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
             std::fs::write(w.path("uapi-suspended.txt"), kept).unwrap();
         }
         night(&w, &cfg);
-        judge(&w, &p, &dovecot, &deny, night_no);
+        judge(&w, &ledger, &p, &dovecot, &deny, night_no);
         // The customers owed a notice tonight (accounts with an owner's contact).
         let critical = p.critical();
         for (a, server, ..) in p.mailboxes() {
@@ -527,29 +584,16 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
         "the month had churn: {removed} removed, {moved} moved"
     );
     // Each customer was told once per finding: the sent notices name exactly the expected items.
-    let db = state(&w);
     let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut q = db
-        .prepare(
-            "SELECT nf.address, nf.kind FROM notice_findings nf JOIN notices n ON n.id = nf.notice_id
-             WHERE n.status = 'sent'",
-        )
-        .unwrap();
-    for r in q
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .unwrap()
-    {
-        *got.entry(r.unwrap()).or_default() += 1;
+    for r in ledger.rows(
+        "SELECT nf.address, nf.kind FROM notice_findings nf JOIN notices n ON n.id = nf.notice_id
+         WHERE n.status = 'sent'",
+    ) {
+        *got.entry(r).or_default() += 1;
     }
     assert_eq!(got, told, "told once per finding");
     // Every notice in the outbox is one the state says was sent, and names its addresses.
-    let sent: i64 = db
-        .query_row(
-            "SELECT count(*) FROM notices WHERE status = 'sent'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let sent = ledger.count("SELECT count(*) FROM notices WHERE status = 'sent'");
     let customer_mails = std::fs::read_dir(w.path("outbox"))
         .unwrap()
         .flatten()
@@ -558,18 +602,11 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
     assert_eq!(customer_mails as i64, sent);
     // Nothing is held, nothing is pending, and every release was of a password changed, an
     // account removed or a move.
-    let pending: i64 = db
-        .query_row(
-            "SELECT count(*) FROM notices WHERE status <> 'sent'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(pending, 0);
-    let held: i64 = db
-        .query_row("SELECT count(*) FROM held", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(held, 0);
+    assert_eq!(
+        ledger.count("SELECT count(*) FROM notices WHERE status <> 'sent'"),
+        0
+    );
+    assert_eq!(ledger.count("SELECT count(*) FROM held"), 0);
 }
 
 /// The DirectAdmin + cPanel sample servers and the sample combolist, in a config.

@@ -152,20 +152,6 @@ fn uapi(dir: &Path) -> PathBuf {
     p
 }
 
-/// The shared database: a role `ledger` (no superuser, no role or database creation) owning its
-/// database, its password in a 0600 file.
-fn ledger(pg: &Postgres) -> String {
-    pg.sql(
-        "postgres",
-        &format!(
-            "CREATE ROLE ledger LOGIN PASSWORD '{}' NOSUPERUSER NOCREATEDB NOCREATEROLE",
-            db::VMAIL_PASSWORD
-        ),
-    );
-    pg.sql("postgres", "CREATE DATABASE ledger OWNER ledger");
-    pg.url("ledger").replace("vmail@", "ledger@")
-}
-
 struct Fleet {
     w: Workdir,
     pg: Postgres,
@@ -178,7 +164,7 @@ impl Fleet {
     fn new() -> Fleet {
         let w = Workdir::new();
         let pg = Postgres::start();
-        let url = ledger(&pg);
+        let url = pg.owned_database("ledger", "ledger");
         let sink = SmtpSink::start(free_port());
         Fleet {
             w,
@@ -240,22 +226,7 @@ impl Fleet {
 
     /// The ledger, as its owner sees it.
     fn sql(&self, q: &str) -> Vec<String> {
-        let out = Command::new(self.pg_bin("psql"))
-            .args(["-X", "-q", "-At", "-F", "|", "-h"])
-            .arg(self.pg.socket_dir())
-            .args(["-U", "owner", "-d", "ledger", "-c", q])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.pg.rows("ledger", q)
     }
 
     fn pg_bin(&self, tool: &str) -> PathBuf {
@@ -561,16 +532,16 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
     let r: Run = f.audit(&berlin).output().unwrap().into();
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("postgres://ledger@"), "{}", r.stderr);
-    assert!(!r.stderr.contains(db::VMAIL_PASSWORD), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains(common::db::VMAIL_PASSWORD),
+        "{}",
+        r.stderr
+    );
     assert_eq!(
         std::fs::read(&run_json).unwrap(),
         before,
         "run.json changed"
     );
-}
-
-mod db {
-    pub use super::common::db::VMAIL_PASSWORD;
 }
 
 /// PostgreSQL's advisory lock key of the notices (`state::NOTICES_LOCK`): holding it from a

@@ -164,9 +164,13 @@ impl StateArgs {
             let authority = url
                 .split_once("://")
                 .map_or("", |(_, r)| r.split(['/', '?']).next().unwrap_or(""));
+            let query = url.split_once('?').map_or("", |(_, q)| q);
             if authority
                 .rsplit_once('@')
                 .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                || query
+                    .split('&')
+                    .any(|kv| kv.to_ascii_lowercase().starts_with("password="))
             {
                 return Err(Error::Usage(
                     "state_url holds a password: put it in a 0600 file named by state_password_file instead".into(),
