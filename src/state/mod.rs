@@ -1214,9 +1214,17 @@ impl State {
             }
         };
         let mut seen = HashMap::new();
+        // This server's accounts only (those it recorded, and those no server has): in a fleet,
+        // every server loading the whole fleet's verdicts and marks made each night grow with
+        // the fleet. An account that arrived from another server is judged from its second
+        // night here.
+        let here = "(?1 = '' OR EXISTS (SELECT 1 FROM homes h WHERE h.address = t.address AND h.server = ?1)
+                    OR NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = t.address))";
         for r in self.db.query(
-            "SELECT address, seen_at, hibp, combolist, confirmed FROM logins",
-            &[],
+            &format!(
+                "SELECT address, seen_at, hibp, combolist, confirmed FROM logins t WHERE {here}"
+            ),
+            p![self.server],
         )? {
             seen.insert(
                 r.get::<String>(0)?,
@@ -1229,10 +1237,10 @@ impl State {
             );
         }
         let mut marks = HashMap::new();
-        for r in self
-            .db
-            .query("SELECT address, digest, since FROM hash_marks", &[])?
-        {
+        for r in self.db.query(
+            &format!("SELECT address, digest, since FROM hash_marks t WHERE {here}"),
+            p![self.server],
+        )? {
             marks.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
         }
         Ok(crate::check::Logins {
