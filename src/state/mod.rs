@@ -233,7 +233,8 @@ const MIGRATIONS: &[&str] = &[
         arrived_at TEXT
     );
     CREATE INDEX moves_address ON moves (address);
-    CREATE INDEX findings_open ON findings (resolved_at, address);",
+    CREATE INDEX findings_open ON findings (resolved_at, address);
+    CREATE INDEX findings_untold ON findings (contact) WHERE resolved_at IS NULL AND told_at IS NULL;",
 ];
 
 /// How many held addresses are named (the audit's warning, run.json, the operator's message);
@@ -1362,7 +1363,8 @@ fn tally_last_run(db: &Db, server: &str) -> Result<()> {
 fn refresh_notices(db: &Db, now: &str) -> Result<()> {
     db.lock_xact(NOTICES_LOCK)?;
     // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
-    // was quadratic; per statement, 50,000 contacts was 200,000 round trips).
+    // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
+    // is written (every server's night rewriting every open notice grew with the fleet).
     db.batch(
         "DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;
          CREATE TEMP TABLE owed AS
@@ -1390,7 +1392,12 @@ fn refresh_notices(db: &Db, now: &str) -> Result<()> {
         "CREATE TEMP TABLE t_open AS
             SELECT contact, max(id) AS id FROM notices
              WHERE status IN ('pending', 'failed', 'held') GROUP BY contact;
-         DELETE FROM notice_findings WHERE notice_id IN (SELECT id FROM t_open);
+         CREATE INDEX t_open_id ON t_open (id);
+         DELETE FROM notice_findings
+          WHERE notice_id IN (SELECT id FROM t_open)
+            AND NOT EXISTS (SELECT 1 FROM owed w JOIN t_open o ON o.contact = w.contact
+                             WHERE o.id = notice_findings.notice_id
+                               AND w.address = notice_findings.address AND w.kind = notice_findings.kind);
          INSERT INTO notice_findings (notice_id, address, kind)
             SELECT o.id, w.address, w.kind FROM owed w JOIN t_open o ON o.contact = w.contact
              WHERE true ON CONFLICT DO NOTHING;
