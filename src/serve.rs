@@ -267,6 +267,7 @@ impl Recorder {
                     V::T(seen),
                     V::I(*refused as i64),
                     if *refused > 0 { V::T(seen) } else { V::Null },
+                    V::T(st.server()),
                 ]
             })
             .collect();
@@ -278,9 +279,9 @@ impl Recorder {
         let written = st.db.transaction(|db| {
             db.insert_many(
                 "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-                     first_seen_at, refused, refused_at)",
-                9,
-                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at,
+                     first_seen_at, refused, refused_at, server)",
+                10,
+                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at, server = excluded.server,
                      service = excluded.service, hibp = excluded.hibp,
                      combolist = excluded.combolist, confirmed = excluded.confirmed,
                      refused = logins.refused + excluded.refused,

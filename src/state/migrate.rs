@@ -430,8 +430,10 @@ pub fn migrate_state(src: &State, dst: &State) -> Result<Migrated> {
     let mut moves = read(sdb, ddb, "moves")?.without("id");
     moves.stamp("from_server", &server, true)?;
     moves.stamp("to_server", &server, true)?;
-    let logins = read(sdb, ddb, "logins")?;
-    let hash_marks = read(sdb, ddb, "hash_marks")?;
+    let mut logins = read(sdb, ddb, "logins")?;
+    logins.stamp("server", &server, false)?;
+    let mut hash_marks = read(sdb, ddb, "hash_marks")?;
+    hash_marks.stamp("server", &server, false)?;
     let login_resets = read(sdb, ddb, "login_resets")?;
     let meta = read(sdb, ddb, "meta")?;
     let mark_key = src.meta("mark_key")?;

@@ -171,9 +171,9 @@ const MIGRATIONS: &[&str] = &[
     -- even when it is the same as the last one written.
     CREATE TABLE login_resets (address TEXT PRIMARY KEY, at TEXT NOT NULL);
     ALTER TABLE runs ADD COLUMN logins TEXT;",
-    // 6: a fleet in one ledger: runs, homes, held addresses, suspensions and suspension
-    // problems belong to a server (empty: one server alone); accounts that move between
-    // servers are recorded.
+    // 6: a fleet in one ledger: runs, homes, held addresses, suspensions, suspension problems,
+    // login verdicts and hash marks belong to a server (empty: one server alone); accounts that
+    // move between servers are recorded.
     "ALTER TABLE runs ADD COLUMN server TEXT NOT NULL DEFAULT '';
     CREATE INDEX runs_server ON runs (server, id);
     ALTER TABLE suspensions ADD COLUMN server TEXT NOT NULL DEFAULT '';
@@ -234,7 +234,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX moves_address ON moves (address);
     CREATE INDEX findings_open ON findings (resolved_at, address);
-    CREATE INDEX findings_untold ON findings (contact) WHERE resolved_at IS NULL AND told_at IS NULL;",
+    CREATE INDEX findings_untold ON findings (contact) WHERE resolved_at IS NULL AND told_at IS NULL;
+    ALTER TABLE logins ADD COLUMN server TEXT NOT NULL DEFAULT '';
+    CREATE INDEX logins_server ON logins (server);
+    ALTER TABLE hash_marks ADD COLUMN server TEXT NOT NULL DEFAULT '';
+    CREATE INDEX hash_marks_server ON hash_marks (server);",
 ];
 
 /// How many held addresses are named (the audit's warning, run.json, the operator's message);
@@ -1215,16 +1219,11 @@ impl State {
             }
         };
         let mut seen = HashMap::new();
-        // This server's accounts only (those it recorded, and those no server has): in a fleet,
-        // every server loading the whole fleet's verdicts and marks made each night grow with
-        // the fleet. An account that arrived from another server is judged from its second
-        // night here.
-        let here = "(?1 = '' OR EXISTS (SELECT 1 FROM homes h WHERE h.address = t.address AND h.server = ?1)
-                    OR NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = t.address))";
+        // This server's verdicts and marks only: in a fleet, every server loading the whole
+        // fleet's made each night grow with the fleet. An account that arrived from another
+        // server is judged by its logins here.
         for r in self.db.query(
-            &format!(
-                "SELECT address, seen_at, hibp, combolist, confirmed FROM logins t WHERE {here}"
-            ),
+            "SELECT address, seen_at, hibp, combolist, confirmed FROM logins WHERE server = ?1",
             p![self.server],
         )? {
             seen.insert(
@@ -1239,7 +1238,7 @@ impl State {
         }
         let mut marks = HashMap::new();
         for r in self.db.query(
-            &format!("SELECT address, digest, since FROM hash_marks t WHERE {here}"),
+            "SELECT address, digest, since FROM hash_marks WHERE server = ?1",
             p![self.server],
         )? {
             marks.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
@@ -1270,16 +1269,17 @@ impl State {
                 Some(_) => now,
                 None => "",
             };
-            up.push(vec![V::T(a), V::T(d), V::T(since)]);
+            up.push(vec![V::T(a), V::T(d), V::T(since), V::T(&self.server)]);
             if !since.is_empty() {
                 reset.push(vec![V::T(a), V::T(now)]);
             }
         }
         self.db.transaction(|db| {
             db.insert_many(
-                "INSERT INTO hash_marks (address, digest, since)",
-                3,
-                "ON CONFLICT (address) DO UPDATE SET digest = excluded.digest, since = excluded.since",
+                "INSERT INTO hash_marks (address, digest, since, server)",
+                4,
+                "ON CONFLICT (address) DO UPDATE SET digest = excluded.digest, since = excluded.since,
+                    server = excluded.server",
                 &up,
             )?;
             db.insert_many(
@@ -1298,8 +1298,7 @@ impl State {
             .db
             .query_opt(
                 "SELECT count(CASE WHEN refused_at >= ?1 THEN 1 END), CAST(coalesce(sum(refused), 0) AS BIGINT)
-                   FROM logins l
-                  WHERE ?2 = '' OR EXISTS (SELECT 1 FROM homes h WHERE h.address = l.address AND h.server = ?2)",
+                   FROM logins WHERE server = ?2",
                 p![since, self.server],
             )?;
         let (accounts, logins): (u64, u64) = match r {
