@@ -794,12 +794,14 @@ impl State {
             // Accounts neither read tonight nor on record: where they lived no longer matters.
             db.execute(
                 "DELETE FROM homes WHERE server = ?1 AND seen_at < ?2
-                   AND address NOT IN (SELECT address FROM findings WHERE resolved_at IS NULL)",
+                   AND NOT EXISTS (SELECT 1 FROM findings f
+                                    WHERE f.address = homes.address AND f.resolved_at IS NULL)",
                 p![server, now],
             )?;
             db.insert_many("INSERT INTO t_held (address, reason, uncertain)", 3, ignore, &held)?;
             db.execute(
-                "DELETE FROM held WHERE server = ?1 AND address NOT IN (SELECT address FROM t_held)",
+                "DELETE FROM held WHERE server = ?1
+                   AND NOT EXISTS (SELECT 1 FROM t_held t WHERE t.address = held.address)",
                 p![server],
             )?;
             db.execute(
@@ -809,7 +811,13 @@ impl State {
                         uncertain = excluded.uncertain, nights = held.nights + 1",
                 p![server, run.started],
             )?;
-            refresh_notices(db, &now)?;
+            db.batch(
+                "DROP TABLE IF EXISTS t_touched;
+                 CREATE TEMP TABLE t_touched AS
+                    SELECT address FROM t_addr UNION SELECT address FROM t_retired
+                    UNION SELECT address FROM t_moved UNION SELECT address FROM t_pairs;",
+            )?;
+            refresh_notices_of(db, &now, true)?;
             db.execute(
                 "INSERT INTO runs (server, started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt, retired, held, logins)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
@@ -1360,37 +1368,60 @@ fn tally_last_run(db: &Db, server: &str) -> Result<()> {
 /// accounts live on; an open notice owed nothing any more is dropped. One writer at a time
 /// (an advisory lock on PostgreSQL), so two servers never open two notices for one contact.
 fn refresh_notices(db: &Db, now: &str) -> Result<()> {
+    refresh_notices_of(db, now, false)
+}
+
+/// [`refresh_notices`], of every contact or (`touched`) only of the contacts of the addresses
+/// in the temporary table `t_touched` (a night's: what is owed to anyone else did not change,
+/// and recomputing the whole fleet's in every server's night grew with the fleet). `notify`
+/// refreshes every contact before it delivers.
+fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
     db.lock_xact(NOTICES_LOCK)?;
+    let (c, fc) = if touched {
+        db.batch(
+            "DROP TABLE IF EXISTS t_contacts;
+             CREATE TEMP TABLE t_contacts AS SELECT DISTINCT contact FROM findings
+              WHERE contact IS NOT NULL AND address IN (SELECT address FROM t_touched);
+             CREATE INDEX t_contacts_contact ON t_contacts (contact);",
+        )?;
+        (
+            "AND contact IN (SELECT contact FROM t_contacts)",
+            "AND f.contact IN (SELECT contact FROM t_contacts)",
+        )
+    } else {
+        ("", "")
+    };
     // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
     // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
     // is written (every server's night rewriting every open notice grew with the fleet).
-    db.batch(
+    db.batch(&format!(
         "DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;
          CREATE TEMP TABLE owed AS
             SELECT contact, owner, address, kind FROM findings
              WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
-               AND kind NOT LIKE 'unverifiable%'
+               AND kind NOT LIKE 'unverifiable%' {c}
             UNION
             SELECT f.contact, f.owner, s.address, 'outbound_suspended'
               FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
                                          FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
                                          GROUP BY address) f ON f.address = s.address
-             WHERE s.released_at IS NULL AND s.told_at IS NULL;
+             WHERE s.released_at IS NULL AND s.told_at IS NULL {fc};
          CREATE INDEX owed_contact ON owed (contact);
-         DELETE FROM notices WHERE status IN ('pending', 'failed', 'held')
-            AND contact NOT IN (SELECT contact FROM owed);",
-    )?;
+         DELETE FROM notices WHERE status IN ('pending', 'failed', 'held') {c}
+            AND NOT EXISTS (SELECT 1 FROM owed w WHERE w.contact = notices.contact);"
+    ))?;
     db.execute(
         "INSERT INTO notices (contact, owner, created, status)
-         SELECT contact, min(owner), ?1, 'pending' FROM owed
-          WHERE contact NOT IN (SELECT contact FROM notices WHERE status IN ('pending', 'failed', 'held'))
+         SELECT contact, min(owner), ?1, 'pending' FROM owed w
+          WHERE NOT EXISTS (SELECT 1 FROM notices n WHERE n.contact = w.contact
+                              AND n.status IN ('pending', 'failed', 'held'))
           GROUP BY contact",
         p![now],
     )?;
-    db.batch(
+    db.batch(&format!(
         "CREATE TEMP TABLE t_open AS
             SELECT contact, max(id) AS id FROM notices
-             WHERE status IN ('pending', 'failed', 'held') GROUP BY contact;
+             WHERE status IN ('pending', 'failed', 'held') {c} GROUP BY contact;
          CREATE INDEX t_open_id ON t_open (id);
          DELETE FROM notice_findings
           WHERE notice_id IN (SELECT id FROM t_open)
@@ -1400,8 +1431,8 @@ fn refresh_notices(db: &Db, now: &str) -> Result<()> {
          INSERT INTO notice_findings (notice_id, address, kind)
             SELECT o.id, w.address, w.kind FROM owed w JOIN t_open o ON o.contact = w.contact
              WHERE true ON CONFLICT DO NOTHING;
-         DROP TABLE t_open; DROP TABLE owed;",
-    )
+         DROP TABLE t_open; DROP TABLE owed;"
+    ))
 }
 
 #[cfg(test)]
