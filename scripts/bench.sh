@@ -206,6 +206,11 @@ targets="| target (issue #6) | measured in this run | |
 if [ -e /usr/lib/dovecot/modules/auth/libauthdb_lua.so ]; then
   BIN="$ba" bash scripts/bench-login.sh >/dev/null
 fi
+# A fleet in one PostgreSQL (issue 28): needs Debian's postgresql (scripts/test.sh installs it);
+# BENCHMARKS.fleet.md is kept from an earlier run otherwise.
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  BIN="$ba" BENCH_DIR="$work" bash scripts/bench-fleet.sh >/dev/null
+fi
 cat > BENCHMARKS.md <<MD
 # Benchmarks
 
@@ -303,6 +308,8 @@ stored hash, in parallel on both cores.
 | \`lookup\` of one password from a new process (open index + lookup) | ${one_ms} ms |
 
 $(cat BENCHMARKS.login.md 2>/dev/null)
+
+$(cat BENCHMARKS.fleet.md 2>/dev/null)
 
 $(cat BENCHMARKS.scale.md 2>/dev/null)
 
