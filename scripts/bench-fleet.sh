@@ -27,6 +27,7 @@ CHURN_SERVERS=${CHURN_SERVERS:-5}
 CHURN=${CHURN:-0.005}
 BUDGET=${BUDGET:-1140}
 started=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 [ "$CHURN_SERVERS" -le "$SERVERS" ] || CHURN_SERVERS=$SERVERS
 work=$(realpath -m "${BENCH_DIR:-bench-work}/fleet")
 if [ -z "${BIN:-}" ]; then cargo build --release --quiet; BIN=target/release/breach-audit; fi
@@ -218,6 +219,7 @@ done
 pg0=$(sql "SELECT pg_database_size('fleet')")
 churners=("${names[@]:0:CHURN_SERVERS}")
 sq0=$(sqlite_bytes "${churners[@]}")
+pg_sizes=("$pg0")
 
 # Nights of churn on CHURN_SERVERS servers: new leaks, changed passwords, mailboxes deleted and
 # created; the index rebuilt once for the fleet; each night's audits then its notices.
@@ -243,12 +245,15 @@ for n in $(seq 2 $((NIGHTS + 1))); do
   nights_run=$((nights_run + 1))
   last_night=$(( $(date +%s) - tn ))
   size=$(sql "SELECT pg_database_size('fleet')")
+  pg_sizes+=("$size")
   sqs=$(sqlite_bytes "${churners[@]}")
   growth_rows+="| $((n - 1)) | ${did// /, } | $(med "$n" pg) s | $(med "$n" sqlite) s | $N_SENT in ${N_SECS}s$([ "$N_RC" = 124 ] && echo ' (stopped)') | $(awk -v b="$size" 'BEGIN { printf "%.1f", b / 1048576 }') MB | $(awk -v b="$sqs" 'BEGIN { printf "%.2f", b / 1048576 }') MB |
 "
   echo "  night $n: $did; postgres $size bytes, sqlite ($CHURN_SERVERS servers) $sqs bytes; ${last_night}s" >&2
 done
 pgN=$(sql "SELECT pg_database_size('fleet')")
+tables=$(sql "SELECT string_agg(relname || ' ' || round(pg_total_relation_size(relid) / 1048576.0, 1) || ' MB (' || n_live_tup || ' live rows, ' || n_dead_tup || ' dead)', ', ' ORDER BY pg_total_relation_size(relid) DESC)
+  FROM (SELECT * FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC LIMIT 5) t")
 sqN=$(sqlite_bytes "${churners[@]}")
 
 # Figures.
@@ -282,12 +287,16 @@ met=$(awk -v r="$r_med" 'BEGIN { print (r <= 2) ? "**met**" : "not met" }')
 if [ "$nights_run" -gt 0 ]; then
   per_night=$(( (pgN - pg0) / nights_run ))
   sq_per_night=$(( (sqN - sq0) / nights_run ))
-  year="PostgreSQL grew by $(mb "$per_night") MB per night with $CHURN_SERVERS of $SERVERS servers churning
-(from $(mb "$pg0") MB after night 1 and its notices to $(mb "$pgN") MB after $nights_run night(s)$([ "$nights_run" = "$NIGHTS" ] || echo "; only $nights_run of the $NIGHTS nights ran within the budget"): the whole fleet churning alike
-adds about **$(mb $((per_night * SERVERS / CHURN_SERVERS))) MB per night, $(awk -v b="$per_night" -v k="$((SERVERS * 365))" -v c="$CHURN_SERVERS" 'BEGIN { printf "%.1f", b * k / c / 1073741824 }') GB per simulated year**
-(per-night growth of the $CHURN_SERVERS servers x $SERVERS/$CHURN_SERVERS x 365, assuming growth stays linear: autovacuum
-was on, and reused space makes later nights grow less). The same $CHURN_SERVERS servers' SQLite files grew by
-$(awk -v b="$sq_per_night" 'BEGIN { printf "%.3f", b / 1048576 }') MB per night together: $(awk -v b="$sq_per_night" -v c="$CHURN_SERVERS" 'BEGIN { printf "%.1f", b * 365 / c / 1048576 }') MB per server per year ($(awk -v b="$sq_per_night" -v k="$((SERVERS * 365))" -v c="$CHURN_SERVERS" 'BEGIN { printf "%.2f", b * k / c / 1073741824 }') GB for $SERVERS servers)."
+  # The later half of the nights: once autovacuum has run, freed space is reused.
+  half=$(( nights_run / 2 )); [ "$half" -ge 1 ] || half=1
+  late=$(( (pg_sizes[nights_run] - pg_sizes[nights_run - half]) / half ))
+  fleet_gb() { awk -v b="$1" -v k="$((SERVERS * 365))" -v c="$CHURN_SERVERS" 'BEGIN { printf "%.2f", b * k / c / 1073741824 }'; }
+  year="PostgreSQL grew from $(mb "$pg0") MB (after night 1 and its notices) to $(mb "$pgN") MB after $nights_run night(s) of churn$([ "$nights_run" = "$NIGHTS" ] || echo " (only $nights_run of the $NIGHTS nights ran within the budget)"):
+$(mb "$per_night") MB per night over all of them, $(mb "$late") MB per night over the last $half (later nights reuse space that autovacuum
+freed). Extrapolated to the whole fleet churning alike ($SERVERS/$CHURN_SERVERS x the $CHURN_SERVERS servers' growth) for 365 nights:
+**$(fleet_gb "$late") GB per simulated year at the later rate, $(fleet_gb "$per_night") GB at the overall one** (runs and moves
+keep history; findings, notices and homes update rows, whose dead versions autovacuum frees for reuse). The same
+$CHURN_SERVERS servers' SQLite files grew by $(awk -v b="$sq_per_night" 'BEGIN { printf "%.3f", b / 1048576 }') MB per night together: $(awk -v b="$sq_per_night" -v c="$CHURN_SERVERS" 'BEGIN { printf "%.1f", b * 365 / c / 1048576 }') MB per server per year ($(fleet_gb "$sq_per_night") GB for $SERVERS servers)."
 else
   year="No night of churn ran within the budget (BUDGET=$BUDGET s): no growth figure."
 fi
@@ -301,6 +310,7 @@ cat > BENCHMARKS.fleet.md <<MD
 ## Fleet: one PostgreSQL state for $SERVERS servers
 
 \`scripts/bench-fleet.sh\` ($(date -u +%F), breach-audit $commit, $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM,
+load average $load_start at the start and $(cut -d' ' -f1-3 /proc/loadavg) at the end (anything else running shows here),
 PostgreSQL $pg_version with its default settings (fsync on, \`shared_buffers\` 128 MB, \`work_mem\` 4 MB) on a
 unix socket, the fleet's role logging in with a password from a 0600 file). $SERVERS generated
 DirectAdmin servers (\`scripts/gen-fleet.py\`: $gen_line; ${gen_s}s)
@@ -341,6 +351,8 @@ mailboxes deleted, 10% created; the index rebuilt; each night's audits, then its
 |---|---|---|---|---|---|---|
 $growth_rows
 $year
+
+Largest PostgreSQL tables at the end (with indexes; rows as the statistics count them): $tables.
 MD
 echo "wrote BENCHMARKS.fleet.md ($(( $(date +%s) - started ))s)" >&2
 cat BENCHMARKS.fleet.md
