@@ -469,7 +469,7 @@ fn record_applied(
                           AND (released_at IS NULL OR released_at >= ?6
                                OR ((released_reason IN ('{REMOVED}', '{DOMAIN_LEFT}')
                                     OR released_reason LIKE '{LEFT}%')
-                                   AND released_at > (SELECT min(first_seen) FROM findings
+                                   AND released_at >= (SELECT min(first_seen) FROM findings
                                                         WHERE address = ?1 AND resolved_at IS NULL)))))
                      RETURNING id"
                 ),
