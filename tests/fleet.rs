@@ -9,6 +9,7 @@
 
 mod common;
 use common::db::Postgres;
+use common::dovecot::sha512_crypt as hash;
 use common::mta::{SmtpSink, exim_lsearch, free_port};
 use common::*;
 use std::collections::BTreeMap;
@@ -17,16 +18,6 @@ use std::process::Command;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
-}
-
-/// A crypt hash made by Dovecot's own `doveadm pw` (5000-round sha512-crypt).
-fn hash(password: &str) -> String {
-    let o = Command::new("doveadm")
-        .args(["pw", "-s", "SHA512-CRYPT", "-r", "5000", "-p", password])
-        .output()
-        .expect("doveadm not found: install Debian's dovecot-core (scripts/test.sh does)");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
 /// A domain: its mailboxes (local part, password) and its owner, whose contact is

@@ -313,14 +313,6 @@ impl StateAt {
     pub fn exists(&self) -> bool {
         self.url.is_some() || self.dir.join(DB_FILE).exists()
     }
-
-    /// The database as messages name it: the SQLite file, or the URL without its password.
-    pub fn label(&self) -> String {
-        match &self.url {
-            Some(u) => crate::sources::accounts::sql::redact(u),
-            None => self.dir.join(DB_FILE).display().to_string(),
-        }
-    }
 }
 
 /// A state database error, with the path. SQLite says "database or disk is full" (SQLITE_FULL) or,
@@ -505,11 +497,6 @@ impl State {
     /// This server's name in the ledger (empty: one server alone).
     pub fn server(&self) -> &str {
         &self.server
-    }
-
-    /// Is the state shared by a fleet (PostgreSQL)?
-    pub fn shared(&self) -> bool {
-        self.db.engine() == Engine::Postgres
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -989,18 +976,6 @@ impl State {
     pub(crate) fn count(&self, table: &str, filter: &str) -> Result<u64> {
         self.db
             .value(&format!("SELECT count(*) FROM {table} WHERE {filter}"), &[])
-    }
-
-    /// This server's last run's not-audited list, if any run is recorded.
-    pub fn last_not_audited(&self) -> Result<Option<Vec<NotAudited>>> {
-        let json: Option<String> = match self.db.query_opt(
-            "SELECT not_audited FROM runs WHERE server = ?1 ORDER BY id DESC LIMIT 1",
-            p![self.server],
-        )? {
-            Some(r) => Some(r.get(0)?),
-            None => None,
-        };
-        Ok(json.map(|j| serde_json::from_str(&j).unwrap_or_default()))
     }
 
     /// When this server's last recorded run started, if any.

@@ -5,6 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A crypt hash made by Dovecot's own `doveadm pw` (5000-round sha512-crypt: quick to verify).
+pub fn sha512_crypt(password: &str) -> String {
+    let o = Command::new("doveadm")
+        .args(["pw", "-s", "SHA512-CRYPT", "-r", "5000", "-p", password])
+        .output()
+        .expect("doveadm not found: install Debian's dovecot-core (scripts/test.sh does)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_string()
+}
+
 pub struct Dovecot {
     pub conf: PathBuf,
     pub dir: tempfile::TempDir,
