@@ -530,17 +530,40 @@ fn accept_loop(
     }
 }
 
-/// Listen on `path` (mode 0660, group `group`). A socket someone answers on is refused; a dead
-/// one (left by a killed run) is replaced.
+/// Listen on `path` (mode 0660, group `group`). Only a socket is ever replaced: a dead one (left
+/// by a killed run) is removed, one someone answers on is refused, and anything else at the path
+/// (a file, a symlink, a directory: a mistyped `--socket` naming the config) is refused, named
+/// and left as it is.
 fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener> {
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).is_ok() {
+                return Err(Error::Usage(format!(
+                    "serve: another process answers on {} (a running `breach-audit serve`?); stop it or give another --socket",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(path).at(path)?;
+        }
+        Ok(meta) => {
+            let t = meta.file_type();
+            let what = if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_file() {
+                "a regular file"
+            } else {
+                "not a socket"
+            };
             return Err(Error::Usage(format!(
-                "serve: another process answers on {} (a running `breach-audit serve`?); stop it or give another --socket",
+                "serve: --socket {} is {what}, not a socket: left as it is; give the path of a socket (default {DEFAULT_SOCKET})",
                 path.display()
             )));
         }
-        std::fs::remove_file(path).at(path)?;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(path, e)),
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.is_dir()

@@ -849,3 +849,52 @@ fn an_index_that_cannot_judge_salted_hashes_is_said_even_quiet() {
         .unwrap();
     assert!(summary.contains("7 salted (not comparable)"), "{summary}");
 }
+
+/// Issue 36: `serve --socket /etc/breach-audit/audit.toml` deleted the config. Only a socket is
+/// ever replaced; a regular file, a symlink (even one to a socket) and a directory are refused,
+/// named, and left exactly as they were.
+#[test]
+fn serve_refuses_a_socket_path_that_is_not_a_socket_and_leaves_it() {
+    let w = Workdir::new();
+    w.build("idx", &[&sample("hibp/pwned-passwords-sha1.txt")]);
+    std::fs::create_dir_all(w.path("state")).unwrap();
+    let config = w.write("audit.toml", "index = \"idx\"\n# the operator's config\n");
+    let target = w.write("target.txt", "kept\n");
+    std::os::unix::fs::symlink(&target, w.path("link.sock")).unwrap();
+    std::fs::create_dir(w.path("dir.sock")).unwrap();
+    for (path, what) in [
+        (config.clone(), "a regular file"),
+        (w.path("link.sock"), "a symbolic link"),
+        (w.path("dir.sock"), "a directory"),
+    ] {
+        let r = w.run(&[
+            "serve",
+            "--index",
+            "idx",
+            "--state",
+            "state",
+            "--socket",
+            &s(&path),
+        ]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&s(&path))
+                && r.stderr.contains(what)
+                && r.stderr.contains("not a socket"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "index = \"idx\"\n# the operator's config\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(w.path("link.sock"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept\n");
+    assert!(w.path("dir.sock").is_dir());
+}
