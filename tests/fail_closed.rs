@@ -898,3 +898,33 @@ fn serve_refuses_a_socket_path_that_is_not_a_socket_and_leaves_it() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept\n");
     assert!(w.path("dir.sock").is_dir());
 }
+
+/// Issue 36: on a fleet server `report --state DIR` said the directory held no state; it holds
+/// the server's lock and verification cache, and the state is in the shared database.
+#[test]
+fn a_fleet_servers_local_state_directory_points_to_its_config() {
+    let w = Workdir::new();
+    std::fs::create_dir_all(w.path("state")).unwrap();
+    w.write("state/lock", "");
+    for args in [
+        &["report", "--state", "state", "--out", "-"][..],
+        &["notify", "--state", "state"][..],
+    ] {
+        let r = w.run(args);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("shared PostgreSQL database") && r.stderr.contains("--config"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // An empty directory is still told to run an audit first.
+    std::fs::create_dir_all(w.path("empty")).unwrap();
+    let r = w.run(&["report", "--state", "empty", "--out", "-"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds no breach-audit state:"),
+        "{}",
+        r.stderr
+    );
+}

@@ -164,10 +164,7 @@ pub fn notify(
 /// Run `f` on the state `at` under its directory's lock; `None` when another run holds it.
 pub fn with_state<T>(at: &StateAt, f: impl FnOnce(&mut State) -> Result<T>) -> Result<Option<T>> {
     if !at.exists() {
-        return Err(Error::bad_input(
-            &at.dir,
-            "holds no breach-audit state: run `breach-audit audit` first",
-        ));
+        return Err(at.missing("run `breach-audit audit` first"));
     }
     fsutil::create_private_dir(&at.dir)?;
     let Some(_lock) = Lock::try_acquire(&at.dir.join("lock"))? else {

@@ -32,10 +32,7 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
         ),
     };
     if !state_dir.exists() {
-        return Err(Error::bad_input(
-            &state_dir.dir,
-            "holds no breach-audit state: give the --state of `breach-audit audit`",
-        ));
+        return Err(state_dir.missing("give the --state of `breach-audit audit`"));
     }
     if a.nights == 0 {
         return Err(Error::Usage("--nights must be at least 1".into()));

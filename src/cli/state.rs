@@ -147,7 +147,7 @@ fn migrate(a: MigrateArgs) -> Result<Exit> {
         }
     }
     println!(
-        "# this server's config: add these lines (keep `state`: the lock and the verification cache stay there)"
+        "# this server's config: add these lines at the top, before its first [section] (they are top-level keys: below a [section] header they would belong to it); keep `state`: the lock and the verification cache stay there"
     );
     println!("state_url = {}", toml_str(&to));
     if let Some(p) = &password_file {

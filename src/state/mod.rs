@@ -313,6 +313,23 @@ impl StateAt {
     pub fn exists(&self) -> bool {
         self.url.is_some() || self.dir.join(DB_FILE).exists()
     }
+
+    /// The error when [`StateAt::exists`] is false: `first` says what makes one. A directory
+    /// with a lock or a verification cache but no database is a fleet server's local directory
+    /// (its state is in the shared database): that is said, with the flags that reach it.
+    pub fn missing(&self, first: &str) -> Error {
+        let local = ["lock", "verify.cache"]
+            .iter()
+            .any(|f| self.dir.join(f).exists());
+        let msg = if local {
+            format!(
+                "holds no breach-audit state database ({DB_FILE}), only a server's lock and verification cache: on a fleet server the state is in the shared PostgreSQL database; give --config with the audit config (its state_url, state_password_file and server), or --state-url, --state-password-file and --server"
+            )
+        } else {
+            format!("holds no breach-audit state: {first}")
+        };
+        Error::bad_input(&self.dir, msg)
+    }
 }
 
 /// A state database error, with the path. SQLite says "database or disk is full" (SQLITE_FULL) or,
