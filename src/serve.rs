@@ -122,7 +122,8 @@ crate::options! {
     #[serde(deny_unknown_fields)]
     pub struct ServeConfig {
         /// The unix socket to listen on (default /run/breach-audit/serve.sock), created mode
-        /// 0660. A socket another process answers on is refused; a dead one is replaced.
+        /// 0660. A socket another process answers on is refused; a dead one is replaced;
+        /// anything else at PATH (a file, a symlink, a directory) is refused and left as it is.
         #[arg(long, value_name = "PATH")]
         pub socket: Option<ConfigPath>,
         /// The group of the socket (Dovecot's auth workers must reach it: `dovecot`, or `root`

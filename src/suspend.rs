@@ -767,8 +767,11 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Write `data` beside `path`, with the original's owner and mode (0600 for a new file), fsync,
-/// and rename over it, unless the original changed since it was read (`before`).
+/// Write `data` beside `path`, with the original's owner and mode, fsync, and rename over it,
+/// unless the original changed since it was read (`before`). A new file is made as the platform
+/// makes its own: mode 0600, owned by its directory's owner and group. DirectAdmin's
+/// `/etc/virtual` belongs to `mail:mail`, the user its Exim runs as; a root-owned 0600
+/// blacklist there would be unreadable to Exim, and every suspension in it silently void.
 fn replace_file(path: &Path, before: Option<&[u8]>, data: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -784,8 +787,24 @@ fn replace_file(path: &Path, before: Option<&[u8]>, data: &[u8]) -> Result<()> {
     tmp.write_all(data).at(tmp.path())?;
     let mode = meta.as_ref().map(|m| m.mode() & 0o7777).unwrap_or(0o600);
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).at(tmp.path())?;
-    if let Some(m) = &meta {
-        std::os::unix::fs::chown(tmp.path(), Some(m.uid()), Some(m.gid())).at(tmp.path())?;
+    let owner = match &meta {
+        Some(m) => Some((m.uid(), m.gid())),
+        None => {
+            let d = std::fs::metadata(dir).at(dir)?;
+            let f = tmp.as_file().metadata().at(tmp.path())?;
+            ((d.uid(), d.gid()) != (f.uid(), f.gid())).then_some((d.uid(), d.gid()))
+        }
+    };
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)).map_err(|e| {
+            Error::bad_input(
+                path,
+                format!(
+                    "cannot give it the owner of {} (uid {uid}, gid {gid}), which the mail server reads it as: {e}; nothing written (run as root)",
+                    dir.display()
+                ),
+            )
+        })?;
     }
     tmp.as_file().sync_all().at(tmp.path())?;
     let now = match std::fs::read(path) {

@@ -7,7 +7,7 @@
 
 mod common;
 use common::dovecot::Dovecot;
-use common::mta::{exim_lsearch, mail_config, postmap_q};
+use common::mta::{exim_lsearch, exim_lsearch_as, mail_config, postmap_q};
 use common::*;
 use std::path::{Path, PathBuf};
 
@@ -702,4 +702,57 @@ fn an_entry_recorded_but_missing_from_the_file_is_released_and_applied_again() {
     // The others were left as they were: one line each, no duplicate.
     let now = std::fs::read_to_string(&bl).unwrap();
     assert_eq!(now.lines().count(), text.lines().count(), "{now}");
+}
+
+/// Issue 36: a missing DirectAdmin blacklist was created root-owned 0600, which DirectAdmin's
+/// Exim (running as `mail`) cannot open: every suspension in it void. It is created as the
+/// platform's own files are, owned by its directory's owner (mail:mail in /etc/virtual), 0600.
+#[test]
+fn a_new_directadmin_blacklist_is_readable_by_exim_running_as_mail() {
+    if !is_root() {
+        panic!(
+            "this test gives a tree to the `mail` user and runs Exim as it: run it as root (scripts/test.sh in CI)"
+        );
+    }
+    let w = Workdir::new();
+    let cfg = setup(&w, "[suspend]\nplatforms = [\"directadmin\"]");
+    let virt = w.path("da/etc/virtual");
+    let bl = virt.join("blacklist_smtp_usernames");
+    let _ = std::fs::remove_file(&bl);
+    let mail = std::process::Command::new("id")
+        .args(["-u", "mail"])
+        .output()
+        .unwrap();
+    let uid: u32 = String::from_utf8_lossy(&mail.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    std::os::unix::fs::chown(&virt, Some(uid), Some(uid)).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // `mail` must reach the file through the test's own directories.
+    let mut d = virt.parent();
+    while let Some(p) = d {
+        if p == std::env::temp_dir() || p.as_os_str().is_empty() {
+            break;
+        }
+        let m = std::fs::metadata(p).unwrap().permissions().mode();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m | 0o011)).unwrap();
+        d = p.parent();
+    }
+    // What the old code made: root-owned 0600, which Exim as mail cannot read.
+    std::fs::write(&bl, "x@example.com:1\n").unwrap();
+    std::fs::set_permissions(&bl, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let denied = exim_lsearch_as("mail", &bl, "x@example.com");
+    assert!(denied.contains("Permission denied"), "{denied}");
+    std::fs::remove_file(&bl).unwrap();
+
+    let r = w.run(&["suspend", "--config", &cfg, "--apply"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let meta = std::fs::metadata(&bl).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (uid, uid));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    for a in DA_CRITICAL {
+        assert_eq!(exim_lsearch_as("mail", &bl, a), "yes", "{a}");
+    }
+    assert_eq!(exim_lsearch_as("mail", &bl, "nobody@example.com"), "no");
 }

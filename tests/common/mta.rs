@@ -143,3 +143,43 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// What Exim running as `user` (DirectAdmin's Exim runs as `mail`) finds for `address` in
+/// `file`: `yes`, `no`, or Exim's complaint (a file it cannot read). The unpacked binary is
+/// setuid root, and the loader ignores LD_LIBRARY_PATH for a setuid program run by another
+/// user: a plain copy is run instead, through `setpriv`.
+#[allow(dead_code)]
+pub fn exim_lsearch_as(user: &str, file: &Path, address: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("exim4");
+    std::fs::copy(exim(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = dir.path().join("empty.conf");
+    std::fs::write(&conf, "").unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--clear-groups",
+        ])
+        .arg(&bin)
+        .env("LD_LIBRARY_PATH", exim_libs())
+        .arg("-C")
+        .arg(&conf)
+        .arg("-be")
+        .arg(format!(
+            "${{lookup{{{address}}}lsearch{{{}}}{{yes}}{{no}}}}",
+            file.display()
+        ))
+        .output()
+        .expect("setpriv (util-linux) runs exim as another user");
+    let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    if out.is_empty() {
+        String::from_utf8_lossy(&o.stderr).trim().to_string()
+    } else {
+        out
+    }
+}
