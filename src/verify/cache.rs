@@ -112,9 +112,12 @@ impl Store {
         f.write_all(MAGIC).at(path)?;
         // Two threads may verify the same pair (one address in two sources): a repeated record is
         // harmless (loading keeps one), and `known` never holds tonight's keys.
-        for (k, v) in self.known.iter().map(|(k, v)| (k, *v)).chain(
-            w.tonight.iter().map(|(k, v)| (k, *v)),
-        ) {
+        for (k, v) in self
+            .known
+            .iter()
+            .map(|(k, v)| (k, *v))
+            .chain(w.tonight.iter().map(|(k, v)| (k, *v)))
+        {
             f.write_all(k).at(path)?;
             f.write_all(&[u8::from(v)]).at(path)?;
         }
@@ -142,6 +145,41 @@ impl Drop for Verifier {
         if let Some((stop, thread)) = self.checkpoints.take() {
             drop(stop);
             let _ = thread.join();
+        }
+    }
+}
+
+/// Remove what a run killed in the middle of a checkpoint left: the temporary file
+/// ([`crate::fsutil::AtomicFile`]'s `.NAME.tmp-PID-…`) beside `path` of a PID that is no longer a
+/// live breach-audit. It holds no more than the last checkpoint; left, such files would pile up.
+fn sweep_killed_checkpoints(path: &Path, warn: &Warnings) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !crate::fsutil::build_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+            warn.warn(format!(
+                "removed {}, left by a run killed while it saved its verifications",
+                e.path().display()
+            ));
         }
     }
 }
@@ -183,6 +221,9 @@ impl Verifier {
                     path.display()
                 )),
             }
+        }
+        if let Some(path) = path {
+            sweep_killed_checkpoints(path, warn);
         }
         let store = Arc::new(Store {
             path: path.map(Path::to_path_buf),
