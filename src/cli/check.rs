@@ -24,6 +24,8 @@ pub(crate) struct CheckArgs {
     pub(crate) domains: DomainSelect,
     /// Keep outcomes of slow verifications (bcrypt, argon2, yescrypt, crypt) in this file so a
     /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
+    /// Checkpointed while verification runs (at least every minute) and saved on
+    /// Ctrl-C/SIGTERM: an interrupted check keeps what it verified.
     #[arg(long, value_name = "PATH")]
     pub(crate) cache: Option<PathBuf>,
     #[command(flatten)]
