@@ -211,8 +211,10 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         track: on_record.iter().map(|(e, _)| e.clone()).collect(),
         logins,
     };
-    let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn)?;
-    cache.save()?;
+    let outcome = check::check(&index, &opts.accounts, &check_opts, &cache, warn);
+    // Saved however the check ended: what was verified tonight stays verified (the cache
+    // checkpoints as it goes, too, for a run that is killed).
+    let outcome = cache.finish(outcome, warn)?;
     let marks_before = std::mem::take(&mut check_opts.logins.marks);
     let login_summary = login_summary(&mut state, &opts.login_failures, &opts.accounts, &outcome)?;
     if login_summary.judged_30d > 0
@@ -787,7 +789,7 @@ impl std::fmt::Display for AuditOutcome {
         let s = &self.summary;
         write!(
             f,
-            "{} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable; {} on {}, {}; ",
+            "{} audited, {} at risk (critical {}, high {}, medium {}, unknown {}), {} salted (not comparable), {} unverifiable, {} ({} from the cache); {} on {}, {}; ",
             plural(s.accounts, "account"),
             s.at_risk,
             s.critical,
@@ -796,6 +798,8 @@ impl std::fmt::Display for AuditOutcome {
             s.unknown,
             s.salted,
             s.unverifiable,
+            plural(s.verified + s.cached, "slow verification"),
+            s.cached,
             plural(self.new_findings, "new finding"),
             plural(self.new_accounts, "account"),
             plural(self.notices, "notice"),

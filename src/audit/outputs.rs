@@ -49,6 +49,7 @@ pub(super) fn write_run(
         "salted": s.salted,
         "unverifiable": s.unverifiable,
         "rejected_rows": s.rejected_rows,
+        "slow_verifications": {"run": s.verified, "from_cache": s.cached, "deferred_accounts": s.deferred},
         "at_risk": {"total": s.at_risk, "critical": s.critical, "high": s.high, "medium": s.medium, "unknown": s.unknown},
         "new_findings": o.new_findings,
         "new_accounts": o.new_accounts,

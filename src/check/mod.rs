@@ -228,6 +228,9 @@ pub fn check(
         }
         issues.append(&mut stats.issues);
     }
+    // A signal during the last batch: its verifications were cut short (deferred), so the
+    // outcome is not a night's verdict.
+    crate::fsutil::check_interrupted()?;
     let unheld = filter.unheld();
     if !unheld.is_empty() {
         return Err(Error::Usage(format!(
@@ -250,6 +253,8 @@ pub fn check(
         }
     }
     summary.deferred = deferred.len() as u64;
+    summary.verified = verifier.computed.load(Ordering::Relaxed);
+    summary.cached = verifier.hits.load(Ordering::Relaxed);
     summary.compared = judged.compared;
     summary.salted = judged.salted;
     summary.unverifiable = judged.unverifiable;

@@ -443,7 +443,8 @@ crate::options! {
         /// after the check began (default 1h; e.g. 30m, 4h). Accounts left are reported with an
         /// `unverifiable` finding, reason "deferred: time budget reached", their findings on
         /// record kept; the verification cache carries the work done to the next run, which
-        /// continues.
+        /// continues. The cache is checkpointed as verification runs (at least every minute)
+        /// and saved on Ctrl-C/SIGTERM, so an interrupted or killed run keeps its work too.
         #[arg(long, value_name = "DURATION")]
         pub(crate) verify_budget: Option<Duration>,
         /// A realm to try for DIGEST-MD5 hashes besides the one Dovecot takes from a login

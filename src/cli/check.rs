@@ -24,6 +24,8 @@ pub(crate) struct CheckArgs {
     pub(crate) domains: DomainSelect,
     /// Keep outcomes of slow verifications (bcrypt, argon2, yescrypt, crypt) in this file so a
     /// rerun does not redo them. Holds digests and outcomes, never a password (mode 0600).
+    /// Checkpointed while verification runs (at least every minute) and saved on
+    /// Ctrl-C/SIGTERM: an interrupted check keeps what it verified.
     #[arg(long, value_name = "PATH")]
     pub(crate) cache: Option<PathBuf>,
     #[command(flatten)]
@@ -58,10 +60,8 @@ pub(crate) fn run(a: CheckArgs) -> Result<Exit> {
     let warn = Warnings::printing(a.out.quiet);
     let policy = judge.verify_policy()?;
     let cache = crate::verify::cache::Verifier::load(a.cache.as_deref(), policy, &warn);
-    let mut outcome = check::check(&index, &sources, &opts, &cache, &warn)?;
-    outcome.summary.verified = cache.computed.load(std::sync::atomic::Ordering::Relaxed);
-    outcome.summary.cached = cache.hits.load(std::sync::atomic::Ordering::Relaxed);
-    cache.save()?;
+    let outcome = check::check(&index, &sources, &opts, &cache, &warn);
+    let outcome = cache.finish(outcome, &warn)?;
     let code = Exit::found_if(!outcome.records.is_empty());
     let written = report::emit(
         &outcome.records,
