@@ -585,9 +585,7 @@ fn peer_gone(stream: &UnixStream) -> bool {
         tv_nsec: 0,
     };
     matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
-        && fds[0]
-            .revents()
-            .intersects(PollFlags::HUP | PollFlags::ERR)
+        && fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
 }
 
 /// Serve one connection: requests until the client closes it (the hook sends one).

@@ -123,7 +123,10 @@ impl Recorder {
         // the same account is newer and stays).
         let mut p = self.pending.lock().expect("no panics while held");
         for r in &records {
-            if p.verdicts.get(&r.address).is_some_and(|(_, seen, _)| *seen == r.seen_at) {
+            if p.verdicts
+                .get(&r.address)
+                .is_some_and(|(_, seen, _)| *seen == r.seen_at)
+            {
                 p.verdicts.remove(&r.address);
             }
         }
@@ -395,18 +398,16 @@ pub(super) fn run(
     let server = link.at.server.clone();
     let mut last = Instant::now();
     let mut stopping_since: Option<Instant> = None;
-    let spool = |link: &Link, why: &str| {
-        match recorder.spool_all(&link.at.dir, &server) {
-            Ok(0) => {}
-            Ok(n) => log(format!(
-                "{n} verdicts spooled to {} ({why}); the next serve or audit writes them into the state",
-                link.at.dir.join(spool::SPOOL_FILE).display()
-            )),
-            Err(e) => log(format!(
-                "error: {} verdicts could not be spooled ({why}) and are lost: {e}",
-                recorder.waiting()
-            )),
-        }
+    let spool = |link: &Link, why: &str| match recorder.spool_all(&link.at.dir, &server) {
+        Ok(0) => {}
+        Ok(n) => log(format!(
+            "{n} verdicts spooled to {} ({why}); the next serve or audit writes them into the state",
+            link.at.dir.join(spool::SPOOL_FILE).display()
+        )),
+        Err(e) => log(format!(
+            "error: {} verdicts could not be spooled ({why}) and are lost: {e}",
+            recorder.waiting()
+        )),
     };
     loop {
         let stopping = stop.load(Ordering::Relaxed);

@@ -174,7 +174,9 @@ pub fn replay(dir: &Path, st: &State) -> Result<Replayed> {
             )?;
             fresh.extend(records);
         }
-        write(db, &merge(&fresh))?;
+        // Under the replaying state's server: the spool is this server's (a SQLite state's
+        // verdicts spooled before a migration land under the name it has now).
+        write(db, &merge(&fresh), &server)?;
         let n = fresh.len() as u64;
         // Verdicts that went through the spool, for the audit's report.
         let key = format!("serve_spooled{suffix}");
@@ -236,7 +238,11 @@ fn merge<'a>(records: &[&'a Record]) -> Vec<(&'a Record, u64, String, Option<Str
 }
 
 /// Upsert the merged rows: a verdict newer than the stored one replaces it, refusals are added.
-fn write(db: &crate::state::Db, rows: &[(&Record, u64, String, Option<String>)]) -> Result<()> {
+fn write(
+    db: &crate::state::Db,
+    rows: &[(&Record, u64, String, Option<String>)],
+    server: &str,
+) -> Result<()> {
     let newer = "excluded.seen_at > logins.seen_at";
     let rows: Vec<Vec<V>> = rows
         .iter()
@@ -251,7 +257,7 @@ fn write(db: &crate::state::Db, rows: &[(&Record, u64, String, Option<String>)])
                 V::T(first),
                 V::I(*refused as i64),
                 refused_at.as_deref().map_or(V::Null, V::T),
-                V::T(&r.server),
+                V::T(server),
             ]
         })
         .collect();
@@ -308,7 +314,11 @@ mod tests {
             ],
         )
         .unwrap();
-        append(dir.path(), &[rec("b", "x@example.com", "2024-01-01 00:00:03", 2)]).unwrap();
+        append(
+            dir.path(),
+            &[rec("b", "x@example.com", "2024-01-01 00:00:03", 2)],
+        )
+        .unwrap();
         let path = dir.path().join(SPOOL_FILE);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -320,19 +330,35 @@ mod tests {
         std::fs::write(&path, &torn).unwrap();
         let copy = text.clone();
         let r = replay(dir.path(), &st).unwrap();
-        assert_eq!(r, Replayed { records: 3, damaged: 1 });
+        assert_eq!(
+            r,
+            Replayed {
+                records: 3,
+                damaged: 1
+            }
+        );
         assert!(!path.exists());
         let aside = dir.path().join(format!("{SPOOL_FILE}.damaged"));
-        assert_eq!(std::fs::read_to_string(&aside).unwrap(), torn, "kept for a look");
+        assert_eq!(
+            std::fs::read_to_string(&aside).unwrap(),
+            torn,
+            "kept for a look"
+        );
         std::fs::remove_file(aside).unwrap();
         let refused: u64 = st
             .db
-            .value("SELECT refused FROM logins WHERE address = 'x@example.com'", &[])
+            .value(
+                "SELECT refused FROM logins WHERE address = 'x@example.com'",
+                &[],
+            )
             .unwrap();
         assert_eq!(refused, 3);
         let seen: String = st
             .db
-            .value("SELECT seen_at FROM logins WHERE address = 'x@example.com'", &[])
+            .value(
+                "SELECT seen_at FROM logins WHERE address = 'x@example.com'",
+                &[],
+            )
             .unwrap();
         assert_eq!(seen, "2024-01-01 00:00:03");
         // The same spool again, as if the removal had not happened but the marks had: the marks
@@ -345,7 +371,10 @@ mod tests {
         assert_eq!(r.records, 0, "nothing replayed twice");
         let refused: u64 = st
             .db
-            .value("SELECT refused FROM logins WHERE address = 'x@example.com'", &[])
+            .value(
+                "SELECT refused FROM logins WHERE address = 'x@example.com'",
+                &[],
+            )
             .unwrap();
         assert_eq!(refused, 3, "refusals not counted twice");
         assert_eq!(st.meta("serve_spooled").unwrap().as_deref(), Some("3"));
