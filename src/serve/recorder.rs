@@ -448,15 +448,14 @@ pub(super) fn run(
                 }
                 None => {}
             }
-            if link.st.is_none() && recorder.waiting() >= MAX_PENDING / 10 * 9 {
-                spool(&link, "too many waiting while the state is unreachable");
-            }
         }
-        if let Some(since) = stopping_since {
-            if since.elapsed() >= STOP_DEADLINE {
-                spool(&link, "stopping while the state is unreachable");
-                return Ok(());
-            }
+        // Checked every tick: the bound is near, the state unreachable.
+        if link.st.is_none() && recorder.waiting() >= MAX_PENDING / 10 * 9 {
+            spool(&link, "too many waiting while the state is unreachable");
+        }
+        if stopping_since.is_some_and(|since| since.elapsed() >= STOP_DEADLINE) {
+            spool(&link, "stopping while the state is unreachable");
+            return Ok(());
         }
         std::thread::sleep(TICK);
     }
