@@ -44,7 +44,19 @@ fn setup(extra: &str, policy: &str) -> Workdir {
     w
 }
 
-fn start_serve(w: &Workdir, log: &str) -> Child {
+/// A running serve, killed on drop (a failed test leaves nothing running).
+struct Serve(Option<Child>);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_serve(w: &Workdir, log: &str) -> Serve {
     let child = w
         .cmd()
         .args(["serve", "--config", "audit.toml"])
@@ -52,6 +64,7 @@ fn start_serve(w: &Workdir, log: &str) -> Child {
         .stderr(std::fs::File::create(w.path(log)).unwrap())
         .spawn()
         .expect("start serve");
+    let child = Serve(Some(child));
     let t = Instant::now();
     while ask(w, "PING\n").is_empty() {
         assert!(
@@ -86,14 +99,16 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn signal(child: &Child, sig: i32) {
+fn signal(child: &Serve, sig: i32) {
+    let pid = child.0.as_ref().expect("running").id();
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
 /// SIGTERM and the exit status, within `limit`.
-fn stop(mut child: Child, limit: Duration) -> std::process::ExitStatus {
-    signal(&child, libc::SIGTERM);
+fn stop(mut serve: Serve, limit: Duration) -> std::process::ExitStatus {
+    signal(&serve, libc::SIGTERM);
+    let child = serve.0.as_mut().expect("running");
     let t = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -255,7 +270,7 @@ fn a_serve_whose_state_is_migrated_stops_spools_and_the_audit_refuses() {
     let mut serve = serve;
     let t = Instant::now();
     let status = loop {
-        if let Some(s) = serve.try_wait().unwrap() {
+        if let Some(s) = serve.0.as_mut().unwrap().try_wait().unwrap() {
             break s;
         }
         assert!(t.elapsed() < Duration::from_secs(20), "serve did not stop");
