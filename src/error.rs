@@ -56,9 +56,28 @@ pub enum Error {
     /// The state database failed (locked, damaged, full).
     #[error("{path}: {msg}")]
     State { path: PathBuf, msg: String },
+    /// The state database failed in a way the same step may pass later; `cause` says whether
+    /// to run the transaction again or to reconnect (kept in the value, so whoever holds the
+    /// error decides, on any thread).
+    #[error("{path}: {msg}")]
+    StateRetry {
+        path: PathBuf,
+        msg: String,
+        cause: Retry,
+    },
     /// The run was interrupted (Ctrl-C / SIGTERM); temporary files have been removed.
     #[error("interrupted")]
     Interrupted,
+}
+
+/// Why a state database step may pass if tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// A serialization failure or a deadlock: run the transaction again.
+    Conflict,
+    /// The connection: closed, refused, an I/O error, the server shutting down (not a
+    /// constraint or a query error): reconnect.
+    Connection,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -97,6 +116,13 @@ impl Error {
         Error::Index {
             path: path.as_ref().to_path_buf(),
             msg: msg.into(),
+        }
+    }
+    /// Why the failed step may pass later, if it may.
+    pub fn retry(&self) -> Option<Retry> {
+        match self {
+            Error::StateRetry { cause, .. } => Some(*cause),
+            _ => None,
         }
     }
     /// True when the underlying cause is a closed pipe (`breach-audit ... | head`).

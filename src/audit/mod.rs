@@ -202,6 +202,19 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         warn,
     );
     let mut state = State::open_at(&opts.state)?;
+    // A SQLite state migrated into a shared one is a backup: refused, naming the new state.
+    if let Some(msg) = crate::state::migrated_away(&state)? {
+        return Err(Error::Usage(format!("audit: {msg}")));
+    }
+    // Verdicts `serve` spooled while the state was unreachable count tonight.
+    let replayed = crate::serve::spool::replay(&opts.state.dir, &state)?;
+    if replayed.damaged > 0 {
+        warn.warn(format!(
+            "{} lines of serve's spool failed their checksum (a crash mid-write?): kept in {}.damaged",
+            replayed.damaged,
+            opts.state.dir.join(crate::serve::spool::SPOOL_FILE).display()
+        ));
+    }
     let on_record = state.open_findings()?;
     let logins = state.logins()?;
     let mut check_opts = check::CheckOptions {
@@ -216,7 +229,9 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     // checkpoints as it goes, too, for a run that is killed).
     let outcome = cache.finish(outcome, warn)?;
     let marks_before = std::mem::take(&mut check_opts.logins.marks);
-    let login_summary = login_summary(&mut state, &opts.login_failures, &opts.accounts, &outcome)?;
+    let mut login_summary =
+        login_summary(&mut state, &opts.login_failures, &opts.accounts, &outcome)?;
+    login_summary.serve = crate::serve::report(&state, replayed)?;
     if login_summary.judged_30d > 0
         && !opts
             .login_failures
@@ -356,6 +371,7 @@ fn login_summary(
         refused_logins,
         hook_failures,
         failures_file: file.display().to_string(),
+        serve: None,
     })
 }
 
@@ -825,6 +841,9 @@ impl std::fmt::Display for AuditOutcome {
                 plural(self.logins.judged_30d, "account"),
                 plural(self.logins.refused_accounts, "account"),
             )?;
+        }
+        if let Some(s) = &self.logins.serve {
+            write!(f, "{}; ", s.text())?;
         }
         if self.complete() {
             f.write_str("complete")?;

@@ -159,6 +159,10 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                 )
                 .as_str()]);
             }
+            if let Some(s) = o.logins.serve.as_ref().filter(|s| s.noteworthy()) {
+                // Verdicts stuck or spooled: cron must see it.
+                print_alerts([s.text().as_str()]);
+            }
             if o.uncertain > 0 || (o.held_addresses > 0 && !quiet) {
                 // Addresses held for the same reason as long are named together.
                 let mut groups: Vec<((&str, u64), Vec<&str>)> = Vec::new();

@@ -28,8 +28,9 @@ enum StateSub {
     /// and said) and meta (per-server keys named for the server). The shared state records
     /// `migrated:NAME` (when and from where): a second migrate of the same name is refused.
     /// A server that already audited into the shared state is refused too. Prints one line per
-    /// table (rows copied) and the config lines to add; --from is left as it was (the SQLite
-    /// file stays as a backup). Defaults come from --config: `state` for --from, `state_url`,
+    /// table (rows copied) and the config lines to add; --from's SQLite file stays as a
+    /// backup, marked migrated (a `serve` still writing to it stops, and `audit` on it refuses,
+    /// naming the shared state). Defaults come from --config: `state` for --from, `state_url`,
     /// `state_password_file` and `server`. Exit codes: 0 migrated, 2 error (nothing changed:
     /// PostgreSQL unreachable, already migrated, bad options), 3 an audit, notify or suspend
     /// holds --from's lock.

@@ -49,6 +49,19 @@ The attached report.html is the operator's page of the last runs (`breach-audit 
 again); the audit's full record is in its state database and out/run.json.
 "#;
 
+/// The operator's item about a server's `serve`, when its verdicts are stuck (no write for an
+/// hour while a serve runs there) or went through the spool since the last run.
+pub fn serve_item(server: &str, r: &crate::serve::ServeReport) -> Option<String> {
+    r.noteworthy().then(|| {
+        let tag = if server.is_empty() {
+            String::new()
+        } else {
+            format!("[{server}] ")
+        };
+        format!("{tag}login verdicts: {}", r.text())
+    })
+}
+
 /// One address in a notice.
 #[derive(Serialize)]
 pub struct NoticeAddress {

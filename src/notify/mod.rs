@@ -539,6 +539,13 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
          FROM notices WHERE status = 'held' ORDER BY id",
     )?);
     for run in state.fleet_runs()? {
+        if let Some(item) = run
+            .logins()
+            .and_then(|l| l.serve)
+            .and_then(|r| message::serve_item(&run.server, &r))
+        {
+            items.push(item);
+        }
         for d in run.not_audited() {
             items.push(format!(
                 "{}not audited: {} ({}: {})",

@@ -224,9 +224,29 @@ fn retryable(e: &postgres::Error) -> bool {
     })
 }
 
-thread_local! {
-    /// Set when the last PostgreSQL error of this thread was a retryable one.
-    static LAST_RETRYABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// The connection is gone or going: closed, never made, an I/O error, or the server shutting
+/// down or not accepting yet (SQLSTATE class 08, 57P01-57P03). A constraint or query error is
+/// not.
+fn connection_lost(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(c) = e.code() {
+        return c.code().starts_with("08")
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW;
+    }
+    // No SQLSTATE: the client's own failure; an I/O error anywhere in its causes is the link.
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// `?N` -> `$N` outside quotes; `group_concat(` -> `string_agg(`.
@@ -365,7 +385,11 @@ impl Db {
         let tls = native_tls::TlsConnector::new().map_err(|e| fail(format!("TLS set-up: {e}")))?;
         let client = cfg
             .connect(postgres_native_tls::MakeTlsConnector::new(tls))
-            .map_err(|e| fail(format!("cannot connect: {}", pg_text(&e))))?;
+            .map_err(|e| Error::StateRetry {
+                path: label.clone(),
+                msg: format!("cannot connect: {}", pg_text(&e)),
+                cause: crate::error::Retry::Connection,
+            })?;
         Ok(Db {
             inner: std::cell::RefCell::new(Inner::Postgres {
                 client: Box::new(client),
@@ -389,11 +413,18 @@ impl Db {
     }
 
     fn pg_err(label: &Path, e: &postgres::Error) -> Error {
-        LAST_RETRYABLE.with(|r| r.set(retryable(e)));
-        Error::State {
-            path: label.to_path_buf(),
-            msg: format!("state database: {}", pg_text(e)),
-        }
+        let (path, msg) = (
+            label.to_path_buf(),
+            format!("state database: {}", pg_text(e)),
+        );
+        let cause = if retryable(e) {
+            crate::error::Retry::Conflict
+        } else if connection_lost(e) {
+            crate::error::Retry::Connection
+        } else {
+            return Error::State { path, msg };
+        };
+        Error::StateRetry { path, msg, cause }
     }
 
     fn pg_stmt(
@@ -569,7 +600,6 @@ impl Db {
             };
             self.batch(begin)?;
             self.in_tx.set(true);
-            LAST_RETRYABLE.with(|r| r.set(false));
             let r = f(self).and_then(|v| self.batch("COMMIT").map(|()| v));
             self.in_tx.set(false);
             match r {
@@ -577,7 +607,7 @@ impl Db {
                 Err(e) => {
                     let _ = self.batch("ROLLBACK");
                     let again = self.engine() == Engine::Postgres
-                        && LAST_RETRYABLE.with(|r| r.get())
+                        && e.retry() == Some(crate::error::Retry::Conflict)
                         && attempt < RETRIES;
                     if !again {
                         return Err(e);

@@ -96,6 +96,34 @@ pub struct Migrated {
     pub tables: Vec<TableCopied>,
 }
 
+/// The `meta` key of a SQLite state migrated into a shared one: `AT <TAB> SERVER <TAB> URL`.
+const MIGRATED_TO: &str = "migrated_to";
+
+/// When `st` is a SQLite state migrated into a shared one: the message that says where it went
+/// and what to do. A `serve` started before the migration stops on it; `audit` refuses.
+pub fn migrated_away(st: &State) -> Result<Option<String>> {
+    if st.db.engine() != Engine::Sqlite {
+        return Ok(None);
+    }
+    let Some(v) = st.meta(MIGRATED_TO)? else {
+        return Ok(None);
+    };
+    let mut f = v.splitn(3, '\t');
+    let (at, server, url) = (
+        f.next().unwrap_or("?"),
+        f.next().unwrap_or("?"),
+        f.next().unwrap_or("?"),
+    );
+    Ok(Some(format!(
+        "{}: this SQLite state was migrated at {at} into the shared state {url} as server {server} \
+         (`breach-audit state migrate`) and is a backup now, written no more: set \
+         state_url = \"{url}\", state_password_file and server = \"{server}\" in the config, as \
+         `state migrate` printed, then run this again (and restart serve: `systemctl restart \
+         breach-audit-serve`)",
+        st.path().display()
+    )))
+}
+
 /// The `meta` key recording that `server` was migrated.
 fn migrated_key(server: &str) -> String {
     format!("migrated:{server}")
@@ -663,12 +691,17 @@ pub fn migrate_state(src: &State, dst: &State) -> Result<Migrated> {
         refresh_notices(db, &at)?;
         Ok(out)
     });
+    let tables = tables?;
+    let to = ddb.label().display().to_string();
+    // Committed: the source is marked, so a `serve` still writing to it stops, and an audit on
+    // it refuses, naming the shared state.
+    src.set_meta(MIGRATED_TO, &format!("{at}\t{server}\t{to}"))?;
     Ok(Migrated {
         server,
         at,
         from,
-        to: ddb.label().display().to_string(),
-        tables: tables?,
+        to,
+        tables,
     })
 }
 

@@ -31,7 +31,7 @@ mod migrate;
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
 pub(crate) use db::{Db, Engine, V, p};
-pub use migrate::{migrate_state, refuse_if_migrated};
+pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -361,9 +361,17 @@ pub(crate) fn db_error(path: &Path, e: &rusqlite::Error) -> Error {
         _ => false,
     };
     if !full {
-        return Error::State {
-            path: path.to_path_buf(),
-            msg: format!("state database: {e}"),
+        let (path, msg) = (path.to_path_buf(), format!("state database: {e}"));
+        // The file gone, moved or unreadable under us: reopening it by its path may help.
+        return match code {
+            Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::ReadOnly) => {
+                Error::StateRetry {
+                    path,
+                    msg,
+                    cause: crate::error::Retry::Connection,
+                }
+            }
+            _ => Error::State { path, msg },
         };
     }
     let left = free.map_or(String::new(), |f| {
@@ -1184,6 +1192,9 @@ pub struct LoginSummary {
     pub hook_failures: u64,
     /// The failures file read.
     pub failures_file: String,
+    /// What `serve` wrote, waited with and spooled (absent when no serve ever wrote here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<crate::serve::ServeReport>,
 }
 
 /// One source's login coverage.

@@ -206,6 +206,31 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Start the same cluster again after [`Postgres::stop`] (same data, socket and log).
+    pub fn start_again(&self) {
+        let base = self.dir.path().join("pg");
+        let (data, sock, log) = (base.join("data"), base.join("sock"), base.join("log"));
+        run(
+            &mut self.cmd(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &data.display().to_string(),
+                    "-l",
+                    &log.display().to_string(),
+                    "-o",
+                    &format!("-h '' -k {} -F", sock.display()),
+                    "-w",
+                    "start",
+                ],
+            ),
+            "pg_ctl start",
+        );
+        wait_for(&sock.join(".s.PGSQL.5432"), "postgres", &log);
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("pg/data").display().to_string();

@@ -24,17 +24,19 @@
 //! failure). `PING <LF>` is
 //! answered `BA1 <TAB> pong <TAB> addresses-in-index <LF>`.
 
+mod recorder;
+pub mod spool;
+
 use crate::config::ConfigPath;
 use crate::error::{Error, IoContext, Result};
 use crate::index::Index;
-use serde::Deserialize;
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest request line: a long address and a 1 KiB password, hex-encoded, with room.
 pub const MAX_LINE: usize = 4096;
@@ -42,11 +44,6 @@ pub const MAX_LINE: usize = 4096;
 pub const MAX_PENDING: usize = 100_000;
 /// How often the acceptor looks at the stop flag, and the watcher at the index.
 const POLL: Duration = Duration::from_millis(200);
-/// How often the recorder writes what it holds.
-const FLUSH_EVERY: Duration = Duration::from_secs(2);
-/// A verdict that did not change is written again after this long (so `seen_at` tells the
-/// nightly job the account was judged recently).
-const REWRITE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What a login with a leaked password meets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -162,7 +159,7 @@ pub struct ServeOptions {
 
 /// One login's verdict, as recorded (no password, no hash of it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Verdict {
+pub(crate) struct Verdict {
     service: String,
     hibp: u64,
     combolist: u64,
@@ -171,162 +168,129 @@ struct Verdict {
 
 /// Counters, printed at the end and kept in the state's `meta` (`serve_*`).
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     requests: AtomicU64,
     refused: AtomicU64,
     errors: AtomicU64,
     overloaded: AtomicU64,
+    /// Requests whose client had gone before they were answered (the hook timed out, as while
+    /// `serve` was stopped): not judged, not recorded, not refused.
+    late: AtomicU64,
 }
 
-/// The verdicts waiting to be written, and what was last written for each account.
-struct Recorder {
-    pending: Mutex<Pending>,
+impl Counters {
+    /// Each counter and its `meta` key.
+    fn all(&self) -> [(&'static str, &AtomicU64); 5] {
+        [
+            ("serve_requests", &self.requests),
+            ("serve_refused", &self.refused),
+            ("serve_errors", &self.errors),
+            ("serve_overloaded", &self.overloaded),
+            ("serve_late", &self.late),
+        ]
+    }
 }
 
-#[derive(Default)]
-struct Pending {
-    /// Address -> (verdict, when seen, refusals since the last write).
-    verdicts: HashMap<String, (Verdict, String, u64)>,
-    /// Address -> (verdict written, when written).
-    written: HashMap<String, (Verdict, Instant)>,
-    /// Address -> when it last logged in (as stored), for a verdict the audit asks again.
-    last_seen: HashMap<String, String>,
+/// What the audit reports of `serve` (run.json `logins.serve`, the summary line, the operator's
+/// message): when it last wrote, and the verdicts that waited or went through the spool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ServeReport {
+    /// When this server's `serve` last wrote to the state (it writes every 2 s while it runs).
+    pub last_write: Option<String>,
+    /// Its last write is more than [`STALE_AFTER`] old: it is stopped, or cannot reach the
+    /// state (its verdicts then wait in memory or in the spool).
+    pub stale: bool,
+    /// Verdicts that arrived while it last wrote (waiting for the next write).
+    pub waiting: u64,
+    /// Verdicts that went through the spool since the last run (written into the state since).
+    pub spooled: u64,
+    /// Of those, written by this audit from the spool before it read the logins.
+    pub replayed: u64,
+    /// Spool lines that failed their checksum (kept in `serve-spool.jsonl.damaged`).
+    pub damaged: u64,
+    /// Requests whose client had gone before the running serve answered them (counted late: not
+    /// judged, not refused).
+    pub late: u64,
 }
 
-impl Recorder {
-    fn note(&self, address: &str, v: Verdict, refused: bool) {
-        let now = crate::state::now();
-        let mut p = self.pending.lock().expect("no panics while held");
-        if p.last_seen.len() >= MAX_PENDING && !p.last_seen.contains_key(address) {
-            p.last_seen.clear();
+/// A serve silent for this long is reported stale.
+pub const STALE_AFTER: u64 = 3600;
+
+/// The report of this server's `serve`, after the audit replayed `replayed` from the spool;
+/// `None` when no serve ever wrote here. Moves the spooled count's mark (`meta`).
+pub fn report(st: &crate::state::State, replayed: spool::Replayed) -> Result<Option<ServeReport>> {
+    let suffix = if st.server().is_empty() {
+        String::new()
+    } else {
+        format!(":{}", st.server())
+    };
+    let num = |k: &str| -> Result<u64> {
+        Ok(st
+            .meta(&format!("{k}{suffix}"))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    };
+    let last_write = st.meta(&format!("serve_last_write{suffix}"))?;
+    let (spooled, told) = (num("serve_spooled")?, num("serve_spooled_reported")?);
+    if last_write.is_none() && spooled == 0 && replayed.damaged == 0 {
+        return Ok(None);
+    }
+    st.set_meta(
+        &format!("serve_spooled_reported{suffix}"),
+        &spooled.to_string(),
+    )?;
+    Ok(Some(ServeReport {
+        stale: last_write
+            .as_deref()
+            .is_none_or(|w| w < crate::state::earlier(STALE_AFTER).as_str()),
+        last_write,
+        waiting: num("serve_waiting")?,
+        spooled: spooled.saturating_sub(told),
+        replayed: replayed.records,
+        damaged: replayed.damaged,
+        late: num("serve_late")?,
+    }))
+}
+
+impl ServeReport {
+    /// One sentence for the summary line and the operator's message.
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "serve last wrote {}",
+            self.last_write.as_deref().unwrap_or("never")
+        );
+        if self.stale {
+            t.push_str(&format!(
+                " (stale: over {} h ago; is `breach-audit serve` running and reaching the state?)",
+                STALE_AFTER / 3600
+            ));
         }
-        p.last_seen.insert(address.to_string(), now.clone());
-        // The service is recorded, but a login on another service is not a new verdict.
-        let unchanged = p.written.get(address).is_some_and(|(w, at)| {
-            (w.hibp, w.combolist, w.confirmed) == (v.hibp, v.combolist, v.confirmed)
-                && at.elapsed() < REWRITE_AFTER
-        });
-        if unchanged && !refused {
-            return;
+        if self.spooled > 0 || self.replayed > 0 {
+            t.push_str(&format!(
+                ", {} through the spool since the last run ({} replayed by this audit)",
+                crate::check::plural(self.spooled, "verdict"),
+                self.replayed
+            ));
         }
-        if p.verdicts.len() >= MAX_PENDING && !p.verdicts.contains_key(address) {
-            // The database has been unwritable for a long while: keep the memory bounded; the
-            // account's next login records it again.
-            return;
+        if self.damaged > 0 {
+            t.push_str(&format!(
+                ", {} damaged spool lines kept in {}.damaged",
+                self.damaged,
+                spool::SPOOL_FILE
+            ));
         }
-        let entry = p
-            .verdicts
-            .entry(address.to_string())
-            .or_insert_with(|| (v.clone(), String::new(), 0));
-        entry.0 = v;
-        entry.1 = now;
-        entry.2 += refused as u64;
+        if self.late > 0 {
+            t.push_str(&format!(
+                ", {} late (the client had gone: not judged)",
+                crate::check::plural(self.late, "request")
+            ));
+        }
+        t
     }
 
-    /// Write what is pending in one transaction; on failure (the database busy with an audit,
-    /// or unreachable) keep it for the next try.
-    fn flush(&self, st: &crate::state::State, counters: &Counters) -> Result<()> {
-        use crate::state::{V, p};
-        // Accounts whose stored hash changed: their next verdict is written whatever it is, and
-        // one seen since the change is written now.
-        let resets: Vec<(String, String)> = st.db.transaction(|db| {
-            let r = db
-                .query("SELECT address, at FROM login_resets", &[])?
-                .iter()
-                .map(|r| Ok((r.get(0)?, r.get(1)?)))
-                .collect::<Result<Vec<_>>>()?;
-            if !r.is_empty() {
-                db.execute("DELETE FROM login_resets", &[])?;
-            }
-            Ok(r)
-        })?;
-        let batch: Vec<(String, (Verdict, String, u64))> = {
-            let mut p = self.pending.lock().expect("no panics while held");
-            for (address, at) in &resets {
-                let Some((v, _)) = p.written.remove(address) else {
-                    continue;
-                };
-                if let Some(seen) = p.last_seen.get(address).cloned()
-                    && seen >= *at
-                    && !p.verdicts.contains_key(address)
-                {
-                    p.verdicts.insert(address.clone(), (v, seen, 0));
-                }
-            }
-            p.verdicts.drain().collect()
-        };
-        let rows: Vec<Vec<V>> = batch
-            .iter()
-            .map(|(address, (v, seen, refused))| {
-                vec![
-                    V::T(address),
-                    V::T(seen),
-                    V::T(&v.service),
-                    V::I(v.hibp as i64),
-                    V::I(v.combolist as i64),
-                    V::I(v.confirmed.into()),
-                    V::T(seen),
-                    V::I(*refused as i64),
-                    if *refused > 0 { V::T(seen) } else { V::Null },
-                    V::T(st.server()),
-                ]
-            })
-            .collect();
-        let suffix = if st.server().is_empty() {
-            String::new()
-        } else {
-            format!(":{}", st.server())
-        };
-        let written = st.db.transaction(|db| {
-            db.insert_many(
-                "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-                     first_seen_at, refused, refused_at, server)",
-                10,
-                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at, server = excluded.server,
-                     service = excluded.service, hibp = excluded.hibp,
-                     combolist = excluded.combolist, confirmed = excluded.confirmed,
-                     refused = logins.refused + excluded.refused,
-                     refused_at = COALESCE(excluded.refused_at, logins.refused_at)",
-                &rows,
-            )?;
-            for (k, c) in [
-                ("serve_requests", &counters.requests),
-                ("serve_refused", &counters.refused),
-                ("serve_errors", &counters.errors),
-                ("serve_overloaded", &counters.overloaded),
-            ] {
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    p![
-                        format!("{k}{suffix}"),
-                        c.load(Ordering::Relaxed).to_string()
-                    ],
-                )?;
-            }
-            Ok(())
-        });
-        let mut p = self.pending.lock().expect("no panics while held");
-        match written {
-            Ok(()) => {
-                let now = Instant::now();
-                if p.written.len() > MAX_PENDING {
-                    p.written.clear();
-                }
-                for (address, (v, _, _)) in batch {
-                    p.written.insert(address, (v, now));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Put the batch back under what arrived meanwhile (newer verdicts win).
-                for (address, (v, seen, refused)) in batch {
-                    let e = p.verdicts.entry(address).or_insert((v, seen, 0));
-                    e.2 += refused;
-                }
-                Err(e)
-            }
-        }
+    /// Worth the operator's attention.
+    pub fn noteworthy(&self) -> bool {
+        self.stale || self.spooled > 0 || self.damaged > 0
     }
 }
 
@@ -353,6 +317,10 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     // recorder's table exists.
     crate::fsutil::create_private_dir(&opts.state.dir)?;
     let st = crate::state::State::open_at(&opts.state)?;
+    // A state migrated into a shared one is a backup: nothing is written to it.
+    if let Some(msg) = crate::state::migrated_away(&st)? {
+        return Err(Error::Usage(format!("serve: {msg}")));
+    }
     let socket = opts
         .config
         .socket
@@ -365,9 +333,7 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
         id,
     }));
     let counters = Arc::new(Counters::default());
-    let recorder = Arc::new(Recorder {
-        pending: Mutex::new(Pending::default()),
-    });
+    let recorder = Arc::new(recorder::Recorder::default());
     let policy = opts.config.policy.unwrap_or_default();
     let never: Arc<Vec<String>> = Arc::new(
         opts.never_refuse
@@ -446,27 +412,17 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
             }
         }));
     }
-    // The recorder.
+    // The recorder: it owns the state connection (and reconnects it), writes in batches, spools
+    // what it cannot write.
     let flusher = {
-        let (recorder, counters, stop) = (recorder.clone(), counters.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut last = Instant::now();
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                if stopping || last.elapsed() >= FLUSH_EVERY {
-                    if let Err(e) = recorder.flush(&st, &counters) {
-                        eprintln!(
-                            "breach-audit: serve: warning: verdicts not written yet (kept, retried): {e}"
-                        );
-                    }
-                    last = Instant::now();
-                }
-                if stopping {
-                    break;
-                }
-                std::thread::sleep(POLL);
-            }
-        })
+        let (recorder, counters, stop, term, at) = (
+            recorder.clone(),
+            counters.clone(),
+            stop.clone(),
+            term.clone(),
+            opts.state.clone(),
+        );
+        std::thread::spawn(move || recorder::run(st, at, &recorder, &counters, &stop, &term))
     };
     if opts.verbose {
         eprintln!(
@@ -480,17 +436,21 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
-    let _ = flusher.join();
+    let recorded = flusher.join().unwrap_or(Ok(()));
     let _ = std::fs::remove_file(&socket);
     if opts.verbose {
         eprintln!(
-            "breach-audit: serve: stopped after {} requests ({} refused, {} errors, {} turned away when busy)",
+            "breach-audit: serve: stopped after {} requests ({} refused, {} errors, {} turned away when busy, {} late: their client had gone)",
             counters.requests.load(Ordering::Relaxed),
             counters.refused.load(Ordering::Relaxed),
             counters.errors.load(Ordering::Relaxed),
             counters.overloaded.load(Ordering::Relaxed),
+            counters.late.load(Ordering::Relaxed),
         );
     }
+    // Stopped because the state was migrated: non-zero, so systemd's Restart= brings it back
+    // (and it refuses again until the config names the new state).
+    recorded.map_err(|msg| Error::Usage(format!("serve: {msg}")))?;
     accepted
 }
 
@@ -615,6 +575,20 @@ fn group_id(name: &str) -> Result<u32> {
         })
 }
 
+/// Has the client closed its end for good (both directions: the hook gave up and closed, as it
+/// does after its timeout)? A half-close (`shutdown(SHUT_WR)` after the request) is not gone: it
+/// still reads the answer.
+fn peer_gone(stream: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(stream, PollFlags::empty())];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+        && fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
+}
+
 /// Serve one connection: requests until the client closes it (the hook sends one).
 fn answer(
     stream: UnixStream,
@@ -622,7 +596,7 @@ fn answer(
     policy: Policy,
     never: &[String],
     counters: &Counters,
-    recorder: &Recorder,
+    recorder: &recorder::Recorder,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
@@ -640,23 +614,29 @@ fn answer(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        // The client gone before we answer (its request queued while serve was stopped, and the
+        // hook let the login through on its timeout): not judged, not recorded, counted late.
+        if peer_gone(&out) {
+            counters.late.fetch_add(1, Ordering::Relaxed);
+            break;
+        }
+        let mut verdict = None;
         let reply = if line.len() > MAX_LINE || !line.ends_with(b"\n") {
             counters.errors.fetch_add(1, Ordering::Relaxed);
             "BA1\terror\trequest too long or cut short\n".to_string()
         } else {
             counters.requests.fetch_add(1, Ordering::Relaxed);
-            match judge(&line, index, policy, never, recorder) {
-                Ok(Reply::Verdict { refuse, v }) => {
-                    if refuse {
-                        counters.refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    format!(
+            match judge(&line, index, policy, never) {
+                Ok(Reply::Verdict { refuse, v, address }) => {
+                    let text = format!(
                         "BA1\t{}\t{}\t{}\t{}\n",
                         if refuse { "refuse" } else { "allow" },
                         v.confirmed as u8,
                         v.hibp,
                         v.combolist
-                    )
+                    );
+                    verdict = Some((address, v, refuse));
+                    text
                 }
                 Ok(Reply::Pong(n)) => format!("BA1\tpong\t{n}\n"),
                 Ok(Reply::Skip(why)) => format!("BA1\tskip\t{why}\n"),
@@ -669,7 +649,30 @@ fn answer(
         // Whatever the request held is gone before the reply is sent.
         line.iter_mut().for_each(|b| *b = 0);
         if out.write_all(reply.as_bytes()).is_err() {
+            // Gone while we judged: the login went on without our answer.
+            if verdict.is_some() {
+                counters.late.fetch_add(1, Ordering::Relaxed);
+            }
             break;
+        }
+        // Recorded (and a refusal counted and logged) only once the client has the answer.
+        if let Some((address, v, refuse)) = verdict {
+            if refuse {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                // One line per refusal (to the journal under systemd): who and why, never the
+                // password.
+                eprintln!(
+                    "breach-audit: serve: refused {} login of {} ({})",
+                    v.service,
+                    address,
+                    if v.confirmed {
+                        "its password is one leaked for this address".to_string()
+                    } else {
+                        format!("its password is in the dumps {} times", v.hibp)
+                    }
+                );
+            }
+            recorder.note(&address, v, refuse);
         }
         if line.len() > MAX_LINE {
             break;
@@ -682,6 +685,7 @@ enum Reply {
     Verdict {
         refuse: bool,
         v: Verdict,
+        address: String,
     },
     Pong(u64),
     /// Not ours to judge (a system login without a domain): the login goes on, not a failure.
@@ -695,7 +699,6 @@ fn judge(
     index: &Index,
     policy: Policy,
     never: &[String],
-    recorder: &Recorder,
 ) -> std::result::Result<Reply, &'static str> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -757,21 +760,11 @@ fn judge(
                 Policy::RefuseSmtpConfirmed => v.confirmed,
                 Policy::RefuseSmtpPwnedOver(n) => v.confirmed || v.hibp > n,
             };
-        recorder.note(&email.addr, v.clone(), refuse);
-        if refuse {
-            // One line per refusal (to the journal under systemd): who and why, never the password.
-            eprintln!(
-                "breach-audit: serve: refused {} login of {} ({})",
-                v.service,
-                email.addr,
-                if v.confirmed {
-                    "its password is one leaked for this address".to_string()
-                } else {
-                    format!("its password is in the dumps {} times", v.hibp)
-                }
-            );
-        }
-        Ok(Reply::Verdict { refuse, v })
+        Ok(Reply::Verdict {
+            refuse,
+            v,
+            address: email.addr,
+        })
     })();
     password.iter_mut().for_each(|b| *b = 0);
     result
