@@ -144,6 +144,19 @@ fn sslmodes_behave_as_libpq_documents() {
         "report.html",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A server that does not offer TLS: require fails saying so (and what to change).
+    pg.sql("postgres", "ALTER SYSTEM SET ssl = off");
+    pg.sql("postgres", "SELECT pg_reload_conf()");
+    let t = std::time::Instant::now();
+    while pg.rows("postgres", "SHOW ssl") != ["off"] {
+        assert!(t.elapsed().as_secs() < 30, "ssl = off not taken on reload");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (code, err) = open(&pg, &w, "localhost", "sslmode=require");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sslmode=require: the server does not offer TLS"), "{err}");
+    assert!(err.contains("sslmode=prefer"), "{err}");
 }
 
 #[test]

@@ -203,11 +203,21 @@ impl Postgres {
         )
         .unwrap();
         let listen = if tls {
-            format!(
-                "-h 127.0.0.1 -p {port} -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            // In postgresql.conf, not on the command line, so that a test may turn it off
+            // (ALTER SYSTEM and a reload) as an operator would.
+            use std::io::Write;
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            write!(
+                conf,
+                "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
                 base.join("server.crt").display(),
                 base.join("server.key").display()
             )
+            .unwrap();
+            format!("-h 127.0.0.1 -p {port}")
         } else {
             "-h ''".to_string()
         };
