@@ -26,8 +26,8 @@
 //! the `tokio-postgres-rustls` crate (it fits tokio-postgres 0.7 and rustls 0.23 and takes our
 //! `ClientConfig`); only the verifiers are ours.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -111,7 +111,11 @@ fn split(url: &str) -> Split {
         let mut kept = Vec::new();
         for kv in query.split('&') {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             match dec(k).as_str() {
                 "sslmode" => out.sslmode = Some(dec(v)),
                 "sslrootcert" => out.sslrootcert = Some(dec(v)),
@@ -323,9 +327,7 @@ impl Target {
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
             self.client_config().map_err(Failed::Tls)?,
         );
-        self.config
-            .connect(tls)
-            .map_err(|e| self.explain(e))
+        self.config.connect(tls).map_err(|e| self.explain(e))
     }
 
     /// A failure in words: TLS ones get the mode, the cause and the fix; the server's refusal of
@@ -380,10 +382,9 @@ impl Target {
                      (or check this machine's clock)"
                         .to_string()
                 }
-                _ => format!(
-                    "the server's certificate was refused: check it, or sslmode=require to \
-                     encrypt without verifying"
-                ),
+                _ => "the server's certificate was refused: check it, or sslmode=require to \
+                      encrypt without verifying"
+                    .to_string(),
             },
             _ => "the TLS handshake failed".to_string(),
         };
@@ -568,8 +569,13 @@ mod tests {
 
     #[test]
     fn url_loses_only_sslmode_and_sslrootcert() {
-        let s = split("postgres://u@h:5433/db?application_name=x&sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3");
-        assert_eq!(s.rest, "postgres://u@h:5433/db?application_name=x&connect_timeout=3");
+        let s = split(
+            "postgres://u@h:5433/db?application_name=x&sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3",
+        );
+        assert_eq!(
+            s.rest,
+            "postgres://u@h:5433/db?application_name=x&connect_timeout=3"
+        );
         assert_eq!(s.sslmode.as_deref(), Some("verify-ca"));
         assert_eq!(s.sslrootcert.as_deref(), Some("/etc/ca.pem"));
         let s = split("postgresql://u@h/db?sslmode=require");
@@ -581,7 +587,8 @@ mod tests {
 
     #[test]
     fn key_value_strings_keep_their_quoting() {
-        let s = split("host=db user='a b' sslmode = verify-full sslrootcert='/x/my ca.pem' dbname=l");
+        let s =
+            split("host=db user='a b' sslmode = verify-full sslrootcert='/x/my ca.pem' dbname=l");
         assert_eq!(s.rest, "host=db user='a b' dbname=l");
         assert_eq!(s.sslmode.as_deref(), Some("verify-full"));
         assert_eq!(s.sslrootcert.as_deref(), Some("/x/my ca.pem"));
@@ -602,11 +609,17 @@ mod tests {
         // require with a root file checks the chain (libpq's compatibility rule).
         let t = parse("postgres://u@h/db?sslmode=require&sslrootcert=/x.pem").unwrap();
         assert_eq!(t.effective(), SslMode::VerifyCa);
-        assert_eq!(parse("postgres://u@h/db?sslmode=require").unwrap().effective(), SslMode::Require);
+        assert_eq!(
+            parse("postgres://u@h/db?sslmode=require")
+                .unwrap()
+                .effective(),
+            SslMode::Require
+        );
         // sslrootcert=system: verify-full by default, weaker refused.
         let t = parse("postgres://u@h/db?sslrootcert=system").unwrap();
         assert_eq!(t.mode, SslMode::VerifyFull);
-        let Err(ParseError::Ours(m)) = parse("postgres://u@h/db?sslrootcert=system&sslmode=verify-ca")
+        let Err(ParseError::Ours(m)) =
+            parse("postgres://u@h/db?sslrootcert=system&sslmode=verify-ca")
         else {
             panic!("verify-ca with system roots accepted")
         };
@@ -614,7 +627,10 @@ mod tests {
         let Err(ParseError::Ours(m)) = parse("postgres://u@h/db?sslmode=verify_full") else {
             panic!("a misspelt mode accepted")
         };
-        assert!(m.contains("verify_full") && m.contains("verify-full"), "{m}");
+        assert!(
+            m.contains("verify_full") && m.contains("verify-full"),
+            "{m}"
+        );
         // No TLS over a unix socket, whatever the mode (libpq's rule).
         let t = parse("postgres://u@%2Frun%2Fpostgresql/db?sslmode=verify-full").unwrap();
         assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Disable);

@@ -66,12 +66,22 @@ fn sslmodes_behave_as_libpq_documents() {
 
     // verify-ca: the chain against sslrootcert, any host name.
     for host in ["localhost", "127.0.0.1"] {
-        let (code, err) = open(&pg, &w, host, &format!("sslmode=verify-ca&sslrootcert={ca}"));
+        let (code, err) = open(
+            &pg,
+            &w,
+            host,
+            &format!("sslmode=verify-ca&sslrootcert={ca}"),
+        );
         assert_eq!(code, 0, "verify-ca at {host}: {err}");
     }
     // ... and the wrong CA fails, saying which file, which mode and what to do, without the
     // password (the file's) and with the URL's host.
-    let (code, err) = open(&pg, &w, "localhost", &format!("sslmode=verify-ca&sslrootcert={other}"));
+    let (code, err) = open(
+        &pg,
+        &w,
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={other}"),
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sslmode=verify-ca"), "{err}");
     assert!(
@@ -80,7 +90,10 @@ fn sslmodes_behave_as_libpq_documents() {
     );
     assert!(err.contains("give the CA that signed it"), "{err}");
     eprintln!("verify-ca, the wrong CA: {err}");
-    assert!(err.contains("sslmode=require to encrypt without verifying"), "{err}");
+    assert!(
+        err.contains("sslmode=require to encrypt without verifying"),
+        "{err}"
+    );
     assert!(err.contains("ledger@localhost"), "{err}");
     assert!(!err.contains(common::db::VMAIL_PASSWORD), "{err}");
     // Without sslrootcert, verify-ca trusts the system's roots, which did not sign it.
@@ -89,9 +102,19 @@ fn sslmodes_behave_as_libpq_documents() {
     assert!(err.contains("not signed by the system's roots"), "{err}");
 
     // require with sslrootcert checks the chain, as libpq documents.
-    let (code, err) = open(&pg, &w, "localhost", &format!("sslmode=require&sslrootcert={ca}"));
+    let (code, err) = open(
+        &pg,
+        &w,
+        "localhost",
+        &format!("sslmode=require&sslrootcert={ca}"),
+    );
     assert_eq!(code, 0, "{err}");
-    let (code, err) = open(&pg, &w, "localhost", &format!("sslmode=require&sslrootcert={other}"));
+    let (code, err) = open(
+        &pg,
+        &w,
+        "localhost",
+        &format!("sslmode=require&sslrootcert={other}"),
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("checked as verify-ca"), "{err}");
     assert!(err.contains("not signed by"), "{err}");
@@ -111,13 +134,24 @@ fn sslmodes_behave_as_libpq_documents() {
     // modes refused as libpq 16 refuses them.
     let (code, err) = open(&pg, &w, "localhost", "sslrootcert=system");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sslmode=verify-full") && err.contains("not signed by the system's roots"), "{err}");
+    assert!(
+        err.contains("sslmode=verify-full") && err.contains("not signed by the system's roots"),
+        "{err}"
+    );
     let (code, err) = open(&pg, &w, "localhost", "sslrootcert=system&sslmode=require");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sslrootcert=system needs sslmode=verify-full"), "{err}");
+    assert!(
+        err.contains("sslrootcert=system needs sslmode=verify-full"),
+        "{err}"
+    );
 
     // A missing root file and a misspelt mode are named.
-    let (code, err) = open(&pg, &w, "localhost", "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem");
+    let (code, err) = open(
+        &pg,
+        &w,
+        "localhost",
+        "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sslrootcert=/nonexistent/ca.pem"), "{err}");
     let (code, err) = open(&pg, &w, "localhost", "sslmode=verify_full");
@@ -155,7 +189,10 @@ fn sslmodes_behave_as_libpq_documents() {
     }
     let (code, err) = open(&pg, &w, "localhost", "sslmode=require");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sslmode=require: the server does not offer TLS"), "{err}");
+    assert!(
+        err.contains("sslmode=require: the server does not offer TLS"),
+        "{err}"
+    );
     assert!(err.contains("sslmode=prefer"), "{err}");
 }
 
@@ -165,7 +202,13 @@ fn an_audit_on_a_tls_state_and_a_store_read_over_tls() {
     let ca = pg.tls.as_ref().unwrap().ca.display().to_string();
     let other = pg.tls.as_ref().unwrap().other_ca.display().to_string();
     let combo = w.write("combo.txt", "info@a.example:hunter2-a\n");
-    let r = w.run(&["build", "--index", "idx", "--combolist", &combo.display().to_string()]);
+    let r = w.run(&[
+        "build",
+        "--index",
+        "idx",
+        "--combolist",
+        &combo.display().to_string(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let hash = common::dovecot::sha512_crypt("hunter2-a");
     let fine = common::dovecot::sha512_crypt("fine-pw-1");
@@ -173,7 +216,12 @@ fn an_audit_on_a_tls_state_and_a_store_read_over_tls() {
         "users",
         format!("info@a.example:{hash}\nsales@a.example:{fine}\n"),
     );
-    let url = pg.tcp_url("ledger", "localhost", "ledger", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let url = pg.tcp_url(
+        "ledger",
+        "localhost",
+        "ledger",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
     let cfg = w.write(
         "audit.toml",
         format!(
@@ -186,7 +234,10 @@ fn an_audit_on_a_tls_state_and_a_store_read_over_tls() {
     let r = w.run(&["audit", "--config", &cfg.display().to_string(), "--quiet"]);
     assert_eq!(r.code, 1, "one leaked password: {}", r.stderr);
     assert_eq!(
-        pg.rows("ledger", "SELECT server, complete, accounts, at_risk FROM runs"),
+        pg.rows(
+            "ledger",
+            "SELECT server, complete, accounts, at_risk FROM runs"
+        ),
         vec!["london|1|2|1"]
     );
     assert_eq!(
@@ -231,7 +282,9 @@ fn an_audit_on_a_tls_state_and_a_store_read_over_tls() {
     let r = check(&other);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains(&format!("sslmode=verify-full: the server's certificate is not signed by sslrootcert={other}")),
+        r.stderr.contains(&format!(
+            "sslmode=verify-full: the server's certificate is not signed by sslrootcert={other}"
+        )),
         "{}",
         r.stderr
     );

@@ -69,8 +69,21 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
     let pem = dir.join(format!("{name}.pem"));
     run(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-            .args(["-nodes", "-days", "2", "-subj", &format!("/CN=breach-audit test {name}")])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=breach-audit test {name}"),
+            ])
             .arg("-keyout")
             .arg(dir.join(format!("{name}.key")))
             .arg("-out")
@@ -87,7 +100,14 @@ fn make_pki(dir: &Path) -> TlsFiles {
     let other_ca = make_ca(dir, "other-ca");
     run(
         Command::new("openssl")
-            .args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
             .args(["-subj", "/CN=localhost", "-keyout"])
             .arg(dir.join("server.key"))
             .arg("-out")
@@ -156,8 +176,11 @@ impl Postgres {
         let port = if tls { super::mta::free_port() } else { 5432 };
         let tls_files = tls.then(|| {
             let pki = make_pki(&base);
-            std::fs::set_permissions(base.join("server.key"), std::fs::Permissions::from_mode(0o600))
-                .unwrap();
+            std::fs::set_permissions(
+                base.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
             if is_root() {
                 run(
                     Command::new("chown")

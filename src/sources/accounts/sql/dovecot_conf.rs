@@ -51,7 +51,11 @@ pub fn read(path: &Path) -> Result<(String, Option<String>)> {
                 } else {
                     format!("?{}", tls.join("&"))
                 };
-                format!("postgres://{user}{pass}@{}{port}/{}{query}", enc(host), enc(db))
+                format!(
+                    "postgres://{user}{pass}@{}{port}/{}{query}",
+                    enc(host),
+                    enc(db)
+                )
             } else if host.starts_with('/') {
                 format!("mysql://{user}{pass}@localhost/{}?socket={host}", enc(db))
             } else {
