@@ -18,6 +18,8 @@ ls /usr/lib/dovecot/modules/auth/libauthdb_lua.so >/dev/null 2>&1 || missing+=(d
 [ -e /usr/share/lua/5.4/socket.lua ] || missing+=(lua-socket)
 command -v mkpasswd >/dev/null 2>&1 || missing+=(whois)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The PostgreSQL TLS tests make a throwaway CA with the openssl command.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)

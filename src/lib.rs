@@ -45,6 +45,7 @@ mod lookup;
 mod messages;
 mod notify;
 mod page;
+mod pgtls;
 mod progress;
 mod report;
 mod scheme;

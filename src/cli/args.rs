@@ -137,7 +137,9 @@ crate::options! {
         pub(crate) state: Option<ConfigPath>,
         /// A fleet's shared state database, `postgres://USER@HOST/DB` (or a unix socket:
         /// `postgres://USER@%2Frun%2Fpostgresql/DB`), instead of the SQLite one in `--state`.
-        /// No password here: it comes from `--state-password-file`.
+        /// No password here: it comes from `--state-password-file`. TLS as libpq reads it:
+        /// `?sslmode=verify-full&sslrootcert=CA.pem` (also disable, prefer (default), require,
+        /// verify-ca; README "Running a fleet").
         #[arg(long, value_name = "URL")]
         pub(crate) state_url: Option<String>,
         /// A 0600 file whose first line is the password of `state_url`'s user.
@@ -659,7 +661,8 @@ crate::options! {
         /// directory as HOST: %2Frun%2Fpostgresql), mysql://USER@HOST/DB (a socket:
         /// ?socket=PATH), sqlite:PATH, or dovecot:PATH to use the driver, connect string and
         /// default scheme of a Dovecot dovecot-sql.conf.ext. Give passwords with
-        /// --sql-password-file, not in the URL.
+        /// --sql-password-file, not in the URL. PostgreSQL's TLS as libpq reads it
+        /// (?sslmode=...&sslrootcert=PATH).
         #[arg(long = "sql", value_name = "URL")]
         #[serde(rename = "url")]
         pub(crate) sql: Option<SqlUrl>,

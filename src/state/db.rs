@@ -364,17 +364,21 @@ impl Db {
         })
     }
 
-    /// The PostgreSQL database at `url` (its password, if any, from `password`): TLS when the
-    /// URL asks for it (`sslmode=require`) or the server offers it, with the system's roots.
+    /// The PostgreSQL database at `url` (its password, if any, from `password`), TLS as libpq
+    /// reads `sslmode` and `sslrootcert` ([`crate::pgtls`]).
     pub(crate) fn postgres(url: &str, password: Option<String>) -> Result<Db> {
         let label = PathBuf::from(crate::sources::accounts::sql::redact(url));
         let fail = |msg: String| Error::State {
             path: label.clone(),
             msg,
         };
-        let mut cfg: postgres::Config = url
-            .parse()
-            .map_err(|e: postgres::Error| fail(format!("not a PostgreSQL URL: {}", pg_text(&e))))?;
+        let mut target = crate::pgtls::parse(url).map_err(|e| match e {
+            crate::pgtls::ParseError::Pg(e) => {
+                fail(format!("not a PostgreSQL URL: {}", pg_text(&e)))
+            }
+            crate::pgtls::ParseError::Ours(m) => fail(m),
+        })?;
+        let cfg = &mut target.config;
         if let Some(p) = password {
             cfg.password(p);
         }
@@ -382,14 +386,17 @@ impl Db {
             cfg.connect_timeout(std::time::Duration::from_secs(15));
         }
         cfg.application_name("breach-audit");
-        let tls = native_tls::TlsConnector::new().map_err(|e| fail(format!("TLS set-up: {e}")))?;
-        let client = cfg
-            .connect(postgres_native_tls::MakeTlsConnector::new(tls))
-            .map_err(|e| Error::StateRetry {
-                path: label.clone(),
-                msg: format!("cannot connect: {}", pg_text(&e)),
-                cause: crate::error::Retry::Connection,
-            })?;
+        // A connect that fails is a connection failure whatever its cause: `serve` retries it
+        // with backoff (a server restarting, a certificate being replaced).
+        let unreachable = |msg: String| Error::StateRetry {
+            path: label.clone(),
+            msg: format!("cannot connect: {msg}"),
+            cause: crate::error::Retry::Connection,
+        };
+        let client = target.connect().map_err(|e| match e {
+            crate::pgtls::Failed::Tls(m) => unreachable(m),
+            crate::pgtls::Failed::Pg(e) => unreachable(pg_text(&e)),
+        })?;
         Ok(Db {
             inner: std::cell::RefCell::new(Inner::Postgres {
                 client: Box::new(client),

@@ -51,10 +51,106 @@ pub struct Postgres {
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     pub password_file: PathBuf,
+    /// The port (also the unix socket's name): 5432 unless started with TLS.
+    pub port: u16,
+    /// With [`Postgres::start_tls`]: the throwaway CAs.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A throwaway PKI for a TLS-enabled server: `ca` signed the server's certificate (which names
+/// only `localhost`); `other_ca` is unrelated.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+}
+
+/// Make a CA (`NAME.pem`, `NAME.key`) in `dir` with the `openssl` command.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let pem = dir.join(format!("{name}.pem"));
+    run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=breach-audit test {name}"),
+            ])
+            .arg("-keyout")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(&pem),
+        "openssl req (CA)",
+    );
+    pem
+}
+
+/// A CA and a server certificate for `localhost` signed by it (server.crt, server.key), and an
+/// unrelated CA, in `dir`.
+fn make_pki(dir: &Path) -> TlsFiles {
+    let ca = make_ca(dir, "ca");
+    let other_ca = make_ca(dir, "other-ca");
+    run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("server.key"))
+            .arg("-out")
+            .arg(dir.join("server.csr")),
+        "openssl req (server)",
+    );
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-set_serial", "2", "-in"])
+            .arg(dir.join("server.csr"))
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(dir.join("ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(dir.join("server.crt")),
+        "openssl x509 (sign)",
+    );
+    TlsFiles { ca, other_ca }
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that also listens on 127.0.0.1 (a free port) with `ssl = on`, its certificate
+    /// for `localhost` signed by a throwaway CA; `pg_hba.conf` takes TCP logins over TLS only
+    /// (`hostssl`), as README's fleet set-up says.
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
             .and_then(|mut d| d.next())
@@ -77,10 +173,31 @@ impl Postgres {
                 "chown",
             );
         }
+        let port = if tls { super::mta::free_port() } else { 5432 };
+        let tls_files = tls.then(|| {
+            let pki = make_pki(&base);
+            std::fs::set_permissions(
+                base.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+            if is_root() {
+                run(
+                    Command::new("chown")
+                        .args(["postgres:postgres"])
+                        .arg(base.join("server.key"))
+                        .arg(base.join("server.crt")),
+                    "chown",
+                );
+            }
+            pki
+        });
         let pg = Postgres {
             password_file: password_file(dir.path()),
             dir,
             bin,
+            port,
+            tls: tls_files,
         };
         run(
             &mut pg.cmd(
@@ -97,11 +214,36 @@ impl Postgres {
             "initdb",
         );
         // Password logins for everyone but the owner, as on a mail server.
+        // TCP only over TLS (no `host` line): a login without TLS is refused.
+        let tcp = if tls {
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        } else {
+            ""
+        };
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all owner trust\nlocal all all scram-sha-256\n",
+            format!("local all owner trust\nlocal all all scram-sha-256\n{tcp}"),
         )
         .unwrap();
+        let listen = if tls {
+            // In postgresql.conf, not on the command line, so that a test may turn it off
+            // (ALTER SYSTEM and a reload) as an operator would.
+            use std::io::Write;
+            let mut conf = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .unwrap();
+            write!(
+                conf,
+                "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                base.join("server.crt").display(),
+                base.join("server.key").display()
+            )
+            .unwrap();
+            format!("-h 127.0.0.1 -p {port}")
+        } else {
+            "-h ''".to_string()
+        };
         let log = base.join("log");
         run(
             &mut pg.cmd(
@@ -112,14 +254,14 @@ impl Postgres {
                     "-l",
                     &log.display().to_string(),
                     "-o",
-                    &format!("-h '' -k {} -F", sock.display()),
+                    &format!("{listen} -k {} -F", sock.display()),
                     "-w",
                     "start",
                 ],
             ),
             "pg_ctl start",
         );
-        wait_for(&sock.join(".s.PGSQL.5432"), "postgres", &log);
+        wait_for(&sock.join(format!(".s.PGSQL.{port}")), "postgres", &log);
         pg
     }
 
@@ -144,6 +286,7 @@ impl Postgres {
         let mut c = Command::new(self.bin.join("psql"));
         c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string()])
             .args(["-U", "owner", "-d", db, "-c", sql]);
         run(&mut c, "psql")
     }
@@ -165,7 +308,16 @@ impl Postgres {
     /// The URL breach-audit is given (no password: it comes from the file).
     pub fn url(&self, db: &str) -> String {
         let sock: String = self.socket_dir().display().to_string().replace('/', "%2F");
-        format!("postgres://vmail@{sock}/{db}")
+        match self.port {
+            5432 => format!("postgres://vmail@{sock}/{db}"),
+            port => format!("postgres://vmail@{sock}:{port}/{db}"),
+        }
+    }
+
+    /// The URL of `db` for `user` over TCP to `host` (`localhost` or `127.0.0.1`) on this
+    /// server's port, with `query` (`sslmode=...`) appended: a TLS server's.
+    pub fn tcp_url(&self, user: &str, host: &str, db: &str, query: &str) -> String {
+        format!("postgres://{user}@{host}:{}/{db}?{query}", self.port)
     }
 }
 
@@ -191,6 +343,7 @@ impl Postgres {
         let mut c = Command::new(self.bin.join("psql"));
         c.args(["-X", "-q", "-At", "-F", "|", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string()])
             .args(["-U", "owner", "-d", db, "-c", sql]);
         run(&mut c, "psql").lines().map(str::to_string).collect()
     }

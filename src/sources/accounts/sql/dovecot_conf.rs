@@ -41,7 +41,21 @@ pub fn read(path: &Path) -> Result<(String, Option<String>)> {
             let db = get("dbname").ok_or_else(|| bad("`connect =` has no dbname="))?;
             let port = get("port").map(|p| format!(":{p}")).unwrap_or_default();
             if driver == "pgsql" {
-                format!("postgres://{user}{pass}@{}{port}/{}", enc(host), enc(db))
+                // libpq reads these from Dovecot's connect string; so does our connector.
+                let tls: Vec<String> = ["sslmode", "sslrootcert"]
+                    .iter()
+                    .filter_map(|k| get(k).map(|v| format!("{k}={}", enc(v))))
+                    .collect();
+                let query = if tls.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", tls.join("&"))
+                };
+                format!(
+                    "postgres://{user}{pass}@{}{port}/{}{query}",
+                    enc(host),
+                    enc(db)
+                )
             } else if host.starts_with('/') {
                 format!("mysql://{user}{pass}@localhost/{}?socket={host}", enc(db))
             } else {
@@ -125,5 +139,23 @@ mod tests {
         let kv = connect_pairs(&s[1].1);
         assert_eq!(kv[4], ("password".into(), "p@ss w:rd".into()));
         assert_eq!(enc("p@ss w:rd"), "p%40ss%20w%3Ard");
+    }
+
+    #[test]
+    fn tls_settings_of_a_pgsql_connect_line_are_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dovecot-sql.conf.ext");
+        std::fs::write(
+            &p,
+            "driver = pgsql\nconnect = host=db.example dbname=mail user=vmail sslmode=verify-full sslrootcert='/etc/ssl/my ca.pem'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (url, _) = read(&p).unwrap();
+        assert_eq!(
+            url,
+            "postgres://vmail@db.example/mail?sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fmy%20ca.pem"
+        );
     }
 }

@@ -415,11 +415,17 @@ mod drivers {
         use postgres::fallible_iterator::FallibleIterator;
         use postgres::types::Type;
         let d = |e: postgres::Error| Failed::Driver(chain(&e));
-        let mut cfg: postgres::Config = url.parse().map_err(d)?;
+        let mut target = crate::pgtls::parse(url).map_err(|e| match e {
+            crate::pgtls::ParseError::Pg(e) => d(e),
+            crate::pgtls::ParseError::Ours(m) => Failed::Driver(m),
+        })?;
         if let Some(p) = password {
-            cfg.password(p);
+            target.config.password(p);
         }
-        let mut client = cfg.connect(postgres::NoTls).map_err(d)?;
+        let mut client = target.connect().map_err(|e| match e {
+            crate::pgtls::Failed::Tls(m) => Failed::Driver(m),
+            crate::pgtls::Failed::Pg(e) => d(e),
+        })?;
         let mut tx = client
             .build_transaction()
             .read_only(true)
