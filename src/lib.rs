@@ -32,6 +32,7 @@ pub mod cli;
 #[doc(hidden)]
 pub mod config;
 mod domain;
+mod fetch;
 mod email;
 mod error;
 mod fsutil;

@@ -27,6 +27,7 @@ mod tempdir;
 use crate::error::{Error, Result};
 use keys::{HashKind, Origin};
 pub use manifest::Manifest;
+pub(crate) use ingest::is_fetched;
 use mapfile::MapFile;
 use std::path::{Path, PathBuf};
 

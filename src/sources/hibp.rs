@@ -176,6 +176,10 @@ fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
+        // `fetch`'s journal, record, lock and a killed run's temporary files.
+        if name.to_str().is_some_and(crate::fetch::is_own_file) {
+            continue;
+        }
         match name.to_str().and_then(range_prefix) {
             Some(p) if entry.file_type().map(|t| t.is_file()).unwrap_or(false) => {
                 files.push((p, entry.path()))
