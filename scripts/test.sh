@@ -20,6 +20,7 @@ command -v mkpasswd >/dev/null 2>&1 || missing+=(whois)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

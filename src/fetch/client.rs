@@ -1,25 +1,25 @@
 //! The HTTP side of `fetch`: a few HTTP/2 connections (one reqwest client each, so each has its
-//! own pool) carrying `--parallel` requests in flight, retries with backoff, and cancellation on
-//! Ctrl-C. The tokio runtime lives here only; `fetch` itself stays a plain blocking call.
+//! own pool) carrying `--parallel` requests in flight, retries with backoff and jitter (here
+//! only, the retryable cause carried in [`Fail`]), and cancellation on Ctrl-C. The tokio runtime
+//! lives here only; `fetch` itself stays a plain blocking call.
 
-use super::{Done, Entry, Fail, FetchOptions, Writer, prefix_name, usable_etag};
+use super::{Fail, FetchOptions, Reply, prefix_name, store, usable_etag};
 use crate::error::{Error, IoContext, Result};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A range to ask for, with the ETag of the file we have.
+/// A range to ask for, with the ETag its shard recorded.
 pub(super) struct Job {
     pub prefix: u32,
     pub etag: Option<Box<str>>,
 }
 
-/// What the requests came to.
-pub(super) struct Results {
-    pub done: Vec<(u32, std::result::Result<(Done, Entry), String>)>,
+/// How the requests ended.
+pub(super) struct Ended {
+    pub requested: u64,
     pub bytes: u64,
-    pub padding: u64,
     pub interrupted: bool,
     /// Ranges never asked because the run stopped (interrupted or gave up).
     pub not_started: u64,
@@ -31,6 +31,7 @@ pub(super) struct Client {
     rt: tokio::runtime::Runtime,
     base: String,
     query: &'static str,
+    ntlm: bool,
 }
 
 /// Consecutive ranges failing every retry before the run stops asking (the network or the
@@ -43,18 +44,35 @@ fn connections(parallel: usize) -> usize {
     parallel.div_ceil(100).clamp(1, 8)
 }
 
+/// The certificates trusted: the system's (rustls-native-certs reads the distribution's bundle)
+/// and those of `--ca-file`.
+fn roots(ca_file: Option<&std::path::Path>) -> Result<Vec<reqwest::Certificate>> {
+    let mut roots = Vec::new();
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        if let Ok(c) = reqwest::Certificate::from_der(&c) {
+            roots.push(c);
+        }
+    }
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca).at(ca)?;
+        let mine = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            Error::bad_input(ca, format!("not a PEM file of CA certificates ({e})"))
+        })?;
+        if mine.is_empty() {
+            return Err(Error::bad_input(ca, "holds no PEM certificate"));
+        }
+        roots.extend(mine);
+    }
+    Ok(roots)
+}
+
 impl Client {
     pub(super) fn new(opts: &FetchOptions) -> Result<Client> {
-        let mut roots = Vec::new();
-        if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).at(ca)?;
-            roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::bad_input(ca, format!("not a PEM file of CA certificates ({e})"))
-            })?;
-            if roots.is_empty() {
-                return Err(Error::bad_input(ca, "holds no PEM certificate"));
-            }
-        }
+        // ring, the provider the rest of the project's rustls uses; an error only says one was
+        // installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let roots = roots(opts.ca_file.as_deref())?;
         let base = if opts.base_url.ends_with('/') {
             opts.base_url.clone()
         } else {
@@ -70,13 +88,10 @@ impl Client {
         }
         let mut clients = Vec::new();
         for _ in 0..connections(opts.parallel) {
-            let mut b = reqwest::Client::builder()
-                .tls_backend_native()
-                .user_agent(concat!(
-                    "breach-audit/",
-                    env!("CARGO_PKG_VERSION"),
-                    " (Pwned Passwords range fetch)"
-                ))
+            let b = reqwest::Client::builder()
+                .tls_backend_rustls()
+                .tls_certs_only(roots.iter().cloned())
+                .user_agent(concat!("breach-audit/", env!("CARGO_PKG_VERSION")))
                 .gzip(true)
                 .brotli(true)
                 .connect_timeout(Duration::from_secs(15))
@@ -86,9 +101,6 @@ impl Client {
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .http2_keep_alive_timeout(Duration::from_secs(20))
                 .redirect(reqwest::redirect::Policy::none());
-            for c in &roots {
-                b = b.add_root_certificate(c.clone());
-            }
             clients.push(b.build().map_err(|e| {
                 Error::Usage(format!("cannot set up the HTTP client: {}", chain(&e)))
             })?);
@@ -103,26 +115,30 @@ impl Client {
             rt,
             base,
             query: if opts.ntlm { "?mode=ntlm" } else { "" },
+            ntlm: opts.ntlm,
         })
     }
 
-    /// Ask for every job, `opts.parallel` at a time.
-    pub(super) fn run(
+    /// Ask for every job, `opts.parallel` at a time, in order; `on_reply` gets each range's
+    /// checked reply (with its padding rows) or why it failed, and stops the run with an error.
+    pub(super) fn run<F>(
         &self,
-        jobs: Vec<Job>,
-        writer: &Writer,
-        entries: &[Option<Entry>],
+        jobs: impl Iterator<Item = Job>,
+        mut on_reply: F,
         bar: &crate::progress::Progress,
         opts: &FetchOptions,
-    ) -> Results {
+    ) -> Ended
+    where
+        F: FnMut(u32, std::result::Result<(Reply, u64), String>) -> std::result::Result<(), String>,
+    {
         let bytes = AtomicU64::new(0);
-        let padding = AtomicU64::new(0);
         let failing = AtomicU64::new(0);
         let gave_up: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
-        let total = jobs.len();
-        let results = self.rt.block_on(async {
+        let mut requested = 0u64;
+        let mut not_started = 0u64;
+        self.rt.block_on(async {
             // Ctrl-C (the flag main's handler sets) stops every request at once.
             let watcher = {
                 let stop_tx = stop_tx.clone();
@@ -137,42 +153,34 @@ impl Client {
                 })
             };
             let ctx = Ctx {
-                writer,
-                entries,
                 bytes: &bytes,
-                padding: &padding,
                 failing: &failing,
                 gave_up: &gave_up,
                 stop_tx: &stop_tx,
                 stop_rx: &stop_rx,
                 retries: opts.retries,
+                ntlm: self.ntlm,
             };
-            let mut jobs = jobs.into_iter().enumerate();
-            let mut out = Vec::with_capacity(total);
-            // One range per connection first: each client then holds an HTTP/2 connection
-            // that the rest share, instead of racing to open one per request.
-            let first: Vec<_> = jobs.by_ref().take(self.clients.len()).collect();
-            let warm = futures_util::future::join_all(first.into_iter().map(|(i, job)| {
-                let client = &self.clients[i % self.clients.len()];
-                ctx.one(client, self.url(job.prefix), job)
-            }))
-            .await;
-            for r in warm {
-                bar.inc(1);
-                out.push(r);
-            }
-            let mut stream = futures_util::stream::iter(jobs)
+            let mut stream = futures_util::stream::iter(jobs.enumerate())
                 .map(|(i, job)| {
                     let client = &self.clients[i % self.clients.len()];
                     ctx.one(client, self.url(job.prefix), job)
                 })
                 .buffer_unordered(opts.parallel.max(1));
             let mut n = 0u64;
-            while let Some(r) = stream.next().await {
-                out.push(r);
+            while let Some((prefix, r)) = stream.next().await {
+                let Some(r) = r else {
+                    not_started += 1;
+                    continue;
+                };
+                requested += 1;
+                if let Err(why) = on_reply(prefix, r) {
+                    let mut g = gave_up.lock().unwrap_or_else(|p| p.into_inner());
+                    g.get_or_insert(why);
+                    let _ = stop_tx.send(true);
+                }
                 n += 1;
-                if n % 256 == 0 {
-                    bar.inc(256);
+                if n % 64 == 0 {
                     bar.set_message(format!(
                         "fetching ranges ({})",
                         indicatif::HumanBytes(bytes.load(Ordering::Relaxed))
@@ -180,22 +188,11 @@ impl Client {
                 }
             }
             watcher.abort();
-            out
         });
-        let mut done = Vec::with_capacity(results.len());
-        let mut not_started = 0u64;
-        for (prefix, r) in results {
-            match r {
-                Some(r) => done.push((prefix, r)),
-                None => not_started += 1,
-            }
-        }
-        let interrupted = crate::fsutil::check_interrupted().is_err();
-        Results {
-            done,
+        Ended {
+            requested,
             bytes: bytes.into_inner(),
-            padding: padding.into_inner(),
-            interrupted,
+            interrupted: crate::fsutil::check_interrupted().is_err(),
             not_started,
             gave_up: gave_up.into_inner().unwrap_or_else(|p| p.into_inner()),
         }
@@ -208,19 +205,17 @@ impl Client {
 
 /// What every request shares.
 struct Ctx<'a> {
-    writer: &'a Writer,
-    entries: &'a [Option<Entry>],
     bytes: &'a AtomicU64,
-    padding: &'a AtomicU64,
     failing: &'a AtomicU64,
     gave_up: &'a std::sync::Mutex<Option<String>>,
     stop_tx: &'a tokio::sync::watch::Sender<bool>,
     stop_rx: &'a tokio::sync::watch::Receiver<bool>,
     retries: u32,
+    ntlm: bool,
 }
 
 /// A range's result: `None` when it was never asked (the run stopped first).
-type One = (u32, Option<std::result::Result<(Done, Entry), String>>);
+type One = (u32, Option<std::result::Result<(Reply, u64), String>>);
 
 impl Ctx<'_> {
     async fn one(&self, client: &reqwest::Client, url: String, job: Job) -> One {
@@ -248,16 +243,11 @@ impl Ctx<'_> {
                     let _ = self.stop_tx.send(true);
                 }
             }
-            Err(Fail::Fatal(why)) => {
-                let mut g = self.gave_up.lock().unwrap_or_else(|p| p.into_inner());
-                g.get_or_insert_with(|| format!("stopped: {why}"));
-                let _ = self.stop_tx.send(true);
-            }
         }
         (
             prefix,
             Some(r.map_err(|f| match f {
-                Fail::Retry(s) | Fail::Final(s) | Fail::Fatal(s) => s,
+                Fail::Retry(s) | Fail::Final(s) => s,
             })),
         )
     }
@@ -268,11 +258,10 @@ impl Ctx<'_> {
         client: &reqwest::Client,
         url: &str,
         job: Job,
-    ) -> std::result::Result<(Done, Entry), Fail> {
-        let had = self.entries[job.prefix as usize].as_ref();
+    ) -> std::result::Result<(Reply, u64), Fail> {
         let mut attempt = 0u32;
         loop {
-            let (why, wait) = match self.attempt(client, url, &job, had).await {
+            let (why, wait) = match self.attempt(client, url, &job).await {
                 Ok(r) => return Ok(r),
                 Err((Fail::Retry(why), wait)) => (why, wait),
                 Err((f, _)) => return Err(f),
@@ -288,7 +277,9 @@ impl Ctx<'_> {
             // with jitter so that a failed burst does not retry in step.
             let backoff = Duration::from_millis(500u64 << (attempt - 1).min(6)).min(Duration::from_secs(30));
             let pause = wait.unwrap_or(backoff);
-            let jitter = Duration::from_millis(u64::from(job.prefix.wrapping_mul(2654435761) % 250));
+            let jitter = Duration::from_millis(u64::from(
+                (job.prefix ^ attempt.wrapping_mul(0x9E37)).wrapping_mul(2654435761) % 250,
+            ));
             tokio::time::sleep(pause + jitter).await;
         }
     }
@@ -298,11 +289,11 @@ impl Ctx<'_> {
         client: &reqwest::Client,
         url: &str,
         job: &Job,
-        had: Option<&Entry>,
-    ) -> std::result::Result<(Done, Entry), (Fail, Option<Duration>)> {
+    ) -> std::result::Result<(Reply, u64), (Fail, Option<Duration>)> {
         let retry = |why: String| (Fail::Retry(why), None);
-        let mut req = client.get(url);
-        if let (Some(etag), Some(_)) = (&job.etag, had) {
+        // Padding hides the size of a reply from whoever watches the wire; the rows are dropped.
+        let mut req = client.get(url).header("Add-Padding", "true");
+        if let Some(etag) = &job.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, &**etag);
         }
         let resp = req.send().await.map_err(|e| retry(chain(&e)))?;
@@ -312,27 +303,17 @@ impl Ctx<'_> {
             .get(reqwest::header::ETAG)
             .and_then(|v| usable_etag(v.as_bytes()));
         match status.as_u16() {
-            304 => {
-                let Some(had) = had else {
-                    return Err(retry("HTTP 304 to a request without If-None-Match".into()));
-                };
-                self.writer
-                    .confirm(job.prefix, had, etag)
-                    .map(|e| (Done::Unchanged, e))
-                    .map_err(|f| (f, None))
-            }
+            304 if job.etag.is_some() => Ok((Reply::NotModified(etag), 0)),
+            304 => Err(retry("HTTP 304 to a request without If-None-Match".into())),
             200 => {
                 let body = resp
                     .bytes()
                     .await
                     .map_err(|e| retry(format!("reading the body: {}", chain(&e))))?;
                 self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                let (done, entry, pad) = self
-                    .writer
-                    .store(job.prefix, &body, etag)
-                    .map_err(|f| (f, None))?;
-                self.padding.fetch_add(pad, Ordering::Relaxed);
-                Ok((done, entry))
+                let (lines, pad) = store::check_range(job.prefix, &body, self.ntlm)
+                    .map_err(|why| retry(format!("a malformed body: {why}")))?;
+                Ok((Reply::Lines { etag, lines }, pad))
             }
             408 | 429 | 500..=599 => {
                 let wait = resp

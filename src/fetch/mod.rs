@@ -1,27 +1,23 @@
 //! `fetch`: mirror Have I Been Pwned's Pwned Passwords range API (`GET {base}/{5 hex}`, lines
-//! `SUFFIX:COUNT`) into a range directory `build --hibp DIR` reads, resumably and incrementally.
+//! `SUFFIX:COUNT`) into a packed store that `build --hibp DIR` reads, resumably and
+//! incrementally.
 //!
-//! Hand-written because no crate mirrors the range API; HTTP is reqwest's (hyper, h2, native-tls,
-//! gzip/brotli decoding), inside a tokio runtime that lives only in this module (`client.rs`).
+//! Hand-written because no crate mirrors the range API; HTTP is reqwest's (hyper, h2, rustls with
+//! ring, gzip/brotli decoding), inside a tokio runtime that lives only in `client.rs`.
 //!
-//! The directory holds one file per prefix, `ABCDE.txt` (the official downloader's per-file
-//! layout, which `build` and other tools already read), and three files of our own:
-//! - `.breach-audit-fetch.journal`: one line per range written or confirmed
-//!   (`PREFIX RUN SIZE CRC32 ETAG`), appended right after the range's rename, unbuffered, so a
-//!   killed run keeps every range it finished; the last line of a prefix wins; rewritten whole
-//!   (compacted) at the end of each run.
-//! - `.breach-audit-fetch.json`: the last run (its number, whether it completed, what changed);
-//!   a run that did not complete is resumed by the next one: ranges it already finished are not
-//!   asked again.
-//! - `.breach-audit-fetch.lock`: one fetch per directory at a time.
+//! The store (see `store.rs`) holds 4,096 zstd shards `XYZ.zst`, one per 3-hex prefix, each
+//! carrying its 256 ranges' ETags in a skippable frame at its start, and three files of our own:
+//! - `XYZ.partial` while a shard is being fetched: every range that arrived, so a killed run
+//!   resumes without asking a range twice;
+//! - `.breach-audit-fetch.json`: the last run (its counts, whether it completed, what failed);
+//! - `.breach-audit-fetch.lock`: one fetch per store at a time.
 //!
-//! Each range is written under a temporary name and renamed over `ABCDE.txt`, so a reader sees
-//! the old range or the new one. A range is only written when its content changed (a 304, or a
-//! 200 with the same bytes, leaves the file and its mtime alone): what the index was built from
-//! is the journal's digest of every range's size and CRC ([`source_digest`]), and a fetch that
-//! changed nothing leaves it as it was, so `audit` does not rebuild.
+//! A shard is written only when one of its ranges changed (a 304, or a 200 with the same lines,
+//! leaves the file and its mtime alone), so the store's fingerprint (names, sizes and mtimes of
+//! its shards, [`source_digest`]) moves only when the data did, and `audit` rebuilds only then.
 
 mod client;
+pub mod store;
 
 use crate::error::{Error, IoContext, Result};
 use std::io::Write;
@@ -32,15 +28,66 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const DEFAULT_BASE_URL: &str = "https://api.pwnedpasswords.com/range/";
 /// Every prefix: 16^5.
 pub const PREFIXES: u32 = 1 << 20;
-const JOURNAL: &str = ".breach-audit-fetch.journal";
 const RECORD: &str = ".breach-audit-fetch.json";
 const LOCK: &str = ".breach-audit-fetch.lock";
-const TMP_PREFIX: &str = ".breach-audit-fetch.tmp-";
-const JOURNAL_HEADER: &str = "breach-audit-fetch-journal 1";
 
 /// Is this name one of fetch's own files in a range directory (skipped by `build`)?
 pub fn is_own_file(name: &str) -> bool {
-    name.starts_with(".breach-audit-fetch.")
+    name.starts_with(".breach-audit-fetch.") || name.ends_with(".partial") || is_temp(name)
+}
+
+/// A temporary file a killed run left (`AtomicFile`'s `.NAME.tmp-PID-...` of a shard or the
+/// record).
+fn is_temp(name: &str) -> bool {
+    name.starts_with('.')
+        && name.split_once(".tmp-").is_some_and(|(a, _)| {
+            store::shard_of_name(&a[1..]).is_some() || a[1..] == *RECORD
+        })
+}
+
+/// Does this directory hold a fetched store (at least one shard)?
+pub fn is_store(dir: &Path) -> Result<bool> {
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        if e.file_name().to_str().and_then(store::shard_of_name).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The shards of a store, in order.
+pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        if let Some(n) = e.file_name().to_str().and_then(store::shard_of_name) {
+            v.push((n, e.path()));
+        }
+    }
+    v.sort();
+    Ok(v.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The fingerprint of a store, `fetch:<crc32>:<shards>` over its shards' names, sizes and mtimes
+/// (a shard is rewritten only when its lines changed), what the index manifest records as the
+/// source's; `None` when the directory holds no shard.
+pub fn source_digest(dir: &Path) -> Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let shards = shard_paths(dir)?;
+    if shards.is_empty() {
+        return Ok(None);
+    }
+    let mut h = crc32fast::Hasher::new();
+    for p in &shards {
+        let m = std::fs::metadata(p).at(p)?;
+        h.update(p.file_name().unwrap_or_default().as_encoded_bytes());
+        h.update(&m.len().to_le_bytes());
+        h.update(&m.mtime().to_le_bytes());
+        h.update(&m.mtime_nsec().to_le_bytes());
+        h.update(&m.ino().to_le_bytes());
+    }
+    Ok(Some(format!("fetch:{:08x}:{}", h.finalize(), shards.len())))
 }
 
 /// What to fetch, and how.
@@ -96,7 +143,8 @@ pub fn prefix_name(p: u32) -> String {
     format!("{p:05X}")
 }
 
-/// `ABCDE-FGHIJ` (or one prefix) to an inclusive pair.
+/// `ABCDE-FGHIJ` to an inclusive pair: whole shards only (the first ends in `00`, the last in
+/// `FF`), since a shard is written from all of its 256 ranges.
 pub fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
     let one = |t: &str| {
         (t.len() == 5 && t.bytes().all(|c| c.is_ascii_hexdigit()))
@@ -110,6 +158,11 @@ pub fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
     };
     if a > b {
         return Err(format!("{s}: the first prefix is after the last"));
+    }
+    if a % store::RANGES != 0 || b % store::RANGES != store::RANGES - 1 {
+        return Err(format!(
+            "{s}: not whole shards (the first prefix must end in 00 and the last in FF, e.g. 00000-02FFF)"
+        ));
     }
     Ok((a, b))
 }
@@ -139,6 +192,10 @@ pub struct FetchRecord {
     /// Ranges that still failed after every retry, with why (the first 100).
     pub failed: Vec<String>,
     pub failed_count: u64,
+    /// Ranges an interrupted run had already received (kept in `.partial` files, not asked).
+    pub resumed_ranges: u64,
+    /// Shards rewritten (only those with a changed range).
+    pub shards_written: u64,
     /// Bytes of range bodies received (decoded).
     pub bytes: u64,
     /// Padding rows dropped.
@@ -148,15 +205,6 @@ pub struct FetchRecord {
     pub last_change_at: Option<u64>,
     /// The digest of every range's size and CRC after the run (see [`source_digest`]).
     pub digest: String,
-}
-
-/// What one range's line in the journal says.
-#[derive(Clone, Debug, PartialEq)]
-struct Entry {
-    run: u64,
-    size: u64,
-    crc: u32,
-    etag: Option<Box<str>>,
 }
 
 fn now() -> u64 {
@@ -189,189 +237,19 @@ fn write_record(dir: &Path, r: &FetchRecord) -> Result<()> {
     f.commit()
 }
 
-/// The journal's ranges (the last line of each prefix wins), the mode it was written for, and
-/// the length of its whole lines (a killed run may leave a half line at the end: it is cut off
-/// before appending, and that range is asked again).
-fn read_journal(dir: &Path) -> Result<(Option<String>, Vec<Option<Entry>>, u64)> {
-    let path = dir.join(JOURNAL);
-    let mut entries = vec![None; PREFIXES as usize];
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, entries, 0)),
-        Err(e) => return Err(Error::io(&path, e)),
-    };
-    let whole = text.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
-    let mut lines = text[..whole].split(|&c| c == b'\n');
-    let header = std::str::from_utf8(lines.next().unwrap_or_default()).unwrap_or("");
-    let mode = match header.strip_prefix(JOURNAL_HEADER) {
-        Some(m) if matches!(m.trim(), "sha1" | "ntlm") => m.trim().to_string(),
-        _ => {
-            return Err(Error::bad_input(
-                &path,
-                "not a breach-audit fetch journal (line 1); remove it and fetch again (every range is then asked once more)",
-            ));
-        }
-    };
-    for (i, line) in lines.enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let Some((prefix, entry)) = parse_journal_line(line) else {
-            return Err(Error::BadLine {
-                path: path.clone(),
-                line: i as u64 + 2,
-                msg: "not PREFIX RUN SIZE CRC ETAG; remove the journal and fetch again (every range is then asked once more)".into(),
-            });
-        };
-        entries[prefix as usize] = Some(entry);
-    }
-    Ok((Some(mode), entries, whole as u64))
-}
-
-fn parse_journal_line(line: &[u8]) -> Option<(u32, Entry)> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut f = line.split(' ');
-    let (p, run, size, crc, etag) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
-    if f.next().is_some() || p.len() != 5 {
-        return None;
-    }
-    let prefix = u32::from_str_radix(p, 16).ok()?;
-    Some((
-        prefix,
-        Entry {
-            run: run.parse().ok()?,
-            size: size.parse().ok()?,
-            crc: u32::from_str_radix(crc, 16).ok()?,
-            etag: (etag != "-").then(|| etag.into()),
-        },
-    ))
-}
-
-fn journal_line(prefix: u32, e: &Entry) -> String {
-    format!(
-        "{} {} {} {:08x} {}\n",
-        prefix_name(prefix),
-        e.run,
-        e.size,
-        e.crc,
-        e.etag.as_deref().unwrap_or("-")
-    )
-}
-
 /// An ETag we can store and send back: visible ASCII without spaces, at most 256 bytes.
 fn usable_etag(v: &[u8]) -> Option<Box<str>> {
     (!v.is_empty() && v.len() <= 256 && v.iter().all(|&c| (0x21..=0x7E).contains(&c)))
         .then(|| String::from_utf8_lossy(v).into())
 }
 
-/// The digest of a fetched directory's content (every range's prefix, size and CRC, from the
-/// journal), as `fetch:<crc32>:<ranges>`: what the index manifest records as the source's
-/// fingerprint. `None` when the directory was not made by `fetch`.
-pub fn source_digest(dir: &Path) -> Result<Option<String>> {
-    if !dir.join(JOURNAL).exists() {
-        return Ok(None);
-    }
-    let (_, entries, _) = read_journal(dir)?;
-    Ok(Some(digest(&entries)))
-}
-
-fn digest(entries: &[Option<Entry>]) -> String {
-    let mut h = crc32fast::Hasher::new();
-    let mut n = 0u64;
-    for (p, e) in entries.iter().enumerate() {
-        if let Some(e) = e {
-            n += 1;
-            h.update(&(p as u32).to_le_bytes());
-            h.update(&e.size.to_le_bytes());
-            h.update(&e.crc.to_le_bytes());
-        }
-    }
-    format!("fetch:{:08x}:{n}", h.finalize())
-}
-
-/// A range body checked by shape: every line `SUFFIX:COUNT` with a suffix of 35 (SHA-1) or 27
-/// (NTLM) hex digits in ascending order and a count below 2^32; padding rows (`:0`) dropped.
-/// Returns what is stored (the body's own bytes when it had no padding) and the padding rows.
-pub fn check_range(body: &[u8], ntlm: bool) -> std::result::Result<(Vec<u8>, u64), String> {
-    let want = if ntlm { 27 } else { 35 };
-    let mut padding = 0u64;
-    let mut rows = 0u64;
-    let mut kept: Option<Vec<u8>> = None;
-    let mut last: &[u8] = b"";
-    let mut start = 0usize;
-    let mut n = 0u64;
-    while start < body.len() {
-        let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i + 1);
-        let raw = &body[start..end];
-        n += 1;
-        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = memchr::memchr(b':', line) else {
-            return Err(format!("line {n}: not SUFFIX:COUNT"));
-        };
-        let (suffix, count) = (&line[..colon], &line[colon + 1..]);
-        if suffix.len() != want {
-            return Err(format!(
-                "line {n}: a suffix of {} characters, not {want} (a truncated or {} range?)",
-                suffix.len(),
-                if ntlm { "SHA-1" } else { "NTLM" }
-            ));
-        }
-        if !suffix.iter().all(u8::is_ascii_hexdigit) {
-            return Err(format!("line {n}: the suffix is not hex"));
-        }
-        if count.is_empty() || count.len() > 10 || !count.iter().all(u8::is_ascii_digit) {
-            return Err(format!("line {n}: the count is not a number"));
-        }
-        let c: u64 = std::str::from_utf8(count).unwrap_or("x").parse().unwrap_or(u64::MAX);
-        if c > u64::from(u32::MAX) {
-            return Err(format!("line {n}: the count is above 2^32"));
-        }
-        if c == 0 {
-            padding += 1;
-            kept.get_or_insert_with(|| body[..start].to_vec());
-        } else {
-            let ordered = suffix
-                .iter()
-                .map(u8::to_ascii_uppercase)
-                .cmp(last.iter().map(u8::to_ascii_uppercase))
-                == std::cmp::Ordering::Greater;
-            if rows > 0 && !ordered {
-                return Err(format!("line {n}: out of order (a damaged range?)"));
-            }
-            rows += 1;
-            last = suffix;
-            if let Some(k) = &mut kept {
-                k.extend_from_slice(raw);
-            }
-        }
-        start = end;
-    }
-    if rows == 0 {
-        return Err(if padding > 0 {
-            "only padding rows".into()
-        } else {
-            "an empty range".into()
-        });
-    }
-    Ok((kept.unwrap_or_else(|| body.to_vec()), padding))
-}
 
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct FetchOutcome {
     pub record: FetchRecord,
     pub interrupted: bool,
-    /// Ranges done earlier in the run this one resumed.
-    pub skipped: u64,
     pub elapsed: Duration,
-}
-
-impl FetchOutcome {
-    /// Did any range change or appear?
-    pub fn changed_any(&self) -> bool {
-        self.record.changed + self.record.added > 0
-    }
 }
 
 impl std::fmt::Display for FetchOutcome {
@@ -380,26 +258,26 @@ impl std::fmt::Display for FetchOutcome {
         let secs = self.elapsed.as_secs_f64().max(0.001);
         write!(
             f,
-            "{} {} ranges{} from {}: {} changed, {} new, {} unchanged, {} failed; {} in {:.1} s ({:.0} ranges/s){}",
+            "fetch: {} {} ranges asked{}: {} changed, {} added, {} unchanged, {} failed; {} shards written; {} in {:.1} s ({:.0} ranges/s){}",
             r.requested,
             r.mode,
-            if r.resumed {
-                format!(" (resuming run {}: {} done before)", r.run, self.skipped)
+            if r.resumed_ranges > 0 {
+                format!(" ({} received by the interrupted run before)", r.resumed_ranges)
             } else {
                 String::new()
             },
-            r.base_url,
             r.changed,
             r.added,
             r.unchanged,
             r.failed_count,
+            r.shards_written,
             indicatif::HumanBytes(r.bytes),
             secs,
             r.requested as f64 / secs,
             if self.interrupted {
                 "; interrupted: the next run resumes"
             } else if r.failed_count > 0 {
-                "; the failed ranges keep their previous files and are asked again by the next run"
+                "; the failed ranges' shards keep their previous data and the next run asks them again"
             } else {
                 ""
             }
@@ -407,22 +285,40 @@ impl std::fmt::Display for FetchOutcome {
     }
 }
 
-/// Why a range failed: worth another attempt (the network, the server, a malformed body), not
-/// (the server has no such range), or fatal (this machine cannot write: the run stops).
+/// Why a range failed: worth another attempt (the network, the server, a malformed body) or not
+/// (the server has no such range). What this machine cannot write stops the run elsewhere.
 #[derive(Debug)]
 enum Fail {
     Retry(String),
     /// Asking again will not help (a 404): the range fails, the run goes on.
     Final(String),
-    Fatal(String),
 }
 
-/// One range's result.
+/// A range's reply, checked.
 #[derive(Debug)]
-enum Done {
-    Unchanged,
-    Changed,
-    Added,
+enum Reply {
+    NotModified(Option<Box<str>>),
+    Lines {
+        etag: Option<Box<str>>,
+        lines: Vec<u8>,
+    },
+}
+
+/// A shard being fetched: its partial file, the old shard's head, the ranges still out.
+struct Open {
+    partial: store::Partial,
+    old: Option<store::ShardHead>,
+    remaining: u32,
+    failed: bool,
+}
+
+/// What finishing a shard came to.
+#[derive(Default)]
+struct Finished {
+    changed: u64,
+    added: u64,
+    unchanged: u64,
+    written: bool,
 }
 
 /// Run a fetch. An error before any request (a bad directory, CA file, another fetch running)
@@ -452,15 +348,14 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
     }
-    // What a killed run left under temporary names.
+    // What a killed run left under temporary names (ours: we hold the lock).
     for e in std::fs::read_dir(dir).at(dir)?.flatten() {
-        if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+        if e.file_name().to_str().is_some_and(is_temp) {
             let _ = std::fs::remove_file(e.path());
         }
     }
     let previous = read_record(dir)?;
-    let (journal_mode, mut entries, whole) = read_journal(dir)?;
-    if let Some(m) = journal_mode.as_deref().or(previous.as_ref().map(|r| r.mode.as_str()))
+    if let Some(m) = previous.as_ref().map(|r| r.mode.as_str())
         && m != opts.mode()
     {
         return Err(Error::Usage(format!(
@@ -472,290 +367,306 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
         )));
     }
     let client = client::Client::new(opts)?;
-    // A range whose file is gone or of another size than the journal says is asked without its
-    // ETag (and is not "done" in a resumed run).
-    {
-        use rayon::prelude::*;
-        let (a, b) = opts.prefixes;
-        entries[a as usize..=b as usize]
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(i, e)| {
-                if let Some(en) = e {
-                    let path = dir.join(format!("{}.txt", prefix_name(a + i as u32)));
-                    match std::fs::metadata(&path) {
-                        Ok(m) if m.len() == en.size => {}
-                        _ => *e = None,
-                    }
-                }
-            });
-    }
-    let resume = previous
-        .as_ref()
-        .filter(|r| !r.complete && r.mode == opts.mode() && r.prefixes == opts.span());
-    let run = match (&resume, &previous) {
-        (Some(r), _) => r.run,
-        (None, Some(r)) => r.run + 1,
-        (None, None) => 1,
-    };
+    let run = previous.as_ref().map_or(1, |r| r.run + 1);
     let mut record = FetchRecord {
-        format: "breach-audit-fetch".into(),
+        format: "breach-audit-fetch 1".into(),
         mode: opts.mode().into(),
         base_url: opts.base_url.clone(),
         prefixes: opts.span(),
         run,
-        started_at: resume.map_or_else(now, |r| r.started_at),
-        resumed: resume.is_some(),
+        started_at: now(),
         last_complete_at: previous.as_ref().and_then(|r| r.last_complete_at),
         last_change_at: previous.as_ref().and_then(|r| r.last_change_at),
         ..Default::default()
     };
-    let mut todo = Vec::new();
-    let mut skipped = 0u64;
-    for p in opts.prefixes.0..=opts.prefixes.1 {
-        match &entries[p as usize] {
-            Some(e) if resume.is_some() && e.run == run => skipped += 1,
-            e => todo.push(client::Job {
-                prefix: p,
-                etag: e.as_ref().and_then(|e| e.etag.clone()),
-            }),
-        }
-    }
-    record.requested = todo.len() as u64;
     write_record(dir, &record)?;
-    let journal_path = dir.join(JOURNAL);
-    let journal = open_journal(&journal_path, opts.mode(), whole)?;
-    let writer = Writer {
-        dir: dir.clone(),
-        ntlm: opts.ntlm,
-        run,
-        journal: std::sync::Mutex::new((journal, journal_path.clone())),
-    };
-    let bar = crate::progress::Progress::ranges(opts.progress, "fetching ranges", todo.len() as u64);
-    let results = client.run(todo, &writer, &entries, &bar, opts);
-    bar.finish();
+
+    let total = u64::from(opts.prefixes.1 - opts.prefixes.0 + 1);
+    let bar = crate::progress::Progress::ranges(opts.progress, "fetching ranges", total);
+    let open: std::cell::RefCell<std::collections::BTreeMap<u32, Open>> = Default::default();
+    let fatal: std::cell::RefCell<Option<Error>> = Default::default();
+    let resumed = std::cell::Cell::new(0u64);
+    let padding = std::cell::Cell::new(0u64);
     let mut failed: Vec<(u32, String)> = Vec::new();
-    let mut interrupted = false;
-    for (prefix, r) in results.done {
+    // Shards are compressed and written on their own thread, so the requests keep flowing; two
+    // may wait (memory stays bounded).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u32, Option<store::ShardHead>)>(2);
+    let finisher = {
+        let dir = dir.clone();
+        let ntlm = opts.ntlm;
+        std::thread::spawn(move || {
+            rx.into_iter()
+                .map(|(shard, old)| (shard, finish_shard(&dir, shard, old, ntlm)))
+                .collect::<Vec<_>>()
+        })
+    };
+    let shards = (opts.prefixes.0 / store::RANGES)..=(opts.prefixes.1 / store::RANGES);
+    // Requests in prefix order: a shard's ranges come together, so few shards are open at once.
+    let jobs = shards.flat_map(|shard| {
+        if fatal.borrow().is_some() || crate::fsutil::check_interrupted().is_err() {
+            return Vec::new();
+        }
+        match open_shard(dir, shard, opts.ntlm) {
+            Ok((o, done)) => {
+                resumed.set(resumed.get() + done.len() as u64);
+                bar.inc(done.len() as u64);
+                let jobs: Vec<client::Job> = (0..store::RANGES)
+                    .filter(|r| !done.contains(&(*r as u8)))
+                    .map(|r| client::Job {
+                        prefix: shard * store::RANGES + r,
+                        etag: o.old.as_ref().and_then(|h| h.ranges[r as usize].etag.clone()),
+                    })
+                    .collect();
+                if o.remaining == 0 {
+                    let _ = tx.send((shard, o.old));
+                } else {
+                    open.borrow_mut().insert(shard, o);
+                }
+                jobs
+            }
+            Err(e) => {
+                *fatal.borrow_mut() = Some(e);
+                Vec::new()
+            }
+        }
+    });
+    let on_reply = |prefix: u32, r: std::result::Result<(Reply, u64), String>| -> std::result::Result<(), String> {
+        bar.inc(1);
+        let shard = prefix / store::RANGES;
+        let mut map = open.borrow_mut();
+        let Some(o) = map.get_mut(&shard) else {
+            return Err(format!("shard {shard:03X} is not open (a bug)"));
+        };
         match r {
-            Ok((Done::Unchanged, e)) => {
-                record.unchanged += 1;
-                entries[prefix as usize] = Some(e);
+            Ok((reply, pad)) => {
+                padding.set(padding.get() + pad);
+                let rec = match reply {
+                    Reply::NotModified(etag) => store::Record {
+                        range: (prefix % store::RANGES) as u8,
+                        status: 304,
+                        etag,
+                        lines: Vec::new(),
+                    },
+                    Reply::Lines { etag, lines } => store::Record {
+                        range: (prefix % store::RANGES) as u8,
+                        status: 200,
+                        etag,
+                        lines,
+                    },
+                };
+                if let Err(e) = o.partial.append(&rec) {
+                    *fatal.borrow_mut() = Some(e);
+                    return Err("cannot write".into());
+                }
             }
-            Ok((Done::Changed, e)) => {
-                record.changed += 1;
-                entries[prefix as usize] = Some(e);
+            Err(why) => {
+                o.failed = true;
+                failed.push((prefix, why));
             }
-            Ok((Done::Added, e)) => {
-                record.added += 1;
-                entries[prefix as usize] = Some(e);
+        }
+        o.remaining -= 1;
+        if o.remaining == 0 {
+            let o = map.remove(&shard).expect("open");
+            if !o.failed {
+                drop(o.partial);
+                let _ = tx.send((shard, o.old));
             }
-            Err(why) => failed.push((prefix, why)),
+        }
+        Ok(())
+    };
+    let ended = client.run(jobs, on_reply, &bar, opts);
+    drop(tx);
+    bar.finish();
+    let finished = finisher.join().unwrap_or_default();
+    if let Some(e) = fatal.into_inner() {
+        return Err(e);
+    }
+    for (shard, f) in finished {
+        match f {
+            Ok(f) => {
+                record.changed += f.changed;
+                record.added += f.added;
+                record.unchanged += f.unchanged;
+                record.shards_written += u64::from(f.written);
+            }
+            Err(e) => failed.push((shard * store::RANGES, format!("shard {shard:03X}: {e}"))),
         }
     }
-    record.bytes = results.bytes;
-    record.padding = results.padding;
-    if results.interrupted {
-        interrupted = true;
-    }
+    record.requested = ended.requested;
+    record.bytes = ended.bytes;
+    record.padding = padding.get();
+    record.resumed_ranges = resumed.get();
     failed.sort();
-    record.failed_count = failed.len() as u64 + results.not_started;
+    record.failed_count = failed.len() as u64;
     record.failed = failed
         .iter()
         .take(100)
         .map(|(p, why)| format!("{}: {why}", prefix_name(*p)))
         .collect();
-    if results.not_started > 0 && !interrupted {
+    if ended.not_started > 0 && !ended.interrupted {
+        record.failed_count += ended.not_started;
         record.failed.push(format!(
             "{} ranges not asked: {}",
-            results.not_started,
-            results.gave_up.as_deref().unwrap_or("the run stopped")
+            ended.not_started,
+            ended.gave_up.as_deref().unwrap_or("the run stopped")
         ));
     }
-    // The journal compacted: one line per range, fsynced, renamed over the appended one.
-    let mut compact = crate::fsutil::AtomicFile::create(&journal_path)?;
-    writeln!(compact, "{JOURNAL_HEADER} {}", opts.mode()).at(&journal_path)?;
-    for (p, e) in entries.iter().enumerate() {
-        if let Some(e) = e {
-            compact
-                .write_all(journal_line(p as u32, e).as_bytes())
-                .at(&journal_path)?;
-        }
-    }
-    drop(writer);
-    compact.commit()?;
     let t = now();
     record.finished_at = Some(t);
-    record.complete = !interrupted && record.failed_count == 0;
+    record.complete = !ended.interrupted && record.failed_count == 0;
     if record.complete {
         record.last_complete_at = Some(t);
     }
     if record.changed + record.added > 0 {
         record.last_change_at = Some(t);
     }
-    record.digest = digest(&entries);
+    record.digest = source_digest(dir)?.unwrap_or_default();
     write_record(dir, &record)?;
     drop(lock);
     Ok(FetchOutcome {
         record,
-        interrupted,
-        skipped,
+        interrupted: ended.interrupted,
         elapsed: started.elapsed(),
     })
 }
 
-/// The journal opened for appending, cut to its whole lines (`whole` bytes; 0: new).
-fn open_journal(path: &Path, mode: &str, whole: u64) -> Result<std::fs::File> {
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .at(path)?;
-    f.set_len(whole).at(path)?;
-    if whole == 0 {
-        writeln!(f, "{JOURNAL_HEADER} {mode}").at(path)?;
-    }
-    Ok(f)
+/// Open a shard for fetching: its old head (its ETags) and its partial file, with the ranges an
+/// interrupted run already received.
+fn open_shard(dir: &Path, shard: u32, ntlm: bool) -> Result<(Open, Vec<u8>)> {
+    let path = dir.join(store::shard_name(shard));
+    // A damaged shard, or one of the other mode, is fetched anew (and replaced whole).
+    let old = store::read_head(&path).ok().flatten().filter(|h| h.ntlm == ntlm);
+    let (partial, records) = store::Partial::open(dir.join(store::partial_name(shard)), ntlm)?;
+    let mut done: Vec<u8> = records
+        .iter()
+        // A 304 is only good with the shard it was answered for.
+        .filter(|r| r.status == 200 || old.is_some())
+        .map(|r| r.range)
+        .collect();
+    done.sort_unstable();
+    done.dedup();
+    Ok((
+        Open {
+            partial,
+            old,
+            remaining: store::RANGES - done.len() as u32,
+            failed: false,
+        },
+        done,
+    ))
 }
 
-/// Writes finished ranges: the file (under a temporary name, renamed) and the journal line.
-struct Writer {
-    dir: PathBuf,
+/// Write a shard whose 256 ranges are all in its partial file, if any changed; then remove the
+/// partial file.
+fn finish_shard(
+    dir: &Path,
+    shard: u32,
+    old: Option<store::ShardHead>,
     ntlm: bool,
-    run: u64,
-    journal: std::sync::Mutex<(std::fs::File, PathBuf)>,
-}
-
-impl Writer {
-    /// Check a 200's body and store it if it differs from the range's file.
-    fn store(
-        &self,
-        prefix: u32,
-        body: &[u8],
-        etag: Option<Box<str>>,
-    ) -> std::result::Result<(Done, Entry, u64), Fail> {
-        let (data, padding) = check_range(body, self.ntlm).map_err(Fail::Retry)?;
-        let name = format!("{}.txt", prefix_name(prefix));
-        let path = self.dir.join(&name);
-        let crc = crc32fast::hash(&data);
-        let same = match std::fs::read(&path) {
-            Ok(old) => Some(old == data),
-            Err(_) => None,
-        };
-        let done = match same {
-            Some(true) => Done::Unchanged,
-            Some(false) => Done::Changed,
-            None => Done::Added,
-        };
-        if !matches!(done, Done::Unchanged) {
-            let tmp = self.dir.join(format!("{TMP_PREFIX}{name}"));
-            std::fs::write(&tmp, &data)
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    Fail::Fatal(format!("writing {}: {e}", path.display()))
-                })?;
+) -> Result<Finished> {
+    let ppath = dir.join(store::partial_name(shard));
+    let spath = dir.join(store::shard_name(shard));
+    let mut latest: Vec<Option<store::Record>> = vec![None; store::RANGES as usize];
+    for r in store::Partial::read(&ppath, ntlm)? {
+        if r.status == 304 && old.is_none() {
+            continue;
         }
-        let entry = Entry {
-            run: self.run,
-            size: data.len() as u64,
-            crc,
-            etag,
+        let i = r.range as usize;
+        latest[i] = Some(r);
+    }
+    let mut out = Finished::default();
+    let mut head = store::ShardHead {
+        ntlm,
+        ranges: Vec::with_capacity(store::RANGES as usize),
+    };
+    let mut from_old = false;
+    for (i, r) in latest.iter().enumerate() {
+        let Some(r) = r else {
+            return Err(Error::bad_input(
+                &ppath,
+                format!("range {} is missing; the next fetch asks it again", prefix_name(shard * store::RANGES + i as u32)),
+            ));
         };
-        self.journal(prefix, &entry)?;
-        Ok((done, entry, padding))
-    }
-
-    /// A 304: the range is as it was.
-    fn confirm(
-        &self,
-        prefix: u32,
-        had: &Entry,
-        etag: Option<Box<str>>,
-    ) -> std::result::Result<Entry, Fail> {
-        let entry = Entry {
-            run: self.run,
-            etag: etag.or_else(|| had.etag.clone()),
-            ..had.clone()
+        let was = old.as_ref().map(|h| &h.ranges[i]);
+        let h = if r.status == 304 {
+            let was = was.expect("a 304 only with an old shard");
+            out.unchanged += 1;
+            from_old = true;
+            store::RangeHead {
+                etag: r.etag.clone().or_else(|| was.etag.clone()),
+                ..was.clone()
+            }
+        } else {
+            let h = store::RangeHead {
+                etag: r.etag.clone(),
+                len: r.lines.len() as u32,
+                crc: crc32fast::hash(&r.lines),
+            };
+            match was {
+                Some(w) if w.len == h.len && w.crc == h.crc => out.unchanged += 1,
+                Some(_) => out.changed += 1,
+                None => out.added += 1,
+            }
+            h
         };
-        self.journal(prefix, &entry)?;
-        Ok(entry)
+        head.ranges.push(h);
     }
-
-    fn journal(&self, prefix: u32, e: &Entry) -> std::result::Result<(), Fail> {
-        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        let line = journal_line(prefix, e);
-        let (file, path) = &mut *j;
-        file.write_all(line.as_bytes())
-            .map_err(|e| Fail::Fatal(format!("writing {}: {e}", path.display())))
+    if out.changed + out.added > 0 {
+        let old_lines = if from_old {
+            Some(store::read_lines(&spath)?)
+        } else {
+            None
+        };
+        let old_head = old.as_ref();
+        let mut at = 0usize;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(store::RANGES as usize);
+        for (i, r) in latest.iter().enumerate() {
+            let r = r.as_ref().expect("checked");
+            let len = old_head.map_or(0, |h| h.ranges[i].len as usize);
+            let slice = old_lines.as_deref().and_then(|l| l.get(at..at + len));
+            at += len;
+            if r.status == 304 {
+                let s = slice
+                    .filter(|s| crc32fast::hash(s) == head.ranges[i].crc)
+                    .ok_or_else(|| {
+                        Error::bad_input(&spath, "damaged (a range's lines do not match its CRC); remove it and fetch again")
+                    })?;
+                parts.push(s);
+            } else {
+                parts.push(&r.lines);
+            }
+        }
+        store::write_shard(&spath, &head, &parts)?;
+        out.written = true;
     }
+    std::fs::remove_file(&ppath).at(&ppath)?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const A: &str = "0018A45C4D1DEF81644B54AB7F969B88D65";
-    const B: &str = "00D4F6E8FA6EECAD2A3AA415EEC418D38EC";
-
     #[test]
-    fn a_range_is_checked_by_shape_and_padding_is_dropped() {
-        let body = format!("{A}:3\r\n{B}:1");
-        let (kept, pad) = check_range(body.as_bytes(), false).unwrap();
-        assert_eq!(kept, body.as_bytes());
-        assert_eq!(pad, 0);
-        let padded = format!("{A}:3\r\n011053FD0102E94D6AE2F8B83D76FAF94F6:0\r\n{B}:1\r\n");
-        let (kept, pad) = check_range(padded.as_bytes(), false).unwrap();
-        assert_eq!(String::from_utf8(kept).unwrap(), format!("{A}:3\r\n{B}:1\r\n"));
-        assert_eq!(pad, 1);
-        // Truncated mid-line, wrong kind, junk, out of order, empty.
-        let truncated = format!("{A}:3\r\n{}", &B[..20]);
-        assert!(check_range(truncated.as_bytes(), false).unwrap_err().contains("line 2"));
-        assert!(check_range(body.as_bytes(), true).unwrap_err().contains("not 27"));
-        assert!(check_range(b"<html>oops</html>", false).is_err());
-        let unsorted = format!("{B}:1\r\n{A}:3");
-        assert!(check_range(unsorted.as_bytes(), false).unwrap_err().contains("order"));
-        assert!(check_range(b"", false).unwrap_err().contains("empty"));
-        let only_padding = format!("{A}:0\r\n");
-        assert!(check_range(only_padding.as_bytes(), false).is_err());
-        let big = format!("{A}:4294967296");
-        assert!(check_range(big.as_bytes(), false).is_err());
-    }
-
-    #[test]
-    fn prefixes_parse() {
-        assert_eq!(parse_prefixes("00000-00FFF"), Ok((0, 0xFFF)));
-        assert_eq!(parse_prefixes("abcde"), Ok((0xABCDE, 0xABCDE)));
+    fn prefixes_parse_as_whole_shards() {
+        assert_eq!(parse_prefixes("00000-02FFF"), Ok((0, 0x2FFF)));
+        assert_eq!(parse_prefixes("ABC00-abcff"), Ok((0xABC00, 0xABCFF)));
+        assert!(parse_prefixes("00000-00FFE").is_err());
+        assert!(parse_prefixes("abcde").is_err());
         assert!(parse_prefixes("00FFF-00000").is_err());
         assert!(parse_prefixes("0000").is_err());
         assert!(parse_prefixes("0000G-00001").is_err());
     }
 
     #[test]
-    fn journal_lines_round_trip_and_a_half_line_is_skipped() {
-        let e = Entry {
-            run: 7,
-            size: 1234,
-            crc: 0xDEADBEEF,
-            etag: Some("W/\"5f-1a\"".into()),
-        };
-        let line = journal_line(0xABCDE, &e);
-        assert_eq!(parse_journal_line(line.trim_end().as_bytes()), Some((0xABCDE, e)));
-        let dir = tempfile::tempdir().unwrap();
-        let mut text = format!("{JOURNAL_HEADER} sha1\n");
-        text.push_str(&line);
-        text.push_str("00001 7 12"); // killed mid-line
-        std::fs::write(dir.path().join(JOURNAL), &text).unwrap();
-        let (mode, entries, whole) = read_journal(dir.path()).unwrap();
-        assert_eq!(whole as usize, text.len() - "00001 7 12".len());
-        assert_eq!(mode.as_deref(), Some("sha1"));
-        assert!(entries[0xABCDE].is_some());
-        assert!(entries[1].is_none());
-        // A bad line before others is damage, named by its line.
-        text.push_str(" junk\n00002 7 1 00000000 -\n");
-        std::fs::write(dir.path().join(JOURNAL), &text).unwrap();
-        let err = read_journal(dir.path()).unwrap_err().to_string();
-        assert!(err.contains(":3:"), "{err}");
+    fn own_files_are_told_apart_from_shards() {
+        assert!(is_own_file(".breach-audit-fetch.json"));
+        assert!(is_own_file("00A.partial"));
+        assert!(is_own_file(".00A.zst.tmp-123-abc"));
+        assert!(!is_own_file("00A.zst"));
+        assert!(is_temp(".00A.zst.tmp-1-x"));
+        assert!(is_temp(".breach-audit-fetch.json.tmp-1-x"));
+        assert!(!is_temp(".foo.tmp-1-x"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)>
     }
     let meta = std::fs::metadata(path).at(path)?;
     rec.fingerprint = Some(crate::sources::fingerprint::of(path)?);
-    // A fetched directory is known by its journal's digest alone (its own size and mtime change
+    // A fetched store is known by its shards' digest alone (its own size and mtime change
     // with every fetch, changed ranges or not).
     if !is_fetched(rec.fingerprint.as_deref()) {
         rec.size = Some(meta.len());
@@ -41,7 +41,7 @@ fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)>
     Ok((rec, meta.is_file().then_some(meta.len())))
 }
 
-/// Is this fingerprint a fetched range directory's (see [`crate::fetch::source_digest`])?
+/// Is this fingerprint a fetched store's (see [`crate::fetch::source_digest`])?
 pub(crate) fn is_fetched(fingerprint: Option<&str>) -> bool {
     fingerprint.is_some_and(|f| f.starts_with("fetch:"))
 }

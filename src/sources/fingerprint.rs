@@ -8,9 +8,9 @@ use std::path::Path;
 /// file), or of the names, sizes and modification times of its entries (a range directory).
 /// Together with size and mtime it tells `audit` that a source changed.
 ///
-/// A directory `fetch` keeps is fingerprinted by its fetch journal instead (every range's size
-/// and CRC, `fetch:...`): a fetch that changed no range leaves it as it was, whatever it did to
-/// the directory's own times.
+/// A store `fetch` keeps is fingerprinted by its shards alone (`fetch:...`): a fetch that
+/// changed no range rewrites no shard and leaves it as it was, whatever its own files did to the
+/// directory's times.
 pub fn of(path: &Path) -> Result<String> {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let meta = std::fs::metadata(path).at(path)?;
