@@ -33,6 +33,13 @@ pub(crate) struct FetchArgs {
     /// No progress bar (the summary line is still printed).
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Attempts after the first for a failing range (tests shorten the backoff with it).
+    #[arg(long, hide = true, default_value_t = 5)]
+    pub(crate) retries: u32,
+}
+
+fn opts_record_path(out: &fetch::FetchOutcome) -> String {
+    out.record_path.display().to_string()
 }
 
 fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
@@ -49,6 +56,7 @@ pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
         opts.prefixes = p;
     }
     opts.progress = !a.quiet;
+    opts.retries = a.retries;
     let out = fetch::fetch(&opts)?;
     eprintln!("breach-audit: {out}");
     if out.interrupted {
@@ -56,8 +64,15 @@ pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
     }
     let r = &out.record;
     if r.failed_count > 0 {
-        for f in &r.failed {
+        for f in r.failed.iter().take(10) {
             eprintln!("breach-audit: failed: {f}");
+        }
+        if r.failed.len() > 10 {
+            eprintln!(
+                "breach-audit: ... and {} more (the first 100 are in {})",
+                r.failed_count - 10,
+                opts_record_path(&out)
+            );
         }
         return Err(Error::Usage(format!(
             "{} ranges still failing after retries (first: {}); their shards keep their previous data; run fetch again to retry them",

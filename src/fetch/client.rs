@@ -296,7 +296,14 @@ impl Ctx<'_> {
         if let Some(etag) = &job.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, &**etag);
         }
-        let resp = req.send().await.map_err(|e| retry(chain(&e)))?;
+        let resp = req.send().await.map_err(|e| {
+            // A certificate the roots do not vouch for stays so: not worth a retry.
+            if is_certificate(&e) {
+                (Fail::Final(chain(&e)), None)
+            } else {
+                retry(chain(&e))
+            }
+        })?;
         let status = resp.status();
         let etag = resp
             .headers()
@@ -328,6 +335,28 @@ impl Ctx<'_> {
             _ => Err((Fail::Final(format!("HTTP {status} (not retried)")), None)),
         }
     }
+}
+
+/// Is a certificate the cause (rustls refused the server's)?
+fn is_certificate(e: &reqwest::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        // io::Error's source() skips the error it wraps: look inside it too.
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for e in [Some(c), inner].into_iter().flatten() {
+            if let Some(r) = e.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    r,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        src = c.source();
+    }
+    false
 }
 
 /// An error with its causes, without the URL (the prefix is named by the caller).

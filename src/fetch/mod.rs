@@ -30,6 +30,9 @@ pub const DEFAULT_BASE_URL: &str = "https://api.pwnedpasswords.com/range/";
 pub const PREFIXES: u32 = 1 << 20;
 const RECORD: &str = ".breach-audit-fetch.json";
 const LOCK: &str = ".breach-audit-fetch.lock";
+/// The shards an unfinished run has finished (one `XYZ` a line after a `run N` header): the run
+/// that resumes it does not ask their ranges again.
+const DONE: &str = ".breach-audit-fetch.done";
 
 /// Is this name one of fetch's own files in a range directory (skipped by `build`)?
 pub fn is_own_file(name: &str) -> bool {
@@ -194,6 +197,8 @@ pub struct FetchRecord {
     pub failed_count: u64,
     /// Ranges an interrupted run had already received (kept in `.partial` files, not asked).
     pub resumed_ranges: u64,
+    /// Shards an interrupted run of the same span had finished (not asked again).
+    pub resumed_shards: u64,
     /// Shards rewritten (only those with a changed range).
     pub shards_written: u64,
     /// Bytes of range bodies received (decoded).
@@ -248,6 +253,8 @@ fn usable_etag(v: &[u8]) -> Option<Box<str>> {
 #[derive(Debug, Clone)]
 pub struct FetchOutcome {
     pub record: FetchRecord,
+    /// Where the record is (`.breach-audit-fetch.json` in the store).
+    pub record_path: PathBuf,
     pub interrupted: bool,
     pub elapsed: Duration,
 }
@@ -261,8 +268,11 @@ impl std::fmt::Display for FetchOutcome {
             "fetch: {} {} ranges asked{}: {} changed, {} added, {} unchanged, {} failed; {} shards written; {} in {:.1} s ({:.0} ranges/s){}",
             r.requested,
             r.mode,
-            if r.resumed_ranges > 0 {
-                format!(" ({} received by the interrupted run before)", r.resumed_ranges)
+            if r.resumed {
+                format!(
+                    " (resuming run {}: {} shards and {} ranges done before)",
+                    r.run, r.resumed_shards, r.resumed_ranges
+                )
             } else {
                 String::new()
             },
@@ -367,14 +377,25 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
         )));
     }
     let client = client::Client::new(opts)?;
-    let run = previous.as_ref().map_or(1, |r| r.run + 1);
+    // A run that did not complete (killed, or ranges failing) over the same prefixes is resumed:
+    // the shards it finished are not asked again.
+    let resume = previous
+        .as_ref()
+        .filter(|r| !r.complete && r.mode == opts.mode() && r.prefixes == opts.span());
+    let run = match (resume, &previous) {
+        (Some(r), _) => r.run,
+        (None, Some(r)) => r.run + 1,
+        (None, None) => 1,
+    };
+    let (done_shards, done_file) = open_done(dir, run, resume.is_some())?;
     let mut record = FetchRecord {
         format: "breach-audit-fetch 1".into(),
         mode: opts.mode().into(),
         base_url: opts.base_url.clone(),
         prefixes: opts.span(),
         run,
-        started_at: now(),
+        resumed: resume.is_some(),
+        started_at: resume.map_or_else(now, |r| r.started_at),
         last_complete_at: previous.as_ref().and_then(|r| r.last_complete_at),
         last_change_at: previous.as_ref().and_then(|r| r.last_change_at),
         ..Default::default()
@@ -386,6 +407,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     let open: std::cell::RefCell<std::collections::BTreeMap<u32, Open>> = Default::default();
     let fatal: std::cell::RefCell<Option<Error>> = Default::default();
     let resumed = std::cell::Cell::new(0u64);
+    let resumed_shards = std::cell::Cell::new(0u64);
     let padding = std::cell::Cell::new(0u64);
     let mut failed: Vec<(u32, String)> = Vec::new();
     // Shards are compressed and written on their own thread, so the requests keep flowing; two
@@ -394,9 +416,17 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     let finisher = {
         let dir = dir.clone();
         let ntlm = opts.ntlm;
+        let mut done_file = done_file;
         std::thread::spawn(move || {
             rx.into_iter()
-                .map(|(shard, old)| (shard, finish_shard(&dir, shard, old, ntlm)))
+                .map(|(shard, old)| {
+                    let r = finish_shard(&dir, shard, old, ntlm).and_then(|f| {
+                        // Not fsynced: a shard lost from this list is asked again (304s).
+                        writeln!(done_file, "{shard:03X}").at(dir.join(DONE))?;
+                        Ok(f)
+                    });
+                    (shard, r)
+                })
                 .collect::<Vec<_>>()
         })
     };
@@ -404,6 +434,11 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     // Requests in prefix order: a shard's ranges come together, so few shards are open at once.
     let jobs = shards.flat_map(|shard| {
         if fatal.borrow().is_some() || crate::fsutil::check_interrupted().is_err() {
+            return Vec::new();
+        }
+        if done_shards.contains(&shard) {
+            resumed_shards.set(resumed_shards.get() + 1);
+            bar.inc(u64::from(store::RANGES));
             return Vec::new();
         }
         match open_shard(dir, shard, opts.ntlm) {
@@ -496,6 +531,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     record.bytes = ended.bytes;
     record.padding = padding.get();
     record.resumed_ranges = resumed.get();
+    record.resumed_shards = resumed_shards.get();
     failed.sort();
     record.failed_count = failed.len() as u64;
     record.failed = failed
@@ -522,12 +558,55 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     }
     record.digest = source_digest(dir)?.unwrap_or_default();
     write_record(dir, &record)?;
+    if record.complete {
+        let _ = std::fs::remove_file(dir.join(DONE));
+    }
     drop(lock);
     Ok(FetchOutcome {
+        record_path: dir.join(RECORD),
         record,
         interrupted: ended.interrupted,
         elapsed: started.elapsed(),
     })
+}
+
+/// The shards run `run` finished (when `resume`), and the done list open for appending (started
+/// anew for a new run).
+fn open_done(
+    dir: &Path,
+    run: u64,
+    resume: bool,
+) -> Result<(std::collections::BTreeSet<u32>, std::fs::File)> {
+    let path = dir.join(DONE);
+    let header = format!("breach-audit-fetch-done run {run}\n");
+    let mut done = std::collections::BTreeSet::new();
+    let mut keep = 0usize;
+    if resume && let Ok(text) = std::fs::read_to_string(&path)
+        && text.starts_with(&header)
+    {
+        keep = header.len();
+        for line in text[header.len()..].split_inclusive('\n') {
+            let Some(s) = line
+                .strip_suffix('\n')
+                .filter(|s| s.len() == 3)
+                .and_then(|s| u32::from_str_radix(s, 16).ok())
+            else {
+                break;
+            };
+            done.insert(s);
+            keep += line.len();
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .at(&path)?;
+    f.set_len(keep as u64).at(&path)?;
+    if keep == 0 {
+        f.write_all(header.as_bytes()).at(&path)?;
+    }
+    Ok((done, f))
 }
 
 /// Open a shard for fetching: its old head (its ETags) and its partial file, with the ranges an
