@@ -744,7 +744,7 @@ mod tests {
         assert!(is_own_file(".00A.zst.tmp-123-abc"));
         assert!(!is_own_file("00A.zst"));
         assert!(is_temp(".00A.zst.tmp-1-x"));
-        assert!(is_temp(".breach-audit-fetch.json.tmp-1-x"));
+        assert!(is_temp("..breach-audit-fetch.json.tmp-1-x"));
         assert!(!is_temp(".foo.tmp-1-x"));
     }
 

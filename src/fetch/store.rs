@@ -273,6 +273,9 @@ pub fn check_range(
     body: &[u8],
     ntlm: bool,
 ) -> std::result::Result<(Vec<u8>, u64), String> {
+    if body.is_empty() {
+        return Err("an empty range".into());
+    }
     let want = if ntlm { 27 } else { 35 };
     let pre = format!("{prefix:05X}");
     let mut out = Vec::with_capacity(body.len() + body.len() / 7);
