@@ -32,9 +32,9 @@ pub mod cli;
 #[doc(hidden)]
 pub mod config;
 mod domain;
-mod fetch;
 mod email;
 mod error;
+mod fetch;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;

@@ -43,7 +43,7 @@ fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
         .range(p.clone()..format!("{p}G"))
         .map(|(h, c)| format!("{}:{c}", &h[5..]))
         .collect();
-    if prefix % 7 == 0 {
+    if prefix.is_multiple_of(7) {
         lines.push("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0".into());
     }
     std::fs::write(dir.join(&p), lines.join("\r\n")).unwrap();
@@ -61,7 +61,14 @@ fn dump_text(dump: &BTreeMap<String, u32>) -> String {
 
 fn fetch(wd: &Workdir, base: &str, extra: &[&str]) -> common::Run {
     let mut args = vec![
-        "fetch", "--hibp", "store", "--base-url", base, "--prefixes", SUBSET, "--quiet",
+        "fetch",
+        "--hibp",
+        "store",
+        "--base-url",
+        base,
+        "--prefixes",
+        SUBSET,
+        "--quiet",
     ];
     args.extend_from_slice(extra);
     wd.run(&args)
@@ -79,7 +86,11 @@ fn store_text(dir: &Path) -> String {
     if shards.is_empty() {
         return String::new();
     }
-    let out = Command::new("zstd").arg("-dc").args(&shards).output().expect("zstd");
+    let out = Command::new("zstd")
+        .arg("-dc")
+        .args(&shards)
+        .output()
+        .expect("zstd");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
@@ -88,7 +99,11 @@ fn store_text(dir: &Path) -> String {
 fn assert_same(got: &str, want: &str) {
     if got != want {
         let (g, w): (Vec<_>, Vec<_>) = (got.lines().collect(), want.lines().collect());
-        let i = g.iter().zip(&w).position(|(a, b)| a != b).unwrap_or(g.len().min(w.len()));
+        let i = g
+            .iter()
+            .zip(&w)
+            .position(|(a, b)| a != b)
+            .unwrap_or(g.len().min(w.len()));
         panic!(
             "{} lines, want {}; first difference at line {}: {:?} vs {:?}",
             g.len(),
@@ -125,7 +140,9 @@ fn assert_clean(dir: &Path) {
         .collect();
     for n in &names {
         assert!(
-            n.ends_with(".zst") || n == ".breach-audit-fetch.json" || n == ".breach-audit-fetch.lock",
+            n.ends_with(".zst")
+                || n == ".breach-audit-fetch.json"
+                || n == ".breach-audit-fetch.lock",
             "left behind: {n} (in {names:?})"
         );
     }
@@ -134,7 +151,9 @@ fn assert_clean(dir: &Path) {
 /// The counts `lookup --hashes` prints for every hash of `dump` and a few absent ones.
 fn lookups(wd: &Workdir, index: &str, dump: &BTreeMap<String, u32>) -> String {
     let mut input: String = dump.keys().map(|h| format!("{h}\n")).collect();
-    input.push_str("0000000000000000000000000000000000000001\nFFFFF00000000000000000000000000000000000\n");
+    input.push_str(
+        "0000000000000000000000000000000000000001\nFFFFF00000000000000000000000000000000000\n",
+    );
     let r = wd.run_stdin(&["lookup", "--index", index, "--hashes"], input.as_bytes());
     assert!(r.code == 0 || r.code == 1, "lookup: {}", r.stderr);
     r.out()
@@ -143,7 +162,11 @@ fn lookups(wd: &Workdir, index: &str, dump: &BTreeMap<String, u32>) -> String {
 fn map_lines(wd: &Workdir, index: &str) -> Vec<String> {
     let r = wd.run(&["info", "--index", index]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    r.out().lines().filter(|l| l.starts_with("map ")).map(String::from).collect()
+    r.out()
+        .lines()
+        .filter(|l| l.starts_with("map "))
+        .map(String::from)
+        .collect()
 }
 
 /// Status counts of the access log.
@@ -166,8 +189,16 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     // The throwaway CA is not trusted without --ca-file: the fetch fails and says why.
     let r = fetch(&wd, &n.https_url(), &["--retries", "0"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("invalid peer certificate: UnknownIssuer"), "{}", r.stderr);
-    assert!(r.stderr.contains("failed: 000"), "the failing ranges are named: {}", r.stderr);
+    assert!(
+        r.stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("failed: 000"),
+        "the failing ranges are named: {}",
+        r.stderr
+    );
     assert!(store_text(&store).is_empty(), "nothing stored");
     n.clear_log();
 
@@ -187,9 +218,13 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     // The shards are the dump's own lines (padding rows dropped), read by the zstd command.
     assert_same(&store_text(&store), &dump_text(&dump));
     let rec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.join(".breach-audit-fetch.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(store.join(".breach-audit-fetch.json")).unwrap())
+            .unwrap();
     assert_eq!(rec["complete"], true);
-    assert_eq!(rec["padding"], (FIRST..=LAST).filter(|p| p % 7 == 0).count());
+    assert_eq!(
+        rec["padding"],
+        (FIRST..=LAST).filter(|p| p.is_multiple_of(7)).count()
+    );
 
     // The same index as from the dump file of those prefixes: same keys, same counts.
     let dump_file = wd.write("dump.txt", dump_text(&dump));
@@ -205,33 +240,68 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     n.clear_log();
     let r = fetch(&wd, &n.https_url(), &["--ca-file", ca]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("0 changed, 0 added, 768 unchanged"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("0 changed, 0 added, 768 unchanged"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(statuses(&n), HashMap::from([(304, 768)]));
-    assert!(n.log().iter().all(|(.., inm)| !inm.is_empty() && inm != "-"));
+    assert!(
+        n.log()
+            .iter()
+            .all(|(.., inm)| !inm.is_empty() && inm != "-")
+    );
     assert_eq!(shard_ids(&store), before);
     assert_clean(&store);
 
     // Ten ranges change (in shards 000 and 002): exactly ten 200s, only their shards rewritten.
-    let changed: Vec<u32> = (0..5).map(|i| 0x10 + i * 31).chain((0..5).map(|i| 0x210 + i * 40)).collect();
+    let changed: Vec<u32> = (0..5)
+        .map(|i| 0x10 + i * 31)
+        .chain((0..5).map(|i| 0x210 + i * 40))
+        .collect();
     let mut r2 = common::Rng(99);
     for &p in &changed {
-        let h = format!("{p:05X}{:016X}{:016X}{:03X}", r2.next(), r2.next(), r2.next() & 0xFFF);
+        let h = format!(
+            "{p:05X}{:016X}{:016X}{:03X}",
+            r2.next(),
+            r2.next(),
+            r2.next() & 0xFFF
+        );
         dump.insert(h, 7);
         let first = dump.range(format!("{p:05X}")..).next().unwrap().0.clone();
         *dump.get_mut(&first).unwrap() += 1;
         write_range(&n.range_dir(), p, &dump);
         // A later mtime: nginx's ETag is mtime and size.
-        let f = std::fs::File::options().write(true).open(n.range_dir().join(format!("{p:05X}"))).unwrap();
-        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(100)).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(n.range_dir().join(format!("{p:05X}")))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(100))
+            .unwrap();
     }
     n.clear_log();
     let r = fetch(&wd, &n.https_url(), &["--ca-file", ca]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("10 changed, 0 added, 758 unchanged"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("10 changed, 0 added, 758 unchanged"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(statuses(&n), HashMap::from([(200, 10), (304, 758)]));
-    let mut got200: Vec<String> = n.log().into_iter().filter(|l| l.1 == 200).map(|l| l.0).collect();
+    let mut got200: Vec<String> = n
+        .log()
+        .into_iter()
+        .filter(|l| l.1 == 200)
+        .map(|l| l.0)
+        .collect();
     got200.sort();
-    assert_eq!(got200, changed.iter().map(|p| format!("{p:05X}")).collect::<Vec<_>>());
+    assert_eq!(
+        got200,
+        changed
+            .iter()
+            .map(|p| format!("{p:05X}"))
+            .collect::<Vec<_>>()
+    );
     let after = shard_ids(&store);
     assert_ne!(after["000.zst"], before["000.zst"]);
     assert_eq!(after["001.zst"], before["001.zst"]);
@@ -261,9 +331,17 @@ impl Proxy {
             .spawn()
             .expect("python3");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         assert_eq!(line.trim(), "ready", "the fault proxy did not start");
-        Proxy { child, port, _dir: dir }
+        Proxy {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     fn url(&self) -> String {
@@ -289,13 +367,28 @@ fn a_killed_fetch_resumes_without_asking_a_range_twice() {
     let proxy = Proxy::start(&n, r#"{"00180": ["hang"]}"#);
     let mut child = wd
         .cmd()
-        .args(["fetch", "--hibp", "store", "--base-url", &proxy.url(), "--prefixes", SUBSET, "--quiet", "--parallel", "16"])
+        .args([
+            "fetch",
+            "--hibp",
+            "store",
+            "--base-url",
+            &proxy.url(),
+            "--prefixes",
+            SUBSET,
+            "--quiet",
+            "--parallel",
+            "16",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while n.log().len() < 767 {
-        assert!(std::time::Instant::now() < deadline, "the first run stalled at {} ranges", n.log().len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run stalled at {} ranges",
+            n.log().len()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // Let the last replies land in the partial file, then kill it hard.
@@ -309,7 +402,12 @@ fn a_killed_fetch_resumes_without_asking_a_range_twice() {
 
     let r = fetch(&wd, &n.http_url(), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("1 sha1 ranges asked (resuming run 1: 2 shards and 255 ranges done before)"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("1 sha1 ranges asked (resuming run 1: 2 shards and 255 ranges done before)"),
+        "{}",
+        r.stderr
+    );
     assert_clean(&store);
     assert_same(&store_text(&store), &dump_text(&dump));
     let mut seen = HashMap::new();
@@ -342,7 +440,12 @@ fn faults_are_retried_and_a_cut_body_keeps_the_old_shard() {
     // A range whose body is always cut: refused after its retries, named, exit 2; its shard
     // keeps its previous data; the others are confirmed.
     let mut changed = dump.clone();
-    let first = changed.range("00134".to_string()..).next().unwrap().0.clone();
+    let first = changed
+        .range("00134".to_string()..)
+        .next()
+        .unwrap()
+        .0
+        .clone();
     *changed.get_mut(&first).unwrap() += 1;
     write_range(&n.range_dir(), 0x134, &changed);
     std::fs::File::options()

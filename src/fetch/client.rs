@@ -180,7 +180,7 @@ impl Client {
                     let _ = stop_tx.send(true);
                 }
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     bar.set_message(format!(
                         "fetching ranges ({})",
                         indicatif::HumanBytes(bytes.load(Ordering::Relaxed))
@@ -275,7 +275,8 @@ impl Ctx<'_> {
             }
             // 0.5 s, 1 s, 2 s ... up to 30 s, or what Retry-After asks (at most 5 minutes),
             // with jitter so that a failed burst does not retry in step.
-            let backoff = Duration::from_millis(500u64 << (attempt - 1).min(6)).min(Duration::from_secs(30));
+            let backoff =
+                Duration::from_millis(500u64 << (attempt - 1).min(6)).min(Duration::from_secs(30));
             let pause = wait.unwrap_or(backoff);
             let jitter = Duration::from_millis(u64::from(
                 (job.prefix ^ attempt.wrapping_mul(0x9E37)).wrapping_mul(2654435761) % 250,

@@ -43,16 +43,20 @@ pub fn is_own_file(name: &str) -> bool {
 /// record).
 fn is_temp(name: &str) -> bool {
     name.starts_with('.')
-        && name.split_once(".tmp-").is_some_and(|(a, _)| {
-            store::shard_of_name(&a[1..]).is_some() || a[1..] == *RECORD
-        })
+        && name
+            .split_once(".tmp-")
+            .is_some_and(|(a, _)| store::shard_of_name(&a[1..]).is_some() || a[1..] == *RECORD)
 }
 
 /// Does this directory hold a fetched store (at least one shard)?
 pub fn is_store(dir: &Path) -> Result<bool> {
     for e in std::fs::read_dir(dir).at(dir)? {
         let e = e.at(dir)?;
-        if e.file_name().to_str().and_then(store::shard_of_name).is_some() {
+        if e.file_name()
+            .to_str()
+            .and_then(store::shard_of_name)
+            .is_some()
+        {
             return Ok(true);
         }
     }
@@ -248,7 +252,6 @@ fn usable_etag(v: &[u8]) -> Option<Box<str>> {
         .then(|| String::from_utf8_lossy(v).into())
 }
 
-
 /// What a run did.
 #[derive(Debug, Clone)]
 pub struct FetchOutcome {
@@ -441,7 +444,7 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
             bar.inc(u64::from(store::RANGES));
             return Vec::new();
         }
-        match open_shard(dir, shard, opts.ntlm) {
+        match open_shard(dir, shard, opts.ntlm, resume.is_some()) {
             Ok((o, done)) => {
                 resumed.set(resumed.get() + done.len() as u64);
                 bar.inc(done.len() as u64);
@@ -449,7 +452,10 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
                     .filter(|r| !done.contains(&(*r as u8)))
                     .map(|r| client::Job {
                         prefix: shard * store::RANGES + r,
-                        etag: o.old.as_ref().and_then(|h| h.ranges[r as usize].etag.clone()),
+                        etag: o
+                            .old
+                            .as_ref()
+                            .and_then(|h| h.ranges[r as usize].etag.clone()),
                     })
                     .collect();
                 if o.remaining == 0 {
@@ -465,7 +471,9 @@ pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
             }
         }
     });
-    let on_reply = |prefix: u32, r: std::result::Result<(Reply, u64), String>| -> std::result::Result<(), String> {
+    let on_reply = |prefix: u32,
+                    r: std::result::Result<(Reply, u64), String>|
+     -> std::result::Result<(), String> {
         bar.inc(1);
         let shard = prefix / store::RANGES;
         let mut map = open.borrow_mut();
@@ -581,7 +589,8 @@ fn open_done(
     let header = format!("breach-audit-fetch-done run {run}\n");
     let mut done = std::collections::BTreeSet::new();
     let mut keep = 0usize;
-    if resume && let Ok(text) = std::fs::read_to_string(&path)
+    if resume
+        && let Ok(text) = std::fs::read_to_string(&path)
         && text.starts_with(&header)
     {
         keep = header.len();
@@ -611,11 +620,15 @@ fn open_done(
 
 /// Open a shard for fetching: its old head (its ETags) and its partial file, with the ranges an
 /// interrupted run already received.
-fn open_shard(dir: &Path, shard: u32, ntlm: bool) -> Result<(Open, Vec<u8>)> {
+fn open_shard(dir: &Path, shard: u32, ntlm: bool, resume: bool) -> Result<(Open, Vec<u8>)> {
     let path = dir.join(store::shard_name(shard));
     // A damaged shard, or one of the other mode, is fetched anew (and replaced whole).
-    let old = store::read_head(&path).ok().flatten().filter(|h| h.ntlm == ntlm);
-    let (partial, records) = store::Partial::open(dir.join(store::partial_name(shard)), ntlm)?;
+    let old = store::read_head(&path)
+        .ok()
+        .flatten()
+        .filter(|h| h.ntlm == ntlm);
+    let (partial, records) =
+        store::Partial::open(dir.join(store::partial_name(shard)), ntlm, resume)?;
     let mut done: Vec<u8> = records
         .iter()
         // A 304 is only good with the shard it was answered for.
@@ -663,7 +676,10 @@ fn finish_shard(
         let Some(r) = r else {
             return Err(Error::bad_input(
                 &ppath,
-                format!("range {} is missing; the next fetch asks it again", prefix_name(shard * store::RANGES + i as u32)),
+                format!(
+                    "range {} is missing; the next fetch asks it again",
+                    prefix_name(shard * store::RANGES + i as u32)
+                ),
             ));
         };
         let was = old.as_ref().map(|h| &h.ranges[i]);

@@ -83,7 +83,12 @@ impl ShardHead {
     }
 
     fn decode(p: &[u8], path: &Path) -> Result<ShardHead> {
-        let damaged = || bad(path, "not a breach-audit fetch shard (its first frame is damaged)");
+        let damaged = || {
+            bad(
+                path,
+                "not a breach-audit fetch shard (its first frame is damaged)",
+            )
+        };
         let rest = p.strip_prefix(HEAD_MAGIC).ok_or_else(damaged)?;
         let (&mode, mut rest) = rest.split_first().ok_or_else(damaged)?;
         let mut ranges = Vec::with_capacity(RANGES as usize);
@@ -222,8 +227,9 @@ pub struct Partial {
 
 impl Partial {
     /// Open (or create) the partial file of a shard and read its valid records; a torn or
-    /// damaged tail (a killed run) is cut off, and a partial file of the other mode restarts.
-    pub fn open(path: PathBuf, ntlm: bool) -> Result<(Partial, Vec<Record>)> {
+    /// damaged tail (a killed run) is cut off, and a partial file of the other mode restarts,
+    /// as does one not `keep`: left by a run that is not being resumed, its lines may be old.
+    pub fn open(path: PathBuf, ntlm: bool, keep: bool) -> Result<(Partial, Vec<Record>)> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)
@@ -235,7 +241,7 @@ impl Partial {
         let mut records = Vec::new();
         let mut good = 0usize;
         let header = [&PARTIAL_MAGIC[..], &[u8::from(ntlm)]].concat();
-        if b.starts_with(&header) {
+        if keep && b.starts_with(&header) {
             good = header.len();
             while let Some((r, n)) = Record::decode(&b[good..]) {
                 records.push(r);
@@ -260,7 +266,7 @@ impl Partial {
 
     /// Every record of a partial file, as [`Partial::open`] reads them.
     pub fn read(path: &Path, ntlm: bool) -> Result<Vec<Record>> {
-        let (_, r) = Partial::open(path.to_path_buf(), ntlm)?;
+        let (_, r) = Partial::open(path.to_path_buf(), ntlm, true)?;
         Ok(r)
     }
 }
@@ -365,7 +371,11 @@ mod tests {
         assert_eq!(read_head(&path).unwrap(), Some(head));
         assert_eq!(read_lines(&path).unwrap(), lines);
         // The zstd command (a standard decoder) prints the lines alone.
-        if let Ok(out) = std::process::Command::new("zstd").arg("-dc").arg(&path).output() {
+        if let Ok(out) = std::process::Command::new("zstd")
+            .arg("-dc")
+            .arg(&path)
+            .output()
+        {
             assert!(out.status.success());
             assert_eq!(out.stdout, lines);
         }
@@ -377,7 +387,7 @@ mod tests {
     fn a_partial_file_keeps_whole_records_and_cuts_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(partial_name(1));
-        let (mut p, r) = Partial::open(path.clone(), false).unwrap();
+        let (mut p, r) = Partial::open(path.clone(), false, true).unwrap();
         assert!(r.is_empty());
         let a = Record {
             range: 3,
@@ -396,7 +406,10 @@ mod tests {
         drop(p);
         let len = std::fs::metadata(&path).unwrap().len();
         // Killed mid-record.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         f.write_all(&a.encode()[..7]).unwrap();
         drop(f);
         assert_eq!(Partial::read(&path, false).unwrap(), vec![a, b]);
@@ -423,11 +436,23 @@ mod tests {
         );
         assert_eq!(pad, 1);
         let truncated = format!("{A}:3\r\n{}", &B[..20]);
-        assert!(check_range(0, truncated.as_bytes(), false).unwrap_err().contains("line 2"));
-        assert!(check_range(0, body.as_bytes(), true).unwrap_err().contains("not 27"));
+        assert!(
+            check_range(0, truncated.as_bytes(), false)
+                .unwrap_err()
+                .contains("line 2")
+        );
+        assert!(
+            check_range(0, body.as_bytes(), true)
+                .unwrap_err()
+                .contains("not 27")
+        );
         assert!(check_range(0, b"<html>oops</html>", false).is_err());
         let unsorted = format!("{B}:1\r\n{A}:3");
-        assert!(check_range(0, unsorted.as_bytes(), false).unwrap_err().contains("order"));
+        assert!(
+            check_range(0, unsorted.as_bytes(), false)
+                .unwrap_err()
+                .contains("order")
+        );
         assert!(check_range(0, b"", false).unwrap_err().contains("empty"));
         assert!(check_range(0, format!("{A}:0\r\n").as_bytes(), false).is_err());
         assert!(check_range(0, format!("{A}:4294967296").as_bytes(), false).is_err());

@@ -25,9 +25,9 @@ mod staging;
 mod tempdir;
 
 use crate::error::{Error, Result};
+pub(crate) use ingest::is_fetched;
 use keys::{HashKind, Origin};
 pub use manifest::Manifest;
-pub(crate) use ingest::is_fetched;
 use mapfile::MapFile;
 use std::path::{Path, PathBuf};
 
