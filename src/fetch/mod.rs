@@ -174,7 +174,7 @@ pub fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
     Ok((a, b))
 }
 
-/// The last run, as `.breach-audit-fetch.json` keeps it (also shown on the operator's page).
+/// The last run, as `.breach-audit-fetch.json` keeps it.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct FetchRecord {
     pub format: String,
