@@ -235,7 +235,17 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     assert_eq!(lookups(&wd, "from-dump", &dump), expect);
     assert_eq!(map_lines(&wd, "from-store"), map_lines(&wd, "from-dump"));
 
-    // Nothing changed: every range is a 304 with its ETag, and no shard is rewritten.
+    // Nothing changed: every range is a 304 with its ETag, and no shard is rewritten (so the
+    // digest `audit` compares with the index's source stays the same).
+    let digest = |store: &Path| -> String {
+        let rec: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(store.join(".breach-audit-fetch.json")).unwrap(),
+        )
+        .unwrap();
+        rec["digest"].as_str().unwrap().to_string()
+    };
+    let digest0 = digest(&store);
+    assert!(digest0.starts_with("fetch:"), "{digest0}");
     let before = shard_ids(&store);
     n.clear_log();
     let r = fetch(&wd, &n.https_url(), &["--ca-file", ca]);
@@ -252,6 +262,7 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
             .all(|(.., inm)| !inm.is_empty() && inm != "-")
     );
     assert_eq!(shard_ids(&store), before);
+    assert_eq!(digest(&store), digest0);
     assert_clean(&store);
 
     // Ten ranges change (in shards 000 and 002): exactly ten 200s, only their shards rewritten.
@@ -306,6 +317,7 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     assert_ne!(after["000.zst"], before["000.zst"]);
     assert_eq!(after["001.zst"], before["001.zst"]);
     assert_ne!(after["002.zst"], before["002.zst"]);
+    assert_ne!(digest(&store), digest0);
     assert_same(&store_text(&store), &dump_text(&dump));
     assert_clean(&store);
 }
