@@ -3,7 +3,8 @@
 # test. Tests that deliver notices start Postfix's smtp-sink on a loopback port; suspension tests
 # run postmap, Exim's lsearch and a Dovecot of their own (`doveadm auth test`); the account-store
 # tests start PostgreSQL, MariaDB and OpenLDAP's slapd in temporary directories; the scheme sweep
-# uses mkpasswd (whois); the operator's page is rendered by headless Chromium. Debian's packages are installed here non-interactively; their own
+# uses mkpasswd (whois); `fetch` downloads from nginx (HTTP/2, TLS with an openssl-made CA, faults
+# injected by a python3 proxy, the store read back with the zstd command); the operator's page is rendered by headless Chromium. Debian's packages are installed here non-interactively; their own
 # services are not started (postfix with no configuration, slapd unconfigured, and the tests'
 # servers listen on unix sockets or a loopback port only). Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -22,6 +23,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

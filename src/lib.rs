@@ -34,6 +34,7 @@ pub mod config;
 mod domain;
 mod email;
 mod error;
+mod fetch;
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzz;

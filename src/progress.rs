@@ -53,6 +53,29 @@ impl Progress {
         Progress(Some(b))
     }
 
+    /// A bar over `total` items (ranges) with their rate, if `enabled` and stderr is a terminal.
+    pub fn ranges(enabled: bool, what: &str, total: u64) -> Progress {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.set_message(what.to_string());
+        Progress(Some(b))
+    }
+
+    pub fn set_message(&self, msg: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg);
+        }
+    }
+
     pub fn inc(&self, n: u64) {
         if let Some(b) = &self.0 {
             b.inc(n);

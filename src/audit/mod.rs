@@ -984,7 +984,8 @@ fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {
         return Ok(true);
     };
     let mtime = std::os::unix::fs::MetadataExt::mtime(&meta);
-    if rec.size != Some(meta.len()) || rec.mtime != Some(mtime) {
+    let fetched = crate::index::is_fetched(rec.fingerprint.as_deref());
+    if !fetched && (rec.size != Some(meta.len()) || rec.mtime != Some(mtime)) {
         return Ok(true);
     }
     Ok(rec.fingerprint.as_deref() != Some(crate::sources::fingerprint::of(path)?.as_str()))

@@ -7,9 +7,18 @@ use std::path::Path;
 /// A cheap fingerprint of a source's content: CRC-32 of its size, its first and last MiB (a
 /// file), or of the names, sizes and modification times of its entries (a range directory).
 /// Together with size and mtime it tells `audit` that a source changed.
+///
+/// A store `fetch` keeps is fingerprinted by its shards alone (`fetch:...`): a fetch that
+/// changed no range rewrites no shard and leaves it as it was, whatever its own files did to the
+/// directory's times.
 pub fn of(path: &Path) -> Result<String> {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let meta = std::fs::metadata(path).at(path)?;
+    if meta.is_dir()
+        && let Some(d) = crate::fetch::source_digest(path)?
+    {
+        return Ok(d);
+    }
     let mut h = crc32fast::Hasher::new();
     h.update(&meta.len().to_le_bytes());
     if meta.is_dir() {

@@ -171,11 +171,18 @@ pub fn open(path: &Path) -> Result<(Chunks, Vec<String>)> {
 }
 
 fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
+    if crate::fetch::is_store(dir)? {
+        return open_store(dir);
+    }
     let mut files: Vec<([u8; 5], PathBuf)> = Vec::new();
     let mut skipped = 0usize;
     for entry in std::fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
         let name = entry.file_name();
+        // `fetch`'s journal, record, lock and a killed run's temporary files.
+        if name.to_str().is_some_and(crate::fetch::is_own_file) {
+            continue;
+        }
         match name.to_str().and_then(range_prefix) {
             Some(p) if entry.file_type().map(|t| t.is_file()).unwrap_or(false) => {
                 files.push((p, entry.path()))
@@ -215,6 +222,41 @@ fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
                 path: Arc::new(path),
                 first_of_file: true,
                 prefix: Some(prefix),
+            };
+            if tx.send(Ok(chunk)).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    Ok((chunks, warnings))
+}
+
+/// A store `fetch` wrote: its shards in order, each decompressed whole (about 10 MB of a full
+/// download's lines) into one chunk of full-hash lines, so it streams sorted like the dump.
+/// A `.partial` file (a fetch still running or interrupted) is not read: its shard's previous
+/// content is.
+fn open_store(dir: &Path) -> Result<(Chunks, Vec<String>)> {
+    let shards = crate::fetch::shard_paths(dir)?;
+    let mut warnings = Vec::new();
+    if let Ok(Some(r)) = crate::fetch::read_record(dir)
+        && !r.complete
+    {
+        warnings.push(format!(
+            "{}: its last fetch (run {}) did not complete; building from the shards it holds",
+            dir.display(),
+            r.run
+        ));
+    }
+    let chunks = input::spawn_reader(move |tx| {
+        for path in shards {
+            crate::fsutil::check_interrupted()?;
+            let data = crate::fetch::store::read_lines(&path)?;
+            let chunk = Chunk {
+                data: ChunkData::Owned(data),
+                path: Arc::new(path),
+                first_of_file: true,
+                prefix: None,
             };
             if tx.send(Ok(chunk)).is_err() {
                 return Ok(());

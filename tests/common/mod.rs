@@ -4,6 +4,7 @@
 pub mod db;
 pub mod dovecot;
 pub mod mta;
+pub mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

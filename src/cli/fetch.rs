@@ -1,0 +1,84 @@
+//! `fetch`: download Have I Been Pwned's Pwned Passwords ranges into a store `build --hibp`
+//! reads (the engine is `crate::fetch`).
+
+use super::Exit;
+use crate::error::{Error, Result};
+use crate::fetch::{self, FetchOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct FetchArgs {
+    /// The store: created if missing, updated in place (4,096 zstd shards `XYZ.zst`; pass the
+    /// same directory to `build --hibp`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) hibp: PathBuf,
+    /// Fetch the NTLM ranges (`?mode=ntlm`) instead of SHA-1. A store holds one kind: use
+    /// another directory.
+    #[arg(long)]
+    pub(crate) ntlm: bool,
+    /// Requests in flight, over a few HTTP/2 connections (one per 100).
+    #[arg(long, value_name = "N", default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    pub(crate) parallel: u16,
+    /// The range API; the 5-hex prefix is appended. `http://` is allowed for a local mirror.
+    #[arg(long, value_name = "URL", default_value = fetch::DEFAULT_BASE_URL)]
+    pub(crate) base_url: String,
+    /// PEM CA certificates trusted besides the system's (a private mirror's own CA).
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Only these prefixes, whole shards: `ABC00-DEFFF` (the first ends in 00, the last in FF).
+    /// For tests and partial mirrors; the rest of the store is left as it is.
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_prefixes)]
+    pub(crate) prefixes: Option<(u32, u32)>,
+    /// No progress bar (the summary line is still printed).
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// Attempts after the first for a failing range (tests shorten the backoff with it).
+    #[arg(long, hide = true, default_value_t = 5)]
+    pub(crate) retries: u32,
+}
+
+fn opts_record_path(out: &fetch::FetchOutcome) -> String {
+    out.record_path.display().to_string()
+}
+
+fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
+    fetch::parse_prefixes(s)
+}
+
+pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
+    let mut opts = FetchOptions::new(a.hibp);
+    opts.ntlm = a.ntlm;
+    opts.parallel = usize::from(a.parallel);
+    opts.base_url = a.base_url;
+    opts.ca_file = a.ca_file;
+    if let Some(p) = a.prefixes {
+        opts.prefixes = p;
+    }
+    opts.progress = !a.quiet;
+    opts.retries = a.retries;
+    let out = fetch::fetch(&opts)?;
+    eprintln!("breach-audit: {out}");
+    if out.interrupted {
+        return Err(Error::Interrupted);
+    }
+    let r = &out.record;
+    if r.failed_count > 0 {
+        for f in r.failed.iter().take(10) {
+            eprintln!("breach-audit: failed: {f}");
+        }
+        if r.failed.len() > 10 {
+            eprintln!(
+                "breach-audit: ... and {} more (the first 100 are in {})",
+                r.failed_count - 10,
+                opts_record_path(&out)
+            );
+        }
+        return Err(Error::Usage(format!(
+            "{} ranges still failing after retries (first: {}); their shards keep their previous data; run fetch again to retry them",
+            r.failed_count,
+            r.failed.first().map_or("?", String::as_str)
+        )));
+    }
+    Ok(Exit::Clean)
+}
