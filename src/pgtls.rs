@@ -292,11 +292,7 @@ impl Target {
     }
 
     fn client_config(&self) -> Result<rustls::ClientConfig, String> {
-        // rustls 0.23.48 deprecates ring's provider to steer users to aws-lc-rs (post-quantum key
-        // exchange); ring is the deliberate choice here (see the module's first lines), and its
-        // TLS 1.3 with X25519 is what libpq itself negotiates with PostgreSQL.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS set-up: {e}"))?;
@@ -561,6 +557,16 @@ impl ServerCertVerifier for AnyName {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
     }
+}
+
+/// The project's one rustls crypto provider (PostgreSQL here, the range fetch in
+/// `fetch::client`): ring. rustls 0.23.48 deprecates ring's provider to steer users to aws-lc-rs
+/// (post-quantum key exchange); ring is the deliberate choice (see the module's first lines: no
+/// cmake or nasm, builds for old glibc), and its TLS 1.3 with X25519 is what libpq itself
+/// negotiates with PostgreSQL and what the range API's CDN accepts.
+#[allow(deprecated)]
+pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 #[cfg(test)]

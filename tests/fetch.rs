@@ -238,10 +238,9 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     // Nothing changed: every range is a 304 with its ETag, and no shard is rewritten (so the
     // digest `audit` compares with the index's source stays the same).
     let digest = |store: &Path| -> String {
-        let rec: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(store.join(".breach-audit-fetch.json")).unwrap(),
-        )
-        .unwrap();
+        let rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.join(".breach-audit-fetch.json")).unwrap())
+                .unwrap();
         rec["digest"].as_str().unwrap().to_string()
     };
     let digest0 = digest(&store);

@@ -71,7 +71,7 @@ impl Client {
     pub(super) fn new(opts: &FetchOptions) -> Result<Client> {
         // ring, the provider the rest of the project's rustls uses; an error only says one was
         // installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = crate::pgtls::provider().install_default();
         let roots = roots(opts.ca_file.as_deref())?;
         let base = if opts.base_url.ends_with('/') {
             opts.base_url.clone()
