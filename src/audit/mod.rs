@@ -187,6 +187,11 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let Some(_lock) = Lock::try_acquire(&lock_path)? else {
         return Ok(AuditRun::Locked(lock_path));
     };
+    // A server whose name another server holds is refused before it writes anything (outputs,
+    // index, cache); the state is opened again after the rebuild, which may take long.
+    if opts.state.identity.is_some() {
+        drop(State::open_at(&opts.state)?);
+    }
     fsutil::create_private_dir(&opts.out)?;
     // What a killed build left (in the index's parent and the tmp_dir), whether or not we rebuild.
     for p in crate::index::sweep_leftovers(&opts.index, opts.tmp_dir.as_deref()) {

@@ -192,6 +192,7 @@ impl StateArgs {
             url: self.state_url,
             password_file: self.state_password_file.map(PathBuf::from),
             server,
+            identity: None,
         })
     }
 }

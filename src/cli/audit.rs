@@ -251,6 +251,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
 /// options, as ripgrep's lowargs/hiargs).
 fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
     let cfg = Config::open(&a.config)?;
+    let config = a.config.config.clone();
     let sections: Sections = cfg.file()?;
     let notify_cfg = sections
         .notify
@@ -310,7 +311,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
     let domains = e.domains.read()?;
     let opts = AuditOptions {
         index: e.index.need("audit")?,
-        state: e.state.need("audit")?,
+        state: e.state.need("audit")?.as_this_server(config.as_deref()),
         out: need(e.out.out, "audit", "out", "DIR")?.into(),
         hibp: e.inputs.hibp(),
         combolists: e.inputs.combolists(),

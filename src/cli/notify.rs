@@ -35,7 +35,10 @@ pub(crate) struct NotifyArgs {
 
 pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
     let file = Config::open(&a.config)?;
-    let state = file.merge(a.state)?.need("notify")?;
+    let state = file
+        .merge(a.state)?
+        .need("notify")?
+        .as_this_server(a.config.config.as_deref());
     let sections: Sections = file.file()?;
     let cfg = a.opts.merge(sections.notify.unwrap_or_default());
     let opts = NotifyOptions {

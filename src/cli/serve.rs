@@ -28,7 +28,10 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit> {
     let sections: Sections = cfg.file()?;
     let opts = ServeOptions {
         index: cfg.merge(a.index)?.need("serve")?,
-        state: cfg.merge(a.state)?.need("serve")?,
+        state: cfg
+            .merge(a.state)?
+            .need("serve")?
+            .as_this_server(a.config.config.as_deref()),
         config: a.serve.merge(sections.serve.unwrap_or_default()),
         never_refuse: sections
             .suspend

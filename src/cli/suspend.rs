@@ -38,7 +38,10 @@ pub(crate) struct SuspendArgs {
 
 pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     let file = Config::open(&a.config)?;
-    let state = file.merge(a.state)?.need("suspend")?;
+    let state = file
+        .merge(a.state)?
+        .need("suspend")?
+        .as_this_server(a.config.config.as_deref());
     let sections: Sections = file.file()?;
     let mut cfg = sections.suspend.unwrap_or_default();
     let platform = a.platform;

@@ -26,11 +26,13 @@
 //! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
 
 mod db;
+mod identity;
 mod migrate;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
 pub(crate) use db::{Db, Engine, V, p};
+pub use identity::{Claim, Identity};
 pub use migrate::{migrate_state, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -284,6 +286,8 @@ pub struct State {
     path: PathBuf,
     /// This server's name in a shared ledger (`server = "..."`; empty for one server alone).
     server: String,
+    /// Who this server is, recorded under its name with its run ([`identity`]).
+    identity: Option<Identity>,
 }
 
 /// Where the state is: the state directory (the lock, the verification cache and, by default,
@@ -298,6 +302,10 @@ pub struct StateAt {
     /// This server's name (`server = "london"`): what its runs, homes, held addresses and
     /// suspensions are recorded under. Required with a shared database.
     pub server: String,
+    /// Who this server is ([`Identity::here`]): a state whose name another server holds is
+    /// refused at open, and a run records it under the name. `None` for commands that only
+    /// read (`report`) or move the state (`state migrate`, `state claim`).
+    pub identity: Option<Identity>,
 }
 
 impl StateAt {
@@ -307,6 +315,13 @@ impl StateAt {
             dir: dir.to_path_buf(),
             ..Default::default()
         }
+    }
+
+    /// This state as this server, for a command that writes under its name: who it is
+    /// (this machine, and `config` or the state directory) is checked and recorded.
+    pub fn as_this_server(mut self, config: Option<&Path>) -> StateAt {
+        self.identity = Some(Identity::here(config, &self.dir));
+        self
     }
 
     /// Is there a state to read? (A shared database always is; a directory once an audit ran.)
@@ -452,6 +467,7 @@ impl State {
                     db: Db::sqlite(&path)?,
                     path,
                     server: at.server.clone(),
+                    identity: at.identity.clone(),
                 }
             }
             Some(url) => {
@@ -471,10 +487,16 @@ impl State {
                     path: db.label().to_path_buf(),
                     db,
                     server: at.server.clone(),
+                    identity: at.identity.clone(),
                 }
             }
         };
         st.migrate()?;
+        // Before anything is written: a second server under one name (or a state directory
+        // copied to another machine) is refused, naming both.
+        if let Some(me) = &at.identity {
+            identity::check(&st.db, &st.server, me)?;
+        }
         if at.url.is_none() {
             st.import_reported(&at.dir.join("reported.tsv"))?;
             // WAL side files are created by SQLite with the database's mode; keep them private.
@@ -671,7 +693,13 @@ impl State {
             .map(|h| vec![V::T(&h.address), V::T(&h.reason), h.uncertain.v()])
             .collect();
         let ignore = "ON CONFLICT DO NOTHING";
+        let me = self.identity.clone();
         self.db.transaction(|db| {
+            // The name is claimed with the first run (and checked again: another server may
+            // have claimed it since this one opened the state).
+            if let Some(me) = &me {
+                identity::record(db, &server, me, &now)?;
+            }
             db.insert_many(
                 "INSERT INTO findings (address, kind, domain, owner, contact, severity, finding, suspended, first_seen, last_seen)",
                 10,
@@ -942,6 +970,14 @@ impl State {
             refresh_notices(db, &now)?;
             Ok(chosen.into_iter().collect())
         })
+    }
+
+    /// Hand this server's name to `me` (`state claim`): the previous holder, if another server
+    /// held it (kept in the record's `previous`); `None` when `me` holds it already.
+    pub fn claim_name(&mut self, me: &Identity) -> Result<Option<Claim>> {
+        let (server, now) = (self.server.clone(), now());
+        self.db
+            .transaction(|db| identity::hand_over(db, &server, me, &now))
     }
 
     /// Bring the open notices up to date with what is owed (after suspensions changed, or
