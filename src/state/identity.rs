@@ -76,18 +76,23 @@ impl Identity {
         }
     }
 
-    /// The same server: the same machine and config (the host may have been renamed).
-    fn same(&self, other: &Identity) -> bool {
-        self.machine_id == other.machine_id && self.config == other.config
+    /// The same server: the same machine and config (the host may have been renamed). `self`
+    /// without a config (a command run by hand with `--state`) is any config of its machine.
+    fn same(&self, held: &Identity) -> bool {
+        self.machine_id == held.machine_id && (self.config.is_empty() || self.config == held.config)
     }
 
-    /// "machine 1a2b3c4d (host db1), config /etc/breach-audit/audit.toml".
+    /// "machine 1a2b3c4d5e6f (host db1), config /etc/breach-audit/audit.toml".
     pub fn describe(&self) -> String {
         let short: String = self.machine_id.chars().take(12).collect();
-        format!(
-            "machine {short} (host {}), config {}",
-            self.host, self.config
-        )
+        if self.config.is_empty() {
+            format!("machine {short} (host {})", self.host)
+        } else {
+            format!(
+                "machine {short} (host {}), config {}",
+                self.host, self.config
+            )
+        }
     }
 }
 
@@ -213,6 +218,7 @@ mod tests {
         record(&db, "london", &a, "2024-01-01T00:00:00Z").unwrap();
         // The same machine renamed is the same server; the other machine is not.
         check(&db, "london", &id("aaaaaaaaaaaaaaaaaaaa", "/etc/a.toml", "renamed")).unwrap();
+        check(&db, "london", &id("aaaaaaaaaaaaaaaaaaaa", "", "one")).unwrap();
         let e = record(&db, "london", &b, "2024-01-02T00:00:00Z")
             .unwrap_err()
             .to_string();

@@ -317,10 +317,22 @@ impl StateAt {
         }
     }
 
-    /// This state as this server, for a command that writes under its name: who it is
-    /// (this machine, and `config` or the state directory) is checked and recorded.
+    /// This state as this server, for `audit`: who it is (this machine, and `config` or the
+    /// state directory) is checked, and recorded with the run.
     pub fn as_this_server(mut self, config: Option<&Path>) -> StateAt {
         self.identity = Some(Identity::here(config, &self.dir));
+        self
+    }
+
+    /// This state as this machine, for the other commands that write under the server's name
+    /// (`serve`, `notify`, `suspend`, `forget`): checked, not recorded; without `config` (run
+    /// by hand with `--state`), any config of this machine passes.
+    pub fn as_this_machine(mut self, config: Option<&Path>) -> StateAt {
+        let mut me = Identity::here(config, &self.dir);
+        if config.is_none() {
+            me.config.clear();
+        }
+        self.identity = Some(me);
         self
     }
 
@@ -917,7 +929,9 @@ impl State {
 
     /// Retire held addresses by hand (`breach-audit forget`): their open findings are resolved
     /// as `forgotten` (a later audit that reads the account brings them back with their
-    /// history), they leave the held list and any open notice. `addresses` are taken as given;
+    /// history), they leave the held list and any open notice; one that lives on another server
+    /// of the fleet now only leaves this server (its findings are that server's). `addresses`
+    /// are taken as given;
     /// `domains` add every held address at those domains. An address that is not held here is
     /// an error naming it, and nothing changes. Returns the addresses retired.
     pub fn forget(&mut self, addresses: &[String], domains: &[String]) -> Result<Vec<String>> {
@@ -961,8 +975,9 @@ impl State {
             for a in &chosen {
                 db.execute(
                     "UPDATE findings SET resolved_at = ?2, resolved_reason = ?3
-                     WHERE address = ?1 AND resolved_at IS NULL",
-                    p![a, now, reason::FORGOTTEN],
+                     WHERE address = ?1 AND resolved_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = ?1 AND h.server <> ?4)",
+                    p![a, now, reason::FORGOTTEN, server],
                 )?;
                 db.execute("DELETE FROM held WHERE server = ?1 AND address = ?2", p![server, a])?;
                 db.execute("DELETE FROM homes WHERE server = ?1 AND address = ?2", p![server, a])?;
