@@ -58,7 +58,13 @@ default /var/log/breach-audit/hook-failures; audit counts them).
 Addresses on record that no source yielded tonight are retired when their source was read whole
 (account or domain removed: findings resolved, suspensions released) and held, named in the
 warning, run.json and the page, when that is not certain (a file missing, refused or empty, a
-source no longer configured); `breach-audit forget` retires held ones by hand.";
+source no longer configured); `breach-audit forget` retires held ones by hand (an address
+another server of the fleet reads now is only let go here: its findings stay there).
+
+The first audit records this server's identity under its name (the machine id and the config's
+path, or the state directory without --config); an audit, serve, notify, suspend or forget from
+another machine or config under the same name is refused, exit 2, naming both: give each server
+its own `server`, or hand the name over with `breach-audit state claim`.";
 
 #[derive(Args)]
 #[command(after_long_help = CONFIG_HELP)]
