@@ -11,7 +11,7 @@ mod common;
 use common::db::Postgres;
 use common::dovecot::sha512_crypt as hash;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -168,15 +168,26 @@ fn a_second_server_under_one_name_is_refused_until_the_name_is_handed_over() {
         &["serve", "--config", &b, "--socket", &s(&sock), "--quiet"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("belongs to another server"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("belongs to another server"),
+        "{}",
+        r.stderr
+    );
     assert!(!sock.exists());
     let r = f.on("b", &["notify", "--config", &b, "--dry-run"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("belongs to another server"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("belongs to another server"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(f.snapshot(), before);
 
     // london's own runs stay complete: the other server's accounts were never mixed in.
-    done(&f.on("a", &["audit", "--config", &a, "--quiet"]), "london again");
+    done(
+        &f.on("a", &["audit", "--config", &a, "--quiet"]),
+        "london again",
+    );
     assert_eq!(
         f.sql("SELECT complete, held_addresses FROM runs WHERE server = 'london' ORDER BY id"),
         ["1|0", "1|0"]
@@ -186,17 +197,30 @@ fn a_second_server_under_one_name_is_refused_until_the_name_is_handed_over() {
     // The machine really replaced the old one: the name is handed over, and recorded.
     let r = f.on("b", &["state", "claim", "--config", &b]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.out().contains("handed over to this server"), "{}", r.out());
+    assert!(
+        r.out().contains("handed over to this server"),
+        "{}",
+        r.out()
+    );
     assert!(r.out().contains("machine aaaaaaaaaaaa"), "{}", r.out());
     let claim = f.sql("SELECT value FROM meta WHERE key = 'server_identity:london'");
     let claim: serde_json::Value = serde_json::from_str(&claim[0]).unwrap();
     assert_eq!(claim["machine_id"], "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
     assert_eq!(claim["config"], b.as_str());
-    assert_eq!(claim["previous"][0]["machine_id"], "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(
+        claim["previous"][0]["machine_id"],
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    );
     assert_eq!(claim["previous"][0]["since"], since.as_str());
     assert!(claim["previous"][0]["until"].is_string());
-    done(&f.on("b", &["audit", "--config", &b, "--quiet"]), "the new london");
-    assert_eq!(f.sql("SELECT count(*) FROM runs WHERE server = 'london'"), ["3"]);
+    done(
+        &f.on("b", &["audit", "--config", &b, "--quiet"]),
+        "the new london",
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM runs WHERE server = 'london'"),
+        ["3"]
+    );
     // ... and the old one is now the one refused.
     let r = f.on("a", &["audit", "--config", &a, "--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -207,7 +231,10 @@ fn a_second_server_under_one_name_is_refused_until_the_name_is_handed_over() {
 fn a_sqlite_state_copied_to_another_machine_is_noticed() {
     let f = Setup::new(false);
     let a = f.config("a", None, &[("info@a.example", "hunter2-a")]);
-    done(&f.on("a", &["audit", "--config", &a, "--quiet"]), "first audit");
+    done(
+        &f.on("a", &["audit", "--config", &a, "--quiet"]),
+        "first audit",
+    );
     let db = f.w.path("a/state/breach-audit.sqlite");
     let size = std::fs::metadata(&db).unwrap().len();
     let r = f.on("b", &["audit", "--config", &a, "--quiet"]);
@@ -221,7 +248,10 @@ fn a_sqlite_state_copied_to_another_machine_is_noticed() {
     assert_eq!(std::fs::metadata(&db).unwrap().len(), size);
     let r = f.on("b", &["state", "claim", "--config", &a]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    done(&f.on("b", &["audit", "--config", &a, "--quiet"]), "after the claim");
+    done(
+        &f.on("b", &["audit", "--config", &a, "--quiet"]),
+        "after the claim",
+    );
 }
 
 /// The text of the message to the operator in `outbox`.
@@ -245,7 +275,7 @@ fn operator_message(outbox: &Path) -> String {
 }
 
 /// The held reasons of run.json in `out`.
-fn held_reasons(out: &PathBuf) -> Vec<(String, String)> {
+fn held_reasons(out: &Path) -> Vec<(String, String)> {
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
     run["held"]
@@ -274,13 +304,22 @@ fn an_account_that_moved_to_another_server_is_never_given_the_forget_advice() {
     );
     f.w.write("london/audit.toml", text);
     let paris = f.config("paris", Some("paris"), &[("info@b.example", "hunter2-b")]);
-    done(&f.on("a", &["audit", "--config", &london, "--quiet"]), "london");
-    done(&f.on("a", &["audit", "--config", &paris, "--quiet"]), "paris");
+    done(
+        &f.on("a", &["audit", "--config", &london, "--quiet"]),
+        "london",
+    );
+    done(
+        &f.on("a", &["audit", "--config", &paris, "--quiet"]),
+        "paris",
+    );
 
     // The account moves to paris; paris reads it first, while london's file has a row it
     // rejects (where the account might be): london cannot tell it is gone.
     f.users("paris", &[("info@b.example", "hunter2-b"), moving]);
-    done(&f.on("a", &["audit", "--config", &paris, "--quiet"]), "paris");
+    done(
+        &f.on("a", &["audit", "--config", &paris, "--quiet"]),
+        "paris",
+    );
     f.users("london", &[keep]);
     let mut text = std::fs::read_to_string(f.w.path("london/users")).unwrap();
     text.push_str("not a passwd-file line\n");
@@ -325,7 +364,10 @@ fn an_account_that_moved_to_another_server_is_never_given_the_forget_advice() {
     // A source that left london's config (london reads another file now) while paris reads its
     // account: it moved there with its findings, and is not held here.
     f.users("paris", &[("info@b.example", "hunter2-b"), moving, keep]);
-    done(&f.on("a", &["audit", "--config", &paris, "--quiet"]), "paris");
+    done(
+        &f.on("a", &["audit", "--config", &paris, "--quiet"]),
+        "paris",
+    );
     f.users("london2", &[("other@l.example", "not-leaked-1")]);
     std::fs::rename(f.w.path("london2/users"), f.w.path("london/users2")).unwrap();
     f.w.write(

@@ -247,9 +247,10 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         &Homes {
             here: &|a| state.homes_of(a),
             elsewhere: &|a| {
-                Ok(state.homes_elsewhere(a)?.first().map(|(server, h)| {
-                    format!("server {server} ({} {})", h.kind, h.location)
-                }))
+                Ok(state
+                    .homes_elsewhere(a)?
+                    .first()
+                    .map(|(server, h)| format!("server {server} ({} {})", h.kind, h.location)))
             },
         },
         opts.all,
@@ -691,9 +692,7 @@ enum Fate {
 /// another server, where forgetting would retire its findings).
 fn without_forget_hint(reason: &str) -> &str {
     match reason.find("`breach-audit forget") {
-        Some(i) => reason[..i]
-            .rfind("; ")
-            .map_or(reason, |j| &reason[..j]),
+        Some(i) => reason[..i].rfind("; ").map_or(reason, |j| &reason[..j]),
         None => reason,
     }
 }

@@ -317,7 +317,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
     let domains = e.domains.read()?;
     let opts = AuditOptions {
         index: e.index.need("audit")?,
-        state: e.state.need("audit")?.as_this_server(config.as_deref()),
+        state: e.state.need("audit")?.for_this_server(config.as_deref()),
         out: need(e.out.out, "audit", "out", "DIR")?.into(),
         hibp: e.inputs.hibp(),
         combolists: e.inputs.combolists(),

@@ -38,7 +38,7 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
     let state = file
         .merge(a.state)?
         .need("notify")?
-        .as_this_machine(a.config.config.as_deref());
+        .for_this_machine(a.config.config.as_deref());
     let sections: Sections = file.file()?;
     let cfg = a.opts.merge(sections.notify.unwrap_or_default());
     let opts = NotifyOptions {

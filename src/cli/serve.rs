@@ -31,7 +31,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit> {
         state: cfg
             .merge(a.state)?
             .need("serve")?
-            .as_this_machine(a.config.config.as_deref()),
+            .for_this_machine(a.config.config.as_deref()),
         config: a.serve.merge(sections.serve.unwrap_or_default()),
         never_refuse: sections
             .suspend

@@ -195,8 +195,10 @@ fn migrate(a: MigrateArgs) -> Result<Exit> {
 }
 
 fn claim(a: ClaimArgs) -> Result<Exit> {
-    // Not `as_this_server`: the name's current holder must not refuse its own hand-over.
-    let at = Config::open(&a.config)?.merge(a.state)?.need("state claim")?;
+    // Not `for_this_server`: the name's current holder must not refuse its own hand-over.
+    let at = Config::open(&a.config)?
+        .merge(a.state)?
+        .need("state claim")?;
     let me = crate::state::Identity::here(a.config.config.as_deref(), &at.dir);
     let name = if at.server.is_empty() {
         format!("the state in {}", at.dir.display())

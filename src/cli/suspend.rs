@@ -41,7 +41,7 @@ pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     let state = file
         .merge(a.state)?
         .need("suspend")?
-        .as_this_machine(a.config.config.as_deref());
+        .for_this_machine(a.config.config.as_deref());
     let sections: Sections = file.file()?;
     let mut cfg = sections.suspend.unwrap_or_default();
     let platform = a.platform;

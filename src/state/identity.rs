@@ -146,7 +146,7 @@ fn refusal(db: &Db, server: &str, held: &Claim, me: &Identity) -> Error {
 /// Refuse `me` when `server`'s name is held by another server.
 pub(crate) fn check(db: &Db, server: &str, me: &Identity) -> Result<()> {
     match claim_of(db, server)? {
-        Some(held) if !held.who.same(me) => Err(refusal(db, server, &held, me)),
+        Some(held) if !me.same(&held.who) => Err(refusal(db, server, &held, me)),
         _ => Ok(()),
     }
 }
@@ -161,7 +161,10 @@ pub(crate) fn record(db: &Db, server: &str, me: &Identity, now: &str) -> Result<
     };
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        p![key(server), serde_json::to_string(&claim).unwrap_or_default()],
+        p![
+            key(server),
+            serde_json::to_string(&claim).unwrap_or_default()
+        ],
     )?;
     check(db, server, me)
 }
@@ -171,7 +174,7 @@ pub(crate) fn record(db: &Db, server: &str, me: &Identity, now: &str) -> Result<
 pub(crate) fn hand_over(db: &Db, server: &str, me: &Identity, now: &str) -> Result<Option<Claim>> {
     let old = claim_of(db, server)?;
     if let Some(o) = &old
-        && o.who.same(me)
+        && me.same(&o.who)
     {
         return Ok(None);
     }
@@ -190,7 +193,10 @@ pub(crate) fn hand_over(db: &Db, server: &str, me: &Identity, now: &str) -> Resu
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        p![key(server), serde_json::to_string(&claim).unwrap_or_default()],
+        p![
+            key(server),
+            serde_json::to_string(&claim).unwrap_or_default()
+        ],
     )?;
     Ok(old)
 }
@@ -217,7 +223,12 @@ mod tests {
         let b = id("bbbbbbbbbbbbbbbbbbbb", "/etc/a.toml", "two");
         record(&db, "london", &a, "2024-01-01T00:00:00Z").unwrap();
         // The same machine renamed is the same server; the other machine is not.
-        check(&db, "london", &id("aaaaaaaaaaaaaaaaaaaa", "/etc/a.toml", "renamed")).unwrap();
+        check(
+            &db,
+            "london",
+            &id("aaaaaaaaaaaaaaaaaaaa", "/etc/a.toml", "renamed"),
+        )
+        .unwrap();
         check(&db, "london", &id("aaaaaaaaaaaaaaaaaaaa", "", "one")).unwrap();
         let e = record(&db, "london", &b, "2024-01-02T00:00:00Z")
             .unwrap_err()
@@ -228,7 +239,14 @@ mod tests {
         assert!(e.contains("state claim"), "{e}");
         // Another name is free; one config elsewhere on the same machine is another server.
         record(&db, "paris", &b, "2024-01-02T00:00:00Z").unwrap();
-        assert!(check(&db, "london", &id("aaaaaaaaaaaaaaaaaaaa", "/etc/b.toml", "one")).is_err());
+        assert!(
+            check(
+                &db,
+                "london",
+                &id("aaaaaaaaaaaaaaaaaaaa", "/etc/b.toml", "one")
+            )
+            .is_err()
+        );
         let old = hand_over(&db, "london", &b, "2024-01-03T00:00:00Z").unwrap();
         assert_eq!(old.unwrap().who, a);
         check(&db, "london", &b).unwrap();
@@ -237,6 +255,10 @@ mod tests {
         assert_eq!(now.previous.len(), 1);
         assert_eq!(now.previous[0]["machine_id"], "aaaaaaaaaaaaaaaaaaaa");
         assert_eq!(now.previous[0]["until"], "2024-01-03T00:00:00Z");
-        assert!(hand_over(&db, "london", &b, "2024-01-04T00:00:00Z").unwrap().is_none());
+        assert!(
+            hand_over(&db, "london", &b, "2024-01-04T00:00:00Z")
+                .unwrap()
+                .is_none()
+        );
     }
 }

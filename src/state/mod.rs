@@ -319,7 +319,7 @@ impl StateAt {
 
     /// This state as this server, for `audit`: who it is (this machine, and `config` or the
     /// state directory) is checked, and recorded with the run.
-    pub fn as_this_server(mut self, config: Option<&Path>) -> StateAt {
+    pub fn for_this_server(mut self, config: Option<&Path>) -> StateAt {
         self.identity = Some(Identity::here(config, &self.dir));
         self
     }
@@ -327,7 +327,7 @@ impl StateAt {
     /// This state as this machine, for the other commands that write under the server's name
     /// (`serve`, `notify`, `suspend`, `forget`): checked, not recorded; without `config` (run
     /// by hand with `--state`), any config of this machine passes.
-    pub fn as_this_machine(mut self, config: Option<&Path>) -> StateAt {
+    pub fn for_this_machine(mut self, config: Option<&Path>) -> StateAt {
         let mut me = Identity::here(config, &self.dir);
         if config.is_none() {
             me.config.clear();
