@@ -62,9 +62,10 @@ source no longer configured); `breach-audit forget` retires held ones by hand (a
 another server of the fleet reads now is only let go here: its findings stay there).
 
 The first audit records this server's identity under its name (the machine id and the config's
-path, or the state directory without --config); an audit, serve, notify, suspend or forget from
-another machine or config under the same name is refused, exit 2, naming both: give each server
-its own `server`, or hand the name over with `breach-audit state claim`.";
+path, or the state directory without --config); an audit from another machine or config under
+the same name (or a serve, notify, suspend or forget from another machine) is refused, exit 2,
+naming both: give each server its own `server`, or hand the name over with `breach-audit state
+claim`.";
 
 #[derive(Args)]
 #[command(after_long_help = CONFIG_HELP)]

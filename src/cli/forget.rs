@@ -25,7 +25,7 @@ pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
     let state = Config::open(&a.config)?
         .merge(a.state)?
         .need("forget")?
-        .for_this_machine(a.config.config.as_deref());
+        .for_this_machine();
     let addresses = a
         .addresses
         .iter()

@@ -42,7 +42,8 @@ enum StateSub {
     /// (/etc/machine-id, else /var/lib/dbus/machine-id, else the host name) and its config's
     /// path (the state directory without --config). Another machine or config using the name
     /// (two servers given one `server`, a state directory copied elsewhere) is refused by
-    /// audit, serve, notify, suspend and forget, exit 2, naming both; nothing is changed. This
+    /// audit (another machine also by serve, notify, suspend and forget), exit 2, naming both;
+    /// nothing is changed. This
     /// command makes this machine and config the name's holder (the old one is then refused)
     /// and keeps who held it before and until when (`meta` key `server_identity:NAME`). Its
     /// runs, homes, held addresses and suspensions become this server's. Do not use it to let

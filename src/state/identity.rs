@@ -77,7 +77,7 @@ impl Identity {
     }
 
     /// The same server: the same machine and config (the host may have been renamed). `self`
-    /// without a config (a command run by hand with `--state`) is any config of its machine.
+    /// without a config (a command other than `audit`) is any config of its machine.
     fn same(&self, held: &Identity) -> bool {
         self.machine_id == held.machine_id && (self.config.is_empty() || self.config == held.config)
     }
@@ -143,10 +143,17 @@ fn refusal(db: &Db, server: &str, held: &Claim, me: &Identity) -> Error {
     }
 }
 
-/// Refuse `me` when `server`'s name is held by another server.
+/// Refuse `me` when `server`'s name is held by another server. One server alone (no name: a
+/// SQLite state in its own directory) is its machine: another config of it (renamed, or a
+/// second one for `suspend`) is the same server; a copy of the state on another machine is not.
 pub(crate) fn check(db: &Db, server: &str, me: &Identity) -> Result<()> {
     match claim_of(db, server)? {
-        Some(held) if !me.same(&held.who) => Err(refusal(db, server, &held, me)),
+        Some(held) if server.is_empty() && me.machine_id != held.who.machine_id => {
+            Err(refusal(db, server, &held, me))
+        }
+        Some(held) if !server.is_empty() && !me.same(&held.who) => {
+            Err(refusal(db, server, &held, me))
+        }
         _ => Ok(()),
     }
 }
@@ -260,5 +267,14 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // One server alone: its machine, whatever its config.
+        record(&db, "", &a, "2024-01-01T00:00:00Z").unwrap();
+        check(
+            &db,
+            "",
+            &id("aaaaaaaaaaaaaaaaaaaa", "/etc/other.toml", "one"),
+        )
+        .unwrap();
+        assert!(check(&db, "", &id("bbbbbbbbbbbbbbbbbbbb", "/etc/a.toml", "one")).is_err());
     }
 }

@@ -325,13 +325,12 @@ impl StateAt {
     }
 
     /// This state as this machine, for the other commands that write under the server's name
-    /// (`serve`, `notify`, `suspend`, `forget`): checked, not recorded; without `config` (run
-    /// by hand with `--state`), any config of this machine passes.
-    pub fn for_this_machine(mut self, config: Option<&Path>) -> StateAt {
-        let mut me = Identity::here(config, &self.dir);
-        if config.is_none() {
-            me.config.clear();
-        }
+    /// (`serve`, `notify`, `suspend`, `forget`): the machine is checked, not the config (they
+    /// are often run by hand, or with a config of their own, e.g. `serve`'s), and nothing is
+    /// recorded.
+    pub fn for_this_machine(mut self) -> StateAt {
+        let mut me = Identity::here(None, &self.dir);
+        me.config.clear();
         self.identity = Some(me);
         self
     }
