@@ -184,6 +184,11 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let Some(_lock) = Lock::try_acquire(&lock_path)? else {
         return Ok(AuditRun::Locked(lock_path));
     };
+    // A server whose name another server holds is refused before it writes anything (outputs,
+    // index, cache); the state is opened again after the rebuild, which may take long.
+    if opts.state.identity.is_some() {
+        drop(State::open_at(&opts.state)?);
+    }
     fsutil::create_private_dir(&opts.out)?;
     // What a killed build left (in the index's parent and the tmp_dir), whether or not we rebuild.
     for p in crate::index::sweep_leftovers(&opts.index, opts.tmp_dir.as_deref()) {
@@ -255,7 +260,12 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         &known,
         &Homes {
             here: &|a| state.homes_of(a),
-            elsewhere: &|a| Ok(!state.homes_elsewhere(a)?.is_empty()),
+            elsewhere: &|a| {
+                Ok(state
+                    .homes_elsewhere(a)?
+                    .first()
+                    .map(|(server, h)| format!("server {server} ({} {})", h.kind, h.location)))
+            },
         },
         opts.all,
     )?;
@@ -482,11 +492,11 @@ fn rebuild_if_stale(
     Ok((true, None))
 }
 
-/// Where an address on record lived: on this server (its sources), and whether another server
-/// of the fleet holds it now.
+/// Where an address on record lived: on this server (its sources), and where another server of
+/// the fleet holds it now ("server paris (directadmin /da)"), if one does.
 struct Homes<'h> {
     here: &'h dyn Fn(&str) -> Result<Vec<HomeRow>>,
-    elsewhere: &'h dyn Fn(&str) -> Result<bool>,
+    elsewhere: &'h dyn Fn(&str) -> Result<Option<String>>,
 }
 
 /// Tonight's findings against those on record.
@@ -634,7 +644,7 @@ fn reconcile<'a>(
             ) {
                 // Gone from here for certain, and read on another server of the fleet: it
                 // moved there (its findings stay; that server's runs keep them).
-                Fate::Retire(_) if lives_elsewhere(a)? => {
+                Fate::Retire(_) | Fate::Unconfigured(_) if lives_elsewhere(a)?.is_some() => {
                     tonight.night.moved.push(a.to_string());
                     continue;
                 }
@@ -642,7 +652,20 @@ fn reconcile<'a>(
                     tonight.night.retired.push((a.to_string(), why));
                     continue;
                 }
-                Fate::Hold(reason) => hold(reason, true),
+                // Not read here, and read on another server: its findings live there. Never the
+                // hint to `forget` it (that would retire them fleet-wide): the hold ends by
+                // itself once this server reads its source whole.
+                Fate::Hold(reason) => match lives_elsewhere(a)? {
+                    Some(there) => hold(
+                        format!(
+                            "{}; it lives on {there} now, which keeps its findings: held here until this server reads its source whole again",
+                            without_forget_hint(&reason)
+                        ),
+                        true,
+                    ),
+                    None => hold(reason, true),
+                },
+                Fate::Unconfigured(reason) => hold(reason, true),
             }
         };
         tonight.night.held.push(row);
@@ -675,6 +698,18 @@ enum Fate {
     Retire(&'static str),
     /// Not known to be gone (the text says why).
     Hold(String),
+    /// Its source is no longer configured here (the text says which): held, unless another
+    /// server of the fleet reads it now (it moved there with its source: its findings stay).
+    Unconfigured(String),
+}
+
+/// A held reason without its "`breach-audit forget` ..." advice (for an address that lives on
+/// another server, where forgetting would retire its findings).
+fn without_forget_hint(reason: &str) -> &str {
+    match reason.find("`breach-audit forget") {
+        Some(i) => reason[..i].rfind("; ").map_or(reason, |j| &reason[..j]),
+        None => reason,
+    }
 }
 
 /// Decide the fate of `address`, which no source yielded tonight, from where it lived
@@ -708,7 +743,7 @@ fn fate(
         {
             Some(i) => relevant.push(i),
             None => {
-                return Fate::Hold(format!(
+                return Fate::Unconfigured(format!(
                     "its source (--{} {}) is not in tonight's configuration; `breach-audit forget` retires it",
                     h.kind, h.location
                 ));
@@ -1022,6 +1057,20 @@ impl Lock {
 mod tests {
     use super::*;
     use crate::sources::accounts::{Problem, TreeCoverage};
+
+    #[test]
+    fn the_forget_advice_is_cut_from_a_held_reason() {
+        assert_eq!(
+            without_forget_hint(
+                "x.example's account file in /da is empty (emptied, or copied half?); if its mailboxes were all deleted, `breach-audit forget --domain x.example`"
+            ),
+            "x.example's account file in /da is empty (emptied, or copied half?)"
+        );
+        assert_eq!(
+            without_forget_hint("2 rows of /pf rejected tonight; the account may be among them"),
+            "2 rows of /pf rejected tonight; the account may be among them"
+        );
+    }
     use std::collections::{HashMap, HashSet};
 
     fn set(v: &[&str]) -> HashSet<String> {
@@ -1106,7 +1155,7 @@ mod tests {
         );
         // Not proof: an empty file, a DirectAdmin domain listed without its directory, a source
         // no longer configured, rejected rows where the account would be, a file not read.
-        let held = |f: Fate| matches!(f, Fate::Hold(_));
+        let held = |f: Fate| matches!(f, Fate::Hold(_) | Fate::Unconfigured(_));
         assert!(held(fate_of("x@empty.example", &da, none)));
         assert!(held(fate_of("x@nodir.example", &da, none)));
         assert!(held(fate_of(

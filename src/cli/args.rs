@@ -194,6 +194,7 @@ impl StateArgs {
             url: self.state_url,
             password_file: self.state_password_file.map(PathBuf::from),
             server,
+            identity: None,
         })
     }
 }

@@ -58,7 +58,14 @@ default /var/log/breach-audit/hook-failures; audit counts them).
 Addresses on record that no source yielded tonight are retired when their source was read whole
 (account or domain removed: findings resolved, suspensions released) and held, named in the
 warning, run.json and the page, when that is not certain (a file missing, refused or empty, a
-source no longer configured); `breach-audit forget` retires held ones by hand.";
+source no longer configured); `breach-audit forget` retires held ones by hand (an address
+another server of the fleet reads now is only let go here: its findings stay there).
+
+The first audit records this server's identity under its name (the machine id and the config's
+path, or the state directory without --config); an audit from another machine or config under
+the same name (or a serve, notify, suspend or forget from another machine) is refused, exit 2,
+naming both: give each server its own `server`, or hand the name over with `breach-audit state
+claim`.";
 
 #[derive(Args)]
 #[command(after_long_help = CONFIG_HELP)]
@@ -255,6 +262,7 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
 /// options, as ripgrep's lowargs/hiargs).
 fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
     let cfg = Config::open(&a.config)?;
+    let config = a.config.config.clone();
     let sections: Sections = cfg.file()?;
     let notify_cfg = sections
         .notify
@@ -314,7 +322,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
     let domains = e.domains.read()?;
     let opts = AuditOptions {
         index: e.index.need("audit")?,
-        state: e.state.need("audit")?,
+        state: e.state.need("audit")?.for_this_server(config.as_deref()),
         out: need(e.out.out, "audit", "out", "DIR")?.into(),
         hibp: e.inputs.hibp(),
         combolists: e.inputs.combolists(),

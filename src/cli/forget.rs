@@ -22,7 +22,10 @@ pub(crate) struct ForgetArgs {
 }
 
 pub(crate) fn run(a: ForgetArgs) -> Result<Exit> {
-    let state = Config::open(&a.config)?.merge(a.state)?.need("forget")?;
+    let state = Config::open(&a.config)?
+        .merge(a.state)?
+        .need("forget")?
+        .for_this_machine();
     let addresses = a
         .addresses
         .iter()

@@ -148,8 +148,10 @@ enum Cmd {
     /// leave the held list and any pending notice, and their suspensions are released by the
     /// next `suspend --apply --release` or `audit --suspend`. An audit that reads one of them
     /// again brings its findings back with their history. Only held addresses can be forgotten
-    /// (an address that is not held is an error, and nothing changes). Exit codes: 0 done, 2
-    /// error, 3 an audit, notify or suspend is running.
+    /// (an address that is not held is an error, and nothing changes). In a fleet, an address
+    /// another server reads now only leaves this server: its findings stay open there. Exit
+    /// codes: 0 done, 2 error (also: this server's name is held by another machine or config,
+    /// see `state claim`), 3 an audit, notify or suspend is running.
     Forget(forget::ForgetArgs),
     /// Judge each login's password as Dovecot verifies it: a local service on a unix socket that
     /// Dovecot's Lua passdb (contrib/dovecot/breach-audit.lua) asks after the real passdb
@@ -158,10 +160,12 @@ enum Cmd {
     /// an SMTP or submission login (IMAP and POP3 still log in). Each account's latest verdict is
     /// recorded in the state (never the password) and the next `audit` turns it into findings.
     /// A rebuilt index is picked up without a restart (or on SIGHUP); SIGTERM stops it. The
-    /// protocol is in README ("Checking at login"). Exit codes: 0 stopped, 2 error.
+    /// protocol is in README ("Checking at login"). Exit codes: 0 stopped, 2 error (also: this
+    /// server's name is held by another machine or config, see `state claim`).
     Serve(serve::ServeArgs),
     /// The state database itself: `state migrate` moves a server's SQLite state into a fleet's
-    /// shared PostgreSQL state, once (see `breach-audit state migrate --help`).
+    /// shared PostgreSQL state, once (see `breach-audit state migrate --help`); `state claim`
+    /// hands a server name over to this machine when it replaced the one that held it.
     State(state::StateCmd),
 }
 

@@ -35,7 +35,7 @@ pub(crate) struct NotifyArgs {
 
 pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
     let file = Config::open(&a.config)?;
-    let state = file.merge(a.state)?.need("notify")?;
+    let state = file.merge(a.state)?.need("notify")?.for_this_machine();
     let sections: Sections = file.file()?;
     let cfg = a.opts.merge(sections.notify.unwrap_or_default());
     let opts = NotifyOptions {

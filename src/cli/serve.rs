@@ -28,7 +28,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit> {
     let sections: Sections = cfg.file()?;
     let opts = ServeOptions {
         index: cfg.merge(a.index)?.need("serve")?,
-        state: cfg.merge(a.state)?.need("serve")?,
+        state: cfg.merge(a.state)?.need("serve")?.for_this_machine(),
         config: a.serve.merge(sections.serve.unwrap_or_default()),
         never_refuse: sections
             .suspend

@@ -1,5 +1,6 @@
 //! `state`: the state database itself. `state migrate` moves a server's SQLite state into a
-//! fleet's shared PostgreSQL state, once (the engine: `src/state/migrate.rs`).
+//! fleet's shared PostgreSQL state, once (the engine: `src/state/migrate.rs`). `state claim`
+//! hands a server name over to this machine (`src/state/identity.rs`).
 
 use super::Exit;
 use super::args::{Config, ConfigArg, StateArgs};
@@ -35,6 +36,30 @@ enum StateSub {
     /// PostgreSQL unreachable, already migrated, bad options), 3 an audit, notify or suspend
     /// holds --from's lock.
     Migrate(MigrateArgs),
+    /// Hand this server's name (the config's `server`; the state itself for one server alone)
+    /// over to this machine and config, when this machine really replaced the one that held it.
+    ///
+    /// Each server records who it is under its name on its first audit: the machine
+    /// (/etc/machine-id, else /var/lib/dbus/machine-id, else the host name) and its config's
+    /// path (the state directory without --config). Another machine or config using the name
+    /// (two servers given one `server`, a state directory copied elsewhere) is refused by
+    /// audit (another machine also by serve, notify, suspend and forget), exit 2, naming both;
+    /// nothing is changed. This
+    /// command makes this machine and config the name's holder (the old one is then refused)
+    /// and keeps who held it before and until when (`meta` key `server_identity:NAME`). Its
+    /// runs, homes, held addresses and suspensions become this server's. Do not use it to let
+    /// two running servers share a name: give the second its own `server = "..."`. Prints who
+    /// held the name. Exit codes: 0 claimed (or already this server's), 2 error, 3 an audit,
+    /// notify or suspend holds the state directory's lock.
+    Claim(ClaimArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ClaimArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    state: StateArgs,
 }
 
 #[derive(Args)]
@@ -60,6 +85,7 @@ pub(crate) struct MigrateArgs {
 pub(crate) fn run(a: StateCmd) -> Result<Exit> {
     match a.cmd {
         StateSub::Migrate(m) => migrate(m),
+        StateSub::Claim(c) => claim(c),
     }
 }
 
@@ -167,6 +193,36 @@ fn migrate(a: MigrateArgs) -> Result<Exit> {
         m.at,
         from.join(crate::state::DB_FILE).display()
     );
+    Ok(Exit::Clean)
+}
+
+fn claim(a: ClaimArgs) -> Result<Exit> {
+    // Not `for_this_server`: the name's current holder must not refuse its own hand-over.
+    let at = Config::open(&a.config)?
+        .merge(a.state)?
+        .need("state claim")?;
+    let me = crate::state::Identity::here(a.config.config.as_deref(), &at.dir);
+    let name = if at.server.is_empty() {
+        format!("the state in {}", at.dir.display())
+    } else {
+        format!("server name {:?}", at.server)
+    };
+    let Some(old) = crate::audit::with_state(&at, |st| st.claim_name(&me))? else {
+        eprintln!(
+            "breach-audit: an audit, notify or suspend is running ({} is locked); nothing changed",
+            at.dir.join("lock").display()
+        );
+        return Ok(Exit::Locked);
+    };
+    match old {
+        None => println!("{name}: held by this server ({})", me.describe()),
+        Some(old) => println!(
+            "{name}: handed over to this server ({}); held before by {}, since {} (kept in the state's record)",
+            me.describe(),
+            old.who.describe(),
+            old.since
+        ),
+    }
     Ok(Exit::Clean)
 }
 

@@ -38,7 +38,7 @@ pub(crate) struct SuspendArgs {
 
 pub(crate) fn run(a: SuspendArgs) -> Result<Exit> {
     let file = Config::open(&a.config)?;
-    let state = file.merge(a.state)?.need("suspend")?;
+    let state = file.merge(a.state)?.need("suspend")?.for_this_machine();
     let sections: Sections = file.file()?;
     let mut cfg = sections.suspend.unwrap_or_default();
     let platform = a.platform;

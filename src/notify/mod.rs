@@ -518,8 +518,31 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
         let (held, total) = state.held_on(server, state::HELD_NAMED)?;
         let uncertain: Vec<&crate::state::Held> = held.iter().filter(|h| h.uncertain).collect();
         for h in &uncertain {
+            // An address another server reads now is that server's: never the advice to
+            // forget it (which would retire its findings there too).
+            let there: Vec<String> = state
+                .db
+                .query(
+                    "SELECT DISTINCT server FROM homes WHERE address = ?1 AND server <> ?2 ORDER BY server",
+                    crate::state::p![h.address, server],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect::<Result<_>>()?;
+            let advice = if there.is_empty() {
+                "`breach-audit forget` retires it if it is gone".to_string()
+            } else {
+                format!(
+                    "it lives on {} now, which keeps its findings",
+                    there
+                        .iter()
+                        .map(|s| format!("server {s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             items.push(format!(
-                "{}held (not audited, findings kept): {} - {} - for {}; `breach-audit forget` retires it if it is gone",
+                "{}held (not audited, findings kept): {} - {} - for {}; {advice}",
                 tag(server),
                 h.address,
                 h.reason,

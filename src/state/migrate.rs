@@ -36,7 +36,8 @@
 //!   the shared state keeps its mark.
 //! - **meta**: the per-server keys get the server's name (`hook_failures_read` becomes
 //!   `hook_failures_read:NAME`, `serve_*` keys `serve_*:NAME`); every other key is copied only
-//!   when the shared state lacks it (its `operator_message`, one per fleet, wins).
+//!   when the shared state lacks it (its `operator_message`, one per fleet, wins);
+//!   `server_identity` is not copied (the server claims its name with its first run there).
 //!
 //! Once: `migrated:NAME` in the shared state's `meta` records when and from where (time, then
 //! host and file); a second migrate of the same name is refused, naming it. A server that has
@@ -383,7 +384,9 @@ const LOGINS_MERGE: &str = "ON CONFLICT (address) DO UPDATE SET
 /// for keys not copied this way (the mark key, earlier migrations).
 fn meta_key(key: &str, server: &str) -> Option<String> {
     let base = key.split(':').next().unwrap_or(key);
-    if key == "mark_key" || base == "migrated" {
+    // A server's identity is not carried over: it claims its name in the shared state with its
+    // first run there (its SQLite record may name the state directory, not the config).
+    if key == "mark_key" || base == "migrated" || base == "server_identity" {
         None
     } else if base == "hook_failures_read" || base.starts_with("serve_") {
         Some(format!("{base}:{server}"))
@@ -791,6 +794,7 @@ mod tests {
         );
         assert_eq!(meta_key("mark_key", "london"), None);
         assert_eq!(meta_key("migrated:paris", "london"), None);
+        assert_eq!(meta_key("server_identity", "london"), None);
     }
 
     /// A finding row: (address, kind, first_seen, last_seen, resolved_at, reason, told_at);

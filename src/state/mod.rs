@@ -26,11 +26,13 @@
 //! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
 
 mod db;
+mod identity;
 mod migrate;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
 pub(crate) use db::{Db, Engine, V, p};
+pub use identity::{Claim, Identity};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -284,6 +286,8 @@ pub struct State {
     path: PathBuf,
     /// This server's name in a shared ledger (`server = "..."`; empty for one server alone).
     server: String,
+    /// Who this server is, recorded under its name with its run ([`identity`]).
+    identity: Option<Identity>,
 }
 
 /// Where the state is: the state directory (the lock, the verification cache and, by default,
@@ -298,6 +302,10 @@ pub struct StateAt {
     /// This server's name (`server = "london"`): what its runs, homes, held addresses and
     /// suspensions are recorded under. Required with a shared database.
     pub server: String,
+    /// Who this server is ([`Identity::here`]): a state whose name another server holds is
+    /// refused at open, and a run records it under the name. `None` for commands that only
+    /// read (`report`) or move the state (`state migrate`, `state claim`).
+    pub identity: Option<Identity>,
 }
 
 impl StateAt {
@@ -307,6 +315,24 @@ impl StateAt {
             dir: dir.to_path_buf(),
             ..Default::default()
         }
+    }
+
+    /// This state as this server, for `audit`: who it is (this machine, and `config` or the
+    /// state directory) is checked, and recorded with the run.
+    pub fn for_this_server(mut self, config: Option<&Path>) -> StateAt {
+        self.identity = Some(Identity::here(config, &self.dir));
+        self
+    }
+
+    /// This state as this machine, for the other commands that write under the server's name
+    /// (`serve`, `notify`, `suspend`, `forget`): the machine is checked, not the config (they
+    /// are often run by hand, or with a config of their own, e.g. `serve`'s), and nothing is
+    /// recorded.
+    pub fn for_this_machine(mut self) -> StateAt {
+        let mut me = Identity::here(None, &self.dir);
+        me.config.clear();
+        self.identity = Some(me);
+        self
     }
 
     /// Is there a state to read? (A shared database always is; a directory once an audit ran.)
@@ -477,6 +503,7 @@ impl State {
                     db: Db::sqlite(&path)?,
                     path,
                     server: at.server.clone(),
+                    identity: at.identity.clone(),
                 }
             }
             Some(url) => {
@@ -496,10 +523,16 @@ impl State {
                     path: db.label().to_path_buf(),
                     db,
                     server: at.server.clone(),
+                    identity: at.identity.clone(),
                 }
             }
         };
         st.migrate()?;
+        // Before anything is written: a second server under one name (or a state directory
+        // copied to another machine) is refused, naming both.
+        if let Some(me) = &at.identity {
+            identity::check(&st.db, &st.server, me)?;
+        }
         if at.url.is_none() {
             st.import_reported(&at.dir.join("reported.tsv"))?;
             // WAL side files are created by SQLite with the database's mode; keep them private.
@@ -696,7 +729,13 @@ impl State {
             .map(|h| vec![V::T(&h.address), V::T(&h.reason), h.uncertain.v()])
             .collect();
         let ignore = "ON CONFLICT DO NOTHING";
+        let me = self.identity.clone();
         self.db.transaction(|db| {
+            // The name is claimed with the first run (and checked again: another server may
+            // have claimed it since this one opened the state).
+            if let Some(me) = &me {
+                identity::record(db, &server, me, &now)?;
+            }
             db.insert_many(
                 "INSERT INTO findings (address, kind, domain, owner, contact, severity, finding, suspended, first_seen, last_seen)",
                 10,
@@ -914,7 +953,9 @@ impl State {
 
     /// Retire held addresses by hand (`breach-audit forget`): their open findings are resolved
     /// as `forgotten` (a later audit that reads the account brings them back with their
-    /// history), they leave the held list and any open notice. `addresses` are taken as given;
+    /// history), they leave the held list and any open notice; one that lives on another server
+    /// of the fleet now only leaves this server (its findings are that server's). `addresses`
+    /// are taken as given;
     /// `domains` add every held address at those domains. An address that is not held here is
     /// an error naming it, and nothing changes. Returns the addresses retired.
     pub fn forget(&mut self, addresses: &[String], domains: &[String]) -> Result<Vec<String>> {
@@ -958,8 +999,9 @@ impl State {
             for a in &chosen {
                 db.execute(
                     "UPDATE findings SET resolved_at = ?2, resolved_reason = ?3
-                     WHERE address = ?1 AND resolved_at IS NULL",
-                    p![a, now, reason::FORGOTTEN],
+                     WHERE address = ?1 AND resolved_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = ?1 AND h.server <> ?4)",
+                    p![a, now, reason::FORGOTTEN, server],
                 )?;
                 db.execute("DELETE FROM held WHERE server = ?1 AND address = ?2", p![server, a])?;
                 db.execute("DELETE FROM homes WHERE server = ?1 AND address = ?2", p![server, a])?;
@@ -967,6 +1009,14 @@ impl State {
             refresh_notices(db, &now)?;
             Ok(chosen.into_iter().collect())
         })
+    }
+
+    /// Hand this server's name to `me` (`state claim`): the previous holder, if another server
+    /// held it (kept in the record's `previous`); `None` when `me` holds it already.
+    pub fn claim_name(&mut self, me: &Identity) -> Result<Option<Claim>> {
+        let (server, now) = (self.server.clone(), now());
+        self.db
+            .transaction(|db| identity::hand_over(db, &server, me, &now))
     }
 
     /// Bring the open notices up to date with what is owed (after suspensions changed, or
