@@ -101,13 +101,47 @@ pub fn create_private_file(path: &Path) -> Result<File> {
 /// `.NAME.tmp-PID-...`, mode 0600) and renamed over the target on [`AtomicFile::commit`] after an
 /// fsync: readers see the old file or the new one, never a half-written one. Dropped without
 /// commit, the temporary is removed.
+///
+/// A target that is a symbolic link is followed: the file it names is replaced and the link
+/// kept. A target that exists and is not a regular file (`/dev/null`, `/dev/stdout`, a FIFO) is
+/// written through, never renamed over: a rename would replace the device node itself with a
+/// 0600 file (`--out /dev/null` once turned the machine's /dev/null into a file nobody else
+/// could open).
 pub struct AtomicFile {
     target: PathBuf,
-    file: io::BufWriter<tempfile::NamedTempFile>,
+    file: Out,
+}
+
+enum Out {
+    Temp(io::BufWriter<tempfile::NamedTempFile>),
+    Through(io::BufWriter<File>),
 }
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
+        let resolved = match fs::symlink_metadata(target) {
+            Ok(m) if m.file_type().is_symlink() => match fs::canonicalize(target) {
+                Ok(p) => p,
+                // A dangling link: the file it names is created.
+                Err(_) => fs::read_link(target)
+                    .map(|l| target.parent().unwrap_or(Path::new(".")).join(l))
+                    .at(target)?,
+            },
+            _ => target.to_path_buf(),
+        };
+        let target = resolved.as_path();
+        if let Ok(m) = fs::metadata(target)
+            && !m.is_file()
+        {
+            if m.is_dir() {
+                return Err(Error::bad_input(target, "is a directory, not a file"));
+            }
+            let f = fs::OpenOptions::new().write(true).open(target).at(target)?;
+            return Ok(AtomicFile {
+                target: target.to_path_buf(),
+                file: Out::Through(io::BufWriter::with_capacity(1 << 16, f)),
+            });
+        }
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -126,16 +160,18 @@ impl AtomicFile {
             .at(&dir)?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
-            file: io::BufWriter::with_capacity(1 << 16, tmp),
+            file: Out::Temp(io::BufWriter::with_capacity(1 << 16, tmp)),
         })
     }
 
-    /// Flush, fsync and rename into place.
+    /// Flush, fsync and rename into place (a special file: flush).
     pub fn commit(self) -> Result<()> {
-        let tmp = self
-            .file
-            .into_inner()
-            .map_err(|e| Error::io(&self.target, e.into_error()))?;
+        let tmp = match self.file {
+            Out::Temp(f) => f
+                .into_inner()
+                .map_err(|e| Error::io(&self.target, e.into_error()))?,
+            Out::Through(mut f) => return f.flush().at(&self.target),
+        };
         tmp.as_file().sync_all().at(tmp.path())?;
         tmp.persist(&self.target)
             .map_err(|e| Error::io(&self.target, e.error))?;
@@ -148,10 +184,16 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        match &mut self.file {
+            Out::Temp(f) => f.write(buf),
+            Out::Through(f) => f.write(buf),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Out::Temp(f) => f.flush(),
+            Out::Through(f) => f.flush(),
+        }
     }
 }
 
@@ -358,4 +400,49 @@ pub fn read_private_line(path: &Path, what: &str) -> Result<String> {
 pub fn read_private(path: &Path, what: &str) -> Result<String> {
     String::from_utf8(read_private_bytes(path, what)?)
         .map_err(|_| Error::bad_input(path, format!("{what}: not UTF-8 text")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: `--out /dev/null` renamed a 0600 file over the machine's /dev/null. A FIFO
+    /// stands in for the device here (a wrong answer must not break the test machine).
+    #[test]
+    fn an_atomic_file_writes_through_a_special_file_and_follows_a_link() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let mut f = AtomicFile::create(&fifo).unwrap();
+        f.write_all(b"through\n").unwrap();
+        f.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), b"through\n");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // A link to a regular file: the file is replaced, the link kept.
+        let real = d.path().join("real.txt");
+        fs::write(&real, "old").unwrap();
+        let link = d.path().join("link.txt");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let mut f = AtomicFile::create(&link).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new");
+        // A directory is refused.
+        assert!(AtomicFile::create(d.path()).is_err());
+    }
 }

@@ -780,6 +780,14 @@ fn replace_file(path: &Path, before: Option<&[u8]>, data: &[u8]) -> Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let meta = std::fs::metadata(path).ok();
+    if let Some(m) = &meta
+        && !m.is_file()
+    {
+        return Err(Error::bad_input(
+            path,
+            "is not a regular file (a device, FIFO or directory): nothing written; name the platform's file",
+        ));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".breach-audit-")
         .tempfile_in(dir)
