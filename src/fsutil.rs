@@ -101,13 +101,56 @@ pub fn create_private_file(path: &Path) -> Result<File> {
 /// `.NAME.tmp-PID-...`, mode 0600) and renamed over the target on [`AtomicFile::commit`] after an
 /// fsync: readers see the old file or the new one, never a half-written one. Dropped without
 /// commit, the temporary is removed.
+///
+/// A target that exists and is not a regular file (`--output /dev/null`, `/dev/stdout`, a FIFO)
+/// is written in place instead: renaming over it would replace the device or pipe itself with a
+/// regular file (as root, `/dev/null` itself).
 pub struct AtomicFile {
     target: PathBuf,
-    file: io::BufWriter<tempfile::NamedTempFile>,
+    file: io::BufWriter<Sink>,
+}
+
+/// Where an [`AtomicFile`]'s bytes go: a temporary renamed into place, or a device written as is.
+enum Sink {
+    Temp(tempfile::NamedTempFile),
+    Direct(File),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Temp(t) => t.write(buf),
+            Sink::Direct(f) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Temp(t) => t.flush(),
+            Sink::Direct(f) => f.flush(),
+        }
+    }
+}
+
+/// Is `target` something to write into rather than replace: an existing device, FIFO or socket
+/// (followed through symbolic links), or a link into `/proc` (`/dev/stdout`, `/dev/fd/N`), which
+/// names whatever the descriptor is, even a regular file that is not at that path.
+fn write_in_place(target: &Path) -> bool {
+    if fs::metadata(target).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return true;
+    }
+    fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink())
+        && fs::canonicalize(target).is_ok_and(|p| p.starts_with("/proc"))
 }
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
+        if write_in_place(target) {
+            let f = OpenOptions::new().write(true).open(target).at(target)?;
+            return Ok(AtomicFile {
+                target: target.to_path_buf(),
+                file: io::BufWriter::with_capacity(1 << 16, Sink::Direct(f)),
+            });
+        }
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -126,16 +169,20 @@ impl AtomicFile {
             .at(&dir)?;
         Ok(AtomicFile {
             target: target.to_path_buf(),
-            file: io::BufWriter::with_capacity(1 << 16, tmp),
+            file: io::BufWriter::with_capacity(1 << 16, Sink::Temp(tmp)),
         })
     }
 
-    /// Flush, fsync and rename into place.
+    /// Flush, fsync and rename into place (a device or pipe: flush only).
     pub fn commit(self) -> Result<()> {
-        let tmp = self
+        let tmp = match self
             .file
             .into_inner()
-            .map_err(|e| Error::io(&self.target, e.into_error()))?;
+            .map_err(|e| Error::io(&self.target, e.into_error()))?
+        {
+            Sink::Temp(tmp) => tmp,
+            Sink::Direct(_) => return Ok(()),
+        };
         tmp.as_file().sync_all().at(tmp.path())?;
         tmp.persist(&self.target)
             .map_err(|e| Error::io(&self.target, e.error))?;
@@ -358,4 +405,48 @@ pub fn read_private_line(path: &Path, what: &str) -> Result<String> {
 pub fn read_private(path: &Path, what: &str) -> Result<String> {
     String::from_utf8(read_private_bytes(path, what)?)
         .map_err(|_| Error::bad_input(path, format!("{what}: not UTF-8 text")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// `--output /dev/null` (or a FIFO) is written into, never replaced by a regular file: a
+    /// newcomer running `report --out /dev/null` as root found /dev/null a 0600 regular file.
+    #[test]
+    fn a_fifo_target_is_written_into_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                File::open(&fifo).unwrap().read_to_string(&mut s).unwrap();
+                s
+            })
+        };
+        let mut f = AtomicFile::create(&fifo).unwrap();
+        f.write_all(b"through the pipe\n").unwrap();
+        f.commit().unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe\n");
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        // A regular file is still replaced atomically, with mode 0600.
+        let plain = dir.path().join("plain");
+        fs::write(&plain, "old").unwrap();
+        let mut f = AtomicFile::create(&plain).unwrap();
+        f.write_all(b"new").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read_to_string(&plain).unwrap(), "new");
+        assert_eq!(fs::metadata(&plain).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }
