@@ -119,6 +119,17 @@ enum Out {
 
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
+        // `/dev/stdout`, `/dev/fd/N`: a link into /proc names whatever the descriptor is, even a
+        // regular file elsewhere (a shell's redirection): written into, as the caller meant.
+        let through_proc = fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink())
+            && fs::canonicalize(target).is_ok_and(|p| p.starts_with("/proc"));
+        if through_proc {
+            let f = fs::OpenOptions::new().write(true).open(target).at(target)?;
+            return Ok(AtomicFile {
+                target: target.to_path_buf(),
+                file: Out::Through(io::BufWriter::with_capacity(1 << 16, f)),
+            });
+        }
         let resolved = match fs::symlink_metadata(target) {
             Ok(m) if m.file_type().is_symlink() => match fs::canonicalize(target) {
                 Ok(p) => p,

@@ -283,6 +283,8 @@ fn a_serve_whose_state_is_migrated_stops_spools_and_the_audit_refuses() {
         "{log}"
     );
     assert!(log.contains(&url), "names the new state: {log}");
+    // Where the lines go (a newcomer pasted them at the end, inside [serve]).
+    assert!(log.contains("at the top of the config"), "{log}");
     let spool = std::fs::read_to_string(w.path("state/serve-spool.jsonl")).unwrap();
     assert!(spool.contains("info@example.com"), "{spool}");
     // A second start refuses too (systemd's restarts say the same until the config changes).

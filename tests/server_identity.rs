@@ -174,6 +174,17 @@ fn a_second_server_under_one_name_is_refused_until_the_name_is_handed_over() {
         r.stderr
     );
     assert!(!sock.exists());
+    // The same machine under another config (a moved or renamed config): told so, and how to
+    // hand the name over, not only the advice for a replaced machine.
+    let r = f.on("a", &["audit", "--config", &b, "--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the same machine with another config")
+            && r.stderr.contains("breach-audit state claim"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(f.snapshot(), before);
     let r = f.on("b", &["notify", "--config", &b, "--dry-run"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(

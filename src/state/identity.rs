@@ -129,6 +129,10 @@ fn refusal(db: &Db, server: &str, held: &Claim, me: &Identity) -> Error {
     };
     let fix = if server.is_empty() {
         "if the state directory was copied here by mistake, give this server a state of its own; if this machine really replaced that one, take the state over with `breach-audit state claim` (same --config or --state)".to_string()
+    } else if held.who.machine_id == me.machine_id {
+        // The same machine under another config path: most often the config was moved or
+        // renamed, which the advice about replaced machines does not name.
+        "this is the same machine with another config: if the config was moved or renamed, hand the name over to the new one with `breach-audit state claim` (same --config); if it is a second server, give it its own name (`server = \"...\"` in its config)".to_string()
     } else {
         "give this server its own name (`server = \"...\"` in its config: each server its own); if this machine really replaced that one, hand the name over with `breach-audit state claim` (same --config)".to_string()
     };

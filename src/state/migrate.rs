@@ -117,9 +117,10 @@ pub fn migrated_away(st: &State) -> Result<Option<String>> {
     );
     Ok(Some(format!(
         "{}: this SQLite state was migrated at {at} into the shared state {url} as server {server} \
-         (`breach-audit state migrate`) and is a backup now, written no more: set \
-         state_url = \"{url}\", state_password_file and server = \"{server}\" in the config, as \
-         `state migrate` printed, then run this again (and restart serve: `systemctl restart \
+         (`breach-audit state migrate`) and is a backup now, written no more: put the lines \
+         `state migrate` printed (state_url with the shared state's full URL, whose options this \
+         message leaves out; state_password_file; server = \"{server}\") at the top of the \
+         config, before its first [section], then run this again (and restart serve: `systemctl restart \
          breach-audit-serve`)",
         st.path().display()
     )))
