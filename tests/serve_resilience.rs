@@ -350,3 +350,99 @@ fn requests_whose_client_left_while_serve_was_stopped_are_late_not_refused() {
     assert_eq!(run["logins"]["serve"]["late"], 3, "{run}");
     assert_eq!(run["logins"]["refused_logins"], 1, "{run}");
 }
+
+/// Found by the newcomer trial of issue 36: a serve started while the database was down exited
+/// 2, so every login went unjudged until someone restarted it. It answers at once and writes
+/// its verdicts when the database comes up.
+#[test]
+fn a_serve_started_while_the_database_is_down_answers_and_writes_once_it_is_up() {
+    let pg = Postgres::start();
+    let url = pg.owned_database("ledger", "breach_audit");
+    let w = setup(
+        &format!(
+            "server = \"london\"\nstate_url = {url:?}\nstate_password_file = {:?}\n",
+            pg.password_file.display().to_string()
+        ),
+        "refuse-smtp-confirmed",
+    );
+    pg.stop();
+    let serve = start_serve(&w, "serve.log");
+    assert!(login(&w, "smtp", "info@example.com", LEAKED).starts_with("BA1\trefuse"));
+    assert!(login(&w, "imap", "bob@example.com", "fresh-unique-pw-93").starts_with("BA1\tallow"));
+    let log = std::fs::read_to_string(w.path("serve.log")).unwrap();
+    assert!(log.contains("unreachable at start"), "{log}");
+    pg.start_again();
+    until(
+        "the verdicts of the outage written once the database is up",
+        Duration::from_secs(90),
+        || {
+            // The schema itself is made when serve first connects.
+            pg.rows("ledger", "SELECT to_regclass('logins') IS NOT NULL") == ["t"]
+                && logins(&pg) == ["bob@example.com 0 london", "info@example.com 1 london"]
+        },
+    );
+    assert!(stop(serve, Duration::from_secs(20)).success());
+}
+
+/// Found by the newcomer trial of issue 36: after `state claim` handed the name to another
+/// machine, the old machine's running serve went on writing under it. It stops at its next
+/// write, spooling what it holds, and names the new holder.
+#[test]
+fn a_name_handed_over_while_serve_runs_stops_it() {
+    let pg = Postgres::start();
+    let url = pg.owned_database("ledger", "breach_audit");
+    let w = setup(
+        &format!(
+            "server = \"london\"\nstate_url = {url:?}\nstate_password_file = {:?}\n",
+            pg.password_file.display().to_string()
+        ),
+        "observe",
+    );
+    // This machine's first audit claims the name; its serve runs.
+    let r = w.run(&["audit", "--config", "audit.toml"]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    let mut serve = start_serve(&w, "serve.log");
+    assert!(login(&w, "imap", "bob@example.com", "fresh-unique-pw-93").starts_with("BA1\tallow"));
+    until("bob's verdict written", Duration::from_secs(20), || {
+        logins(&pg) == ["bob@example.com 0 london"]
+    });
+    // Another machine takes the name over.
+    let other = w.write("other-machine-id", "0123456789abcdef0123456789abcdef\n");
+    let r = w
+        .cmd()
+        .env("BREACH_AUDIT_MACHINE_ID_FILE", &other)
+        .args(["state", "claim", "--config", "audit.toml"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(login(&w, "imap", "carol@example.com", "qwerty").starts_with("BA1\tallow"));
+    let child = serve.0.as_mut().unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "serve went on after the hand-over: {}",
+            std::fs::read_to_string(w.path("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "a non-zero exit (systemd's Restart= retries)"
+    );
+    let log = std::fs::read_to_string(w.path("serve.log")).unwrap();
+    assert!(log.contains("belongs to another server"), "{log}");
+    assert_eq!(
+        logins(&pg),
+        ["bob@example.com 0 london"],
+        "nothing written after the hand-over"
+    );
+    let spool = std::fs::read_to_string(w.path("state/serve-spool.jsonl")).unwrap();
+    assert!(
+        spool.contains("carol@example.com"),
+        "kept in the spool: {spool}"
+    );
+}

@@ -30,7 +30,7 @@ pub mod spool;
 use crate::config::ConfigPath;
 use crate::error::{Error, IoContext, Result};
 use crate::index::Index;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -191,27 +191,7 @@ impl Counters {
     }
 }
 
-/// What the audit reports of `serve` (run.json `logins.serve`, the summary line, the operator's
-/// message): when it last wrote, and the verdicts that waited or went through the spool.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ServeReport {
-    /// When this server's `serve` last wrote to the state (it writes every 2 s while it runs).
-    pub last_write: Option<String>,
-    /// Its last write is more than [`STALE_AFTER`] old: it is stopped, or cannot reach the
-    /// state (its verdicts then wait in memory or in the spool).
-    pub stale: bool,
-    /// Verdicts that arrived while it last wrote (waiting for the next write).
-    pub waiting: u64,
-    /// Verdicts that went through the spool since the last run (written into the state since).
-    pub spooled: u64,
-    /// Of those, written by this audit from the spool before it read the logins.
-    pub replayed: u64,
-    /// Spool lines that failed their checksum (kept in `serve-spool.jsonl.damaged`).
-    pub damaged: u64,
-    /// Requests whose client had gone before the running serve answered them (counted late: not
-    /// judged, not refused).
-    pub late: u64,
-}
+pub use crate::state::ServeReport;
 
 /// A serve silent for this long is reported stale.
 pub const STALE_AFTER: u64 = 3600;
@@ -316,9 +296,23 @@ pub fn serve(opts: &ServeOptions) -> Result<()> {
     // The state database: created and migrated here (before the first audit too), so the
     // recorder's table exists.
     crate::fsutil::create_private_dir(&opts.state.dir)?;
-    let st = crate::state::State::open_at(&opts.state)?;
+    // A database down at start (a reboot of both, a failover) does not keep serve from
+    // answering: logins are judged, verdicts wait (and are spooled), and the recorder connects
+    // with backoff. Anything else (a refused name, a bad URL or password file) stops it here.
+    let st = match crate::state::State::open_at(&opts.state) {
+        Ok(st) => Some(st),
+        Err(e) if e.retry() == Some(crate::error::Retry::Connection) => {
+            eprintln!(
+                "breach-audit: serve: warning: the state database is unreachable at start ({e}); answering logins anyway, verdicts wait in memory (spooled past the bound or at stop) and are written once it connects"
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
     // A state migrated into a shared one is a backup: nothing is written to it.
-    if let Some(msg) = crate::state::migrated_away(&st)? {
+    if let Some(st) = &st
+        && let Some(msg) = crate::state::migrated_away(st)?
+    {
         return Err(Error::Usage(format!("serve: {msg}")));
     }
     let socket = opts

@@ -56,8 +56,9 @@ struct Pending {
 /// What a flush found.
 enum Flushed {
     Written,
-    /// The SQLite state was migrated away: the message for the operator.
-    Migrated(String),
+    /// This serve must stop writing: its SQLite state was migrated away, or its server name was
+    /// handed over to another machine or config (`state claim`). The message for the operator.
+    Stop(String),
 }
 
 impl Recorder {
@@ -137,7 +138,10 @@ impl Recorder {
     /// or unreachable) keep it for the next try.
     fn flush(&self, st: &State, counters: &Counters) -> Result<Flushed> {
         if let Some(msg) = crate::state::migrated_away(st)? {
-            return Ok(Flushed::Migrated(msg));
+            return Ok(Flushed::Stop(msg));
+        }
+        if let Some(msg) = st.handed_over()? {
+            return Ok(Flushed::Stop(msg));
         }
         // Accounts whose stored hash changed: their next verdict is written whatever it is, and
         // one seen since the change is written now.
@@ -276,6 +280,8 @@ struct Link {
     delay: Duration,
     /// The last error logged while connected (logged again only when it changes).
     last_error: Option<String>,
+    /// Reconnected, and refused for good: serve stops with this.
+    fatal: Option<String>,
 }
 
 impl Link {
@@ -333,6 +339,12 @@ impl Link {
                     self.st = Some(st);
                     self.replay();
                 }
+                Err(e) if e.retry() != Some(Retry::Connection) => {
+                    // Reachable, but not ours to write (the name handed over, the schema newer
+                    // than this binary): nothing to wait for.
+                    self.fatal = Some(e.to_string());
+                    return None;
+                }
                 Err(e) => {
                     self.delay = (self.delay * 2).min(BACKOFF_MAX);
                     self.next_try = Instant::now() + jitter(self.delay);
@@ -374,7 +386,7 @@ impl Link {
 /// Write the spool and the pending verdicts of an already opened state until `stop`; then a
 /// last write, or the spool. `Err(message)` when the state was migrated away (serve must stop).
 pub(super) fn run(
-    st: State,
+    st: Option<State>,
     at: StateAt,
     recorder: &Recorder,
     counters: &Counters,
@@ -387,12 +399,15 @@ pub(super) fn run(
             .is_none()
             .then(|| file_id(&at.dir.join(crate::state::DB_FILE)))
             .flatten(),
+        // Unreachable at start: serve answers anyway (the login path fails open) and connects
+        // when it can.
+        down_since: st.is_none().then(Instant::now),
+        next_try: Instant::now() + jitter(BACKOFF_FIRST),
         at,
-        st: Some(st),
-        down_since: None,
-        next_try: Instant::now(),
+        st,
         delay: BACKOFF_FIRST,
         last_error: None,
+        fatal: None,
     };
     link.replay();
     let server = link.at.server.clone();
@@ -427,10 +442,15 @@ pub(super) fn run(
                         return Ok(());
                     }
                 }
-                Some(Ok(Flushed::Migrated(msg))) => {
-                    spool(&link, "the state was migrated");
+                Some(Ok(Flushed::Stop(msg))) => {
+                    spool(&link, "this serve may no longer write to the state");
                     term.store(true, Ordering::Relaxed);
                     return Err(msg);
+                }
+                None if link.fatal.is_some() => {
+                    spool(&link, "this serve may no longer write to the state");
+                    term.store(true, Ordering::Relaxed);
+                    return Err(link.fatal.take().unwrap_or_default());
                 }
                 Some(Err(e)) if e.retry() == Some(Retry::Connection) => {
                     link.lost(&e.to_string(), waiting);

@@ -151,15 +151,24 @@ fn refusal(db: &Db, server: &str, held: &Claim, me: &Identity) -> Error {
 /// SQLite state in its own directory) is its machine: another config of it (renamed, or a
 /// second one for `suspend`) is the same server; a copy of the state on another machine is not.
 pub(crate) fn check(db: &Db, server: &str, me: &Identity) -> Result<()> {
-    match claim_of(db, server)? {
+    match refused(db, server, me)? {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The refusal [`check`] would give, if any: a long-running `serve` asks again at each write,
+/// so a name handed over with `state claim` while it runs stops it.
+pub(crate) fn refused(db: &Db, server: &str, me: &Identity) -> Result<Option<Error>> {
+    Ok(match claim_of(db, server)? {
         Some(held) if server.is_empty() && me.machine_id != held.who.machine_id => {
-            Err(refusal(db, server, &held, me))
+            Some(refusal(db, server, &held, me))
         }
         Some(held) if !server.is_empty() && !me.same(&held.who) => {
-            Err(refusal(db, server, &held, me))
+            Some(refusal(db, server, &held, me))
         }
-        _ => Ok(()),
-    }
+        _ => None,
+    })
 }
 
 /// Record `me` under `server`'s name if nobody holds it yet (in the caller's transaction), and

@@ -557,6 +557,15 @@ impl State {
         &self.server
     }
 
+    /// Why this server may no longer write under its name (another machine or config took it
+    /// over with `state claim` since the state was opened), if so.
+    pub fn handed_over(&self) -> Result<Option<String>> {
+        let Some(me) = &self.identity else {
+            return Ok(None);
+        };
+        Ok(identity::refused(&self.db, &self.server, me)?.map(|e| e.to_string()))
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
         self.db.transaction(|db| {
@@ -1244,7 +1253,7 @@ pub struct LoginSummary {
     pub failures_file: String,
     /// What `serve` wrote, waited with and spooled (absent when no serve ever wrote here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serve: Option<crate::serve::ServeReport>,
+    pub serve: Option<ServeReport>,
 }
 
 /// One source's login coverage.
@@ -1520,4 +1529,26 @@ mod db_error_tests {
             assert!(!text.contains("no space"), "{text}");
         }
     }
+}
+
+/// What the audit reports of `serve` (run.json `logins.serve`, the summary line, the operator's
+/// message): when it last wrote, and the verdicts that waited or went through the spool.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ServeReport {
+    /// When this server's `serve` last wrote to the state (it writes every 2 s while it runs).
+    pub last_write: Option<String>,
+    /// Its last write is more than an hour (`serve::STALE_AFTER`) old: it is stopped, or cannot reach the
+    /// state (its verdicts then wait in memory or in the spool).
+    pub stale: bool,
+    /// Verdicts that arrived while it last wrote (waiting for the next write).
+    pub waiting: u64,
+    /// Verdicts that went through the spool since the last run (written into the state since).
+    pub spooled: u64,
+    /// Of those, written by this audit from the spool before it read the logins.
+    pub replayed: u64,
+    /// Spool lines that failed their checksum (kept in `serve-spool.jsonl.damaged`).
+    pub damaged: u64,
+    /// Requests whose client had gone before the running serve answered them (counted late: not
+    /// judged, not refused).
+    pub late: u64,
 }
