@@ -105,8 +105,11 @@ impl Client {
                 Error::Usage(format!("cannot set up the HTTP client: {}", chain(&e)))
             })?);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        // One thread: the work per range is small (TLS, HTTP/2 framing, a shape check, one
+        // append), so a worker pool spent more CPU handing wake-ups between its threads than on
+        // the requests, and the server (a local mirror) needs the other core. Shards are
+        // compressed and written on their own thread (`fetch`).
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the HTTP runtime: {e}")))?;
