@@ -211,7 +211,7 @@ g.append(f"| no-change re-fetch ≤ 0.3× a full fetch (HTTPS/2) | {rr:.2f}× ({
 seq = " → ".join(f"{r[W]:.2f} s (sys {r[3]:.2f} s)" for r in rows["fetch https"])
 ws = [r[W] for r in rows["fetch https"]]
 grew = len(ws) > 1 and all(a < b for a, b in zip(ws, ws[1:])) and ws[-1] > 1.15 * ws[0]
-span = "all 1,048,576" if R == 1 << 20 else f"the first {R:,} ({R // 256} shards)"
+span = "All 1,048,576" if R == 1 << 20 else f"The first {R:,} ({R // 256} shards)"
 text = f"""## Fetch
 
 `scripts/bench-fetch.sh{' --quick' if quick == '1' else ''}` on {date}, {cores} cores ({cpu}), {ver}, against Debian's
