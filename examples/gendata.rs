@@ -6,6 +6,10 @@
 //! in another order). The hashes of each 20-bit prefix are derived from (seed, prefix), so
 //! `gendata accounts` can name hashes that are in the dump without reading it.
 //!
+//! `gendata ranges LINES DIR [--ntlm] [--seed S]` writes the same dump as the range API serves it,
+//! for a local mirror: one file `DIR/XXXXX` per 5-hex prefix (1,048,576 files), `SUFFIX:COUNT`
+//! lines with CRLF and no final newline (what `scripts/bench-fetch.sh` serves with nginx).
+//!
 //! `gendata combolist ROWS [--domains D] [--seed S]` writes a combolist: random addresses over D
 //! domains (Zipf-like sizes), `:`/`;`/tab/space separators, some uppercase, 1% junk banner lines;
 //! `target.example` gets about one row in 100,000 (for one-domain query benchmarks).
@@ -115,6 +119,26 @@ fn main() {
                     line.extend_from_slice(eol);
                     out.write_all(&line).expect("write");
                 }
+            }
+        }
+        Some("ranges") => {
+            let n: u64 = args[1].parse().expect("LINES");
+            let dir = std::path::PathBuf::from(&args[2]);
+            std::fs::create_dir_all(&dir).expect("range directory");
+            let mut body = Vec::with_capacity(1 << 16);
+            for p in 0..PREFIXES {
+                body.clear();
+                for (i, (h, c)) in prefix_hashes(seed, n, p).into_iter().enumerate() {
+                    if i > 0 {
+                        body.extend_from_slice(b"\r\n");
+                    }
+                    line.clear();
+                    hex_digits(&h, digits, &mut line);
+                    body.extend_from_slice(&line[5..]);
+                    body.push(b':');
+                    body.extend_from_slice(c.to_string().as_bytes());
+                }
+                std::fs::write(dir.join(format!("{p:05X}")), &body).expect("write a range");
             }
         }
         Some("accounts") => {
@@ -261,7 +285,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: gendata runs STATE_DIR NIGHTS [--seed S]\n       gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
+                "usage: gendata runs STATE_DIR NIGHTS [--seed S]\n       gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata ranges LINES DIR [--ntlm] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
             );
             std::process::exit(2);
         }

@@ -320,4 +320,10 @@ MD
 echo "wrote BENCHMARKS.md" >&2
 BENCH_DIR="$work" bash scripts/bench-notify.sh
 BENCH_DIR="$work" bash scripts/bench-sql.sh
+# fetch against a local nginx (issue 37): needs Debian's nginx-light, openssl and curl (scripts/
+# test.sh installs them); writes BENCHMARKS.fetch.md and the "Fetch" section. Its million-file
+# mirror is made once under target/bench-fetch-mirror/ and kept for the next run.
+if [ -x /usr/sbin/nginx ] && command -v curl >/dev/null; then
+  BIN="$ba" bash scripts/bench-fetch.sh
+fi
 [ "${KEEP:-0}" = 1 ] || rm -rf "$work"

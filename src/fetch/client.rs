@@ -105,8 +105,11 @@ impl Client {
                 Error::Usage(format!("cannot set up the HTTP client: {}", chain(&e)))
             })?);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        // One thread: the work per range is small (TLS, HTTP/2 framing, a shape check, one
+        // append), so a worker pool spent more CPU handing wake-ups between its threads than on
+        // the requests, and the server (a local mirror) needs the other core. Shards are
+        // compressed and written on their own thread (`fetch`).
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::Usage(format!("cannot start the HTTP runtime: {e}")))?;
@@ -161,17 +164,11 @@ impl Client {
                 retries: opts.retries,
                 ntlm: self.ntlm,
             };
-            let mut stream = futures_util::stream::iter(jobs.enumerate())
-                .map(|(i, job)| {
-                    let client = &self.clients[i % self.clients.len()];
-                    ctx.one(client, self.url(job.prefix), job)
-                })
-                .buffer_unordered(opts.parallel.max(1));
             let mut n = 0u64;
-            while let Some((prefix, r)) = stream.next().await {
+            let mut take = |(prefix, r): One| {
                 let Some(r) = r else {
                     not_started += 1;
-                    continue;
+                    return;
                 };
                 requested += 1;
                 if let Err(why) = on_reply(prefix, r) {
@@ -186,6 +183,25 @@ impl Client {
                         indicatif::HumanBytes(bytes.load(Ordering::Relaxed))
                     ));
                 }
+            };
+            let ask = |(i, job): (usize, Job)| {
+                let client = &self.clients[i % self.clients.len()];
+                ctx.one(client, self.url(job.prefix), job)
+            };
+            let mut jobs = jobs.enumerate();
+            // One request per connection first, alone: it sets the connection up, and the rest
+            // then share it as HTTP/2 streams. Released all at once, every request would open
+            // a connection of its own (the pool cannot know before ALPN that the one being set
+            // up will multiplex): hundreds of TLS handshakes, on both sides, for nothing.
+            let first: Vec<_> = jobs.by_ref().take(self.clients.len()).collect();
+            for r in futures_util::future::join_all(first.into_iter().map(ask)).await {
+                take(r);
+            }
+            let mut stream = futures_util::stream::iter(jobs)
+                .map(ask)
+                .buffer_unordered(opts.parallel.max(1));
+            while let Some(r) = stream.next().await {
+                take(r);
             }
             watcher.abort();
         });
