@@ -84,6 +84,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `text` with every occurrence of each secret replaced by `***` (a driver may echo a DSN or a
 /// password back in its error).
+/// An error and its causes, `: `-separated on one line (a cause its error already quotes is left
+/// out): drivers and clients put the server's own words ("FATAL: password authentication
+/// failed", "invalid peer certificate: UnknownIssuer") in the source chain, and a program's
+/// stderr may hold several lines.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
     for s in secrets.iter().filter(|s| s.len() >= 3) {

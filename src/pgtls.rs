@@ -26,6 +26,7 @@
 //! the `tokio-postgres-rustls` crate (it fits tokio-postgres 0.7 and rustls 0.23 and takes our
 //! `ClientConfig`); only the verifiers are ours.
 
+use crate::error::chain;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -413,18 +414,6 @@ fn tls_cause(e: &postgres::Error) -> Option<rustls::Error> {
         cur = c.source();
     }
     None
-}
-
-/// An error and its causes.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 /// The roots to verify against: a PEM file, or the system's.

@@ -387,11 +387,9 @@ fn chain(e: &reqwest::Error) -> String {
     } else {
         "request failed".to_string()
     };
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
+    if let Some(c) = std::error::Error::source(e) {
         s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
+        s.push_str(&crate::error::chain(c));
     }
     s
 }

@@ -3,6 +3,7 @@
 //! 0600 file), or an `outbox` directory for another mailer (one `.eml` per message, delivered once
 //! fsynced and renamed into place). lettre does the protocol work.
 
+use crate::error::chain;
 use crate::error::{Error, IoContext, Result};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -125,22 +126,6 @@ impl Transport {
         };
         sent.map_err(|why| format!("{}: {why}", self.target()))
     }
-}
-
-/// An error and its causes, `: `-separated (a cause its error already quotes is left out), on
-/// one line: a program's stderr may end in a newline or hold several lines.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let t = c.to_string();
-        if !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        cause = c.source();
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// SMTP credentials from a file only its owner can read: the user name on the first line, the

@@ -199,24 +199,19 @@ pub const STALE_AFTER: u64 = 3600;
 /// The report of this server's `serve`, after the audit replayed `replayed` from the spool;
 /// `None` when no serve ever wrote here. Moves the spooled count's mark (`meta`).
 pub fn report(st: &crate::state::State, replayed: spool::Replayed) -> Result<Option<ServeReport>> {
-    let suffix = if st.server().is_empty() {
-        String::new()
-    } else {
-        format!(":{}", st.server())
-    };
     let num = |k: &str| -> Result<u64> {
         Ok(st
-            .meta(&format!("{k}{suffix}"))?
+            .meta(&st.server_key(k))?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     };
-    let last_write = st.meta(&format!("serve_last_write{suffix}"))?;
+    let last_write = st.meta(&st.server_key("serve_last_write"))?;
     let (spooled, told) = (num("serve_spooled")?, num("serve_spooled_reported")?);
     if last_write.is_none() && spooled == 0 && replayed.damaged == 0 {
         return Ok(None);
     }
     st.set_meta(
-        &format!("serve_spooled_reported{suffix}"),
+        &st.server_key("serve_spooled_reported"),
         &spooled.to_string(),
     )?;
     Ok(Some(ServeReport {

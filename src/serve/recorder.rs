@@ -18,7 +18,7 @@
 use super::spool::{self, Record};
 use super::{Counters, MAX_PENDING, Verdict};
 use crate::error::{Result, Retry};
-use crate::state::{State, StateAt, V, p};
+use crate::state::{State, StateAt, V};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,11 +188,6 @@ impl Recorder {
                 ]
             })
             .collect();
-        let suffix = if st.server().is_empty() {
-            String::new()
-        } else {
-            format!(":{}", st.server())
-        };
         let written = st.db.transaction(|db| {
             db.insert_many(
                 "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
@@ -215,11 +210,7 @@ impl Recorder {
             values.push(("serve_last_write", crate::state::now()));
             values.push(("serve_waiting", self.waiting().to_string()));
             for (k, v) in values {
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    p![format!("{k}{suffix}"), v],
-                )?;
+                db.set_meta(&st.server_key(k), &v)?;
             }
             Ok(())
         });

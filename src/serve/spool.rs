@@ -152,11 +152,6 @@ pub fn replay(dir: &Path, st: &State) -> Result<Replayed> {
         }
     }
     let server = st.server().to_string();
-    let suffix = if server.is_empty() {
-        String::new()
-    } else {
-        format!(":{server}")
-    };
     let ids: Vec<String> = batches.keys().cloned().collect();
     out.records = st.db.transaction(|db| {
         let mut fresh: Vec<&Record> = Vec::new();
@@ -179,18 +174,14 @@ pub fn replay(dir: &Path, st: &State) -> Result<Replayed> {
         write(db, &merge(&fresh), &server)?;
         let n = fresh.len() as u64;
         // Verdicts that went through the spool, for the audit's report.
-        let key = format!("serve_spooled{suffix}");
+        let key = st.server_key("serve_spooled");
         let before: u64 = db
             .query_opt("SELECT value FROM meta WHERE key = ?1", p![key])?
             .map(|r| r.get::<String>(0))
             .transpose()?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            p![key, (before + n).to_string()],
-        )?;
+        db.set_meta(&key, &(before + n).to_string())?;
         Ok(n)
     })?;
     // Committed: the file goes (still under its lock, so nothing was appended meanwhile). One

@@ -206,14 +206,7 @@ fn pg_text(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{}: {}", db.severity(), db.message());
     }
-    let mut out = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
+    crate::error::chain(e)
 }
 
 /// Worth running the step again: a serialization failure or a deadlock.
@@ -529,6 +522,16 @@ impl Db {
     /// The first row of a query, if any.
     pub(crate) fn query_opt(&self, sql: &str, params: &[V]) -> Result<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
+    }
+
+    /// Set a `meta` key (inserted or replaced): the one upsert of the state's key-value table.
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[V::T(key), V::T(value)],
+        )
+        .map(|_| ())
     }
 
     /// The first column of the first row (an error when there is no row).

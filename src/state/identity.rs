@@ -210,13 +210,9 @@ pub(crate) fn hand_over(db: &Db, server: &str, me: &Identity, now: &str) -> Resu
         since: now.to_string(),
         previous,
     };
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        p![
-            key(server),
-            serde_json::to_string(&claim).unwrap_or_default()
-        ],
+    db.set_meta(
+        &key(server),
+        &serde_json::to_string(&claim).unwrap_or_default(),
     )?;
     Ok(old)
 }

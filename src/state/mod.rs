@@ -1047,13 +1047,17 @@ impl State {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.db
-            .execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                p![key, value],
-            )
-            .map(|_| ())
+        self.db.set_meta(key, value)
+    }
+
+    /// This server's own `meta` key for `key` (`key:SERVER` in a fleet, `key` alone for one
+    /// server): serve's counters and marks are per server.
+    pub(crate) fn server_key(&self, key: &str) -> String {
+        if self.server.is_empty() {
+            key.to_string()
+        } else {
+            format!("{key}:{}", self.server)
+        }
     }
 
     /// The number of rows in `table` (for tests and summaries).

@@ -392,18 +392,7 @@ mod drivers {
 
     type OnRow<'a> = dyn FnMut(RawRow) -> crate::error::Result<()> + 'a;
 
-    /// An error and its causes ("db error: FATAL: password authentication failed ..."): the
-    /// drivers put the server's words in the source chain.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut out = e.to_string();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cur = c.source();
-        }
-        out
-    }
+    use crate::error::chain;
 
     pub(super) fn postgres(
         url: &str,
