@@ -1019,8 +1019,8 @@ fn changed(path: &Path, rec: &SourceRecord) -> Result<bool> {
         return Ok(true);
     };
     let mtime = std::os::unix::fs::MetadataExt::mtime(&meta);
-    let fetched = crate::index::is_fetched(rec.fingerprint.as_deref());
-    if !fetched && (rec.size != Some(meta.len()) || rec.mtime != Some(mtime)) {
+    // A directory is judged by its fingerprint alone (see `fingerprint::of`).
+    if meta.is_file() && (rec.size != Some(meta.len()) || rec.mtime != Some(mtime)) {
         return Ok(true);
     }
     Ok(rec.fingerprint.as_deref() != Some(crate::sources::fingerprint::of(path)?.as_str()))

@@ -32,18 +32,13 @@ fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)>
     }
     let meta = std::fs::metadata(path).at(path)?;
     rec.fingerprint = Some(crate::sources::fingerprint::of(path)?);
-    // A fetched store is known by its shards' digest alone (its own size and mtime change
-    // with every fetch, changed ranges or not).
-    if !is_fetched(rec.fingerprint.as_deref()) {
+    // A directory is known by its entries' fingerprint alone (its own size and mtime move
+    // with every entry added or removed, a fetch's partial files among them).
+    if meta.is_file() {
         rec.size = Some(meta.len());
         rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
     }
     Ok((rec, meta.is_file().then_some(meta.len())))
-}
-
-/// Is this fingerprint a fetched store's (see [`crate::fetch::source_digest`])?
-pub(crate) fn is_fetched(fingerprint: Option<&str>) -> bool {
-    fingerprint.is_some_and(|f| f.starts_with("fetch:"))
 }
 
 /// After a source: warn about rejected lines, and fail if it is mostly garbage (`what` names the

@@ -25,7 +25,6 @@ mod staging;
 mod tempdir;
 
 use crate::error::{Error, Result};
-pub(crate) use ingest::is_fetched;
 use keys::{HashKind, Origin};
 pub use manifest::Manifest;
 use mapfile::MapFile;
