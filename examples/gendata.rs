@@ -6,9 +6,11 @@
 //! in another order). The hashes of each 20-bit prefix are derived from (seed, prefix), so
 //! `gendata accounts` can name hashes that are in the dump without reading it.
 //!
-//! `gendata ranges LINES DIR [--ntlm] [--seed S]` writes the same dump as the range API serves it,
-//! for a local mirror: one file `DIR/XXXXX` per 5-hex prefix (1,048,576 files), `SUFFIX:COUNT`
-//! lines with CRLF and no final newline (what `scripts/bench-fetch.sh` serves with nginx).
+//! `gendata ranges LINES DIR [--ntlm] [--seed S] [--first N]` writes the same dump as the range API
+//! serves it, for a local mirror: one file `DIR/XXXXX` per 5-hex prefix (1,048,576 files),
+//! `SUFFIX:COUNT` lines with CRLF and no final newline (what `scripts/bench-fetch.sh` serves with
+//! nginx). `--first N` writes only the first N prefixes' files (a slice of a dump too large to
+//! write whole, such as one of the real API's size: `gendata ranges 1000000000 DIR --first 65536`).
 //!
 //! `gendata combolist ROWS [--domains D] [--seed S]` writes a combolist: random addresses over D
 //! domains (Zipf-like sizes), `:`/`;`/tab/space separators, some uppercase, 1% junk banner lines;
@@ -125,8 +127,12 @@ fn main() {
             let n: u64 = args[1].parse().expect("LINES");
             let dir = std::path::PathBuf::from(&args[2]);
             std::fs::create_dir_all(&dir).expect("range directory");
+            let first: u64 = opt("--first")
+                .map(|s| s.parse().expect("--first N"))
+                .unwrap_or(PREFIXES)
+                .min(PREFIXES);
             let mut body = Vec::with_capacity(1 << 16);
-            for p in 0..PREFIXES {
+            for p in 0..first {
                 body.clear();
                 for (i, (h, c)) in prefix_hashes(seed, n, p).into_iter().enumerate() {
                     if i > 0 {
@@ -285,7 +291,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: gendata runs STATE_DIR NIGHTS [--seed S]\n       gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata ranges LINES DIR [--ntlm] [--seed S]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
+                "usage: gendata runs STATE_DIR NIGHTS [--seed S]\n       gendata hibp LINES [--ntlm] [--unsorted] [--crlf] [--seed S]\n       gendata ranges LINES DIR [--ntlm] [--seed S] [--first N]\n       gendata accounts COUNT DUMP_LINES [--hit-rate R] [--ntlm] [--seed S]\n       gendata combolist ROWS [--domains D] [--seed S]"
             );
             std::process::exit(2);
         }
