@@ -30,6 +30,15 @@ rebuild = false (as --no-rebuild): the index is built on another machine and ins
 `breach-audit install-index`; audit never rebuilds it, reports sources that changed since it was
 built (a warning and run.json's index_stale) and fails when it is missing.
 
+Its [fetch] section (README \"audit: run it nightly\"): hibp (the store, also the index's
+HIBP source), every (default \"30d\"), ntlm, base_url, ca_file, parallel, prefixes, as the flags of
+`breach-audit fetch`. The audit fetches when due (never fetched, the last attempt failed, the last
+complete fetch older than `every`) before deciding whether to rebuild; a fetch that changed nothing
+rebuilds nothing. A failed fetch never stops the run: the audit uses the index it has, the alert
+\"fetch failed: ...\" is printed and in run.json (whose `fetch` object says what was fetched and how
+old the index's data is, `stale` past `every` plus a week), and the next run fetches again; the
+cron wrapper scripts/breach-audit-cron.sh exits 6 then. Refused with rebuild = false.
+
 Its [notify] section (for --notify and `breach-audit notify`): from (the sender, required),
 reply_to, operator (who gets what customers must not), via (sendmail, smtp or outbox; default
 sendmail), sendmail (the program, default /usr/sbin/sendmail), smtp_host, smtp_port (default 587,
