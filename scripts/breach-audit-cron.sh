@@ -12,6 +12,11 @@
 # audit (a missing or refused file, a domain with no owner) or notices it could not deliver (they
 # are retried). This wrapper prints those, and exits non-zero when there were any (4: the audit ran
 # but was incomplete), so cron mails them.
+# With a [fetch] section the audit first fetches the HIBP ranges when due (every `every`, and the
+# night after a failed attempt); a full first fetch can take an hour, inside this one run (the
+# audit's lock in the state directory is held throughout: a second run meanwhile exits 3, and
+# is skipped quietly below). A fetch that failed does not stop the audit, which runs on the index
+# it has: this wrapper then exits 6 (after the NOTIFY command, if there were new findings).
 # Set NOTIFY to a command to run when there are new findings, e.g. the notice mailer:
 #   NOTIFY="/usr/local/bin/send-breach-notices /var/lib/breach-audit/out/notices.csv"
 set -u
@@ -40,6 +45,10 @@ case $rc in
   3) logger -t breach-audit "previous audit still running; skipped" 2>/dev/null; exit 0 ;;
   *) echo "breach-audit audit failed (exit $rc); see the message above" >&2; exit "$rc" ;;
 esac
+if grep -q '^breach-audit: warning: fetch failed:' "$messages"; then
+  echo "breach-audit: the fetch of the HIBP data failed (see above); the audit ran on the index it had, and the next run fetches again" >&2
+  exit 6
+fi
 if [ -s "$messages" ]; then
   echo "breach-audit: the audit was incomplete or needs attention (see the warnings above): what was not audited, delivered or judged at a login tonight is kept and owed tomorrow" >&2
   exit 4

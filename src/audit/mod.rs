@@ -23,6 +23,7 @@
 //! domain filtered out) keeps its findings, neither resolved nor reported again when it returns;
 //! accounts of a domain with no owner are judged but treated the same (nobody can be told).
 
+pub mod fetch;
 mod outputs;
 
 use crate::check::Home;
@@ -80,6 +81,9 @@ pub struct AuditOptions {
     pub apply_suspend: bool,
     /// The login hook's failures file (`[serve] failures_file`).
     pub login_failures: PathBuf,
+    /// `[fetch]`: fetch the HIBP ranges into a store (one of `hibp`) when due, before deciding
+    /// whether to rebuild.
+    pub fetch: Option<fetch::NightlyFetch>,
 }
 
 /// Whose leaked passwords the index keeps (`build --keep-passwords-for`).
@@ -130,6 +134,8 @@ pub struct AuditOutcome {
     pub suspended: Option<crate::suspend::SuspendOutcome>,
     /// Logins judged by `serve`, refused, and the hook's failures.
     pub logins: crate::state::LoginSummary,
+    /// With `[fetch]`: what tonight's fetch did and how old the index's data is.
+    pub fetch: Option<fetch::FetchReport>,
 }
 
 /// How a run ended: done, or not started because another run holds the lock.
@@ -197,10 +203,19 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
             p.display()
         ));
     }
+    // The fetch first (under the audit's lock, so a second audit waits as it always did): what
+    // it changed is what the rebuild below sees. A failure is reported, never fatal.
+    let fetched = match &opts.fetch {
+        Some(nf) => Some(fetch::run_if_due(nf, &opts.state.dir)?),
+        None => None,
+    };
     let keep = kept_domains(opts);
     let (rebuilt, index_stale) = rebuild_if_stale(opts, keep, warn)?;
 
     let index = Index::open(&opts.index)?;
+    let fetched = fetched
+        .zip(opts.fetch.as_ref())
+        .map(|(rep, nf)| fetch::with_index(rep, Some(&index.manifest), nf.every));
     let cache = crate::verify::cache::Verifier::load(
         Some(&opts.state.dir.join("verify.cache")),
         opts.verify.clone(),
@@ -303,6 +318,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         notified: None,
         suspended: None,
         logins: login_summary,
+        fetch: fetched,
     };
     let not_audited = not_audited(&done.issues);
     done.held = first_held(
@@ -318,6 +334,13 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     }
     state.record_night(&tonight.night, &run)?;
     state.save_marks(&outcome.marks, &marks_before, &check_opts.logins.now)?;
+    if let Some(f) = &done.fetch {
+        // For the operator's message (one key per server of a fleet).
+        state.set_meta(
+            &state.server_key(fetch::META_KEY),
+            &serde_json::to_string(f).unwrap_or_default(),
+        )?;
+    }
     if let Some(cfg) = &opts.suspend {
         let plan = crate::suspend::plan(&state, cfg, None)?;
         let dir = opts.out.join("suspend");
@@ -907,6 +930,9 @@ impl std::fmt::Display for AuditOutcome {
             }
             write!(f, "INCOMPLETE: {}", why.join(", "))?;
         }
+        if let Some(r) = &self.fetch {
+            write!(f, "; {}", r.text())?;
+        }
         write!(
             f,
             "; index {}; {:.1}s",
@@ -921,7 +947,24 @@ impl AuditOutcome {
     pub fn complete(&self) -> bool {
         self.issues.is_empty() && self.alerts.is_empty() && self.uncertain == 0
     }
+
+    /// The alert of a fetch that failed tonight (the audit ran on the index it had): shown with
+    /// the other alerts, in run.json's `alerts`; the cron wrapper exits 6 on it. It does not make
+    /// the run incomplete: every account was audited.
+    pub fn fetch_alert(&self) -> Option<String> {
+        let f = self.fetch.as_ref().filter(|f| f.ran && f.failed)?;
+        Some(format!(
+            "{} {}: {}; the audit ran on the index it had (data from {}); the fetch is retried on the next run",
+            FETCH_FAILED,
+            f.hibp,
+            f.error.as_deref().unwrap_or("?"),
+            f.index_data_at.as_deref().unwrap_or("no fetch")
+        ))
+    }
 }
+
+/// How the alert of a failed fetch starts (the cron wrapper looks for it: a contract).
+pub const FETCH_FAILED: &str = "fetch failed:";
 
 /// The state key of a finding: its kind (and, for unverifiable, the scheme); counts may grow
 /// without making a finding new.

@@ -60,8 +60,9 @@ pub(super) fn write_run(
         "retired": o.retired,
         "moved": o.moved,
         "not_audited": not_audited,
-        "alerts": o.alerts,
+        "alerts": o.alerts.iter().cloned().chain(o.fetch_alert()).collect::<Vec<_>>(),
         "logins": o.logins,
+        "fetch": o.fetch,
     });
     let mut f = AtomicFile::create(path)?;
     writeln!(f, "{run}").at(path)?;

@@ -33,6 +33,71 @@ pub(crate) struct Sections {
     pub(crate) suspend: Option<SuspendConfig>,
     /// `[serve]`: see `breach-audit serve --help`.
     pub(crate) serve: Option<crate::serve::ServeConfig>,
+    /// `[fetch]`: see `breach-audit audit --help`.
+    pub(crate) fetch: Option<FetchConfig>,
+}
+
+/// The `[fetch]` section of the audit config: the nightly fetch. Its keys are `breach-audit
+/// fetch`'s flags (hibp, ntlm, parallel, base_url, ca_file, prefixes), and `every`.
+#[derive(serde::Deserialize, serde::Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FetchConfig {
+    /// The store (`fetch --hibp DIR`); also the index's HIBP source.
+    pub(crate) hibp: Option<ConfigPath>,
+    /// The NTLM ranges instead of SHA-1 (`fetch --ntlm`): they feed the NTLM map.
+    #[serde(default)]
+    pub(crate) ntlm: bool,
+    /// How often a complete fetch is made (default 30 days); a failed one is retried nightly.
+    pub(crate) every: Option<Duration>,
+    /// `fetch --parallel`.
+    pub(crate) parallel: Option<u16>,
+    /// `fetch --base-url`.
+    pub(crate) base_url: Option<String>,
+    /// `fetch --ca-file`.
+    pub(crate) ca_file: Option<ConfigPath>,
+    /// `fetch --prefixes` (tests, partial mirrors).
+    pub(crate) prefixes: Option<String>,
+    /// `fetch --retries` (tests shorten the backoff with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<u32>,
+}
+
+impl FetchConfig {
+    /// The nightly fetch as the audit runs it.
+    pub(crate) fn nightly(&self) -> Result<crate::audit::fetch::NightlyFetch> {
+        let dir = self
+            .hibp
+            .clone()
+            .ok_or_else(|| Error::Usage("[fetch] needs `hibp = DIR` (the store)".into()))?;
+        let mut opts = crate::fetch::FetchOptions::new(dir.into());
+        opts.ntlm = self.ntlm;
+        if let Some(n) = self.parallel {
+            if !(1..=2000).contains(&n) {
+                return Err(Error::Usage(format!(
+                    "[fetch] parallel = {n}: expected 1 to 2000"
+                )));
+            }
+            opts.parallel = usize::from(n);
+        }
+        if let Some(u) = &self.base_url {
+            opts.base_url = u.clone();
+        }
+        opts.ca_file = self.ca_file.clone().map(PathBuf::from);
+        if let Some(p) = &self.prefixes {
+            opts.prefixes = crate::fetch::parse_prefixes(p)
+                .map_err(|e| Error::Usage(format!("[fetch] prefixes: {e}")))?;
+        }
+        if let Some(r) = self.retries {
+            opts.retries = r;
+        }
+        let every = self
+            .every
+            .map_or(crate::audit::fetch::DEFAULT_EVERY, |d| d.0);
+        if every.is_zero() {
+            return Err(Error::Usage("[fetch] every must be longer than 0s".into()));
+        }
+        Ok(crate::audit::fetch::NightlyFetch { opts, every })
+    }
 }
 
 /// The config file named by `--config` (or none): each option group takes its keys from it,

@@ -30,6 +30,15 @@ rebuild = false (as --no-rebuild): the index is built on another machine and ins
 `breach-audit install-index`; audit never rebuilds it, reports sources that changed since it was
 built (a warning and run.json's index_stale) and fails when it is missing.
 
+Its [fetch] section (README \"audit: run it nightly\"): hibp (the store, also the index's
+HIBP source), every (default \"30d\"), ntlm, base_url, ca_file, parallel, prefixes, as the flags of
+`breach-audit fetch`. The audit fetches when due (never fetched, the last attempt failed, the last
+complete fetch older than `every`) before deciding whether to rebuild; a fetch that changed nothing
+rebuilds nothing. A failed fetch never stops the run: the audit uses the index it has, the alert
+\"fetch failed: ...\" is printed and in run.json (whose `fetch` object says what was fetched and how
+old the index's data is, `stale` past `every` plus a week), and the next run fetches again; the
+cron wrapper scripts/breach-audit-cron.sh exits 6 then. Refused with rebuild = false.
+
 Its [notify] section (for --notify and `breach-audit notify`): from (the sender, required),
 reply_to, operator (who gets what customers must not), via (sendmail, smtp or outbox; default
 sendmail), sendmail (the program, default /usr/sbin/sendmail), smtp_host, smtp_port (default 587,
@@ -132,6 +141,7 @@ struct Effective {
     notify: Option<NotifyConfig>,
     suspend: Option<SuspendConfig>,
     serve: Option<crate::serve::ServeConfig>,
+    fetch: Option<super::args::FetchConfig>,
 }
 
 pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
@@ -156,7 +166,13 @@ pub(crate) fn run(a: AuditArgs) -> Result<Exit> {
                 .filter(|i| !i.not_audited())
                 .map(|i| i.to_string())
                 .collect();
-            print_alerts(o.alerts.iter().chain(&no_owner).map(String::as_str));
+            print_alerts(
+                o.alerts
+                    .iter()
+                    .chain(&o.fetch_alert())
+                    .chain(&no_owner)
+                    .map(String::as_str),
+            );
             if o.logins.hook_failures > 0 {
                 // Not the audit's own failure (the run stays complete), but cron must see it.
                 print_alerts([format!(
@@ -279,6 +295,7 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         notify: notify_cfg,
         suspend: sections.suspend,
         serve: sections.serve,
+        fetch: sections.fetch,
     };
     if a.show_config {
         // The flags' database and directory are shown as the first of their lists, as they
@@ -320,11 +337,24 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
         ));
     }
     let domains = e.domains.read()?;
+    let fetch = match &e.fetch {
+        None => None,
+        Some(_) if !e.rebuild.rebuild() => {
+            return Err(Error::Usage(
+                "the config has `rebuild = false` (or --no-rebuild) and a [fetch] section: a server that does not build its index has no use for fetched data. Fetch and build on one server and `install-index` its index on the others (README \"Shipping one index to many servers\"): remove [fetch] here, or drop `rebuild = false`".into(),
+            ));
+        }
+        Some(f) => Some(f.nightly()?),
+    };
+    let mut hibp = e.inputs.hibp();
+    if let Some(nf) = &fetch {
+        hibp = with_store(hibp, nf)?;
+    }
     let opts = AuditOptions {
         index: e.index.need("audit")?,
         state: e.state.need("audit")?.for_this_server(config.as_deref()),
         out: need(e.out.out, "audit", "out", "DIR")?.into(),
-        hibp: e.inputs.hibp(),
+        hibp,
         combolists: e.inputs.combolists(),
         mem: e.inputs.mem(),
         tmp_dir: e.inputs.tmp_dir.map(PathBuf::from),
@@ -357,8 +387,36 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
                 || PathBuf::from(crate::serve::DEFAULT_FAILURES),
                 PathBuf::from,
             ),
+        fetch,
     };
     Ok(Some(opts))
+}
+
+/// The index's HIBP sources with `[fetch]`'s store among them, named once: `hibp` may name the
+/// store itself (accepted, however spelled); another HIBP source beside a SHA-1 store is refused
+/// (two SHA-1 sources, one of them not kept current, would both answer), while beside an NTLM
+/// store (`ntlm = true`) it is the SHA-1 data.
+fn with_store(hibp: Vec<PathBuf>, nf: &crate::audit::fetch::NightlyFetch) -> Result<Vec<PathBuf>> {
+    let store = &nf.opts.dir;
+    let same = |p: &PathBuf| {
+        p == store
+            || std::fs::canonicalize(p)
+                .ok()
+                .is_some_and(|c| std::fs::canonicalize(store).ok() == Some(c))
+    };
+    let others: Vec<PathBuf> = hibp.into_iter().filter(|p| !same(p)).collect();
+    if !others.is_empty() && !nf.opts.ntlm {
+        return Err(Error::Usage(format!(
+            "hibp = {} and [fetch] hibp = {}: the fetched store is the index's HIBP source (SHA-1), kept current by the nightly fetch; remove `hibp` (or name the store there), or fetch into another directory",
+            others
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            store.display()
+        )));
+    }
+    Ok(std::iter::once(store.clone()).chain(others).collect())
 }
 
 /// Fail before the audit when `--out` cannot take files (the outputs are written at the end, after

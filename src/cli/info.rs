@@ -6,6 +6,11 @@ use crate::error::Result;
 use crate::index::Index;
 
 pub(crate) fn run_info(a: IndexOnly) -> Result<Exit> {
+    // The config's [fetch] store (and its state directory, for the last attempt), if any.
+    let cfg = super::args::Config::open(&a.config)?;
+    let sections: super::args::Sections = cfg.file()?;
+    let state: super::args::StateArgs = cfg.file()?;
+    let nightly = sections.fetch.as_ref().map(|f| f.nightly()).transpose()?;
     let dir = a.dir("info")?;
     let index = Index::open(&dir)?;
     let m = &index.manifest;
@@ -99,6 +104,38 @@ pub(crate) fn run_info(a: IndexOnly) -> Result<Exit> {
                 ", unsorted"
             }
         );
+        if let Some(f) = &s.fetch {
+            let at = |t: Option<u64>| {
+                t.map_or("never".to_string(), |t| {
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+                    )
+                    .to_string()
+                })
+            };
+            let _ = writeln!(
+                out,
+                "fetched      {} store, run {}{}: last complete fetch {}, {} ranges changed by it, last change {}",
+                f.mode,
+                f.run,
+                if f.complete {
+                    ""
+                } else {
+                    " (did not complete)"
+                },
+                at(f.complete_at),
+                f.changed,
+                at(f.last_change_at)
+            );
+        }
+    }
+    if let Some(nf) = &nightly {
+        let state_dir = state.state.as_deref();
+        let rep = crate::audit::fetch::describe(nf, state_dir, m);
+        let _ = writeln!(out, "fetch        {}", rep.text());
+        if let Some(why) = &rep.due {
+            let _ = writeln!(out, "fetch due    {why} (the next audit fetches)");
+        }
     }
     print!("{out}");
     Ok(Exit::Clean)

@@ -118,8 +118,10 @@ enum Cmd {
     /// Also notices.jsonl (notices.csv's rows with the full records), run.json (what the run did
     /// and what it could not audit) and report.html (the operator's page, as `report` writes it). --state keeps the state database (breach-audit.sqlite:
     /// findings, notices, runs), the verification cache and the lock; --notify then delivers
-    /// pending notices as `notify` does. Exit codes: 0 nothing new, 1 new findings, 2 error, 3
-    /// another audit is running (the lock in --state is held).
+    /// pending notices as `notify` does. With a `[fetch]` section in --config, the HIBP ranges
+    /// are fetched first when due (a failed fetch is an alert, not an error: the cron wrapper
+    /// exits 6 on it). Exit codes: 0 nothing new, 1 new findings, 2 error, 3 another audit is
+    /// running (the lock in --state is held).
     Audit(audit::AuditArgs),
     /// Deliver pending notices: one message per contact naming each of their addresses and what
     /// was found, through the server's MTA (`sendmail`), a submission server (`smtp`) or an

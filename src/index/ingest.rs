@@ -37,6 +37,8 @@ fn source_record(kind: &str, path: &Path) -> Result<(SourceRecord, Option<u64>)>
     if meta.is_file() {
         rec.size = Some(meta.len());
         rec.mtime = Some(std::os::unix::fs::MetadataExt::mtime(&meta));
+    } else if crate::fetch::is_store(path)? {
+        rec.fetch = super::manifest::FetchedFrom::of(path);
     }
     Ok((rec, meta.is_file().then_some(meta.len())))
 }

@@ -89,6 +89,42 @@ pub struct SourceRecord {
     pub placeholders: u64,
     #[serde(default)]
     pub hash_values: u64,
+    /// A store `fetch` wrote: which of its runs the build read (absent for any other source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<FetchedFrom>,
+}
+
+/// What a fetched store held when the index was built from it: its last run (the store's
+/// generation), when a run last completed (the data's date: every range was current then), and
+/// how many ranges that run changed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FetchedFrom {
+    pub run: u64,
+    /// `sha1` or `ntlm`.
+    pub mode: String,
+    /// When a fetch of the store last completed (seconds since the epoch).
+    pub complete_at: Option<u64>,
+    /// When a range last changed.
+    pub last_change_at: Option<u64>,
+    /// Ranges changed or added by that run.
+    pub changed: u64,
+    /// Did that run complete (every range fetched or confirmed)?
+    pub complete: bool,
+}
+
+impl FetchedFrom {
+    /// What the record of a fetched store says (`None` for a directory without one).
+    pub fn of(dir: &Path) -> Option<FetchedFrom> {
+        let r = crate::fetch::read_record(dir).ok()??;
+        Some(FetchedFrom {
+            run: r.run,
+            mode: r.mode,
+            complete_at: r.last_complete_at,
+            last_change_at: r.last_change_at,
+            changed: r.changed + r.added,
+            complete: r.complete,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -143,15 +143,7 @@ http {{
 "#
         );
         std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .arg("-p")
-            .arg(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nginx");
+        let child = spawn(d);
         let n = Nginx {
             dir,
             tls_port,
@@ -160,6 +152,18 @@ http {{
         };
         n.wait_ready();
         n
+    }
+
+    /// Stop nginx (its ports refuse connections until [`Nginx::restart`]).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start a stopped nginx again, on the same ports with the same files.
+    pub fn restart(&mut self) {
+        self.child = spawn(self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -224,6 +228,18 @@ http {{
             .truncate(true)
             .open(self.dir.path().join("access.log"));
     }
+}
+
+fn spawn(d: &Path) -> Child {
+    Command::new("/usr/sbin/nginx")
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .arg("-p")
+        .arg(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nginx")
 }
 
 impl Drop for Nginx {

@@ -1,0 +1,289 @@
+//! The nightly fetch (`[fetch]` in the audit config): `audit` runs [`crate::fetch::fetch`] when it
+//! is due, before it decides whether to rebuild, and never lets a failed fetch block the night.
+//!
+//! Due: never fetched, the last attempt failed (or did not complete), the store was fetched with
+//! other settings (mode, prefixes), or its last complete fetch is older than `every`. A failed
+//! attempt is remembered in the state directory (`fetch.json`: an error before any request, a CA
+//! file that cannot be read, leaves the store's own record as it was), so it is retried the next
+//! night, not in `every`.
+//!
+//! The age of the data the index answers from: the time of the store's last complete fetch when
+//! the index was built from the store as it is now (a fetch that changed nothing confirms the
+//! data), else the time the manifest recorded when it was built. Older than `every` plus
+//! [`STALE_MARGIN`]: stale.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fetch::{FetchOptions, FetchRecord};
+use crate::index::manifest::{FetchedFrom, Manifest};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How late a fetch may be (failed nights) before the index's data is flagged stale.
+pub const STALE_MARGIN: Duration = Duration::from_secs(7 * 86_400);
+/// The default of `every`.
+pub const DEFAULT_EVERY: Duration = Duration::from_secs(30 * 86_400);
+/// The attempt record in the state directory.
+const ATTEMPT_FILE: &str = "fetch.json";
+/// The state's `meta` key of the last report (per server in a fleet): the operator's message
+/// reads it.
+pub const META_KEY: &str = "fetch";
+
+/// The `[fetch]` section as the audit runs it.
+#[derive(Clone, Debug)]
+pub struct NightlyFetch {
+    pub opts: FetchOptions,
+    pub every: Duration,
+}
+
+/// The last attempt, as `fetch.json` in the state directory keeps it.
+#[derive(serde::Serialize, serde::Deserialize, Default, Debug)]
+struct Attempt {
+    at: u64,
+    failed: bool,
+    error: Option<String>,
+}
+
+/// What tonight's fetch did, and the age of the index's data: run.json's `fetch` object, the
+/// operator's message and `info`.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct FetchReport {
+    /// The store.
+    pub hibp: String,
+    /// `sha1` or `ntlm`.
+    pub mode: String,
+    /// `every`, as written (`30days`).
+    pub every: String,
+    /// Was a fetch due tonight, and why.
+    pub due: Option<String>,
+    /// Did it run tonight?
+    pub ran: bool,
+    /// Did tonight's fetch (or, when none ran, the last one) fail?
+    pub failed: bool,
+    /// Why (the first failed range, or the error).
+    pub error: Option<String>,
+    /// Ranges still failing after retries.
+    pub failed_ranges: u64,
+    /// Ranges changed or added by the last fetch.
+    pub ranges_changed: u64,
+    /// When a fetch of the store last completed (RFC 3339).
+    pub last_fetched_at: Option<String>,
+    /// When the last attempt was made.
+    pub last_attempt_at: Option<String>,
+    /// The store's run the index was built from.
+    pub index_built_from_run: Option<u64>,
+    /// When the data the index answers from was last known current (RFC 3339), and its age.
+    pub index_data_at: Option<String>,
+    pub index_data_age_days: Option<f64>,
+    /// Older than `every` plus a week (or the index was not built from the store).
+    pub stale: bool,
+}
+
+impl FetchReport {
+    /// One line for people (the operator's message, `info`, the summary).
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "HIBP data ({}, {}): last fetched {}",
+            self.mode,
+            self.hibp,
+            self.last_fetched_at.as_deref().unwrap_or("never")
+        );
+        if self.ran || self.last_fetched_at.is_some() {
+            s.push_str(&format!(
+                ", {} changed by the last fetch",
+                crate::check::plural(self.ranges_changed, "range")
+            ));
+        }
+        match self.index_data_age_days {
+            Some(d) => s.push_str(&format!(
+                "; the index answers from data {d:.1} days old (run {})",
+                self.index_built_from_run.unwrap_or(0)
+            )),
+            None => s.push_str("; the index was not built from it"),
+        }
+        if self.stale {
+            s.push_str(&format!(", STALE (fetched every {})", self.every));
+        }
+        if self.failed {
+            s.push_str(&format!(
+                "; the last fetch FAILED ({}), retried next night",
+                self.error.as_deref().unwrap_or("?")
+            ));
+        }
+        s
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+fn read_attempt(state_dir: &Path) -> Option<Attempt> {
+    let b = std::fs::read(state_dir.join(ATTEMPT_FILE)).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+fn write_attempt(state_dir: &Path, a: &Attempt) -> Result<()> {
+    let path = state_dir.join(ATTEMPT_FILE);
+    let mut f = crate::fsutil::AtomicFile::create(&path)?;
+    let text = serde_json::to_vec(a).expect("an attempt serializes");
+    f.write_all(&text).at(&path)?;
+    f.commit()
+}
+
+/// Why a fetch is due tonight (`None`: not due).
+fn due(
+    nf: &NightlyFetch,
+    record: Option<&FetchRecord>,
+    attempt: Option<&Attempt>,
+) -> Option<String> {
+    let Some(r) = record else {
+        return Some("never fetched".into());
+    };
+    if attempt.is_some_and(|a| a.failed) || !r.complete {
+        return Some("the last fetch failed".into());
+    }
+    let mode = if nf.opts.ntlm { "ntlm" } else { "sha1" };
+    let span = format!(
+        "{}-{}",
+        crate::fetch::prefix_name(nf.opts.prefixes.0),
+        crate::fetch::prefix_name(nf.opts.prefixes.1)
+    );
+    if r.mode != mode || r.prefixes != span || r.base_url != nf.opts.base_url {
+        return Some("the store was fetched with other settings".into());
+    }
+    match r.last_complete_at {
+        Some(t) if now().saturating_sub(t) < nf.every.as_secs() => None,
+        Some(_) => Some(format!(
+            "its last complete fetch is older than {}",
+            humantime::format_duration(nf.every)
+        )),
+        None => Some("never fetched whole".into()),
+    }
+}
+
+/// Tonight's fetch: run when due. A failure is not an error (the audit goes on with the index it
+/// has); an interrupt is.
+pub fn run_if_due(nf: &NightlyFetch, state_dir: &Path) -> Result<FetchReport> {
+    let dir = &nf.opts.dir;
+    let record = crate::fetch::read_record(dir).ok().flatten();
+    let attempt = read_attempt(state_dir);
+    let mut rep = FetchReport {
+        hibp: dir.display().to_string(),
+        mode: if nf.opts.ntlm { "ntlm" } else { "sha1" }.into(),
+        every: humantime::format_duration(nf.every).to_string(),
+        due: due(nf, record.as_ref(), attempt.as_ref()),
+        ..Default::default()
+    };
+    if rep.due.is_none() {
+        // Not due: what the last attempt was.
+        if let Some(r) = &record {
+            rep.ranges_changed = r.changed + r.added;
+            rep.last_fetched_at = r.last_complete_at.map(rfc3339);
+        }
+        rep.last_attempt_at = attempt.map(|a| rfc3339(a.at));
+        return Ok(rep);
+    }
+    rep.ran = true;
+    let at = now();
+    rep.last_attempt_at = Some(rfc3339(at));
+    let result = crate::fetch::fetch(&nf.opts);
+    let error = match &result {
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Ok(o) if o.interrupted => return Err(Error::Interrupted),
+        Err(e) => Some(e.to_string()),
+        Ok(o) if o.record.failed_count > 0 => {
+            rep.failed_ranges = o.record.failed_count;
+            Some(format!(
+                "{} still failing after retries (first: {})",
+                crate::check::plural(o.record.failed_count, "range"),
+                o.record.failed.first().map_or("?", String::as_str)
+            ))
+        }
+        Ok(_) => None,
+    };
+    let record = crate::fetch::read_record(dir).ok().flatten();
+    if let Some(r) = &record {
+        rep.ranges_changed = r.changed + r.added;
+        rep.last_fetched_at = r.last_complete_at.map(rfc3339);
+    }
+    rep.failed = error.is_some();
+    rep.error = error.clone();
+    write_attempt(
+        state_dir,
+        &Attempt {
+            at,
+            failed: rep.failed,
+            error,
+        },
+    )?;
+    Ok(rep)
+}
+
+/// The age of the index's data, from its manifest and the store as it is now.
+pub fn with_index(
+    mut rep: FetchReport,
+    manifest: Option<&Manifest>,
+    every: Duration,
+) -> FetchReport {
+    let store = PathBuf::from(&rep.hibp);
+    let rec = manifest.and_then(|m| {
+        m.sources
+            .iter()
+            .find(|s| s.kind == "hibp" && Path::new(&s.path) == store)
+    });
+    let from: Option<&FetchedFrom> = rec.and_then(|s| s.fetch.as_ref());
+    let data_at = rec.and_then(|s| {
+        let built = s.fetch.as_ref()?.complete_at;
+        // The index holds the store as it is now: the store's last complete fetch confirmed it.
+        let same = s.fingerprint.is_some()
+            && s.fingerprint.as_deref() == crate::sources::fingerprint::of(&store).ok().as_deref();
+        let current = crate::fetch::read_record(&store)
+            .ok()
+            .flatten()
+            .and_then(|r| r.last_complete_at);
+        if same { current.or(built) } else { built }
+    });
+    rep.index_built_from_run = from.map(|f| f.run);
+    rep.index_data_at = data_at.map(rfc3339);
+    let age = data_at.map(|t| now().saturating_sub(t));
+    rep.index_data_age_days = age.map(|a| (a as f64 / 86_400.0 * 10.0).round() / 10.0);
+    rep.stale = age.is_none_or(|a| a > (every + STALE_MARGIN).as_secs());
+    rep
+}
+
+/// The report of a store without running anything (`info`).
+pub fn describe(nf: &NightlyFetch, state_dir: Option<&Path>, manifest: &Manifest) -> FetchReport {
+    let record = crate::fetch::read_record(&nf.opts.dir).ok().flatten();
+    let attempt = state_dir.and_then(read_attempt);
+    let mut rep = FetchReport {
+        hibp: nf.opts.dir.display().to_string(),
+        mode: if nf.opts.ntlm { "ntlm" } else { "sha1" }.into(),
+        every: humantime::format_duration(nf.every).to_string(),
+        due: due(nf, record.as_ref(), attempt.as_ref()),
+        ..Default::default()
+    };
+    if let Some(r) = &record {
+        rep.ranges_changed = r.changed + r.added;
+        rep.last_fetched_at = r.last_complete_at.map(rfc3339);
+        rep.failed_ranges = r.failed_count;
+        if !r.complete {
+            rep.failed = true;
+            rep.error = r.failed.first().cloned();
+        }
+    }
+    if let Some(a) = attempt {
+        rep.last_attempt_at = Some(rfc3339(a.at));
+        if a.failed {
+            rep.failed = true;
+            rep.error = a.error;
+        }
+    }
+    with_index(rep, Some(manifest), nf.every)
+}

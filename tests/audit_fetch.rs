@@ -1,0 +1,297 @@
+//! `[fetch]` in the nightly job, against the real nginx mirror of the fetch tests (HTTP/2, TLS,
+//! ETags) on three shards of prefixes: a fetch that changed nothing rebuilds nothing, changed
+//! ranges rebuild once, a fetch that fails never blocks the night and is retried the next one.
+
+mod common;
+
+use common::Workdir;
+use common::nginx::Nginx;
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Three shards' worth of ranges: 768 prefixes.
+const SUBSET: &str = "00000-002FF";
+const LAST: u32 = 0x2FF;
+
+/// A dump: full hash -> count, `per` hashes in each prefix.
+fn make_dump(seed: u64, per: usize) -> BTreeMap<String, u32> {
+    let mut r = common::Rng(seed);
+    let mut m = BTreeMap::new();
+    for p in 0..=LAST {
+        for _ in 0..per {
+            let h = format!(
+                "{p:05X}{:016X}{:016X}{:03X}",
+                r.next(),
+                r.next(),
+                r.next() & 0xFFF
+            );
+            m.insert(h, 1 + (r.next() % 5000) as u32);
+        }
+    }
+    m
+}
+
+/// One range file as the API serves it (`SUFFIX:COUNT`, CRLF, no final newline).
+fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
+    let p = format!("{prefix:05X}");
+    let lines: Vec<String> = dump
+        .range(p.clone()..format!("{p}G"))
+        .map(|(h, c)| format!("{}:{c}", &h[5..]))
+        .collect();
+    std::fs::write(dir.join(&p), lines.join("\r\n")).unwrap();
+}
+
+/// The audit config: one CSV account whose SHA-1 is in the dump, and `[fetch]` from the mirror.
+fn config(w: &Workdir, n: &Nginx, every: &str, extra: &str) -> String {
+    w.write(
+        "audit.toml",
+        format!(
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\naccounts_csv = [\"accounts.csv\"]\n{extra}\n\
+             [fetch]\nhibp = \"store\"\nevery = \"{every}\"\nbase_url = \"{}\"\nca_file = {:?}\n\
+             prefixes = \"{SUBSET}\"\nparallel = 32\nretries = 0\n",
+            n.https_url(),
+            n.ca().display().to_string()
+        ),
+    )
+    .display()
+    .to_string()
+}
+
+fn audit(w: &Workdir, cfg: &str) -> common::Run {
+    w.run(&["audit", "--config", cfg])
+}
+
+/// The cron wrapper, as cron runs it.
+fn cron(cfg: &str) -> common::Run {
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/breach-audit-cron.sh");
+    Command::new("sh")
+        .arg(&wrapper)
+        .arg(cfg)
+        .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
+        .current_dir("/")
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn run_json(w: &Workdir) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(w.path("out/run.json")).unwrap()).unwrap()
+}
+
+fn manifest(w: &Workdir) -> (Vec<u8>, u64) {
+    let bytes = std::fs::read(w.path("idx/manifest.json")).unwrap();
+    let ino = std::fs::metadata(w.path("idx")).unwrap().ino();
+    (bytes, ino)
+}
+
+fn manifest_json(w: &Workdir) -> serde_json::Value {
+    serde_json::from_slice(&manifest(w).0).unwrap()
+}
+
+/// Status counts of nginx's access log.
+fn statuses(n: &Nginx) -> BTreeMap<u16, usize> {
+    let mut m = BTreeMap::new();
+    for (_, s, ..) in n.log() {
+        *m.entry(s).or_default() += 1;
+    }
+    m
+}
+
+fn lookups(w: &Workdir, hashes: &[&str]) -> Vec<String> {
+    let input: String = hashes.iter().map(|h| format!("{h}\n")).collect();
+    let r = w.run_stdin(&["lookup", "--index", "idx", "--hashes"], input.as_bytes());
+    assert!(r.code == 0 || r.code == 1, "lookup: {}", r.stderr);
+    r.out().lines().map(String::from).collect()
+}
+
+/// Wait until a fetch made now is older than `every = "1s"` (whole seconds apart).
+fn let_a_second_pass() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+#[test]
+fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down() {
+    let mut n = Nginx::start();
+    let mut dump = make_dump(71, 4);
+    for p in 0..=LAST {
+        write_range(&n.range_dir(), p, &dump);
+    }
+    let w = Workdir::new();
+    let pwned: Vec<String> = dump.keys().step_by(97).take(5).cloned().collect();
+    w.write(
+        "accounts.csv",
+        format!("email,hash\nuser@example.com,{}\n", pwned[0]),
+    );
+
+    // Night 1: never fetched: the fetch runs, the index is built from the store.
+    let cfg = config(&w, &n, "1s", "");
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    let run = run_json(&w);
+    let f = &run["fetch"];
+    assert_eq!(f["ran"], true, "{run}");
+    assert_eq!(f["failed"], false, "{run}");
+    assert_eq!(f["due"], "never fetched", "{run}");
+    assert_eq!(f["ranges_changed"], 768, "{run}");
+    assert_eq!(f["stale"], false, "{run}");
+    assert_eq!(f["index_built_from_run"], 1, "{run}");
+    assert!(f["index_data_age_days"].as_f64().unwrap() < 1.0, "{run}");
+    let m = manifest_json(&w);
+    assert_eq!(m["sources"][0]["kind"], "hibp");
+    assert_eq!(m["sources"][0]["fetch"]["run"], 1, "{m}");
+    assert_eq!(m["sources"][0]["fetch"]["changed"], 768, "{m}");
+    assert_eq!(
+        m["sources"].as_array().unwrap().len(),
+        1,
+        "the store is named once: {m}"
+    );
+    let counts = |dump: &BTreeMap<String, u32>| -> Vec<String> {
+        pwned.iter().map(|h| dump[h].to_string()).collect()
+    };
+    let hashes: Vec<&str> = pwned.iter().map(String::as_str).collect();
+    assert_eq!(lookups(&w, &hashes), counts(&dump));
+
+    // Night 2: due (every = 1s), nothing changed on the mirror: 304s, no rebuild.
+    let before = manifest(&w);
+    n.clear_log();
+    let_a_second_pass();
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
+    assert_eq!(
+        manifest(&w),
+        before,
+        "the manifest bytes and the index inode are the same"
+    );
+    assert_eq!(statuses(&n), BTreeMap::from([(304, 768)]));
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], true, "{run}");
+    assert_eq!(run["fetch"]["ranges_changed"], 0, "{run}");
+    assert_eq!(run["index_rebuilt"], false, "{run}");
+    // `info` shows the same.
+    let r = w.run(&["info", "--config", &cfg]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.out().contains("fetched      sha1 store, run 1"),
+        "{}",
+        r.out()
+    );
+    assert!(
+        r.out().contains("fetch        HIBP data (sha1, "),
+        "{}",
+        r.out()
+    );
+    assert!(
+        r.out().contains("0 ranges changed by the last fetch"),
+        "{}",
+        r.out()
+    );
+
+    // Night 3: five ranges changed: one rebuild, and lookup sees the new counts.
+    for h in &pwned {
+        *dump.get_mut(h).unwrap() += 100_000;
+        write_range(
+            &n.range_dir(),
+            u32::from_str_radix(&h[..5], 16).unwrap(),
+            &dump,
+        );
+    }
+    let build_before = manifest_json(&w)["build_id"].clone();
+    let_a_second_pass();
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ranges_changed"], 5, "{run}");
+    assert_eq!(run["fetch"]["index_built_from_run"], 3, "{run}");
+    let m = manifest_json(&w);
+    assert_ne!(m["build_id"], build_before);
+    assert_eq!(m["sources"][0]["fetch"]["run"], 3, "{m}");
+    assert_eq!(m["sources"][0]["fetch"]["changed"], 5, "{m}");
+    assert_eq!(lookups(&w, &hashes), counts(&dump));
+    // Exactly one: the next run (not due) does not rebuild again.
+    let after = manifest(&w);
+    let cfg_month = config(&w, &n, "30d", "");
+    let r = audit(&w, &cfg_month);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
+    assert_eq!(manifest(&w), after);
+    assert_eq!(run_json(&w)["fetch"]["ran"], false);
+
+    // Night 4: the mirror is down. The audit runs on the index it has, with the alert; the cron
+    // wrapper exits 6.
+    n.stop();
+    let cfg = config(&w, &n, "1s", "");
+    let_a_second_pass();
+    let r = cron(&cfg);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("breach-audit: warning: fetch failed: "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("retried on the next run"), "{}", r.stderr);
+    assert_eq!(manifest(&w), after, "the index is the one it had");
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], true, "{run}");
+    assert_eq!(run["fetch"]["failed"], true, "{run}");
+    assert_eq!(run["complete"], true, "every account was audited: {run}");
+    assert!(
+        run["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("fetch failed: ")),
+        "{run}"
+    );
+    // The audit itself exits as always (nothing new).
+    let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Night 5: the mirror is back; `every` (30 days) has not elapsed, but the last attempt
+    // failed: the fetch runs again (all 304s), nothing to rebuild.
+    n.restart();
+    n.clear_log();
+    let r = audit(&w, &cfg_month);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], true, "{run}");
+    assert_eq!(run["fetch"]["due"], "the last fetch failed", "{run}");
+    assert_eq!(run["fetch"]["failed"], false, "{run}");
+    assert_eq!(statuses(&n), BTreeMap::from([(304, 768)]));
+    assert_eq!(manifest(&w), after);
+    // And the night after that: not due.
+    let r = cron(&cfg_month);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(run_json(&w)["fetch"]["ran"], false);
+}
+
+#[test]
+fn a_server_that_does_not_rebuild_is_refused_a_fetch_section() {
+    let n = Nginx::start();
+    let w = Workdir::new();
+    w.write("accounts.csv", "email,hash\nuser@example.com,{PLAIN}x\n");
+    let cfg = config(&w, &n, "30d", "rebuild = false");
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`rebuild = false`") && r.stderr.contains("[fetch]"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("install-index"), "{}", r.stderr);
+    assert!(!w.path("store").exists(), "nothing fetched");
+    // A different HIBP source beside the store is refused too, naming both.
+    let cfg = config(&w, &n, "30d", "hibp = [\"other.txt\"]");
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("other.txt") && r.stderr.contains("[fetch] hibp"),
+        "{}",
+        r.stderr
+    );
+    assert!(n.log().is_empty(), "nothing asked of the mirror");
+}
