@@ -241,8 +241,10 @@ pub fn check(opts: &FetchOptions, sample: usize) -> Result<CheckOutcome> {
         match r {
             Ok((Reply::NotModified(_), _)) => out.not_modified += 1,
             Ok((Reply::Lines { lines, .. }, _)) => {
-                let was = &heads[&prefix];
-                if lines.len() == was.len as usize && crc32fast::hash(&lines) == was.crc {
+                let same = heads.get(&prefix).is_some_and(|was| {
+                    lines.len() == was.len as usize && crc32fast::hash(&lines) == was.crc
+                });
+                if same {
                     same_crc.push((prefix, lines));
                 } else {
                     out.changed += 1;
