@@ -482,3 +482,192 @@ fn faults_are_retried_and_a_cut_body_keeps_the_old_shard() {
     assert_same(&store_text(&store), &dump_text(&changed));
     assert_clean(&store);
 }
+
+/// Every file of a directory: its bytes, mtime (ns) and inode.
+fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, i64, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().to_string(),
+                (
+                    std::fs::read(e.path()).unwrap(),
+                    m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+                    m.ino(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Move every served range's mtime forward (nginx's ETag is mtime and size).
+fn touch_ranges(n: &Nginx, secs: u64) {
+    for p in FIRST..=LAST {
+        std::fs::File::options()
+            .write(true)
+            .open(n.range_dir().join(format!("{p:05X}")))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(secs))
+            .unwrap();
+    }
+}
+
+/// The ranges of the access log, sorted.
+fn asked(n: &Nginx) -> Vec<String> {
+    let mut v: Vec<String> = n.log().into_iter().map(|l| l.0).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_asks_a_random_sample_writes_nothing_and_tells_unchanged_from_changed() {
+    let n = Nginx::start();
+    let dump = make_dump(40, 8);
+    serve(&n, &dump);
+    let wd = Workdir::new();
+    let store = wd.path("store");
+    let ca = n.ca();
+    let ca = ca.to_str().unwrap();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "fetch",
+            "--hibp",
+            "store",
+            "--check",
+            "--base-url",
+            "",
+            "--ca-file",
+            ca,
+            "--quiet",
+        ];
+        let url = n.https_url();
+        args[5] = &url;
+        args.extend_from_slice(extra);
+        wd.run(&args)
+    };
+
+    // No fetch yet: refused, naming the directory and what to run; nothing asked or created.
+    let r = check(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains("store: no completed fetch")
+            && r.stderr
+                .contains("run `breach-audit fetch --hibp store` first"),
+        "{}",
+        r.stderr
+    );
+    assert!(!store.exists());
+    assert!(n.log().is_empty());
+
+    let r = fetch(&wd, &n.https_url(), &["--ca-file", ca]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = snapshot(&store);
+
+    // Unchanged mirror: a sample of 304s, each sent with its ETag; exit 0.
+    n.clear_log();
+    let r = check(&["--sample", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.out(),
+        "unchanged since the last fetch (100 of 100 sampled ranges unchanged)\n"
+    );
+    assert!(
+        r.stderr
+            .contains("100 sha1 ranges sampled of 768 held with an ETag: 0 changed, 100 not modified (304), 0 resent"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(statuses(&n), HashMap::from([(304, 100)]));
+    assert!(
+        n.log()
+            .iter()
+            .all(|(.., inm)| !inm.is_empty() && inm != "-")
+    );
+    let first = asked(&n);
+    let mut distinct = first.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 100, "a range asked twice");
+    // Another run draws another sample (the same 100 of 768 twice: about 1 in 10^140).
+    n.clear_log();
+    let r = check(&["--sample", "100"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(asked(&n), first);
+    // The default sample: 256.
+    n.clear_log();
+    let r = check(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.out(),
+        "unchanged since the last fetch (256 of 256 sampled ranges unchanged)\n"
+    );
+    assert_eq!(statuses(&n), HashMap::from([(304, 256)]));
+
+    // New ETags, the same lines (another CDN node): 200s, counted unchanged, reported apart.
+    touch_ranges(&n, 100);
+    n.clear_log();
+    let r = check(&["--sample", "50"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.out(),
+        "unchanged since the last fetch (50 of 50 sampled ranges unchanged)\n"
+    );
+    assert!(
+        r.stderr
+            .contains("0 not modified (304), 50 resent with the same lines"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(statuses(&n), HashMap::from([(200, 50)]));
+
+    // A regenerated dump (another seed, more hashes a range): every range differs; exit 1.
+    let dump2 = make_dump(41, 9);
+    serve(&n, &dump2);
+    touch_ranges(&n, 200);
+    n.clear_log();
+    let r = check(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.out(), "changed: 256 of 256 sampled ranges differ\n");
+    assert_eq!(statuses(&n), HashMap::from([(200, 256)]));
+
+    // No run wrote anything: every file of the store byte-identical, same mtime and inode.
+    assert_eq!(snapshot(&store), before);
+
+    // A sampled range failing every retry: exit 2 naming it, no answer on standard output.
+    // (--prefixes 00100-001FF with a sample of 256: every range of shard 001, 00134 among them.)
+    let proxy = Proxy::start(&n, r#"{"00134": ["500", "500", "500"]}"#);
+    let r = wd.run(&[
+        "fetch",
+        "--hibp",
+        "store",
+        "--check",
+        "--base-url",
+        &proxy.url(),
+        "--prefixes",
+        "00100-001FF",
+        "--retries",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.out());
+    assert!(
+        r.stderr
+            .contains("1 of 256 sampled ranges could not be asked (first: 00134: HTTP 500"),
+        "{}",
+        r.stderr
+    );
+    drop(proxy);
+
+    // The other mode's flag: refused with the fix.
+    let r = check(&["--ntlm"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("holds SHA-1 ranges, not NTLM"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(snapshot(&store), before);
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub(crate) struct FetchArgs {
     /// The store: created if missing, updated in place (4,096 zstd shards `XYZ.zst`; pass the
-    /// same directory to `build --hibp`).
+    /// same directory to `build --hibp`). With --check: a store a completed fetch wrote.
     #[arg(long, value_name = "DIR")]
     pub(crate) hibp: PathBuf,
     /// Fetch the NTLM ranges (`?mode=ntlm`) instead of SHA-1. A store holds one kind: use
@@ -27,12 +27,25 @@ pub(crate) struct FetchArgs {
     #[arg(long, value_name = "PEM")]
     pub(crate) ca_file: Option<PathBuf>,
     /// Only these prefixes, whole shards: `ABC00-DEFFF` (the first ends in 00, the last in FF).
-    /// For tests and partial mirrors; the rest of the store is left as it is.
+    /// For tests and partial mirrors; the rest of the store is left as it is. With --check: the
+    /// sample is drawn from these.
     #[arg(long, value_name = "FIRST-LAST", value_parser = parse_prefixes)]
     pub(crate) prefixes: Option<(u32, u32)>,
     /// No progress bar (the summary line is still printed).
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Is there new data? Ask a random sample of the stored ranges with their ETags
+    /// (If-None-Match) and write nothing. Prints one line on standard output: `unchanged since
+    /// the last fetch (M of M sampled ranges unchanged)`, exit 0; or `changed: N of M sampled
+    /// ranges differ`, exit 1 (run `fetch` to download). A sampled range still failing after
+    /// its retries: exit 2 naming it, nothing on standard output (the answer is unknown).
+    /// A 200 with the stored lines under another ETag counts as unchanged.
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// With --check: ranges asked, drawn at random (a new sample each run) among those the
+    /// store holds with an ETag.
+    #[arg(long, value_name = "N", requires = "check", default_value_t = fetch::DEFAULT_SAMPLE, value_parser = parse_sample)]
+    pub(crate) sample: usize,
     /// Attempts after the first for a failing range (tests shorten the backoff with it).
     #[arg(long, hide = true, default_value_t = 5)]
     pub(crate) retries: u32,
@@ -46,6 +59,16 @@ fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
     fetch::parse_prefixes(s)
 }
 
+fn parse_sample(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=fetch::PREFIXES as usize).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?}: a number of ranges from 1 to {}",
+            fetch::PREFIXES
+        )),
+    }
+}
+
 pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
     let mut opts = FetchOptions::new(a.hibp);
     opts.ntlm = a.ntlm;
@@ -57,6 +80,9 @@ pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
     }
     opts.progress = !a.quiet;
     opts.retries = a.retries;
+    if a.check {
+        return check(&opts, a.sample);
+    }
     let out = fetch::fetch(&opts)?;
     eprintln!("breach-audit: {out}");
     if out.interrupted {
@@ -81,4 +107,29 @@ pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
         )));
     }
     Ok(Exit::Clean)
+}
+
+/// `fetch --check`: the details on standard error, the one answer line on standard output.
+fn check(opts: &FetchOptions, sample: usize) -> Result<Exit> {
+    let out = fetch::check(opts, sample)?;
+    eprintln!("breach-audit: {out}");
+    if out.interrupted {
+        return Err(Error::Interrupted);
+    }
+    if !out.failed.is_empty() {
+        for f in out.failed.iter().take(10) {
+            eprintln!("breach-audit: failed: {f}");
+        }
+        if out.failed.len() > 10 {
+            eprintln!("breach-audit: ... and {} more", out.failed.len() - 10);
+        }
+        return Err(Error::Usage(format!(
+            "{} of {} sampled ranges could not be asked (first: {}); whether the data changed is unknown",
+            out.failed.len(),
+            out.sampled,
+            out.failed[0]
+        )));
+    }
+    println!("{}", out.summary());
+    Ok(Exit::found_if(out.changed > 0))
 }

@@ -67,6 +67,10 @@ enum Cmd {
     /// roots plus --ca-file. Progress bar on a terminal, one summary line on standard error.
     /// Exit codes: 0 done, 2 error (bad flags, another fetch running, ranges still failing),
     /// 130 interrupted (the next run resumes).
+    ///
+    /// `--check`: is there new data? A random sample of the stored ranges is asked with their
+    /// ETags, nothing is written, one line on standard output; 0 unchanged, 1 changed, 2 no
+    /// completed fetch in DIR or a sampled range still failing (named).
     Fetch(fetch::FetchArgs),
     /// Check accounts against the index and print the at-risk list, sorted by address.
     ///

@@ -16,8 +16,11 @@
 //! leaves the file and its mtime alone), so the store's fingerprint (names, sizes and mtimes of
 //! its shards, [`source_digest`]) moves only when the data did, and `audit` rebuilds only then.
 
+mod check;
 mod client;
 pub mod store;
+
+pub use check::{DEFAULT_SAMPLE, check};
 
 use crate::error::{Error, IoContext, Result};
 use std::io::Write;

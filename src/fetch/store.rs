@@ -131,6 +131,11 @@ pub fn read_head(path: &Path) -> Result<Option<ShardHead>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
+    head_of(&mut f, path).map(Some)
+}
+
+/// The head at the start of an open shard; the file is left just after it (at the lines).
+fn head_of(f: &mut impl Read, path: &Path) -> Result<ShardHead> {
     let mut h = [0u8; 8];
     f.read_exact(&mut h)
         .map_err(|_| bad(path, "too short for a shard"))?;
@@ -144,7 +149,31 @@ pub fn read_head(path: &Path) -> Result<Option<ShardHead>> {
     let mut p = vec![0u8; n];
     f.read_exact(&mut p)
         .map_err(|_| bad(path, "a shard cut short in its head"))?;
-    ShardHead::decode(&p, path).map(Some)
+    ShardHead::decode(&p, path)
+}
+
+/// One range of the shard at `path`: its head and lines (checked against the head's CRC), both
+/// read from one open file, so a shard a running fetch replaces meanwhile (by rename) is read
+/// whole, the old one or the new one. The lines are decoded only as far as the range's end.
+pub fn read_range(path: &Path, range: u8) -> Result<(ShardHead, Vec<u8>)> {
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).at(path)?);
+    let head = head_of(&mut f, path)?;
+    let r = &head.ranges[usize::from(range)];
+    let skip: u64 = head.ranges[..usize::from(range)]
+        .iter()
+        .map(|r| u64::from(r.len))
+        .sum();
+    let damaged = |e: std::io::Error| bad(path, &format!("a damaged shard ({e})"));
+    let mut z = zstd::stream::Decoder::with_buffer(f).map_err(damaged)?;
+    std::io::copy(&mut z.by_ref().take(skip), &mut std::io::sink()).map_err(damaged)?;
+    let mut lines = Vec::with_capacity(r.len as usize);
+    z.take(u64::from(r.len))
+        .read_to_end(&mut lines)
+        .map_err(damaged)?;
+    if lines.len() != r.len as usize || crc32fast::hash(&lines) != r.crc {
+        return Err(bad(path, "damaged (a range's lines do not match its CRC)"));
+    }
+    Ok((head, lines))
 }
 
 /// The lines of the shard at `path` (the skippable head is skipped by zstd itself).
@@ -396,8 +425,9 @@ mod tests {
             crc: crc32fast::hash(&lines),
         };
         write_shard(&path, &head, &[&lines[..]]).unwrap();
-        assert_eq!(read_head(&path).unwrap(), Some(head));
+        assert_eq!(read_head(&path).unwrap(), Some(head.clone()));
         assert_eq!(read_lines(&path).unwrap(), lines);
+        assert_eq!(read_range(&path, 0).unwrap(), (head, lines.clone()));
         // The zstd command (a standard decoder) prints the lines alone.
         if let Ok(out) = std::process::Command::new("zstd")
             .arg("-dc")
@@ -409,6 +439,39 @@ mod tests {
         }
         assert_eq!(shard_of_name("00A.zst"), Some(0xA));
         assert_eq!(shard_of_name("00A.partial"), None);
+    }
+
+    #[test]
+    fn one_range_is_read_at_its_offset_and_checked_by_its_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(shard_name(0));
+        let parts: Vec<Vec<u8>> = (0..256u32)
+            .map(|i| format!("{i:05X}{}:{}\n", "A".repeat(35), i + 1).into_bytes())
+            .collect();
+        let mut head = ShardHead {
+            ntlm: false,
+            ranges: parts
+                .iter()
+                .map(|p| RangeHead {
+                    etag: Some("\"x\"".into()),
+                    len: p.len() as u32,
+                    crc: crc32fast::hash(p),
+                })
+                .collect(),
+        };
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        write_shard(&path, &head, &refs).unwrap();
+        for i in [0usize, 1, 77, 255] {
+            let (h, lines) = read_range(&path, i as u8).unwrap();
+            assert_eq!(h, head);
+            assert_eq!(lines, parts[i]);
+        }
+        // A head that does not describe the lines: refused, not misread.
+        head.ranges[3].crc ^= 1;
+        write_shard(&path, &head, &refs).unwrap();
+        assert!(read_range(&path, 2).is_ok());
+        let e = read_range(&path, 3).unwrap_err().to_string();
+        assert!(e.contains("CRC"), "{e}");
     }
 
     #[test]
