@@ -78,6 +78,21 @@ impl Client {
         } else {
             format!("{}/", opts.base_url)
         };
+        // A user name or password in the URL would be kept in the store's record and shown in
+        // messages: refused, without echoing the URL (credentials never come from a command
+        // line or a config line).
+        let secret = |u: &str| {
+            u.split_once("://")
+                .is_some_and(|(_, r)| r.split('/').next().is_some_and(|h| h.contains('@')))
+        };
+        if secret(&opts.base_url) {
+            return Err(Error::Usage(
+                "--base-url: a user name or password in the URL is not supported (it would be \
+                 stored and shown); serve the mirror without one, on a private network or \
+                 behind a proxy (HTTPS_PROXY)"
+                    .into(),
+            ));
+        }
         let url = reqwest::Url::parse(&base)
             .map_err(|e| Error::Usage(format!("--base-url {}: {e}", opts.base_url)))?;
         if !matches!(url.scheme(), "https" | "http") || url.query().is_some() {
@@ -392,4 +407,30 @@ fn chain(e: &reqwest::Error) -> String {
         s.push_str(&crate::error::chain(c));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_echoing_them() {
+        for url in [
+            "https://mirror:hunter2@mirror.example/range/",
+            "http://hunter2@10.0.0.1:8080/range",
+        ] {
+            let mut opts = FetchOptions::new("/nonexistent".into());
+            opts.base_url = url.into();
+            let Err(e) = Client::new(&opts) else {
+                panic!("{url} accepted");
+            };
+            let msg = e.to_string();
+            assert!(msg.contains("user name or password"), "{msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+        // An @ in the path is not a credential.
+        let mut opts = FetchOptions::new("/nonexistent".into());
+        opts.base_url = "https://mirror.example/@range/".into();
+        assert!(Client::new(&opts).is_ok());
+    }
 }
