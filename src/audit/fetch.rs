@@ -287,3 +287,120 @@ pub fn describe(nf: &NightlyFetch, state_dir: Option<&Path>, manifest: &Manifest
     }
     with_index(rep, Some(manifest), nf.every)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn nightly() -> NightlyFetch {
+        NightlyFetch {
+            opts: FetchOptions::new(PathBuf::from("/srv/hibp")),
+            every: Duration::from_secs(30 * DAY),
+        }
+    }
+
+    /// The store's record of a complete fetch `ago` seconds ago with `nightly()`'s settings.
+    fn fetched(ago: u64) -> FetchRecord {
+        let at = now() - ago;
+        FetchRecord {
+            mode: "sha1".into(),
+            base_url: crate::fetch::DEFAULT_BASE_URL.into(),
+            prefixes: "00000-FFFFF".into(),
+            run: 3,
+            started_at: at,
+            finished_at: Some(at),
+            complete: true,
+            last_complete_at: Some(at),
+            ..Default::default()
+        }
+    }
+
+    fn attempt(failed: bool) -> Attempt {
+        Attempt {
+            at: now() - DAY,
+            failed,
+            error: failed.then(|| "connection refused".into()),
+        }
+    }
+
+    #[test]
+    fn never_fetched_is_due() {
+        assert_eq!(
+            due(&nightly(), None, None).as_deref(),
+            Some("never fetched")
+        );
+        // A failed first attempt left no record: still never fetched.
+        assert_eq!(
+            due(&nightly(), None, Some(&attempt(true))).as_deref(),
+            Some("never fetched")
+        );
+    }
+
+    #[test]
+    fn a_failed_last_attempt_is_due_the_next_night_not_in_every() {
+        let fresh = fetched(DAY);
+        assert_eq!(due(&nightly(), Some(&fresh), Some(&attempt(false))), None);
+        assert_eq!(
+            due(&nightly(), Some(&fresh), Some(&attempt(true))).as_deref(),
+            Some("the last fetch failed")
+        );
+        // A run that did not complete (ranges still failing, or killed) is a failure too, even
+        // with no attempt recorded (a `fetch` by hand).
+        let mut partial = fetched(DAY);
+        partial.complete = false;
+        assert_eq!(
+            due(&nightly(), Some(&partial), None).as_deref(),
+            Some("the last fetch failed")
+        );
+    }
+
+    #[test]
+    fn other_settings_are_due() {
+        let other = "the store was fetched with other settings";
+        let mut ntlm = nightly();
+        ntlm.opts.ntlm = true;
+        assert_eq!(
+            due(&ntlm, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        let mut part = nightly();
+        part.opts.prefixes = (0, 0x2FF);
+        assert_eq!(
+            due(&part, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        let mut mirror = nightly();
+        mirror.opts.base_url = "https://mirror.example/range/".into();
+        assert_eq!(
+            due(&mirror, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        // Settings that do not change what is stored are not: parallel, retries, ca_file.
+        let mut same = nightly();
+        same.opts.parallel = 8;
+        same.opts.retries = 0;
+        same.opts.ca_file = Some(PathBuf::from("/etc/ca.pem"));
+        assert_eq!(due(&same, Some(&fetched(DAY)), None), None);
+    }
+
+    #[test]
+    fn older_than_every_is_due_and_fresh_is_not() {
+        let nf = nightly();
+        assert_eq!(due(&nf, Some(&fetched(0)), None), None);
+        assert_eq!(due(&nf, Some(&fetched(29 * DAY)), None), None);
+        assert_eq!(
+            due(&nf, Some(&fetched(31 * DAY)), None).as_deref(),
+            Some("its last complete fetch is older than 30days")
+        );
+        // Exactly `every` ago: due (not "less than every").
+        assert!(due(&nf, Some(&fetched(30 * DAY)), None).is_some());
+        let mut never_whole = fetched(DAY);
+        never_whole.last_complete_at = None;
+        assert_eq!(
+            due(&nf, Some(&never_whole), None).as_deref(),
+            Some("never fetched whole")
+        );
+    }
+}
