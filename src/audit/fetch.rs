@@ -45,8 +45,10 @@ struct Attempt {
 }
 
 /// What tonight's fetch did, and the age of the index's data: run.json's `fetch` object, the
-/// operator's message and `info`.
+/// operator's message and `info`. Read back from the state (`reports`) with defaults for fields a
+/// newer version added.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
 pub struct FetchReport {
     /// The store.
     pub hibp: String,
@@ -256,6 +258,24 @@ pub fn with_index(
     rep.index_data_age_days = age.map(|a| (a as f64 / 86_400.0 * 10.0).round() / 10.0);
     rep.stale = age.is_none_or(|a| a > (every + STALE_MARGIN).as_secs());
     rep
+}
+
+/// Each server's last fetch report (`[fetch]` in its audit config; the key of a fleet's server
+/// is `fetch:NAME`), by server name (empty: one server alone): the operator's message and page.
+pub fn reports(state: &crate::state::State) -> Result<Vec<(String, FetchReport)>> {
+    let rows = state.db.query(
+        "SELECT key, value FROM meta WHERE key = ?1 OR key LIKE ?2 ORDER BY key",
+        crate::state::p![META_KEY, format!("{META_KEY}:%")],
+    )?;
+    let mut v = Vec::new();
+    for r in rows {
+        let k: String = r.get(0)?;
+        let value: String = r.get(1)?;
+        if let Ok(f) = serde_json::from_str(&value) {
+            v.push((k.split_once(':').map_or("", |(_, s)| s).to_string(), f));
+        }
+    }
+    Ok(v)
 }
 
 /// The report of a store without running anything (`info`).
