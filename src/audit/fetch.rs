@@ -228,6 +228,28 @@ pub fn run_if_due(nf: &NightlyFetch, state_dir: &Path) -> Result<FetchReport> {
     Ok(rep)
 }
 
+/// Tonight's fetch failed before the store was ever fetched whole, and there is no index yet:
+/// nothing to fall back on, so the night fails closed here, saying so and what to do (rather
+/// than with the build's error about an empty store).
+pub fn no_index_to_fall_back_on(rep: &FetchReport, nf: &NightlyFetch, index: &Path) -> Result<()> {
+    if !rep.failed || rep.last_fetched_at.is_some() {
+        return Ok(());
+    }
+    match Manifest::read(index) {
+        Err(Error::Missing { .. }) => {}
+        _ => return Ok(()),
+    }
+    let store = nf.opts.dir.display();
+    Err(Error::index(
+        index,
+        format!(
+            "none yet, and the first fetch of the HIBP data into {store} failed ({}): there is no index to fall back on, so nothing was audited. Check [fetch] base_url ({}) and the network from this host (DNS, proxy, firewall; ca_file for a private mirror's CA), then run `breach-audit fetch --hibp {store}` by hand to see it through (the next audit retries it too)",
+            rep.error.as_deref().unwrap_or("no cause recorded"),
+            crate::sources::accounts::sql::redact(&nf.opts.base_url),
+        ),
+    ))
+}
+
 /// The age of the index's data, from its manifest and the store as it is now.
 pub fn with_index(
     mut rep: FetchReport,

@@ -209,6 +209,9 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         Some(nf) => Some(fetch::run_if_due(nf, &opts.state.dir)?),
         None => None,
     };
+    if let (Some(rep), Some(nf)) = (&fetched, &opts.fetch) {
+        fetch::no_index_to_fall_back_on(rep, nf, &opts.index)?;
+    }
     let keep = kept_domains(opts);
     let (rebuilt, index_stale) = rebuild_if_stale(opts, keep, warn)?;
 
