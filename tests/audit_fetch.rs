@@ -44,9 +44,10 @@ fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
 }
 
 /// The audit config: one CSV account whose SHA-1 is in the dump, and `[fetch]` from the mirror.
+/// One file per `every` (a config of another `every` written later must not change this one).
 fn config(w: &Workdir, n: &Nginx, every: &str, extra: &str) -> String {
     w.write(
-        "audit.toml",
+        &format!("audit-{every}.toml"),
         format!(
             "index = \"idx\"\nstate = \"state\"\nout = \"out\"\naccounts_csv = [\"accounts.csv\"]\n{extra}\n\
              [fetch]\nhibp = \"store\"\nevery = \"{every}\"\nbase_url = \"{}\"\nca_file = {:?}\n\
@@ -303,7 +304,8 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
     // And the night after that: not due.
     let r = cron(&cfg_month);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(run_json(&w)["fetch"]["ran"], false);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], false, "{run}");
 }
 
 #[test]
