@@ -41,6 +41,20 @@ fn sample_page(out: &Path, nights: u64) {
     );
 }
 
+/// `breach-audit report` of `state` into the work directory's `name`.
+fn report_page(w: &Workdir, state: &Path, name: &str) -> std::path::PathBuf {
+    let page = w.path(name);
+    let r = w.run(&[
+        "report",
+        "--state",
+        state.to_str().unwrap(),
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    page
+}
+
 fn pixels(png_path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
     let dec = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(png_path).unwrap(),
@@ -181,15 +195,7 @@ fn a_state_with_one_run_or_none_renders_without_errors() {
     let none = w.path("none");
     std::fs::create_dir_all(&none).unwrap();
     drop(breach_audit::State::open(&none).unwrap());
-    let page = w.path("none.html");
-    let r = w.run(&[
-        "report",
-        "--state",
-        none.to_str().unwrap(),
-        "--out",
-        page.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let page = report_page(&w, &none, "none.html");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("no runs yet"));
     assert!(common::chromium::dom(&page, &w.path("profile")).contains("no runs yet"));
@@ -232,15 +238,7 @@ fn a_stale_index_and_a_failed_fetch_are_flagged_on_the_page() {
         "\"ranges_changed\":0,\"index_data_age_days\":50.2,\"stale\":true,\"failed\":true,\"error\":\"api.example: connection refused\",\"failed_ranges\":768",
     );
     drop(st);
-    let page = w.path("page.html");
-    let r = w.run(&[
-        "report",
-        "--state",
-        state.to_str().unwrap(),
-        "--out",
-        page.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let page = report_page(&w, &state, "page.html");
     let dom = common::chromium::dom(&page, &w.path("profile"));
     let fetch = section(&dom, "fetch");
     let row = |server: &str| -> String {
