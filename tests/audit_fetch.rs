@@ -44,9 +44,10 @@ fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
 }
 
 /// The audit config: one CSV account whose SHA-1 is in the dump, and `[fetch]` from the mirror.
+/// One file per `every` (a config of another `every` written later must not change this one).
 fn config(w: &Workdir, n: &Nginx, every: &str, extra: &str) -> String {
     w.write(
-        "audit.toml",
+        &format!("audit-{every}.toml"),
         format!(
             "index = \"idx\"\nstate = \"state\"\nout = \"out\"\naccounts_csv = [\"accounts.csv\"]\n{extra}\n\
              [fetch]\nhibp = \"store\"\nevery = \"{every}\"\nbase_url = \"{}\"\nca_file = {:?}\n\
@@ -106,6 +107,21 @@ fn lookups(w: &Workdir, hashes: &[&str]) -> Vec<String> {
     r.out().lines().map(String::from).collect()
 }
 
+/// The text of the page's HIBP data row (`out/report.html` as Chromium builds it), and whether it
+/// carries each red flag.
+fn page_fetch_row(w: &Workdir) -> (String, bool, bool) {
+    use common::chromium::{section, text_of};
+    let dom = common::chromium::dom(&w.path("out/report.html"), &w.path("chromium"));
+    let fetch = section(&dom, "fetch");
+    let at = fetch.find("data-fetch=").expect("a row of the HIBP data");
+    let row = &fetch[at..fetch[at..].find("</tr>").map_or(fetch.len(), |e| at + e)];
+    (
+        text_of(&format!("<{row}")),
+        row.contains("<span class=\"flag bad\">STALE</span>"),
+        row.contains("<span class=\"flag bad\">LAST FETCH FAILED</span>"),
+    )
+}
+
 /// Wait until a fetch made now is older than `every = "1s"` (whole seconds apart).
 fn let_a_second_pass() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -139,6 +155,17 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
     assert_eq!(f["stale"], false, "{run}");
     assert_eq!(f["index_built_from_run"], 1, "{run}");
     assert!(f["index_data_age_days"].as_f64().unwrap() < 1.0, "{run}");
+    // The page shows the same: when, how many ranges, the data's age, not flagged.
+    let (row, stale, failed) = page_fetch_row(&w);
+    let want = format!(
+        "sha1 {} {} 768 {:.1} {} (fetch run 1) current",
+        f["hibp"].as_str().unwrap(),
+        f["last_fetched_at"].as_str().unwrap(),
+        f["index_data_age_days"].as_f64().unwrap(),
+        f["index_data_at"].as_str().unwrap(),
+    );
+    assert_eq!(row, want);
+    assert!(!stale && !failed, "{row}");
     let m = manifest_json(&w);
     assert_eq!(m["sources"][0]["kind"], "hibp");
     assert_eq!(m["sources"][0]["fetch"]["run"], 1, "{m}");
@@ -247,6 +274,17 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
             .any(|a| a.as_str().unwrap().starts_with("fetch failed: ")),
         "{run}"
     );
+    // The page flags the failed fetch, with its cause and when it was tried.
+    let (row, stale, failed) = page_fetch_row(&w);
+    assert!(failed && !stale, "{row}");
+    assert!(
+        row.contains(&format!(
+            "LAST FETCH FAILED at {}: {}",
+            run["fetch"]["last_attempt_at"].as_str().unwrap(),
+            run["fetch"]["error"].as_str().unwrap()
+        )) && row.contains("retried on the next run"),
+        "{row}"
+    );
     // The audit itself exits as always (nothing new).
     let r = w.run(&["audit", "--config", &cfg, "--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -266,7 +304,8 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
     // And the night after that: not due.
     let r = cron(&cfg_month);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(run_json(&w)["fetch"]["ran"], false);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], false, "{run}");
 }
 
 #[test]
@@ -294,4 +333,47 @@ fn a_server_that_does_not_rebuild_is_refused_a_fetch_section() {
         r.stderr
     );
     assert!(n.log().is_empty(), "nothing asked of the mirror");
+}
+
+#[test]
+fn a_first_fetch_that_fails_with_no_index_fails_closed_saying_what_to_do() {
+    let mut n = Nginx::start();
+    let dump = make_dump(5, 2);
+    for p in 0..=LAST {
+        write_range(&n.range_dir(), p, &dump);
+    }
+    let w = Workdir::new();
+    let pwned = dump.keys().next().unwrap().clone();
+    w.write(
+        "accounts.csv",
+        format!("email,hash\nuser@example.com,{pwned}\n"),
+    );
+    let cfg = config(&w, &n, "30d", "");
+    // Night 1 with the mirror down: no index to fall back on. The error says the fetch failed
+    // and why, that there is no index, and what to do; not a build's error about the store.
+    n.stop();
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for want in [
+        "the first fetch of the HIBP data into",
+        "failed (",
+        "there is no index to fall back on, so nothing was audited",
+        &format!("base_url ({})", n.https_url()),
+        "breach-audit fetch --hibp ",
+    ] {
+        assert!(r.stderr.contains(want), "{want:?} in {}", r.stderr);
+    }
+    assert!(!r.stderr.contains("build"), "{}", r.stderr);
+    assert!(!w.path("idx").exists(), "no index made");
+    assert!(!w.path("out/run.json").exists(), "no run recorded");
+    // The cron wrapper passes the failure on (2: the audit could not run).
+    assert_eq!(cron(&cfg).code, 2);
+    // With the mirror back, the next night fetches, builds and audits.
+    n.restart();
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["due"], "the last fetch failed", "{run}");
+    assert_eq!(run["fetch"]["failed"], false, "{run}");
+    assert_eq!(run["fetch"]["ranges_changed"], 768, "{run}");
 }

@@ -121,6 +121,19 @@ fn a_servers_sqlite_state_moves_into_the_shared_one_once_and_its_history_holds()
     std::fs::write(&passwd, &kept).unwrap();
     let r = audit(&w, &paris, &["--notify"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
+    // Each server's last fetch report (`[fetch]` writes it after every night): per server in the
+    // shared state, as an audit there would write it.
+    let fetch_report =
+        |server: &str| format!("{{\"hibp\":\"/srv/{server}/store\",\"ranges_changed\":5}}");
+    for server in ["london", "paris"] {
+        rusqlite::Connection::open(w.path(&format!("{server}/state/breach-audit.sqlite")))
+            .unwrap()
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('fetch', ?1)",
+                [fetch_report(server)],
+            )
+            .unwrap();
+    }
     let london_told = customer_mail(&w, "london");
     assert_eq!(
         london_told.len(),
@@ -401,6 +414,16 @@ fn a_servers_sqlite_state_moves_into_the_shared_one_once_and_its_history_holds()
             "SELECT key FROM meta WHERE key LIKE 'hook_failures_read%' ORDER BY 1"
         ),
         ["hook_failures_read:london", "hook_failures_read:paris"]
+    );
+    assert_eq!(
+        pg.rows(
+            "ledger",
+            "SELECT key || ' ' || value FROM meta WHERE key LIKE 'fetch%' ORDER BY 1"
+        ),
+        [
+            format!("fetch:london {}", fetch_report("london")),
+            format!("fetch:paris {}", fetch_report("paris"))
+        ]
     );
     let record = pg.rows(
         "ledger",

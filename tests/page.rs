@@ -7,6 +7,7 @@
 mod common;
 
 use common::Workdir;
+use common::chromium::{section, text_of};
 use std::path::Path;
 use std::process::Command;
 
@@ -40,31 +41,18 @@ fn sample_page(out: &Path, nights: u64) {
     );
 }
 
-/// The text of a DOM dump (tags dropped, entities of our numbers are plain), whitespace folded.
-fn text_of(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The part of `dom` from the element with `id` on (to the next section).
-fn section<'a>(dom: &'a str, id: &str) -> &'a str {
-    let at = dom
-        .find(&format!("id=\"{id}\""))
-        .unwrap_or_else(|| panic!("no #{id} in the page"));
-    let rest = &dom[at..];
-    &rest[..rest.find("</section>").unwrap_or(rest.len())]
+/// `breach-audit report` of `state` into the work directory's `name`.
+fn report_page(w: &Workdir, state: &Path, name: &str) -> std::path::PathBuf {
+    let page = w.path(name);
+    let r = w.run(&[
+        "report",
+        "--state",
+        state.to_str().unwrap(),
+        "--out",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    page
 }
 
 fn pixels(png_path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
@@ -130,6 +118,8 @@ fn the_page_of_thirty_runs_shows_tonights_numbers_and_draws_its_chart() {
         "{listed}"
     );
     assert!(dom.contains("last 30 runs"));
+    // No [fetch] in the sample's config: nothing fetch-related.
+    assert!(!dom.contains("id=\"fetch\"") && !dom.contains("HIBP data"));
     assert!(dom.contains("INCOMPLETE"));
     // Nothing secret: the sample's passwords and stored hashes appear nowhere in the page.
     let html = std::fs::read_to_string(out.join("out/report.html")).unwrap();
@@ -205,25 +195,10 @@ fn a_state_with_one_run_or_none_renders_without_errors() {
     let none = w.path("none");
     std::fs::create_dir_all(&none).unwrap();
     drop(breach_audit::State::open(&none).unwrap());
-    let page = w.path("none.html");
-    let r = w.run(&[
-        "report",
-        "--state",
-        none.to_str().unwrap(),
-        "--out",
-        page.to_str().unwrap(),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let page = report_page(&w, &none, "none.html");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("no runs yet"));
-    let st = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("--user-data-dir={}", w.path("profile").display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium (apt-get install chromium; scripts/test.sh does)");
-    assert!(st.status.success());
-    assert!(String::from_utf8_lossy(&st.stdout).contains("no runs yet"));
+    assert!(common::chromium::dom(&page, &w.path("profile")).contains("no runs yet"));
 
     // Not a state at all: an error naming the directory, not an empty page.
     let r = w.run(&["report", "--state", w.path("nowhere").to_str().unwrap()]);
@@ -232,5 +207,66 @@ fn a_state_with_one_run_or_none_renders_without_errors() {
         r.stderr.contains("nowhere") && r.stderr.contains("no breach-audit state"),
         "{}",
         r.stderr
+    );
+}
+
+/// A fleet's fetch reports as its servers' audits record them (`fetch:NAME` in the state's
+/// `meta`): london current, paris stale and its last fetch failed. Real fetches are rendered by
+/// tests/audit_fetch.rs; this is the flags.
+#[test]
+fn a_stale_index_and_a_failed_fetch_are_flagged_on_the_page() {
+    let w = Workdir::new();
+    let state = w.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut st = breach_audit::State::open(&state).unwrap();
+    breach_audit::testing::sample_history(&mut st, 3, 7).unwrap();
+    let report = |server: &str, extra: &str| {
+        st.set_meta(
+            &format!("fetch:{server}"),
+            &format!(
+                "{{\"hibp\":\"/srv/{server}/hibp\",\"mode\":\"sha1\",\"every\":\"30days\",\"ran\":true,\"last_fetched_at\":\"2026-10-01T02:00:00Z\",\"last_attempt_at\":\"2026-11-20T02:00:00Z\",\"index_built_from_run\":4,\"index_data_at\":\"2026-10-01T02:00:00Z\",{extra}}}"
+            ),
+        )
+        .unwrap();
+    };
+    report(
+        "london",
+        "\"ranges_changed\":17,\"index_data_age_days\":2.5,\"stale\":false,\"failed\":false",
+    );
+    report(
+        "paris",
+        "\"ranges_changed\":0,\"index_data_age_days\":50.2,\"stale\":true,\"failed\":true,\"error\":\"api.example: connection refused\",\"failed_ranges\":768",
+    );
+    drop(st);
+    let page = report_page(&w, &state, "page.html");
+    let dom = common::chromium::dom(&page, &w.path("profile"));
+    let fetch = section(&dom, "fetch");
+    let row = |server: &str| -> String {
+        let at = fetch
+            .find(&format!("data-fetch=\"{server}\""))
+            .unwrap_or_else(|| panic!("no row of {server}: {fetch}"));
+        let rest = &fetch[at..];
+        rest[..rest.find("</tr>").unwrap()].to_string()
+    };
+    let (london, paris) = (row("london"), row("paris"));
+    let text = text_of(&format!("<{london}"));
+    assert!(
+        text.ends_with(
+            "sha1 /srv/london/hibp 2026-10-01T02:00:00Z 17 2.5 2026-10-01T02:00:00Z (fetch run 4) current"
+        ),
+        "{text}"
+    );
+    assert!(!london.contains("flag bad"), "{london}");
+    // paris: both flags, as the page's red flags, with the cause and when it was tried.
+    assert!(
+        paris.contains("<span class=\"flag bad\">STALE</span>")
+            && paris.contains("<span class=\"flag bad\">LAST FETCH FAILED</span>"),
+        "{paris}"
+    );
+    let text = text_of(&format!("<{paris}"));
+    assert!(
+        text.contains(" 50.2 ")
+            && text.contains("at 2026-11-20T02:00:00Z: api.example: connection refused (768 ranges); retried on the next run"),
+        "{text}"
     );
 }

@@ -45,8 +45,10 @@ struct Attempt {
 }
 
 /// What tonight's fetch did, and the age of the index's data: run.json's `fetch` object, the
-/// operator's message and `info`.
+/// operator's message and `info`. Read back from the state (`reports`) with defaults for fields a
+/// newer version added.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
 pub struct FetchReport {
     /// The store.
     pub hibp: String,
@@ -226,6 +228,28 @@ pub fn run_if_due(nf: &NightlyFetch, state_dir: &Path) -> Result<FetchReport> {
     Ok(rep)
 }
 
+/// Tonight's fetch failed before the store was ever fetched whole, and there is no index yet:
+/// nothing to fall back on, so the night fails closed here, saying so and what to do (rather
+/// than with the build's error about an empty store).
+pub fn no_index_to_fall_back_on(rep: &FetchReport, nf: &NightlyFetch, index: &Path) -> Result<()> {
+    if !rep.failed || rep.last_fetched_at.is_some() {
+        return Ok(());
+    }
+    match Manifest::read(index) {
+        Err(Error::Missing { .. }) => {}
+        _ => return Ok(()),
+    }
+    let store = nf.opts.dir.display();
+    Err(Error::index(
+        index,
+        format!(
+            "none yet, and the first fetch of the HIBP data into {store} failed ({}): there is no index to fall back on, so nothing was audited. Check [fetch] base_url ({}) and the network from this host (DNS, proxy, firewall; ca_file for a private mirror's CA), then run `breach-audit fetch --hibp {store}` by hand to see it through (the next audit retries it too)",
+            rep.error.as_deref().unwrap_or("no cause recorded"),
+            crate::sources::accounts::sql::redact(&nf.opts.base_url),
+        ),
+    ))
+}
+
 /// The age of the index's data, from its manifest and the store as it is now.
 pub fn with_index(
     mut rep: FetchReport,
@@ -258,6 +282,24 @@ pub fn with_index(
     rep
 }
 
+/// Each server's last fetch report (`[fetch]` in its audit config; the key of a fleet's server
+/// is `fetch:NAME`), by server name (empty: one server alone): the operator's message and page.
+pub fn reports(state: &crate::state::State) -> Result<Vec<(String, FetchReport)>> {
+    let rows = state.db.query(
+        "SELECT key, value FROM meta WHERE key = ?1 OR key LIKE ?2 ORDER BY key",
+        crate::state::p![META_KEY, format!("{META_KEY}:%")],
+    )?;
+    let mut v = Vec::new();
+    for r in rows {
+        let k: String = r.get(0)?;
+        let value: String = r.get(1)?;
+        if let Ok(f) = serde_json::from_str(&value) {
+            v.push((k.split_once(':').map_or("", |(_, s)| s).to_string(), f));
+        }
+    }
+    Ok(v)
+}
+
 /// The report of a store without running anything (`info`).
 pub fn describe(nf: &NightlyFetch, state_dir: Option<&Path>, manifest: &Manifest) -> FetchReport {
     let record = crate::fetch::read_record(&nf.opts.dir).ok().flatten();
@@ -286,4 +328,121 @@ pub fn describe(nf: &NightlyFetch, state_dir: Option<&Path>, manifest: &Manifest
         }
     }
     with_index(rep, Some(manifest), nf.every)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn nightly() -> NightlyFetch {
+        NightlyFetch {
+            opts: FetchOptions::new(PathBuf::from("/srv/hibp")),
+            every: Duration::from_secs(30 * DAY),
+        }
+    }
+
+    /// The store's record of a complete fetch `ago` seconds ago with `nightly()`'s settings.
+    fn fetched(ago: u64) -> FetchRecord {
+        let at = now() - ago;
+        FetchRecord {
+            mode: "sha1".into(),
+            base_url: crate::fetch::DEFAULT_BASE_URL.into(),
+            prefixes: "00000-FFFFF".into(),
+            run: 3,
+            started_at: at,
+            finished_at: Some(at),
+            complete: true,
+            last_complete_at: Some(at),
+            ..Default::default()
+        }
+    }
+
+    fn attempt(failed: bool) -> Attempt {
+        Attempt {
+            at: now() - DAY,
+            failed,
+            error: failed.then(|| "connection refused".into()),
+        }
+    }
+
+    #[test]
+    fn never_fetched_is_due() {
+        assert_eq!(
+            due(&nightly(), None, None).as_deref(),
+            Some("never fetched")
+        );
+        // A failed first attempt left no record: still never fetched.
+        assert_eq!(
+            due(&nightly(), None, Some(&attempt(true))).as_deref(),
+            Some("never fetched")
+        );
+    }
+
+    #[test]
+    fn a_failed_last_attempt_is_due_the_next_night_not_in_every() {
+        let fresh = fetched(DAY);
+        assert_eq!(due(&nightly(), Some(&fresh), Some(&attempt(false))), None);
+        assert_eq!(
+            due(&nightly(), Some(&fresh), Some(&attempt(true))).as_deref(),
+            Some("the last fetch failed")
+        );
+        // A run that did not complete (ranges still failing, or killed) is a failure too, even
+        // with no attempt recorded (a `fetch` by hand).
+        let mut partial = fetched(DAY);
+        partial.complete = false;
+        assert_eq!(
+            due(&nightly(), Some(&partial), None).as_deref(),
+            Some("the last fetch failed")
+        );
+    }
+
+    #[test]
+    fn other_settings_are_due() {
+        let other = "the store was fetched with other settings";
+        let mut ntlm = nightly();
+        ntlm.opts.ntlm = true;
+        assert_eq!(
+            due(&ntlm, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        let mut part = nightly();
+        part.opts.prefixes = (0, 0x2FF);
+        assert_eq!(
+            due(&part, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        let mut mirror = nightly();
+        mirror.opts.base_url = "https://mirror.example/range/".into();
+        assert_eq!(
+            due(&mirror, Some(&fetched(DAY)), None).as_deref(),
+            Some(other)
+        );
+        // Settings that do not change what is stored are not: parallel, retries, ca_file.
+        let mut same = nightly();
+        same.opts.parallel = 8;
+        same.opts.retries = 0;
+        same.opts.ca_file = Some(PathBuf::from("/etc/ca.pem"));
+        assert_eq!(due(&same, Some(&fetched(DAY)), None), None);
+    }
+
+    #[test]
+    fn older_than_every_is_due_and_fresh_is_not() {
+        let nf = nightly();
+        assert_eq!(due(&nf, Some(&fetched(0)), None), None);
+        assert_eq!(due(&nf, Some(&fetched(29 * DAY)), None), None);
+        assert_eq!(
+            due(&nf, Some(&fetched(31 * DAY)), None).as_deref(),
+            Some("its last complete fetch is older than 30days")
+        );
+        // Exactly `every` ago: due (not "less than every").
+        assert!(due(&nf, Some(&fetched(30 * DAY)), None).is_some());
+        let mut never_whole = fetched(DAY);
+        never_whole.last_complete_at = None;
+        assert_eq!(
+            due(&nf, Some(&never_whole), None).as_deref(),
+            Some("never fetched whole")
+        );
+    }
 }

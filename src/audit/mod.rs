@@ -209,6 +209,9 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         Some(nf) => Some(fetch::run_if_due(nf, &opts.state.dir)?),
         None => None,
     };
+    if let (Some(rep), Some(nf)) = (&fetched, &opts.fetch) {
+        fetch::no_index_to_fall_back_on(rep, nf, &opts.index)?;
+    }
     let keep = kept_domains(opts);
     let (rebuilt, index_stale) = rebuild_if_stale(opts, keep, warn)?;
 
@@ -334,12 +337,12 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     }
     state.record_night(&tonight.night, &run)?;
     state.save_marks(&outcome.marks, &marks_before, &check_opts.logins.now)?;
-    if let Some(f) = &done.fetch {
-        // For the operator's message (one key per server of a fleet).
-        state.set_meta(
-            &state.server_key(fetch::META_KEY),
-            &serde_json::to_string(f).unwrap_or_default(),
-        )?;
+    // For the operator's message and page (one key per server of a fleet); without [fetch]
+    // (removed from the config) nothing fetch-related is shown.
+    let fetch_key = state.server_key(fetch::META_KEY);
+    match &done.fetch {
+        Some(f) => state.set_meta(&fetch_key, &serde_json::to_string(f).unwrap_or_default())?,
+        None => state.delete_meta(&fetch_key)?,
     }
     if let Some(cfg) = &opts.suspend {
         let plan = crate::suspend::plan(&state, cfg, None)?;

@@ -37,44 +37,63 @@ pub(crate) struct Sections {
     pub(crate) fetch: Option<FetchConfig>,
 }
 
-/// The `[fetch]` section of the audit config: the nightly fetch. Its keys are `breach-audit
-/// fetch`'s flags (hibp, ntlm, parallel, base_url, ca_file, prefixes), and `every`.
-#[derive(serde::Deserialize, serde::Serialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FetchConfig {
-    /// The store (`fetch --hibp DIR`); also the index's HIBP source.
-    pub(crate) hibp: Option<ConfigPath>,
-    /// The NTLM ranges instead of SHA-1 (`fetch --ntlm`): they feed the NTLM map.
-    #[serde(default)]
-    pub(crate) ntlm: bool,
-    /// How often a complete fetch is made (default 30 days); a failed one is retried nightly.
-    pub(crate) every: Option<Duration>,
-    /// `fetch --parallel`.
-    pub(crate) parallel: Option<u16>,
-    /// `fetch --base-url`.
-    pub(crate) base_url: Option<String>,
-    /// `fetch --ca-file`.
-    pub(crate) ca_file: Option<ConfigPath>,
-    /// `fetch --prefixes` (tests, partial mirrors).
-    pub(crate) prefixes: Option<String>,
-    /// `fetch --retries` (tests shorten the backoff with it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) retries: Option<u32>,
+crate::options! {
+    /// `breach-audit fetch`'s settings, declared once: its flags, and the keys of the audit
+    /// config's `[fetch]` section (the nightly fetch), which has `every` besides. A flag's name is
+    /// its key's with `-` for `_` (`--base-url`, `base_url`).
+    #[derive(Args, serde::Deserialize, serde::Serialize, Default, Clone)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct FetchConfig {
+        /// The store: created if missing, updated in place (4,096 zstd shards `XYZ.zst`; pass the
+        /// same directory to `build --hibp`). With --check: a store a completed fetch wrote. In
+        /// `[fetch]`: also the index's HIBP source.
+        #[arg(long, value_name = "DIR", required = true)]
+        pub(crate) hibp: Option<ConfigPath>,
+        /// Fetch the NTLM ranges (`?mode=ntlm`) instead of SHA-1 (they feed the NTLM map). A store
+        /// holds one kind: use another directory.
+        #[arg(long)]
+        #[serde(default)]
+        pub(crate) ntlm: bool,
+        /// `[fetch]` only: how often a complete fetch is made (default 30 days); a failed one is
+        /// retried the next night.
+        #[arg(skip)]
+        pub(crate) every: Option<Duration>,
+        /// Requests in flight, over a few HTTP/2 connections (one per 100). Default 300.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=2000))]
+        pub(crate) parallel: Option<u16>,
+        /// The range API; the 5-hex prefix is appended. `http://` is allowed for a local mirror.
+        /// Default https://api.pwnedpasswords.com/range/.
+        #[arg(long, value_name = "URL")]
+        pub(crate) base_url: Option<String>,
+        /// PEM CA certificates trusted besides the system's (a private mirror's own CA).
+        #[arg(long, value_name = "PEM")]
+        pub(crate) ca_file: Option<ConfigPath>,
+        /// Only these prefixes, whole shards: `ABC00-DEFFF` (the first ends in 00, the last in FF).
+        /// For tests and partial mirrors; the rest of the store is left as it is. With --check: the
+        /// sample is drawn from these.
+        #[arg(long, value_name = "FIRST-LAST")]
+        pub(crate) prefixes: Option<Prefixes>,
+        /// Attempts after the first for a failing range (default 5; tests shorten the backoff
+        /// with it).
+        #[arg(long, hide = true)]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(crate) retries: Option<u32>,
+    }
 }
 
 impl FetchConfig {
-    /// The nightly fetch as the audit runs it.
-    pub(crate) fn nightly(&self) -> Result<crate::audit::fetch::NightlyFetch> {
+    /// The fetch these settings describe (`what` names them in errors: `--hibp`, `[fetch]`).
+    pub(crate) fn options(&self, what: &str) -> Result<crate::fetch::FetchOptions> {
         let dir = self
             .hibp
             .clone()
-            .ok_or_else(|| Error::Usage("[fetch] needs `hibp = DIR` (the store)".into()))?;
+            .ok_or_else(|| Error::Usage(format!("{what} needs `hibp = DIR` (the store)")))?;
         let mut opts = crate::fetch::FetchOptions::new(dir.into());
         opts.ntlm = self.ntlm;
         if let Some(n) = self.parallel {
             if !(1..=2000).contains(&n) {
                 return Err(Error::Usage(format!(
-                    "[fetch] parallel = {n}: expected 1 to 2000"
+                    "{what} parallel = {n}: expected 1 to 2000"
                 )));
             }
             opts.parallel = usize::from(n);
@@ -83,13 +102,18 @@ impl FetchConfig {
             opts.base_url = u.clone();
         }
         opts.ca_file = self.ca_file.clone().map(PathBuf::from);
-        if let Some(p) = &self.prefixes {
-            opts.prefixes = crate::fetch::parse_prefixes(p)
-                .map_err(|e| Error::Usage(format!("[fetch] prefixes: {e}")))?;
+        if let Some(p) = self.prefixes {
+            opts.prefixes = p.0;
         }
         if let Some(r) = self.retries {
             opts.retries = r;
         }
+        Ok(opts)
+    }
+
+    /// The nightly fetch as the audit runs it.
+    pub(crate) fn nightly(&self) -> Result<crate::audit::fetch::NightlyFetch> {
+        let opts = self.options("[fetch]")?;
         let every = self
             .every
             .map_or(crate::audit::fetch::DEFAULT_EVERY, |d| d.0);
@@ -454,6 +478,12 @@ parsed! {
     /// A duration (`30m`, `4h`).
     Duration(std::time::Duration) = |s: &str| humantime::parse_duration(s).map_err(|e| e.to_string()),
         |d: &std::time::Duration| humantime::format_duration(*d).to_string()
+}
+
+parsed! {
+    /// `ABC00-DEFFF`: a span of prefixes, whole shards.
+    Prefixes((u32, u32)) = crate::fetch::parse_prefixes,
+        |p: &(u32, u32)| format!("{}-{}", crate::fetch::prefix_name(p.0), crate::fetch::prefix_name(p.1))
 }
 
 /// The default of `--mem`.
@@ -989,6 +1019,22 @@ pub(crate) fn read_domains(
 #[cfg(test)]
 mod tests {
     use super::parse_percent;
+
+    #[test]
+    fn the_fetch_keys_are_the_fetch_flags_and_every() {
+        use clap::Args;
+        let cmd = super::FetchConfig::augment_args(clap::Command::new("fetch"));
+        let mut flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| l.replace('-', "_"))
+            .chain(["every".to_string()])
+            .collect();
+        flags.sort();
+        let mut keys: Vec<&str> = crate::config::fields::<super::FetchConfig>().to_vec();
+        keys.sort_unstable();
+        assert_eq!(flags, keys);
+    }
 
     #[test]
     fn whole_numbers_are_percentages_and_decimals_up_to_one_are_shares() {

@@ -37,7 +37,9 @@ complete fetch older than `every`) before deciding whether to rebuild; a fetch t
 rebuilds nothing. A failed fetch never stops the run: the audit uses the index it has, the alert
 \"fetch failed: ...\" is printed and in run.json (whose `fetch` object says what was fetched and how
 old the index's data is, `stale` past `every` plus a week), and the next run fetches again; the
-cron wrapper scripts/breach-audit-cron.sh exits 6 then. Refused with rebuild = false.
+cron wrapper scripts/breach-audit-cron.sh exits 6 then. With no index yet to fall back on (the
+very first fetch failed) the run fails closed, exit 2, saying why and what to do. Refused with
+rebuild = false.
 
 Its [notify] section (for --notify and `breach-audit notify`): from (the sender, required),
 reply_to, operator (who gets what customers must not), via (sendmail, smtp or outbox; default

@@ -2,35 +2,16 @@
 //! reads (the engine is `crate::fetch`).
 
 use super::Exit;
+use super::args::FetchConfig;
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions};
 use clap::Args;
-use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct FetchArgs {
-    /// The store: created if missing, updated in place (4,096 zstd shards `XYZ.zst`; pass the
-    /// same directory to `build --hibp`). With --check: a store a completed fetch wrote.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) hibp: PathBuf,
-    /// Fetch the NTLM ranges (`?mode=ntlm`) instead of SHA-1. A store holds one kind: use
-    /// another directory.
-    #[arg(long)]
-    pub(crate) ntlm: bool,
-    /// Requests in flight, over a few HTTP/2 connections (one per 100).
-    #[arg(long, value_name = "N", default_value_t = 300, value_parser = clap::value_parser!(u16).range(1..=2000))]
-    pub(crate) parallel: u16,
-    /// The range API; the 5-hex prefix is appended. `http://` is allowed for a local mirror.
-    #[arg(long, value_name = "URL", default_value = fetch::DEFAULT_BASE_URL)]
-    pub(crate) base_url: String,
-    /// PEM CA certificates trusted besides the system's (a private mirror's own CA).
-    #[arg(long, value_name = "PEM")]
-    pub(crate) ca_file: Option<PathBuf>,
-    /// Only these prefixes, whole shards: `ABC00-DEFFF` (the first ends in 00, the last in FF).
-    /// For tests and partial mirrors; the rest of the store is left as it is. With --check: the
-    /// sample is drawn from these.
-    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_prefixes)]
-    pub(crate) prefixes: Option<(u32, u32)>,
+    /// The settings: the same as the audit config's `[fetch]` keys (one declaration).
+    #[command(flatten)]
+    pub(crate) settings: FetchConfig,
     /// No progress bar (the summary line is still printed).
     #[arg(long)]
     pub(crate) quiet: bool,
@@ -46,17 +27,10 @@ pub(crate) struct FetchArgs {
     /// store holds with an ETag.
     #[arg(long, value_name = "N", requires = "check", default_value_t = fetch::DEFAULT_SAMPLE, value_parser = parse_sample)]
     pub(crate) sample: usize,
-    /// Attempts after the first for a failing range (tests shorten the backoff with it).
-    #[arg(long, hide = true, default_value_t = 5)]
-    pub(crate) retries: u32,
 }
 
 fn opts_record_path(out: &fetch::FetchOutcome) -> String {
     out.record_path.display().to_string()
-}
-
-fn parse_prefixes(s: &str) -> std::result::Result<(u32, u32), String> {
-    fetch::parse_prefixes(s)
 }
 
 fn parse_sample(s: &str) -> std::result::Result<usize, String> {
@@ -70,16 +44,8 @@ fn parse_sample(s: &str) -> std::result::Result<usize, String> {
 }
 
 pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
-    let mut opts = FetchOptions::new(a.hibp);
-    opts.ntlm = a.ntlm;
-    opts.parallel = usize::from(a.parallel);
-    opts.base_url = a.base_url;
-    opts.ca_file = a.ca_file;
-    if let Some(p) = a.prefixes {
-        opts.prefixes = p;
-    }
+    let mut opts = a.settings.options("fetch")?;
     opts.progress = !a.quiet;
-    opts.retries = a.retries;
     if a.check {
         return check(&opts, a.sample);
     }

@@ -558,7 +558,7 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
         }
     }
     // A fetch that failed, or data older than `every` and a week: the operator must act.
-    for (server, f) in fetch_reports(state)? {
+    for (server, f) in crate::audit::fetch::reports(state)? {
         if f.failed || f.stale {
             items.push(format!("{}{}", tag(&server), f.text()));
         }
@@ -586,24 +586,6 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
         }
     }
     Ok((items, events))
-}
-
-/// Each server's last fetch report (`[fetch]` in its audit config), by server name.
-fn fetch_reports(state: &State) -> Result<Vec<(String, crate::audit::fetch::FetchReport)>> {
-    let key = crate::audit::fetch::META_KEY;
-    let rows = state.db.query(
-        "SELECT key, value FROM meta WHERE key = ?1 OR key LIKE ?2 ORDER BY key",
-        crate::state::p![key, format!("{key}:%")],
-    )?;
-    let mut v = Vec::new();
-    for r in rows {
-        let k: String = r.get(0)?;
-        let value: String = r.get(1)?;
-        if let Ok(f) = serde_json::from_str(&value) {
-            v.push((k.split_once(':').map_or("", |(_, s)| s).to_string(), f));
-        }
-    }
-    Ok(v)
 }
 
 /// The `meta` key of the last operator message sent: its digest and time.
@@ -638,7 +620,7 @@ fn operator_message(
     let page = crate::page::load(state, crate::page::NIGHTS)?;
     let mut summary = crate::page::summary_text(&page);
     // Where the HIBP data stands, whatever else the message says.
-    for (server, f) in fetch_reports(state)? {
+    for (server, f) in crate::audit::fetch::reports(state)? {
         summary.push_str(&format!(
             "  {}{}\n",
             if server.is_empty() {

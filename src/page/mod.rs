@@ -3,7 +3,8 @@
 //! made from the state database: tonight's numbers with their change since the previous run, a
 //! chart of at-risk accounts by severity over the last runs (`chart.rs`), the owners and domains
 //! carrying most of it, the sources and their health, the open notices, what was not audited
-//! and the addresses held for it, and the accounts suspended now. It names addresses only where
+//! and the addresses held for it, the accounts suspended now, and (with `[fetch]`) where the
+//! HIBP data stands: when it was last fetched, what changed, how old the index's data is. It names addresses only where
 //! the operator must act on them (open notices, held addresses, suspensions) and never holds a
 //! password or a hash: it reads counts, addresses, domains,
 //! owners and reasons, nothing else.
@@ -104,6 +105,61 @@ pub struct SuspendedRow {
     pub server: String,
 }
 
+/// A server's HIBP data as its last run's `[fetch]` report left it (`crate::audit::fetch`).
+#[derive(Debug, Serialize)]
+pub struct FetchRow {
+    /// The server (empty: one server alone).
+    pub server: String,
+    pub hibp: String,
+    pub mode: String,
+    pub every: String,
+    pub last_fetched: String,
+    pub last_attempt: String,
+    /// Ranges changed by the last fetch (`–`: never fetched).
+    pub ranges_changed: String,
+    /// The age of the data the index answers from, in days (`–`: not built from the store).
+    pub data_age_days: String,
+    pub data_at: String,
+    pub built_from_run: String,
+    /// Older than `every` plus a margin, or the index not built from the store.
+    pub stale: bool,
+    /// The last fetch failed (its cause), retried next night.
+    pub failed: bool,
+    pub error: String,
+    pub failed_ranges: u64,
+}
+
+impl From<(String, crate::audit::fetch::FetchReport)> for FetchRow {
+    fn from((server, f): (String, crate::audit::fetch::FetchReport)) -> FetchRow {
+        let dash = || "\u{2013}".to_string();
+        let fetched = f.last_fetched_at.is_some();
+        FetchRow {
+            server,
+            last_fetched: f.last_fetched_at.unwrap_or_else(|| "never".into()),
+            last_attempt: f.last_attempt_at.unwrap_or_else(dash),
+            ranges_changed: if fetched || f.ran {
+                f.ranges_changed.to_string()
+            } else {
+                dash()
+            },
+            data_age_days: f
+                .index_data_age_days
+                .map_or_else(dash, |d| format!("{d:.1}")),
+            data_at: f.index_data_at.unwrap_or_default(),
+            built_from_run: f
+                .index_built_from_run
+                .map_or_else(String::new, |r| r.to_string()),
+            stale: f.stale,
+            failed: f.failed,
+            error: f.error.unwrap_or_default(),
+            failed_ranges: f.failed_ranges,
+            hibp: f.hibp,
+            mode: f.mode,
+            every: f.every,
+        }
+    }
+}
+
 /// Everything on the page.
 pub struct Page {
     /// The last runs, oldest first.
@@ -122,6 +178,8 @@ pub struct Page {
     pub fleet: Vec<FleetRow>,
     /// This server's name (empty: one server alone).
     pub server: String,
+    /// Each server's HIBP data (`[fetch]`; empty without it).
+    pub fetch: Vec<FetchRow>,
     pub generated: String,
 }
 
@@ -238,6 +296,10 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
         held_total,
         fleet,
         server: state.server().to_string(),
+        fetch: crate::audit::fetch::reports(state)?
+            .into_iter()
+            .map(FetchRow::from)
+            .collect(),
         generated: crate::state::now(),
     })
 }
@@ -453,6 +515,7 @@ pub fn render(page: &Page) -> Result<String> {
             held: page.fleet.iter().map(|f| f.held).sum(),
             not_audited: Vec::new(),
         }),
+        fetch => ser(&page.fetch),
         logins => ser(tonight.and_then(|r| r.logins())),
         not_audited => ser(tonight.map(|r| {
             let mut list = r.not_audited();
@@ -553,6 +616,7 @@ mod tests {
             held_total: 1,
             fleet: Vec::new(),
             server: String::new(),
+            fetch: Vec::new(),
             generated: "now".into(),
         };
         let html = render(&page).unwrap();

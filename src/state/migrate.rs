@@ -35,7 +35,8 @@
 //!   says so): the server's next audit marks its accounts afresh. An address already marked in
 //!   the shared state keeps its mark.
 //! - **meta**: the per-server keys get the server's name (`hook_failures_read` becomes
-//!   `hook_failures_read:NAME`, `serve_*` keys `serve_*:NAME`); every other key is copied only
+//!   `hook_failures_read:NAME`, `serve_*` keys `serve_*:NAME`, the last fetch's report `fetch`
+//!   `fetch:NAME`); every other key is copied only
 //!   when the shared state lacks it (its `operator_message`, one per fleet, wins);
 //!   `server_identity` is not copied (the server claims its name with its first run there).
 //!
@@ -389,7 +390,10 @@ fn meta_key(key: &str, server: &str) -> Option<String> {
     // first run there (its SQLite record may name the state directory, not the config).
     if key == "mark_key" || base == "migrated" || base == "server_identity" {
         None
-    } else if base == "hook_failures_read" || base.starts_with("serve_") {
+    } else if base == "hook_failures_read"
+        || base.starts_with("serve_")
+        || base == crate::audit::fetch::META_KEY
+    {
         Some(format!("{base}:{server}"))
     } else {
         Some(key.to_string())

@@ -1050,6 +1050,13 @@ impl State {
         self.db.set_meta(key, value)
     }
 
+    /// Remove a key of the `meta` table (none: nothing to do).
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.db
+            .execute("DELETE FROM meta WHERE key = ?1", p![key])?;
+        Ok(())
+    }
+
     /// This server's own `meta` key for `key` (`key:SERVER` in a fleet, `key` alone for one
     /// server): serve's counters and marks are per server.
     pub(crate) fn server_key(&self, key: &str) -> String {

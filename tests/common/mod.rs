@@ -1,6 +1,7 @@
 //! Test helpers: run the built binary in a temporary work directory (xsv's `Workdir` pattern).
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod db;
 pub mod dovecot;
 pub mod mta;
