@@ -186,8 +186,9 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
     let wd = Workdir::new();
     let store = wd.path("store");
 
-    // The throwaway CA is not trusted without --ca-file: the fetch fails and says why.
-    let r = fetch(&wd, &n.https_url(), &["--retries", "0"]);
+    // The throwaway CA is not trusted without --ca-file: the fetch fails at once (no retries:
+    // a refused certificate stays refused, for every range), says why once, and names the fix.
+    let r = fetch(&wd, &n.https_url(), &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("invalid peer certificate: UnknownIssuer"),
@@ -195,8 +196,28 @@ fn a_fetched_subset_builds_the_index_of_the_same_prefixes_and_a_refetch_asks_onl
         r.stderr
     );
     assert!(
+        r.stderr.contains("--ca-file PEM"),
+        "the fix is named: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("attempts)"),
+        "a refused certificate is not retried: {}",
+        r.stderr
+    );
+    assert!(
         r.stderr.contains("failed: 000"),
         "the failing ranges are named: {}",
+        r.stderr
+    );
+    let lines = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("UnknownIssuer"))
+        .count();
+    assert!(
+        lines <= 3,
+        "one line per reason, not one per range: {}",
         r.stderr
     );
     assert!(store_text(&store).is_empty(), "nothing stored");

@@ -56,18 +56,15 @@ pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
     }
     let r = &out.record;
     if r.failed_count > 0 {
-        for f in r.failed.iter().take(10) {
-            eprintln!("breach-audit: failed: {f}");
-        }
-        if r.failed.len() > 10 {
+        print_failures(&r.failed);
+        if r.failed.len() < r.failed_count as usize {
             eprintln!(
-                "breach-audit: ... and {} more (the first 100 are in {})",
-                r.failed_count - 10,
+                "breach-audit: (the first 100 are in {})",
                 opts_record_path(&out)
             );
         }
         return Err(Error::Usage(format!(
-            "{} ranges still failing after retries (first: {}); their shards keep their previous data; run fetch again to retry them",
+            "{} ranges not fetched (first: {}); their shards keep their previous data; run fetch again to retry them",
             r.failed_count,
             r.failed.first().map_or("?", String::as_str)
         )));
@@ -83,12 +80,7 @@ fn check(opts: &FetchOptions, sample: usize) -> Result<Exit> {
         return Err(Error::Interrupted);
     }
     if !out.failed.is_empty() {
-        for f in out.failed.iter().take(10) {
-            eprintln!("breach-audit: failed: {f}");
-        }
-        if out.failed.len() > 10 {
-            eprintln!("breach-audit: ... and {} more", out.failed.len() - 10);
-        }
+        print_failures(&out.failed);
         return Err(Error::Usage(format!(
             "{} of {} sampled ranges could not be asked (first: {}); whether the data changed is unknown",
             out.failed.len(),
@@ -98,4 +90,45 @@ fn check(opts: &FetchOptions, sample: usize) -> Result<Exit> {
     }
     println!("{}", out.summary());
     Ok(Exit::found_if(out.changed > 0))
+}
+
+/// A failure line's prefix (when it names one) and its reason: `PREFIX: why`.
+fn reason(line: &str) -> (Option<&str>, &str) {
+    match line.split_once(": ") {
+        Some((p, why)) if p.len() == 5 && p.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (Some(p), why)
+        }
+        _ => (None, line),
+    }
+}
+
+/// The failed ranges on standard error, one line per reason (a refused certificate or a server
+/// that is down fails every range the same way): `failed: 00000, 00001 ... (N ranges): why`.
+fn print_failures(lines: &[String]) {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for l in lines {
+        let (prefix, why) = reason(l);
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, ps)) => ps.extend(prefix),
+            None => groups.push((why, prefix.into_iter().collect())),
+        }
+    }
+    for (why, ps) in groups.iter().take(10) {
+        match ps.len() {
+            0 => eprintln!("breach-audit: {why}"),
+            1 => eprintln!("breach-audit: failed: {}: {why}", ps[0]),
+            n => {
+                let shown = ps.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+                let more = if n > 5 {
+                    format!(" ... ({n} ranges)")
+                } else {
+                    format!(" ({n} ranges)")
+                };
+                eprintln!("breach-audit: failed: {shown}{more}: {why}");
+            }
+        }
+    }
+    if groups.len() > 10 {
+        eprintln!("breach-audit: ... and {} other reasons", groups.len() - 10);
+    }
 }

@@ -256,7 +256,7 @@ pub fn main() -> std::process::ExitCode {
         Err(e) if e.is_broken_pipe() => Exit::Clean,
         Err(crate::Error::Interrupted) => {
             eprintln!(
-                "breach-audit: interrupted; temporary files removed, the previous index and outputs are untouched"
+                "breach-audit: interrupted; temporary files removed, what was there before (index, outputs, state, a fetched store) is untouched; a fetch resumes where it stopped"
             );
             Exit::Interrupted
         }

@@ -262,6 +262,13 @@ impl Ctx<'_> {
         };
         match &r {
             Ok(_) => self.failing.store(0, Ordering::Relaxed),
+            Err(Fail::Trust(why)) => {
+                let mut g = self.gave_up.lock().unwrap_or_else(|p| p.into_inner());
+                g.get_or_insert_with(|| {
+                    format!("stopped: the server's certificate is refused ({why})")
+                });
+                let _ = self.stop_tx.send(true);
+            }
             Err(Fail::Retry(why) | Fail::Final(why)) => {
                 if self.failing.fetch_add(1, Ordering::Relaxed) + 1 >= GIVE_UP_AFTER {
                     let mut g = self.gave_up.lock().unwrap_or_else(|p| p.into_inner());
@@ -278,7 +285,7 @@ impl Ctx<'_> {
         (
             prefix,
             Some(r.map_err(|f| match f {
-                Fail::Retry(s) | Fail::Final(s) => s,
+                Fail::Retry(s) | Fail::Final(s) | Fail::Trust(s) => s,
             })),
         )
     }
@@ -329,9 +336,18 @@ impl Ctx<'_> {
             req = req.header(reqwest::header::IF_NONE_MATCH, &**etag);
         }
         let resp = req.send().await.map_err(|e| {
-            // A certificate the roots do not vouch for stays so: not worth a retry.
+            // A certificate the roots do not vouch for stays so: not worth a retry, nor
+            // another range.
             if is_certificate(&e) {
-                (Fail::Final(chain(&e)), None)
+                (
+                    Fail::Trust(format!(
+                        "{}; if the server is a private mirror with its own CA, pass it with \
+                         --ca-file PEM (ca_file in [fetch]); the system's roots are trusted \
+                         otherwise",
+                        chain(&e)
+                    )),
+                    None,
+                )
             } else {
                 retry(chain(&e))
             }
@@ -373,17 +389,22 @@ impl Ctx<'_> {
 fn is_certificate(e: &reqwest::Error) -> bool {
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
-        // io::Error's source() skips the error it wraps: look inside it too.
-        let inner = c
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn std::error::Error + 'static));
-        for e in [Some(c), inner].into_iter().flatten() {
+        // io::Error's source() skips the error it wraps, and the connector nests one io::Error
+        // in another (kind Other around kind InvalidData around rustls's): look inside each.
+        let mut e: &(dyn std::error::Error + 'static) = c;
+        loop {
             if let Some(r) = e.downcast_ref::<rustls::Error>() {
                 return matches!(
                     r,
                     rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
                 );
+            }
+            match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => e = inner,
+                None => break,
             }
         }
         src = c.source();

@@ -308,6 +308,9 @@ enum Fail {
     Retry(String),
     /// Asking again will not help (a 404): the range fails, the run goes on.
     Final(String),
+    /// The server's certificate is refused: every range would fail the same way, so the run
+    /// stops at once.
+    Trust(String),
 }
 
 /// A range's reply, checked.
@@ -342,10 +345,13 @@ struct Finished {
 pub fn fetch(opts: &FetchOptions) -> Result<FetchOutcome> {
     let started = std::time::Instant::now();
     let dir = &opts.dir;
-    std::fs::create_dir_all(dir).at(dir)?;
-    if !dir.is_dir() {
-        return Err(Error::bad_input(dir, "not a directory"));
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::bad_input(
+            dir,
+            "not a directory: --hibp names the store's directory (created if missing)",
+        ));
     }
+    std::fs::create_dir_all(dir).at(dir)?;
     let lock_path = dir.join(LOCK);
     let lock = std::fs::OpenOptions::new()
         .write(true)

@@ -191,9 +191,17 @@ fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
         }
     }
     if files.is_empty() {
+        if crate::fetch::read_record(dir).ok().flatten().is_some() {
+            return Err(Error::bad_input(
+                dir,
+                "a fetch store that holds no shard yet (its fetch has not finished one): run \
+                 `breach-audit fetch --hibp DIR` until it completes",
+            ));
+        }
         return Err(Error::bad_input(
             dir,
-            "directory holds no range files (00000.txt .. FFFFF.txt)",
+            "directory holds no range files (00000.txt .. FFFFF.txt) and no fetched shards \
+             (XYZ.zst): fetch the data with `breach-audit fetch --hibp DIR`",
         ));
     }
     files.sort();
