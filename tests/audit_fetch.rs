@@ -212,7 +212,8 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
         r.out()
     );
     assert!(
-        r.out().contains("0 ranges changed by the last fetch"),
+        r.out()
+            .contains("0 ranges changed or added by the last fetch"),
         "{}",
         r.out()
     );
@@ -247,6 +248,11 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
     assert!(r.stderr.contains("index unchanged"), "{}", r.stderr);
     assert_eq!(manifest(&w), after);
     assert_eq!(run_json(&w)["fetch"]["ran"], false);
+    // Not due, so tonight's probe asked a sample (256 by default) conditionally: unchanged.
+    assert_eq!(
+        run_json(&w)["fetch"]["probe"],
+        "unchanged since the last fetch (256 of 256 sampled ranges unchanged)"
+    );
 
     // Night 4: the mirror is down. The audit runs on the index it has, with the alert; the cron
     // wrapper exits 6.
@@ -306,6 +312,35 @@ fn five_nights_fetch_when_due_rebuild_only_on_change_and_survive_a_mirror_down()
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run = run_json(&w);
     assert_eq!(run["fetch"]["ran"], false, "{run}");
+
+    // Night 6: new data within `every`: three ranges change. The probe (here every range of the
+    // subset, so that it cannot miss) finds them and makes the fetch due at once: one rebuild.
+    for h in pwned.iter().take(3) {
+        *dump.get_mut(h).unwrap() += 7;
+        write_range(
+            &n.range_dir(),
+            u32::from_str_radix(&h[..5], 16).unwrap(),
+            &dump,
+        );
+    }
+    let cfg_probe = w
+        .write(
+            "audit-probe.toml",
+            std::fs::read_to_string(&cfg_month).unwrap() + "probe = 1024\n",
+        )
+        .display()
+        .to_string();
+    let r = audit(&w, &cfg_probe);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("index rebuilt"), "{}", r.stderr);
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["ran"], true, "{run}");
+    assert_eq!(
+        run["fetch"]["due"], "tonight's probe found 3 of 768 sampled ranges changed",
+        "{run}"
+    );
+    assert_eq!(run["fetch"]["ranges_changed"], 3, "{run}");
+    assert_eq!(lookups(&w, &hashes), counts(&dump));
 }
 
 #[test]

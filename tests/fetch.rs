@@ -587,6 +587,31 @@ fn check_asks_a_random_sample_writes_nothing_and_tells_unchanged_from_changed() 
     assert_eq!(r.code, 0, "{}", r.stderr);
     let before = snapshot(&store);
 
+    // Without --base-url, the store's own mirror is asked (not the public API): its ETags are
+    // that server's.
+    n.clear_log();
+    let r = wd.run(&[
+        "fetch",
+        "--hibp",
+        "store",
+        "--check",
+        "--ca-file",
+        ca,
+        "--sample",
+        "10",
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "asking {}, where this store was fetched from",
+            n.https_url()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(n.log().len(), 10, "the mirror was asked");
+
     // Unchanged mirror: a sample of 304s, each sent with its ETag; exit 0.
     n.clear_log();
     let r = check(&["--sample", "100"]);

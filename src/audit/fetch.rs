@@ -34,6 +34,8 @@ pub const META_KEY: &str = "fetch";
 pub struct NightlyFetch {
     pub opts: FetchOptions,
     pub every: Duration,
+    /// Ranges sampled on a night the fetch is not due (0: none).
+    pub probe: usize,
 }
 
 /// The last attempt, as `fetch.json` in the state directory keeps it.
@@ -79,6 +81,9 @@ pub struct FetchReport {
     pub index_data_age_days: Option<f64>,
     /// Older than `every` plus a week (or the index was not built from the store).
     pub stale: bool,
+    /// Tonight's probe (`[fetch] probe`, on a night the fetch was not due by `every`): the
+    /// `fetch --check` answer, or why it could not ask.
+    pub probe: Option<String>,
 }
 
 impl FetchReport {
@@ -90,9 +95,9 @@ impl FetchReport {
             self.hibp,
             self.last_fetched_at.as_deref().unwrap_or("never")
         );
-        if self.ran || self.last_fetched_at.is_some() {
+        if !self.failed && (self.ran || self.last_fetched_at.is_some()) {
             s.push_str(&format!(
-                ", {} changed by the last fetch",
+                ", {} changed or added by the last fetch",
                 crate::check::plural(self.ranges_changed, "range")
             ));
         }
@@ -111,6 +116,9 @@ impl FetchReport {
                 "; the last fetch FAILED ({}), retried next night",
                 self.error.as_deref().unwrap_or("?")
             ));
+        }
+        if let Some(p) = &self.probe {
+            s.push_str(&format!("; tonight's probe: {p}"));
         }
         s
     }
@@ -183,6 +191,31 @@ pub fn run_if_due(nf: &NightlyFetch, state_dir: &Path) -> Result<FetchReport> {
         due: due(nf, record.as_ref(), attempt.as_ref()),
         ..Default::default()
     };
+    if rep.due.is_none() && nf.probe > 0 {
+        // Not due by `every`: a sample of conditional requests says whether there is new data.
+        match crate::fetch::check(&nf.opts, nf.probe) {
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Ok(o) if o.interrupted => return Err(Error::Interrupted),
+            Ok(o) if o.changed > 0 => {
+                rep.due = Some(format!(
+                    "tonight's probe found {} of {} sampled ranges changed",
+                    o.changed, o.sampled
+                ));
+                rep.probe = Some(o.summary());
+            }
+            Ok(o) if o.failed.is_empty() => rep.probe = Some(o.summary()),
+            // Unknown: not an alert (the data is no older than `every`); asked again tomorrow.
+            Ok(o) => {
+                rep.probe = Some(format!(
+                    "could not ask {} of {} sampled ranges (first: {})",
+                    o.failed.len(),
+                    o.sampled,
+                    o.failed[0]
+                ))
+            }
+            Err(e) => rep.probe = Some(format!("could not run: {e}")),
+        }
+    }
     if rep.due.is_none() {
         // Not due: what the last attempt was.
         if let Some(r) = &record {
@@ -340,6 +373,7 @@ mod tests {
         NightlyFetch {
             opts: FetchOptions::new(PathBuf::from("/srv/hibp")),
             every: Duration::from_secs(30 * DAY),
+            probe: 0,
         }
     }
 

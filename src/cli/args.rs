@@ -58,6 +58,11 @@ crate::options! {
         /// retried the next night.
         #[arg(skip)]
         pub(crate) every: Option<Duration>,
+        /// `[fetch]` only: ranges asked (`fetch --check`) on a night the full fetch is not due;
+        /// a changed one makes it due at once, so new data arrives within a night, not `every`.
+        /// Default 256; 0: no probe.
+        #[arg(skip)]
+        pub(crate) probe: Option<usize>,
         /// Requests in flight, over a few HTTP/2 connections (one per 100). Default 300.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=2000))]
         pub(crate) parallel: Option<u16>,
@@ -120,7 +125,8 @@ impl FetchConfig {
         if every.is_zero() {
             return Err(Error::Usage("[fetch] every must be longer than 0s".into()));
         }
-        Ok(crate::audit::fetch::NightlyFetch { opts, every })
+        let probe = self.probe.unwrap_or(crate::fetch::DEFAULT_SAMPLE);
+        Ok(crate::audit::fetch::NightlyFetch { opts, every, probe })
     }
 }
 
@@ -1021,14 +1027,14 @@ mod tests {
     use super::parse_percent;
 
     #[test]
-    fn the_fetch_keys_are_the_fetch_flags_and_every() {
+    fn the_fetch_keys_are_the_fetch_flags_every_and_probe() {
         use clap::Args;
         let cmd = super::FetchConfig::augment_args(clap::Command::new("fetch"));
         let mut flags: Vec<String> = cmd
             .get_arguments()
             .filter_map(|a| a.get_long())
             .map(|l| l.replace('-', "_"))
-            .chain(["every".to_string()])
+            .chain(["every".to_string(), "probe".to_string()])
             .collect();
         flags.sort();
         let mut keys: Vec<&str> = crate::config::fields::<super::FetchConfig>().to_vec();

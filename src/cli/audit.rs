@@ -31,9 +31,11 @@ rebuild = false (as --no-rebuild): the index is built on another machine and ins
 built (a warning and run.json's index_stale) and fails when it is missing.
 
 Its [fetch] section (README \"audit: run it nightly\"): hibp (the store, also the index's
-HIBP source), every (default \"30d\"), ntlm, base_url, ca_file, parallel, prefixes, as the flags of
-`breach-audit fetch`. The audit fetches when due (never fetched, the last attempt failed, the last
-complete fetch older than `every`) before deciding whether to rebuild; a fetch that changed nothing
+HIBP source), every (default \"30d\"), probe (default 256; 0: none), ntlm, base_url, ca_file,
+parallel, prefixes, as the flags of `breach-audit fetch`. The audit fetches when due (never
+fetched, the last attempt failed, the last complete fetch older than `every`, or tonight's probe of
+`probe` sampled ranges, run on the nights between, found one changed) before deciding whether to
+rebuild; a fetch that changed nothing
 rebuilds nothing. A failed fetch never stops the run: the audit uses the index it has, the alert
 \"fetch failed: ...\" is printed and in run.json (whose `fetch` object says what was fetched and how
 old the index's data is, `stale` past `every` plus a week), and the next run fetches again; the
@@ -396,8 +398,8 @@ fn options(a: AuditArgs) -> Result<Option<AuditOptions>> {
 
 /// The index's HIBP sources with `[fetch]`'s store among them, named once: `hibp` may name the
 /// store itself (accepted, however spelled); another HIBP source beside a SHA-1 store is refused
-/// (two SHA-1 sources, one of them not kept current, would both answer), while beside an NTLM
-/// store (`ntlm = true`) it is the SHA-1 data.
+/// (two SHA-1 sources, one of them not kept current, would both answer) unless it is an NTLM
+/// store (`fetch --ntlm`), while beside an NTLM store (`ntlm = true`) it is the SHA-1 data.
 fn with_store(hibp: Vec<PathBuf>, nf: &crate::audit::fetch::NightlyFetch) -> Result<Vec<PathBuf>> {
     let store = &nf.opts.dir;
     let same = |p: &PathBuf| {
@@ -407,7 +409,16 @@ fn with_store(hibp: Vec<PathBuf>, nf: &crate::audit::fetch::NightlyFetch) -> Res
                 .is_some_and(|c| std::fs::canonicalize(store).ok() == Some(c))
     };
     let others: Vec<PathBuf> = hibp.into_iter().filter(|p| !same(p)).collect();
-    if !others.is_empty() && !nf.opts.ntlm {
+    // An NTLM store (`fetch --ntlm` into another directory) is the NTLM data beside it.
+    let ntlm_store = |p: &PathBuf| {
+        crate::fetch::read_record(p)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.mode == "ntlm")
+    };
+    let sha1_others: Vec<&PathBuf> = others.iter().filter(|p| !ntlm_store(p)).collect();
+    if !sha1_others.is_empty() && !nf.opts.ntlm {
+        let others = sha1_others;
         return Err(Error::Usage(format!(
             "hibp = {} and [fetch] hibp = {}: the fetched store is the index's HIBP source (SHA-1), kept current by the nightly fetch; remove `hibp` (or name the store there), or fetch into another directory",
             others
@@ -416,7 +427,7 @@ fn with_store(hibp: Vec<PathBuf>, nf: &crate::audit::fetch::NightlyFetch) -> Res
                 .collect::<Vec<_>>()
                 .join(", "),
             store.display()
-        )));
+        ) + "; an NTLM store fetched with `fetch --ntlm` into another directory may stand beside it"));
     }
     Ok(std::iter::once(store.clone()).chain(others).collect())
 }

@@ -46,6 +46,19 @@ fn parse_sample(s: &str) -> std::result::Result<usize, String> {
 pub(crate) fn run(a: FetchArgs) -> Result<Exit> {
     let mut opts = a.settings.options("fetch")?;
     opts.progress = !a.quiet;
+    // Without --base-url, a store fetched from a mirror keeps asking that mirror (its ETags
+    // are that server's): the record names it.
+    if a.settings.base_url.is_none()
+        && let Some(r) = fetch::read_record(&opts.dir)?
+        && !r.base_url.is_empty()
+        && r.base_url != opts.base_url
+    {
+        eprintln!(
+            "breach-audit: fetch: asking {}, where this store was fetched from (--base-url to change it)",
+            r.base_url
+        );
+        opts.base_url = r.base_url;
+    }
     if a.check {
         return check(&opts, a.sample);
     }
