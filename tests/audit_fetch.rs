@@ -412,3 +412,60 @@ fn a_first_fetch_that_fails_with_no_index_fails_closed_saying_what_to_do() {
     assert_eq!(run["fetch"]["failed"], false, "{run}");
     assert_eq!(run["fetch"]["ranges_changed"], 768, "{run}");
 }
+
+#[test]
+fn a_store_that_never_completed_a_fetch_never_replaces_the_index_the_server_has() {
+    let mut n = Nginx::start();
+    let dump = make_dump(6, 2);
+    for p in 0..=LAST {
+        write_range(&n.range_dir(), p, &dump);
+    }
+    let w = Workdir::new();
+    let pwned = dump.keys().next().unwrap().clone();
+    w.write(
+        "accounts.csv",
+        format!("email,hash\nuser@example.com,{pwned}\n"),
+    );
+    // Before [fetch]: an index built from a downloaded dump.
+    let text: String = dump.iter().map(|(h, c)| format!("{h}:{c}\n")).collect();
+    w.write("dump.txt", text);
+    let before_cfg = w
+        .write(
+            "before.toml",
+            "index = \"idx\"\nstate = \"state\"\nout = \"out\"\naccounts_csv = [\"accounts.csv\"]\nhibp = [\"dump.txt\"]\n",
+        )
+        .display()
+        .to_string();
+    let r = audit(&w, &before_cfg);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let index = manifest(&w);
+
+    // [fetch] added (the dump's line removed), and the first fetch fails part-way (the mirror
+    // stops answering): the store holds no complete fetch, and the index is kept as it is.
+    let cfg = config(&w, &n, "30d", "");
+    n.stop();
+    let r = audit(&w, &cfg);
+    assert_eq!(r.code, 0, "the audit ran on the index it had: {}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is kept as it is: the HIBP store has not completed a fetch yet"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(manifest(&w), index, "not rebuilt from the store");
+    let run = run_json(&w);
+    assert_eq!(run["fetch"]["failed"], true, "{run}");
+    assert_eq!(run["accounts"], 1, "{run}");
+    // By hand too: build refuses a store that never completed a fetch, naming the fix. (Its
+    // record exists: the failed run wrote it.)
+    assert!(w.path("store/.breach-audit-fetch.json").exists());
+    let r = w.run(&["build", "--index", "idx2", "--hibp", "store"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fetch has never completed")
+            && r.stderr.contains("breach-audit fetch --hibp"),
+        "{}",
+        r.stderr
+    );
+    assert!(!w.path("idx2").exists());
+}

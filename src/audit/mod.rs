@@ -213,7 +213,23 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         fetch::no_index_to_fall_back_on(rep, nf, &opts.index)?;
     }
     let keep = kept_domains(opts);
-    let (rebuilt, index_stale) = rebuild_if_stale(opts, keep, warn)?;
+    // A store that has never completed a fetch would build an index missing most ranges: the
+    // index the server has stays (with no index, no_index_to_fall_back_on failed above, or the
+    // build refuses the store).
+    let unfinished = fetched
+        .as_ref()
+        .is_some_and(|r| r.last_fetched_at.is_none())
+        && Manifest::read(&opts.index).is_ok();
+    let (rebuilt, index_stale) = if unfinished {
+        let why = "the HIBP store has not completed a fetch yet".to_string();
+        warn.warn(format!(
+            "the index {} is kept as it is: {why} (the next night fetches again)",
+            opts.index.display()
+        ));
+        (false, Some(why))
+    } else {
+        rebuild_if_stale(opts, keep, warn)?
+    };
 
     let index = Index::open(&opts.index)?;
     let fetched = fetched

@@ -419,15 +419,17 @@ fn with_store(hibp: Vec<PathBuf>, nf: &crate::audit::fetch::NightlyFetch) -> Res
     let sha1_others: Vec<&PathBuf> = others.iter().filter(|p| !ntlm_store(p)).collect();
     if !sha1_others.is_empty() && !nf.opts.ntlm {
         let others = sha1_others;
-        return Err(Error::Usage(format!(
-            "hibp = {} and [fetch] hibp = {}: the fetched store is the index's HIBP source (SHA-1), kept current by the nightly fetch; remove `hibp` (or name the store there), or fetch into another directory",
-            others
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            store.display()
-        ) + "; an NTLM store fetched with `fetch --ntlm` into another directory may stand beside it"));
+        return Err(Error::Usage(
+            format!(
+                "hibp = {} and [fetch] hibp = {}: the fetched store is the index's HIBP source (SHA-1), kept current by the nightly fetch; remove `hibp` (or name the store there), or fetch into another directory",
+                others
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                store.display()
+            ) + "; an NTLM store fetched with `fetch --ntlm` into another directory may stand beside it",
+        ));
     }
     Ok(std::iter::once(store.clone()).chain(others).collect())
 }

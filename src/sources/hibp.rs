@@ -194,8 +194,8 @@ fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
         if crate::fetch::read_record(dir).ok().flatten().is_some() {
             return Err(Error::bad_input(
                 dir,
-                "a fetch store that holds no shard yet (its fetch has not finished one): run \
-                 `breach-audit fetch --hibp DIR` until it completes",
+                "a fetch store whose fetch has never completed (no shard yet): run \
+                 `breach-audit fetch --hibp DIR` until it completes (it resumes)",
             ));
         }
         return Err(Error::bad_input(
@@ -247,6 +247,21 @@ fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
 fn open_store(dir: &Path) -> Result<(Chunks, Vec<String>)> {
     let shards = crate::fetch::shard_paths(dir)?;
     let mut warnings = Vec::new();
+    if let Ok(Some(r)) = crate::fetch::read_record(dir)
+        && r.last_complete_at.is_none()
+    {
+        // Built now, the index would lack every range not fetched yet: passwords it should
+        // know would be called clean.
+        return Err(Error::bad_input(
+            dir,
+            format!(
+                "its fetch has never completed (run {}, {} of 4096 shards): an index built from it would miss the ranges not fetched yet; run `breach-audit fetch --hibp {}` until it completes (it resumes)",
+                r.run,
+                shards.len(),
+                dir.display()
+            ),
+        ));
+    }
     if let Ok(Some(r)) = crate::fetch::read_record(dir)
         && !r.complete
     {
