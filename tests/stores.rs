@@ -644,6 +644,61 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
     assert!(r.stderr.contains("elsewhere.example"), "{}", r.stderr);
 }
 
+/// LDAP StartTLS (rustls, ring): slapd's certificate for `localhost` is checked against the
+/// system's roots, here `SSL_CERT_FILE` holding the throwaway CA, and the accounts are read over
+/// it; with only an unrelated CA trusted nothing is read, and the error names the host and the
+/// fix.
+#[test]
+fn ldap_starttls_checks_the_servers_certificate() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stores/iredmail.schema");
+    let ldap = Slapd::start_tls(&[&schema]);
+    let w = Workdir::new();
+    index(&w, &["ldap"]);
+    ldap.add(&rows("ldap").0);
+    let (port, pki) = ldap.tls.as_ref().unwrap();
+    let url = format!("ldap://localhost:{port}");
+    let base = format!("o=domains,{LDAP_SUFFIX}");
+    let bind = format!("cn=vmail,{LDAP_SUFFIX}");
+    let pwf = ldap.password_file.display().to_string();
+    let args = [
+        "check",
+        "--index",
+        "idx",
+        "--ldap",
+        &url,
+        "--ldap-starttls",
+        "--ldap-base",
+        &base,
+        "--ldap-bind-dn",
+        &bind,
+        "--ldap-password-file",
+        &pwf,
+    ];
+    let trusting = |ca: &std::path::Path| -> Run {
+        w.cmd()
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
+            .args(args)
+            .output()
+            .expect("spawn")
+            .into()
+    };
+    let r = trusting(&pki.ca);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+    let r = trusting(&pki.other_ca);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("localhost's certificate is not signed by a CA this machine trusts")
+            && r.stderr.contains("SSL_CERT_FILE"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+}
+
 /// `audit` reads a Plesk database from its config's `[[sql]]` table; the passwords it decrypts
 /// are judged (a canary among them) and appear in no output, state, cache or message.
 #[test]

@@ -529,12 +529,25 @@ pub struct Slapd {
     pub dir: tempfile::TempDir,
     child: std::process::Child,
     pub password_file: PathBuf,
+    /// With [`Slapd::start_tls`]: `ldap://localhost:PORT` (StartTLS, the certificate names
+    /// `localhost`) and the throwaway CAs.
+    pub tls: Option<(u16, TlsFiles)>,
 }
 
 pub const LDAP_SUFFIX: &str = "dc=example,dc=com";
 
 impl Slapd {
     pub fn start(schemas: &[&Path]) -> Slapd {
+        Slapd::start_with(schemas, false)
+    }
+
+    /// As [`Slapd::start`], and also on `ldap://localhost:PORT` with StartTLS: a certificate for
+    /// `localhost` signed by a throwaway CA ([`Slapd::tls`]).
+    pub fn start_tls(schemas: &[&Path]) -> Slapd {
+        Slapd::start_with(schemas, true)
+    }
+
+    fn start_with(schemas: &[&Path], tls: bool) -> Slapd {
         assert!(
             Path::new("/usr/sbin/slapd").exists(),
             "slapd not found: install Debian's slapd and ldap-utils (scripts/test.sh does)"
@@ -553,6 +566,16 @@ impl Slapd {
         for s in schemas {
             conf += &format!("include {}\n", s.display());
         }
+        let tls = tls.then(|| {
+            let pki = make_pki(d);
+            conf += &format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                pki.ca.display(),
+                d.join("server.crt").display(),
+                d.join("server.key").display()
+            );
+            (super::mta::free_port(), pki)
+        });
         conf += &format!(
             "pidfile {d}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload pw-sha2\n\
              database mdb\nmaxsize 104857600\nsuffix \"{LDAP_SUFFIX}\"\nrootdn \"cn=admin,{LDAP_SUFFIX}\"\n\
@@ -567,7 +590,10 @@ impl Slapd {
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldapi://{}", enc(&sock)))
+            .arg(match &tls {
+                Some((port, _)) => format!("ldapi://{} ldap://localhost:{port}/", enc(&sock)),
+                None => format!("ldapi://{}", enc(&sock)),
+            })
             .args(["-d", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -596,6 +622,7 @@ impl Slapd {
             password_file: password_file(d),
             dir,
             child,
+            tls,
         };
         s.add(&format!(
             "dn: {LDAP_SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n\
