@@ -95,7 +95,7 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
 
 /// A CA and a server certificate for `localhost` signed by it (server.crt, server.key), and an
 /// unrelated CA, in `dir`.
-fn make_pki(dir: &Path) -> TlsFiles {
+pub fn make_pki(dir: &Path) -> TlsFiles {
     let ca = make_ca(dir, "ca");
     let other_ca = make_ca(dir, "other-ca");
     run(
