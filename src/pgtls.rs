@@ -422,19 +422,20 @@ pub(crate) fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<rustls:
     None
 }
 
-/// What to do about a refused certificate, for the TLS paths that check against the system's
-/// roots (SMTP, LDAP) or a CA option (`ca` names it, e.g. "root_cert_path=PATH in the URL").
-/// `None` when the failure is not about the certificate.
-pub(crate) fn cert_fix(e: &rustls::Error, host: &str, ca: &str) -> Option<String> {
+/// The fix for a certificate of an unknown CA on the paths that trust the system's roots.
+pub(crate) const SYSTEM_TRUST_FIX: &str = "add its CA to the system's trust store \
+     (update-ca-certificates / update-ca-trust), or point SSL_CERT_FILE at a PEM bundle that holds it";
+
+/// What to do about a refused certificate: `trust_fix` is the fix when its CA is not trusted
+/// ([`SYSTEM_TRUST_FIX`], or the path's CA option). `None` when the failure is not about the
+/// certificate.
+pub(crate) fn cert_fix(e: &rustls::Error, host: &str, trust_fix: &str) -> Option<String> {
     let rustls::Error::InvalidCertificate(c) = e else {
         return None;
     };
     Some(match c {
         CertificateError::UnknownIssuer => {
-            format!(
-                "{host}'s certificate is not signed by a CA this machine trusts: add its CA to the \
-                 system's trust store (update-ca-certificates / update-ca-trust), {ca}"
-            )
+            format!("{host}'s certificate is not signed by a CA this machine trusts: {trust_fix}")
         }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!("{host}'s certificate does not name {host}: connect by a name it carries")
@@ -629,6 +630,45 @@ pub(crate) fn install_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_found_under_io_errors_and_named_with_its_fix() {
+        let tls = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        // As tokio-rustls and rustls's StreamOwned report it: an io::Error around it, itself
+        // wrapped by the client crate.
+        #[derive(Debug)]
+        struct Client(std::io::Error);
+        impl std::fmt::Display for Client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("network error")
+            }
+        }
+        impl std::error::Error for Client {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Client(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        ));
+        assert_eq!(tls_cause(&e), Some(tls.clone()));
+        let fix = cert_fix(&tls, "mx.example", SYSTEM_TRUST_FIX).unwrap();
+        assert!(
+            fix.starts_with("mx.example's certificate is not signed by a CA this machine trusts")
+                && fix.contains("SSL_CERT_FILE"),
+            "{fix}"
+        );
+        let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        assert!(
+            cert_fix(&name, "mx.example", "")
+                .unwrap()
+                .contains("does not name mx.example")
+        );
+        // Not about the certificate: no fix to offer, and no TLS cause in a plain io::Error.
+        assert_eq!(cert_fix(&rustls::Error::DecryptError, "h", ""), None);
+        assert_eq!(tls_cause(&std::io::Error::other("refused")), None);
+    }
 
     #[test]
     fn url_loses_only_sslmode_and_sslrootcert() {

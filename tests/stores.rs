@@ -416,6 +416,53 @@ fn mariadb_presets_agree_with_a_passwd_file() {
     }
 }
 
+/// MariaDB over TLS (the mysql crate's rustls, ring): with the server's CA as `root_cert_path` the
+/// accounts are read over TCP and judged as over the socket; with an unrelated CA nothing is read,
+/// and the error names the host and the fix.
+#[test]
+fn mariadb_over_tls_checks_the_servers_certificate() {
+    let db = Mariadb::start_tls();
+    let w = Workdir::new();
+    index(&w, &["postfixadmin"]);
+    db.database("postfixadmin", &schema("postfixadmin.mysql"));
+    db.sql("postfixadmin", &rows("postfixadmin").0);
+    let (port, pki) = db.tls.as_ref().unwrap();
+    let pwf = db.password_file.display().to_string();
+    let url = |ca: &std::path::Path| {
+        format!(
+            "mysql://vmail@localhost:{port}/postfixadmin?prefer_socket=false&root_cert_path={}",
+            ca.display()
+        )
+    };
+    let owner = Some("admin@postfixadmin.example");
+    judge(
+        &w,
+        "postfixadmin",
+        &url(&pki.ca),
+        &["--sql-password-file", &pwf],
+        (owner, owner),
+    );
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--sql",
+        &url(&pki.other_ca),
+        "--sql-preset",
+        "postfixadmin",
+        "--sql-password-file",
+        &pwf,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("localhost's certificate is not signed by a CA this machine trusts")
+            && r.stderr.contains("root_cert_path"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn sqlite_mail_in_a_box_agrees_with_a_passwd_file() {
     let w = Workdir::new();

@@ -134,14 +134,8 @@ impl Transport {
 /// An SMTP failure in words: the whole cause, and for a refused certificate what to do.
 fn smtp_error(e: &lettre::transport::smtp::Error, addr: &str) -> String {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-    let fix = crate::pgtls::tls_cause(e).and_then(|t| {
-        crate::pgtls::cert_fix(
-            &t,
-            host,
-            "or point SSL_CERT_FILE at a PEM bundle that holds it; smtp_tls = \"none\" only for a \
-             server on this machine",
-        )
-    });
+    let fix = crate::pgtls::tls_cause(e)
+        .and_then(|t| crate::pgtls::cert_fix(&t, host, crate::pgtls::SYSTEM_TRUST_FIX));
     match fix {
         Some(fix) => format!("{} ({fix})", chain(e)),
         None => chain(e),

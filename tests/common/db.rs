@@ -397,10 +397,22 @@ pub struct Mariadb {
     pub dir: tempfile::TempDir,
     child: std::process::Child,
     pub password_file: PathBuf,
+    /// With [`Mariadb::start_tls`]: TCP on 127.0.0.1:PORT with TLS (a certificate for
+    /// `localhost` signed by a throwaway CA) and the CAs.
+    pub tls: Option<(u16, TlsFiles)>,
 }
 
 impl Mariadb {
     pub fn start() -> Mariadb {
+        Mariadb::start_with(false)
+    }
+
+    /// As [`Mariadb::start`], and also on TCP 127.0.0.1 with TLS ([`Mariadb::tls`]).
+    pub fn start_tls() -> Mariadb {
+        Mariadb::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Mariadb {
         assert!(
             Path::new("/usr/sbin/mariadbd").exists(),
             "mariadbd not found: install Debian's mariadb-server (scripts/test.sh does)"
@@ -424,6 +436,17 @@ impl Mariadb {
             "mariadb-install-db",
         );
         let log = d.join("error.log");
+        let tls = tls.then(|| (super::mta::free_port(), make_pki(d)));
+        let network: Vec<String> = match &tls {
+            Some((port, pki)) => vec![
+                format!("--port={port}"),
+                "--bind-address=127.0.0.1".into(),
+                format!("--ssl-ca={}", pki.ca.display()),
+                format!("--ssl-cert={}", d.join("server.crt").display()),
+                format!("--ssl-key={}", d.join("server.key").display()),
+            ],
+            None => vec!["--skip-networking".into()],
+        };
         let child = Command::new("/usr/sbin/mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
@@ -431,7 +454,8 @@ impl Mariadb {
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--user={user}"))
-            .args(["--skip-networking", "--innodb-buffer-pool-size=16M"])
+            .args(&network)
+            .arg("--innodb-buffer-pool-size=16M")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -442,6 +466,7 @@ impl Mariadb {
             password_file: password_file(d),
             dir,
             child,
+            tls,
         }
     }
 

@@ -85,13 +85,9 @@ pub fn read(
     let host = ldap_host(&src.url);
     let fail = |e: ldap3::LdapError| {
         let mut msg = e.to_string();
-        if let Some(fix) = crate::pgtls::tls_cause(&e).and_then(|t| {
-            crate::pgtls::cert_fix(
-                &t,
-                &host,
-                "or point SSL_CERT_FILE at a PEM bundle that holds it",
-            )
-        }) {
+        if let Some(fix) = crate::pgtls::tls_cause(&e)
+            .and_then(|t| crate::pgtls::cert_fix(&t, &host, crate::pgtls::SYSTEM_TRUST_FIX))
+        {
             msg = format!("{msg} ({fix})");
         }
         Error::Store {

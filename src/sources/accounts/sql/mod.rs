@@ -475,11 +475,19 @@ mod drivers {
         crate::pgtls::install_provider();
         let mut conn = mysql::Conn::new(opts).map_err(|e| {
             let text = e.to_string();
-            let fix = crate::pgtls::tls_cause(&e).and_then(|t| {
+            // The crate's error gives its cause through the deprecated `cause()` only.
+            let cause = match &e {
+                mysql::Error::IoError(io) => crate::pgtls::tls_cause(io),
+                mysql::Error::TlsError(t) => crate::pgtls::tls_cause(t),
+                mysql::Error::CodecError(c) => crate::pgtls::tls_cause(c),
+                other => crate::pgtls::tls_cause(other),
+            };
+            let fix = cause.and_then(|t| {
                 crate::pgtls::cert_fix(
                     &t,
                     &host,
-                    "or give root_cert_path=PATH (the CA's PEM file) in the URL",
+                    "give root_cert_path=PATH in the URL, the PEM file of the CA that signed \
+                     it (the mysql crate trusts that and Mozilla's roots, not the system's)",
                 )
             });
             Failed::Driver(match fix {
