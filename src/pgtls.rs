@@ -348,7 +348,7 @@ impl Target {
             }
             return Failed::Pg(e);
         }
-        let Some(tls) = tls_cause(&e) else {
+        let Some(tls) = tls_cause(&e as &(dyn std::error::Error + 'static)) else {
             let text = chain(&e);
             if text.contains("server does not support TLS") {
                 return Failed::Tls(format!(
@@ -398,22 +398,93 @@ impl Target {
     }
 }
 
-/// The rustls error under a connection failure (the crate wraps it in an `io::Error`, whose
-/// `source()` skips it: look inside with `get_ref`).
-fn tls_cause(e: &postgres::Error) -> Option<rustls::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+/// The rustls error under a failure, from any crate (postgres, lettre, ldap3, mysql): they wrap
+/// it in an `io::Error`, whose `source()` skips it, so each `io::Error` is looked inside with
+/// `get_ref`.
+pub(crate) fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
             return Some(r.clone());
         }
         if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+            && let Some(inner) = io.get_ref()
         {
-            return Some(r.clone());
+            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+                return Some(r.clone());
+            }
+            if let Some(r) = tls_cause(inner) {
+                return Some(r);
+            }
         }
         cur = c.source();
     }
     None
+}
+
+/// The fix for a certificate of an unknown CA on the paths that trust the system's roots.
+pub(crate) const SYSTEM_TRUST_FIX: &str = "add its CA to the system's trust store \
+     (update-ca-certificates / update-ca-trust), or point SSL_CERT_FILE at a PEM bundle that holds it";
+
+/// What to do about a refused certificate: `trust_fix` is the fix when its CA is not trusted
+/// ([`SYSTEM_TRUST_FIX`], or the path's CA option). `None` when the failure is not about the
+/// certificate.
+pub(crate) fn cert_fix(e: &rustls::Error, host: &str, trust_fix: &str) -> Option<String> {
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    Some(match c {
+        CertificateError::UnknownIssuer => {
+            format!("{host}'s certificate is not signed by a CA this machine trusts: {trust_fix}")
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("{host}'s certificate does not name {host}: connect by a name it carries")
+        }
+        CertificateError::Expired
+        | CertificateError::ExpiredContext { .. }
+        | CertificateError::NotValidYet
+        | CertificateError::NotValidYetContext { .. } => format!(
+            "{host}'s certificate is expired or not yet valid: renew it on the server (or check \
+             this machine's clock)"
+        ),
+        _ => format!("{host}'s certificate was refused: check it on the server"),
+    })
+}
+
+/// A client config that checks the server's certificate against the system's roots and names
+/// the host, on the project's provider (LDAP; lettre builds the same from its features).
+pub(crate) fn verified_config() -> Result<rustls::ClientConfig, String> {
+    let store = system_roots().map_err(|why| {
+        format!(
+            "no system root certificates found{why}: install ca-certificates (or point \
+             SSL_CERT_FILE at a PEM bundle)"
+        )
+    })?;
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up: {e}"))?
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    )
+}
+
+/// The system's roots: rustls-native-certs reads the distribution's bundle, or `SSL_CERT_FILE`
+/// / `SSL_CERT_DIR` when set. `Err` when none is usable: the loader's complaints, as
+/// " (why; why)" or empty, for a sentence that gives the fix.
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let mut store = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    store.add_parsable_certificates(found.certs);
+    if !store.is_empty() {
+        return Ok(store);
+    }
+    let errs: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+    Err(if errs.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", errs.join("; "))
+    })
 }
 
 /// The roots to verify against: a PEM file, or the system's.
@@ -440,21 +511,13 @@ fn load_roots(roots: &Roots, mode: SslMode) -> Result<rustls::RootCertStore, Str
             }
         }
         Roots::System => {
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-            if store.is_empty() {
-                let errs: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-                return Err(format!(
-                    "sslmode={}: no system root certificates found{}: install ca-certificates, or \
-                     give sslrootcert=PATH with the CA that signed the server's certificate",
-                    mode.name(),
-                    if errs.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", errs.join("; "))
-                    }
-                ));
-            }
+            store = system_roots().map_err(|why| {
+                format!(
+                    "sslmode={}: no system root certificates found{why}: install ca-certificates, \
+                     or give sslrootcert=PATH with the CA that signed the server's certificate",
+                    mode.name()
+                )
+            })?;
         }
     }
     Ok(store)
@@ -549,7 +612,7 @@ impl ServerCertVerifier for AnyName {
 }
 
 /// The project's one rustls crypto provider (PostgreSQL here, the range fetch in
-/// `fetch::client`): ring. rustls 0.23.48 deprecates ring's provider to steer users to aws-lc-rs
+/// `fetch::client`, SMTP, LDAP and MySQL through [`install_provider`]): ring. rustls 0.23.48 deprecates ring's provider to steer users to aws-lc-rs
 /// (post-quantum key exchange); ring is the deliberate choice (see the module's first lines: no
 /// cmake or nasm, builds for old glibc), and its TLS 1.3 with X25519 is what libpq itself
 /// negotiates with PostgreSQL and what the range API's CDN accepts.
@@ -558,9 +621,54 @@ pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
+/// Make [`provider`] the process's default, for the crates that build their own rustls config
+/// from it (reqwest, lettre, mysql). Installing twice is harmless: the first one stays.
+pub(crate) fn install_provider() {
+    let _ = provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_found_under_io_errors_and_named_with_its_fix() {
+        let tls = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        // As tokio-rustls and rustls's StreamOwned report it: an io::Error around it, itself
+        // wrapped by the client crate.
+        #[derive(Debug)]
+        struct Client(std::io::Error);
+        impl std::fmt::Display for Client {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("network error")
+            }
+        }
+        impl std::error::Error for Client {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Client(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            tls.clone(),
+        ));
+        assert_eq!(tls_cause(&e), Some(tls.clone()));
+        let fix = cert_fix(&tls, "mx.example", SYSTEM_TRUST_FIX).unwrap();
+        assert!(
+            fix.starts_with("mx.example's certificate is not signed by a CA this machine trusts")
+                && fix.contains("SSL_CERT_FILE"),
+            "{fix}"
+        );
+        let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        assert!(
+            cert_fix(&name, "mx.example", "")
+                .unwrap()
+                .contains("does not name mx.example")
+        );
+        // Not about the certificate: no fix to offer, and no TLS cause in a plain io::Error.
+        assert_eq!(cert_fix(&rustls::Error::DecryptError, "h", ""), None);
+        assert_eq!(tls_cause(&std::io::Error::other("refused")), None);
+    }
 
     #[test]
     fn url_loses_only_sslmode_and_sslrootcert() {

@@ -3,7 +3,7 @@
 //! stand-in, whose messages a real RFC 5322 parser reads back).
 
 mod common;
-use common::mta::{SmtpSink, free_port};
+use common::mta::{Postfix, SmtpSink, free_port};
 use common::*;
 use mail_parser::MimeHeaders;
 use std::path::{Path, PathBuf};
@@ -577,6 +577,75 @@ fn last_errors(w: &Workdir) -> Vec<String> {
         .unwrap()
         .map(|x| x.unwrap())
         .collect()
+}
+
+/// STARTTLS to a real Postfix that takes no mail in the clear (smtpd_tls_security_level =
+/// encrypt), relaying to smtp-sink, over rustls: with only an unrelated CA trusted nothing is
+/// sent and each stored error names the server and the fix; with its CA trusted (SSL_CERT_FILE,
+/// as the system's roots) the three notices arrive.
+#[test]
+fn starttls_to_postfix_checks_its_certificate_and_delivers() {
+    let w = Workdir::new();
+    servers(&w, true);
+    let sink = SmtpSink::start(free_port());
+    let postfix = Postfix::start_tls(sink.port);
+    let cfg = s(&config(
+        &w,
+        &format!(
+            "via = \"smtp\"\nsmtp_host = \"localhost\"\nsmtp_port = {}\nsmtp_tls = \"starttls\"",
+            postfix.port
+        ),
+    ));
+    let trusting = |ca: &Path, args: &[&str]| -> Run {
+        w.cmd()
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
+            .args(args)
+            .output()
+            .expect("spawn")
+            .into()
+    };
+    let r = trusting(
+        &postfix.tls.other_ca,
+        &["audit", "--config", &cfg, "--notify", "--quiet"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("notify: 0 notices sent, 3 failed"),
+        "{}",
+        r.stderr
+    );
+    for e in last_errors(&w) {
+        assert!(
+            e.contains(&format!("smtp localhost:{}", postfix.port))
+                && e.contains("localhost's certificate is not signed by a CA this machine trusts")
+                && e.contains("SSL_CERT_FILE"),
+            "{e}"
+        );
+    }
+    let r = trusting(&postfix.tls.ca, &["notify", "--config", &cfg]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stderr, postfix.log());
+    // Postfix relays from its queue: wait for the sink to have all three.
+    let t = std::time::Instant::now();
+    while recipients(&read_messages(sink.dir(), "msg-")).len() < THREE.len()
+        && t.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        recipients(&read_messages(sink.dir(), "msg-")),
+        THREE,
+        "{}",
+        postfix.log()
+    );
+    // Postfix logged the session as TLS (it takes nothing else on that port).
+    assert!(
+        postfix
+            .log()
+            .contains("TLS connection established from localhost"),
+        "{}",
+        postfix.log()
+    );
 }
 
 #[test]

@@ -416,6 +416,53 @@ fn mariadb_presets_agree_with_a_passwd_file() {
     }
 }
 
+/// MariaDB over TLS (the mysql crate's rustls, ring): with the server's CA as `root_cert_path` the
+/// accounts are read over TCP and judged as over the socket; with an unrelated CA nothing is read,
+/// and the error names the host and the fix.
+#[test]
+fn mariadb_over_tls_checks_the_servers_certificate() {
+    let db = Mariadb::start_tls();
+    let w = Workdir::new();
+    index(&w, &["postfixadmin"]);
+    db.database("postfixadmin", &schema("postfixadmin.mysql"));
+    db.sql("postfixadmin", &rows("postfixadmin").0);
+    let (port, pki) = db.tls.as_ref().unwrap();
+    let pwf = db.password_file.display().to_string();
+    let url = |ca: &std::path::Path| {
+        format!(
+            "mysql://vmail@localhost:{port}/postfixadmin?prefer_socket=false&root_cert_path={}",
+            ca.display()
+        )
+    };
+    let owner = Some("admin@postfixadmin.example");
+    judge(
+        &w,
+        "postfixadmin",
+        &url(&pki.ca),
+        &["--sql-password-file", &pwf],
+        (owner, owner),
+    );
+    let r = w.run(&[
+        "check",
+        "--index",
+        "idx",
+        "--sql",
+        &url(&pki.other_ca),
+        "--sql-preset",
+        "postfixadmin",
+        "--sql-password-file",
+        &pwf,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("localhost's certificate is not signed by a CA this machine trusts")
+            && r.stderr.contains("root_cert_path"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn sqlite_mail_in_a_box_agrees_with_a_passwd_file() {
     let w = Workdir::new();
@@ -642,6 +689,61 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
     let r = w.run(&args);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("elsewhere.example"), "{}", r.stderr);
+}
+
+/// LDAP StartTLS (rustls, ring): slapd's certificate for `localhost` is checked against the
+/// system's roots, here `SSL_CERT_FILE` holding the throwaway CA, and the accounts are read over
+/// it; with only an unrelated CA trusted nothing is read, and the error names the host and the
+/// fix.
+#[test]
+fn ldap_starttls_checks_the_servers_certificate() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stores/iredmail.schema");
+    let ldap = Slapd::start_tls(&[&schema]);
+    let w = Workdir::new();
+    index(&w, &["ldap"]);
+    ldap.add(&rows("ldap").0);
+    let (port, pki) = ldap.tls.as_ref().unwrap();
+    let url = format!("ldap://localhost:{port}");
+    let base = format!("o=domains,{LDAP_SUFFIX}");
+    let bind = format!("cn=vmail,{LDAP_SUFFIX}");
+    let pwf = ldap.password_file.display().to_string();
+    let args = [
+        "check",
+        "--index",
+        "idx",
+        "--ldap",
+        &url,
+        "--ldap-starttls",
+        "--ldap-base",
+        &base,
+        "--ldap-bind-dn",
+        &bind,
+        "--ldap-password-file",
+        &pwf,
+    ];
+    let trusting = |ca: &std::path::Path| -> Run {
+        w.cmd()
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
+            .args(args)
+            .output()
+            .expect("spawn")
+            .into()
+    };
+    let r = trusting(&pki.ca);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
+    let r = trusting(&pki.other_ca);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("localhost's certificate is not signed by a CA this machine trusts")
+            && r.stderr.contains("SSL_CERT_FILE"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
 }
 
 /// `audit` reads a Plesk database from its config's `[[sql]]` table; the passwords it decrypts

@@ -69,9 +69,8 @@ fn roots(ca_file: Option<&std::path::Path>) -> Result<Vec<reqwest::Certificate>>
 
 impl Client {
     pub(super) fn new(opts: &FetchOptions) -> Result<Client> {
-        // ring, the provider the rest of the project's rustls uses; an error only says one was
-        // installed already.
-        let _ = crate::pgtls::provider().install_default();
+        // ring, the provider the rest of the project's rustls uses.
+        crate::pgtls::install_provider();
         let roots = roots(opts.ca_file.as_deref())?;
         let base = if opts.base_url.ends_with('/') {
             opts.base_url.clone()

@@ -74,6 +74,9 @@ impl Transport {
     }
 
     pub fn smtp(s: &SmtpSettings) -> Result<Transport> {
+        // rustls on the project's provider (ring); lettre checks the certificate against the
+        // system's roots (rustls-native-certs) and the name `smtp_host`.
+        crate::pgtls::install_provider();
         let tls_params = || {
             TlsParameters::new(s.host.into())
                 .map_err(|e| Error::Usage(format!("smtp {}: TLS: {e}", s.host)))
@@ -113,7 +116,7 @@ impl Transport {
     pub fn send(&self, msg: &Message, name: &str) -> std::result::Result<(), String> {
         let sent = match self {
             Transport::Sendmail(t, _) => t.send(msg).map(|_| ()).map_err(|e| chain(&e)),
-            Transport::Smtp(t, _) => t.send(msg).map(|_| ()).map_err(|e| chain(&e)),
+            Transport::Smtp(t, addr) => t.send(msg).map(|_| ()).map_err(|e| smtp_error(&e, addr)),
             Transport::Outbox(dir) => {
                 let path = dir.join(format!("{name}.eml"));
                 let write = || -> Result<()> {
@@ -125,6 +128,17 @@ impl Transport {
             }
         };
         sent.map_err(|why| format!("{}: {why}", self.target()))
+    }
+}
+
+/// An SMTP failure in words: the whole cause, and for a refused certificate what to do.
+fn smtp_error(e: &lettre::transport::smtp::Error, addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let fix = crate::pgtls::tls_cause(e)
+        .and_then(|t| crate::pgtls::cert_fix(&t, host, crate::pgtls::SYSTEM_TRUST_FIX));
+    match fix {
+        Some(fix) => format!("{} ({fix})", chain(e)),
+        None => chain(e),
     }
 }
 

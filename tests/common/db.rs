@@ -95,7 +95,7 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
 
 /// A CA and a server certificate for `localhost` signed by it (server.crt, server.key), and an
 /// unrelated CA, in `dir`.
-fn make_pki(dir: &Path) -> TlsFiles {
+pub fn make_pki(dir: &Path) -> TlsFiles {
     let ca = make_ca(dir, "ca");
     let other_ca = make_ca(dir, "other-ca");
     run(
@@ -397,10 +397,22 @@ pub struct Mariadb {
     pub dir: tempfile::TempDir,
     child: std::process::Child,
     pub password_file: PathBuf,
+    /// With [`Mariadb::start_tls`]: TCP on 127.0.0.1:PORT with TLS (a certificate for
+    /// `localhost` signed by a throwaway CA) and the CAs.
+    pub tls: Option<(u16, TlsFiles)>,
 }
 
 impl Mariadb {
     pub fn start() -> Mariadb {
+        Mariadb::start_with(false)
+    }
+
+    /// As [`Mariadb::start`], and also on TCP 127.0.0.1 with TLS ([`Mariadb::tls`]).
+    pub fn start_tls() -> Mariadb {
+        Mariadb::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Mariadb {
         assert!(
             Path::new("/usr/sbin/mariadbd").exists(),
             "mariadbd not found: install Debian's mariadb-server (scripts/test.sh does)"
@@ -424,6 +436,17 @@ impl Mariadb {
             "mariadb-install-db",
         );
         let log = d.join("error.log");
+        let tls = tls.then(|| (super::mta::free_port(), make_pki(d)));
+        let network: Vec<String> = match &tls {
+            Some((port, pki)) => vec![
+                format!("--port={port}"),
+                "--bind-address=127.0.0.1".into(),
+                format!("--ssl-ca={}", pki.ca.display()),
+                format!("--ssl-cert={}", d.join("server.crt").display()),
+                format!("--ssl-key={}", d.join("server.key").display()),
+            ],
+            None => vec!["--skip-networking".into()],
+        };
         let child = Command::new("/usr/sbin/mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", d.join("data").display()))
@@ -431,7 +454,8 @@ impl Mariadb {
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", log.display()))
             .arg(format!("--user={user}"))
-            .args(["--skip-networking", "--innodb-buffer-pool-size=16M"])
+            .args(&network)
+            .arg("--innodb-buffer-pool-size=16M")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -442,6 +466,7 @@ impl Mariadb {
             password_file: password_file(d),
             dir,
             child,
+            tls,
         }
     }
 
@@ -529,12 +554,25 @@ pub struct Slapd {
     pub dir: tempfile::TempDir,
     child: std::process::Child,
     pub password_file: PathBuf,
+    /// With [`Slapd::start_tls`]: `ldap://localhost:PORT` (StartTLS, the certificate names
+    /// `localhost`) and the throwaway CAs.
+    pub tls: Option<(u16, TlsFiles)>,
 }
 
 pub const LDAP_SUFFIX: &str = "dc=example,dc=com";
 
 impl Slapd {
     pub fn start(schemas: &[&Path]) -> Slapd {
+        Slapd::start_with(schemas, false)
+    }
+
+    /// As [`Slapd::start`], and also on `ldap://localhost:PORT` with StartTLS: a certificate for
+    /// `localhost` signed by a throwaway CA ([`Slapd::tls`]).
+    pub fn start_tls(schemas: &[&Path]) -> Slapd {
+        Slapd::start_with(schemas, true)
+    }
+
+    fn start_with(schemas: &[&Path], tls: bool) -> Slapd {
         assert!(
             Path::new("/usr/sbin/slapd").exists(),
             "slapd not found: install Debian's slapd and ldap-utils (scripts/test.sh does)"
@@ -553,6 +591,16 @@ impl Slapd {
         for s in schemas {
             conf += &format!("include {}\n", s.display());
         }
+        let tls = tls.then(|| {
+            let pki = make_pki(d);
+            conf += &format!(
+                "TLSCACertificateFile {}\nTLSCertificateFile {}\nTLSCertificateKeyFile {}\n",
+                pki.ca.display(),
+                d.join("server.crt").display(),
+                d.join("server.key").display()
+            );
+            (super::mta::free_port(), pki)
+        });
         conf += &format!(
             "pidfile {d}/slapd.pid\nmodulepath /usr/lib/ldap\nmoduleload back_mdb\nmoduleload pw-sha2\n\
              database mdb\nmaxsize 104857600\nsuffix \"{LDAP_SUFFIX}\"\nrootdn \"cn=admin,{LDAP_SUFFIX}\"\n\
@@ -567,7 +615,10 @@ impl Slapd {
             .arg("-f")
             .arg(d.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldapi://{}", enc(&sock)))
+            .arg(match &tls {
+                Some((port, _)) => format!("ldapi://{} ldap://localhost:{port}/", enc(&sock)),
+                None => format!("ldapi://{}", enc(&sock)),
+            })
             .args(["-d", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -596,6 +647,7 @@ impl Slapd {
             password_file: password_file(d),
             dir,
             child,
+            tls,
         };
         s.add(&format!(
             "dn: {LDAP_SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n\

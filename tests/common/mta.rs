@@ -183,3 +183,130 @@ pub fn exim_lsearch_as(user: &str, file: &Path, address: &str) -> String {
         out
     }
 }
+
+/// A real Postfix (`postfix -c DIR start`; as root, its daemons then run as the `postfix` user)
+/// whose smtpd takes mail on 127.0.0.1:`port` only over STARTTLS (`smtpd_tls_security_level =
+/// encrypt`, a certificate for `localhost` signed by [`Postfix::tls`]'s throwaway CA) and relays
+/// all of it to an smtp-sink on `relay_port`. Stopped on drop.
+pub struct Postfix {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls: super::db::TlsFiles,
+}
+
+impl Postfix {
+    pub fn start_tls(relay_port: u16) -> Postfix {
+        assert!(
+            super::is_root(),
+            "the Postfix STARTTLS test runs as root (postfix starts its daemons as root)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        use std::os::unix::fs::PermissionsExt;
+        // The daemons (user postfix) reach their queue through it.
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tls = super::db::make_pki(d);
+        std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        std::fs::create_dir(d.join("queue")).unwrap();
+        std::fs::create_dir(d.join("data")).unwrap();
+        let chown = Command::new("chown")
+            .arg("postfix")
+            .arg(d.join("data"))
+            .status()
+            .expect("chown");
+        assert!(chown.success(), "chown postfix (Debian's postfix package)");
+        let port = free_port();
+        let p = d.display();
+        std::fs::write(
+            d.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {p}/queue\ndata_directory = {p}/data\n\
+                 maillog_file = {p}/maillog\nmaillog_file_prefixes = {p}\n\
+                 inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmyhostname = localhost\n\
+                 mydestination =\nmynetworks = 127.0.0.0/8\nalias_maps =\nalias_database =\n\
+                 smtpd_relay_restrictions = permit_mynetworks, reject\n\
+                 relayhost = [127.0.0.1]:{relay_port}\nsmtp_tls_security_level = none\n\
+                 smtpd_tls_security_level = encrypt\nsmtpd_tls_cert_file = {p}/server.crt\n\
+                 smtpd_tls_key_file = {p}/server.key\nsmtpd_tls_loglevel = 1\nsmtputf8_enable = no\nbiff = no\n"
+            ),
+        )
+        .unwrap();
+        let services = [
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "tlsmgr unix - - n 1000? 1 tlsmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - - discard",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+            "showq unix n - n - - showq",
+        ];
+        std::fs::write(
+            d.join("master.cf"),
+            format!(
+                "127.0.0.1:{port} inet n - n - - smtpd\n{}\n",
+                services.join("\n")
+            ),
+        )
+        .unwrap();
+        let pf = Postfix { dir, port, tls };
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(pf.dir.path())
+            .arg("start")
+            .output()
+            .expect("postfix not found: install Debian's postfix (scripts/test.sh does)");
+        assert!(out.status.success(), "postfix start: {}", pf.log());
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "postfix did not listen on 127.0.0.1:{port}: {}",
+                pf.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pf
+    }
+
+    /// Postfix's log (maillog_file), for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let pid_file = self.dir.path().join("queue/pid/master.pid");
+        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path())
+            .arg("stop")
+            .output();
+        // `stop` signals the master; wait for it to go before the directory does.
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let alive = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
+        };
+        let t = Instant::now();
+        while !pid.trim().is_empty() && alive() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

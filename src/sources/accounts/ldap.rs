@@ -82,13 +82,31 @@ pub fn read(
     let password = (src.password_file.as_deref())
         .map(|p| crate::fsutil::read_private_line(p, "--ldap-password-file"))
         .transpose()?;
-    let fail = |e: ldap3::LdapError| Error::Store {
-        store: format!("--ldap {display}"),
-        msg: crate::error::redact(&e.to_string(), &[password.as_deref().unwrap_or_default()]),
+    let host = ldap_host(&src.url);
+    let fail = |e: ldap3::LdapError| {
+        let mut msg = e.to_string();
+        if let Some(fix) = crate::pgtls::tls_cause(&e)
+            .and_then(|t| crate::pgtls::cert_fix(&t, &host, crate::pgtls::SYSTEM_TRUST_FIX))
+        {
+            msg = format!("{msg} ({fix})");
+        }
+        Error::Store {
+            store: format!("--ldap {display}"),
+            msg: crate::error::redact(&msg, &[password.as_deref().unwrap_or_default()]),
+        }
     };
-    let settings = LdapConnSettings::new()
+    let mut settings = LdapConnSettings::new()
         .set_starttls(src.starttls)
         .set_conn_timeout(std::time::Duration::from_secs(30));
+    // StartTLS and ldaps:// on rustls with the project's provider (ring), the certificate
+    // checked against the system's roots and the URL's host name.
+    if src.starttls || src.url.to_ascii_lowercase().starts_with("ldaps://") {
+        let config = crate::pgtls::verified_config().map_err(|msg| Error::Store {
+            store: format!("--ldap {display}"),
+            msg,
+        })?;
+        settings = settings.set_config(std::sync::Arc::new(config));
+    }
     let mut ldap = LdapConn::with_settings(settings, &src.url).map_err(fail)?;
     if let Some(dn) = &src.bind_dn {
         ldap.simple_bind(dn, password.as_deref().unwrap_or(""))
@@ -123,6 +141,17 @@ pub fn read(
     search.result().success().map_err(fail)?;
     let _ = ldap.unbind();
     Ok(out)
+}
+
+/// The host of an `ldap://` or `ldaps://` URL, for messages (the URL whole when it has none).
+fn ldap_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6).to_string(),
+        None => authority.split(':').next().unwrap_or(authority).to_string(),
+    }
 }
 
 fn emit_entry(
@@ -182,4 +211,17 @@ fn emit_entry(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ldap_host;
+
+    #[test]
+    fn the_host_of_an_ldap_url() {
+        assert_eq!(ldap_host("ldap://dir.example"), "dir.example");
+        assert_eq!(ldap_host("ldaps://dir.example:636/"), "dir.example");
+        assert_eq!(ldap_host("ldap://[::1]:389"), "::1");
+        assert_eq!(ldap_host("ldap://u@127.0.0.1:3890/x?y"), "127.0.0.1");
+    }
 }

@@ -465,11 +465,36 @@ mod drivers {
             None => url.to_string(),
         };
         let opts = mysql::Opts::from_url(&url).map_err(|e| Failed::Driver(e.to_string()))?;
+        let host = opts.get_ip_or_hostname().to_string();
         let mut opts = mysql::OptsBuilder::from_opts(opts);
         if let Some(p) = password {
             opts = opts.pass(Some(p));
         }
-        let mut conn = mysql::Conn::new(opts).map_err(d)?;
+        // TLS (any of the URL's root_cert_path, danger_skip_domain_validation,
+        // danger_accept_invalid_certs) is the crate's rustls on the project's provider (ring).
+        crate::pgtls::install_provider();
+        let mut conn = mysql::Conn::new(opts).map_err(|e| {
+            let text = e.to_string();
+            // The crate's error gives its cause through the deprecated `cause()` only.
+            let cause = match &e {
+                mysql::Error::IoError(io) => crate::pgtls::tls_cause(io),
+                mysql::Error::TlsError(t) => crate::pgtls::tls_cause(t),
+                mysql::Error::CodecError(c) => crate::pgtls::tls_cause(c),
+                other => crate::pgtls::tls_cause(other),
+            };
+            let fix = cause.and_then(|t| {
+                crate::pgtls::cert_fix(
+                    &t,
+                    &host,
+                    "give root_cert_path=PATH in the URL, the PEM file of the CA that signed \
+                     it (the mysql crate trusts that and Mozilla's roots, not the system's)",
+                )
+            });
+            Failed::Driver(match fix {
+                Some(fix) => format!("{text} ({fix})"),
+                None => text,
+            })
+        })?;
         conn.query_drop("START TRANSACTION READ ONLY").map_err(d)?;
         let params: Vec<mysql::Value> = params.iter().map(|p| p.as_str().into()).collect();
         let params = if params.is_empty() {
