@@ -4,47 +4,19 @@
 
 mod common;
 
-use common::Workdir;
 use common::nginx::Nginx;
+use common::{Workdir, cron};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Command;
 
-/// Three shards' worth of ranges: 768 prefixes.
-const SUBSET: &str = "00000-002FF";
-const LAST: u32 = 0x2FF;
+use common::nginx::{SUBSET, SUBSET_LAST as LAST, make_dump};
 
-/// A dump: full hash -> count, `per` hashes in each prefix.
-fn make_dump(seed: u64, per: usize) -> BTreeMap<String, u32> {
-    let mut r = common::Rng(seed);
-    let mut m = BTreeMap::new();
-    for p in 0..=LAST {
-        for _ in 0..per {
-            let h = format!(
-                "{p:05X}{:016X}{:016X}{:03X}",
-                r.next(),
-                r.next(),
-                r.next() & 0xFFF
-            );
-            m.insert(h, 1 + (r.next() % 5000) as u32);
-        }
-    }
-    m
-}
-
-/// One range file as the API serves it (`SUFFIX:COUNT`, CRLF, no final newline).
+/// One range file as the API serves it (no padding rows).
 fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
-    let p = format!("{prefix:05X}");
-    let lines: Vec<String> = dump
-        .range(p.clone()..format!("{p}G"))
-        .map(|(h, c)| format!("{}:{c}", &h[5..]))
-        .collect();
-    std::fs::write(dir.join(&p), lines.join("\r\n")).unwrap();
+    common::nginx::write_range(dir, prefix, dump, false);
 }
 
-/// The audit config: one CSV account whose SHA-1 is in the dump, and `[fetch]` from the mirror.
-/// One file per `every` (a config of another `every` written later must not change this one).
 fn config(w: &Workdir, n: &Nginx, every: &str, extra: &str) -> String {
     w.write(
         &format!("audit-{every}.toml"),
@@ -62,19 +34,6 @@ fn config(w: &Workdir, n: &Nginx, every: &str, extra: &str) -> String {
 
 fn audit(w: &Workdir, cfg: &str) -> common::Run {
     w.run(&["audit", "--config", cfg])
-}
-
-/// The cron wrapper, as cron runs it.
-fn cron(cfg: &str) -> common::Run {
-    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/breach-audit-cron.sh");
-    Command::new("sh")
-        .arg(&wrapper)
-        .arg(cfg)
-        .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
-        .current_dir("/")
-        .output()
-        .unwrap()
-        .into()
 }
 
 fn run_json(w: &Workdir) -> serde_json::Value {

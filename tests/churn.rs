@@ -629,18 +629,6 @@ fn sample_setup(w: &Workdir, extra: &str) -> String {
     ))
 }
 
-fn cron(cfg: &str) -> Run {
-    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/breach-audit-cron.sh");
-    Command::new("sh")
-        .arg(&wrapper)
-        .arg(cfg)
-        .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
-        .current_dir("/")
-        .output()
-        .unwrap()
-        .into()
-}
-
 #[test]
 fn a_deleted_mailbox_is_retired_its_notice_dropped_and_its_suspension_released() {
     let w = Workdir::new();

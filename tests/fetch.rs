@@ -12,41 +12,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Three shards' worth of ranges: 768 prefixes.
-const SUBSET: &str = "00000-002FF";
+use common::nginx::{SUBSET, SUBSET_LAST as LAST, make_dump};
 const FIRST: u32 = 0;
-const LAST: u32 = 0x2FF;
 
-/// A dump: full hash -> count, `per` hashes in each prefix of FIRST..=LAST.
-fn make_dump(seed: u64, per: usize) -> BTreeMap<String, u32> {
-    let mut r = common::Rng(seed);
-    let mut m = BTreeMap::new();
-    for p in FIRST..=LAST {
-        for _ in 0..per {
-            let h = format!(
-                "{p:05X}{:016X}{:016X}{:03X}",
-                r.next(),
-                r.next(),
-                r.next() & 0xFFF
-            );
-            m.insert(h, 1 + (r.next() % 5000) as u32);
-        }
-    }
-    m
-}
-
-/// Write one range file as the API serves it: `SUFFIX:COUNT` lines with CRLF, no final newline,
-/// and (in every seventh range) a padding row.
+/// One range file as the API serves it, a padding row in every seventh.
 fn write_range(dir: &Path, prefix: u32, dump: &BTreeMap<String, u32>) {
-    let p = format!("{prefix:05X}");
-    let mut lines: Vec<String> = dump
-        .range(p.clone()..format!("{p}G"))
-        .map(|(h, c)| format!("{}:{c}", &h[5..]))
-        .collect();
-    if prefix.is_multiple_of(7) {
-        lines.push("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0".into());
-    }
-    std::fs::write(dir.join(&p), lines.join("\r\n")).unwrap();
+    common::nginx::write_range(dir, prefix, dump, true);
 }
 
 fn serve(n: &Nginx, dump: &BTreeMap<String, u32>) {

@@ -558,7 +558,7 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
         }
     }
     // A fetch that failed, or data older than `every` and a week: the operator must act.
-    for (server, f) in crate::audit::fetch::reports(state)? {
+    for (server, f) in crate::state::fetch_report::reports(state)? {
         if f.failed || f.stale {
             items.push(format!("{}{}", tag(&server), f.text()));
         }
@@ -620,7 +620,7 @@ fn operator_message(
     let page = crate::page::load(state, crate::page::NIGHTS)?;
     let mut summary = crate::page::summary_text(&page);
     // Where the HIBP data stands, whatever else the message says.
-    for (server, f) in crate::audit::fetch::reports(state)? {
+    for (server, f) in crate::state::fetch_report::reports(state)? {
         summary.push_str(&format!(
             "  {}{}\n",
             if server.is_empty() {

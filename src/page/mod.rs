@@ -129,8 +129,8 @@ pub struct FetchRow {
     pub failed_ranges: u64,
 }
 
-impl From<(String, crate::audit::fetch::FetchReport)> for FetchRow {
-    fn from((server, f): (String, crate::audit::fetch::FetchReport)) -> FetchRow {
+impl From<(String, crate::state::fetch_report::FetchReport)> for FetchRow {
+    fn from((server, f): (String, crate::state::fetch_report::FetchReport)) -> FetchRow {
         let dash = || "\u{2013}".to_string();
         let fetched = f.last_fetched_at.is_some();
         FetchRow {
@@ -296,7 +296,7 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
         held_total,
         fleet,
         server: state.server().to_string(),
-        fetch: crate::audit::fetch::reports(state)?
+        fetch: crate::state::fetch_report::reports(state)?
             .into_iter()
             .map(FetchRow::from)
             .collect(),

@@ -392,7 +392,7 @@ fn meta_key(key: &str, server: &str) -> Option<String> {
         None
     } else if base == "hook_failures_read"
         || base.starts_with("serve_")
-        || base == crate::audit::fetch::META_KEY
+        || base == crate::state::fetch_report::META_KEY
     {
         Some(format!("{base}:{server}"))
     } else {

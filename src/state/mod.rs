@@ -26,6 +26,7 @@
 //! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
 
 mod db;
+pub mod fetch_report;
 mod identity;
 mod migrate;
 

@@ -280,3 +280,16 @@ pub fn directadmin_with_missing_domain(to: &Path) {
     copy_tree(&sample("servers/directadmin"), to);
     add_missing_domain(to);
 }
+
+/// The cron wrapper (scripts/breach-audit-cron.sh) run as cron runs it, with this build's binary.
+pub fn cron(cfg: &str) -> Run {
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/breach-audit-cron.sh");
+    std::process::Command::new("sh")
+        .arg(&wrapper)
+        .arg(cfg)
+        .env("BREACH_AUDIT", env!("CARGO_BIN_EXE_breach-audit"))
+        .current_dir("/")
+        .output()
+        .unwrap()
+        .into()
+}

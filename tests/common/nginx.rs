@@ -248,3 +248,44 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// The test subset of prefixes both mirror test files serve: three shards, 768 ranges.
+pub const SUBSET: &str = "00000-002FF";
+pub const SUBSET_LAST: u32 = 0x2FF;
+
+/// A dump for the mirror: full hash -> count, `per` hashes in each prefix of 0..=SUBSET_LAST.
+pub fn make_dump(seed: u64, per: usize) -> std::collections::BTreeMap<String, u32> {
+    let mut r = super::Rng(seed);
+    let mut m = std::collections::BTreeMap::new();
+    for p in 0..=SUBSET_LAST {
+        for _ in 0..per {
+            let h = format!(
+                "{p:05X}{:016X}{:016X}{:03X}",
+                r.next(),
+                r.next(),
+                r.next() & 0xFFF
+            );
+            m.insert(h, 1 + (r.next() % 5000) as u32);
+        }
+    }
+    m
+}
+
+/// One range file as the API serves it: `SUFFIX:COUNT` lines with CRLF, no final newline; with
+/// `padding`, every seventh range ends in a padding row (`:0`), as `Add-Padding: true` makes.
+pub fn write_range(
+    dir: &Path,
+    prefix: u32,
+    dump: &std::collections::BTreeMap<String, u32>,
+    padding: bool,
+) {
+    let p = format!("{prefix:05X}");
+    let mut lines: Vec<String> = dump
+        .range(p.clone()..format!("{p}G"))
+        .map(|(h, c)| format!("{}:{c}", &h[5..]))
+        .collect();
+    if padding && prefix.is_multiple_of(7) {
+        lines.push("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:0".into());
+    }
+    std::fs::write(dir.join(&p), lines.join("\r\n")).unwrap();
+}
