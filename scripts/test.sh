@@ -25,6 +25,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+# tests/no_openssl.rs reads the binary's linked libraries with ldd.
+command -v ldd >/dev/null 2>&1 || missing+=(libc-bin)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
