@@ -317,7 +317,7 @@ pub fn check_range(
     let want = if ntlm { 27 } else { 35 };
     let pre = format!("{prefix:05X}");
     // A real range holds about 900 lines: this loop runs a billion times in a full fetch, so
-    // it makes one pass a line (a table turns each digit to uppercase or refuses it) and leaves
+    // it makes one pass a line (`bytes::hex_val`'s table, then the uppercase digit) and leaves
     // the search for why a line is bad to the error path.
     let mut out = Vec::with_capacity(body.len() + body.len() / 7);
     let mut padding = 0u64;
@@ -345,10 +345,13 @@ pub fn check_range(
         }
         let (suffix, count) = (&line[..want], &line[want + 1..]);
         let mut up = [0u8; 35];
+        let mut bad = false;
         for (o, &s) in up.iter_mut().zip(suffix) {
-            *o = HEX_UPPER[usize::from(s)];
+            let v = crate::bytes::hex_val(s);
+            bad |= v > 15;
+            *o = UPPER[usize::from(v & 15)];
         }
-        if up[..want].contains(&0) {
+        if bad {
             return Err(shape());
         }
         if count.is_empty() || count.len() > 10 {
@@ -389,22 +392,8 @@ pub fn check_range(
     Ok((out, padding))
 }
 
-/// Each byte's uppercase hex digit, or 0 for a byte that is not one.
-static HEX_UPPER: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = b'0' + i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'A' as usize + i] = b'A' + i as u8;
-        t[b'a' as usize + i] = b'A' + i as u8;
-        i += 1;
-    }
-    t
-};
+/// The uppercase hex digits, by value (`crate::bytes::hex_val` gives the value).
+const UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 #[cfg(test)]
 mod tests {
