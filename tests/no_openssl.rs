@@ -19,9 +19,10 @@ fn the_binary_links_no_libssl_or_libcrypto() {
     let bin = env!("CARGO_BIN_EXE_breach-audit");
     // ldd is Debian's libc-bin (scripts/test.sh installs it when missing): without it this
     // check fails, never passes unchecked.
-    let out = Command::new("ldd").arg(bin).output().unwrap_or_else(|e| {
-        panic!("ldd {bin}: {e} (install libc-bin: scripts/test.sh does)")
-    });
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .unwrap_or_else(|e| panic!("ldd {bin}: {e} (install libc-bin: scripts/test.sh does)"));
     let text = String::from_utf8_lossy(&out.stdout);
     // A dynamic binary lists libc; anything else means ldd did not read it, not that it is clean.
     assert!(

@@ -161,13 +161,18 @@ pub fn ingest_hibp(
                 } else {
                     rec.ntlm += hashes.len() as u64;
                 }
-                for &(fp, count) in hashes {
-                    if last[k].is_some_and(|l| fp < l) {
-                        rec.sorted = false;
+                let Some(&(first, _)) = hashes.first() else {
+                    continue;
+                };
+                if out.sorted[k] && !last[k].is_some_and(|l| first < l) {
+                    sinks[k].push_sorted(hashes, tmp)?;
+                } else {
+                    rec.sorted = false;
+                    for &(fp, count) in hashes {
+                        sinks[k].push(fp, count, tmp)?;
                     }
-                    last[k] = Some(fp);
-                    sinks[k].push(fp, count, tmp)?;
                 }
+                last[k] = hashes.last().map(|h| h.0);
             }
             Ok(())
         },

@@ -480,16 +480,28 @@ pub fn build_shard_spilling(
             )),
         }
     };
-    for (fp, count) in pairs {
-        total = total.saturating_add(count);
-        let key = layout.key(fp);
-        match &mut cur {
-            Some((k, c)) if *k == key => *c = c.saturating_add(count),
-            Some((k, c)) => {
-                emit(&mut w, k, *c)?;
-                cur = Some((key, count));
+    // Keys are made a block at a time: the digit arithmetic of consecutive keys is independent,
+    // so the processor overlaps it, which it cannot do between the writer's work on each key.
+    const BLOCK: usize = 256;
+    let mut pairs = pairs.peekable();
+    let mut block: Vec<(u64, u64)> = Vec::with_capacity(BLOCK);
+    let mut keys = vec![super::keys::Key::default(); BLOCK];
+    while pairs.peek().is_some() {
+        block.clear();
+        block.extend(pairs.by_ref().take(BLOCK));
+        for (k, &(fp, _)) in keys.iter_mut().zip(&block) {
+            *k = layout.key(fp);
+        }
+        for (&key, &(_, count)) in keys.iter().zip(&block) {
+            total = total.saturating_add(count);
+            match &mut cur {
+                Some((k, c)) if *k == key => *c = c.saturating_add(count),
+                Some((k, c)) => {
+                    emit(&mut w, k, *c)?;
+                    cur = Some((key, count));
+                }
+                None => cur = Some((key, count)),
             }
-            None => cur = Some((key, count)),
         }
     }
     if let Some((k, c)) = cur {

@@ -23,6 +23,12 @@ use std::path::{Path, PathBuf};
 /// Bytes one buffered record takes.
 pub const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 
+/// Streaming mode builds the queued shards once they hold this many records (or one shard per
+/// thread, whichever is more): enough to keep every core busy, few enough that a sorted build's
+/// memory is a few megabytes whatever `--mem` and the dump's size (at 1e9 hashes a shard holds
+/// about a million records, 16 MB).
+const STREAM_BATCH_RECORDS: usize = 1 << 17;
+
 /// A sorted run spilled to disk: 12-byte records (fingerprint u64 LE, count u32 LE), with the record
 /// index where each shard starts. Read by shard with positioned reads (not mapped), so the merge
 /// holds only the shards it is merging.
@@ -155,6 +161,39 @@ impl KindSink {
         }
     }
 
+    /// Push records in non-decreasing fingerprint order (one chunk's hashes of a sorted dump):
+    /// the same as [`KindSink::push`] of each, with the per-shard bookkeeping done once per shard
+    /// instead of once per record.
+    pub fn push_sorted(&mut self, recs: &[(u64, u32)], tmp: &mut TempRuns) -> Result<()> {
+        debug_assert!(recs.windows(2).all(|w| w[0].0 <= w[1].0));
+        let mut rest = recs;
+        while let Some(&(first, _)) = rest.first() {
+            if !self.sorted || self.last_fp.is_some_and(|l| first < l) {
+                for &(fp, c) in rest {
+                    self.push(fp, c, tmp)?;
+                }
+                return Ok(());
+            }
+            let s = shard_of(first);
+            let n = rest.partition_point(|&(fp, _)| shard_of(fp) == s);
+            if self.cur.len() + n > self.budget / 2 {
+                // One shard larger than memory: record by record, as push decides.
+                for &(fp, c) in &rest[..n] {
+                    self.push(fp, c, tmp)?;
+                }
+            } else {
+                if s != self.cur_shard {
+                    self.close_shard()?;
+                    self.cur_shard = s;
+                }
+                self.cur.extend_from_slice(&rest[..n]);
+                self.last_fp = Some(rest[n - 1].0);
+            }
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
     pub fn push(&mut self, fp: u64, count: u32, tmp: &mut TempRuns) -> Result<()> {
         if self.sorted {
             if self.last_fp.is_some_and(|l| fp < l) {
@@ -188,7 +227,8 @@ impl KindSink {
         let recs = std::mem::take(&mut self.cur);
         self.batch_records += recs.len();
         self.batch.push((self.cur_shard, recs));
-        if self.batch_records >= self.budget / 2 {
+        let limit = STREAM_BATCH_RECORDS.min(self.budget / 2);
+        if self.batch_records >= limit && self.batch.len() >= rayon::current_num_threads() {
             self.flush_batch()?;
         }
         Ok(())

@@ -63,8 +63,8 @@ struct Open {
 pub struct FixedFstWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
-    /// Bytes written so far (flushed and buffered).
-    pos: u64,
+    /// Bytes flushed to `out` so far (`flushed + buf.len()` have been written).
+    flushed: u64,
     crc: u32,
     len: u64,
     last_addr: u64,
@@ -74,6 +74,9 @@ pub struct FixedFstWriter<W: Write> {
     prev_out: u64,
     /// `nodes[d]`: the open node at depth `d` of the previous key.
     nodes: Vec<Open>,
+    /// Where the previous key left the one before it: its nodes deeper than this are its own
+    /// (one transition, not final).
+    split: usize,
 }
 
 /// Why a key was refused.
@@ -112,7 +115,7 @@ impl<W: Write> FixedFstWriter<W> {
         let mut w = FixedFstWriter {
             out,
             buf: Vec::with_capacity(1 << 16),
-            pos: 0,
+            flushed: 0,
             crc: 0,
             len: 0,
             last_addr: u64::MAX,
@@ -120,6 +123,7 @@ impl<W: Write> FixedFstWriter<W> {
             prev: Vec::with_capacity(key_len),
             prev_out: 0,
             nodes: (0..key_len.max(1) + 1).map(|_| Open::default()).collect(),
+            split: 0,
         };
         w.put(&FST_VERSION.to_le_bytes());
         w.put(&fst_type.to_le_bytes());
@@ -149,12 +153,14 @@ impl<W: Write> FixedFstWriter<W> {
                 Some(p) if key[p] > self.prev[p] => {
                     self.freeze_from(p);
                     self.prev.truncate(p);
+                    self.split = p;
                 }
                 None if key.len() > self.prev.len() => {
                     // The previous key is a prefix of this one: it ends in a final state.
                     let end = &mut self.nodes[self.prev.len()];
                     end.is_final = true;
                     end.final_out = self.prev_out;
+                    self.split = self.prev.len();
                 }
                 _ => return Err(InsertError::Key(KeyError::OutOfOrder)),
             }
@@ -176,9 +182,47 @@ impl<W: Write> FixedFstWriter<W> {
     fn freeze_from(&mut self, p: usize) {
         let mut addr = EMPTY;
         let mut out = self.prev_out;
-        for d in (p + 1..self.prev.len()).rev() {
+        let len = self.prev.len();
+        // The common case, a key's own tail: below where it left the key before it
+        // (`self.split`) and below `p`, its nodes have one transition and nothing to reset. The
+        // deepest carries the value to the final state; each above it points at the node just
+        // written: one byte when its input packs (always, in the password maps' layouts), written
+        // here in one pass.
+        let tail = p.max(self.split) + 1;
+        let mut d = len;
+        if tail < len {
+            debug_assert!(
+                self.nodes[tail..len]
+                    .iter()
+                    .all(|n| n.trans.is_empty() && !n.is_final)
+            );
+            d = len - 1;
+            addr = self.compile_one(Trans {
+                inp: self.prev[d],
+                addr,
+                out,
+            });
+            out = 0;
+            let at = self.buf.len();
+            let run = &self.prev[tail..d];
+            self.buf.extend(
+                run.iter()
+                    .rev()
+                    .map(|&c| 0b1100_0000 | COMMON_IDX[c as usize]),
+            );
+            if self.buf[at..].iter().all(|&b| b != 0b1100_0000) {
+                d = tail;
+                if self.buf.len() > at {
+                    self.last_addr = self.pos() - 1;
+                    addr = self.last_addr;
+                }
+            } else {
+                // An input that does not pack: node by node.
+                self.buf.truncate(at);
+            }
+        }
+        for d in (p + 1..d).rev() {
             if self.nodes[d].trans.is_empty() && !self.nodes[d].is_final {
-                // The common case, a key's own tail: one transition, nothing to reset.
                 addr = self.compile_one(Trans {
                     inp: self.prev[d],
                     addr,
@@ -225,22 +269,31 @@ impl<W: Write> FixedFstWriter<W> {
         Ok(self.out)
     }
 
+    /// Bytes written so far (flushed and buffered): the address of the next byte.
+    #[inline]
+    fn pos(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
     #[inline]
     fn put(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
-        self.pos += b.len() as u64;
     }
 
     fn flush_buf(&mut self) -> io::Result<()> {
         self.crc = crc32c::crc32c_append(self.crc, &self.buf);
         self.out.write_all(&self.buf)?;
+        self.flushed += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
     }
 
+    /// The low `nbytes` bytes of `n`: a fixed 8-byte copy cut back (no variable-length copy).
     #[inline]
     fn put_uint(&mut self, n: u64, nbytes: u8) {
-        self.put(&n.to_le_bytes()[..nbytes as usize]);
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.truncate(at + nbytes as usize);
     }
 
     /// Write one node and return its address, the address of its last byte, as fst's
@@ -253,9 +306,9 @@ impl<W: Write> FixedFstWriter<W> {
     }
 
     /// A node with one transition that is not final.
-    #[inline]
+    #[inline(always)]
     fn compile_one(&mut self, t: Trans) -> u64 {
-        let start = self.pos;
+        let start = self.pos();
         {
             let common = COMMON_IDX[t.inp as usize];
             if t.addr == self.last_addr && t.out == 0 {
@@ -279,13 +332,13 @@ impl<W: Write> FixedFstWriter<W> {
                 self.put(&[0b1000_0000 | common]);
             }
         }
-        self.last_addr = self.pos - 1;
+        self.last_addr = self.pos() - 1;
         self.last_addr
     }
 
     /// Any other node: final, or with none or several transitions.
     fn compile_any(&mut self, node: &Open) -> u64 {
-        let start = self.pos;
+        let start = self.pos();
         let trans = &node.trans[..];
         {
             let mut tsize = 0;
@@ -329,7 +382,7 @@ impl<W: Write> FixedFstWriter<W> {
                 self.put(&[n as u8 | final_bit]);
             }
         }
-        self.last_addr = self.pos - 1;
+        self.last_addr = self.pos() - 1;
         self.last_addr
     }
 }
