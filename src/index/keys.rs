@@ -215,11 +215,27 @@ impl Layout {
     pub fn key(&self, fp: u64) -> Key {
         let rest = (fp << SHARD_BITS) >> SHARD_BITS;
         // Base-63 digits last to first (x % 63^t), then what is left (x / 63^t) in 5-bit
-        // symbols: division by the constant 63 only, no division by 63^t.
+        // symbols: divisions by constants only (63 and 63^4), none by 63^t.
         let mut x = rest >> (REST_BITS - self.kbits);
         let (h, len) = (self.h as usize, self.key_len());
         let mut bytes = [0u8; MAX_KEY_LEN];
-        for b in bytes[h..len].iter_mut().rev() {
+        // The last four digits come from x % 63^4 in 32-bit arithmetic, a chain of divisions
+        // independent of the one over x / 63^4, so the two overlap.
+        let digits = &mut bytes[h..len];
+        let (high, low) = match digits.len().checked_sub(4) {
+            Some(at) => digits.split_at_mut(at),
+            None => (digits, &mut [][..]),
+        };
+        if !low.is_empty() {
+            const P4: u64 = 63 * 63 * 63 * 63;
+            let mut r = (x % P4) as u32;
+            x /= P4;
+            for b in low.iter_mut().rev() {
+                *b = ALPHABET63[(r % 63) as usize];
+                r /= 63;
+            }
+        }
+        for b in high.iter_mut().rev() {
             *b = ALPHABET63[(x % 63) as usize];
             x /= 63;
         }

@@ -53,8 +53,8 @@ pub fn parse_chunk(c: &Chunk) -> HibpChunk {
         sorted: [true; 2],
         ..Default::default()
     };
-    // A dump's lines are ~45 bytes: reserve once for the chunk.
-    let expect = c.data.bytes().len() / 44 + 1;
+    // A SHA-1 line takes at least 43 bytes: reserve once for the chunk.
+    let expect = c.data.bytes().len() / 43 + 1;
     let data = c.data.bytes();
     let data = data.strip_suffix(b"\n").unwrap_or(data);
     if data.is_empty() {
