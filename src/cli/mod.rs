@@ -22,7 +22,7 @@ mod state;
 mod suspend;
 
 use crate::error::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 nothing at risk / nothing found, 1 at-risk accounts (or breached hashes) found,
@@ -43,7 +43,8 @@ pub struct Cli {
     cmd: Cmd,
 }
 
-// Parsed once per process: the size of the largest command's flags costs nothing.
+// Parsed once per process: the size of the largest command's flags costs nothing. Each
+// subcommand's flags are built only when it is parsed or its help shown ([`Deferred`]).
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
@@ -52,7 +53,7 @@ enum Cmd {
     /// Reads each dump once. Sorted dumps (as downloaded) stream straight into the index; unsorted
     /// ones are sorted externally in --tmp-dir. The new index is written beside the old one and
     /// swapped in atomically: a failed or interrupted build leaves the old index working.
-    Build(build::BuildArgs),
+    Build(Deferred<build::BuildArgs>),
     /// Download Have I Been Pwned's Pwned Passwords (every range of the range API) into a store
     /// that `build --hibp DIR` reads: resumable and incremental.
     ///
@@ -71,7 +72,7 @@ enum Cmd {
     /// `--check`: is there new data? A random sample of the stored ranges is asked with their
     /// ETags, nothing is written, one line on standard output; 0 unchanged, 1 changed, 2 no
     /// completed fetch in DIR or a sampled range still failing (named).
-    Fetch(fetch::FetchArgs),
+    Fetch(Deferred<fetch::FetchArgs>),
     /// Check accounts against the index and print the at-risk list, sorted by address.
     ///
     /// JSONL records: {"email","domain","owner","contact","suspended","severity","findings":[...]}.
@@ -83,23 +84,23 @@ enum Cmd {
     /// is in N combolist rows), {"kind":"unverifiable","scheme":S} (unknown: the stored hash cannot
     /// be checked, so the account is not known to be safe). Salted hashes are verified against
     /// the passwords leaked for their address; they cannot be compared with the dumps directly.
-    Check(check::CheckArgs),
+    Check(Deferred<check::CheckArgs>),
     /// List every breached address at one or more domains (from the combolists), sorted.
     ///
     /// JSONL records: {"domain","email","count"}, count = distinct combolist rows naming the
     /// address. Exits 1 when any address is found, 0 when none. Each domain is a range scan of the
     /// email map: milliseconds from a cold start, whatever the size of the index.
-    Domain(domain::DomainArgs),
+    Domain(Deferred<domain::DomainArgs>),
     /// Read passwords (or, with --hashes, SHA-1/NTLM hex hashes) from standard input, one per line,
     /// and print how often each was seen in the HIBP dumps (the count `check` reports), one line per
     /// input line, `0` when never seen, `error` for a line that is not a hash; --combolists adds a
     /// tab-separated second column, the combolist rows holding it. The input is never echoed. Exit
     /// 1 when any count printed is above 0.
-    Lookup(lookup::LookupArgs),
+    Lookup(Deferred<lookup::LookupArgs>),
     /// Show what an index holds and what it was built from.
-    Info(args::IndexOnly),
+    Info(Deferred<args::IndexOnly>),
     /// Check every byte of an index; exits 2 on any damage.
-    Verify(args::IndexOnly),
+    Verify(Deferred<args::IndexOnly>),
     /// Install an index built on another machine (copied here, e.g. with rsync, to --from) as
     /// --index, without a half-copied index ever answering.
     ///
@@ -112,7 +113,7 @@ enum Cmd {
     /// manifest) does nothing and says so. Prints one line: what was installed, built when, from
     /// what, how many hashes and addresses. Pair with `rebuild = false` in the audit config.
     /// Exit codes: 0 installed (or already there), 2 error (nothing changed).
-    InstallIndex(install::InstallIndexArgs),
+    InstallIndex(Deferred<install::InstallIndexArgs>),
     /// The nightly job: rebuild the index if a source changed, check every account, and write
     /// what is new since the last run for the notice mailer.
     ///
@@ -126,7 +127,7 @@ enum Cmd {
     /// are fetched first when due (a failed fetch is an alert, not an error: the cron wrapper
     /// exits 6 on it). Exit codes: 0 nothing new, 1 new findings, 2 error, 3 another audit is
     /// running (the lock in --state is held).
-    Audit(audit::AuditArgs),
+    Audit(Deferred<audit::AuditArgs>),
     /// Deliver pending notices: one message per contact naming each of their addresses and what
     /// was found, through the server's MTA (`sendmail`), a submission server (`smtp`) or an
     /// `outbox` directory. A finding counts as told only when its notice was accepted; a failed
@@ -134,12 +135,12 @@ enum Cmd {
     /// contact, unverifiable accounts, held notices and what was not audited go to the operator.
     /// Exit codes: 0 all delivered (or nothing to do), 4 a delivery failed (it is retried), 2
     /// error, 3 an audit or notify is running.
-    Notify(notify::NotifyArgs),
+    Notify(Deferred<notify::NotifyArgs>),
     /// Suspend outbound mail of accounts whose current password is leaked (critical findings;
     /// `include_high` adds high ones; `never_suspend` is honoured), on one platform; with
     /// --release, undo what breach-audit suspended whose finding resolved. Nothing changes
     /// without --apply. Every change is recorded in the state, so a release removes exactly it.
-    Suspend(suspend::SuspendArgs),
+    Suspend(Deferred<suspend::SuspendArgs>),
     /// Write the operator's page of a state: one self-contained HTML file (no script, font or
     /// image from elsewhere; readable on a phone and printable) with tonight's numbers and their
     /// change since the previous run, a chart of at-risk accounts by severity over the last
@@ -147,7 +148,7 @@ enum Cmd {
     /// risk, the sources and their health, notices not delivered yet and the domains not
     /// audited. No password or hash is on it. `audit` writes the same page to --out/report.html
     /// every run. Exit codes: 0 written, 2 error.
-    Report(report::ReportArgs),
+    Report(Deferred<report::ReportArgs>),
     /// Retire held addresses by hand: accounts with findings on record that the audit could not
     /// read tonight (a file missing or refused, a source no longer configured) and that the
     /// operator knows are gone. Their findings are resolved as `forgotten` (history kept), they
@@ -158,7 +159,7 @@ enum Cmd {
     /// another server reads now only leaves this server: its findings stay open there. Exit
     /// codes: 0 done, 2 error (also: this server's name is held by another machine or config,
     /// see `state claim`), 3 an audit, notify or suspend is running.
-    Forget(forget::ForgetArgs),
+    Forget(Deferred<forget::ForgetArgs>),
     /// Judge each login's password as Dovecot verifies it: a local service on a unix socket that
     /// Dovecot's Lua passdb (contrib/dovecot/breach-audit.lua) asks after the real passdb
     /// accepted a login. It answers with the password's HIBP and combolist counts, whether it is
@@ -168,11 +169,68 @@ enum Cmd {
     /// A rebuilt index is picked up without a restart (or on SIGHUP); SIGTERM stops it. The
     /// protocol is in README ("Checking at login"). Exit codes: 0 stopped, 2 error (also: this
     /// server's name is held by another machine or config, see `state claim`).
-    Serve(serve::ServeArgs),
+    Serve(Deferred<serve::ServeArgs>),
     /// The state database itself: `state migrate` moves a server's SQLite state into a fleet's
     /// shared PostgreSQL state, once (see `breach-audit state migrate --help`); `state claim`
     /// hands a server name over to this machine when it replaced the one that held it.
-    State(state::StateCmd),
+    State(Deferred<state::StateCmd>),
+}
+
+/// A subcommand's flags (`T`), built only when clap parses that subcommand or shows its help
+/// (`Command::defer`), not every subcommand's at every start: start-up is a contract (`--version`
+/// and one `lookup` within 1 ms of `/bin/true`, scripts/bench-start.sh). clap's own
+/// `#[command(defer = true)]` is not used: it builds the flags after the variant's doc comment is
+/// set, so the flag struct's doc comment would become the subcommand's help text; here the
+/// variant's is put back.
+struct Deferred<T>(T);
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(build_deferred::<T>)
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(build_deferred_for_update::<T>)
+    }
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+fn build_deferred<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_help_text(cmd, T::augment_args)
+}
+
+fn build_deferred_for_update<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_help_text(cmd, T::augment_args_for_update)
+}
+
+/// `build(cmd)` with `cmd`'s about and long about as they were.
+fn keeping_help_text(
+    cmd: clap::Command,
+    build: fn(clap::Command) -> clap::Command,
+) -> clap::Command {
+    let (about, long) = (cmd.get_about().cloned(), cmd.get_long_about().cloned());
+    let cmd = build(cmd);
+    let cmd = match about {
+        Some(a) => cmd.about(a),
+        None => cmd.about(None::<&str>),
+    };
+    match long {
+        Some(l) => cmd.long_about(l),
+        None => cmd.long_about(None::<&str>),
+    }
+}
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> std::result::Result<Self, clap::Error> {
+        T::from_arg_matches(m).map(Deferred)
+    }
+    fn update_from_arg_matches(
+        &mut self,
+        m: &clap::ArgMatches,
+    ) -> std::result::Result<(), clap::Error> {
+        self.0.update_from_arg_matches(m)
+    }
 }
 
 /// How a run ended, as the process's exit code (a contract with scripts; see AFTER_HELP).
@@ -207,21 +265,21 @@ impl From<Exit> for std::process::ExitCode {
 
 pub fn run(cli: Cli) -> Result<Exit> {
     match cli.cmd {
-        Cmd::Build(a) => build::run(a),
-        Cmd::Fetch(a) => fetch::run(a),
-        Cmd::Check(a) => check::run(a),
-        Cmd::Domain(a) => domain::run(a),
-        Cmd::Lookup(a) => lookup::run(a),
-        Cmd::Info(a) => info::run_info(a),
-        Cmd::Verify(a) => info::run_verify(a),
-        Cmd::InstallIndex(a) => install::run(a),
-        Cmd::Audit(a) => audit::run(a),
-        Cmd::Notify(a) => notify::run(a),
-        Cmd::Suspend(a) => suspend::run(a),
-        Cmd::Report(a) => report::run(a),
-        Cmd::Forget(a) => forget::run(a),
-        Cmd::Serve(a) => serve::run(a),
-        Cmd::State(a) => state::run(a),
+        Cmd::Build(Deferred(a)) => build::run(a),
+        Cmd::Fetch(Deferred(a)) => fetch::run(a),
+        Cmd::Check(Deferred(a)) => check::run(a),
+        Cmd::Domain(Deferred(a)) => domain::run(a),
+        Cmd::Lookup(Deferred(a)) => lookup::run(a),
+        Cmd::Info(Deferred(a)) => info::run_info(a),
+        Cmd::Verify(Deferred(a)) => info::run_verify(a),
+        Cmd::InstallIndex(Deferred(a)) => install::run(a),
+        Cmd::Audit(Deferred(a)) => audit::run(a),
+        Cmd::Notify(Deferred(a)) => notify::run(a),
+        Cmd::Suspend(Deferred(a)) => suspend::run(a),
+        Cmd::Report(Deferred(a)) => report::run(a),
+        Cmd::Forget(Deferred(a)) => forget::run(a),
+        Cmd::Serve(Deferred(a)) => serve::run(a),
+        Cmd::State(Deferred(a)) => state::run(a),
     }
 }
 
@@ -230,26 +288,20 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `breach-audit` command, whole: parse the flags, run, print an error, exit.
 pub fn main() -> std::process::ExitCode {
+    if version_only(std::env::args_os().skip(1)) {
+        // What clap prints for it, without building a command first (start-up, see `Deferred`).
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(VERSION_LINE.as_bytes());
+        return Exit::Clean.into();
+    }
     let args = Cli::parse();
-    // `serve` handles its own signals (SIGHUP reopens the index there; ctrlc would stop it).
-    if !matches!(args.cmd, Cmd::Serve(_)) {
-        let _ = ctrlc::set_handler(|| {
-            if crate::fsutil::check_interrupted().is_err() {
-                std::process::exit(130);
-            }
-            crate::fsutil::set_interrupted();
-            // Long loops see the flag and unwind, removing their temporary files. Whatever does not
-            // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
-            // run left behind.
-            std::thread::spawn(|| {
-                std::thread::sleep(STOP_GRACE);
-                eprintln!(
-                    "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
-                    STOP_GRACE.as_secs()
-                );
-                std::process::exit(130);
-            });
-        });
+    match args.cmd {
+        // `serve` handles its own signals (SIGHUP reopens the index there; ctrlc would stop it).
+        Cmd::Serve(_) => {}
+        // `lookup` leaves nothing to remove and never looks at the flag: a signal ends it at
+        // once, with the same code, and no thread is started for it (start-up, see `Deferred`).
+        Cmd::Lookup(_) => exit_on_signal(),
+        _ => set_interrupt_handler(),
     }
     let code = match run(args) {
         Ok(code) => code,
@@ -266,4 +318,119 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     code.into()
+}
+
+/// `breach-audit --version`'s output: clap's (`name version`; the test compares them).
+const VERSION_LINE: &str = concat!("breach-audit ", env!("CARGO_PKG_VERSION"), "\n");
+
+/// Are the arguments only `--version` (or `-V`)?
+fn version_only(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    matches!((args.next(), args.next()), (Some(a), None) if a == "--version" || a == "-V")
+}
+
+/// SIGINT, SIGTERM and SIGHUP end the process with [`Exit::Interrupted`] at once, from the
+/// handler (what it does is async-signal-safe: one write, `_exit`).
+fn exit_on_signal() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    fn on_signal() {
+        // SAFETY: fd 2 is only borrowed for this one write.
+        let stderr = unsafe { rustix::fd::BorrowedFd::borrow_raw(2) };
+        let _ = rustix::io::write(stderr, b"breach-audit: interrupted\n");
+        signal_hook::low_level::exit(Exit::Interrupted as i32);
+    }
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        // SAFETY: `on_signal` only calls write(2) and _exit(2), both async-signal-safe.
+        let _ = unsafe { signal_hook::low_level::register(sig, on_signal) };
+    }
+}
+
+/// Ctrl-C and SIGTERM set the interrupted flag that long loops check ([`crate::fsutil`]); a
+/// second signal, or a run still busy [`STOP_GRACE`] after the first, ends the process.
+fn set_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if crate::fsutil::check_interrupted().is_err() {
+            std::process::exit(130);
+        }
+        crate::fsutil::set_interrupted();
+        // Long loops see the flag and unwind, removing their temporary files. Whatever does not
+        // (a read blocked on a dead NFS server, say) is cut short: a later run removes what a dead
+        // run left behind.
+        std::thread::spawn(|| {
+            std::thread::sleep(STOP_GRACE);
+            eprintln!(
+                "breach-audit: interrupted and still busy after {}s; stopping now (a later run removes leftover temporary files)",
+                STOP_GRACE.as_secs()
+            );
+            std::process::exit(130);
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_version_shortcut_prints_what_clap_prints() {
+        assert_eq!(Cli::command().render_version().to_string(), VERSION_LINE);
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(version_only(args(&["--version"]).into_iter()));
+        assert!(version_only(args(&["-V"]).into_iter()));
+        for other in [
+            &[][..],
+            &["--version", "lookup"],
+            &["lookup", "--version"],
+            &["-v"],
+        ] {
+            assert!(!version_only(args(other).into_iter()), "{other:?}");
+        }
+    }
+
+    /// A subcommand's help text is its `Cmd` variant's doc comment, also once its flags are built
+    /// (clap's own `defer` would leave the flag struct's).
+    #[test]
+    fn each_subcommand_keeps_its_help_text_when_its_flags_are_built() {
+        let texts = |c: &clap::Command| -> Vec<_> {
+            c.get_subcommands()
+                .filter(|s| s.get_name() != "help") // clap's, added by `build`
+                .map(|s| {
+                    let text = |t: Option<&clap::builder::StyledStr>| t.map(|t| t.to_string());
+                    (
+                        s.get_name().to_string(),
+                        text(s.get_about()),
+                        text(s.get_long_about()),
+                    )
+                })
+                .collect()
+        };
+        let mut cmd = Cli::command();
+        let before = texts(&cmd);
+        assert_eq!(before.len(), 15);
+        assert!(
+            before.iter().all(|(_, about, _)| about.is_some()),
+            "{before:?}"
+        );
+        let lookup = cmd.find_subcommand("lookup").unwrap();
+        assert_eq!(
+            lookup.get_arguments().count(),
+            0,
+            "built before it is needed"
+        );
+        cmd.build();
+        assert_eq!(texts(&cmd), before);
+        let lookup = cmd.find_subcommand("lookup").unwrap();
+        assert!(
+            lookup
+                .get_arguments()
+                .any(|a| a.get_long() == Some("hashes"))
+        );
+    }
+
+    /// clap checks a subcommand's flags only when that subcommand is run: this checks every one,
+    /// so a clash in any fails here rather than when it is first run.
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }
