@@ -539,11 +539,11 @@ fn merge_runs(runs: Vec<Vec<Record>>, mut push: impl FnMut(Record)) {
         .map(VecDeque::from)
         .collect();
     // Run i's next record comes before run j's (ties: the lower run first).
-    let less = |runs: &[VecDeque<Record>], i: usize, j: usize| match (runs[i].front(), runs[j].front())
-    {
-        (Some(a), Some(b)) => record_order(a, b).then(i.cmp(&j)).is_lt(),
-        _ => unreachable!("runs in the heap are not empty"),
-    };
+    let less =
+        |runs: &[VecDeque<Record>], i: usize, j: usize| match (runs[i].front(), runs[j].front()) {
+            (Some(a), Some(b)) => record_order(a, b).then(i.cmp(&j)).is_lt(),
+            _ => unreachable!("runs in the heap are not empty"),
+        };
     let sift_down = |runs: &[VecDeque<Record>], heap: &mut [usize], mut at: usize| loop {
         let (l, r) = (2 * at + 1, 2 * at + 2);
         let mut m = at;
@@ -586,17 +586,15 @@ fn merge_runs(runs: Vec<Vec<Record>>, mut push: impl FnMut(Record)) {
 /// run.
 pub(super) fn merge_and_sort(runs: Vec<Vec<Record>>) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::with_capacity(runs.iter().map(Vec::len).sum());
-    merge_runs(runs, |r| {
-        match out.last_mut() {
-            Some(last) if last.email == r.email => {
-                last.findings.extend(r.findings);
-                last.owner = last.owner.take().or(r.owner);
-                last.contact = last.contact.take().or(r.contact);
-                last.suspended |= r.suspended;
-                last.homes.extend(r.homes);
-            }
-            _ => out.push(r),
+    merge_runs(runs, |r| match out.last_mut() {
+        Some(last) if last.email == r.email => {
+            last.findings.extend(r.findings);
+            last.owner = last.owner.take().or(r.owner);
+            last.contact = last.contact.take().or(r.contact);
+            last.suspended |= r.suspended;
+            last.homes.extend(r.homes);
         }
+        _ => out.push(r),
     });
     out.par_iter_mut().for_each(|r| {
         r.findings.sort();
@@ -650,7 +648,12 @@ mod merge_tests {
             ];
             let mut b = vec![
                 rec("b@x.example", None, 1, pwned(2)),
-                rec("a@x.example", Some("amy"), 1, Finding::CredentialsLeaked { count: 7 }),
+                rec(
+                    "a@x.example",
+                    Some("amy"),
+                    1,
+                    Finding::CredentialsLeaked { count: 7 },
+                ),
             ];
             let mut c = vec![rec("d@x.example", None, 1, pwned(4))];
             for r in [&mut a, &mut b, &mut c] {
@@ -665,7 +668,13 @@ mod merge_tests {
         let emails: Vec<&str> = forward.iter().map(|r| r.email.as_str()).collect();
         assert_eq!(
             emails,
-            ["a@x.example", "b@x.example", "c@x.example", "d@x.example", "e@x.example"]
+            [
+                "a@x.example",
+                "b@x.example",
+                "c@x.example",
+                "d@x.example",
+                "e@x.example"
+            ]
         );
         let a = &forward[0];
         assert_eq!(a.owner.as_deref(), Some("amy"));
