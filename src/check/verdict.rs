@@ -263,11 +263,15 @@ pub(super) fn judge_many(
     accounts: Vec<Account>,
 ) -> Result<(Tally, Vec<Record>)> {
     // The stored SHA-1 and NTLM hashes are looked up first, together: their lookups overlap.
+    // The dumps' maps come first ([`crate::index::all_maps`]); a hash the dumps count needs no
+    // combolist count ([`Finding::pwned`] takes the dumps' when there is one), so it is not
+    // looked up there (with many accounts at risk, that is many lookups).
     let mut known: Vec<Option<PasswordCounts>> = vec![None; accounts.len()];
     for (origin, kind) in crate::index::all_maps() {
         let (who, fps): (Vec<usize>, Vec<u64>) = accounts
             .iter()
             .enumerate()
+            .filter(|(i, _)| origin == Origin::Dumps || !known[*i].is_some_and(|k| k.dumps > 0))
             .filter_map(|(i, a)| match (&a.stored, kind) {
                 (Stored::Sha1(d), HashKind::Sha1) => Some((i, keys::fingerprint(d))),
                 (Stored::Ntlm(d), HashKind::Ntlm) => Some((i, keys::fingerprint(d))),
