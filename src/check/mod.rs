@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 mod verdict;
 
-pub use verdict::{CountSource, Finding, Home, LoginSeen, Logins, Record, Severity};
-use verdict::{Tally, judge_many, merge_and_sort};
+pub use verdict::{CountSource, Finding, Home, LoginSeen, Logins, Record, Seen, Severity};
+use verdict::{Tally, judge_many, merge_and_sort, sort_run};
 
 /// Counts for the summary line.
 #[derive(Debug, Default, Clone)]
@@ -417,36 +417,42 @@ struct Judge<'a> {
     source: std::sync::atomic::AtomicUsize,
     track: &'a HashSet<String>,
     logins: &'a Logins,
-    out: std::sync::Mutex<(Tally, Vec<Record>)>,
+    /// The tally, and the records of each batch sorted by [`sort_run`].
+    out: std::sync::Mutex<(Tally, Vec<Vec<Record>>)>,
 }
 
 impl accounts::AccountSink for Judge<'_> {
     fn batch(&self, accounts: Vec<Account>) -> Result<()> {
         crate::fsutil::check_interrupted()?;
         let source = self.source.load(Ordering::Relaxed);
-        let judge = |c: &[Account]| {
-            judge_many(
+        let judge = |c: Vec<Account>| {
+            let (t, mut r) = judge_many(
                 self.index,
                 self.verifier,
                 self.track,
                 self.logins,
                 source,
                 c,
-            )
+            )?;
+            sort_run(&mut r);
+            Ok((t, r))
         };
         // A batch from a parallel parser is already on a worker: judge it there, in one piece.
         let pieces: Vec<(Tally, Vec<Record>)> = if rayon::current_thread_index().is_some() {
-            vec![judge(&accounts)?]
+            vec![judge(accounts)?]
         } else {
             accounts
-                .par_chunks(1024)
+                .into_par_iter()
+                .chunks(1024)
                 .map(judge)
                 .collect::<Result<_>>()?
         };
         let mut out = self.out.lock().expect("no panics while held");
         for (t, r) in pieces {
             out.0.merge(t);
-            out.1.extend(r);
+            if !r.is_empty() {
+                out.1.push(r);
+            }
         }
         Ok(())
     }

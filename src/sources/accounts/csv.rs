@@ -224,7 +224,9 @@ fn parse_plain_csv(
         let parsed: Vec<Piece> = window
             .par_iter()
             .map(|piece| {
-                let (mut accounts, mut bad) = (Vec::new(), Vec::new());
+                // Sized to the piece's lines: growing a vector of accounts moves them all.
+                let lines = piece.iter().filter(|&&c| c == b'\n').count() + 1;
+                let (mut accounts, mut bad) = (Vec::with_capacity(lines), Vec::new());
                 let (mut n, mut skipped) = (0u64, 0u64);
                 for line in crate::input::lines(piece) {
                     n += 1;
