@@ -147,7 +147,7 @@ pub fn ingest_hibp(
         &rec.path.clone(),
         total,
         hibp::parse_chunk,
-        |out| {
+        |mut out| {
             rec.lines += out.lines;
             rec.padding += out.padding;
             rec.blank += out.blank;
@@ -155,24 +155,25 @@ pub fn ingest_hibp(
             rec.rejected += out.rejected;
             for kind in HashKind::ALL {
                 let k = kind.index();
-                let hashes = &out.hashes[k];
+                let buf = std::mem::take(&mut out.hashes[k]);
+                let hashes = &buf[..];
                 if k == 0 {
                     rec.sha1 += hashes.len() as u64;
                 } else {
                     rec.ntlm += hashes.len() as u64;
                 }
-                let Some(&(first, _)) = hashes.first() else {
-                    continue;
-                };
-                if out.sorted[k] && !last[k].is_some_and(|l| first < l) {
-                    sinks[k].push_sorted(hashes, tmp)?;
-                } else {
-                    rec.sorted = false;
-                    for &(fp, count) in hashes {
-                        sinks[k].push(fp, count, tmp)?;
+                if let Some(&(first, _)) = hashes.first() {
+                    if out.sorted[k] && !last[k].is_some_and(|l| first < l) {
+                        sinks[k].push_sorted(hashes, tmp)?;
+                    } else {
+                        rec.sorted = false;
+                        for &(fp, count) in hashes {
+                            sinks[k].push(fp, count, tmp)?;
+                        }
                     }
+                    last[k] = hashes.last().map(|h| h.0);
                 }
-                last[k] = hashes.last().map(|h| h.0);
+                hibp::recycle(buf);
             }
             Ok(())
         },

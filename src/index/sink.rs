@@ -135,6 +135,8 @@ pub struct KindSink {
     cur: Vec<(u64, u32)>,
     batch: Vec<(usize, Vec<(u64, u32)>)>,
     batch_records: usize,
+    /// Buffers of built shards, reused for the next ones (no fresh pages to fault in per shard).
+    spare: Vec<Vec<(u64, u32)>>,
     // External mode.
     base: Option<PathBuf>,
     runs: Vec<Run>,
@@ -155,6 +157,7 @@ impl KindSink {
             cur: Vec::new(),
             batch: Vec::new(),
             batch_records: 0,
+            spare: Vec::new(),
             base: None,
             runs: Vec::new(),
             run_buf: Vec::new(),
@@ -224,7 +227,7 @@ impl KindSink {
         if self.cur.is_empty() {
             return Ok(());
         }
-        let recs = std::mem::take(&mut self.cur);
+        let recs = std::mem::replace(&mut self.cur, self.spare.pop().unwrap_or_default());
         self.batch_records += recs.len();
         self.batch.push((self.cur_shard, recs));
         let limit = STREAM_BATCH_RECORDS.min(self.budget / 2);
@@ -253,6 +256,13 @@ impl KindSink {
         let w = self.writer.as_mut().expect("created");
         for ((s, _), b) in batch.iter().zip(&built) {
             w.push_shard(*s, b)?;
+        }
+        let keep = rayon::current_num_threads() + 1;
+        for (_, mut recs) in batch {
+            if self.spare.len() < keep {
+                recs.clear();
+                self.spare.push(recs);
+            }
         }
         Ok(())
     }
