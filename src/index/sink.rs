@@ -23,11 +23,13 @@ use std::path::{Path, PathBuf};
 /// Bytes one buffered record takes.
 pub const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 
-/// Streaming mode builds the queued shards once they hold this many records (or one shard per
-/// thread, whichever is more): enough to keep every core busy, few enough that a sorted build's
-/// memory is a few megabytes whatever `--mem` and the dump's size (at 1e9 hashes a shard holds
-/// about a million records, 16 MB).
+/// Streaming mode builds the queued shards once they hold this many records and one shard per
+/// thread (or four times this many): enough to keep every core busy, few enough that a sorted
+/// build's memory stays bounded whatever `--mem` and the dump's size (at 1e9 hashes a shard holds
+/// about a million records, 16 MB, and is built on its own).
 const STREAM_BATCH_RECORDS: usize = 1 << 17;
+/// The largest shard buffer kept for reuse (1 MB).
+const SPARE_RECORDS: usize = 1 << 16;
 
 /// A sorted run spilled to disk: 12-byte records (fingerprint u64 LE, count u32 LE), with the record
 /// index where each shard starts. Read by shard with positioned reads (not mapped), so the merge
@@ -230,8 +232,13 @@ impl KindSink {
         let recs = std::mem::replace(&mut self.cur, self.spare.pop().unwrap_or_default());
         self.batch_records += recs.len();
         self.batch.push((self.cur_shard, recs));
+        // A shard per thread, unless shards are so large (1e9 hashes: a million records each)
+        // that one is batch enough: then they are built one at a time, in bounded memory.
         let limit = STREAM_BATCH_RECORDS.min(self.budget / 2);
-        if self.batch_records >= limit && self.batch.len() >= rayon::current_num_threads() {
+        if self.batch_records >= limit
+            && (self.batch.len() >= rayon::current_num_threads()
+                || self.batch_records >= 4 * limit)
+        {
             self.flush_batch()?;
         }
         Ok(())
@@ -257,9 +264,11 @@ impl KindSink {
         for ((s, _), b) in batch.iter().zip(&built) {
             w.push_shard(*s, b)?;
         }
+        // Small shards' buffers are kept for the next ones (no page faults per shard); a large
+        // one (a million records at 1e9 hashes) is freed, so it is not held beside the next.
         let keep = rayon::current_num_threads() + 1;
         for (_, mut recs) in batch {
-            if self.spare.len() < keep {
+            if self.spare.len() < keep && recs.capacity() <= SPARE_RECORDS {
                 recs.clear();
                 self.spare.push(recs);
             }

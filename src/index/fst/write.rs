@@ -149,7 +149,7 @@ impl<W: Write> FixedFstWriter<W> {
             self.nodes.resize_with(key.len() + 1, Open::default);
         }
         if self.len > 0 {
-            match key.iter().zip(&self.prev).position(|(a, b)| a != b) {
+            match first_difference(key, &self.prev) {
                 Some(p) if key[p] > self.prev[p] => {
                     self.freeze_from(p);
                     self.prev.truncate(p);
@@ -387,6 +387,22 @@ impl<W: Write> FixedFstWriter<W> {
     }
 }
 
+/// Where `a` and `b` first differ (within the shorter), eight bytes at a time.
+#[inline]
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+        let x = word(a) ^ word(b);
+        if x != 0 {
+            return Some(i + (x.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..n).find(|&j| a[j] != b[j])
+}
+
 #[inline]
 fn delta(node: u64, target: u64) -> u64 {
     if target == EMPTY {
@@ -407,6 +423,20 @@ mod tests {
     use super::*;
     use crate::testutil::splitmix;
     use fst::{IntoStreamer, Streamer};
+
+    #[test]
+    fn first_difference_finds_the_first_differing_byte() {
+        let a = b"abcdefghijklmnopq";
+        for len in 0..a.len() {
+            for at in 0..len {
+                let mut b = a[..len].to_vec();
+                b[at] ^= 1;
+                assert_eq!(first_difference(&a[..len], &b), Some(at));
+                assert_eq!(first_difference(&b, &a[..len]), Some(at));
+            }
+            assert_eq!(first_difference(&a[..len], a), None);
+        }
+    }
 
     /// Random sorted distinct keys over `alphabet`, with values of every byte width.
     fn keys(n: usize, len: usize, alphabet: &[u8], seed: u64) -> Vec<(Vec<u8>, u64)> {
