@@ -29,7 +29,10 @@ fn sorted_dump_streams_in_bounded_memory_at_the_default_mem() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rss_mb = children_max_rss_kb() / 1024;
     eprintln!("peak RSS {rss_mb} MB for a {size_mb} MB dump");
-    assert!(rss_mb <= 64, "peak RSS {rss_mb} MB for a {size_mb} MB sorted dump");
+    assert!(
+        rss_mb <= 64,
+        "peak RSS {rss_mb} MB for a {size_mb} MB sorted dump"
+    );
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(w.path("idx/manifest.json")).unwrap()).unwrap();
     let src = &m["sources"][0];

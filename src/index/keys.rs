@@ -213,12 +213,24 @@ impl Layout {
     /// The key of a fingerprint (of this layout's shard).
     #[inline]
     pub fn key(&self, fp: u64) -> Key {
+        let mut k = Key::default();
+        self.key_into(fp, &mut k);
+        k
+    }
+
+    /// [`Layout::key`] written in place: a caller that makes many keys before reading them
+    /// (`mapfile::build_shard`) reads none right after its byte stores, which would stall the
+    /// processor's store forwarding (a quarter of the shard builder's time when keys were
+    /// returned by value and copied at once).
+    #[inline]
+    pub fn key_into(&self, fp: u64, key: &mut Key) {
         let rest = (fp << SHARD_BITS) >> SHARD_BITS;
         // Base-63 digits last to first (x % 63^t), then what is left (x / 63^t) in 5-bit
         // symbols: divisions by constants only (63 and 63^4), none by 63^t.
         let mut x = rest >> (REST_BITS - self.kbits);
         let (h, len) = (self.h as usize, self.key_len());
-        let mut bytes = [0u8; MAX_KEY_LEN];
+        key.len = len as u8;
+        let bytes = &mut key.bytes;
         // The last four digits come from x % 63^4 in 32-bit arithmetic, a chain of divisions
         // independent of the one over x / 63^4, so the two overlap.
         let digits = &mut bytes[h..len];
@@ -243,10 +255,7 @@ impl Layout {
             *b = ALPHABET32[(x & 31) as usize];
             x >>= 5;
         }
-        Key {
-            bytes,
-            len: len as u8,
-        }
+        bytes[len..].fill(0);
     }
 
     /// The fingerprint a key stands for (the bits a layout drops are zero); `None` for a key that

@@ -491,7 +491,7 @@ pub fn build_shard_spilling(
         block.clear();
         block.extend(pairs.by_ref().take(BLOCK));
         for (k, &(fp, _)) in keys.iter_mut().zip(&block) {
-            *k = layout.key(fp);
+            layout.key_into(fp, k);
         }
         for (&key, &(_, count)) in keys.iter().zip(&block) {
             total = total.saturating_add(count);

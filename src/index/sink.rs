@@ -1,8 +1,11 @@
 //! The sink of one password map (one hash kind, one origin): streaming or external sort.
 //!
 //! A sink starts in *streaming* mode: while fingerprints arrive in order (a dump sorted by hash, or
-//! a range directory read in prefix order) each finished shard is queued, and queued shards are
-//! built into fsts in parallel and appended to the map file: no temporary files, one pass. The
+//! a range directory read in prefix order) each finished shard goes to the sink's builder thread,
+//! which builds its fst and appends it to the map file while the reading goes on: no temporary
+//! files, one pass, two shards of records in memory at most (a pipeline of two threads rather
+//! than parallel batches: no barrier between reading and building, whose waits cost a sixth of a
+//! build's CPU, and memory that does not grow with the batch). The
 //! first fingerprint out of order (an unsorted or "ordered by prevalence" dump, several dumps, a
 //! stray NTLM line, combolist passwords) switches the sink to *external* mode: what was built so
 //! far is kept as a base run, further hashes are buffered up to the memory budget, sorted and
@@ -19,17 +22,95 @@ use crate::progress::Progress;
 use rayon::prelude::*;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Bytes one buffered record takes.
 pub const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 
-/// Streaming mode builds the queued shards once they hold this many records and one shard per
-/// thread (or four times this many): enough to keep every core busy, few enough that a sorted
-/// build's memory stays bounded whatever `--mem` and the dump's size (at 1e9 hashes a shard holds
-/// about a million records, 16 MB, and is built on its own).
-const STREAM_BATCH_RECORDS: usize = 1 << 17;
-/// The largest shard buffer kept for reuse (1 MB).
-const SPARE_RECORDS: usize = 1 << 16;
+/// Builds a streaming sink's shards on its own thread, in order, into the map file. The channel
+/// holds nothing: the sink's thread fills the next shard while this one is built, then waits for
+/// it, so at most two shards of records exist (at 1e9 hashes a shard is 16 MB of them). Built
+/// shards' buffers come back for reuse (no fresh pages to fault in per shard).
+struct Builder {
+    tx: Option<SyncSender<(usize, Vec<(u64, u32)>)>>,
+    // (In a mutex only so that the sink can be shared with the external merge's threads.)
+    spare: std::sync::Mutex<Receiver<Vec<(u64, u32)>>>,
+    handle: Option<JoinHandle<Result<MapFileWriter>>>,
+    path: PathBuf,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Builder {
+    fn start(path: &Path) -> Result<Builder> {
+        let (tx, rx) = sync_channel::<(usize, Vec<(u64, u32)>)>(0);
+        let (back, spare) = sync_channel(2);
+        let out = path.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("shard-builder".into())
+            .spawn(move || -> Result<MapFileWriter> {
+                let mut w = MapFileWriter::create(&out)?;
+                for (s, mut recs) in rx {
+                    let built = mapfile::build_shard(
+                        recs.iter().map(|&(f, c)| (f, c as u64)),
+                        recs.len() as u64,
+                    );
+                    w.push_shard(s, &built)?;
+                    recs.clear();
+                    let _ = back.try_send(recs);
+                }
+                Ok(w)
+            })
+            .at(path)?;
+        Ok(Builder {
+            tx: Some(tx),
+            spare: std::sync::Mutex::new(spare),
+            handle: Some(handle),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Hand over a shard; if the builder stopped on an error, that error.
+    fn send(&mut self, shard: usize, recs: Vec<(u64, u32)>) -> Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send((shard, recs)).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::index(
+                &self.path,
+                "internal error: the shard builder stopped early; the previous index is kept",
+            )),
+        }
+    }
+
+    /// A buffer of a built shard, if one is free.
+    fn spare(&self) -> Option<Vec<(u64, u32)>> {
+        self.spare.lock().ok()?.try_recv().ok()
+    }
+
+    /// Wait for every shard handed over; the map file's writer. (Dropped without it, on a failed
+    /// build, the builder is waited for too: no thread outlives the build.)
+    fn join(&mut self) -> Result<MapFileWriter> {
+        self.tx = None;
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) | None => Err(Error::index(
+                &self.path,
+                "internal error: the shard builder failed; the previous index is kept",
+            )),
+        }
+    }
+}
 
 /// A sorted run spilled to disk: 12-byte records (fingerprint u64 LE, count u32 LE), with the record
 /// index where each shard starts. Read by shard with positioned reads (not mapped), so the merge
@@ -132,13 +213,9 @@ pub struct KindSink {
     pub sorted: bool,
     last_fp: Option<u64>,
     // Streaming mode.
-    writer: Option<MapFileWriter>,
+    builder: Option<Builder>,
     cur_shard: usize,
     cur: Vec<(u64, u32)>,
-    batch: Vec<(usize, Vec<(u64, u32)>)>,
-    batch_records: usize,
-    /// Buffers of built shards, reused for the next ones (no fresh pages to fault in per shard).
-    spare: Vec<Vec<(u64, u32)>>,
     // External mode.
     base: Option<PathBuf>,
     runs: Vec<Run>,
@@ -154,12 +231,9 @@ impl KindSink {
             final_path,
             sorted: true,
             last_fp: None,
-            writer: None,
+            builder: None,
             cur_shard: 0,
             cur: Vec::new(),
-            batch: Vec::new(),
-            batch_records: 0,
-            spare: Vec::new(),
             base: None,
             runs: Vec::new(),
             run_buf: Vec::new(),
@@ -229,59 +303,19 @@ impl KindSink {
         if self.cur.is_empty() {
             return Ok(());
         }
-        let recs = std::mem::replace(&mut self.cur, self.spare.pop().unwrap_or_default());
-        self.batch_records += recs.len();
-        self.batch.push((self.cur_shard, recs));
-        // A shard per thread, unless shards are so large (1e9 hashes: a million records each)
-        // that one is batch enough: then they are built one at a time, in bounded memory.
-        let limit = STREAM_BATCH_RECORDS.min(self.budget / 2);
-        if self.batch_records >= limit
-            && (self.batch.len() >= rayon::current_num_threads()
-                || self.batch_records >= 4 * limit)
-        {
-            self.flush_batch()?;
+        if self.builder.is_none() {
+            self.builder = Some(Builder::start(&self.final_path)?);
         }
-        Ok(())
-    }
-
-    /// Build the queued shards in parallel and append them in order.
-    fn flush_batch(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_records = 0;
-        let built: Vec<BuiltShard> = batch
-            .par_iter()
-            .map(|(_, recs)| {
-                mapfile::build_shard(recs.iter().map(|&(f, c)| (f, c as u64)), recs.len() as u64)
-            })
-            .collect();
-        if self.writer.is_none() {
-            self.writer = Some(MapFileWriter::create(&self.final_path)?);
-        }
-        let w = self.writer.as_mut().expect("created");
-        for ((s, _), b) in batch.iter().zip(&built) {
-            w.push_shard(*s, b)?;
-        }
-        // Small shards' buffers are kept for the next ones (no page faults per shard); a large
-        // one (a million records at 1e9 hashes) is freed, so it is not held beside the next.
-        let keep = rayon::current_num_threads() + 1;
-        for (_, mut recs) in batch {
-            if self.spare.len() < keep && recs.capacity() <= SPARE_RECORDS {
-                recs.clear();
-                self.spare.push(recs);
-            }
-        }
-        Ok(())
+        let b = self.builder.as_mut().expect("started");
+        let recs = std::mem::replace(&mut self.cur, b.spare().unwrap_or_default());
+        b.send(self.cur_shard, recs)
     }
 
     fn go_external(&mut self, tmp: &mut TempRuns) -> Result<()> {
         self.sorted = false;
         self.run_buf.append(&mut self.cur);
-        self.flush_batch()?;
-        if let Some(w) = self.writer.take() {
-            w.finish(0)?;
+        if let Some(mut b) = self.builder.take() {
+            b.join()?.finish(0)?;
             let base = tmp
                 .path()?
                 .join(format!("base-{}", self.origin.file_name(self.kind)));
@@ -329,9 +363,8 @@ impl KindSink {
     ) -> Result<Option<mapfile::Trailer>> {
         if self.sorted {
             self.close_shard()?;
-            self.flush_batch()?;
-            return match self.writer.take() {
-                Some(w) => Ok(Some(w.finish(build_id)?)),
+            return match self.builder.take() {
+                Some(mut b) => Ok(Some(b.join()?.finish(build_id)?)),
                 None => Ok(None),
             };
         }

@@ -25,8 +25,8 @@ static SPARE: Mutex<Vec<Vec<(u64, u32)>>> = Mutex::new(Vec::new());
 pub fn recycle(mut v: Vec<(u64, u32)>) {
     v.clear();
     let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    // As many as are in flight: a batch of chunks per thread, twice (see `ingest`).
-    if spare.len() < 2 * rayon::current_num_threads() + 2 && v.capacity() > 0 {
+    // More than are in flight at once (one chunk's per hash kind, `ingest`).
+    if spare.len() < 4 && v.capacity() > 0 {
         spare.push(v);
     }
 }

@@ -205,12 +205,13 @@ impl<W: Write> FixedFstWriter<W> {
             out = 0;
             let at = self.buf.len();
             let run = &self.prev[tail..d];
-            self.buf.extend(
-                run.iter()
-                    .rev()
-                    .map(|&c| 0b1100_0000 | COMMON_IDX[c as usize]),
-            );
-            if self.buf[at..].iter().all(|&b| b != 0b1100_0000) {
+            let mut packs = true;
+            self.buf.extend(run.iter().rev().map(|&c| {
+                let common = COMMON_IDX[c as usize];
+                packs &= common != 0;
+                0b1100_0000 | common
+            }));
+            if packs {
                 d = tail;
                 if self.buf.len() > at {
                     self.last_addr = self.pos() - 1;
