@@ -271,7 +271,7 @@ pub(super) fn judge_many(
         let (who, fps): (Vec<usize>, Vec<u64>) = accounts
             .iter()
             .enumerate()
-            .filter(|(i, _)| origin == Origin::Dumps || !known[*i].is_some_and(|k| k.dumps > 0))
+            .filter(|(i, _)| origin == Origin::Dumps || known[*i].is_none_or(|k| k.dumps == 0))
             .filter_map(|(i, a)| match (&a.stored, kind) {
                 (Stored::Sha1(d), HashKind::Sha1) => Some((i, keys::fingerprint(d))),
                 (Stored::Ntlm(d), HashKind::Ntlm) => Some((i, keys::fingerprint(d))),

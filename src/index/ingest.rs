@@ -182,7 +182,7 @@ pub fn ingest_hibp(
                     rec.ntlm += hashes.len() as u64;
                 }
                 if let Some(&(first, _)) = hashes.first() {
-                    if out.sorted[k] && !last[k].is_some_and(|l| first < l) {
+                    if out.sorted[k] && last[k].is_none_or(|l| first >= l) {
                         sinks[k].push_sorted(hashes, tmp)?;
                     } else {
                         rec.sorted = false;

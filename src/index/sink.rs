@@ -28,12 +28,15 @@ use std::thread::JoinHandle;
 /// Bytes one buffered record takes.
 pub const RECORD_BYTES: usize = std::mem::size_of::<(u64, u32)>();
 
+/// A finished shard of a streaming sink: its number and its records.
+type ShardRecords = (usize, Vec<(u64, u32)>);
+
 /// Builds a streaming sink's shards on its own thread, in order, into the map file. The channel
 /// holds nothing: the sink's thread fills the next shard while this one is built, then waits for
 /// it, so at most two shards of records exist (at 1e9 hashes a shard is 16 MB of them). Built
 /// shards' buffers come back for reuse (no fresh pages to fault in per shard).
 struct Builder {
-    tx: Option<SyncSender<(usize, Vec<(u64, u32)>)>>,
+    tx: Option<SyncSender<ShardRecords>>,
     // (In a mutex only so that the sink can be shared with the external merge's threads.)
     spare: std::sync::Mutex<Receiver<Vec<(u64, u32)>>>,
     handle: Option<JoinHandle<Result<MapFileWriter>>>,
@@ -51,7 +54,7 @@ impl Drop for Builder {
 
 impl Builder {
     fn start(path: &Path) -> Result<Builder> {
-        let (tx, rx) = sync_channel::<(usize, Vec<(u64, u32)>)>(0);
+        let (tx, rx) = sync_channel::<ShardRecords>(0);
         let (back, spare) = sync_channel(2);
         let out = path.to_path_buf();
         let handle = std::thread::Builder::new()

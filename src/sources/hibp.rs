@@ -529,7 +529,7 @@ mod tests {
             for _ in 0..lines {
                 let r = crate::testutil::splitmix(&mut seed);
                 data.extend_from_slice(pieces[(r % pieces.len() as u64) as usize]);
-                if (r >> 8) % 5 != 0 {
+                if !(r >> 8).is_multiple_of(5) {
                     data.push(b'\n');
                 }
             }
