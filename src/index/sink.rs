@@ -310,8 +310,11 @@ impl KindSink {
             self.builder = Some(Builder::start(&self.final_path)?);
         }
         let b = self.builder.as_mut().expect("started");
-        let recs = std::mem::replace(&mut self.cur, b.spare().unwrap_or_default());
-        b.send(self.cur_shard, recs)
+        b.send(self.cur_shard, std::mem::take(&mut self.cur))?;
+        // The builder took this shard after giving back the one before: two buffers take
+        // turns (a fresh one each time, at 1e9 hashes 16 MB, fragmented the heap).
+        self.cur = b.spare().unwrap_or_default();
+        Ok(())
     }
 
     fn go_external(&mut self, tmp: &mut TempRuns) -> Result<()> {

@@ -11,8 +11,8 @@ use crate::input::{self, Chunk, ChunkData, Chunks};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// The size of the chunks a mapped dump is cut into: 1 MB of text, about 23,000 lines (the
-/// 4 MB of other inputs held 16 MB of text and 6 MB of records in flight for a batch).
+/// The size of the chunks a dump is read in: 1 MB of text, about 23,000 lines, two read ahead
+/// (`input::read_file`): a few megabytes in flight whatever the dump's size.
 const DUMP_CHUNK: usize = 1 << 20;
 
 /// Spare record buffers. A chunk's hashes take about 400 KB, and a fresh allocation of that size for
@@ -308,7 +308,7 @@ pub fn open(path: &Path) -> Result<(Chunks, Vec<String>)> {
     if path != Path::new("-") && path.is_dir() {
         return open_range_dir(path);
     }
-    Ok((input::open_file_in(path, DUMP_CHUNK)?, Vec::new()))
+    Ok((input::read_file(path, DUMP_CHUNK, 2)?, Vec::new()))
 }
 
 fn open_range_dir(dir: &Path) -> Result<(Chunks, Vec<String>)> {
