@@ -1,6 +1,8 @@
 //! Reading inputs as line-aligned chunks, whatever their packaging: a plain file is memory-mapped
-//! and cut into chunks in place; gzip (any number of members), zstd (any number of frames) and
-//! standard input are decoded on a reader thread, overlapping with parsing. Compression is detected
+//! and cut into chunks in place ([`open_file`]), or read in small chunks with `read(2)` when it is
+//! read once from end to end and may be larger than memory ([`read_file`], the dumps); gzip (any
+//! number of members), zstd (any number of frames) and standard input are decoded on a reader
+//! thread, overlapping with parsing. Compression is detected
 //! from the first bytes, not the file name. Chunks always end at a line boundary, so parsers can
 //! work on chunks in parallel. A line longer than [`MAX_LINE`] is cut to a NUL-marked stub, so
 //! memory stays bounded on a file with no newline at all and no fragment of it can pass for a record.
