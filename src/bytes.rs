@@ -35,8 +35,28 @@ pub fn trim_blanks(mut s: &[u8]) -> &[u8] {
 }
 
 /// The little-endian u64 at the start of `b` (at least 8 bytes).
+#[inline]
 pub fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
+}
+
+/// How many bytes `a` and `b` share at the start, compared eight at a time (front coding, the fst
+/// writer's keys).
+#[inline]
+pub fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    let max = a.len().min(b.len());
+    let mut n = 0;
+    while n + 8 <= max {
+        let x = le_u64(&a[n..]) ^ le_u64(&b[n..]);
+        if x != 0 {
+            return n + (x.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    while n < max && a[n] == b[n] {
+        n += 1;
+    }
+    n
 }
 
 /// The little-endian u32 at the start of `b` (at least 4 bytes).

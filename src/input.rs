@@ -95,15 +95,10 @@ pub type Chunks = Box<dyn Iterator<Item = Result<Chunk>> + Send>;
 /// Open one input file (or `-` for standard input) as chunks.
 pub fn open_file(path: &Path) -> Result<Chunks> {
     let shown = Arc::new(display_path(path));
-    if path == Path::new("-") {
+    let Some((file, meta)) = open_input(path)? else {
         let reader = BufReader::with_capacity(1 << 20, io::stdin());
         return Ok(stream_chunks(reader, shown));
-    }
-    let file = File::open(path).at(path)?;
-    let meta = file.metadata().at(path)?;
-    if meta.is_dir() {
-        return Err(Error::bad_input(path, "is a directory, expected a file"));
-    }
+    };
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let packaging = Packaging::detect(reader.fill_buf().at(path)?);
     if meta.is_file() && packaging == Packaging::Plain {
@@ -130,16 +125,25 @@ pub fn open_file(path: &Path) -> Result<Chunks> {
 /// system time than the page faults did.
 pub fn read_file(path: &Path, chunk_size: usize, depth: usize) -> Result<Chunks> {
     let shown = Arc::new(display_path(path));
-    let reader: Box<dyn BufRead + Send> = if path == Path::new("-") {
-        Box::new(BufReader::with_capacity(1 << 20, io::stdin()))
-    } else {
-        let file = File::open(path).at(path)?;
-        if file.metadata().at(path)?.is_dir() {
-            return Err(Error::bad_input(path, "is a directory, expected a file"));
-        }
-        Box::new(BufReader::with_capacity(1 << 16, file))
+    let reader: Box<dyn BufRead + Send> = match open_input(path)? {
+        None => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+        Some((file, _)) => Box::new(BufReader::with_capacity(1 << 16, file)),
     };
     Ok(stream_chunks_in(reader, shown, chunk_size, depth))
+}
+
+/// Open an input named on the command line: `None` for `-` (standard input), else the file and
+/// its metadata; a directory is an error naming it.
+fn open_input(path: &Path) -> Result<Option<(File, std::fs::Metadata)>> {
+    if path == Path::new("-") {
+        return Ok(None);
+    }
+    let file = File::open(path).at(path)?;
+    let meta = file.metadata().at(path)?;
+    if meta.is_dir() {
+        return Err(Error::bad_input(path, "is a directory, expected a file"));
+    }
+    Ok(Some((file, meta)))
 }
 
 struct MappedChunks {

@@ -81,6 +81,23 @@ fn page_fetch_row(w: &Workdir) -> (String, bool, bool) {
     )
 }
 
+/// A mirror serving every range of a generated dump (`make_dump(seed, n)`) and a work directory
+/// whose one account has the dump's first hash: what each night below starts from.
+fn mirror_and_account(seed: u64, n: usize) -> (Nginx, BTreeMap<String, u32>, Workdir) {
+    let mirror = Nginx::start();
+    let dump = make_dump(seed, n);
+    for p in 0..=LAST {
+        write_range(&mirror.range_dir(), p, &dump);
+    }
+    let w = Workdir::new();
+    let pwned = dump.keys().next().unwrap().clone();
+    w.write(
+        "accounts.csv",
+        format!("email,hash\nuser@example.com,{pwned}\n"),
+    );
+    (mirror, dump, w)
+}
+
 /// Wait until a fetch made now is older than `every = "1s"` (whole seconds apart).
 fn let_a_second_pass() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -331,17 +348,7 @@ fn a_server_that_does_not_rebuild_is_refused_a_fetch_section() {
 
 #[test]
 fn a_first_fetch_that_fails_with_no_index_fails_closed_saying_what_to_do() {
-    let mut n = Nginx::start();
-    let dump = make_dump(5, 2);
-    for p in 0..=LAST {
-        write_range(&n.range_dir(), p, &dump);
-    }
-    let w = Workdir::new();
-    let pwned = dump.keys().next().unwrap().clone();
-    w.write(
-        "accounts.csv",
-        format!("email,hash\nuser@example.com,{pwned}\n"),
-    );
+    let (mut n, _, w) = mirror_and_account(5, 2);
     let cfg = config(&w, &n, "30d", "");
     // Night 1 with the mirror down: no index to fall back on. The error says the fetch failed
     // and why, that there is no index, and what to do; not a build's error about the store.
@@ -374,17 +381,7 @@ fn a_first_fetch_that_fails_with_no_index_fails_closed_saying_what_to_do() {
 
 #[test]
 fn a_store_that_never_completed_a_fetch_never_replaces_the_index_the_server_has() {
-    let mut n = Nginx::start();
-    let dump = make_dump(6, 2);
-    for p in 0..=LAST {
-        write_range(&n.range_dir(), p, &dump);
-    }
-    let w = Workdir::new();
-    let pwned = dump.keys().next().unwrap().clone();
-    w.write(
-        "accounts.csv",
-        format!("email,hash\nuser@example.com,{pwned}\n"),
-    );
+    let (mut n, dump, w) = mirror_and_account(6, 2);
     // Before [fetch]: an index built from a downloaded dump.
     let text: String = dump.iter().map(|(h, c)| format!("{h}:{c}\n")).collect();
     w.write("dump.txt", text);

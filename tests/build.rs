@@ -349,6 +349,35 @@ fn a_binary_file_and_a_huge_line_are_rejected_not_crashed() {
         run.stderr
     );
     assert_eq!(w.lookup("idx", &["password"]), vec![3]);
+    // The same in a file (dumps are read, not mapped): a BOM, CRLF, a 3 MB line with no end in
+    // sight, junk after it; the lines around it keep their numbers and the hashes after it count.
+    let mut data = b"\xEF\xBB\xBF5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:3\r\n".to_vec();
+    data.extend(std::iter::repeat_n(b'B', 3 << 20));
+    data.extend_from_slice(b"\r\nZZZ\r\n");
+    data.extend_from_slice(b"6BAA61E4C9B93F3F0682250B6CF8331B7EE68FD9:4\r\n");
+    data.extend_from_slice(b"7BAA61E4C9B93F3F0682250B6CF8331B7EE68FDA:5");
+    w.write("big.txt", &data);
+    let run = w.run(&["build", "--index", "idx", "--hibp", "big.txt"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rejected 2 of 5 lines"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("big.txt:2: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("big.txt:3: not HASH:COUNT"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("BBBB"),
+        "no fragment echoed: {}",
+        run.stderr
+    );
+    let m = manifest(&w, "idx");
+    assert_eq!(m["sources"][0]["sha1"], 3, "{m}");
+    assert_eq!(w.lookup("idx", &["password"]), vec![3]);
 }
 
 #[test]

@@ -596,16 +596,7 @@ fn starttls_to_postfix_checks_its_certificate_and_delivers() {
             postfix.port
         ),
     ));
-    let trusting = |ca: &Path, args: &[&str]| -> Run {
-        w.cmd()
-            .env("SSL_CERT_FILE", ca)
-            .env_remove("SSL_CERT_DIR")
-            .args(args)
-            .output()
-            .expect("spawn")
-            .into()
-    };
-    let r = trusting(
+    let r = w.run_trusting(
         &postfix.tls.other_ca,
         &["audit", "--config", &cfg, "--notify", "--quiet"],
     );
@@ -623,7 +614,7 @@ fn starttls_to_postfix_checks_its_certificate_and_delivers() {
             "{e}"
         );
     }
-    let r = trusting(&postfix.tls.ca, &["notify", "--config", &cfg]);
+    let r = w.run_trusting(&postfix.tls.ca, &["notify", "--config", &cfg]);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, postfix.log());
     // Postfix relays from its queue: wait for the sink to have all three.
     let t = std::time::Instant::now();

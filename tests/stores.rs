@@ -605,17 +605,28 @@ fn the_domain_filter_reaches_the_database() {
     assert!(r.stderr.contains("exmaple.org"), "{}", r.stderr);
 }
 
+/// A real slapd with iRedMail's own schema (over StartTLS with `tls`) holding the `ldap` fixture
+/// accounts, and a work directory with the index of their leaks.
+fn iredmail_slapd(tls: bool) -> (Slapd, Workdir) {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stores/iredmail.schema");
+    let ldap = if tls {
+        Slapd::start_tls(&[&schema])
+    } else {
+        Slapd::start(&[&schema])
+    };
+    let w = Workdir::new();
+    index(&w, &["ldap"]);
+    ldap.add(&rows("ldap").0);
+    (ldap, w)
+}
+
 /// iRedMail's LDAP backend in a real slapd with iRedMail's own schema: the same verdicts as the
 /// passwd-file, `accountStatus: disabled` suspended, read with a bind DN that may read
 /// userPassword; slapd itself confirms the stored hashes are the accounts' passwords.
 #[test]
 fn ldap_iredmail_agrees_with_a_passwd_file() {
-    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/stores/iredmail.schema");
-    let ldap = Slapd::start(&[&schema]);
-    let w = Workdir::new();
-    index(&w, &["ldap"]);
-    ldap.add(&rows("ldap").0);
+    let (ldap, w) = iredmail_slapd(false);
     // slapd (pw-sha2) binds with the passwords doveadm hashed: the fixture is what it claims.
     let leaked_dn = format!(
         "mail=leaked@ldap.example,ou=Users,domainName=ldap.example,o=domains,{LDAP_SUFFIX}"
@@ -697,12 +708,7 @@ fn ldap_iredmail_agrees_with_a_passwd_file() {
 /// fix.
 #[test]
 fn ldap_starttls_checks_the_servers_certificate() {
-    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/stores/iredmail.schema");
-    let ldap = Slapd::start_tls(&[&schema]);
-    let w = Workdir::new();
-    index(&w, &["ldap"]);
-    ldap.add(&rows("ldap").0);
+    let (ldap, w) = iredmail_slapd(true);
     let (port, pki) = ldap.tls.as_ref().unwrap();
     let url = format!("ldap://localhost:{port}");
     let base = format!("o=domains,{LDAP_SUFFIX}");
@@ -722,19 +728,10 @@ fn ldap_starttls_checks_the_servers_certificate() {
         "--ldap-password-file",
         &pwf,
     ];
-    let trusting = |ca: &std::path::Path| -> Run {
-        w.cmd()
-            .env("SSL_CERT_FILE", ca)
-            .env_remove("SSL_CERT_DIR")
-            .args(args)
-            .output()
-            .expect("spawn")
-            .into()
-    };
-    let r = trusting(&pki.ca);
+    let r = w.run_trusting(&pki.ca, &args);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("checked 4 accounts"), "{}", r.stderr);
-    let r = trusting(&pki.other_ca);
+    let r = w.run_trusting(&pki.other_ca, &args);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr

@@ -142,11 +142,7 @@ impl BlockBuilder {
             self.first_key.extend_from_slice(key);
             self.last.clear();
         }
-        let shared = key
-            .iter()
-            .zip(&self.last)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let shared = crate::bytes::shared_prefix(key, &self.last);
         put_varint(&mut self.block, shared as u64);
         put_varint(&mut self.block, (key.len() - shared) as u64);
         self.block.extend_from_slice(&key[shared..]);

@@ -36,22 +36,9 @@ fn cipher(key: &[u8; 32], run: usize) -> chacha20::ChaCha20 {
     chacha20::ChaCha20::new(&(*key).into(), &nonce.into())
 }
 
-/// Bytes `a` and `b` share at the start, at most 255.
+/// Bytes `a` and `b` share at the start, at most 255 (one byte in a row's header).
 fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
-    let max = a.len().min(b.len()).min(255);
-    let mut n = 0;
-    while n + 8 <= max {
-        let x = u64::from_le_bytes(a[n..n + 8].try_into().unwrap());
-        let y = u64::from_le_bytes(b[n..n + 8].try_into().unwrap());
-        if x != y {
-            return n + ((x ^ y).trailing_zeros() / 8) as usize;
-        }
-        n += 8;
-    }
-    while n < max && a[n] == b[n] {
-        n += 1;
-    }
-    n
+    crate::bytes::shared_prefix(a, b).min(255)
 }
 
 /// Front-code `row` (1 to [`MAX_ROW`] bytes) after `prev`, the row written before it.

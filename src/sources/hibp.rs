@@ -4,7 +4,7 @@
 //! missing final newline. Padding rows (`:0`) are counted and dropped. Nothing of a rejected line is
 //! ever echoed, only its number and the reason.
 
-use crate::bytes::{hex_val, trim_blanks};
+use crate::bytes::{hex_val, le_u64, trim_blanks};
 use crate::error::{Error, IoContext, Result};
 use crate::hashes::HashKind;
 use crate::input::{self, Chunk, ChunkData, Chunks};
@@ -158,7 +158,7 @@ fn canonical_line(s: &[u8]) -> Option<(HashKind, u64, u32, usize)> {
         _ if s.get(32) == Some(&b':') => (HashKind::Ntlm, 32),
         _ => return None,
     };
-    let word = |i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let word = |i: usize| le_u64(&s[i..]);
     let (hi, lo) = (hex8(word(0))?, hex8(word(8))?);
     let mut i = 16;
     while i < digits {

@@ -72,6 +72,18 @@ impl Workdir {
             .collect()
     }
 
+    /// Run the binary with `ca` as the only trusted root (`SSL_CERT_FILE`, no `SSL_CERT_DIR`):
+    /// how the TLS tests hand it a throwaway CA or an unrelated one.
+    pub fn run_trusting(&self, ca: &std::path::Path, args: &[&str]) -> Run {
+        self.cmd()
+            .env("SSL_CERT_FILE", ca)
+            .env_remove("SSL_CERT_DIR")
+            .args(args)
+            .output()
+            .expect("spawn")
+            .into()
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_breach-audit"));
         c.current_dir(self.dir.path());

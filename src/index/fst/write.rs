@@ -388,20 +388,11 @@ impl<W: Write> FixedFstWriter<W> {
     }
 }
 
-/// Where `a` and `b` first differ (within the shorter), eight bytes at a time.
+/// Where `a` and `b` first differ within the shorter, if they do.
 #[inline]
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
-    let n = a.len().min(b.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let word = |s: &[u8]| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
-        let x = word(a) ^ word(b);
-        if x != 0 {
-            return Some(i + (x.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    (i..n).find(|&j| a[j] != b[j])
+    let n = crate::bytes::shared_prefix(a, b);
+    (n < a.len().min(b.len())).then_some(n)
 }
 
 #[inline]
