@@ -1,4 +1,5 @@
-//! Ctrl-C during a build: temporary files are removed and the old index keeps answering.
+//! Ctrl-C or a kill during a build: temporary files are removed (or swept by the next run) and
+//! the old index keeps answering.
 
 mod common;
 use common::*;
@@ -79,6 +80,72 @@ fn sigint_mid_build_removes_temporary_files_and_keeps_the_old_index() {
     assert!(staging.is_empty(), "staging directory left behind");
     assert_eq!(std::fs::read(w.path("idx/manifest.json")).unwrap(), before);
     assert_eq!(w.lookup("idx", &["password"]), vec![52256179]);
+}
+
+/// A sorted dump streams into the map on a builder thread: stopped while that thread is writing
+/// (SIGINT, then SIGKILL), the old index keeps answering, and the next night's build of the same
+/// dump completes and leaves no staging directory behind.
+#[test]
+fn a_streaming_build_stopped_mid_map_keeps_the_old_index_and_the_next_night_builds() {
+    let w = Workdir::new();
+    w.build("idx", &[&sample("hibp/pwned-passwords-sha1.txt")]);
+    let before = std::fs::read(w.path("idx/manifest.json")).unwrap();
+    let mut r = Rng(9);
+    let mut fps: Vec<u64> = (0..3_000_000).map(|_| r.next()).collect();
+    fps.sort_unstable();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(w.path("dump.txt")).unwrap());
+    for fp in &fps {
+        writeln!(f, "{fp:016X}{:024X}:{}", r.next() as u128, 1 + fp % 7).unwrap();
+    }
+    drop(f);
+    let staging = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(w.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".idx."))
+            .map(|e| e.path())
+            .collect()
+    };
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut child = w
+            .cmd()
+            .args(["build", "-q", "--index", "idx", "--hibp", "dump.txt"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the builder thread has written part of the map.
+        let start = Instant::now();
+        let writing = || {
+            staging()
+                .iter()
+                .any(|d| std::fs::metadata(d.join("sha1.map")).is_ok_and(|m| m.len() > 64 << 10))
+        };
+        while !writing() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no map written");
+            assert!(child.try_wait().unwrap().is_none(), "build ended first");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        if signal == libc::SIGINT {
+            assert_eq!(out.status.code(), Some(130));
+            assert!(staging().is_empty(), "staging directory left behind");
+        }
+        assert_eq!(std::fs::read(w.path("idx/manifest.json")).unwrap(), before);
+        assert_eq!(w.lookup("idx", &["password"]), vec![52256179]);
+    }
+    // The next night: the same dump builds whole, and the killed run's staging is swept.
+    let run = w.run(&["build", "-q", "--index", "idx", "--hibp", "dump.txt"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(staging().is_empty(), "staging directory left behind");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.path("idx/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["maps"]["sha1"]["keys"], 3_000_000, "{m}");
+    let probe = format!("{:016X}{}\n", fps[1_500_000], "0".repeat(24));
+    let out = w.run_stdin(&["lookup", "--index", "idx", "--hashes"], probe.as_bytes());
+    assert_eq!(out.out().trim(), (1 + fps[1_500_000] % 7).to_string());
+    assert_eq!(w.lookup("idx", &["password"]), vec![0]);
 }
 
 /// Accounts with sha512-crypt hashes made by mkpasswd (libxcrypt) at 100,000 rounds, so that
