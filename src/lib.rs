@@ -19,7 +19,7 @@
 //! stores, one file per format), `index` (the on-disk fst index: format, build, open, verify),
 //! `check` (verdicts and severities), `report` (result writers), `audit`, `notify`, `suspend`,
 //! `state` and `page` (the nightly job, its messages, suspensions, ledger and operator's page).
-//! `main.rs` only calls [`cli::main`]; tests, fuzz targets and examples reach internals through
+//! `main.rs` only calls [`cli::process_main`]; tests, fuzz targets and examples reach internals through
 //! the hidden `testing` and `fuzz` modules.
 
 mod audit;

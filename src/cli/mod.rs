@@ -287,12 +287,54 @@ pub fn run(cli: Cli) -> Result<Exit> {
 const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `breach-audit` command, whole: parse the flags, run, print an error, exit.
-pub fn main() -> std::process::ExitCode {
+/// The process, from `main.rs`'s C `main`: what std's runtime start (`lang_start`) does that this
+/// tool needs, then [`main`]. std's start is skipped because most of its cost is what no command
+/// here uses: it reads `/proc/self/maps` to place the main thread's stack guard and maps an
+/// alternate signal stack for the stack-overflow message, ~0.15-0.3 ms of a process that lives
+/// 1.5 ms (issue 39, "Start-up"; BENCHMARKS.md). A stack overflow still ends the process (SIGSEGV
+/// on the guard page), without the message.
+pub fn process_main() -> i32 {
+    use std::io::Write;
+    keep_standard_fds_open();
+    // Writes to a closed pipe fail with EPIPE (a clean exit, see `is_broken_pipe`) instead of
+    // killing the process, as under std's start.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // A panic prints its message (the default hook) and exits 101, as under std's start.
+    let code = std::panic::catch_unwind(main).unwrap_or(101);
+    let _ = std::io::stdout().flush();
+    code
+}
+
+/// As std's start does: a standard descriptor closed by whoever started us (cron, a daemon
+/// manager) is reopened on /dev/null, so the first file opened never becomes "standard output".
+fn keep_standard_fds_open() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of three pollfd for the call's duration.
+    if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } < 0 {
+        return;
+    }
+    for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+        // SAFETY: opening a constant path; the descriptor taken is the lowest free one, p.fd.
+        let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if fd != p.fd {
+            // /dev/null missing or another slot taken: better to stop than to write into a file.
+            std::process::abort();
+        }
+    }
+}
+
+/// The command line's run, as an exit code ([`Exit`]).
+pub fn main() -> i32 {
     if version_only(std::env::args_os().skip(1)) {
         // What clap prints for it, without building a command first (start-up, see `Deferred`).
         use std::io::Write;
         let _ = std::io::stdout().write_all(VERSION_LINE.as_bytes());
-        return Exit::Clean.into();
+        return Exit::Clean as i32;
     }
     let args = Cli::parse();
     match args.cmd {
@@ -317,7 +359,7 @@ pub fn main() -> std::process::ExitCode {
             Exit::Error
         }
     };
-    code.into()
+    code as i32
 }
 
 /// `breach-audit --version`'s output: clap's (`name version`; the test compares them).
