@@ -221,17 +221,13 @@ pub fn sweep_leftovers(dir: &Path, tmp_dir: Option<&Path>) -> Vec<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut removed = Vec::new();
-    if let Some(name) = dir.file_name() {
-        removed.extend(staging::remove_stale_staging(
-            parent,
-            &name.to_string_lossy(),
-        ));
-    }
-    removed.extend(tempdir::remove_dead_build_dirs(
-        parent,
-        &[tempdir::SORT_DIR_PREFIX],
-    ));
+    // One listing of the parent for both kinds (a one-hash lookup pays for each).
+    let staging = dir
+        .file_name()
+        .map(|name| staging::build_dir_prefixes(&name.to_string_lossy()));
+    let mut prefixes = vec![tempdir::SORT_DIR_PREFIX];
+    prefixes.extend(staging.iter().flatten().map(String::as_str));
+    let mut removed = tempdir::remove_dead_build_dirs(parent, &prefixes);
     if let Some(t) = tmp_dir {
         removed.extend(tempdir::remove_dead_build_dirs(
             t,

@@ -145,7 +145,7 @@ fn exchange(a: &Path, b: &Path) -> Result<bool> {
 
 /// The prefixes of the directories a build of the index `name` makes beside it: its staging
 /// directory, and the old index while two renames replace it.
-fn build_dir_prefixes(name: &str) -> [String; 2] {
+pub(super) fn build_dir_prefixes(name: &str) -> [String; 2] {
     [format!(".{name}.building-"), format!(".{name}.old-")]
 }
 
