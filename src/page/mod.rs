@@ -18,6 +18,7 @@ pub use sample::sample_history;
 
 use crate::error::{Error, IoContext, Result};
 use crate::state::State;
+use crate::state::views::TopBy;
 use serde::Serialize;
 use std::path::Path;
 
@@ -32,6 +33,8 @@ const LISTED: usize = 500;
 
 /// A run as the page reads it.
 pub type Run = crate::state::RecordedRun;
+
+pub use crate::state::views::{OpenNotice, SuspendedRow, Top};
 
 #[cfg(test)]
 fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
@@ -49,26 +52,6 @@ fn example(started: &str, [critical, high, medium, unknown]: [u64; 4]) -> Run {
         after: None,
         server: String::new(),
     }
-}
-
-/// An owner or domain with the most at-risk accounts.
-#[derive(Debug, Serialize)]
-pub struct Top {
-    pub name: String,
-    pub accounts: u64,
-    pub critical: u64,
-}
-
-/// A notice not delivered yet.
-#[derive(Debug, Serialize)]
-pub struct OpenNotice {
-    pub contact: String,
-    pub owner: String,
-    pub status: String,
-    pub attempts: u64,
-    pub last_error: String,
-    pub next_attempt: String,
-    pub addresses: String,
 }
 
 /// An account or breach source as tonight's run read it.
@@ -92,17 +75,6 @@ pub struct Tile {
     pub tone: &'static str,
     /// CSS class of the tile (severity tiles are coloured).
     pub class: &'static str,
-}
-
-/// An account whose outbound mail breach-audit suspended, and where.
-#[derive(Debug, Serialize)]
-pub struct SuspendedRow {
-    pub address: String,
-    pub platform: String,
-    pub target: String,
-    pub since: String,
-    /// The server it was applied on (empty: one server alone).
-    pub server: String,
 }
 
 /// A server's HIBP data as its last run's `[fetch]` report left it (`crate::audit::fetch`).
@@ -202,93 +174,15 @@ pub struct FleetRow {
 /// Read the page's data: the last `nights` runs and the open findings and notices.
 pub fn load(state: &State, nights: usize) -> Result<Page> {
     let runs = state.last_runs(nights.max(1))?;
-    let top = |by: &str| -> Result<Vec<Top>> {
-        state
-            .db
-            .query(
-                &format!(
-                    "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
-                            count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
-                     FROM findings WHERE resolved_at IS NULL
-                     GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {TOP}"
-                ),
-                &[],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(Top {
-                    name: r.get(0)?,
-                    accounts: r.get(1)?,
-                    critical: r.get(2)?,
-                })
-            })
-            .collect()
-    };
-    let notices = state
-        .db
-        .query(
-            &format!(
-                "SELECT contact, coalesce(owner, ''), status, attempts, coalesce(last_error, ''),
-                        coalesce(next_attempt, ''),
-                        (SELECT group_concat(address, ' ') FROM
-                            (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
-                 FROM notices WHERE status IN ('pending', 'failed', 'held')
-                 ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
-                 LIMIT {LISTED}"
-            ),
-            &[],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(OpenNotice {
-                contact: r.get(0)?,
-                owner: r.get(1)?,
-                status: r.get(2)?,
-                attempts: r.get(3)?,
-                last_error: r.get(4)?,
-                next_attempt: r.get(5)?,
-                addresses: r.get::<Option<String>>(6)?.unwrap_or_default(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let suspended = state
-        .db
-        .query(
-            &format!(
-                "SELECT address, platform, target, applied_at, server FROM suspensions
-                 WHERE released_at IS NULL ORDER BY address, server, platform LIMIT {LISTED}"
-            ),
-            &[],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(SuspendedRow {
-                address: r.get(0)?,
-                platform: r.get(1)?,
-                target: r.get(2)?,
-                since: r.get(3)?,
-                server: r.get(4)?,
-            })
-        })
-        .collect::<Result<_>>()?;
-    let suspend_problems = state
-        .db
-        .query(
-            &format!(
-                "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address, problem
-                 FROM suspend_problems ORDER BY server, address LIMIT {LISTED}"
-            ),
-            &[],
-        )?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?)))
-        .collect::<Result<_>>()?;
+    let notices = state.open_notices(LISTED)?;
+    let suspended = state.active_suspensions(LISTED)?;
+    let suspend_problems = state.suspend_problems(LISTED)?;
     let fleet = fleet_rows(state)?;
     let (held, held_total) = state.held(LISTED)?;
     Ok(Page {
         runs,
-        owners: top("owner")?,
-        domains: top("domain")?,
+        owners: state.top_open(TopBy::Owner, TOP)?,
+        domains: state.top_open(TopBy::Domain, TOP)?,
         notices,
         suspended,
         suspend_problems,
@@ -308,10 +202,7 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
 fn fleet_rows(state: &State) -> Result<Vec<FleetRow>> {
     let mut rows = Vec::new();
     for run in state.fleet_runs()? {
-        let suspended: u64 = state.db.value(
-            "SELECT count(*) FROM suspensions WHERE server = ?1 AND released_at IS NULL",
-            crate::state::p![run.server],
-        )?;
+        let suspended = state.active_suspensions_on(&run.server)?;
         let (_, held) = state.held_on(&run.server, 0)?;
         let mut not_audited = run.not_audited();
         not_audited.truncate(LISTED);

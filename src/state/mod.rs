@@ -29,6 +29,7 @@ mod db;
 pub mod fetch_report;
 mod identity;
 mod migrate;
+pub mod views;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;

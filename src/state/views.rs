@@ -1,0 +1,158 @@
+//! What the operator's page (`crate::page`) reads of the ledger besides the runs: the owners and
+//! domains carrying most open findings, the notices not delivered yet, the suspensions in force
+//! and the problems applying them.
+
+use super::{State, p};
+use crate::error::Result;
+use serde::Serialize;
+
+/// An owner or domain with the most at-risk accounts.
+#[derive(Debug, Serialize)]
+pub struct Top {
+    pub name: String,
+    pub accounts: u64,
+    pub critical: u64,
+}
+
+/// A notice not delivered yet.
+#[derive(Debug, Serialize)]
+pub struct OpenNotice {
+    pub contact: String,
+    pub owner: String,
+    pub status: String,
+    pub attempts: u64,
+    pub last_error: String,
+    pub next_attempt: String,
+    pub addresses: String,
+}
+
+/// An account whose outbound mail breach-audit suspended, and where.
+#[derive(Debug, Serialize)]
+pub struct SuspendedRow {
+    pub address: String,
+    pub platform: String,
+    pub target: String,
+    pub since: String,
+    /// The server it was applied on (empty: one server alone).
+    pub server: String,
+}
+
+/// What [`State::top_open`] groups open findings by.
+#[derive(Clone, Copy, Debug)]
+pub enum TopBy {
+    Owner,
+    Domain,
+}
+
+impl TopBy {
+    fn column(self) -> &'static str {
+        match self {
+            TopBy::Owner => "owner",
+            TopBy::Domain => "domain",
+        }
+    }
+}
+
+impl State {
+    /// The `limit` owners or domains with the most addresses with open findings (then the most
+    /// critical ones).
+    pub fn top_open(&self, by: TopBy, limit: usize) -> Result<Vec<Top>> {
+        let by = by.column();
+        self.db
+            .query(
+                &format!(
+                    "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
+                            count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
+                     FROM findings WHERE resolved_at IS NULL
+                     GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Top {
+                    name: r.get(0)?,
+                    accounts: r.get(1)?,
+                    critical: r.get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Notices not delivered yet, held first, then failed, then pending; at most `limit`.
+    pub fn open_notices(&self, limit: usize) -> Result<Vec<OpenNotice>> {
+        self.db
+            .query(
+                &format!(
+                    "SELECT contact, coalesce(owner, ''), status, attempts, coalesce(last_error, ''),
+                        coalesce(next_attempt, ''),
+                        (SELECT group_concat(address, ' ') FROM
+                            (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
+                 FROM notices WHERE status IN ('pending', 'failed', 'held')
+                 ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
+                 LIMIT {limit}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(OpenNotice {
+                    contact: r.get(0)?,
+                    owner: r.get(1)?,
+                    status: r.get(2)?,
+                    attempts: r.get(3)?,
+                    last_error: r.get(4)?,
+                    next_attempt: r.get(5)?,
+                    addresses: r.get::<Option<String>>(6)?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Suspensions in force on any server; at most `limit`.
+    pub fn active_suspensions(&self, limit: usize) -> Result<Vec<SuspendedRow>> {
+        self.db
+            .query(
+                &format!(
+                    "SELECT address, platform, target, applied_at, server FROM suspensions
+                 WHERE released_at IS NULL ORDER BY address, server, platform LIMIT {limit}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(SuspendedRow {
+                    address: r.get(0)?,
+                    platform: r.get(1)?,
+                    target: r.get(2)?,
+                    since: r.get(3)?,
+                    server: r.get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// How many suspensions are in force on `server`.
+    pub fn active_suspensions_on(&self, server: &str) -> Result<u64> {
+        self.db.value(
+            "SELECT count(*) FROM suspensions WHERE server = ?1 AND released_at IS NULL",
+            p![server],
+        )
+    }
+
+    /// Problems applying suspensions: (`[server] address` or `address`, the problem); at most
+    /// `limit`.
+    pub fn suspend_problems(&self, limit: usize) -> Result<Vec<(String, String)>> {
+        self.db
+            .query(
+                &format!(
+                    "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address, problem
+                 FROM suspend_problems ORDER BY server, address LIMIT {limit}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
+    }
+}
