@@ -2,7 +2,7 @@
 //! the one the header uses. Unquoted files (the common export) are parsed in parallel pieces,
 //! each piece delivered from the worker that parsed it; quoted ones go through the `csv` crate.
 
-use super::{Account, AccountSink, ReadStats, Sink, Want, read_all};
+use super::{Account, AccountSink, ReadStats, Sink, Want, map_all};
 use crate::email;
 use crate::error::{Error, Result};
 use crate::scheme::{self, Bare};
@@ -12,7 +12,7 @@ use std::path::Path;
 /// `username`) and `hash` (or `password`, `crypt`, `pass`), in any order and case. The separator
 /// is the one of `,`, `;`, tab or `|` under which the header names both columns.
 pub fn read_csv(path: &Path, want: &Want, sink: &mut Sink) -> Result<ReadStats> {
-    parse_csv(&read_all(path)?, path, want, sink)
+    parse_csv(&map_all(path)?, path, want, sink)
 }
 
 /// The column names accepted for the address and the hash.
@@ -27,7 +27,7 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
         .strip_suffix(b"\r")
         .unwrap_or(&data[..header_end]);
     let sep = sniff_separator(header);
-    if !data.contains(&b'"') {
+    if !has_quote(data) {
         // No quoting anywhere: every line is a row and fields are split at the separator, so the
         // rows can be parsed in parallel (the common export; quoted files take the csv crate path).
         return parse_plain_csv(data, path, sep, want, sink);
@@ -82,6 +82,18 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Whether `data` holds a `"` anywhere; large inputs are scanned in parallel pieces (for a mapped
+/// file, this is where its pages are first read).
+fn has_quote(data: &[u8]) -> bool {
+    use rayon::prelude::*;
+    const PIECE: usize = 1 << 20;
+    if data.len() <= PIECE {
+        return memchr::memchr(b'"', data).is_some();
+    }
+    data.par_chunks(PIECE)
+        .any(|p| memchr::memchr(b'"', p).is_some())
 }
 
 /// The separator under which a CSV header names an email and a hash column (`,` when none does).
