@@ -81,6 +81,7 @@ pub mod testing {
     pub use crate::index::emails::EmailMap;
     pub use crate::index::fst::write::FixedFstWriter;
     pub use crate::index::keys::{Key, Layout, shard_of};
+    pub use crate::index::mapfile::build_shard;
     pub use crate::page::sample_history;
     pub use crate::scheme::{Bare, Stored, parse as parse_scheme};
     pub use crate::verify::{Login, crypt, verify};

@@ -152,24 +152,37 @@ pub fn write_rows<R: Row, W: Write>(
 ) -> Result<()> {
     match format {
         Format::Jsonl => {
-            // Serialised in parallel pieces, written in order.
+            // Serialised in parallel pieces, a window of rows at a time, on a helper thread that
+            // stays one window ahead of the writing here: the writes (system time on this thread)
+            // overlap with the serialising of the next window. Written in order.
             use rayon::prelude::*;
-            for window in rows.chunks(1 << 16) {
-                let pieces: Vec<Vec<u8>> = window
-                    .par_chunks(4096)
-                    .map(|c| {
-                        let mut buf = Vec::with_capacity(c.len() * 256);
-                        for r in c {
-                            r.write_json(&mut buf);
-                            buf.push(b'\n');
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(1);
+            std::thread::scope(|s| {
+                s.spawn(move || {
+                    for window in rows.chunks(1 << 16) {
+                        let pieces: Vec<Vec<u8>> = window
+                            .par_chunks(4096)
+                            .map(|c| {
+                                let mut buf = Vec::with_capacity(c.len() * 256);
+                                for r in c {
+                                    r.write_json(&mut buf);
+                                    buf.push(b'\n');
+                                }
+                                buf
+                            })
+                            .collect();
+                        if tx.send(pieces).is_err() {
+                            return; // the writing failed: nothing more to serialise
                         }
-                        buf
-                    })
-                    .collect();
-                for p in pieces {
-                    w.write_all(&p).at(shown)?;
+                    }
+                });
+                for pieces in rx {
+                    for p in pieces {
+                        w.write_all(&p).at(shown)?;
+                    }
                 }
-            }
+                Ok::<(), Error>(())
+            })?;
         }
         Format::Csv => {
             let mut c = csv::Writer::from_writer(&mut w);

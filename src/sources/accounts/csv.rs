@@ -2,7 +2,7 @@
 //! the one the header uses. Unquoted files (the common export) are parsed in parallel pieces,
 //! each piece delivered from the worker that parsed it; quoted ones go through the `csv` crate.
 
-use super::{Account, AccountSink, ReadStats, Sink, Want, read_all};
+use super::{Account, AccountSink, ReadStats, Sink, Want, map_all};
 use crate::email;
 use crate::error::{Error, Result};
 use crate::scheme::{self, Bare};
@@ -12,7 +12,7 @@ use std::path::Path;
 /// `username`) and `hash` (or `password`, `crypt`, `pass`), in any order and case. The separator
 /// is the one of `,`, `;`, tab or `|` under which the header names both columns.
 pub fn read_csv(path: &Path, want: &Want, sink: &mut Sink) -> Result<ReadStats> {
-    parse_csv(&read_all(path)?, path, want, sink)
+    parse_csv(&map_all(path)?, path, want, sink)
 }
 
 /// The column names accepted for the address and the hash.
@@ -27,7 +27,7 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
         .strip_suffix(b"\r")
         .unwrap_or(&data[..header_end]);
     let sep = sniff_separator(header);
-    if !data.contains(&b'"') {
+    if !has_quote(data) {
         // No quoting anywhere: every line is a row and fields are split at the separator, so the
         // rows can be parsed in parallel (the common export; quoted files take the csv crate path).
         return parse_plain_csv(data, path, sep, want, sink);
@@ -82,6 +82,18 @@ pub fn parse_csv(data: &[u8], path: &Path, want: &Want, sink: &mut Sink) -> Resu
         }
     }
     Ok(out)
+}
+
+/// Whether `data` holds a `"` anywhere; large inputs are scanned in parallel pieces (for a mapped
+/// file, this is where its pages are first read).
+fn has_quote(data: &[u8]) -> bool {
+    use rayon::prelude::*;
+    const PIECE: usize = 1 << 20;
+    if data.len() <= PIECE {
+        return memchr::memchr(b'"', data).is_some();
+    }
+    data.par_chunks(PIECE)
+        .any(|p| memchr::memchr(b'"', p).is_some())
 }
 
 /// The separator under which a CSV header names an email and a hash column (`,` when none does).
@@ -162,7 +174,7 @@ fn plain_csv_row(
         return Ok(Row::Blank);
     }
     let (mut e, mut h) = (None, None);
-    for (i, f) in line.split(|&c| c == sep).enumerate() {
+    for (i, f) in fields(line, sep).take(ei.max(hi) + 1).enumerate() {
         if i == ei {
             e = Some(f);
         }
@@ -184,6 +196,19 @@ fn plain_csv_row(
         contact: None,
         suspended: false,
     }))
+}
+
+/// The fields of an unquoted line: what `line.split(|&c| c == sep)` yields, the separators found
+/// with `memchr` rather than a byte at a time.
+fn fields(line: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(sep, line)
+        .chain(std::iter::once(line.len()))
+        .map(move |end| {
+            let f = &line[start..end];
+            start = end + 1;
+            f
+        })
 }
 
 /// An unquoted CSV, parsed in parallel pieces of about 1 MiB, a window of pieces at a time (so
@@ -225,7 +250,7 @@ fn parse_plain_csv(
             .par_iter()
             .map(|piece| {
                 // Sized to the piece's lines: growing a vector of accounts moves them all.
-                let lines = piece.iter().filter(|&&c| c == b'\n').count() + 1;
+                let lines = memchr::memchr_iter(b'\n', piece).count() + 1;
                 let (mut accounts, mut bad) = (Vec::with_capacity(lines), Vec::new());
                 let (mut n, mut skipped) = (0u64, 0u64);
                 for line in crate::input::lines(piece) {
@@ -265,5 +290,47 @@ fn csv_error_kind(e: &csv::Error) -> &'static str {
         csv::ErrorKind::UnequalLengths { .. } => "wrong number of fields",
         csv::ErrorKind::Io(_) => "I/O error",
         _ => "malformed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fields` splits exactly as `split` at the separator does: empty fields, separators at
+    /// either end, no separator, an empty line.
+    #[test]
+    fn fields_are_split_at_the_separator() {
+        for line in [
+            &b""[..],
+            b",",
+            b",,",
+            b"a",
+            b"a,",
+            b",b",
+            b"a,b",
+            b"user@x.example,5148B18C1D978047BE1EBB6D26294282D047DA98",
+            b"a,,c,dd,",
+            b"a;b,c;;d",
+        ] {
+            for sep in [b',', b';'] {
+                let want: Vec<&[u8]> = line.split(|&c| c == sep).collect();
+                assert_eq!(fields(line, sep).collect::<Vec<_>>(), want, "{line:?}");
+            }
+        }
+    }
+
+    /// A quote is found wherever it is, in a small input and in any piece of a large one.
+    #[test]
+    fn a_quote_is_found_anywhere() {
+        assert!(!has_quote(b""));
+        assert!(has_quote(b"a,\"b\""));
+        let mut big = vec![b'x'; (3 << 20) + 17];
+        assert!(!has_quote(&big));
+        for at in [0, 1 << 20, (1 << 20) - 1, big.len() - 1] {
+            big[at] = b'"';
+            assert!(has_quote(&big), "{at}");
+            big[at] = b'x';
+        }
     }
 }

@@ -278,6 +278,41 @@ pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).at(path)
 }
 
+/// The bytes of an input file: a regular, non-empty file is memory-mapped (the parallel parsers
+/// then fault its pages in where they parse them, instead of one thread copying the whole file
+/// into fresh pages before any parsing starts); anything else is read as [`read_all`] does.
+pub(crate) enum FileBytes {
+    Read(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+pub(crate) fn map_all(path: &Path) -> Result<FileBytes> {
+    if path.is_dir() {
+        return Err(Error::bad_input(path, "is a directory, expected a file"));
+    }
+    let file = std::fs::File::open(path).at(path)?;
+    let meta = file.metadata().at(path)?;
+    if meta.is_file() && meta.len() > 0 {
+        // SAFETY: inputs are read-only to us; see `fsutil::map_file`.
+        if let Ok(map) = unsafe { crate::fsutil::map_file(&file, path) } {
+            return Ok(FileBytes::Mapped(map));
+        }
+    }
+    let mut v = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut v).at(path)?;
+    Ok(FileBytes::Read(v))
+}
+
 /// Who owns a domain's accounts and how to reach them.
 pub struct Owner {
     pub name: Option<String>,
