@@ -398,3 +398,41 @@ fn every_path_in_the_sample_config_is_relative_to_the_config_from_any_directory(
     // index, state, out, 2 hibp, 1 combolist, 2 trees, [notify] outbox at least.
     assert!(n >= 9, "only {n} path-valued keys walked");
 }
+
+/// An audit given no breach sources (none on the command line, none in its config) cannot rebuild:
+/// the error names the way out, `--no-rebuild` / `rebuild = false`, and with it the same audit
+/// runs against the index that is there.
+#[test]
+fn audit_without_sources_names_no_rebuild() {
+    let w = Workdir::new();
+    w.build("idx", &[&sample("hibp/pwned-passwords-sha1.txt")]);
+    w.write(
+        "audit.toml",
+        format!(
+            "directadmin = [\"{}\"]\n",
+            sample("servers/directadmin").display()
+        ),
+    );
+    let base = [
+        "audit",
+        "--config",
+        "audit.toml",
+        "--index",
+        "idx",
+        "--state",
+        "state",
+        "--out",
+        "out",
+    ];
+    let r = w.run(&base);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--no-rebuild") && r.stderr.contains("rebuild = false"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("nothing to build from"), "{}", r.stderr);
+    let r = w.run(&[&base[..], &["--no-rebuild"]].concat());
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    assert!(w.path("out/at-risk.jsonl").exists());
+}

@@ -517,6 +517,14 @@ fn rebuild_if_stale(
         }
         return Ok((false, stale));
     }
+    if opts.hibp.is_empty() && opts.combolists.is_empty() {
+        // The build's own message ("give at least one --hibp or --combolist source") would hide
+        // the other way out: an index installed or built elsewhere.
+        return Err(Error::Usage(format!(
+            "audit has nothing to rebuild the index {} from: give its sources (--hibp, --combolist; `hibp`, `combolists` or [fetch] in the config), or audit against the index as it is with --no-rebuild (`rebuild = false` in the config)",
+            opts.index.display()
+        )));
+    }
     if needs_rebuild(opts, keep.as_deref())?.is_none() {
         return Ok((false, None));
     }
