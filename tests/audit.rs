@@ -435,4 +435,7 @@ fn audit_without_sources_names_no_rebuild() {
     let r = w.run(&[&base[..], &["--no-rebuild"]].concat());
     assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
     assert!(w.path("out/at-risk.jsonl").exists());
+    // SQLite's one writer never conflicts: no transaction was run again.
+    let run: serde_json::Value = serde_json::from_str(&read(&w, "out/run.json")).unwrap();
+    assert_eq!(run["state_retries"], 0, "{run}");
 }

@@ -63,6 +63,7 @@ pub(super) fn write_run(
         "alerts": o.alerts.iter().cloned().chain(o.fetch_alert()).collect::<Vec<_>>(),
         "logins": o.logins,
         "fetch": o.fetch,
+        "state_retries": crate::state::conflict_retries(),
     });
     let mut f = AtomicFile::create(path)?;
     writeln!(f, "{run}").at(path)?;

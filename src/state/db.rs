@@ -201,6 +201,29 @@ pub(crate) struct Db {
 /// How often a step that met a serialization failure or deadlock is run again.
 const RETRIES: u32 = 8;
 
+/// Transactions this process ran again after a serialization failure or deadlock
+/// ([`conflict_retries`]; `run.json`'s `state_retries`).
+static CONFLICT_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many transactions this process has run again after a conflict with another server.
+pub fn conflict_retries() -> u64 {
+    CONFLICT_RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The wait before attempt `attempt` (1, 2, ...) of a transaction that conflicted: a random
+/// time up to 20 ms × attempt² ("full jitter"), so servers that collided once do not collide
+/// again in step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let cap = 20 * u64::from(attempt) * u64::from(attempt);
+    let mut b = [0u8; 8];
+    // Without randomness, half the cap: still a backoff, only not spread.
+    let r = match getrandom::fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b) % (cap + 1),
+        Err(_) => cap / 2,
+    };
+    std::time::Duration::from_millis(r.max(1))
+}
+
 /// A PostgreSQL error and its causes, with the server's SQLSTATE words.
 fn pg_text(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -623,9 +646,8 @@ impl Db {
                         return Err(e);
                     }
                     attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        20 * u64::from(attempt) * u64::from(attempt),
-                    ));
+                    CONFLICT_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(backoff(attempt));
                 }
             }
         }
@@ -707,6 +729,17 @@ fn sqlite_value(v: &V) -> rusqlite::types::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_is_spread_within_its_cap() {
+        for attempt in 1..=RETRIES {
+            let cap = std::time::Duration::from_millis(20 * u64::from(attempt * attempt));
+            let waits: std::collections::BTreeSet<_> = (0..64).map(|_| backoff(attempt)).collect();
+            assert!(waits.iter().all(|w| *w <= cap && !w.is_zero()), "{waits:?}");
+            // 64 draws from 20+ values: never all the same (the old backoff was fixed).
+            assert!(waits.len() > 1, "attempt {attempt}: {waits:?}");
+        }
+    }
 
     #[test]
     fn parameters_are_renumbered_outside_quotes_only() {

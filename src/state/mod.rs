@@ -33,6 +33,7 @@ pub mod views;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
+pub use db::conflict_retries;
 pub(crate) use db::{Db, Engine, V, p};
 pub use identity::{Claim, Identity};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
