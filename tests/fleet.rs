@@ -662,3 +662,73 @@ fn an_audit_killed_mid_transaction_loses_nothing_and_blocks_no_other_server() {
         "one open notice for bert, whatever was killed"
     );
 }
+
+/// A shared ledger written by the release before schema step 7 (release reasons stored as
+/// sentences only) is opened by this one: each released suspension gets the code of its sentence
+/// and keeps the sentence the operator is shown. The old ledger is this one with step 7 undone
+/// (its column dropped, its version set back to 6).
+#[test]
+fn release_sentences_in_a_schema_6_ledger_get_their_codes() {
+    let w = Workdir::new();
+    let pg = Postgres::start();
+    let url = pg.owned_database("ledger", "ledger");
+    let cfg = s(&w.write(
+        "paris/audit.toml",
+        format!(
+            "server = \"paris\"\nstate_url = {url:?}\nstate_password_file = {:?}\nstate = \"state\"\n\
+             [suspend]\nplatforms = [\"dovecot\"]\ndovecot_file = \"deny\"\n",
+            s(&pg.password_file)
+        ),
+    ));
+    let suspend = || {
+        let r = w.run(&["suspend", "--config", &cfg]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r
+    };
+    suspend();
+    pg.sql(
+        "ledger",
+        "ALTER TABLE suspensions DROP COLUMN released_code;
+         UPDATE breach_audit_schema SET version = 6;",
+    );
+    let rows = [
+        (
+            "its leaked password no longer works (changed) or is no longer listed",
+            "password-changed",
+        ),
+        (
+            "the account lives elsewhere now: server london, --cpanel /srv/cp",
+            "account-left",
+        ),
+        ("the account was removed", "account-removed"),
+        ("its domain left the server", "domain-left"),
+        ("forgotten by the operator", "forgotten"),
+        ("no longer to be suspended here", "not-wanted"),
+        ("its entry was no longer in the file", "entry-gone"),
+    ];
+    for (i, (text, _)) in rows.iter().enumerate() {
+        pg.sql(
+            "ledger",
+            &format!(
+                "INSERT INTO suspensions (server, address, platform, target, entry, applied_at,
+                                          released_at, released_reason)
+                 VALUES ('paris', 'a{i}@example.org', 'dovecot', '/deny', 'a{i}@example.org',
+                         '2026-01-01T00:00:00Z', '2026-01-02T00:00:00Z', '{text}')"
+            ),
+        );
+    }
+    suspend();
+    assert_eq!(
+        pg.rows("ledger", "SELECT max(version) FROM breach_audit_schema"),
+        ["7"]
+    );
+    let got = pg.rows(
+        "ledger",
+        "SELECT released_code || '|' || released_reason FROM suspensions ORDER BY id",
+    );
+    let want: Vec<String> = rows
+        .iter()
+        .map(|(text, code)| format!("{code}|{text}"))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -175,7 +175,7 @@ pub struct FleetRow {
 pub fn load(state: &State, nights: usize) -> Result<Page> {
     let runs = state.last_runs(nights.max(1))?;
     let notices = state.open_notices(LISTED)?;
-    let suspended = state.active_suspensions(LISTED)?;
+    let suspended = state.suspensions_in_force(LISTED)?;
     let suspend_problems = state.suspend_problems(LISTED)?;
     let fleet = fleet_rows(state)?;
     let (held, held_total) = state.held(LISTED)?;
@@ -202,7 +202,7 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
 fn fleet_rows(state: &State) -> Result<Vec<FleetRow>> {
     let mut rows = Vec::new();
     for run in state.fleet_runs()? {
-        let suspended = state.active_suspensions_on(&run.server)?;
+        let suspended = state.suspensions_in_force_on(&run.server)?;
         let (_, held) = state.held_on(&run.server, 0)?;
         let mut not_audited = run.not_audited();
         not_audited.truncate(LISTED);

@@ -29,6 +29,7 @@ mod db;
 pub mod fetch_report;
 mod identity;
 mod migrate;
+mod suspensions;
 pub mod views;
 
 use crate::error::{Error, IoContext, Result};
@@ -39,6 +40,7 @@ pub use identity::{Claim, Identity};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+pub use suspensions::{Release, ReleaseReason};
 
 /// The database file in the state directory.
 pub const DB_FILE: &str = "breach-audit.sqlite";
@@ -244,6 +246,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX logins_server ON logins (server);
     ALTER TABLE hash_marks ADD COLUMN server TEXT NOT NULL DEFAULT '';
     CREATE INDEX hash_marks_server ON hash_marks (server);",
+    // 7: a release's reason as a stable code (`ReleaseReason::as_str`), apart from the sentence
+    // the operator is shown (`released_reason`, kept); rows released before get the code of
+    // their sentence (`ReleaseReason::display`, with the place for an account that left).
+    "ALTER TABLE suspensions ADD COLUMN released_code TEXT;
+    UPDATE suspensions SET released_code = CASE
+        WHEN released_reason = 'its leaked password no longer works (changed) or is no longer listed'
+            THEN 'password-changed'
+        WHEN released_reason = 'the account lives elsewhere now'
+            OR substr(released_reason, 1, 33) = 'the account lives elsewhere now: '
+            THEN 'account-left'
+        WHEN released_reason = 'the account was removed' THEN 'account-removed'
+        WHEN released_reason = 'its domain left the server' THEN 'domain-left'
+        WHEN released_reason = 'forgotten by the operator' THEN 'forgotten'
+        WHEN released_reason = 'no longer to be suspended here' THEN 'not-wanted'
+        WHEN released_reason = 'its entry was no longer in the file' THEN 'entry-gone'
+        END
+    WHERE released_reason IS NOT NULL;",
 ];
 
 /// How many held addresses are named (the audit's warning, run.json, the operator's message);

@@ -110,7 +110,7 @@ impl State {
     }
 
     /// Suspensions in force on any server; at most `limit`.
-    pub fn active_suspensions(&self, limit: usize) -> Result<Vec<SuspendedRow>> {
+    pub fn suspensions_in_force(&self, limit: usize) -> Result<Vec<SuspendedRow>> {
         self.db
             .query(
                 &format!(
@@ -133,7 +133,7 @@ impl State {
     }
 
     /// How many suspensions are in force on `server`.
-    pub fn active_suspensions_on(&self, server: &str) -> Result<u64> {
+    pub fn suspensions_in_force_on(&self, server: &str) -> Result<u64> {
         self.db.value(
             "SELECT count(*) FROM suspensions WHERE server = ?1 AND released_at IS NULL",
             p![server],
