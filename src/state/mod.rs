@@ -28,12 +28,14 @@
 mod db;
 pub mod fetch_report;
 mod identity;
+mod logins;
 mod migrate;
 
 use crate::error::{Error, IoContext, Result};
 pub(crate) use db::ToV;
 pub(crate) use db::{Db, Engine, V, p};
 pub use identity::{Claim, Identity};
+pub(crate) use logins::LoginRow;
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
