@@ -23,7 +23,8 @@ pub(crate) struct LoginRow<'a> {
 }
 
 /// The columns of an insert into `logins`, in the order of [`LoginRow::values`].
-const LOGINS_INSERT: &str = "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
+const LOGINS_INSERT: &str =
+    "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
                      first_seen_at, refused, refused_at, server)";
 
 impl<'a> LoginRow<'a> {
