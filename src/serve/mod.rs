@@ -28,8 +28,8 @@ mod recorder;
 pub mod spool;
 mod watcher;
 
-pub(crate) use policy::Verdict;
 pub use policy::Policy;
+pub(crate) use policy::Verdict;
 
 use crate::config::ConfigPath;
 use crate::error::{Error, Result};
