@@ -18,7 +18,7 @@
 use super::spool::{self, Record};
 use super::{Counters, MAX_PENDING, Verdict};
 use crate::error::{Result, Retry};
-use crate::state::{State, StateAt, V};
+use crate::state::{LoginRow, State, StateAt};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,17 +145,7 @@ impl Recorder {
         }
         // Accounts whose stored hash changed: their next verdict is written whatever it is, and
         // one seen since the change is written now.
-        let resets: Vec<(String, String)> = st.db.transaction(|db| {
-            let r = db
-                .query("SELECT address, at FROM login_resets", &[])?
-                .iter()
-                .map(|r| Ok((r.get(0)?, r.get(1)?)))
-                .collect::<Result<Vec<_>>>()?;
-            if !r.is_empty() {
-                db.execute("DELETE FROM login_resets", &[])?;
-            }
-            Ok(r)
-        })?;
+        let resets = st.take_login_resets()?;
         let batch: Vec<(String, (Verdict, String, u64))> = {
             let mut p = self.pending.lock().expect("no panics while held");
             for (address, at) in &resets {
@@ -171,36 +161,22 @@ impl Recorder {
             }
             p.verdicts.drain().collect()
         };
-        let rows: Vec<Vec<V>> = batch
+        let rows: Vec<LoginRow> = batch
             .iter()
-            .map(|(address, (v, seen, refused))| {
-                vec![
-                    V::T(address),
-                    V::T(seen),
-                    V::T(&v.service),
-                    V::I(v.hibp as i64),
-                    V::I(v.combolist as i64),
-                    V::I(v.confirmed.into()),
-                    V::T(seen),
-                    V::I(*refused as i64),
-                    if *refused > 0 { V::T(seen) } else { V::Null },
-                    V::T(st.server()),
-                ]
+            .map(|(address, (v, seen, refused))| LoginRow {
+                address,
+                seen_at: seen,
+                service: &v.service,
+                hibp: v.hibp,
+                combolist: v.combolist,
+                confirmed: v.confirmed,
+                first_seen_at: seen,
+                refused: *refused,
+                refused_at: (*refused > 0).then_some(seen.as_str()),
             })
             .collect();
-        let written = st.db.transaction(|db| {
-            db.insert_many(
-                "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-                     first_seen_at, refused, refused_at, server)",
-                10,
-                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at, server = excluded.server,
-                     service = excluded.service, hibp = excluded.hibp,
-                     combolist = excluded.combolist, confirmed = excluded.confirmed,
-                     refused = logins.refused + excluded.refused,
-                     refused_at = COALESCE(excluded.refused_at, logins.refused_at)",
-                &rows,
-            )?;
-            let mut values: Vec<(&str, String)> = counters
+        let written = st.record_logins(&rows, || {
+            let mut values: Vec<(&'static str, String)> = counters
                 .all()
                 .into_iter()
                 .map(|(k, c)| (k, c.load(Ordering::Relaxed).to_string()))
@@ -209,10 +185,7 @@ impl Recorder {
             // serve that stopped writing.
             values.push(("serve_last_write", crate::state::now()));
             values.push(("serve_waiting", self.waiting().to_string()));
-            for (k, v) in values {
-                db.set_meta(&st.server_key(k), &v)?;
-            }
-            Ok(())
+            values
         });
         let mut p = self.pending.lock().expect("no panics while held");
         match written {

@@ -15,9 +15,9 @@
 //! (refusals are summed, so this matters); the marks are removed once the file is gone.
 
 use crate::error::{Error, IoContext, Result};
-use crate::state::{State, V, p};
+use crate::state::{LoginRow, State};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -38,6 +38,23 @@ pub struct Record {
     /// Logins refused since the verdict was last written.
     pub refused: u64,
     pub server: String,
+}
+
+impl Record {
+    /// The row this record is as spooled: first seen when seen, refused then if it was.
+    fn row(&self) -> LoginRow<'_> {
+        LoginRow {
+            address: &self.address,
+            seen_at: &self.seen_at,
+            service: &self.service,
+            hibp: self.hibp,
+            combolist: self.combolist,
+            confirmed: self.confirmed,
+            first_seen_at: &self.seen_at,
+            refused: self.refused,
+            refused_at: (self.refused > 0).then_some(self.seen_at.as_str()),
+        }
+    }
 }
 
 /// A fresh batch id.
@@ -151,39 +168,11 @@ pub fn replay(dir: &Path, st: &State) -> Result<Replayed> {
             None => out.damaged += 1,
         }
     }
-    let server = st.server().to_string();
-    let ids: Vec<String> = batches.keys().cloned().collect();
-    out.records = st.db.transaction(|db| {
-        let mut fresh: Vec<&Record> = Vec::new();
-        for (id, records) in &batches {
-            let key = format!("serve_spool:{id}");
-            if db
-                .query_opt("SELECT 1 FROM meta WHERE key = ?1", p![key])?
-                .is_some()
-            {
-                continue;
-            }
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                p![key, crate::state::now()],
-            )?;
-            fresh.extend(records);
-        }
-        // Under the replaying state's server: the spool is this server's (a SQLite state's
-        // verdicts spooled before a migration land under the name it has now).
-        write(db, &merge(&fresh), &server)?;
-        let n = fresh.len() as u64;
-        // Verdicts that went through the spool, for the audit's report.
-        let key = st.server_key("serve_spooled");
-        let before: u64 = db
-            .query_opt("SELECT value FROM meta WHERE key = ?1", p![key])?
-            .map(|r| r.get::<String>(0))
-            .transpose()?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        db.set_meta(&key, &(before + n).to_string())?;
-        Ok(n)
-    })?;
+    let rows: Vec<(&str, Vec<LoginRow>)> = batches
+        .iter()
+        .map(|(id, records)| (id.as_str(), records.iter().map(Record::row).collect()))
+        .collect();
+    out.records = st.replay_spooled(&rows)?;
     // Committed: the file goes (still under its lock, so nothing was appended meanwhile). One
     // with lines that failed their checksum is kept aside (`.damaged`) for a look, not removed.
     if out.damaged == 0 {
@@ -195,83 +184,9 @@ pub fn replay(dir: &Path, st: &State) -> Result<Replayed> {
     crate::fsutil::sync_dir(dir);
     drop(f);
     // The marks guarded a file that is gone now.
-    for id in ids {
-        let _ = st.db.execute(
-            "DELETE FROM meta WHERE key = ?1",
-            p![format!("serve_spool:{id}")],
-        );
-    }
+    let ids: Vec<&str> = batches.keys().map(String::as_str).collect();
+    st.forget_spooled(&ids);
     Ok(out)
-}
-
-/// One row per address: the latest verdict, refusals summed, the earliest sighting.
-fn merge<'a>(records: &[&'a Record]) -> Vec<(&'a Record, u64, String, Option<String>)> {
-    let mut by: HashMap<&str, (&Record, u64, String, Option<String>)> = HashMap::new();
-    for r in records {
-        let refused_at = (r.refused > 0).then(|| r.seen_at.clone());
-        let e = by
-            .entry(r.address.as_str())
-            .or_insert((r, 0, r.seen_at.clone(), None));
-        if r.seen_at > e.0.seen_at {
-            e.0 = r;
-        }
-        e.1 += r.refused;
-        if r.seen_at < e.2 {
-            e.2 = r.seen_at.clone();
-        }
-        if refused_at > e.3 {
-            e.3 = refused_at;
-        }
-    }
-    let mut v: Vec<_> = by.into_values().collect();
-    v.sort_by(|a, b| a.0.address.cmp(&b.0.address));
-    v
-}
-
-/// Upsert the merged rows: a verdict newer than the stored one replaces it, refusals are added.
-fn write(
-    db: &crate::state::Db,
-    rows: &[(&Record, u64, String, Option<String>)],
-    server: &str,
-) -> Result<()> {
-    let newer = "excluded.seen_at > logins.seen_at";
-    let rows: Vec<Vec<V>> = rows
-        .iter()
-        .map(|(r, refused, first, refused_at)| {
-            vec![
-                V::T(&r.address),
-                V::T(&r.seen_at),
-                V::T(&r.service),
-                V::I(r.hibp as i64),
-                V::I(r.combolist as i64),
-                V::I(r.confirmed.into()),
-                V::T(first),
-                V::I(*refused as i64),
-                refused_at.as_deref().map_or(V::Null, V::T),
-                V::T(server),
-            ]
-        })
-        .collect();
-    let set: Vec<String> = ["service", "hibp", "combolist", "confirmed", "server"]
-        .iter()
-        .map(|c| format!("{c} = CASE WHEN {newer} THEN excluded.{c} ELSE logins.{c} END"))
-        .collect();
-    db.insert_many(
-        "INSERT INTO logins (address, seen_at, service, hibp, combolist, confirmed,
-             first_seen_at, refused, refused_at, server)",
-        10,
-        &format!(
-            "ON CONFLICT (address) DO UPDATE SET {},
-                 seen_at = CASE WHEN {newer} THEN excluded.seen_at ELSE logins.seen_at END,
-                 first_seen_at = CASE WHEN excluded.first_seen_at < logins.first_seen_at
-                     THEN excluded.first_seen_at ELSE logins.first_seen_at END,
-                 refused = logins.refused + excluded.refused,
-                 refused_at = CASE WHEN logins.refused_at IS NULL OR excluded.refused_at > logins.refused_at
-                     THEN coalesce(excluded.refused_at, logins.refused_at) ELSE logins.refused_at END",
-            set.join(", ")
-        ),
-        &rows,
-    )
 }
 
 #[cfg(test)]
@@ -336,21 +251,8 @@ mod tests {
             "kept for a look"
         );
         std::fs::remove_file(aside).unwrap();
-        let refused: u64 = st
-            .db
-            .value(
-                "SELECT refused FROM logins WHERE address = 'x@example.com'",
-                &[],
-            )
-            .unwrap();
+        let (seen, refused) = st.login_seen("x@example.com").unwrap().unwrap();
         assert_eq!(refused, 3);
-        let seen: String = st
-            .db
-            .value(
-                "SELECT seen_at FROM logins WHERE address = 'x@example.com'",
-                &[],
-            )
-            .unwrap();
         assert_eq!(seen, "2024-01-01 00:00:03");
         // The same spool again, as if the removal had not happened but the marks had: the marks
         // were removed with the file, so simulate the crash window by putting them back.
@@ -360,13 +262,7 @@ mod tests {
         std::fs::write(&path, copy).unwrap();
         let r = replay(dir.path(), &st).unwrap();
         assert_eq!(r.records, 0, "nothing replayed twice");
-        let refused: u64 = st
-            .db
-            .value(
-                "SELECT refused FROM logins WHERE address = 'x@example.com'",
-                &[],
-            )
-            .unwrap();
+        let (_, refused) = st.login_seen("x@example.com").unwrap().unwrap();
         assert_eq!(refused, 3, "refusals not counted twice");
         assert_eq!(st.meta("serve_spooled").unwrap().as_deref(), Some("3"));
         assert!(st.meta("serve_spool:a").unwrap().is_none());

@@ -28,6 +28,7 @@
 mod db;
 pub mod fetch_report;
 mod identity;
+mod logins;
 mod migrate;
 mod suspensions;
 pub mod views;
@@ -37,6 +38,7 @@ pub(crate) use db::ToV;
 pub use db::conflict_retries;
 pub(crate) use db::{Db, Engine, V, p};
 pub use identity::{Claim, Identity};
+pub(crate) use logins::LoginRow;
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
