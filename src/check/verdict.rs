@@ -41,6 +41,23 @@ impl Severity {
     }
 }
 
+impl std::str::FromStr for Severity {
+    type Err = ();
+
+    /// A severity's [`Severity::name`] back.
+    fn from_str(s: &str) -> std::result::Result<Severity, ()> {
+        [
+            Severity::Unknown,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
+        .ok_or(())
+    }
+}
+
 /// One reason an account is at risk. Field names are a contract with the notice mailer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -12,10 +12,11 @@
 pub mod message;
 pub mod transport;
 
+use crate::check::Severity;
 use crate::config::ConfigPath;
 use crate::error::{Error, Result};
 use crate::messages::Warnings;
-use crate::state::{self, State, V, p};
+use crate::state::{self, DueNotice, Refusal, State};
 use message::{NoticeAddress, NoticeFinding, Templates};
 use serde::Deserialize;
 use transport::{SmtpSettings, SmtpTls, Transport, Via};
@@ -158,12 +159,18 @@ impl std::fmt::Display for NotifyOutcome {
     }
 }
 
-/// A notice due for delivery.
-struct Due {
-    id: i64,
-    contact: String,
-    owner: Option<String>,
-    attempts: u32,
+/// A run's settings, as `deliver` and `operator_message` share them.
+struct Run<'a> {
+    cfg: &'a NotifyConfig,
+    opts: &'a NotifyOptions,
+    warn: &'a Warnings,
+    from: lettre::message::Mailbox,
+    reply_to: Option<lettre::message::Mailbox>,
+    templates: Templates,
+    /// None with `dry_run`.
+    transport: Option<Transport>,
+    /// The sender's domain, for Message-IDs.
+    domain: String,
 }
 
 /// Deliver the open notices that are due, then the operator's message.
@@ -191,54 +198,42 @@ pub fn notify(
         Some(cfg.transport()?)
     };
     let domain = from.email.domain().to_string();
-    let mut out = NotifyOutcome::default();
-    // One runner at a time across the fleet (the state directory's lock already makes it so
-    // for one server): the lock is the connection's, released when it ends or below.
-    if !state.db.try_lock(state::NOTIFY_LOCK)? {
-        out.busy = true;
-        return Ok(out);
-    }
-    let r = deliver(
-        state,
+    let run = Run {
         cfg,
         opts,
         warn,
-        &from,
-        reply_to.as_ref(),
-        &templates,
-        transport.as_ref(),
-        &domain,
-        &mut out,
-    );
-    state.db.unlock(state::NOTIFY_LOCK)?;
+        from,
+        reply_to,
+        templates,
+        transport,
+        domain,
+    };
+    let mut out = NotifyOutcome::default();
+    // One runner at a time across the fleet (the state directory's lock already makes it so
+    // for one server): the lock is the connection's, released when it ends or below.
+    if !state.try_lock_delivery()? {
+        out.busy = true;
+        return Ok(out);
+    }
+    let r = deliver(state, &run, &mut out);
+    state.unlock_delivery()?;
     r.map(|()| out)
 }
 
 /// Deliver, holding the fleet's delivery lock.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    state: &mut State,
-    cfg: &NotifyConfig,
-    opts: &NotifyOptions,
-    warn: &Warnings,
-    from: &lettre::message::Mailbox,
-    reply_to: Option<&lettre::message::Mailbox>,
-    templates: &Templates,
-    transport: Option<&Transport>,
-    domain: &str,
-    out: &mut NotifyOutcome,
-) -> Result<()> {
+fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> {
+    let (cfg, opts) = (run.cfg, run.opts);
     let max_attempts = cfg.max_attempts.unwrap_or(5).max(1);
     let retry = cfg.retry_secs()?;
     if !opts.dry_run {
         // What is owed now (a suspension applied since the audit is owed to its customer).
         state.refresh_notices()?;
     }
-    for due in due_notices(state, opts.limit, opts.retry_now)? {
+    for due in state.pending_notices(opts.limit, opts.retry_now)? {
         crate::fsutil::check_interrupted()?;
         // What the notice names now: exactly this is recorded as told once it is accepted
         // (an audit on another server may add to the notice meanwhile: that is told next).
-        let named = notice_pairs(state, due.id)?;
+        let named = state.notice_pairs(due.id)?;
         let addresses = notice_addresses(state, due.id)?;
         if addresses.is_empty() {
             continue;
@@ -250,123 +245,54 @@ fn deliver(
                 continue;
             }
         };
-        let rendered = templates.notice(&due.contact, due.owner.as_deref(), &addresses)?;
-        let id = message_id(due.id, domain);
-        let msg = message::build(from, reply_to, &to, &id, &rendered)?;
-        let Some(t) = transport else {
+        let rendered = run
+            .templates
+            .notice(&due.contact, due.owner.as_deref(), &addresses)?;
+        let id = message_id(due.id, &run.domain);
+        let msg = message::build(&run.from, run.reply_to.as_ref(), &to, &id, &rendered)?;
+        let Some(t) = &run.transport else {
             out.would_send.push((due.contact.clone(), addresses.len()));
             continue;
         };
         match t.send(&msg, &id) {
-            Ok(()) => record_sent(state, &due, &named, &id, cfg.via.unwrap_or(Via::Sendmail))
+            Ok(()) => state
+                .mark_sent(due.id, &named, &id, cfg.via.unwrap_or(Via::Sendmail).name())
                 .map(|()| out.sent += 1)?,
             Err(why) => {
-                warn.warn(format!("notice to {} not delivered: {why}", due.contact));
+                run.warn
+                    .warn(format!("notice to {} not delivered: {why}", due.contact));
                 record_failure(state, &due, &why, max_attempts, retry, out)?;
             }
         }
     }
-    out.left = state.count("notices", "status IN ('pending', 'failed')")?;
+    out.left = state.undelivered_notices()?;
     state.tally_last_run()?;
-    operator_message(
-        state, cfg, templates, from, reply_to, transport, domain, out, warn,
-    )
-}
-
-/// The (address, kind) pairs a notice names.
-fn notice_pairs(state: &State, id: i64) -> Result<Vec<(String, String)>> {
-    state
-        .db
-        .query(
-            "SELECT address, kind FROM notice_findings WHERE notice_id = ?1 ORDER BY address, kind",
-            p![id],
-        )?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?)))
-        .collect()
-}
-
-/// Open notices whose `next_attempt` has come (with `retry_now`, every open notice).
-fn due_notices(state: &State, limit: Option<usize>, retry_now: bool) -> Result<Vec<Due>> {
-    let limit = limit.map(|l| l as i64).unwrap_or(i64::MAX);
-    state
-        .db
-        .query(
-            "SELECT id, contact, owner, attempts FROM notices
-             WHERE status IN ('pending', 'failed')
-               AND (?3 OR next_attempt IS NULL OR next_attempt <= ?1)
-             ORDER BY id LIMIT ?2",
-            p![state::now(), limit, retry_now],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(Due {
-                id: r.get(0)?,
-                contact: r.get(1)?,
-                owner: r.get(2)?,
-                attempts: r.get::<u64>(3)? as u32,
-            })
-        })
-        .collect()
+    operator_message(state, run, out)
 }
 
 /// The addresses a notice names, each with its findings, sorted.
 fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
-    let rows = state.db.query(
-        // Two indexed lookups (an OR of the two made PostgreSQL scan every finding per notice).
-        "SELECT * FROM (
-            SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
-                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
-            FROM findings f JOIN notice_findings nf ON nf.address = f.address AND nf.kind = f.kind
-            WHERE nf.notice_id = ?1
-            UNION
-            SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
-                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
-            FROM findings f JOIN notice_findings nf ON nf.address = f.address
-            WHERE nf.notice_id = ?1 AND nf.kind = 'outbound_suspended'
-              AND f.resolved_at IS NULL AND f.kind NOT LIKE 'unverifiable%'
-         ) u
-         ORDER BY address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind",
-        p![id],
-    )?;
     let mut out: Vec<NoticeAddress> = Vec::new();
-    for r in rows {
-        let (email, domain, severity, suspended, kind, finding, outbound_suspended): (
-            String,
-            String,
-            String,
-            bool,
-            String,
-            String,
-            bool,
-        ) = (
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-        );
-        let detail: serde_json::Value = serde_json::from_str(&finding).unwrap_or_default();
+    for r in state.notice_findings(id)? {
+        let detail: serde_json::Value = serde_json::from_str(&r.finding).unwrap_or_default();
         let f = NoticeFinding {
-            kind,
-            text: message::finding_text(&detail, suspended),
+            kind: r.kind,
+            text: message::finding_text(&detail, r.suspended),
             detail,
         };
         match out.last_mut() {
-            Some(a) if a.email == email => {
+            Some(a) if a.email == r.address => {
                 a.findings.push(f);
-                if severity_rank(&severity) > severity_rank(&a.severity) {
-                    a.severity = severity;
+                if severity(&r.severity) > severity(&a.severity) {
+                    a.severity = r.severity;
                 }
             }
             _ => out.push(NoticeAddress {
-                email,
-                domain,
-                severity,
-                suspended,
-                outbound_suspended,
+                email: r.address,
+                domain: r.domain,
+                severity: r.severity,
+                suspended: r.suspended,
+                outbound_suspended: r.outbound_suspended,
                 findings: vec![f],
             }),
         }
@@ -374,13 +300,9 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
     Ok(out)
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 3,
-        "high" => 2,
-        "medium" => 1,
-        _ => 0,
-    }
+/// A stored severity (anything else ranks as `unknown`).
+fn severity(s: &str) -> Severity {
+    s.parse().unwrap_or(Severity::Unknown)
 }
 
 /// `breach-audit.NOTICE.RANDOM@DOMAIN`: unique, and names the notice.
@@ -390,60 +312,9 @@ fn message_id(notice: i64, domain: &str) -> String {
     format!("breach-audit.{notice}.{}@{domain}", hex::encode(r))
 }
 
-fn record_sent(
-    state: &mut State,
-    due: &Due,
-    named: &[(String, String)],
-    id: &str,
-    via: Via,
-) -> Result<()> {
-    let now = state::now();
-    let pairs: Vec<Vec<V>> = named
-        .iter()
-        .map(|(a, k)| vec![V::I(due.id), V::T(a), V::T(k)])
-        .collect();
-    let mut addresses: Vec<&str> = named.iter().map(|(a, _)| a.as_str()).collect();
-    addresses.dedup();
-    state.db.transaction(|db| {
-        // Not while an audit rewrites what the notices name.
-        db.lock_xact(state::NOTICES_LOCK)?;
-        db.execute(
-            "UPDATE notices SET status = 'sent', sent_at = ?2, message_id = ?3, transport = ?4,
-                attempts = attempts + 1, last_error = NULL, next_attempt = NULL WHERE id = ?1",
-            p![due.id, now, format!("<{id}>"), via.name()],
-        )?;
-        // The sent notice names what the message said; anything added meanwhile is owed anew.
-        db.execute(
-            "DELETE FROM notice_findings WHERE notice_id = ?1",
-            p![due.id],
-        )?;
-        db.insert_many(
-            "INSERT INTO notice_findings (notice_id, address, kind)",
-            3,
-            "ON CONFLICT DO NOTHING",
-            &pairs,
-        )?;
-        for (a, k) in named {
-            db.execute(
-                "UPDATE findings SET told_at = ?1 WHERE address = ?2 AND kind = ?3",
-                p![now, a, k],
-            )?;
-        }
-        // The notice said so of every suspended address it named.
-        for a in &addresses {
-            db.execute(
-                "UPDATE suspensions SET told_at = ?1 WHERE address = ?2
-                    AND released_at IS NULL AND told_at IS NULL",
-                p![now, a],
-            )?;
-        }
-        Ok(())
-    })
-}
-
 fn record_failure(
     state: &mut State,
-    due: &Due,
+    due: &DueNotice,
     why: &str,
     max_attempts: u32,
     retry: u64,
@@ -451,23 +322,18 @@ fn record_failure(
 ) -> Result<()> {
     let attempts = due.attempts + 1;
     let held = attempts >= max_attempts;
-    let delay = retry
-        .saturating_mul(1 << (attempts - 1).min(16))
-        .min(86_400);
-    state.db.execute(
-        "UPDATE notices SET status = ?2, attempts = ?3, last_error = ?4, next_attempt = ?5
-         WHERE id = ?1",
-        p![
-            due.id,
-            if held { "held" } else { "failed" },
-            u64::from(attempts),
-            why.trim(),
-            state::later(delay)
-        ],
-    )?;
+    let refusal = Refusal {
+        attempts,
+        error: why,
+        delay: retry
+            .saturating_mul(1 << (attempts - 1).min(16))
+            .min(86_400),
+    };
     if held {
+        state.hold(due.id, &refusal)?;
         out.held += 1;
     } else {
+        state.mark_failed(due.id, &refusal)?;
         out.failed += 1;
     }
     Ok(())
@@ -479,32 +345,12 @@ fn record_failure(
 /// released) first, then the standing items; and how many are events.
 fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
     let mut items = Vec::new();
-    let query = |sql: &str| -> Result<Vec<String>> {
-        state.db.query(sql, &[])?.iter().map(|r| r.get(0)).collect()
-    };
-    items.extend(query(
-        "SELECT 'outbound mail suspended: ' || address || ' (' || CASE WHEN server = '' THEN '' ELSE server || ': ' END || platform || ' ' || target || ', since ' || applied_at || ')'
-         FROM suspensions WHERE released_at IS NULL AND reported_at IS NULL ORDER BY address, id",
-    )?);
-    items.extend(query(
-        "SELECT 'outbound mail released: ' || address || ' (' || CASE WHEN server = '' THEN '' ELSE server || ': ' END || platform || ' ' || target || ': ' || coalesce(released_reason, 'the password was changed') || ')'
-         FROM suspensions WHERE released_at IS NOT NULL AND release_reported_at IS NULL ORDER BY address, id",
-    )?);
+    items.extend(state.unreported_suspensions()?);
+    items.extend(state.unreported_releases()?);
     let events = items.len();
-    items.extend(query(
-        "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ' ORDER BY kind)
-           || ' - no contact address is known; the customer is told once one is'
-         FROM findings WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NULL
-           AND kind NOT LIKE 'unverifiable%' GROUP BY address, owner ORDER BY address",
-    )?);
-    items.extend(query(
-        "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'
-         FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
-    )?);
-    items.extend(query(
-        "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address || ': ' || problem
-         FROM suspend_problems ORDER BY server, platform = '', address",
-    )?);
+    items.extend(state.untold_without_contact()?);
+    items.extend(state.unverifiable_accounts()?);
+    items.extend(state.suspend_problem_lines()?);
     // Every server's held addresses and not-audited list: one message for the fleet.
     let servers: Vec<String> = state.fleet_runs()?.into_iter().map(|r| r.server).collect();
     let tag = |server: &str| {
@@ -520,15 +366,7 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
         for h in &uncertain {
             // An address another server reads now is that server's: never the advice to
             // forget it (which would retire its findings there too).
-            let there: Vec<String> = state
-                .db
-                .query(
-                    "SELECT DISTINCT server FROM homes WHERE address = ?1 AND server <> ?2 ORDER BY server",
-                    crate::state::p![h.address, server],
-                )?
-                .iter()
-                .map(|r| r.get(0))
-                .collect::<Result<_>>()?;
+            let there = state.servers_besides(&h.address, server)?;
             let advice = if there.is_empty() {
                 "`breach-audit forget` retires it if it is gone".to_string()
             } else {
@@ -563,10 +401,7 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
             items.push(format!("{}{}", tag(&server), f.text()));
         }
     }
-    items.extend(query(
-        "SELECT 'notice to ' || contact || ' held after ' || attempts || ' attempts: ' || coalesce(last_error, '?')
-         FROM notices WHERE status = 'held' ORDER BY id",
-    )?);
+    items.extend(state.held_notices()?);
     for run in state.fleet_runs()? {
         if let Some(item) = run
             .logins()
@@ -591,18 +426,8 @@ fn operator_items(state: &State) -> Result<(Vec<String>, usize)> {
 /// The `meta` key of the last operator message sent: its digest and time.
 const OPERATOR_DIGEST: &str = "operator_message";
 
-#[allow(clippy::too_many_arguments)]
-fn operator_message(
-    state: &State,
-    cfg: &NotifyConfig,
-    templates: &Templates,
-    from: &lettre::message::Mailbox,
-    reply_to: Option<&lettre::message::Mailbox>,
-    transport: Option<&Transport>,
-    domain: &str,
-    out: &mut NotifyOutcome,
-    warn: &Warnings,
-) -> Result<()> {
+fn operator_message(state: &State, run: &Run, out: &mut NotifyOutcome) -> Result<()> {
+    let (cfg, warn) = (run.cfg, run.warn);
     let (items, events) = operator_items(state)?;
     if items.is_empty() {
         return Ok(());
@@ -651,11 +476,11 @@ fn operator_message(
         out.operator_unchanged = true;
         return Ok(());
     }
-    let mut rendered = templates.operator(&items, &summary)?;
+    let mut rendered = run.templates.operator(&items, &summary)?;
     rendered.attachment = Some((crate::page::FILE.to_string(), crate::page::render(&page)?));
-    let id = message_id(0, domain).replacen("breach-audit.0.", "breach-audit.operator.", 1);
-    let msg = message::build(from, reply_to, &to, &id, &rendered)?;
-    let Some(t) = transport else {
+    let id = message_id(0, &run.domain).replacen("breach-audit.0.", "breach-audit.operator.", 1);
+    let msg = message::build(&run.from, run.reply_to.as_ref(), &to, &id, &rendered)?;
+    let Some(t) = &run.transport else {
         return Ok(());
     };
     if let Err(why) = t.send(&msg, &id) {
@@ -665,15 +490,28 @@ fn operator_message(
     }
     // What the message reported is not reported again.
     let now = state::now();
-    state.db.execute(
-        "UPDATE suspensions SET reported_at = ?1 WHERE reported_at IS NULL",
-        p![now],
-    )?;
-    state.db.execute(
-        "UPDATE suspensions SET release_reported_at = ?1
-         WHERE released_at IS NOT NULL AND release_reported_at IS NULL",
-        p![now],
-    )?;
+    state.mark_suspensions_reported(&now)?;
     state.set_meta(OPERATOR_DIGEST, &format!("{digest} {now}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Severity, severity};
+
+    #[test]
+    fn stored_severities_rank_as_the_checks_and_others_as_unknown() {
+        for s in [
+            Severity::Unknown,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            assert_eq!(severity(s.name()), s);
+        }
+        assert_eq!(severity("bogus"), Severity::Unknown);
+        assert_eq!(severity("Critical"), Severity::Unknown);
+        assert!(severity("critical") > severity("high"));
+        assert!(severity("medium") > severity("bogus"));
+    }
 }

@@ -30,6 +30,7 @@ pub mod fetch_report;
 mod identity;
 mod logins;
 mod migrate;
+mod notices;
 mod suspensions;
 pub mod views;
 
@@ -40,6 +41,7 @@ pub(crate) use db::{Db, Engine, V, p};
 pub use identity::{Claim, Identity};
 pub(crate) use logins::LoginRow;
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
+pub use notices::{DueNotice, NoticeStatus, Refusal};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 pub use suspensions::{Release, ReleaseReason};
@@ -1445,14 +1447,19 @@ impl State {
 /// fleet's; suspensions this server's).
 fn tally_last_run(db: &Db, server: &str) -> Result<()> {
     db.execute(
-        "UPDATE runs SET
+        &format!(
+            "UPDATE runs SET
             notices_sent = (SELECT count(*) FROM notices WHERE sent_at >= runs.started),
-            notices_pending = (SELECT count(*) FROM notices WHERE status = 'pending'),
-            notices_failed = (SELECT count(*) FROM notices WHERE status = 'failed'),
-            notices_held = (SELECT count(*) FROM notices WHERE status = 'held'),
+            notices_pending = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_failed = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_held = (SELECT count(*) FROM notices WHERE status = {}),
             suspended = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND applied_at >= runs.started),
             released = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND released_at >= runs.started)
          WHERE id = (SELECT max(id) FROM runs WHERE server = ?1)",
+            NoticeStatus::Pending.sql(),
+            NoticeStatus::Failed.sql(),
+            NoticeStatus::Held.sql()
+        ),
         p![server],
     )
     .map(|_| ())
@@ -1488,6 +1495,7 @@ fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
     } else {
         ("", "")
     };
+    let open = NoticeStatus::sql_list(&NoticeStatus::OPEN);
     // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
     // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
     // is written (every server's night rewriting every open notice grew with the fleet).
@@ -1504,21 +1512,24 @@ fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
                                          GROUP BY address) f ON f.address = s.address
              WHERE s.released_at IS NULL AND s.told_at IS NULL {fc};
          CREATE INDEX owed_contact ON owed (contact);
-         DELETE FROM notices WHERE status IN ('pending', 'failed', 'held') {c}
+         DELETE FROM notices WHERE status IN {open} {c}
             AND NOT EXISTS (SELECT 1 FROM owed w WHERE w.contact = notices.contact);"
     ))?;
     db.execute(
-        "INSERT INTO notices (contact, owner, created, status)
-         SELECT contact, min(owner), ?1, 'pending' FROM owed w
+        &format!(
+            "INSERT INTO notices (contact, owner, created, status)
+         SELECT contact, min(owner), ?1, {pending} FROM owed w
           WHERE NOT EXISTS (SELECT 1 FROM notices n WHERE n.contact = w.contact
-                              AND n.status IN ('pending', 'failed', 'held'))
+                              AND n.status IN {open})
           GROUP BY contact",
+            pending = NoticeStatus::Pending.sql()
+        ),
         p![now],
     )?;
     db.batch(&format!(
         "CREATE TEMP TABLE t_open AS
             SELECT contact, max(id) AS id FROM notices
-             WHERE status IN ('pending', 'failed', 'held') {c} GROUP BY contact;
+             WHERE status IN {open} {c} GROUP BY contact;
          CREATE INDEX t_open_id ON t_open (id);
          DELETE FROM notice_findings
           WHERE notice_id IN (SELECT id FROM t_open)

@@ -2,7 +2,7 @@
 //! domains carrying most open findings, the notices not delivered yet, the suspensions in force
 //! and the problems applying them.
 
-use super::{State, p};
+use super::{NoticeStatus, State, p};
 use crate::error::Result;
 use serde::Serialize;
 
@@ -88,9 +88,12 @@ impl State {
                         coalesce(next_attempt, ''),
                         (SELECT group_concat(address, ' ') FROM
                             (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
-                 FROM notices WHERE status IN ('pending', 'failed', 'held')
-                 ORDER BY CASE status WHEN 'held' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END, contact
-                 LIMIT {limit}"
+                 FROM notices WHERE status IN {open}
+                 ORDER BY CASE status WHEN {held} THEN 0 WHEN {failed} THEN 1 ELSE 2 END, contact
+                 LIMIT {limit}",
+                    open = NoticeStatus::sql_list(&NoticeStatus::OPEN),
+                    held = NoticeStatus::Held.sql(),
+                    failed = NoticeStatus::Failed.sql(),
                 ),
                 &[],
             )?
