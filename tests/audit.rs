@@ -42,18 +42,6 @@ fn read(w: &Workdir, f: &str) -> String {
     std::fs::read_to_string(w.path(f)).unwrap()
 }
 
-fn emails(jsonl: &str) -> Vec<String> {
-    jsonl
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn three_nights_report_only_what_is_new() {
     let w = Workdir::new();

@@ -9,41 +9,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// An index of the sample SHA-1 dump and the customers' combolist.
-fn index(w: &Workdir) {
-    let r = w.run(&[
-        "build",
-        "--index",
-        "idx",
-        "--hibp",
-        &s(&sample("hibp/pwned-passwords-sha1.txt")),
-        "--combolist",
-        &s(&sample("combolists/customers.txt")),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-}
-
-fn emails(jsonl: &str) -> Vec<String> {
-    jsonl
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
-fn signal(pid: u32, sig: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
-    rustix::process::kill_process(pid, sig).expect("signal sent");
-}
-
 /// Run a command, killing it if it has not finished within `limit` (then the test fails).
 fn run_within(mut cmd: std::process::Command, limit: Duration) -> Run {
     let child = cmd
@@ -68,7 +33,7 @@ fn run_within(mut cmd: std::process::Command, limit: Duration) -> Run {
 #[test]
 fn a_directadmin_passwd_given_to_passwd_file_is_an_error_naming_the_fix() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let da = sample("servers/directadmin/etc/virtual/example.com/passwd");
     let r = w.run(&["check", "--index", "idx", "--passwd-file", &s(&da)]);
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -90,7 +55,7 @@ fn a_directadmin_passwd_given_to_passwd_file_is_an_error_naming_the_fix() {
 #[test]
 fn empty_and_binary_account_files_are_errors_even_under_audit_quiet() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let empty = w.write("empty", "");
     let mut junk = Vec::new();
     let mut rng = Rng(7);
@@ -126,7 +91,7 @@ fn empty_and_binary_account_files_are_errors_even_under_audit_quiet() {
 #[test]
 fn a_csv_with_semicolons_or_tabs_is_read_and_a_mostly_rejected_one_is_an_error() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let comma = std::fs::read_to_string(sample("accounts/export.csv")).unwrap();
     let base = w.run(&[
         "check",
@@ -188,7 +153,7 @@ fn a_csv_with_semicolons_or_tabs_is_read_and_a_mostly_rejected_one_is_an_error()
 #[test]
 fn a_domain_no_source_holds_is_an_error_listing_it() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let da = s(&sample("servers/directadmin"));
     let r = w.run(&[
         "check",
@@ -470,7 +435,7 @@ fn hand_to_customer(dir: &Path) {
 #[test]
 fn a_customers_fifo_symlinks_and_huge_files_cannot_hang_or_redirect_the_check() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     copy_tree(&sample("servers/cpanel"), &w.path("cp"));
     let base = w.run(&["check", "--index", "idx", "--cpanel", &s(&w.path("cp"))]);
     assert_eq!(base.code, 1, "{}", base.stderr);
@@ -561,7 +526,7 @@ fn a_customers_fifo_symlinks_and_huge_files_cannot_hang_or_redirect_the_check() 
 #[test]
 fn root_owned_pointer_links_of_directadmin_keep_working() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     copy_tree(&sample("servers/directadmin"), &w.path("da"));
     let base = w.run(&[
         "check",
@@ -602,7 +567,7 @@ fn root_owned_pointer_links_of_directadmin_keep_working() {
 #[test]
 fn sigterm_ends_a_run_within_seconds_whatever_it_is_blocked_on() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     // `lookup` blocked reading a pipe nobody writes to.
     let mut child = w
         .cmd()
@@ -702,7 +667,7 @@ fn a_sort_directory_left_by_a_killed_build_is_removed_by_the_next_build() {
 #[test]
 fn output_dash_is_stdout_and_a_missing_output_directory_fails_before_any_work() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let csv = s(&sample("accounts/export.csv"));
     let to_stdout = w.run(&[
         "check",
@@ -766,7 +731,7 @@ fn mem_below_the_floor_is_an_error() {
 #[test]
 fn errors_name_the_argument_that_was_wrong() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let r = w.run(&["domain", "--index", "idx", "info@example.com"]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("DOMAIN argument"), "{}", r.stderr);
@@ -792,7 +757,7 @@ fn errors_name_the_argument_that_was_wrong() {
 #[test]
 fn info_prints_rfc3339_times_and_summaries_say_1_account() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let r = w.run(&["info", "--index", "idx"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let line = r
@@ -831,7 +796,7 @@ fn an_index_that_cannot_judge_salted_hashes_is_said_even_quiet() {
     );
     assert!(r.stderr.contains("--combolist"), "{}", r.stderr);
     // With a combolist the salted hashes are tested against the leaked passwords: no warning.
-    index(&w);
+    index_sample(&w);
     let r = w.run(&["check", "--index", "idx", "--directadmin", &da]);
     assert!(
         !r.stderr.contains("no password could be judged"),

@@ -16,10 +16,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// A domain: its mailboxes (local part, password) and its owner, whose contact is
 /// `OWNER@owners.example`.
 struct Domain {

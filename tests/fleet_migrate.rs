@@ -8,11 +8,6 @@ mod common;
 use common::db::{Postgres, VMAIL_PASSWORD};
 use common::*;
 use std::collections::BTreeSet;
-use std::path::Path;
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 const OPERATOR: &str = "postmaster@isp.example";
 

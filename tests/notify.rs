@@ -10,10 +10,6 @@ use std::path::{Path, PathBuf};
 
 const OPERATOR: &str = "postmaster@isp.example";
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// A message as a real parser reads it.
 #[derive(Debug)]
 struct Mail {

@@ -6,24 +6,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-/// An index of the sample SHA-1 dump and the customers' combolist.
-fn index(w: &Workdir) {
-    let r = w.run(&[
-        "build",
-        "--index",
-        "idx",
-        "--hibp",
-        &s(&sample("hibp/pwned-passwords-sha1.txt")),
-        "--combolist",
-        &s(&sample("combolists/customers.txt")),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-}
-
 /// Skip (loudly) where the machine cannot make a directory unwritable.
 macro_rules! unwritable {
     ($w:expr, $rel:expr) => {
@@ -42,7 +24,7 @@ macro_rules! unwritable {
 #[test]
 fn check_output_in_an_unwritable_directory_fails_before_the_check() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let _ro = unwritable!(w, "ro");
     let da = s(&sample("servers/directadmin"));
     let r = w.run(&[
@@ -85,7 +67,7 @@ fn check_output_in_an_unwritable_directory_fails_before_the_check() {
 #[test]
 fn domain_output_in_an_unwritable_directory_fails_naming_it() {
     let w = Workdir::new();
-    index(&w);
+    index_sample(&w);
     let _ro = unwritable!(w, "ro");
     let r = w.run(&[
         "domain",

@@ -13,10 +13,6 @@ use common::dovecot::sha512_crypt as hash;
 use common::*;
 use std::path::Path;
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 const HOOK: &str = "BREACH_AUDIT_MACHINE_ID_FILE";
 
 /// A work dir with an index of the leaked passwords, two machine ids, and (optionally) a

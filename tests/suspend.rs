@@ -11,10 +11,6 @@ use common::mta::{exim_lsearch, exim_lsearch_as, mail_config, postmap_q};
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// The critical accounts of the DirectAdmin tree, the cPanel tree and the passwd-file.
 const DA_CRITICAL: [&str; 5] = [
     "ceo@example.com",

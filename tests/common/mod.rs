@@ -305,3 +305,41 @@ pub fn cron(cfg: &str) -> Run {
         .unwrap()
         .into()
 }
+
+/// A path as an argument.
+pub fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The `email` of each JSONL record.
+pub fn emails(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["email"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Build `idx` in `w` from the sample SHA-1 dump and the customers' combolist; asserts success.
+pub fn index_sample(w: &Workdir) {
+    let r = w.run(&[
+        "build",
+        "--index",
+        "idx",
+        "--hibp",
+        &s(&sample("hibp/pwned-passwords-sha1.txt")),
+        "--combolist",
+        &s(&sample("combolists/customers.txt")),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// Send `sig` to process `pid`.
+pub fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(pid, sig).expect("signal sent");
+}
