@@ -1,4 +1,4 @@
-//! What the operator's page (`crate::page`) reads of the ledger besides the runs: the owners and
+//! What the operator's page (`breach-audit report`) reads of the ledger besides the runs: the owners and
 //! domains carrying most open findings, the notices not delivered yet, the suspensions in force
 //! and the problems applying them.
 
