@@ -11,10 +11,12 @@ use rayon::prelude::*;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod merge;
 mod verdict;
 
+use merge::{merge_and_sort, sort_run};
 pub use verdict::{CountSource, Finding, Home, LoginSeen, Logins, Record, Seen, Severity};
-use verdict::{Tally, judge_many, merge_and_sort, sort_run};
+use verdict::{Tally, judge_many};
 
 /// Counts for the summary line.
 #[derive(Debug, Default, Clone)]
