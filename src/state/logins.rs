@@ -245,10 +245,7 @@ impl State {
                     msg: format!("no random key for the hash marks: {err}"),
                 })?;
                 // Another server may make one at the same time: the first one kept wins.
-                self.db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('mark_key', ?1) ON CONFLICT DO NOTHING",
-                    p![hex::encode(&k)],
-                )?;
+                self.set_meta_once("mark_key", &hex::encode(&k))?;
                 match self.meta("mark_key")?.and_then(|k| hex::decode(k).ok()) {
                     Some(k) => k,
                     None => k,
@@ -342,11 +339,7 @@ impl State {
             Some(r) => (r.get(0)?, r.get(1)?),
             None => (0, 0),
         };
-        let key = if self.server.is_empty() {
-            "hook_failures_read".to_string()
-        } else {
-            format!("hook_failures_read:{}", self.server)
-        };
+        let key = self.server_key("hook_failures_read");
         let read_until: i64 = self.meta(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut failures = 0;
         let mut newest = read_until;

@@ -2,6 +2,7 @@
 
 use super::{State, p};
 use crate::error::Result;
+
 impl State {
     /// A value of the `meta` table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -14,8 +15,19 @@ impl State {
         }
     }
 
+    /// Set a key of the `meta` table (replacing its value).
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.db.set_meta(key, value)
+    }
+
+    /// Set a key of the `meta` table unless it is set: another server may set it at the same
+    /// time, and the first value kept wins (read it back with [`State::meta`]).
+    pub(crate) fn set_meta_once(&self, key: &str, value: &str) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            p![key, value],
+        )?;
+        Ok(())
     }
 
     /// Remove a key of the `meta` table (none: nothing to do).

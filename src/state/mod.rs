@@ -24,6 +24,12 @@
 //! `SELECT n.sent_at, f.address, f.kind FROM notices n JOIN notice_findings nf ON nf.notice_id =
 //! n.id JOIN findings f ON (f.address, f.kind) = (nf.address, nf.kind) WHERE n.contact =
 //! 'carol@example.org' AND n.status = 'sent';` (times are RFC 3339, UTC).
+//!
+//! Every read and write is a method of [`State`], in the file of what it keeps: `schema` (the
+//! schema's steps, opening and upgrading), `findings` (a night's record), `held`, `runs` (and
+//! where accounts live: `homes`, `moves`), `notices`, `suspensions`, `logins`, `meta`, `views`
+//! (the page's reads), `identity` (who holds a server's name) and `migrate` (a server's SQLite
+//! state into the fleet's); [`db`] is the one code path to either database, private to here.
 
 mod db;
 pub mod fetch_report;
@@ -165,8 +171,8 @@ impl StateAt {
 
 /// Advisory lock keys (PostgreSQL): the notices (one writer of what is owed at a time) and the
 /// delivery (one `notify` runner fleet-wide). Arbitrary constants, unique to breach-audit.
-pub(crate) const NOTICES_LOCK: i64 = 0x6272_6561_6368_0001;
-pub(crate) const NOTIFY_LOCK: i64 = 0x6272_6561_6368_0002;
+const NOTICES_LOCK: i64 = 0x6272_6561_6368_0001;
+const NOTIFY_LOCK: i64 = 0x6272_6561_6368_0002;
 
 impl State {
     /// The SQLite file, or the URL without its password.
@@ -197,7 +203,7 @@ impl State {
     }
 
     /// The number of rows in `table` (for tests and summaries).
-    pub(crate) fn count(&self, table: &str, filter: &str) -> Result<u64> {
+    fn count(&self, table: &str, filter: &str) -> Result<u64> {
         self.db
             .value(&format!("SELECT count(*) FROM {table} WHERE {filter}"), &[])
     }
