@@ -3,9 +3,11 @@
 //! changed (`login_resets`), taken by the recorder. No password, no hash of one, ever reaches
 //! these rows.
 
-use super::{State, V, now};
+use super::{State, V, earlier, now, p};
+use crate::error::Error;
 use crate::error::Result;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// One account's verdict as the `logins` table keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,4 +199,191 @@ fn merge<'a>(rows: &[&LoginRow<'a>]) -> Vec<LoginRow<'a>> {
     let mut v: Vec<_> = by.into_values().collect();
     v.sort_by(|a, b| a.address.cmp(b.address));
     v
+}
+/// What the login hook and `serve` did since the last run, and how many accounts logins judged.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LoginSummary {
+    /// Accounts read tonight that a login judged in the last 30 days.
+    pub judged_30d: u64,
+    /// Accounts read tonight that no login judged in the last 30 days.
+    pub not_judged: u64,
+    /// Per account source: kind, path, accounts, judged in 30 days.
+    pub by_source: Vec<LoginSource>,
+    /// Accounts with a login refused since the previous run.
+    pub refused_accounts: u64,
+    /// Logins refused, in all (each account's count of refusals, summed).
+    pub refused_logins: u64,
+    /// Times the hook let a login through because the service did not answer, since the
+    /// previous run (lines of the failures file).
+    pub hook_failures: u64,
+    /// The failures file read.
+    pub failures_file: String,
+    /// What `serve` wrote, waited with and spooled (absent when no serve ever wrote here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeReport>,
+}
+
+/// One source's login coverage.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LoginSource {
+    pub kind: String,
+    pub path: String,
+    pub accounts: u64,
+    pub judged_30d: u64,
+}
+
+impl State {
+    /// What logins showed, for the check: every account's latest verdict, the marks of stored
+    /// hashes, and the key of their digests (made once, kept in `meta`).
+    pub fn logins(&mut self) -> Result<crate::check::Logins> {
+        let key = match self.meta("mark_key")?.and_then(|k| hex::decode(k).ok()) {
+            Some(k) => k,
+            None => {
+                let mut k = vec![0u8; 32];
+                getrandom::fill(&mut k).map_err(|err| Error::State {
+                    path: self.path.clone(),
+                    msg: format!("no random key for the hash marks: {err}"),
+                })?;
+                // Another server may make one at the same time: the first one kept wins.
+                self.set_meta_once("mark_key", &hex::encode(&k))?;
+                match self.meta("mark_key")?.and_then(|k| hex::decode(k).ok()) {
+                    Some(k) => k,
+                    None => k,
+                }
+            }
+        };
+        let mut seen = HashMap::new();
+        // This server's verdicts and marks only: in a fleet, every server loading the whole
+        // fleet's made each night grow with the fleet. An account that arrived from another
+        // server is judged by its logins here.
+        for r in self.db.query(
+            "SELECT address, seen_at, hibp, combolist, confirmed FROM logins WHERE server = ?1",
+            p![self.server],
+        )? {
+            seen.insert(
+                r.get::<String>(0)?,
+                crate::check::LoginSeen {
+                    seen_at: r.get(1)?,
+                    hibp: r.get(2)?,
+                    combolist: r.get(3)?,
+                    confirmed: r.get(4)?,
+                },
+            );
+        }
+        let mut marks = HashMap::new();
+        for r in self.db.query(
+            "SELECT address, digest, since FROM hash_marks WHERE server = ?1",
+            p![self.server],
+        )? {
+            marks.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
+        }
+        Ok(crate::check::Logins {
+            seen,
+            marks,
+            key,
+            enabled: true,
+            recent_since: earlier(30 * 24 * 3600),
+            now: now(),
+        })
+    }
+
+    /// Keep tonight's marks of stored hashes: a new one counts every verdict (nothing says the
+    /// hash changed after a login), a changed one only verdicts from now on.
+    pub fn save_marks(
+        &mut self,
+        marks: &[(String, String)],
+        before: &HashMap<String, (String, String)>,
+        now: &str,
+    ) -> Result<()> {
+        let mut up = Vec::new();
+        let mut reset = Vec::new();
+        for (a, d) in marks {
+            let since = match before.get(a) {
+                Some((old, _)) if old == d => continue,
+                Some(_) => now,
+                None => "",
+            };
+            up.push(vec![V::T(a), V::T(d), V::T(since), V::T(&self.server)]);
+            if !since.is_empty() {
+                reset.push(vec![V::T(a), V::T(now)]);
+            }
+        }
+        self.db.transaction(|db| {
+            db.insert_many(
+                "INSERT INTO hash_marks (address, digest, since, server)",
+                4,
+                "ON CONFLICT (address) DO UPDATE SET digest = excluded.digest, since = excluded.since,
+                    server = excluded.server",
+                &up,
+            )?;
+            db.insert_many(
+                "INSERT INTO login_resets (address, at)",
+                2,
+                "ON CONFLICT (address) DO UPDATE SET at = excluded.at",
+                &reset,
+            )
+        })
+    }
+
+    /// Refusals recorded by `serve` since `since` (of accounts living here), and the hook's
+    /// failures appended to `file` since the last time this server asked (kept in `meta`).
+    pub fn login_events(&mut self, since: &str, file: &Path) -> Result<(u64, u64, u64)> {
+        let r = self
+            .db
+            .query_opt(
+                "SELECT count(CASE WHEN refused_at >= ?1 THEN 1 END), CAST(coalesce(sum(refused), 0) AS BIGINT)
+                   FROM logins WHERE server = ?2",
+                p![since, self.server],
+            )?;
+        let (accounts, logins): (u64, u64) = match r {
+            Some(r) => (r.get(0)?, r.get(1)?),
+            None => (0, 0),
+        };
+        let key = self.server_key("hook_failures_read");
+        let read_until: i64 = self.meta(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut failures = 0;
+        let mut newest = read_until;
+        match std::fs::read(file) {
+            Ok(bytes) => {
+                for line in bytes.split(|&b| b == b'\n') {
+                    let t: Option<i64> = std::str::from_utf8(line)
+                        .ok()
+                        .and_then(|l| l.split('\t').next())
+                        .and_then(|t| t.trim().parse().ok());
+                    if let Some(t) = t
+                        && t > read_until
+                    {
+                        failures += 1;
+                        newest = newest.max(t);
+                    }
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(Error::io(file, err)),
+        }
+        self.set_meta(&key, &newest.to_string())?;
+        Ok((accounts, logins, failures))
+    }
+}
+
+/// What the audit reports of `serve` (run.json `logins.serve`, the summary line, the operator's
+/// message): when it last wrote, and the verdicts that waited or went through the spool.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ServeReport {
+    /// When this server's `serve` last wrote to the state (it writes every 2 s while it runs).
+    pub last_write: Option<String>,
+    /// Its last write is more than an hour (`serve::STALE_AFTER`) old: it is stopped, or cannot reach the
+    /// state (its verdicts then wait in memory or in the spool).
+    pub stale: bool,
+    /// Verdicts that arrived while it last wrote (waiting for the next write).
+    pub waiting: u64,
+    /// Verdicts that went through the spool since the last run (written into the state since).
+    pub spooled: u64,
+    /// Of those, written by this audit from the spool before it read the logins.
+    pub replayed: u64,
+    /// Spool lines that failed their checksum (kept in `serve-spool.jsonl.damaged`).
+    pub damaged: u64,
+    /// Requests whose client had gone before the running serve answered them (counted late: not
+    /// judged, not refused).
+    pub late: u64,
 }

@@ -3,7 +3,7 @@
 //! runs against the state is a method here; the transaction and retry helpers are the state's
 //! own ([`super::db`]).
 
-use super::{Db, NOTICES_LOCK, NOTIFY_LOCK, State, ToV, V, later, p};
+use super::{Db, FindingKind, NOTICES_LOCK, NOTIFY_LOCK, State, ToV, V, later, now, p};
 use crate::error::Result;
 
 /// Where a notice stands (`notices.status`; the strings are stored, so they never change).
@@ -186,9 +186,10 @@ impl State {
     /// The findings notice `id` names, by address, worst first (an `outbound_suspended` entry
     /// names every open, verifiable finding of its address).
     pub fn notice_findings(&self, id: i64) -> Result<Vec<NoticeRow>> {
+        let unverifiable = FindingKind::Unverifiable.sql_like();
         self.db.query(
             // Two indexed lookups (an OR of the two made PostgreSQL scan every finding per notice).
-            "SELECT * FROM (
+            &format!("SELECT * FROM (
             SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
                 EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
             FROM findings f JOIN notice_findings nf ON nf.address = f.address AND nf.kind = f.kind
@@ -198,9 +199,9 @@ impl State {
                 EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
             FROM findings f JOIN notice_findings nf ON nf.address = f.address
             WHERE nf.notice_id = ?1 AND nf.kind = 'outbound_suspended'
-              AND f.resolved_at IS NULL AND f.kind NOT LIKE 'unverifiable%'
+              AND f.resolved_at IS NULL AND f.kind NOT LIKE {unverifiable}
          ) u
-         ORDER BY address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind",
+         ORDER BY address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind"),
             p![id],
         )?
         .iter()
@@ -300,20 +301,22 @@ impl State {
 
     /// For the operator, one line per address: untold findings no contact can be told of.
     pub fn untold_without_contact(&self) -> Result<Vec<String>> {
-        self.lines(
+        self.lines(&format!(
             "SELECT address || ' (owner ' || coalesce(owner, 'unknown') || '): ' || group_concat(kind, ', ' ORDER BY kind)
            || ' - no contact address is known; the customer is told once one is'
          FROM findings WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NULL
-           AND kind NOT LIKE 'unverifiable%' GROUP BY address, owner ORDER BY address",
-        )
+           AND kind NOT LIKE {} GROUP BY address, owner ORDER BY address",
+            FindingKind::Unverifiable.sql_like()
+        ))
     }
 
     /// For the operator, one line each: the accounts whose stored hash cannot be checked.
     pub fn unverifiable_accounts(&self) -> Result<Vec<String>> {
-        self.lines(
+        self.lines(&format!(
             "SELECT address || ': its stored hash (' || substr(kind, 14) || ')' || ' cannot be checked - convert the account to a scheme breach-audit verifies'
-         FROM findings WHERE resolved_at IS NULL AND kind LIKE 'unverifiable%' ORDER BY address",
-        )
+         FROM findings WHERE resolved_at IS NULL AND kind LIKE {} ORDER BY address",
+            FindingKind::Unverifiable.sql_like()
+        ))
     }
 
     /// For the operator, one line each: what could not be suspended, fleet-wide.
@@ -380,6 +383,94 @@ fn refuse(db: &Db, id: i64, status: NoticeStatus, refusal: &Refusal) -> Result<(
         ],
     )?;
     Ok(())
+}
+
+impl State {
+    /// Bring the open notices up to date with what is owed (after suspensions changed, or
+    /// before a delivery).
+    pub fn refresh_notices(&mut self) -> Result<()> {
+        let now = now();
+        self.db.transaction(|db| refresh_notices(db, &now))
+    }
+}
+
+/// What the customers are owed, fleet-wide: unresolved, untold findings with a contact, except
+/// `unverifiable` ones (an operator problem), and the outbound suspensions of their accounts
+/// they were not told of yet (`kind` = `outbound_suspended`). Each contact gets one open notice
+/// (pending, failed or held) naming exactly what it is owed now, whichever servers its
+/// accounts live on; an open notice owed nothing any more is dropped. One writer at a time
+/// (an advisory lock on PostgreSQL), so two servers never open two notices for one contact.
+pub(super) fn refresh_notices(db: &Db, now: &str) -> Result<()> {
+    refresh_notices_of(db, now, false)
+}
+
+/// [`refresh_notices`], of every contact or (`touched`) only of the contacts of the addresses
+/// in the temporary table `t_touched` (a night's: what is owed to anyone else did not change,
+/// and recomputing the whole fleet's in every server's night grew with the fleet). `notify`
+/// refreshes every contact before it delivers.
+pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
+    db.lock_xact(NOTICES_LOCK)?;
+    let (c, fc) = if touched {
+        db.batch(
+            "DROP TABLE IF EXISTS t_contacts;
+             CREATE TEMP TABLE t_contacts AS SELECT DISTINCT contact FROM findings
+              WHERE contact IS NOT NULL AND address IN (SELECT address FROM t_touched);
+             CREATE INDEX t_contacts_contact ON t_contacts (contact);",
+        )?;
+        (
+            "AND contact IN (SELECT contact FROM t_contacts)",
+            "AND f.contact IN (SELECT contact FROM t_contacts)",
+        )
+    } else {
+        ("", "")
+    };
+    let open = NoticeStatus::sql_list(&NoticeStatus::OPEN);
+    let unverifiable = FindingKind::Unverifiable.sql_like();
+    // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
+    // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
+    // is written (every server's night rewriting every open notice grew with the fleet).
+    db.batch(&format!(
+        "DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;
+         CREATE TEMP TABLE owed AS
+            SELECT contact, owner, address, kind FROM findings
+             WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
+               AND kind NOT LIKE {unverifiable} {c}
+            UNION
+            SELECT f.contact, f.owner, s.address, 'outbound_suspended'
+              FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
+                                         FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
+                                         GROUP BY address) f ON f.address = s.address
+             WHERE s.released_at IS NULL AND s.told_at IS NULL {fc};
+         CREATE INDEX owed_contact ON owed (contact);
+         DELETE FROM notices WHERE status IN {open} {c}
+            AND NOT EXISTS (SELECT 1 FROM owed w WHERE w.contact = notices.contact);"
+    ))?;
+    db.execute(
+        &format!(
+            "INSERT INTO notices (contact, owner, created, status)
+         SELECT contact, min(owner), ?1, {pending} FROM owed w
+          WHERE NOT EXISTS (SELECT 1 FROM notices n WHERE n.contact = w.contact
+                              AND n.status IN {open})
+          GROUP BY contact",
+            pending = NoticeStatus::Pending.sql()
+        ),
+        p![now],
+    )?;
+    db.batch(&format!(
+        "CREATE TEMP TABLE t_open AS
+            SELECT contact, max(id) AS id FROM notices
+             WHERE status IN {open} {c} GROUP BY contact;
+         CREATE INDEX t_open_id ON t_open (id);
+         DELETE FROM notice_findings
+          WHERE notice_id IN (SELECT id FROM t_open)
+            AND NOT EXISTS (SELECT 1 FROM owed w JOIN t_open o ON o.contact = w.contact
+                             WHERE o.id = notice_findings.notice_id
+                               AND w.address = notice_findings.address AND w.kind = notice_findings.kind);
+         INSERT INTO notice_findings (notice_id, address, kind)
+            SELECT o.id, w.address, w.kind FROM owed w JOIN t_open o ON o.contact = w.contact
+             WHERE true ON CONFLICT DO NOTHING;
+         DROP TABLE t_open; DROP TABLE owed;"
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,328 @@
+//! The `runs` table (one row per audit, brought up to date after its notices and suspensions),
+//! and `homes`/`moves`: where each account lives, server by server, and its moves between them.
+
+use super::findings::IGNORE;
+use super::notices::NoticeStatus;
+use super::{Db, Held, LoginSummary, State, V, p};
+use crate::error::Result;
+/// One source an account lives in: `kind` is the flag that names such a source without its
+/// dashes (`directadmin`, `cpanel`, `passwd-file`, `accounts-csv`, `sql`, `ldap`), `location`
+/// its tree root, file or URL without password, `owner` the account's owner there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HomeRow {
+    pub kind: String,
+    pub location: String,
+    pub owner: Option<String>,
+}
+
+impl State {
+    /// Where `address` lives on other servers of the ledger (server, kind, location).
+    pub fn homes_elsewhere(&self, address: &str) -> Result<Vec<(String, HomeRow)>> {
+        self.db
+            .query(
+                "SELECT server, kind, location, owner FROM homes WHERE address = ?1 AND server <> ?2
+                 ORDER BY seen_at DESC, server, kind, location",
+                p![address, self.server],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0)?,
+                    HomeRow {
+                        kind: r.get(1)?,
+                        location: r.get(2)?,
+                        owner: r.get(3)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Bring the last run's notice and suspension counts up to date (after its notices were
+    /// sent and its suspensions applied, or a later `notify`).
+    pub fn tally_last_run(&mut self) -> Result<()> {
+        let server = self.server.clone();
+        self.db.transaction(|db| tally_last_run(db, &server))
+    }
+
+    /// Where `address` lives on this server, as last recorded.
+    pub fn homes_of(&self, address: &str) -> Result<Vec<HomeRow>> {
+        self.db
+            .query(
+                "SELECT kind, location, owner FROM homes WHERE address = ?1 AND server = ?2
+                 ORDER BY kind, location",
+                p![address, self.server],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(HomeRow {
+                    kind: r.get(0)?,
+                    location: r.get(1)?,
+                    owner: r.get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// When this server's last recorded run started, if any.
+    pub fn last_run_started(&self) -> Result<Option<String>> {
+        self.db.value(
+            "SELECT max(started) FROM runs WHERE server = ?1",
+            p![self.server],
+        )
+    }
+
+    /// This server's last `n` runs, oldest first.
+    pub fn last_runs(&self, n: usize) -> Result<Vec<RecordedRun>> {
+        let mut runs = self.runs_where(
+            "WHERE server = ?1 ORDER BY id DESC LIMIT ?2",
+            p![self.server, n],
+        )?;
+        runs.reverse();
+        Ok(runs)
+    }
+
+    /// The last run of every server in the ledger, by server name.
+    pub fn fleet_runs(&self) -> Result<Vec<RecordedRun>> {
+        self.runs_where(
+            "WHERE id IN (SELECT max(id) FROM runs GROUP BY server) ORDER BY server",
+            &[],
+        )
+    }
+
+    fn runs_where(&self, filter: &str, params: &[V]) -> Result<Vec<RecordedRun>> {
+        let rows = self.db.query(
+            &format!(
+                "SELECT started, complete, accounts, at_risk, critical, high, medium, unknown,
+                        new_findings, held_addresses, not_audited, sources, index_rebuilt,
+                        notices_sent, notices_pending, notices_failed, notices_held, suspended, released,
+                        retired, held, logins, server
+                 FROM runs {filter}"
+            ),
+            params,
+        )?;
+        rows.iter()
+            .map(|r| {
+                let n = |i: usize| r.get::<u64>(i);
+                let after = match r.get::<Option<i64>>(13)? {
+                    None => None,
+                    Some(_) => Some(AfterRun {
+                        notices_sent: n(13)?,
+                        notices_pending: n(14)?,
+                        notices_failed: n(15)?,
+                        notices_held: n(16)?,
+                        suspended: n(17)?,
+                        released: n(18)?,
+                    }),
+                };
+                Ok(RecordedRun {
+                    row: RunRow {
+                        started: r.get(0)?,
+                        complete: r.get(1)?,
+                        accounts: n(2)?,
+                        at_risk: n(3)?,
+                        critical: n(4)?,
+                        high: n(5)?,
+                        medium: n(6)?,
+                        unknown: n(7)?,
+                        new_findings: n(8)?,
+                        held_addresses: n(9)?,
+                        not_audited: r.get(10)?,
+                        sources: r.get(11)?,
+                        index_rebuilt: r.get::<Option<bool>>(12)?.unwrap_or(false),
+                        retired: r.get::<Option<u64>>(19)?.unwrap_or(0),
+                        held: r.get::<Option<String>>(20)?.unwrap_or_default(),
+                        logins: r.get::<Option<String>>(21)?.unwrap_or_default(),
+                    },
+                    after,
+                    server: r.get(22)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A domain not audited in a run, and why (the `not_audited` list of run.json and of the runs
+/// table).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotAudited {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A recorded run: its row, and what was done after its check (`None` for runs recorded before
+/// schema 3).
+#[derive(Clone, Debug, Default)]
+pub struct RecordedRun {
+    pub row: RunRow,
+    pub after: Option<AfterRun>,
+    /// The server that ran it (empty: one server alone).
+    pub server: String,
+}
+
+impl RecordedRun {
+    /// The run's day, `YYYY-MM-DD` (UTC).
+    pub fn date(&self) -> String {
+        self.row.started.chars().take(10).collect()
+    }
+
+    pub fn not_audited(&self) -> Vec<NotAudited> {
+        serde_json::from_str(&self.row.not_audited).unwrap_or_default()
+    }
+
+    /// The sources as recorded (JSON objects: kind, path, rows, rejected, mtime, ...).
+    pub fn sources(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.row.sources).unwrap_or_default()
+    }
+
+    /// The first held addresses, as recorded.
+    pub fn held(&self) -> Vec<Held> {
+        serde_json::from_str(&self.row.held).unwrap_or_default()
+    }
+
+    /// What logins showed, as recorded (`None` before there was a login hook).
+    pub fn logins(&self) -> Option<LoginSummary> {
+        serde_json::from_str(&self.row.logins).ok()
+    }
+}
+
+/// Notices and suspensions as of the end of a run ([`State::tally_last_run`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AfterRun {
+    /// Notices accepted by a transport since the run started.
+    pub notices_sent: u64,
+    pub notices_pending: u64,
+    pub notices_failed: u64,
+    pub notices_held: u64,
+    /// Suspensions applied and released since the run started.
+    pub suspended: u64,
+    pub released: u64,
+}
+
+/// A run's row.
+#[derive(Clone, Debug, Default)]
+pub struct RunRow {
+    pub started: String,
+    pub complete: bool,
+    pub accounts: u64,
+    pub at_risk: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub unknown: u64,
+    pub new_findings: u64,
+    pub held_addresses: u64,
+    /// JSON array of [`NotAudited`].
+    pub not_audited: String,
+    /// JSON array of the sources: account sources with the rows read and rejected, and breach
+    /// sources with their lines, fingerprints and times.
+    pub sources: String,
+    pub index_rebuilt: bool,
+    /// Addresses retired tonight (their account or domain left its source).
+    pub retired: u64,
+    /// JSON array of the first [`Held`] addresses (the `held` table has them all).
+    pub held: String,
+    /// JSON of the [`LoginSummary`].
+    pub logins: String,
+}
+
+/// Counts of `server`'s last run, from the notices and suspensions tables (notices are the
+/// fleet's; suspensions this server's).
+pub(super) fn tally_last_run(db: &Db, server: &str) -> Result<()> {
+    db.execute(
+        &format!(
+            "UPDATE runs SET
+            notices_sent = (SELECT count(*) FROM notices WHERE sent_at >= runs.started),
+            notices_pending = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_failed = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_held = (SELECT count(*) FROM notices WHERE status = {}),
+            suspended = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND applied_at >= runs.started),
+            released = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND released_at >= runs.started)
+         WHERE id = (SELECT max(id) FROM runs WHERE server = ?1)",
+            NoticeStatus::Pending.sql(),
+            NoticeStatus::Failed.sql(),
+            NoticeStatus::Held.sql()
+        ),
+        p![server],
+    )
+    .map(|_| ())
+}
+
+/// Where each account read tonight lives (`t_addr`, `t_homes`), replacing what was recorded
+/// here. One with a history that arrives here from another server is a move: from where it
+/// still is (that server lets it go on its next run), or completing a departure that server
+/// recorded. Accounts neither read tonight nor on record are forgotten here.
+pub(super) fn record_homes(
+    db: &Db,
+    server: &str,
+    addresses: &[Vec<V>],
+    homes: &[Vec<V>],
+    now: &str,
+) -> Result<()> {
+    db.insert_many("INSERT INTO t_addr (address)", 1, IGNORE, addresses)?;
+    db.insert_many(
+        "INSERT INTO t_homes (address, kind, location, owner)",
+        4,
+        IGNORE,
+        homes,
+    )?;
+    db.execute(
+        "CREATE TEMP TABLE t_arrived AS
+                   SELECT a.address FROM t_addr a
+                    WHERE NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = a.address AND h.server = ?1)
+                      AND EXISTS (SELECT 1 FROM findings f WHERE f.address = a.address)",
+        p![server],
+    )?;
+    db.execute(
+        "INSERT INTO moves (address, from_server, from_kind, from_location, to_server, to_kind, to_location, arrived_at)
+                 SELECT o.address, o.server, o.kind, o.location, ?1,
+                        (SELECT min(kind) FROM t_homes n WHERE n.address = o.address),
+                        (SELECT min(location) FROM t_homes n WHERE n.address = o.address), ?2
+                   FROM homes o WHERE o.server <> ?1 AND o.address IN (SELECT address FROM t_arrived)",
+        p![server, now],
+    )?;
+    db.execute(
+        "UPDATE moves SET to_server = ?1, arrived_at = ?2,
+                    to_kind = (SELECT min(kind) FROM t_homes n WHERE n.address = moves.address),
+                    to_location = (SELECT min(location) FROM t_homes n WHERE n.address = moves.address)
+                 WHERE to_server IS NULL AND from_server <> ?1
+                   AND address IN (SELECT address FROM t_arrived)",
+        p![server, now],
+    )?;
+    db.batch("DROP TABLE t_arrived")?;
+    db.execute(
+        "DELETE FROM homes WHERE server = ?1 AND address IN (SELECT address FROM t_addr)",
+        p![server],
+    )?;
+    db.execute(
+        "INSERT INTO homes (address, server, kind, location, owner, seen_at)
+                 SELECT address, ?1, kind, location, owner, ?2 FROM t_homes",
+        p![server, now],
+    )?;
+    // Accounts neither read tonight nor on record: where they lived no longer matters.
+    db.execute(
+        "DELETE FROM homes WHERE server = ?1 AND seen_at < ?2
+                   AND NOT EXISTS (SELECT 1 FROM findings f
+                                    WHERE f.address = homes.address AND f.resolved_at IS NULL)",
+        p![server, now],
+    )?;
+    Ok(())
+}
+
+/// Tonight's run, recorded as `server`'s.
+pub(super) fn record_run(db: &Db, server: &str, run: &RunRow, now: &str) -> Result<()> {
+    db.execute(
+        "INSERT INTO runs (server, started, finished, complete, accounts, at_risk, critical, high, medium, unknown, new_findings, held_addresses, not_audited, sources, index_rebuilt, retired, held, logins)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        p![
+            server, run.started, now, run.complete, run.accounts, run.at_risk, run.critical, run.high,
+            run.medium, run.unknown, run.new_findings, run.held_addresses, run.not_audited,
+            run.sources, run.index_rebuilt, run.retired, run.held, run.logins
+        ],
+    )?;
+    Ok(())
+}
