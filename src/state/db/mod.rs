@@ -140,6 +140,15 @@ impl Db {
         .map(|_| ())
     }
 
+    /// Set a `meta` key unless it is set already (the value there wins): whether it was written.
+    pub(crate) fn add_meta(&self, key: &str, value: impl ToV) -> Result<bool> {
+        let n = self.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            p![key, value],
+        )?;
+        Ok(n > 0)
+    }
+
     /// The first column of the first row (an error when there is no row).
     pub(crate) fn value<T: FromCell>(&self, sql: &str, params: &[V]) -> Result<T> {
         match self.query_opt(sql, params)? {
