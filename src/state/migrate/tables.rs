@@ -2,7 +2,8 @@
 //! state inside the migration's transaction and saying what it did ([`TableCopied`]); the
 //! merge rules are those of the module's documentation.
 
-use super::super::{Db, NOTICES_LOCK, RETIRED_REASONS, State, ToV, V, p};
+use super::super::findings::episode_open;
+use super::super::{Db, NOTICES_LOCK, State, ToV, V, p};
 use super::source::{Table, Val, existing, keys};
 use super::{OPEN, TableCopied};
 use crate::error::Result;
@@ -27,12 +28,7 @@ fn unless_none(n: u64, detail: impl FnOnce() -> String) -> String {
 /// The upsert of findings (the merge rule of the module's documentation).
 fn findings_merge() -> String {
     // A row whose episode is still open: unresolved, or retired with its account.
-    let live = |t: &str| {
-        format!(
-            "({t}.resolved_at IS NULL OR coalesce({t}.resolved_reason, '') IN {RETIRED_REASONS})"
-        )
-    };
-    let (f, e) = (live("findings"), live("excluded"));
+    let (f, e) = (episode_open("findings"), episode_open("excluded"));
     let later = "excluded.last_seen > findings.last_seen";
     let mut set: Vec<String> = [
         "domain",
