@@ -47,8 +47,8 @@ pub mod views;
 
 use crate::error::{Error, Result};
 pub use db::conflict_retries;
-use db::{Db, Engine, ToV, V, p};
 // Read by `migrate` as `super::` (and by `p!` as `crate::state::ToV`).
+use db::{Db, Engine, ToV, V, p};
 pub use findings::{FindingKind, Night, SeenFinding, reason};
 pub use held::{HELD_NAMED, Held, HeldRow};
 pub use identity::{Claim, Identity};
