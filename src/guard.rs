@@ -3,7 +3,7 @@
 //! server's answer is input, not a trusted peer) and offers no fallible variant.
 //!
 //! Index files do not come here: every index file is opened by checked parsing and read by code
-//! that cannot panic on any bytes (`index/fst/read.rs`, `mapfile.rs`, `emails.rs`), so damage is
+//! that cannot panic on any bytes (`index/fst/read/`, `mapfile.rs`, `emails/`), so damage is
 //! an ordinary error there. Do not add callers for index reads.
 //!
 //! [`guarded_as`] runs pure code (it changes nothing an unwind could leave half-done) under
