@@ -1,8 +1,7 @@
 //! Dovecot: a `deny = yes` passwd-file passdb, one address per line (refuses SMTP AUTH).
 
-use super::files::{self, MapFile};
-use super::{Active, Backend, Cx, PlaceOutcome, Platform, Target};
-use crate::error::Result;
+use super::Platform;
+use super::files::MapFile;
 
 pub(super) struct Dovecot;
 
@@ -17,21 +16,5 @@ impl MapFile for Dovecot {
 
     fn address_in<'a>(&self, line: &'a str) -> Option<&'a str> {
         line.split(':').next()
-    }
-}
-
-impl Backend for Dovecot {
-    fn entry(&self, t: &Target, since: u64) -> String {
-        self.line(&t.address, since)
-    }
-
-    fn sync(
-        &self,
-        cx: &mut Cx<'_>,
-        wanted: &[Target],
-        active: &[Active],
-        out: &mut PlaceOutcome,
-    ) -> Result<()> {
-        files::merge(self, cx, wanted, active, out)
     }
 }

@@ -3,7 +3,7 @@
 //! are kept byte for byte; the new file is written beside the old one with its owner and mode,
 //! fsynced, and renamed over it only if the old one did not change meanwhile.
 
-use super::{Active, Cx, PlaceOutcome, Platform, Target, unix_now};
+use super::{Active, Backend, Cx, PlaceOutcome, Platform, Target, unix_now};
 use crate::error::{Error, IoContext, Result};
 use crate::state::{Release, ReleaseReason};
 use std::collections::HashSet;
@@ -26,6 +26,23 @@ pub(super) trait MapFile {
     /// program missing changes nothing).
     fn compiler(&self, _cx: &Cx<'_>) -> Result<Option<Compiler>> {
         Ok(None)
+    }
+}
+
+/// Every map file platform suspends by its line and syncs by the one merge.
+impl<T: MapFile> Backend for T {
+    fn entry(&self, t: &Target, since: u64) -> String {
+        self.line(&t.address, since)
+    }
+
+    fn sync(
+        &self,
+        cx: &mut Cx<'_>,
+        wanted: &[Target],
+        active: &[Active],
+        out: &mut PlaceOutcome,
+    ) -> Result<()> {
+        merge(self, cx, wanted, active, out)
     }
 }
 

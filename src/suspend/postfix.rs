@@ -1,8 +1,8 @@
 //! Postfix: a `check_sasl_access` map, lines `address REJECT reason`, compiled by `postmap`
 //! after every write (and on the next run, while its `.db` is missing or older than the map).
 
-use super::files::{self, Compiler, MapFile, find_program};
-use super::{Active, Backend, Cx, PlaceOutcome, Platform, Target};
+use super::files::{Compiler, MapFile, find_program};
+use super::{Cx, Platform};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -31,22 +31,6 @@ impl MapFile for Postfix {
             }
             Ok(())
         })))
-    }
-}
-
-impl Backend for Postfix {
-    fn entry(&self, t: &Target, since: u64) -> String {
-        self.line(&t.address, since)
-    }
-
-    fn sync(
-        &self,
-        cx: &mut Cx<'_>,
-        wanted: &[Target],
-        active: &[Active],
-        out: &mut PlaceOutcome,
-    ) -> Result<()> {
-        files::merge(self, cx, wanted, active, out)
     }
 }
 
