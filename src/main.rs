@@ -3,8 +3,10 @@
 //!
 //! A C `main`, not Rust's: std's runtime start costs a short-lived process more than all its own
 //! work ([`breach_audit::cli::process_main`] says what it keeps of it and why).
-#![no_main]
+// (Under `cargo test` the harness brings its own main.)
+#![cfg_attr(not(test), no_main)]
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,
