@@ -427,3 +427,38 @@ fn a_spent_time_budget_defers_slow_verifications_and_the_cache_carries_them() {
     );
     assert!(!r.stderr.contains("deferred"), "{}", r.stderr);
 }
+
+/// Operators feed exports through pipes (`--accounts-csv <(ssh panel export)`): a FIFO cannot be
+/// mapped, so it is read, and the answer is the file's own.
+#[test]
+fn accounts_through_a_pipe_answer_as_the_files_do() {
+    let w = Workdir::new();
+    sample_index(&w);
+    let run = |csv: &str, users: &str| {
+        w.run(&[
+            "check",
+            "--index",
+            "idx",
+            "--accounts-csv",
+            csv,
+            "--passwd-file",
+            users,
+        ])
+    };
+    let csv = s(&sample("accounts/export.csv"));
+    let users = s(&sample("accounts/dovecot-users"));
+    let files = run(&csv, &users);
+    assert_eq!(files.code, 1, "{}", files.stderr);
+    for (fifo, from) in [("csv.fifo", &csv), ("users.fifo", &users)] {
+        let st = std::process::Command::new("mkfifo")
+            .arg(w.path(fifo))
+            .status()
+            .expect("mkfifo");
+        assert!(st.success());
+        let (path, data) = (w.path(fifo), std::fs::read(from).unwrap());
+        std::thread::spawn(move || std::fs::write(path, data).unwrap());
+    }
+    let piped = run(&s(&w.path("csv.fifo")), &s(&w.path("users.fifo")));
+    assert_eq!(piped.code, 1, "{}", piped.stderr);
+    assert_eq!(piped.out(), files.out());
+}

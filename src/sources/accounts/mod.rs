@@ -271,16 +271,9 @@ impl AccountSource {
     }
 }
 
-pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
-    if path.is_dir() {
-        return Err(Error::bad_input(path, "is a directory, expected a file"));
-    }
-    std::fs::read(path).at(path)
-}
-
 /// The bytes of an input file: a regular, non-empty file is memory-mapped (the parallel parsers
 /// then fault its pages in where they parse them, instead of one thread copying the whole file
-/// into fresh pages before any parsing starts); anything else is read as [`read_all`] does.
+/// into fresh pages before any parsing starts); anything else (a pipe, an empty file) is read.
 pub(crate) enum FileBytes {
     Read(Vec<u8>),
     Mapped(memmap2::Mmap),
@@ -297,11 +290,11 @@ impl std::ops::Deref for FileBytes {
 }
 
 pub(crate) fn map_all(path: &Path) -> Result<FileBytes> {
-    if path.is_dir() {
-        return Err(Error::bad_input(path, "is a directory, expected a file"));
-    }
     let file = std::fs::File::open(path).at(path)?;
     let meta = file.metadata().at(path)?;
+    if meta.is_dir() {
+        return Err(Error::bad_input(path, "is a directory, expected a file"));
+    }
     if meta.is_file() && meta.len() > 0 {
         // SAFETY: inputs are read-only to us; see `fsutil::map_file`.
         if let Ok(map) = unsafe { crate::fsutil::map_file(&file, path) } {

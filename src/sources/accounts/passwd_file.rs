@@ -12,7 +12,7 @@
 //! reason, never guessed into a password (it cannot log in; a stray `:` in a password is the
 //! usual cause).
 
-use super::{Owner, ReadStats, Sink, Want, emit, read_all};
+use super::{Owner, ReadStats, Sink, Want, emit, map_all};
 use crate::email;
 use crate::error::Result;
 use std::collections::HashSet;
@@ -21,7 +21,7 @@ use std::path::Path;
 /// Read a Dovecot passwd-file. Users without a domain are rejected (counted): the audit needs the
 /// address.
 pub fn read_passwd_file(path: &Path, want: &Want, sink: &mut Sink) -> Result<ReadStats> {
-    parse_passwd_file(&read_all(path)?, path, want, sink)
+    parse_passwd_file(&map_all(path)?, path, want, sink)
 }
 
 /// [`read_passwd_file`] on bytes already read (`path` names them in messages).
