@@ -219,13 +219,7 @@ fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
 
 /// `d` ±25%.
 fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = if getrandom::fill(&mut b).is_ok() {
-        f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX)
-    } else {
-        0.5
-    };
-    d.mul_f64(0.75 + 0.5 * r)
+    d.mul_f64(0.75 + 0.5 * crate::state::random_fraction())
 }
 
 fn log(msg: impl std::fmt::Display) {

@@ -46,7 +46,7 @@ mod suspensions;
 pub mod views;
 
 use crate::error::{Error, Result};
-pub use db::conflict_retries;
+pub use db::{conflict_retries, random_fraction};
 // Read by `migrate` as `super::` (and by `p!` as `crate::state::ToV`).
 use db::{Db, Engine, ToV, V, p};
 pub use findings::{FindingKind, Night, SeenFinding, reason};

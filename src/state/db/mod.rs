@@ -66,14 +66,19 @@ pub fn conflict_retries() -> u64 {
 /// time up to 20 ms × attempt² ("full jitter"), so servers that collided once do not collide
 /// again in step.
 fn backoff(attempt: u32) -> std::time::Duration {
-    let cap = 20 * u64::from(attempt) * u64::from(attempt);
-    let mut b = [0u8; 8];
-    // Without randomness, half the cap: still a backoff, only not spread.
-    let r = match getrandom::fill(&mut b) {
-        Ok(()) => u64::from_le_bytes(b) % (cap + 1),
-        Err(_) => cap / 2,
-    };
-    std::time::Duration::from_millis(r.max(1))
+    let cap = std::time::Duration::from_millis(20 * u64::from(attempt) * u64::from(attempt));
+    cap.mul_f64(random_fraction())
+        .max(std::time::Duration::from_millis(1))
+}
+
+/// A uniform random number in 0..=1 for spreading retries (this backoff, `serve`'s reconnects);
+/// 0.5 where the system has no randomness to give: still a wait, only not spread.
+pub fn random_fraction() -> f64 {
+    let mut b = [0u8; 2];
+    match getrandom::fill(&mut b) {
+        Ok(()) => f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX),
+        Err(_) => 0.5,
+    }
 }
 
 impl Db {
