@@ -661,8 +661,9 @@ fn an_audit_killed_mid_transaction_loses_nothing_and_blocks_no_other_server() {
 
 /// A shared ledger written by the release before schema step 7 (release reasons stored as
 /// sentences only) is opened by this one: each released suspension gets the code of its sentence
-/// and keeps the sentence the operator is shown. The old ledger is this one with step 7 undone
-/// (its column dropped, its version set back to 6).
+/// and keeps the sentence the operator is shown. The old ledger is this one with steps 7 and 8
+/// undone (step 7's column dropped, step 8's indexes and tables dropped and its rebuilt tables
+/// made again as step 6 left them, empty as they are here; the version set back to 6).
 #[test]
 fn release_sentences_in_a_schema_6_ledger_get_their_codes() {
     let w = Workdir::new();
@@ -684,7 +685,18 @@ fn release_sentences_in_a_schema_6_ledger_get_their_codes() {
     suspend();
     pg.sql(
         "ledger",
-        "ALTER TABLE suspensions DROP COLUMN released_code;
+        "SET ROLE ledger;
+         ALTER TABLE suspensions DROP COLUMN released_code;
+         DROP INDEX homes_server_address, suspensions_untold, notices_sent_at, findings_closed,
+             moves_done, moves_from;
+         DROP TABLE unplaced, leases, logins, hash_marks, login_resets;
+         CREATE TABLE logins (address TEXT PRIMARY KEY, seen_at TEXT NOT NULL, service TEXT NOT NULL,
+             hibp BIGINT NOT NULL, combolist BIGINT NOT NULL, confirmed BIGINT NOT NULL,
+             first_seen_at TEXT NOT NULL, refused BIGINT NOT NULL DEFAULT 0, refused_at TEXT,
+             server TEXT NOT NULL DEFAULT '');
+         CREATE TABLE hash_marks (address TEXT PRIMARY KEY, digest TEXT NOT NULL, since TEXT NOT NULL,
+             server TEXT NOT NULL DEFAULT '');
+         CREATE TABLE login_resets (address TEXT PRIMARY KEY, at TEXT NOT NULL);
          UPDATE breach_audit_schema SET version = 6;",
     );
     let rows = [
@@ -716,7 +728,7 @@ fn release_sentences_in_a_schema_6_ledger_get_their_codes() {
     suspend();
     assert_eq!(
         pg.rows("ledger", "SELECT max(version) FROM breach_audit_schema"),
-        ["7"]
+        ["8"]
     );
     let got = pg.rows(
         "ledger",

@@ -57,12 +57,18 @@ impl State {
     pub(crate) fn take_login_resets(&self) -> Result<Vec<(String, String)>> {
         self.db.transaction(|db| {
             let r = db
-                .query("SELECT address, at FROM login_resets", &[])?
+                .query(
+                    "SELECT address, at FROM login_resets WHERE server = ?1",
+                    p![self.server],
+                )?
                 .iter()
                 .map(|r| Ok((r.get(0)?, r.get(1)?)))
                 .collect::<Result<Vec<_>>>()?;
             if !r.is_empty() {
-                db.execute("DELETE FROM login_resets", &[])?;
+                db.execute(
+                    "DELETE FROM login_resets WHERE server = ?1",
+                    p![self.server],
+                )?;
             }
             Ok(r)
         })
@@ -82,7 +88,7 @@ impl State {
             db.insert_many(
                 LOGINS_INSERT,
                 10,
-                "ON CONFLICT (address) DO UPDATE SET seen_at = excluded.seen_at, server = excluded.server,
+                "ON CONFLICT (server, address) DO UPDATE SET seen_at = excluded.seen_at,
                      service = excluded.service, hibp = excluded.hibp,
                      combolist = excluded.combolist, confirmed = excluded.confirmed,
                      refused = logins.refused + excluded.refused,
@@ -136,7 +142,7 @@ impl State {
         let newer = "excluded.seen_at > logins.seen_at";
         let server = self.server();
         let values: Vec<Vec<V>> = rows.iter().map(|r| r.values(server)).collect();
-        let set: Vec<String> = ["service", "hibp", "combolist", "confirmed", "server"]
+        let set: Vec<String> = ["service", "hibp", "combolist", "confirmed"]
             .iter()
             .map(|c| format!("{c} = CASE WHEN {newer} THEN excluded.{c} ELSE logins.{c} END"))
             .collect();
@@ -144,7 +150,7 @@ impl State {
             LOGINS_INSERT,
             10,
             &format!(
-                "ON CONFLICT (address) DO UPDATE SET {},
+                "ON CONFLICT (server, address) DO UPDATE SET {},
                  seen_at = CASE WHEN {newer} THEN excluded.seen_at ELSE logins.seen_at END,
                  first_seen_at = CASE WHEN excluded.first_seen_at < logins.first_seen_at
                      THEN excluded.first_seen_at ELSE logins.first_seen_at END,
@@ -161,8 +167,8 @@ impl State {
     #[cfg(test)]
     pub(crate) fn login_seen(&self, address: &str) -> Result<Option<(String, u64)>> {
         match self.db.query_opt(
-            "SELECT seen_at, refused FROM logins WHERE address = ?1",
-            super::p![address],
+            "SELECT seen_at, refused FROM logins WHERE server = ?1 AND address = ?2",
+            super::p![self.server, address],
         )? {
             Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
             None => Ok(None),
@@ -305,21 +311,21 @@ impl State {
             };
             up.push(vec![V::T(a), V::T(d), V::T(since), V::T(&self.server)]);
             if !since.is_empty() {
-                reset.push(vec![V::T(a), V::T(now)]);
+                reset.push(vec![V::T(a), V::T(now), V::T(&self.server)]);
             }
         }
         self.db.transaction(|db| {
             db.insert_many(
                 "INSERT INTO hash_marks (address, digest, since, server)",
                 4,
-                "ON CONFLICT (address) DO UPDATE SET digest = excluded.digest, since = excluded.since,
-                    server = excluded.server",
+                "ON CONFLICT (server, address) DO UPDATE SET digest = excluded.digest, since = excluded.since,
+                    gone_at = NULL",
                 &up,
             )?;
             db.insert_many(
-                "INSERT INTO login_resets (address, at)",
-                2,
-                "ON CONFLICT (address) DO UPDATE SET at = excluded.at",
+                "INSERT INTO login_resets (address, at, server)",
+                3,
+                "ON CONFLICT (server, address) DO UPDATE SET at = excluded.at",
                 &reset,
             )
         })

@@ -294,6 +294,11 @@ pub(super) fn record_homes(
         p![server, now],
     )?;
     db.batch("DROP TABLE t_arrived")?;
+    // Placed now: read here tonight.
+    db.execute(
+        "DELETE FROM unplaced WHERE address IN (SELECT address FROM t_addr)",
+        &[],
+    )?;
     db.execute(
         "DELETE FROM homes WHERE server = ?1 AND address IN (SELECT address FROM t_addr)",
         p![server],

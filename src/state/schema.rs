@@ -224,6 +224,76 @@ pub(super) const MIGRATIONS: &[&str] = &[
         WHEN released_reason = 'its entry was no longer in the file' THEN 'entry-gone'
         END
     WHERE released_reason IS NOT NULL;",
+    // 8: a fleet of a thousand servers. Each server's night reaches its own rows through
+    // indexes: homes by (server, address); open findings with no home anywhere (imported, or
+    // from before homes were kept) listed in `unplaced`, so no night scans the fleet's open
+    // findings to find them. Verdicts, marks and resets are keyed by (server, address): a
+    // domain held by two servers during a migration keeps one row on each, and row-level
+    // security can key on the server. A mark whose account is gone says since when
+    // (`gone_at`), for retention. One-runner rules that survive a pooler: `leases`, rows with
+    // an expiry taken in short transactions. Partial indexes for what retention and `notify`
+    // look up.
+    "CREATE INDEX homes_server_address ON homes (server, address);
+    CREATE TABLE unplaced (address TEXT PRIMARY KEY);
+    INSERT INTO unplaced (address)
+        SELECT DISTINCT address FROM findings f WHERE resolved_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = f.address);
+    CREATE INDEX suspensions_untold ON suspensions (address) WHERE released_at IS NULL AND told_at IS NULL;
+    CREATE INDEX notices_sent_at ON notices (sent_at) WHERE sent_at IS NOT NULL;
+    CREATE INDEX findings_closed ON findings (resolved_at) WHERE resolved_at IS NOT NULL;
+    CREATE INDEX moves_done ON moves (arrived_at);
+    CREATE INDEX moves_from ON moves (from_server, left_at);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        token TEXT NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE TABLE login_resets_v8 (
+        server TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (server, address)
+    );
+    INSERT INTO login_resets_v8 (server, address, at)
+        SELECT coalesce((SELECT m.server FROM hash_marks m WHERE m.address = r.address), ''),
+               r.address, r.at
+          FROM login_resets r;
+    DROP TABLE login_resets;
+    ALTER TABLE login_resets_v8 RENAME TO login_resets;
+    CREATE TABLE hash_marks_v8 (
+        server TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        since TEXT NOT NULL,
+        gone_at TEXT,
+        PRIMARY KEY (server, address)
+    );
+    INSERT INTO hash_marks_v8 (server, address, digest, since)
+        SELECT server, address, digest, since FROM hash_marks;
+    DROP TABLE hash_marks;
+    ALTER TABLE hash_marks_v8 RENAME TO hash_marks;
+    CREATE INDEX hash_marks_gone ON hash_marks (server, gone_at) WHERE gone_at IS NOT NULL;
+    CREATE TABLE logins_v8 (
+        server TEXT NOT NULL DEFAULT '',
+        address TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        service TEXT NOT NULL,
+        hibp INTEGER NOT NULL,
+        combolist INTEGER NOT NULL,
+        confirmed INTEGER NOT NULL,
+        first_seen_at TEXT NOT NULL,
+        refused INTEGER NOT NULL DEFAULT 0,
+        refused_at TEXT,
+        PRIMARY KEY (server, address)
+    );
+    INSERT INTO logins_v8 (server, address, seen_at, service, hibp, combolist, confirmed,
+                           first_seen_at, refused, refused_at)
+        SELECT server, address, seen_at, service, hibp, combolist, confirmed,
+               first_seen_at, refused, refused_at FROM logins;
+    DROP TABLE logins;
+    ALTER TABLE logins_v8 RENAME TO logins;
+    CREATE INDEX logins_seen ON logins (server, seen_at);",
 ];
 
 /// The schema steps (one at a time fleet-wide).
@@ -337,6 +407,11 @@ impl State {
                     "INSERT INTO findings (address, kind, domain, severity, finding, first_seen, last_seen, told_at)
                      VALUES (?1, ?2, ?3, 'unknown', '{}', ?4, ?4, ?4) ON CONFLICT DO NOTHING",
                     p![email, kind, domain_of(email), now],
+                )?;
+                // No home yet: the findings of no server's sources (until one reads it).
+                db.execute(
+                    "INSERT INTO unplaced (address) VALUES (?1) ON CONFLICT DO NOTHING",
+                    p![email],
                 )?;
             }
             Ok(())

@@ -6,6 +6,7 @@
 //! [`Release`]'s text). Rewording a sentence changes what later rows say, never what the rows
 //! already stored mean.
 
+use super::findings::open_here;
 use super::{State, V, now, p};
 use crate::error::Result;
 
@@ -164,11 +165,11 @@ impl State {
         self.db
             .query(
                 &format!(
-                    "SELECT DISTINCT address FROM findings f WHERE resolved_at IS NULL AND severity IN {}
-                       AND (EXISTS (SELECT 1 FROM homes h WHERE h.address = f.address AND h.server = ?1)
-                            OR NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = f.address))
-                     ORDER BY address",
-                    severities(include_high)
+                    "{} ORDER BY 1",
+                    open_here(
+                        "f.address",
+                        &format!("AND f.severity IN {}", severities(include_high))
+                    )
                 ),
                 p![self.server()],
             )?

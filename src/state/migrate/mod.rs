@@ -72,6 +72,9 @@ const TABLES: &[&str] = &[
     "hash_marks",
     "login_resets",
     "meta",
+    "unplaced",
+    // Not copied: a lease is a running `notify`'s hold, not history.
+    "leases",
 ];
 
 /// Tables whose rows belong to one server (a `server` column, stamped).
@@ -290,5 +293,6 @@ fn copy_tables(db: &Db, dst: &State, s: &Source) -> Result<Vec<TableCopied>> {
         same_key,
     )?);
     out.push(tables::meta(db, dst, &s.meta, key_written)?);
+    out.push(tables::unplaced(db, &s.unplaced)?);
     Ok(out)
 }

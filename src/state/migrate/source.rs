@@ -186,6 +186,7 @@ pub(super) struct Source {
     pub(super) hash_marks: Table,
     pub(super) login_resets: Table,
     pub(super) meta: Table,
+    pub(super) unplaced: Table,
     /// The source's key of its marks of stored hashes.
     pub(super) mark_key: Option<String>,
 }
@@ -210,6 +211,8 @@ impl Source {
         logins.stamp("server", server, false)?;
         let mut hash_marks = read(sdb, dst, "hash_marks")?;
         hash_marks.stamp("server", server, false)?;
+        let mut login_resets = read(sdb, dst, "login_resets")?;
+        login_resets.stamp("server", server, false)?;
         Ok(Source {
             findings,
             notices,
@@ -218,8 +221,9 @@ impl Source {
             moves,
             logins,
             hash_marks,
-            login_resets: read(sdb, dst, "login_resets")?,
+            login_resets,
             meta: read(sdb, dst, "meta")?,
+            unplaced: read(sdb, dst, "unplaced")?,
             mark_key: src.meta("mark_key")?,
         })
     }

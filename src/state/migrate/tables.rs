@@ -70,7 +70,7 @@ fn findings_merge() -> String {
 }
 
 /// The upsert of logins: the later verdict wins, refusals add up.
-const LOGINS_MERGE: &str = "ON CONFLICT (address) DO UPDATE SET
+const LOGINS_MERGE: &str = "ON CONFLICT (server, address) DO UPDATE SET
     seen_at = CASE WHEN excluded.seen_at > logins.seen_at THEN excluded.seen_at ELSE logins.seen_at END,
     service = CASE WHEN excluded.seen_at > logins.seen_at THEN excluded.service ELSE logins.service END,
     hibp = CASE WHEN excluded.seen_at > logins.seen_at THEN excluded.hibp ELSE logins.hibp END,
@@ -214,9 +214,20 @@ pub(super) fn moves(db: &Db, t: &Table) -> Result<TableCopied> {
     Ok(done("moves", t.rows.len() as u64, String::new()))
 }
 
-/// Logins, merged with the fleet's by address.
+/// Open findings with no home (`unplaced`): the source's join the fleet's.
+pub(super) fn unplaced(db: &Db, t: &Table) -> Result<TableCopied> {
+    db.insert_many(&t.head("unplaced"), t.cols.len(), IGNORE, &t.params())?;
+    Ok(done("unplaced", t.rows.len() as u64, String::new()))
+}
+
+/// Logins, merged with the fleet's by server and address.
 pub(super) fn logins(db: &Db, t: &Table) -> Result<TableCopied> {
-    let merged = existing(db, "logins", &["address"], &keys(t, &["address"])?)?;
+    let merged = existing(
+        db,
+        "logins",
+        &["server", "address"],
+        &keys(t, &["server", "address"])?,
+    )?;
     db.insert_many(&t.head("logins"), t.cols.len(), LOGINS_MERGE, &t.params())?;
     Ok(done(
         "logins",
@@ -258,7 +269,12 @@ pub(super) fn marks(
             ),
         ));
     }
-    let kept = existing(db, table, &["address"], &keys(t, &["address"])?)?;
+    let kept = existing(
+        db,
+        table,
+        &["server", "address"],
+        &keys(t, &["server", "address"])?,
+    )?;
     db.insert_many(&t.head(table), t.cols.len(), IGNORE, &t.params())?;
     Ok(done(
         table,

@@ -371,7 +371,8 @@ fn the_same_mark_key_brings_the_marks_and_a_server_with_runs_is_refused() {
     let dst = sqlite(b.path(), "london");
     dst.db
         .batch(
-            "INSERT INTO hash_marks (address, digest, since) VALUES ('y@example.com', 'other', '')",
+            // Marks are kept per server: london's own mark of y stays.
+            "INSERT INTO hash_marks (server, address, digest, since) VALUES ('london', 'y@example.com', 'other', '')",
         )
         .unwrap();
     let m = migrate_state(&src, &dst).unwrap();
