@@ -52,6 +52,33 @@ enum StateSub {
     /// held the name. Exit codes: 0 claimed (or already this server's), 2 error, 3 an audit,
     /// notify or suspend holds the state directory's lock.
     Claim(ClaimArgs),
+    /// Rename server OLD to NEW in the state, with its whole history: its runs, homes, held
+    /// addresses, suspensions, suspension problems, login verdicts, hash marks, the moves from
+    /// and to it, and its own `meta` keys (its identity record included), in one transaction.
+    ///
+    /// Run it on the server being renamed (the machine holding OLD's name), with its config
+    /// (whose `server` is OLD or already NEW), while its timer is stopped; then set
+    /// `server = "NEW"` in its config (if not done yet) and restart `serve`. Findings and
+    /// notices are keyed by address and customer, not by server: nobody is told again, and
+    /// suspensions stay in force under the new name. Refused, nothing changed, when NEW is in
+    /// use (rows or a claim under it), OLD is unknown, or OLD is held by another machine.
+    /// Prints the rows renamed per table. Exit codes: 0 renamed, 2 error, 3 an audit, notify
+    /// or suspend holds the state directory's lock.
+    RenameServer(RenameArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RenameArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    state: StateArgs,
+    /// The server's name now.
+    #[arg(value_name = "OLD")]
+    old: String,
+    /// Its new name (letters, digits, '-', '_' and '.').
+    #[arg(value_name = "NEW")]
+    new: String,
 }
 
 #[derive(Args)]
@@ -86,6 +113,7 @@ pub(crate) fn run(a: StateCmd) -> Result<Exit> {
     match a.cmd {
         StateSub::Migrate(m) => migrate(m),
         StateSub::Claim(c) => claim(c),
+        StateSub::RenameServer(r) => rename_server(r),
     }
 }
 
@@ -223,6 +251,37 @@ fn claim(a: ClaimArgs) -> Result<Exit> {
             old.since
         ),
     }
+    Ok(Exit::Clean)
+}
+
+fn rename_server(a: RenameArgs) -> Result<Exit> {
+    let at = Config::open(&a.config)?
+        .merge(a.state)?
+        .need("state rename-server")?;
+    if at.server != a.old && at.server != a.new {
+        return Err(Error::Usage(format!(
+            "state rename-server {} {}: run it with the config of the server being renamed (its `server` is {:?}, neither name)",
+            a.old, a.new, at.server
+        )));
+    }
+    // NEW's characters, by the same rule as every config's `server`.
+    super::args::check_server_name(&a.new)?;
+    let me = crate::state::Identity::here(a.config.config.as_deref(), &at.dir);
+    let Some(done) = crate::audit::with_state(&at, |st| st.rename_server(&a.old, &a.new, &me))?
+    else {
+        eprintln!(
+            "breach-audit: an audit, notify or suspend is running ({} is locked); nothing renamed",
+            at.dir.join("lock").display()
+        );
+        return Ok(Exit::Locked);
+    };
+    for r in &done {
+        println!("{}: {} renamed", r.what, r.rows);
+    }
+    eprintln!(
+        "breach-audit: server {:?} is now {:?}; set `server = {:?}` in its config if it is not yet, and restart its `serve`",
+        a.old, a.new, a.new
+    );
     Ok(Exit::Clean)
 }
 

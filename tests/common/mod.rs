@@ -4,6 +4,7 @@
 pub mod chromium;
 pub mod db;
 pub mod dovecot;
+pub mod fleet;
 pub mod mta;
 pub mod nginx;
 

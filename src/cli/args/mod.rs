@@ -188,15 +188,7 @@ impl StateArgs {
             }
         }
         let server = self.server.unwrap_or_default();
-        if !server.is_empty()
-            && !server
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(Error::Usage(format!(
-                "server {server:?}: use letters, digits, '-', '_' and '.' only"
-            )));
-        }
+        check_server_name(&server)?;
         Ok(crate::state::StateAt {
             dir: need(self.state, cmd, "state", "DIR").map(PathBuf::from)?,
             url: self.state_url,
@@ -204,6 +196,20 @@ impl StateArgs {
             server,
             identity: None,
         })
+    }
+}
+
+/// A server's name (`server = "..."`): letters, digits, '-', '_' and '.' (empty: one server alone).
+pub(crate) fn check_server_name(server: &str) -> Result<()> {
+    if server
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "server {server:?}: use letters, digits, '-', '_' and '.' only"
+        )))
     }
 }
 

@@ -1,0 +1,268 @@
+//! A fleet of servers for the tests: account trees of three panels (cPanel, DirectAdmin, a
+//! Dovecot passwd-file), each server's config against one shared PostgreSQL ledger, and
+//! Postfix's `smtp-sink` receiving the notices.
+
+use super::db::Postgres;
+use super::dovecot::sha512_crypt as hash;
+use super::mta::{SmtpSink, free_port};
+use super::{Run, Workdir, s};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A domain: its mailboxes (local part, password) and its owner, whose contact is
+/// `OWNER@owners.example`.
+pub struct Domain {
+    pub name: &'static str,
+    pub owner: &'static str,
+    pub mailboxes: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Cpanel,
+    DirectAdmin,
+    PasswdFile,
+}
+
+/// Write a server's account tree holding `domains` (replacing what was there).
+pub fn write_tree(root: &Path, kind: Kind, domains: &[&Domain], hashes: &mut BTreeMap<String, String>) {
+    let mut h = |pw: &str| {
+        hashes
+            .entry(pw.to_string())
+            .or_insert_with(|| hash(pw))
+            .clone()
+    };
+    match kind {
+        Kind::Cpanel => {
+            let _ = std::fs::remove_dir_all(root.join("cp/home"));
+            std::fs::create_dir_all(root.join("cp/etc")).unwrap();
+            std::fs::create_dir_all(root.join("cp/var/cpanel/users")).unwrap();
+            let mut userdomains = String::new();
+            for d in domains {
+                userdomains.push_str(&format!("{}: {}\n", d.name, d.owner));
+                let dir = root.join("cp/home").join(d.owner).join("etc").join(d.name);
+                std::fs::create_dir_all(&dir).unwrap();
+                let text: String = d
+                    .mailboxes
+                    .iter()
+                    .map(|(l, pw)| {
+                        format!(
+                            "{l}:{}:19000::::::\n",
+                            h(pw).trim_start_matches("{SHA512-CRYPT}")
+                        )
+                    })
+                    .collect();
+                std::fs::write(dir.join("shadow"), text).unwrap();
+                std::fs::write(
+                    root.join("cp/var/cpanel/users").join(d.owner),
+                    format!("CONTACTEMAIL={}@owners.example\n", d.owner),
+                )
+                .unwrap();
+            }
+            std::fs::write(root.join("cp/etc/userdomains"), userdomains).unwrap();
+        }
+        Kind::DirectAdmin => {
+            let virt = root.join("da/etc/virtual");
+            std::fs::create_dir_all(&virt).unwrap();
+            for e in std::fs::read_dir(&virt).unwrap().flatten() {
+                if e.path().is_dir() {
+                    std::fs::remove_dir_all(e.path()).unwrap();
+                }
+            }
+            let mut owners = String::new();
+            for d in domains {
+                owners.push_str(&format!("{}: {}\n", d.name, d.owner));
+                let text: String = d
+                    .mailboxes
+                    .iter()
+                    .map(|(l, pw)| {
+                        format!(
+                            "{l}:{}:5000:5000::/home/{}/imap/{}/{l}:/bin/false\n",
+                            h(pw).trim_start_matches("{SHA512-CRYPT}"),
+                            d.owner,
+                            d.name
+                        )
+                    })
+                    .collect();
+                std::fs::create_dir_all(virt.join(d.name)).unwrap();
+                std::fs::write(virt.join(d.name).join("passwd"), text).unwrap();
+                let conf = root
+                    .join("da/usr/local/directadmin/data/users")
+                    .join(d.owner);
+                std::fs::create_dir_all(&conf).unwrap();
+                std::fs::write(
+                    conf.join("user.conf"),
+                    format!("email={}@owners.example\n", d.owner),
+                )
+                .unwrap();
+            }
+            std::fs::write(virt.join("domainowners"), owners).unwrap();
+        }
+        Kind::PasswdFile => {
+            let mut users = String::new();
+            for d in domains {
+                for (l, pw) in &d.mailboxes {
+                    users.push_str(&format!(
+                        "{l}@{}:{}:5000:5000::/var/vmail/{l}::\n",
+                        d.name,
+                        h(pw)
+                    ));
+                }
+            }
+            std::fs::create_dir_all(root.join("pf")).unwrap();
+            std::fs::write(root.join("pf/users"), users).unwrap();
+        }
+    }
+}
+
+/// A `uapi` stand-in that logs its command line and answers as cPanel does.
+pub fn uapi(dir: &Path) -> PathBuf {
+    let log = dir.join("uapi.log");
+    let p = dir.join("uapi");
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\necho '{{\"apiversion\":3,\"func\":\"x\",\"module\":\"Email\",\"result\":{{\"data\":null,\"errors\":null,\"messages\":null,\"metadata\":{{}},\"status\":1,\"warnings\":null}}}}'\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+pub struct Fleet {
+    pub w: Workdir,
+    pub pg: Postgres,
+    pub url: String,
+    pub sink: SmtpSink,
+    pub hashes: BTreeMap<String, String>,
+}
+
+impl Fleet {
+    pub fn new() -> Fleet {
+        Fleet::on(Postgres::start())
+    }
+
+    /// A fleet whose ledger is database `ledger` (role `ledger`) of `pg`.
+    pub fn on(pg: Postgres) -> Fleet {
+        let w = Workdir::new();
+        let url = pg.owned_database("ledger", "ledger");
+        let sink = SmtpSink::start(free_port());
+        Fleet {
+            w,
+            pg,
+            url,
+            sink,
+            hashes: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self, server: &str) -> PathBuf {
+        self.w.path(server)
+    }
+
+    /// The config of `server`, whose accounts are a tree of `kind`.
+    pub fn config(&self, server: &str, kind: Kind) -> String {
+        let d = self.dir(server);
+        std::fs::create_dir_all(&d).unwrap();
+        let (source, suspend) = match kind {
+            Kind::Cpanel => (
+                "cpanel = [\"cp\"]".to_string(),
+                format!("platforms = [\"cpanel\"]\nuapi = {:?}", s(&uapi(&d))),
+            ),
+            Kind::DirectAdmin => (
+                "directadmin = [\"da\"]".to_string(),
+                "platforms = [\"directadmin\"]".to_string(),
+            ),
+            Kind::PasswdFile => (
+                "passwd_file = [\"pf/users\"]".to_string(),
+                "platforms = [\"postfix\"]\npostfix_file = \"sasl_access\"".to_string(),
+            ),
+        };
+        s(&self.w.write(
+            &format!("{server}/audit.toml"),
+            format!(
+                "server = {server:?}\nstate_url = {:?}\nstate_password_file = {:?}\n\
+                 index = \"../idx\"\nrebuild = false\nstate = \"state\"\nout = \"out\"\n{source}\n\
+                 [suspend]\n{suspend}\n\
+                 [notify]\nfrom = \"security@isp.example\"\noperator = \"postmaster@isp.example\"\n\
+                 via = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsmtp_tls = \"none\"\n",
+                self.url,
+                s(&self.pg.password_file),
+                self.sink.port
+            ),
+        ))
+    }
+
+    pub fn write(&mut self, server: &str, kind: Kind, domains: &[&Domain]) {
+        let root = self.dir(server);
+        write_tree(&root, kind, domains, &mut self.hashes);
+    }
+
+    pub fn audit(&self, cfg: &str) -> Command {
+        let mut c = self.w.cmd();
+        c.args(["audit", "--config", cfg, "--suspend", "--quiet"])
+            .env("MAIL_CONFIG", super::mta::mail_config());
+        c
+    }
+
+    /// The ledger, as its owner sees it.
+    pub fn sql(&self, q: &str) -> Vec<String> {
+        self.pg.rows("ledger", q)
+    }
+
+    pub fn pg_bin(&self, tool: &str) -> PathBuf {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("bin").join(tool))
+            .find(|p| p.exists())
+            .unwrap()
+    }
+
+    /// The messages smtp-sink received: (to, text).
+    pub fn messages(&self) -> Vec<(String, String)> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.sink.dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg-"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let raw = std::fs::read(p).unwrap();
+                let m = mail_parser::MessageParser::default()
+                    .parse(&raw[..])
+                    .unwrap();
+                let to = m
+                    .to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or_default()
+                    .to_string();
+                (to, m.body_text(0).unwrap_or_default().to_string())
+            })
+            .collect()
+    }
+}
+
+pub fn ok(r: std::process::Output, what: &str) -> Run {
+    let r: Run = r.into();
+    assert!(
+        r.code == 0 || r.code == 1,
+        "{what} exited {}: {}",
+        r.code,
+        r.stderr
+    );
+    r
+}
+
+pub fn mailbox(l: &str, pw: &str) -> (String, String) {
+    (l.to_string(), pw.to_string())
+}
+

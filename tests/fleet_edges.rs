@@ -1,0 +1,271 @@
+//! The fleet's nights no other test walks (issue 41): a domain held by two servers at once
+//! during a migration, a server renamed with `state rename-server`, and a fleet night over a
+//! shared PostgreSQL reached over TLS. Real PostgreSQL, Postfix's smtp-sink for the notices,
+//! Exim's `lsearch` reading the DirectAdmin blacklist.
+
+mod common;
+use common::db::Postgres;
+use common::fleet::*;
+use common::mta::exim_lsearch;
+use common::*;
+
+/// `notify` on `cfg`; asserts it did not fail.
+fn notify(f: &Fleet, cfg: &str) -> Run {
+    let r: Run = f
+        .w
+        .cmd()
+        .args(["notify", "--config", cfg, "--quiet"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "notify: {}", r.stderr);
+    r
+}
+
+#[test]
+fn a_domain_on_two_servers_during_a_migration_is_told_once_and_suspended_on_both() {
+    let mut f = Fleet::new();
+    let d = Domain {
+        name: "erin.example",
+        owner: "erin",
+        mailboxes: vec![mailbox("info", "hunter2-e"), mailbox("ok", "fine-pw-e")],
+    };
+    let k = Domain {
+        name: "kim.example",
+        owner: "kim",
+        mailboxes: vec![mailbox("kim", "fine-pw-k")],
+    };
+    let combo = f.w.write("combo.txt", "info@erin.example:hunter2-e\n");
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // london (cPanel) holds erin's domain; paris (DirectAdmin) receives a copy of it and both
+    // hold it for three nights, then london lets it go.
+    f.write("london", Kind::Cpanel, &[&d, &k]);
+    f.write("paris", Kind::DirectAdmin, &[&d]);
+    let london = f.config("london", Kind::Cpanel);
+    let paris = f.config("paris", Kind::DirectAdmin);
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    let mut marks_before = Vec::new();
+    for night in 1..=3 {
+        ok(f.audit(&london).output().unwrap(), "london's audit");
+        ok(f.audit(&paris).output().unwrap(), "paris's audit");
+        notify(&f, &london);
+        // Each server keeps its own home, mark and suspension of the address.
+        assert_eq!(
+            f.sql("SELECT server FROM homes WHERE address = 'info@erin.example' ORDER BY server"),
+            ["london", "paris"],
+            "night {night}"
+        );
+        let marks = f.sql(
+            "SELECT server || ' ' || digest || ' ' || since FROM hash_marks WHERE address = 'info@erin.example' ORDER BY server",
+        );
+        assert_eq!(marks.len(), 2, "night {night}: {marks:?}");
+        if night > 1 {
+            assert_eq!(marks, marks_before, "night {night}: a mark flipped");
+        }
+        marks_before = marks;
+        assert_eq!(
+            f.sql("SELECT server || ' ' || platform FROM suspensions WHERE address = 'info@erin.example' AND released_at IS NULL ORDER BY server"),
+            ["london cpanel", "paris directadmin"],
+            "night {night}: suspended on both platforms"
+        );
+        assert_eq!(exim_lsearch(&bl, "info@erin.example"), "yes");
+        // One notice for erin, whatever the number of servers and nights.
+        let to_erin = f
+            .messages()
+            .iter()
+            .filter(|(to, _)| to == "erin@owners.example")
+            .count();
+        assert_eq!(to_erin, 1, "night {night}");
+        assert_eq!(
+            f.sql("SELECT count(*) FROM findings WHERE address = 'info@erin.example' AND (resolved_at IS NOT NULL OR told_at IS NULL)"),
+            ["0"],
+            "night {night}: every finding open and told"
+        );
+    }
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log
+            .lines()
+            .filter(|l| l.contains("suspend_outgoing"))
+            .count(),
+        1,
+        "suspended once on london, not again each night: {uapi_log}"
+    );
+
+    // The migration ends: london no longer holds the domain. Its suspension there is released
+    // (the account lives on paris now), paris's stays, nobody is told again.
+    f.write("london", Kind::Cpanel, &[&k]);
+    ok(f.audit(&london).output().unwrap(), "london's audit after the move");
+    ok(f.audit(&paris).output().unwrap(), "paris's audit after the move");
+    notify(&f, &london);
+    assert_eq!(
+        f.sql("SELECT server FROM homes WHERE address = 'info@erin.example'"),
+        ["paris"]
+    );
+    assert_eq!(
+        f.sql("SELECT server || ' ' || coalesce(released_code, 'active') FROM suspensions WHERE address = 'info@erin.example' ORDER BY server"),
+        ["london account-left", "paris active"]
+    );
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert!(
+        uapi_log
+            .lines()
+            .any(|l| l.contains("unsuspend_outgoing email=info@erin.example")),
+        "{uapi_log}"
+    );
+    assert_eq!(exim_lsearch(&bl, "info@erin.example"), "yes");
+    assert_eq!(
+        f.messages()
+            .iter()
+            .filter(|(to, _)| to == "erin@owners.example")
+            .count(),
+        1
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'info@erin.example' AND resolved_at IS NULL"),
+        ["3"],
+        "the findings stay open: the account still lives, on paris"
+    );
+}
+
+#[test]
+fn a_renamed_server_keeps_its_history_and_tells_nobody_again() {
+    let mut f = Fleet::new();
+    let a = Domain {
+        name: "anna.example",
+        owner: "anna",
+        mailboxes: vec![mailbox("info", "hunter2-a")],
+    };
+    let b = Domain {
+        name: "bert.example",
+        owner: "bert",
+        mailboxes: vec![mailbox("info", "hunter2-b"), mailbox("ok", "fine-pw-b")],
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("london", Kind::DirectAdmin, &[&a]);
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    let london = f.config("london", Kind::DirectAdmin);
+    let paris = f.config("paris", Kind::DirectAdmin);
+    ok(f.audit(&london).output().unwrap(), "london's audit");
+    ok(f.audit(&paris).output().unwrap(), "paris's audit");
+    notify(&f, &paris);
+    assert_eq!(f.messages().len(), 2);
+    let before = f.sql("SELECT count(*) FROM runs WHERE server = 'paris'");
+    assert_eq!(before, ["1"]);
+
+    // A name another server has is refused, and nothing changes.
+    let r = f
+        .w
+        .run(&["state", "rename-server", "--config", &paris, "paris", "london"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("\"london\" is in use"), "{}", r.stderr);
+    assert_eq!(f.sql("SELECT count(*) FROM runs WHERE server = 'paris'"), ["1"]);
+    // The config's server must be one of the two names.
+    let r = f
+        .w
+        .run(&["state", "rename-server", "--config", &london, "paris", "rome"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(f.sql("SELECT count(*) FROM runs WHERE server = 'paris'"), ["1"]);
+
+    let r = f
+        .w
+        .run(&["state", "rename-server", "--config", &paris, "paris", "rome"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = r.out();
+    assert!(out.contains("runs: 1 renamed"), "{out}");
+    assert!(out.contains("suspensions: 1 renamed"), "{out}");
+    assert_eq!(f.sql("SELECT count(*) FROM runs WHERE server = 'paris'"), ["0"]);
+    assert_eq!(
+        f.sql("SELECT key FROM meta WHERE key LIKE 'server_identity:%' ORDER BY key"),
+        ["server_identity:london", "server_identity:rome"]
+    );
+
+    // The config follows; the next night is the same server's: nothing new, nobody told
+    // again, its suspension still in force under its new name.
+    let text = std::fs::read_to_string(&paris).unwrap();
+    std::fs::write(&paris, text.replace("server = \"paris\"", "server = \"rome\"")).unwrap();
+    let r = ok(f.audit(&paris).output().unwrap(), "rome's first audit");
+    assert!(r.stderr.is_empty() || !r.stderr.contains("error"), "{}", r.stderr);
+    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
+    assert!(new.trim().is_empty(), "nothing is new: {new}");
+    notify(&f, &paris);
+    assert_eq!(f.messages().len(), 2, "nobody is told again");
+    assert_eq!(
+        f.sql("SELECT server || ' ' || address FROM suspensions WHERE released_at IS NULL ORDER BY server"),
+        ["london info@anna.example", "rome info@bert.example"]
+    );
+    assert_eq!(f.sql("SELECT count(*) FROM runs WHERE server = 'rome'"), ["2"]);
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    assert_eq!(exim_lsearch(&bl, "info@bert.example"), "yes");
+}
+
+#[test]
+fn a_fleet_night_over_tls_reads_and_writes_the_shared_state() {
+    let mut f = Fleet::on(Postgres::start_tls());
+    let ca = f.pg.tls.as_ref().unwrap().ca.display().to_string();
+    // The servers reach the ledger over TCP, verifying its certificate and name.
+    f.url = f.pg.tcp_url(
+        "ledger",
+        "localhost",
+        "ledger",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let a = Domain {
+        name: "anna.example",
+        owner: "anna",
+        mailboxes: vec![mailbox("info", "hunter2-a")],
+    };
+    let b = Domain {
+        name: "bert.example",
+        owner: "bert",
+        mailboxes: vec![mailbox("info", "hunter2-b")],
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("london", Kind::DirectAdmin, &[&a]);
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    let london = f.config("london", Kind::DirectAdmin);
+    let paris = f.config("paris", Kind::DirectAdmin);
+    assert!(
+        std::fs::read_to_string(&london)
+            .unwrap()
+            .contains("sslmode=verify-full")
+    );
+    ok(f.audit(&london).output().unwrap(), "london's audit over TLS");
+    ok(f.audit(&paris).output().unwrap(), "paris's audit over TLS");
+    notify(&f, &london);
+    assert_eq!(
+        f.sql("SELECT server || ' ' || accounts FROM runs ORDER BY server"),
+        ["london 1", "paris 1"]
+    );
+    let mut to: Vec<String> = f.messages().into_iter().map(|(t, _)| t).collect();
+    to.sort();
+    assert_eq!(to, ["anna@owners.example", "bert@owners.example"]);
+    // Those logins were encrypted: the server takes TCP logins over TLS only (hostssl), so the
+    // same night without TLS is refused, and records nothing.
+    let plain = std::fs::read_to_string(&paris)
+        .unwrap()
+        .replace("sslmode=verify-full", "sslmode=disable");
+    std::fs::write(&paris, plain).unwrap();
+    let r: Run = f.audit(&paris).output().unwrap().into();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("over TLS only"), "{}", r.stderr);
+    assert_eq!(f.sql("SELECT count(*) FROM runs"), ["2"]);
+}
