@@ -318,7 +318,7 @@ $(mb2 "$growth") MB per night for the ${#churners[@]} servers: **$figure MB per 
   fi
   goal "a simulated year ($nights_run nights of ${SLOT}s on ${#churners[@]} servers of $fleet_accounts accounts, CHURN=$CHURN): steady state at most 5 MB per 20000-account server per year" "$figure" "$met"
   [ -z "${hist_rate:-}" ] || text+="
-Before the horizon the ledger grew by $(per_server_mb "$hist_rate") MB per night per 20,000-account server: the history
+Over nights 1-$((nights_run < HORIZON ? nights_run : HORIZON)) the ledger grew by $(per_server_mb "$hist_rate") MB per night per 20,000-account server: the history
 a horizon of a year (\`state_keep = \"400d\"\`) would keep is about $(awk -v g="$hist_rate" -v s="$scale" 'BEGIN { printf "%.1f", g * 365 * s / 1048576 }') MB per server at this churn."
   local sqN
   sqN=$(sqlite_bytes "${churners[@]}")
