@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate a fleet of simulated DirectAdmin servers for scripts/bench-fleet.sh (stdlib only).
 
-    gen-fleet.py init DIR SERVERS ACCOUNTS [--leaked 0.05] [--per-domain 20] [--seed 28]
+    gen-fleet.py init DIR SERVERS ACCOUNTS [--leaked 0.05] [--per-domain 20] [--seed 28] [--jobs 2]
     gen-fleet.py night DIR NIGHT SERVER... [--rate 0.005]
 
 `init` writes, for each server sNN (s01 .. sSERVERS), a DirectAdmin tree DIR/sNN/da of ACCOUNTS
@@ -14,7 +14,9 @@ password (round(per-domain * leaked) per domain, so each such domain has a confi
 
 Passwords are stored as {SSHA256} (salted SHA-256, base64, as `doveadm pw -s SSHA256` writes):
 breach-audit verifies it offline at millions per second, so the run measures the state, not the
-hashing, and 1M hashes are made in seconds here.
+hashing, and 1M hashes are made in seconds here. `init` makes the servers in --jobs worker
+processes (default: 2, or fewer cores), each server from its own seed, so the files are the same
+for any --jobs.
 
 `night` applies one night of churn to the named servers (a fraction --rate of each one's
 mailboxes changes): 40% of the changes are leaked mailboxes whose owner changes the password
@@ -22,7 +24,7 @@ mailboxes changes): 40% of the changes are leaked mailboxes whose owner changes 
 combolist row (appended to DIR/combo.txt: a new confirmed leak and a notice), 10% mailboxes
 deleted and 10% created. It rewrites those servers' passwd files and prints what it did.
 """
-import base64, hashlib, os, random, sys
+import base64, hashlib, multiprocessing, os, random, sys
 
 TSV = "accounts.tsv"
 
@@ -32,8 +34,11 @@ def ssha256(password: str, rng: random.Random) -> str:
     return "{SSHA256}" + base64.b64encode(hashlib.sha256(password.encode() + salt).digest() + salt).decode()
 
 
+ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
 def new_password(rng: random.Random) -> str:
-    return "".join(rng.choice("abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789") for _ in range(12))
+    return "".join(rng.choices(ALPHABET, k=12))
 
 
 def opt(args, name, default):
@@ -87,35 +92,49 @@ def load(sdir: str):
     return out
 
 
+def init_server(job):
+    """One server's tree and bookkeeping; returns its combolist rows (run in a worker)."""
+    root, s, count, per_domain, per_leak, seed = job
+    server = f"s{s:02d}"
+    rng = random.Random(seed * 1000 + s)
+    sdir = os.path.join(root, server)
+    accounts, combo = [], []
+    for d in range(count // per_domain):
+        domain = f"{server}d{d:04d}.example"
+        leak_at = set(rng.sample(range(per_domain), per_leak))
+        for m in range(per_domain):
+            local = f"user{m:02d}"
+            pw = new_password(rng)
+            lk = 1 if m in leak_at else 0
+            if lk:
+                combo.append(f"{local}@{domain}:{pw}\n")
+            accounts.append([local, domain, ssha256(pw, rng), pw, lk])
+    write_tree(sdir, server, accounts)
+    save(sdir, accounts)
+    return len(accounts), combo
+
+
 def init(args):
     leaked = opt(args, "--leaked", 0.05)
     per_domain = opt(args, "--per-domain", 20)
     seed = opt(args, "--seed", 28)
+    jobs = opt(args, "--jobs", min(2, os.cpu_count() or 1))
     root, servers, count = args[0], int(args[1]), int(args[2])
     per_leak = max(1, round(per_domain * leaked))
     os.makedirs(root, exist_ok=True)
-    combo = open(os.path.join(root, "combo.txt"), "w")
     total = leaks = 0
-    for s in range(1, servers + 1):
-        server = f"s{s:02d}"
-        rng = random.Random(seed * 1000 + s)
-        sdir = os.path.join(root, server)
-        accounts = []
-        for d in range(count // per_domain):
-            domain = f"{server}d{d:04d}.example"
-            leak_at = set(rng.sample(range(per_domain), per_leak))
-            for m in range(per_domain):
-                local = f"user{m:02d}"
-                pw = new_password(rng)
-                lk = 1 if m in leak_at else 0
-                if lk:
-                    combo.write(f"{local}@{domain}:{pw}\n")
-                    leaks += 1
-                accounts.append([local, domain, ssha256(pw, rng), pw, lk])
-        write_tree(sdir, server, accounts)
-        save(sdir, accounts)
-        total += len(accounts)
-    combo.close()
+    work = [(root, s, count, per_domain, per_leak, seed) for s in range(1, servers + 1)]
+    # Servers are independent (each its own seeded generator): the same files with any --jobs.
+    with open(os.path.join(root, "combo.txt"), "w") as combo:
+        if jobs > 1 and servers > 1:
+            with multiprocessing.Pool(jobs) as pool:
+                done = pool.imap(init_server, work)
+                for n, rows in done:
+                    total += n; leaks += len(rows); combo.writelines(rows)
+        else:
+            for job in work:
+                n, rows = init_server(job)
+                total += n; leaks += len(rows); combo.writelines(rows)
     print(f"{servers} servers, {total} mailboxes, {leaks} with their current password in combo.txt")
 
 
