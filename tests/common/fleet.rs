@@ -26,7 +26,12 @@ pub enum Kind {
 }
 
 /// Write a server's account tree holding `domains` (replacing what was there).
-pub fn write_tree(root: &Path, kind: Kind, domains: &[&Domain], hashes: &mut BTreeMap<String, String>) {
+pub fn write_tree(
+    root: &Path,
+    kind: Kind,
+    domains: &[&Domain],
+    hashes: &mut BTreeMap<String, String>,
+) {
     let mut h = |pw: &str| {
         hashes
             .entry(pw.to_string())
@@ -265,4 +270,3 @@ pub fn ok(r: std::process::Output, what: &str) -> Run {
 pub fn mailbox(l: &str, pw: &str) -> (String, String) {
     (l.to_string(), pw.to_string())
 }
-
