@@ -316,8 +316,13 @@ fn reconcile_with_ledger<'a>(
     outcome: &'a check::CheckOutcome,
     on_record: &std::collections::BTreeSet<(String, String)>,
 ) -> Result<Tonight<'a>> {
-    let mut known = state.restorable_findings()?;
-    known.extend(state.open_findings_anywhere()?);
+    // Only tonight's findings not on record here are looked up (never the fleet's loaded
+    // whole); with `all` every finding is new, and none is.
+    let known = if opts.all {
+        Default::default()
+    } else {
+        state.known_among(&reconcile::candidates(outcome, on_record))?
+    };
     reconcile(
         outcome,
         &opts.accounts,

@@ -105,6 +105,24 @@ pub(super) fn reconcile<'a>(
     Ok(tonight)
 }
 
+/// The findings read tonight that are not on record here (`on_record`): those the ledger may
+/// know from another server or from an account that left, to look up before [`reconcile`].
+pub(super) fn candidates(
+    outcome: &check::CheckOutcome,
+    on_record: &BTreeSet<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut out: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in &outcome.records {
+        for f in &r.findings {
+            let key = (r.email.clone(), finding_key(f));
+            if !on_record.contains(&key) {
+                out.insert(key);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Where every account read tonight lives: the at-risk ones and those on record.
 fn homes_read(
     outcome: &check::CheckOutcome,

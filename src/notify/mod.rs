@@ -16,7 +16,7 @@ use crate::check::Severity;
 use crate::config::ConfigPath;
 use crate::error::{Error, Result};
 use crate::messages::Warnings;
-use crate::state::{self, DueNotice, Refusal, State};
+use crate::state::{self, DueNotice, NoticeRow, Refusal, State};
 use message::{NoticeAddress, NoticeFinding, Templates};
 use serde::Deserialize;
 use transport::{SmtpSettings, SmtpTls, Transport, Via};
@@ -233,8 +233,8 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
         crate::fsutil::check_interrupted()?;
         // What the notice names now: exactly this is recorded as told once it is accepted
         // (an audit on another server may add to the notice meanwhile: that is told next).
-        let named = state.notice_pairs(due.id)?;
-        let addresses = notice_addresses(state, due.id)?;
+        let (named, rows) = state.notice_contents(due.id)?;
+        let addresses = notice_addresses(rows);
         if addresses.is_empty() {
             continue;
         }
@@ -266,14 +266,14 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
         }
     }
     out.left = state.undelivered_notices()?;
-    state.tally_last_run()?;
+    state.tally_fleet_notices()?;
     operator_message(state, run, out)
 }
 
 /// The addresses a notice names, each with its findings, sorted.
-fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
+fn notice_addresses(rows: Vec<NoticeRow>) -> Vec<NoticeAddress> {
     let mut out: Vec<NoticeAddress> = Vec::new();
-    for r in state.notice_findings(id)? {
+    for r in rows {
         let detail: serde_json::Value = serde_json::from_str(&r.finding).unwrap_or_default();
         let f = NoticeFinding {
             kind: r.kind,
@@ -297,7 +297,7 @@ fn notice_addresses(state: &State, id: i64) -> Result<Vec<NoticeAddress>> {
             }),
         }
     }
-    Ok(out)
+    out
 }
 
 /// A stored severity (anything else ranks as `unknown`).

@@ -4,7 +4,7 @@
 
 use super::held::record_held;
 use super::notices::refresh_notices_of;
-use super::runs::{record_homes, record_run, tally_last_run};
+use super::runs::{record_homes, record_run, tally_suspensions};
 use super::{Db, HeldRow, HomeRow, RunRow, State, ToV, V, identity, now, p};
 use crate::error::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -154,24 +154,38 @@ impl State {
         self.pairs(&open_here("f.address, f.kind", ""), p![self.server])
     }
 
-    /// The (address, kind) pairs not resolved, on any server of the ledger.
-    pub fn open_findings_anywhere(&self) -> Result<BTreeSet<(String, String)>> {
-        self.pairs(
-            "SELECT address, kind FROM findings WHERE resolved_at IS NULL",
-            &[],
-        )
-    }
-
-    /// The (address, kind) pairs retired with their account (removed, its domain removed,
-    /// forgotten): a later audit that reads the account brings them back, not as new.
-    pub fn restorable_findings(&self) -> Result<BTreeSet<(String, String)>> {
-        self.pairs(
-            &format!(
-                "SELECT address, kind FROM findings WHERE resolved_at IS NOT NULL
-                 AND resolved_reason IN {RETIRED_REASONS}"
-            ),
-            &[],
-        )
+    /// Of `pairs` (address, kind), those the ledger knows, on any server: open, or retired with
+    /// their account (a later audit that reads the account brings them back, not as new). Only
+    /// the pairs asked for are looked up (a temporary table joined on the findings' primary
+    /// key), never the fleet's findings loaded whole.
+    pub fn known_among(&self, pairs: &[(String, String)]) -> Result<BTreeSet<(String, String)>> {
+        if pairs.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let rows: Vec<Vec<V>> = pairs.iter().map(|(a, k)| vec![V::T(a), V::T(k)]).collect();
+        let open = episode_open("f");
+        self.db.transaction(|db| {
+            db.batch(
+                "DROP TABLE IF EXISTS t_cand;
+                 CREATE TEMP TABLE t_cand (address TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (address, kind));",
+            )?;
+            db.insert_many("INSERT INTO t_cand (address, kind)", 2, IGNORE, &rows)?;
+            db.analyze_temp(&["t_cand"])?;
+            let known = db
+                .query(
+                    &format!(
+                        "SELECT c.address, c.kind FROM t_cand c
+                           JOIN findings f ON f.address = c.address AND f.kind = c.kind
+                          WHERE {open}"
+                    ),
+                    &[],
+                )?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?)))
+                .collect::<Result<BTreeSet<_>>>()?;
+            db.batch("DROP TABLE t_cand")?;
+            Ok(known)
+        })
     }
 
     /// Record tonight, in one transaction, writing only what this server's sources saw: `seen`
@@ -196,9 +210,24 @@ impl State {
             }
             upsert_seen(db, &rows.seen)?;
             db.batch(NIGHT_TABLES)?;
-            resolve(db, &rows.resolved, &now)?;
-            retire(db, &server, &rows.retired, &now)?;
-            let_go_moved(db, &server, &rows.moved, &now)?;
+            // Filled first and analyzed (PostgreSQL plans the joins below with their sizes).
+            db.insert_many(
+                "INSERT INTO t_pairs (address, kind)",
+                2,
+                IGNORE,
+                &rows.resolved,
+            )?;
+            db.insert_many(
+                "INSERT INTO t_retired (address, why)",
+                2,
+                IGNORE,
+                &rows.retired,
+            )?;
+            db.insert_many("INSERT INTO t_moved (address)", 1, IGNORE, &rows.moved)?;
+            db.analyze_temp(&["t_pairs", "t_retired", "t_moved"])?;
+            resolve(db, &now)?;
+            retire(db, &server, &now)?;
+            let_go_moved(db, &server, &now)?;
             record_homes(db, &server, &rows.addresses, &rows.homes, &now)?;
             record_held(db, &server, &rows.held, &run.started)?;
             db.batch(
@@ -207,9 +236,14 @@ impl State {
                     SELECT address FROM t_addr UNION SELECT address FROM t_retired
                     UNION SELECT address FROM t_moved UNION SELECT address FROM t_pairs;",
             )?;
+            db.analyze_temp(&["t_touched"])?;
             refresh_notices_of(db, &now, true)?;
             record_run(db, &server, run, &now)?;
-            tally_last_run(db, &server)
+            // This server's counts only: the notices' are the fleet's, counted where notify
+            // runs and after the audit (State::tally_last_run).
+            tally_suspensions(db, &server)?;
+            // Nothing left on the connection (a pooled backend serves other clients next).
+            db.batch(DROP_NIGHT_TABLES)
         })
     }
 
@@ -328,6 +362,13 @@ const NIGHT_TABLES: &str =
                      owner TEXT, PRIMARY KEY (address, kind, location));
                  CREATE TEMP TABLE t_held (address TEXT PRIMARY KEY, reason TEXT NOT NULL, uncertain INTEGER NOT NULL);";
 
+/// Every temporary table a night makes, dropped at the end of its transaction: on a pooled
+/// PostgreSQL backend a temporary table outlives the transaction and the client.
+const DROP_NIGHT_TABLES: &str = "DROP TABLE IF EXISTS t_pairs; DROP TABLE IF EXISTS t_retired;
+     DROP TABLE IF EXISTS t_moved; DROP TABLE IF EXISTS t_addr; DROP TABLE IF EXISTS t_homes;
+     DROP TABLE IF EXISTS t_held; DROP TABLE IF EXISTS t_touched; DROP TABLE IF EXISTS t_contacts;
+     DROP TABLE IF EXISTS t_arrived; DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;";
+
 /// Tonight's findings upserted: one resolved is new again (its `first_seen` tonight, not told);
 /// one still open, or retired with its account, keeps its history.
 fn upsert_seen(db: &Db, seen: &[Vec<V>]) -> Result<()> {
@@ -351,8 +392,7 @@ fn upsert_seen(db: &Db, seen: &[Vec<V>]) -> Result<()> {
 }
 
 /// The findings of audited accounts that are gone, resolved (the password was changed).
-fn resolve(db: &Db, resolved: &[Vec<V>], now: &str) -> Result<()> {
-    db.insert_many("INSERT INTO t_pairs (address, kind)", 2, IGNORE, resolved)?;
+fn resolve(db: &Db, now: &str) -> Result<()> {
     db.execute(
         "UPDATE findings SET resolved_at = ?1, resolved_reason = ?2
                  WHERE (address, kind) IN (SELECT address, kind FROM t_pairs)",
@@ -363,8 +403,7 @@ fn resolve(db: &Db, resolved: &[Vec<V>], now: &str) -> Result<()> {
 
 /// Retired: their account or domain left this server's sources, and no other server holds
 /// them (yet). The departure is kept: a server that reads them later records the move.
-fn retire(db: &Db, server: &str, retired: &[Vec<V>], now: &str) -> Result<()> {
-    db.insert_many("INSERT INTO t_retired (address, why)", 2, IGNORE, retired)?;
+fn retire(db: &Db, server: &str, now: &str) -> Result<()> {
     db.execute(
         "UPDATE findings SET resolved_at = ?1,
                     resolved_reason = (SELECT why FROM t_retired r WHERE r.address = findings.address)
@@ -382,8 +421,7 @@ fn retire(db: &Db, server: &str, retired: &[Vec<V>], now: &str) -> Result<()> {
 
 /// Moved: gone from here, read on another server since (the departure completed). The
 /// retired and the moved leave this server's homes.
-fn let_go_moved(db: &Db, server: &str, moved: &[Vec<V>], now: &str) -> Result<()> {
-    db.insert_many("INSERT INTO t_moved (address)", 1, IGNORE, moved)?;
+fn let_go_moved(db: &Db, server: &str, now: &str) -> Result<()> {
     db.execute(
         "UPDATE moves SET left_at = ?2
                  WHERE from_server = ?1 AND left_at IS NULL AND address IN (SELECT address FROM t_moved)",

@@ -57,7 +57,7 @@ pub(crate) use logins::LoginRow;
 pub use logins::{LoginSource, LoginSummary, ServeReport};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use notices::refresh_notices;
-pub use notices::{DueNotice, NoticeStatus, Refusal};
+pub use notices::{DueNotice, NoticeRow, NoticeStatus, Refusal};
 #[cfg(test)]
 pub use runs::AfterRun;
 pub use runs::{HomeRow, NotAudited, RecordedRun, RunRow};

@@ -3,7 +3,7 @@
 //! runs against the state is a method here; the transaction and retry helpers are the state's
 //! own ([`super::db`]).
 
-use super::{Db, FindingKind, NOTICES_LOCK, NOTIFY_LOCK, State, ToV, V, later, now, p};
+use super::{Db, Engine, FindingKind, NOTICES_LOCK, NOTIFY_LOCK, State, ToV, V, later, now, p};
 use crate::error::Result;
 
 /// Where a notice stands (`notices.status`; the strings are stored, so they never change).
@@ -171,52 +171,52 @@ impl State {
             .collect()
     }
 
-    /// The (address, kind) pairs notice `id` names, sorted.
-    pub fn notice_pairs(&self, id: i64) -> Result<Vec<(String, String)>> {
-        self.db
-            .query(
-                "SELECT address, kind FROM notice_findings WHERE notice_id = ?1 ORDER BY address, kind",
-                p![id],
-            )?
-            .iter()
-            .map(|r| Ok((r.get(0)?, r.get(1)?)))
-            .collect()
-    }
-
-    /// The findings notice `id` names, by address, worst first (an `outbound_suspended` entry
-    /// names every open, verifiable finding of its address).
-    pub fn notice_findings(&self, id: i64) -> Result<Vec<NoticeRow>> {
+    /// What notice `id` names, in one query: the (address, kind) pairs it names, sorted
+    /// (exactly these are recorded as told once it is accepted), and the findings they stand
+    /// for, by address, worst first (an `outbound_suspended` entry names every open, verifiable
+    /// finding of its address).
+    pub fn notice_contents(&self, id: i64) -> Result<(Vec<(String, String)>, Vec<NoticeRow>)> {
         let unverifiable = FindingKind::Unverifiable.sql_like();
-        self.db.query(
-            // Two indexed lookups (an OR of the two made PostgreSQL scan every finding per notice).
+        let rows = self.db.query(
+            // Indexed lookups each (an OR of the two finding branches made PostgreSQL scan every
+            // finding per notice); the pairs named come first (tag 0).
             &format!("SELECT * FROM (
-            SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
-                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
+            SELECT 0 AS tag, nf.address, nf.kind, NULL AS domain, NULL AS severity, NULL AS suspended,
+                NULL AS finding, NULL AS outbound
+            FROM notice_findings nf WHERE nf.notice_id = ?1
+            UNION
+            SELECT 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
+                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
             FROM findings f JOIN notice_findings nf ON nf.address = f.address AND nf.kind = f.kind
             WHERE nf.notice_id = ?1
             UNION
-            SELECT f.address, f.domain, f.severity, f.suspended, f.kind, f.finding,
-                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL) AS outbound
+            SELECT 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
+                EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
             FROM findings f JOIN notice_findings nf ON nf.address = f.address
             WHERE nf.notice_id = ?1 AND nf.kind = 'outbound_suspended'
               AND f.resolved_at IS NULL AND f.kind NOT LIKE {unverifiable}
          ) u
-         ORDER BY address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind"),
+         ORDER BY tag, address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind"),
             p![id],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(NoticeRow {
-                address: r.get(0)?,
-                domain: r.get(1)?,
-                severity: r.get(2)?,
-                suspended: r.get(3)?,
-                kind: r.get(4)?,
-                finding: r.get(5)?,
-                outbound_suspended: r.get(6)?,
-            })
-        })
-        .collect()
+        )?;
+        let mut named = Vec::new();
+        let mut found = Vec::new();
+        for r in &rows {
+            if r.get::<i64>(0)? == 0 {
+                named.push((r.get(1)?, r.get(2)?));
+            } else {
+                found.push(NoticeRow {
+                    address: r.get(1)?,
+                    kind: r.get(2)?,
+                    domain: r.get(3)?,
+                    severity: r.get(4)?,
+                    suspended: r.get(5)?,
+                    finding: r.get(6)?,
+                    outbound_suspended: r.get(7)?,
+                });
+            }
+        }
+        Ok((named, found))
     }
 
     /// A transport accepted notice `id` (`message_id` without its angle brackets): it is sent,
@@ -234,11 +234,27 @@ impl State {
             .iter()
             .map(|(a, k)| vec![V::I(id), V::T(a), V::T(k)])
             .collect();
-        let mut addresses: Vec<&str> = named.iter().map(|(a, _)| a.as_str()).collect();
-        addresses.dedup();
+        // Four round trips, whatever the notice names: the lock with the old list dropped,
+        // the notice, the list as sent, and what it told (set-wise). `id` and `now` are this
+        // program's own (a number and an RFC 3339 time), written into the statements.
+        if !now
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b))
+        {
+            return Err(crate::error::Error::Usage(format!(
+                "unexpected time {now:?}"
+            )));
+        }
         self.db.transaction(|db| {
             // Not while an audit rewrites what the notices name.
-            db.lock_xact(NOTICES_LOCK)?;
+            let lock = match db.engine() {
+                Engine::Postgres => format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});"),
+                Engine::Sqlite => String::new(),
+            };
+            // The sent notice names what the message said; anything added meanwhile is owed anew.
+            db.batch(&format!(
+                "{lock} DELETE FROM notice_findings WHERE notice_id = {id};"
+            ))?;
             db.execute(
                 &format!(
                     "UPDATE notices SET status = {}, sent_at = ?2, message_id = ?3, transport = ?4,
@@ -247,29 +263,20 @@ impl State {
                 ),
                 p![id, now, format!("<{message_id}>"), transport],
             )?;
-            // The sent notice names what the message said; anything added meanwhile is owed anew.
-            db.execute("DELETE FROM notice_findings WHERE notice_id = ?1", p![id])?;
             db.insert_many(
                 "INSERT INTO notice_findings (notice_id, address, kind)",
                 3,
                 "ON CONFLICT DO NOTHING",
                 &pairs,
             )?;
-            for (a, k) in named {
-                db.execute(
-                    "UPDATE findings SET told_at = ?1 WHERE address = ?2 AND kind = ?3",
-                    p![now, a, k],
-                )?;
-            }
-            // The notice said so of every suspended address it named.
-            for a in &addresses {
-                db.execute(
-                    "UPDATE suspensions SET told_at = ?1 WHERE address = ?2
-                    AND released_at IS NULL AND told_at IS NULL",
-                    p![now, a],
-                )?;
-            }
-            Ok(())
+            // What it named is told, and so is every suspended address it named.
+            db.batch(&format!(
+                "UPDATE findings SET told_at = '{now}'
+                  WHERE (address, kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = {id});
+                 UPDATE suspensions SET told_at = '{now}'
+                  WHERE released_at IS NULL AND told_at IS NULL
+                    AND address IN (SELECT address FROM notice_findings WHERE notice_id = {id});"
+            ))
         })
     }
 
@@ -410,13 +417,19 @@ pub(super) fn refresh_notices(db: &Db, now: &str) -> Result<()> {
 /// refreshes every contact before it delivers.
 pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
     db.lock_xact(NOTICES_LOCK)?;
+    // The temporary tables' statistics, in the same round trip (PostgreSQL).
+    let analyze = |t: &str| match db.engine() {
+        Engine::Postgres => format!("ANALYZE {t};"),
+        Engine::Sqlite => String::new(),
+    };
     let (c, fc) = if touched {
-        db.batch(
+        db.batch(&format!(
             "DROP TABLE IF EXISTS t_contacts;
              CREATE TEMP TABLE t_contacts AS SELECT DISTINCT contact FROM findings
               WHERE contact IS NOT NULL AND address IN (SELECT address FROM t_touched);
-             CREATE INDEX t_contacts_contact ON t_contacts (contact);",
-        )?;
+             CREATE INDEX t_contacts_contact ON t_contacts (contact); {}",
+            analyze("t_contacts")
+        ))?;
         (
             "AND contact IN (SELECT contact FROM t_contacts)",
             "AND f.contact IN (SELECT contact FROM t_contacts)",
@@ -426,6 +439,7 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
     };
     let open = NoticeStatus::sql_list(&NoticeStatus::OPEN);
     let unverifiable = FindingKind::Unverifiable.sql_like();
+    let analyze_owed = analyze("owed");
     // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
     // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
     // is written (every server's night rewriting every open notice grew with the fleet).
@@ -439,9 +453,11 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
             SELECT f.contact, f.owner, s.address, 'outbound_suspended'
               FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
                                          FROM findings WHERE resolved_at IS NULL AND contact IS NOT NULL
+                                           AND address IN (SELECT address FROM suspensions
+                                                            WHERE released_at IS NULL AND told_at IS NULL)
                                          GROUP BY address) f ON f.address = s.address
              WHERE s.released_at IS NULL AND s.told_at IS NULL {fc};
-         CREATE INDEX owed_contact ON owed (contact);
+         CREATE INDEX owed_contact ON owed (contact); {analyze_owed}
          DELETE FROM notices WHERE status IN {open} {c}
             AND NOT EXISTS (SELECT 1 FROM owed w WHERE w.contact = notices.contact);"
     ))?;

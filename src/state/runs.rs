@@ -45,6 +45,12 @@ impl State {
         self.db.transaction(|db| tally_last_run(db, &server))
     }
 
+    /// Bring the notice counts of every server's last run up to date (`notify`, which delivers
+    /// for the whole fleet, after it delivered; on one server alone, that server's last run).
+    pub fn tally_fleet_notices(&mut self) -> Result<()> {
+        tally_fleet_notices(&self.db)
+    }
+
     /// Where `address` lives on this server, as last recorded.
     pub fn homes_of(&self, address: &str) -> Result<Vec<HomeRow>> {
         self.db
@@ -230,24 +236,58 @@ pub struct RunRow {
     pub logins: String,
 }
 
+/// The notice counts of a run, as SQL assignments for `UPDATE runs` (the notices are the
+/// fleet's: sent since the run started, through the index `notices_sent_at`; open by status,
+/// through `notices_open`).
+fn notice_counts() -> String {
+    format!(
+        "notices_sent = (SELECT count(*) FROM notices WHERE sent_at IS NOT NULL AND sent_at >= runs.started),
+            notices_pending = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_failed = (SELECT count(*) FROM notices WHERE status = {}),
+            notices_held = (SELECT count(*) FROM notices WHERE status = {})",
+        NoticeStatus::Pending.sql(),
+        NoticeStatus::Failed.sql(),
+        NoticeStatus::Held.sql()
+    )
+}
+
+/// The suspension counts of a run: its server's, applied and released since it started.
+const SUSPENSION_COUNTS: &str = "suspended = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND applied_at >= runs.started),
+            released = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND released_at >= runs.started)";
+
 /// Counts of `server`'s last run, from the notices and suspensions tables (notices are the
 /// fleet's; suspensions this server's).
 pub(super) fn tally_last_run(db: &Db, server: &str) -> Result<()> {
     db.execute(
         &format!(
-            "UPDATE runs SET
-            notices_sent = (SELECT count(*) FROM notices WHERE sent_at >= runs.started),
-            notices_pending = (SELECT count(*) FROM notices WHERE status = {}),
-            notices_failed = (SELECT count(*) FROM notices WHERE status = {}),
-            notices_held = (SELECT count(*) FROM notices WHERE status = {}),
-            suspended = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND applied_at >= runs.started),
-            released = (SELECT count(*) FROM suspensions s WHERE s.server = runs.server AND released_at >= runs.started)
-         WHERE id = (SELECT max(id) FROM runs WHERE server = ?1)",
-            NoticeStatus::Pending.sql(),
-            NoticeStatus::Failed.sql(),
-            NoticeStatus::Held.sql()
+            "UPDATE runs SET {}, {SUSPENSION_COUNTS}
+              WHERE id = (SELECT max(id) FROM runs WHERE server = ?1)",
+            notice_counts()
         ),
         p![server],
+    )
+    .map(|_| ())
+}
+
+/// The suspension counts of `server`'s last run only (a night's: what is this server's).
+pub(super) fn tally_suspensions(db: &Db, server: &str) -> Result<()> {
+    db.execute(
+        &format!(
+            "UPDATE runs SET {SUSPENSION_COUNTS} WHERE id = (SELECT max(id) FROM runs WHERE server = ?1)"
+        ),
+        p![server],
+    )
+    .map(|_| ())
+}
+
+/// The notice counts of every server's last run (after `notify`, the fleet's runner, delivered).
+pub(super) fn tally_fleet_notices(db: &Db) -> Result<()> {
+    db.execute(
+        &format!(
+            "UPDATE runs SET {} WHERE id IN (SELECT max(id) FROM runs GROUP BY server)",
+            notice_counts()
+        ),
+        &[],
     )
     .map(|_| ())
 }

@@ -246,6 +246,16 @@ impl Db {
         }
     }
 
+    /// Gather the planner's statistics of the temporary `tables` just filled (PostgreSQL: its
+    /// autovacuum never sees them, and unanalyzed it may guess a join with them badly; SQLite
+    /// needs none).
+    pub(crate) fn analyze_temp(&self, tables: &[&str]) -> Result<()> {
+        if self.engine() == Engine::Postgres && !tables.is_empty() {
+            self.batch(&format!("ANALYZE {}", tables.join(", ")))?;
+        }
+        Ok(())
+    }
+
     /// Take the fleet-wide lock `key` until the transaction ends (PostgreSQL; SQLite's writer
     /// is already alone).
     pub(crate) fn lock_xact(&self, key: i64) -> Result<()> {
