@@ -1,8 +1,14 @@
 //! What the operator's page (`breach-audit report`) reads of the ledger besides the runs: the owners and
 //! domains carrying most open findings, the notices not delivered yet, the suspensions in force
 //! and the problems applying them.
+//!
+//! Each read is scoped by `on`: `Some(server)` reads that server's rows only, through indexes (its
+//! homes' open findings and the findings of no home, as `findings::open_here`; its suspensions
+//! and problems by their `server`), which is what an audit's page shows; `None` reads the whole
+//! ledger, which is what `report` and the operator's message show.
 
-use super::{NoticeStatus, State, p};
+use super::findings::open_here;
+use super::{NoticeStatus, State, V, p};
 use crate::error::Result;
 use serde::Serialize;
 
@@ -53,20 +59,36 @@ impl TopBy {
     }
 }
 
+/// `?1` bound to `server` when scoped to it, nothing bound for the whole ledger.
+fn bind<'a>(on: Option<&'a str>, one: &'a [V<'a>; 1]) -> &'a [V<'a>] {
+    if on.is_some() { one } else { &[] }
+}
+
 impl State {
     /// The `limit` owners or domains with the most addresses with open findings (then the most
-    /// critical ones).
-    pub fn top_open(&self, by: TopBy, limit: usize) -> Result<Vec<Top>> {
+    /// critical ones): on the server `on` (its homes' and the unplaced open findings), or in
+    /// the whole ledger.
+    pub fn top_open(&self, by: TopBy, limit: usize, on: Option<&str>) -> Result<Vec<Top>> {
         let by = by.column();
+        let from = match on {
+            Some(_) => format!(
+                "({}) x",
+                open_here(&format!("f.address, f.{by} AS g, f.severity"), "")
+            ),
+            None => format!(
+                "(SELECT address, {by} AS g, severity FROM findings WHERE resolved_at IS NULL) x"
+            ),
+        };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
-                    "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
+                    "SELECT coalesce(g, '(none)'), count(DISTINCT address),
                             count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
-                     FROM findings WHERE resolved_at IS NULL
+                     FROM {from}
                      GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}"
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| {
@@ -79,8 +101,18 @@ impl State {
             .collect()
     }
 
-    /// Notices not delivered yet, held first, then failed, then pending; at most `limit`.
-    pub fn open_notices(&self, limit: usize) -> Result<Vec<OpenNotice>> {
+    /// Notices not delivered yet, held first, then failed, then pending; at most `limit`. On the
+    /// server `on`: the notices naming an account homed there (or homed nowhere), found from the
+    /// open notices (`notices_open`) by primary keys.
+    pub fn open_notices(&self, limit: usize, on: Option<&str>) -> Result<Vec<OpenNotice>> {
+        let here = if on.is_some() {
+            "AND EXISTS (SELECT 1 FROM notice_findings nf WHERE nf.notice_id = notices.id
+                 AND (EXISTS (SELECT 1 FROM homes h WHERE h.address = nf.address AND h.server = ?1)
+                      OR EXISTS (SELECT 1 FROM unplaced u WHERE u.address = nf.address)))"
+        } else {
+            ""
+        };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
@@ -88,14 +120,14 @@ impl State {
                         coalesce(next_attempt, ''),
                         (SELECT group_concat(address, ' ') FROM
                             (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
-                 FROM notices WHERE status IN {open}
+                 FROM notices WHERE status IN {open} {here}
                  ORDER BY CASE status WHEN {held} THEN 0 WHEN {failed} THEN 1 ELSE 2 END, contact
                  LIMIT {limit}",
                     open = NoticeStatus::sql_list(&NoticeStatus::OPEN),
                     held = NoticeStatus::Held.sql(),
                     failed = NoticeStatus::Failed.sql(),
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| {
@@ -112,15 +144,21 @@ impl State {
             .collect()
     }
 
-    /// Suspensions in force on any server; at most `limit`.
-    pub fn suspensions_in_force(&self, limit: usize) -> Result<Vec<SuspendedRow>> {
+    /// Suspensions in force on the server `on`, or on any server; at most `limit`.
+    pub fn suspensions_in_force(
+        &self,
+        limit: usize,
+        on: Option<&str>,
+    ) -> Result<Vec<SuspendedRow>> {
+        let here = if on.is_some() { "AND server = ?1" } else { "" };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
                     "SELECT address, platform, target, applied_at, server FROM suspensions
-                 WHERE released_at IS NULL ORDER BY address, server, platform LIMIT {limit}"
+                 WHERE released_at IS NULL {here} ORDER BY address, server, platform LIMIT {limit}"
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| {
@@ -143,16 +181,26 @@ impl State {
         )
     }
 
-    /// Problems applying suspensions: (`[server] address` or `address`, the problem); at most
-    /// `limit`.
-    pub fn suspend_problems(&self, limit: usize) -> Result<Vec<(String, String)>> {
+    /// Problems applying suspensions on the server `on`, or on any: (`[server] address` or
+    /// `address`, the problem); at most `limit`.
+    pub fn suspend_problems(
+        &self,
+        limit: usize,
+        on: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let here = if on.is_some() {
+            "WHERE server = ?1"
+        } else {
+            ""
+        };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
                     "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address, problem
-                 FROM suspend_problems ORDER BY server, address LIMIT {limit}"
+                 FROM suspend_problems {here} ORDER BY server, address LIMIT {limit}"
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| Ok((r.get(0)?, r.get(1)?)))
