@@ -18,7 +18,6 @@ pub use sample::sample_history;
 
 use crate::error::{Error, IoContext, Result};
 use crate::state::State;
-use crate::state::views::TopBy;
 use serde::Serialize;
 use std::path::Path;
 
@@ -202,10 +201,11 @@ pub fn load(state: &State, nights: usize, scope: Scope) -> Result<Page> {
         Scope::Fleet => fleet_rows(state)?,
     };
     let (held, held_total) = state.held(LISTED)?;
+    let (owners, domains) = state.top_open(TOP, on)?;
     Ok(Page {
         runs,
-        owners: state.top_open(TopBy::Owner, TOP, on)?,
-        domains: state.top_open(TopBy::Domain, TOP, on)?,
+        owners,
+        domains,
         notices,
         suspended,
         suspend_problems,

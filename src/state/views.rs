@@ -43,62 +43,55 @@ pub struct SuspendedRow {
     pub server: String,
 }
 
-/// What [`State::top_open`] groups open findings by.
-#[derive(Clone, Copy, Debug)]
-pub enum TopBy {
-    Owner,
-    Domain,
-}
-
-impl TopBy {
-    fn column(self) -> &'static str {
-        match self {
-            TopBy::Owner => "owner",
-            TopBy::Domain => "domain",
-        }
-    }
-}
-
 /// `?1` bound to `server` when scoped to it, nothing bound for the whole ledger.
 fn bind<'a>(on: Option<&'a str>, one: &'a [V<'a>; 1]) -> &'a [V<'a>] {
     if on.is_some() { one } else { &[] }
 }
 
 impl State {
-    /// The `limit` owners or domains with the most addresses with open findings (then the most
-    /// critical ones): on the server `on` (its homes' and the unplaced open findings), or in
-    /// the whole ledger.
-    pub fn top_open(&self, by: TopBy, limit: usize, on: Option<&str>) -> Result<Vec<Top>> {
-        let by = by.column();
-        let from = match on {
-            Some(_) => format!(
-                "({}) x",
-                open_here(&format!("f.address, f.{by} AS g, f.severity"), "")
-            ),
-            None => format!(
-                "(SELECT address, {by} AS g, severity FROM findings WHERE resolved_at IS NULL) x"
-            ),
+    /// The `limit` owners and the `limit` domains with the most addresses with open findings
+    /// (then the most critical ones): on the server `on` (its homes' and the unplaced open
+    /// findings), or in the whole ledger. One statement: the open findings are read once for
+    /// both.
+    pub fn top_open(&self, limit: usize, on: Option<&str>) -> Result<(Vec<Top>, Vec<Top>)> {
+        let open = match on {
+            Some(_) => open_here("f.address, f.owner AS o, f.domain AS d, f.severity", ""),
+            None => "SELECT address, owner AS o, domain AS d, severity FROM findings
+                     WHERE resolved_at IS NULL"
+                .to_string(),
+        };
+        let top = |by: &str| {
+            format!(
+                "SELECT * FROM (SELECT coalesce({by}, '(none)') AS name, count(DISTINCT address) AS n,
+                        count(DISTINCT CASE WHEN severity = 'critical' THEN address END) AS c
+                 FROM x GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}) t"
+            )
         };
         let one = [V::T(on.unwrap_or(""))];
-        self.db
-            .query(
-                &format!(
-                    "SELECT coalesce(g, '(none)'), count(DISTINCT address),
-                            count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
-                     FROM {from}
-                     GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}"
-                ),
-                bind(on, &one),
-            )?
-            .iter()
-            .map(|r| {
-                Ok(Top {
-                    name: r.get(0)?,
-                    accounts: r.get(1)?,
-                    critical: r.get(2)?,
-                })
-            })
-            .collect()
+        let (mut owners, mut domains) = (Vec::new(), Vec::new());
+        for r in self.db.query(
+            &format!(
+                "WITH x AS ({open})
+                 SELECT 0 AS w, name, n, c FROM ({owners}) o
+                 UNION ALL SELECT 1, name, n, c FROM ({domains}) d
+                 ORDER BY 1, 3 DESC, 4 DESC, 2",
+                owners = top("o"),
+                domains = top("d"),
+            ),
+            bind(on, &one),
+        )? {
+            let t = Top {
+                name: r.get(1)?,
+                accounts: r.get(2)?,
+                critical: r.get(3)?,
+            };
+            if r.get::<i64>(0)? == 0 {
+                owners.push(t);
+            } else {
+                domains.push(t);
+            }
+        }
+        Ok((owners, domains))
     }
 
     /// Notices not delivered yet, held first, then failed, then pending; at most `limit`. On the
