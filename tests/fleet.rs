@@ -100,6 +100,34 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
         common::mta::postmap_q(&f.dir("berlin").join("sasl_access"), "dave@dave.example").is_some()
     );
 
+    // Each audit's page is its own server's: london's lists its own domain and owner, not
+    // paris's or berlin's; `report` lists the fleet's.
+    let table = |page: &str, id: &str| -> String {
+        let at = page.find(&format!("id=\"{id}\"")).unwrap();
+        page[at..at + page[at..].find("</section>").unwrap()].to_string()
+    };
+    let own = std::fs::read_to_string(f.dir("london").join("out/report.html")).unwrap();
+    let fleet = f.w.run(&["report", "--config", &london, "--out", "-"]);
+    assert_eq!(fleet.code, 0, "{}", fleet.stderr);
+    let fleet = fleet.out();
+    let (domains, owners) = (table(&own, "domains"), table(&own, "owners"));
+    assert!(domains.contains("carol-a.example"), "{domains}");
+    assert!(owners.contains("carol"), "{owners}");
+    for other in ["carol-b.example", "dave.example"] {
+        assert!(
+            !domains.contains(other),
+            "{other} on london's page: {domains}"
+        );
+        assert!(table(&fleet, "domains").contains(other), "{other}");
+    }
+    assert!(
+        !owners.contains("(none)"),
+        "berlin's owner on london's page: {owners}"
+    );
+    assert!(table(&fleet, "owners").contains("(none)"));
+    assert!(!own.contains("id=\"fleet\"") && own.contains("id=\"scope\""));
+    assert!(fleet.contains("data-server=\"paris\""));
+
     // Two `notify` at once (on two servers): each notice is sent once, and carol gets one
     // message naming her addresses on both servers.
     let kids: Vec<_> = [&london, &paris]

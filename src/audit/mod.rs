@@ -247,6 +247,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         &state,
         &opts.out.join(crate::page::FILE),
         crate::page::NIGHTS,
+        crate::page::Scope::Server,
     )?;
     done.elapsed = start.elapsed();
     Ok(AuditRun::Done(Box::new(done)))

@@ -39,13 +39,17 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit> {
     }
     let state = crate::state::State::open_at(&state_dir)?;
     if out.as_os_str() == "-" {
-        let html = crate::page::render(&crate::page::load(&state, a.nights)?)?;
+        let html = crate::page::render(&crate::page::load(
+            &state,
+            a.nights,
+            crate::page::Scope::Fleet,
+        )?)?;
         use std::io::Write;
         std::io::stdout()
             .write_all(html.as_bytes())
             .map_err(|e| Error::io(std::path::Path::new("<stdout>"), e))?;
     } else {
-        crate::page::write(&state, &out, a.nights)?;
+        crate::page::write(&state, &out, a.nights, crate::page::Scope::Fleet)?;
         eprintln!("breach-audit: report: wrote {}", out.display());
     }
     Ok(Exit::Clean)

@@ -442,7 +442,7 @@ fn operator_message(state: &State, run: &Run, out: &mut NotifyOutcome) -> Result
         return Ok(());
     };
     let to = message::mailbox(op, "[notify] operator")?;
-    let page = crate::page::load(state, crate::page::NIGHTS)?;
+    let page = crate::page::load(state, crate::page::NIGHTS, crate::page::Scope::Fleet)?;
     let mut summary = crate::page::summary_text(&page);
     // Where the HIBP data stands, whatever else the message says.
     for (server, f) in crate::state::fetch_report::reports(state)? {

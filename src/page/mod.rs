@@ -18,7 +18,6 @@ pub use sample::sample_history;
 
 use crate::error::{Error, IoContext, Result};
 use crate::state::State;
-use crate::state::views::TopBy;
 use serde::Serialize;
 use std::path::Path;
 
@@ -30,6 +29,19 @@ pub const NIGHTS: usize = 90;
 const TOP: usize = 10;
 /// Open notices and not-audited domains listed at most.
 const LISTED: usize = 500;
+
+/// Whose page: one server's (an audit's `--out/report.html`) or the fleet's (`report`, and the
+/// operator's message). On a server alone the two show the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// This server's owners, domains, notices, suspensions and HIBP data; no fleet table. Read
+    /// through this server's homes and rows by index, so an audit's page costs the same however
+    /// large the fleet.
+    Server,
+    /// The whole ledger: every server's last run in the fleet table, the fleet's owners, domains,
+    /// notices and suspensions.
+    Fleet,
+}
 
 /// A run as the page reads it.
 pub type Run = crate::state::RecordedRun;
@@ -150,6 +162,8 @@ pub struct Page {
     pub fleet: Vec<FleetRow>,
     /// This server's name (empty: one server alone).
     pub server: String,
+    /// Whose page it is.
+    pub scope: Scope,
     /// Each server's HIBP data (`[fetch]`; empty without it).
     pub fetch: Vec<FetchRow>,
     pub generated: String,
@@ -171,18 +185,27 @@ pub struct FleetRow {
     pub not_audited: Vec<crate::state::NotAudited>,
 }
 
-/// Read the page's data: the last `nights` runs and the open findings and notices.
-pub fn load(state: &State, nights: usize) -> Result<Page> {
+/// Read the page's data: this server's last `nights` runs and what is held here, and the open
+/// findings, notices and suspensions of `scope`.
+pub fn load(state: &State, nights: usize, scope: Scope) -> Result<Page> {
+    let on = match scope {
+        Scope::Server => Some(state.server()),
+        Scope::Fleet => None,
+    };
     let runs = state.last_runs(nights.max(1))?;
-    let notices = state.open_notices(LISTED)?;
-    let suspended = state.suspensions_in_force(LISTED)?;
-    let suspend_problems = state.suspend_problems(LISTED)?;
-    let fleet = fleet_rows(state)?;
+    let notices = state.open_notices(LISTED, on)?;
+    let suspended = state.suspensions_in_force(LISTED, on)?;
+    let suspend_problems = state.suspend_problems(LISTED, on)?;
+    let fleet = match scope {
+        Scope::Server => Vec::new(),
+        Scope::Fleet => fleet_rows(state)?,
+    };
     let (held, held_total) = state.held(LISTED)?;
+    let (owners, domains) = state.top_open(TOP, on)?;
     Ok(Page {
         runs,
-        owners: state.top_open(TopBy::Owner, TOP)?,
-        domains: state.top_open(TopBy::Domain, TOP)?,
+        owners,
+        domains,
         notices,
         suspended,
         suspend_problems,
@@ -190,8 +213,10 @@ pub fn load(state: &State, nights: usize) -> Result<Page> {
         held_total,
         fleet,
         server: state.server().to_string(),
+        scope,
         fetch: crate::state::fetch_report::reports(state)?
             .into_iter()
+            .filter(|(server, _)| on.is_none_or(|me| me == server))
             .map(FetchRow::from)
             .collect(),
         generated: crate::state::now(),
@@ -395,6 +420,7 @@ pub fn render(page: &Page) -> Result<String> {
         fleet => ser(&page.fleet),
         show_fleet => page.fleet.len() > 1 || page.fleet.iter().any(|f| !f.server.is_empty()),
         server => page.server.clone(),
+        server_page => page.scope == Scope::Server && !page.server.is_empty(),
         fleet_total => ser(FleetRow {
             server: "total".into(),
             last_run: String::new(),
@@ -444,9 +470,9 @@ pub fn summary_text(page: &Page) -> String {
     out
 }
 
-/// Render the page of `state`'s last `nights` runs to `path` (atomically, mode 0600).
-pub fn write(state: &State, path: &Path, nights: usize) -> Result<()> {
-    let html = render(&load(state, nights)?)?;
+/// Render the `scope` page of `state`'s last `nights` runs to `path` (atomically, mode 0600).
+pub fn write(state: &State, path: &Path, nights: usize, scope: Scope) -> Result<()> {
+    let html = render(&load(state, nights, scope)?)?;
     let mut f = crate::fsutil::AtomicFile::create(path)?;
     std::io::Write::write_all(&mut f, html.as_bytes()).at(path)?;
     f.commit()
@@ -507,6 +533,7 @@ mod tests {
             held_total: 1,
             fleet: Vec::new(),
             server: String::new(),
+            scope: Scope::Fleet,
             fetch: Vec::new(),
             generated: "now".into(),
         };

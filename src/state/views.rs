@@ -1,8 +1,14 @@
 //! What the operator's page (`breach-audit report`) reads of the ledger besides the runs: the owners and
 //! domains carrying most open findings, the notices not delivered yet, the suspensions in force
 //! and the problems applying them.
+//!
+//! Each read is scoped by `on`: `Some(server)` reads that server's rows only, through indexes (its
+//! homes' open findings and the findings of no home, as `findings::open_here`; its suspensions
+//! and problems by their `server`), which is what an audit's page shows; `None` reads the whole
+//! ledger, which is what `report` and the operator's message show.
 
-use super::{NoticeStatus, State, p};
+use super::findings::open_here;
+use super::{NoticeStatus, State, V, p};
 use crate::error::Result;
 use serde::Serialize;
 
@@ -37,50 +43,69 @@ pub struct SuspendedRow {
     pub server: String,
 }
 
-/// What [`State::top_open`] groups open findings by.
-#[derive(Clone, Copy, Debug)]
-pub enum TopBy {
-    Owner,
-    Domain,
-}
-
-impl TopBy {
-    fn column(self) -> &'static str {
-        match self {
-            TopBy::Owner => "owner",
-            TopBy::Domain => "domain",
-        }
-    }
+/// `?1` bound to `server` when scoped to it, nothing bound for the whole ledger.
+fn bind<'a>(on: Option<&'a str>, one: &'a [V<'a>; 1]) -> &'a [V<'a>] {
+    if on.is_some() { one } else { &[] }
 }
 
 impl State {
-    /// The `limit` owners or domains with the most addresses with open findings (then the most
-    /// critical ones).
-    pub fn top_open(&self, by: TopBy, limit: usize) -> Result<Vec<Top>> {
-        let by = by.column();
-        self.db
-            .query(
-                &format!(
-                    "SELECT coalesce({by}, '(none)'), count(DISTINCT address),
-                            count(DISTINCT CASE WHEN severity = 'critical' THEN address END)
-                     FROM findings WHERE resolved_at IS NULL
-                     GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}"
-                ),
-                &[],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(Top {
-                    name: r.get(0)?,
-                    accounts: r.get(1)?,
-                    critical: r.get(2)?,
-                })
-            })
-            .collect()
+    /// The `limit` owners and the `limit` domains with the most addresses with open findings
+    /// (then the most critical ones): on the server `on` (its homes' and the unplaced open
+    /// findings), or in the whole ledger. One statement: the open findings are read once for
+    /// both.
+    pub fn top_open(&self, limit: usize, on: Option<&str>) -> Result<(Vec<Top>, Vec<Top>)> {
+        let open = match on {
+            Some(_) => open_here("f.address, f.owner AS o, f.domain AS d, f.severity", ""),
+            None => "SELECT address, owner AS o, domain AS d, severity FROM findings
+                     WHERE resolved_at IS NULL"
+                .to_string(),
+        };
+        let top = |by: &str| {
+            format!(
+                "SELECT * FROM (SELECT coalesce({by}, '(none)') AS name, count(DISTINCT address) AS n,
+                        count(DISTINCT CASE WHEN severity = 'critical' THEN address END) AS c
+                 FROM x GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT {limit}) t"
+            )
+        };
+        let one = [V::T(on.unwrap_or(""))];
+        let (mut owners, mut domains) = (Vec::new(), Vec::new());
+        for r in self.db.query(
+            &format!(
+                "WITH x AS ({open})
+                 SELECT 0 AS w, name, n, c FROM ({owners}) o
+                 UNION ALL SELECT 1, name, n, c FROM ({domains}) d
+                 ORDER BY 1, 3 DESC, 4 DESC, 2",
+                owners = top("o"),
+                domains = top("d"),
+            ),
+            bind(on, &one),
+        )? {
+            let t = Top {
+                name: r.get(1)?,
+                accounts: r.get(2)?,
+                critical: r.get(3)?,
+            };
+            if r.get::<i64>(0)? == 0 {
+                owners.push(t);
+            } else {
+                domains.push(t);
+            }
+        }
+        Ok((owners, domains))
     }
 
-    /// Notices not delivered yet, held first, then failed, then pending; at most `limit`.
-    pub fn open_notices(&self, limit: usize) -> Result<Vec<OpenNotice>> {
+    /// Notices not delivered yet, held first, then failed, then pending; at most `limit`. On the
+    /// server `on`: the notices naming an account homed there (or homed nowhere), found from the
+    /// open notices (`notices_open`) by primary keys.
+    pub fn open_notices(&self, limit: usize, on: Option<&str>) -> Result<Vec<OpenNotice>> {
+        let here = if on.is_some() {
+            "AND EXISTS (SELECT 1 FROM notice_findings nf WHERE nf.notice_id = notices.id
+                 AND (EXISTS (SELECT 1 FROM homes h WHERE h.address = nf.address AND h.server = ?1)
+                      OR EXISTS (SELECT 1 FROM unplaced u WHERE u.address = nf.address)))"
+        } else {
+            ""
+        };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
@@ -88,14 +113,14 @@ impl State {
                         coalesce(next_attempt, ''),
                         (SELECT group_concat(address, ' ') FROM
                             (SELECT DISTINCT address FROM notice_findings nf WHERE nf.notice_id = notices.id ORDER BY address) x)
-                 FROM notices WHERE status IN {open}
+                 FROM notices WHERE status IN {open} {here}
                  ORDER BY CASE status WHEN {held} THEN 0 WHEN {failed} THEN 1 ELSE 2 END, contact
                  LIMIT {limit}",
                     open = NoticeStatus::sql_list(&NoticeStatus::OPEN),
                     held = NoticeStatus::Held.sql(),
                     failed = NoticeStatus::Failed.sql(),
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| {
@@ -112,15 +137,21 @@ impl State {
             .collect()
     }
 
-    /// Suspensions in force on any server; at most `limit`.
-    pub fn suspensions_in_force(&self, limit: usize) -> Result<Vec<SuspendedRow>> {
+    /// Suspensions in force on the server `on`, or on any server; at most `limit`.
+    pub fn suspensions_in_force(
+        &self,
+        limit: usize,
+        on: Option<&str>,
+    ) -> Result<Vec<SuspendedRow>> {
+        let here = if on.is_some() { "AND server = ?1" } else { "" };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
                     "SELECT address, platform, target, applied_at, server FROM suspensions
-                 WHERE released_at IS NULL ORDER BY address, server, platform LIMIT {limit}"
+                 WHERE released_at IS NULL {here} ORDER BY address, server, platform LIMIT {limit}"
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| {
@@ -143,16 +174,26 @@ impl State {
         )
     }
 
-    /// Problems applying suspensions: (`[server] address` or `address`, the problem); at most
-    /// `limit`.
-    pub fn suspend_problems(&self, limit: usize) -> Result<Vec<(String, String)>> {
+    /// Problems applying suspensions on the server `on`, or on any: (`[server] address` or
+    /// `address`, the problem); at most `limit`.
+    pub fn suspend_problems(
+        &self,
+        limit: usize,
+        on: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let here = if on.is_some() {
+            "WHERE server = ?1"
+        } else {
+            ""
+        };
+        let one = [V::T(on.unwrap_or(""))];
         self.db
             .query(
                 &format!(
                     "SELECT CASE WHEN server = '' THEN '' ELSE '[' || server || '] ' END || address, problem
-                 FROM suspend_problems ORDER BY server, address LIMIT {limit}"
+                 FROM suspend_problems {here} ORDER BY server, address LIMIT {limit}"
                 ),
-                &[],
+                bind(on, &one),
             )?
             .iter()
             .map(|r| Ok((r.get(0)?, r.get(1)?)))
