@@ -127,7 +127,20 @@ pub fn notify(
     opts: &crate::notify::NotifyOptions,
     warn: &Warnings,
 ) -> Result<NotifyRun> {
-    match with_state(at, |state| crate::notify::notify(state, cfg, opts, warn))? {
+    match with_state(at, |state| {
+        let done = crate::notify::notify(state, cfg, opts, warn)?;
+        // A fleet's notices and findings are pruned by its one runner of `notify` (each
+        // audit prunes its own server's rows; on SQLite, these too).
+        if state.shared() && !opts.dry_run {
+            let horizon = crate::state::earlier(at.keep().as_secs());
+            if let Err(e) = state.prune_fleet(&horizon, PRUNE_BUDGET) {
+                warn.warn(format!(
+                    "retention (state_keep) stopped: {e}; the next notify tries again"
+                ));
+            }
+        }
+        Ok(done)
+    })? {
         None => Ok(NotifyRun::Locked(at.dir.join("lock"))),
         Some(o) => Ok(NotifyRun::Done(o)),
     }
@@ -151,6 +164,12 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     let start = Instant::now();
     let started = SystemTime::now();
     check_options(opts)?;
+    if opts.state.keep() < crate::state::SHORT_KEEP {
+        warn.warn(format!(
+            "state_keep {}: below 30 days, the state forgets runs, login verdicts and resolved findings that soon",
+            humantime::format_duration(opts.state.keep())
+        ));
+    }
     fsutil::create_private_dir(&opts.state.dir)?;
     let lock_path = opts.state.dir.join("lock");
     let Some(_lock) = Lock::try_acquire(&lock_path)? else {
@@ -225,6 +244,7 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         suspended: None,
         logins: login_summary,
         fetch: fetched,
+        pruned: None,
     };
     let not_audited = not_audited(&done.issues);
     done.held = first_held(
@@ -239,7 +259,9 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         state.retell_all()?;
     }
     state.record_night(&tonight.night, &run)?;
-    state.save_marks(&outcome.marks, &marks_before, &check_opts.logins.now)?;
+    // Marks of accounts not read tonight are gone only when every source was read whole.
+    let whole = run.complete && opts.domains.is_empty();
+    state.save_marks(&outcome.marks, &marks_before, &check_opts.logins.now, whole)?;
     record_fetch(&mut state, &done)?;
     suspend_and_notify(opts, &mut state, &mut done, warn)?;
     state.tally_last_run()?;
@@ -249,8 +271,40 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
         crate::page::NIGHTS,
         crate::page::Scope::Server,
     )?;
+    // Retention, once the night is recorded (never part of it); run.json says what went.
+    done.pruned = prune(&state, &opts.state, warn);
+    if done.pruned.is_some() {
+        write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
+    }
     done.elapsed = start.elapsed();
     Ok(AuditRun::Done(Box::new(done)))
+}
+
+/// How long retention may take after a night (it goes on the next night).
+const PRUNE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Delete what is past `state_keep`: this server's rows and, on a SQLite state (one server: no
+/// `notify` runs for a fleet), the notices and closed findings too. A failure is a warning: the
+/// night is recorded, and the next one tries again.
+fn prune(state: &State, at: &StateAt, warn: &Warnings) -> Option<crate::state::PruneCounts> {
+    let horizon = crate::state::earlier(at.keep().as_secs());
+    let t = Instant::now();
+    let run = || -> Result<crate::state::PruneCounts> {
+        let mut c = state.prune(&horizon, crate::page::NIGHTS, PRUNE_BUDGET)?;
+        if !state.shared() && !c.unfinished {
+            c.add(&state.prune_fleet(&horizon, PRUNE_BUDGET.saturating_sub(t.elapsed()))?);
+        }
+        Ok(c)
+    };
+    match run() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn.warn(format!(
+                "retention (state_keep) stopped: {e}; the next run tries again"
+            ));
+            None
+        }
+    }
 }
 
 /// Before any work, under the lock: refuse a server whose name another holds, create the

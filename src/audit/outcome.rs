@@ -43,6 +43,8 @@ pub struct AuditOutcome {
     pub logins: crate::state::LoginSummary,
     /// With `[fetch]`: what tonight's fetch did and how old the index's data is.
     pub fetch: Option<fetch::FetchReport>,
+    /// What retention deleted after the night was recorded (`state_keep`; run.json `pruned`).
+    pub pruned: Option<crate::state::PruneCounts>,
 }
 
 /// The one-line summary of a run (what `audit` prints without `--quiet`).

@@ -64,6 +64,7 @@ pub(super) fn write_run(
         "logins": o.logins,
         "fetch": o.fetch,
         "state_retries": crate::state::conflict_retries(),
+        "pruned": o.pruned,
     });
     let mut f = AtomicFile::create(path)?;
     writeln!(f, "{run}").at(path)?;

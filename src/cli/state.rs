@@ -170,6 +170,7 @@ fn migrate(a: MigrateArgs) -> Result<Exit> {
         state_url: Some(to.clone()),
         state_password_file: password_file.clone().map(Into::into),
         server: Some(server.clone()),
+        state_keep: None,
     }
     .need("state migrate")?;
     let source = StateAt::dir(&from);

@@ -370,9 +370,23 @@ const DROP_NIGHT_TABLES: &str = "DROP TABLE IF EXISTS t_pairs; DROP TABLE IF EXI
      DROP TABLE IF EXISTS t_arrived; DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;";
 
 /// Tonight's findings upserted: one resolved is new again (its `first_seen` tonight, not told);
-/// one still open, or retired with its account, keeps its history.
+/// one still open, or retired with its account, keeps its history. An open one seen as it was
+/// is not rewritten (no dead row each night for every finding): its `last_seen` is the last
+/// night it was seen changed (nothing reads it nightly; `state migrate` takes the descriptive
+/// columns of the later one).
 fn upsert_seen(db: &Db, seen: &[Vec<V>]) -> Result<()> {
     let f = episode_open("findings");
+    let changed: Vec<String> = [
+        "domain",
+        "owner",
+        "contact",
+        "severity",
+        "finding",
+        "suspended",
+    ]
+    .iter()
+    .map(|c| format!("findings.{c} IS DISTINCT FROM excluded.{c}"))
+    .collect();
     db.insert_many(
         "INSERT INTO findings (address, kind, domain, owner, contact, severity, finding, suspended, first_seen, last_seen)",
         10,
@@ -385,7 +399,9 @@ fn upsert_seen(db: &Db, seen: &[Vec<V>]) -> Result<()> {
                             THEN findings.first_seen ELSE excluded.first_seen END,
                         told_at = CASE WHEN {f}
                             THEN findings.told_at ELSE NULL END,
-                        resolved_at = NULL, resolved_reason = NULL"
+                        resolved_at = NULL, resolved_reason = NULL
+                     WHERE findings.resolved_at IS NOT NULL OR {}",
+            changed.join(" OR ")
         ),
         seen,
     )

@@ -293,19 +293,39 @@ impl State {
         })
     }
 
-    /// Keep tonight's marks of stored hashes: a new one counts every verdict (nothing says the
-    /// hash changed after a login), a changed one only verdicts from now on.
+    /// Keep tonight's marks of stored hashes, writing only what changed: a new one counts every
+    /// verdict (nothing says the hash changed after a login), a changed one only verdicts from
+    /// now on. After a `complete` run (every source read whole), the marks of accounts marked
+    /// before and not tonight are marked gone (`gone_at`, kept from the first night they were
+    /// missed: retention deletes them past its horizon); one that comes back is present again.
     pub fn save_marks(
         &mut self,
         marks: &[(String, String)],
         before: &HashMap<String, (String, String)>,
         now: &str,
+        complete: bool,
     ) -> Result<()> {
+        // The marks gone before (few: the churn), through the partial index.
+        let was_gone: std::collections::HashSet<String> = self
+            .db
+            .query(
+                "SELECT address FROM hash_marks WHERE server = ?1 AND gone_at IS NOT NULL",
+                p![self.server],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_>>()?;
         let mut up = Vec::new();
         let mut reset = Vec::new();
         for (a, d) in marks {
             let since = match before.get(a) {
-                Some((old, _)) if old == d => continue,
+                // Unchanged: written only to say it is back.
+                Some((old, since)) if old == d => {
+                    if was_gone.contains(a) {
+                        up.push(vec![V::T(a), V::T(d), V::T(since), V::T(&self.server)]);
+                    }
+                    continue;
+                }
                 Some(_) => now,
                 None => "",
             };
@@ -314,6 +334,17 @@ impl State {
                 reset.push(vec![V::T(a), V::T(now), V::T(&self.server)]);
             }
         }
+        let gone: Vec<Vec<V>> = if complete {
+            let tonight: std::collections::HashSet<&str> =
+                marks.iter().map(|(a, _)| a.as_str()).collect();
+            before
+                .keys()
+                .filter(|a| !tonight.contains(a.as_str()) && !was_gone.contains(*a))
+                .map(|a| vec![V::T(a)])
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.db.transaction(|db| {
             db.insert_many(
                 "INSERT INTO hash_marks (address, digest, since, server)",
@@ -327,8 +358,32 @@ impl State {
                 3,
                 "ON CONFLICT (server, address) DO UPDATE SET at = excluded.at",
                 &reset,
-            )
+            )?;
+            if !gone.is_empty() {
+                db.batch("DROP TABLE IF EXISTS t_gone; CREATE TEMP TABLE t_gone (address TEXT PRIMARY KEY)")?;
+                db.insert_many("INSERT INTO t_gone (address)", 1, "ON CONFLICT DO NOTHING", &gone)?;
+                db.execute(
+                    "UPDATE hash_marks SET gone_at = ?2
+                      WHERE server = ?1 AND gone_at IS NULL AND address IN (SELECT address FROM t_gone)",
+                    p![self.server, now],
+                )?;
+                db.batch("DROP TABLE t_gone")?;
+            }
+            Ok(())
         })
+    }
+
+    /// This server's marks of stored hashes: address, digest, gone_at (for tests).
+    #[cfg(test)]
+    pub(crate) fn marks(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        self.db
+            .query(
+                "SELECT address, digest, gone_at FROM hash_marks WHERE server = ?1 ORDER BY address",
+                p![self.server],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
     }
 
     /// Refusals recorded by `serve` since `since` (of accounts living here), and the hook's

@@ -41,6 +41,7 @@ mod meta;
 mod migrate;
 mod notices;
 mod rename;
+mod retention;
 mod runs;
 mod schema;
 mod suspensions;
@@ -58,6 +59,7 @@ pub use logins::{LoginSource, LoginSummary, ServeReport};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use notices::refresh_notices;
 pub use notices::{DueNotice, NoticeRow, NoticeStatus, Refusal};
+pub use retention::PruneCounts;
 #[cfg(test)]
 pub use runs::AfterRun;
 pub use runs::{HomeRow, NotAudited, RecordedRun, RunRow};
@@ -117,9 +119,27 @@ pub struct StateAt {
     /// refused at open, and a run records it under the name. `None` for commands that only
     /// read (`report`) or move the state (`state migrate`, `state claim`).
     pub identity: Option<Identity>,
+    /// How long what no later night needs is kept (`state_keep`; [`DEFAULT_KEEP`]): the
+    /// horizon of [`State::prune`]. Zero (as `Default` makes it) means the default.
+    pub keep: std::time::Duration,
 }
 
+/// The default of `state_keep`: 400 days (a year of nights, and a month more).
+pub const DEFAULT_KEEP: std::time::Duration = std::time::Duration::from_secs(400 * 24 * 3600);
+
+/// Below this `state_keep` is warned about: 30 days.
+pub const SHORT_KEEP: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 impl StateAt {
+    /// The retention horizon's age ([`StateAt::keep`], or the default when unset).
+    pub fn keep(&self) -> std::time::Duration {
+        if self.keep.is_zero() {
+            DEFAULT_KEEP
+        } else {
+            self.keep
+        }
+    }
+
     /// The SQLite state in `dir`, for one unnamed server.
     pub fn dir(dir: &Path) -> StateAt {
         StateAt {

@@ -293,7 +293,8 @@ pub(super) fn tally_fleet_notices(db: &Db) -> Result<()> {
 }
 
 /// Where each account read tonight lives (`t_addr`, `t_homes`), replacing what was recorded
-/// here. One with a history that arrives here from another server is a move: from where it
+/// here (only what changed is written: a home's `seen_at` is when it was first recorded, or
+/// its owner last changed). One with a history that arrives here from another server is a move: from where it
 /// still is (that server lets it go on its next run), or completing a departure that server
 /// recorded. Accounts neither read tonight nor on record are forgotten here.
 pub(super) fn record_homes(
@@ -339,21 +340,30 @@ pub(super) fn record_homes(
         "DELETE FROM unplaced WHERE address IN (SELECT address FROM t_addr)",
         &[],
     )?;
+    // Written on change only (an unchanged home is not rewritten: no dead rows each night):
+    // the homes of accounts read tonight that are no longer theirs go, new ones come, an
+    // owner that changed is updated.
     db.execute(
-        "DELETE FROM homes WHERE server = ?1 AND address IN (SELECT address FROM t_addr)",
+        "DELETE FROM homes WHERE server = ?1 AND address IN (SELECT address FROM t_addr)
+            AND NOT EXISTS (SELECT 1 FROM t_homes t WHERE t.address = homes.address
+                              AND t.kind = homes.kind AND t.location = homes.location)",
         p![server],
     )?;
     db.execute(
         "INSERT INTO homes (address, server, kind, location, owner, seen_at)
-                 SELECT address, ?1, kind, location, owner, ?2 FROM t_homes",
+                 SELECT address, ?1, kind, location, owner, ?2 FROM t_homes WHERE true
+         ON CONFLICT (address, server, kind, location) DO UPDATE
+            SET owner = excluded.owner, seen_at = excluded.seen_at
+          WHERE homes.owner IS DISTINCT FROM excluded.owner",
         p![server, now],
     )?;
     // Accounts neither read tonight nor on record: where they lived no longer matters.
     db.execute(
-        "DELETE FROM homes WHERE server = ?1 AND seen_at < ?2
+        "DELETE FROM homes WHERE server = ?1
+                   AND address NOT IN (SELECT address FROM t_addr)
                    AND NOT EXISTS (SELECT 1 FROM findings f
                                     WHERE f.address = homes.address AND f.resolved_at IS NULL)",
-        p![server, now],
+        p![server],
     )?;
     Ok(())
 }

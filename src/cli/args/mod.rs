@@ -157,6 +157,16 @@ crate::options! {
         /// suspensions are recorded under it. Required with `state_url`.
         #[arg(long, value_name = "NAME")]
         pub(crate) server: Option<String>,
+        /// How long the state keeps what no later night needs (config: `state_keep = "400d"`;
+        /// default 400d, at least 1s; below 30d is warned about): runs (the page's last 90 and
+        /// the last one are always kept), login verdicts and hash marks of accounts long gone,
+        /// released suspensions, finished moves, sent notices and findings resolved by a
+        /// password change. Open findings, retired ones (a returning account is never told
+        /// twice), open notices and active suspensions are never deleted. Applied after each
+        /// night in small batches (`run.json` `pruned`); a fleet's notices and findings by
+        /// `notify`.
+        #[arg(long, value_name = "AGE")]
+        pub(crate) state_keep: Option<values::Duration>,
     }
 }
 
@@ -195,6 +205,7 @@ impl StateArgs {
             password_file: self.state_password_file.map(PathBuf::from),
             server,
             identity: None,
+            keep: state_keep(self.state_keep)?,
         })
     }
 }
@@ -210,6 +221,17 @@ pub(crate) fn check_server_name(server: &str) -> Result<()> {
         Err(Error::Usage(format!(
             "server {server:?}: use letters, digits, '-', '_' and '.' only"
         )))
+    }
+}
+
+/// `state_keep`, or its default ([`crate::state::DEFAULT_KEEP`]); zero is refused.
+fn state_keep(v: Option<values::Duration>) -> Result<std::time::Duration> {
+    match v {
+        None => Ok(crate::state::DEFAULT_KEEP),
+        Some(d) if d.0.is_zero() => Err(Error::Usage(
+            "state_keep 0: the state must keep at least the last night; give an age such as \"400d\" (the default)".into(),
+        )),
+        Some(d) => Ok(d.0),
     }
 }
 
