@@ -24,6 +24,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# tests/fleet_pooled.rs: the shared state behind a transaction-mode pooler.
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 # tests/no_openssl.rs reads the binary's linked libraries with ldd.
 command -v ldd >/dev/null 2>&1 || missing+=(libc-bin)

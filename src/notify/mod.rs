@@ -124,6 +124,8 @@ pub struct NotifyOutcome {
     pub would_send: Vec<(String, usize)>,
     /// Another server of the fleet is delivering (one runner at a time): nothing done here.
     pub busy: bool,
+    /// With `busy`: who holds the delivery lease and until when (seconds since the epoch).
+    pub busy_by: Option<(String, i64)>,
 }
 
 impl NotifyOutcome {
@@ -136,9 +138,18 @@ impl NotifyOutcome {
 impl std::fmt::Display for NotifyOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.busy {
+            let Some((holder, until)) = &self.busy_by else {
+                return write!(
+                    f,
+                    "another server of the fleet is delivering (one at a time); nothing sent here"
+                );
+            };
+            let until = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(*until).unwrap_or(0));
             return write!(
                 f,
-                "another server of the fleet is delivering (one at a time); nothing sent here"
+                "another server of the fleet is delivering (one at a time: {holder} holds the delivery lease until {}); nothing sent here",
+                humantime::format_rfc3339_seconds(until)
             );
         }
         write!(
@@ -171,6 +182,48 @@ struct Run<'a> {
     transport: Option<Transport>,
     /// The sender's domain, for Message-IDs.
     domain: String,
+    /// This run's delivery lease token (16 random bytes, hex).
+    token: String,
+    /// When the lease was last taken or renewed.
+    renewed: std::cell::Cell<std::time::Instant>,
+}
+
+/// How long the delivery lease lasts past its last renewal: well over a send's worst case (the
+/// SMTP transport's 30 s timeout, twice).
+const LEASE_TTL: u64 = 300;
+
+/// How often a delivering run renews its lease (before a send, once this much has passed).
+const LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A fresh lease token: 16 random bytes, hex (the time and process id where the system has no
+/// randomness to give: still unique to this run).
+fn lease_token() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        b[..8].copy_from_slice(&t.to_le_bytes());
+        b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+/// Renew the delivery lease before a send once [`LEASE_RENEW`] has passed: an error when another
+/// server holds it now (this run stops before sending what that one may send too).
+fn keep_lease(state: &State, run: &Run) -> Result<()> {
+    if run.renewed.get().elapsed() < LEASE_RENEW {
+        return Ok(());
+    }
+    if let Some(who) = state.renew_delivery_lease(&run.token, LEASE_TTL)? {
+        return Err(Error::State {
+            path: state.path().to_path_buf(),
+            msg: format!("delivery lease lost to {who}"),
+        });
+    }
+    run.renewed.set(std::time::Instant::now());
+    Ok(())
 }
 
 /// Deliver the open notices that are due, then the operator's message.
@@ -207,20 +260,24 @@ pub fn notify(
         templates,
         transport,
         domain,
+        token: lease_token(),
+        renewed: std::cell::Cell::new(std::time::Instant::now()),
     };
     let mut out = NotifyOutcome::default();
     // One runner at a time across the fleet (the state directory's lock already makes it so
-    // for one server): the lock is the connection's, released when it ends or below.
-    if !state.try_lock_delivery()? {
+    // for one server): a lease row, renewed while delivering, released below (or expired).
+    if let Some(by) = state.take_delivery_lease(&run.token, LEASE_TTL)? {
         out.busy = true;
+        out.busy_by = Some(by);
         return Ok(out);
     }
+    run.renewed.set(std::time::Instant::now());
     let r = deliver(state, &run, &mut out);
-    state.unlock_delivery()?;
+    state.release_delivery_lease(&run.token)?;
     r.map(|()| out)
 }
 
-/// Deliver, holding the fleet's delivery lock.
+/// Deliver, holding the fleet's delivery lease.
 fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> {
     let (cfg, opts) = (run.cfg, run.opts);
     let max_attempts = cfg.max_attempts.unwrap_or(5).max(1);
@@ -254,6 +311,7 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
             out.would_send.push((due.contact.clone(), addresses.len()));
             continue;
         };
+        keep_lease(state, run)?;
         match t.send(&msg, &id) {
             Ok(()) => state
                 .mark_sent(due.id, &named, &id, cfg.via.unwrap_or(Via::Sendmail).name())
@@ -483,6 +541,7 @@ fn operator_message(state: &State, run: &Run, out: &mut NotifyOutcome) -> Result
     let Some(t) = &run.transport else {
         return Ok(());
     };
+    keep_lease(state, run)?;
     if let Err(why) = t.send(&msg, &id) {
         warn.warn(format!("operator message not delivered: {why}"));
         out.operator_failed = true;

@@ -189,10 +189,10 @@ impl StateAt {
     }
 }
 
-/// Advisory lock keys (PostgreSQL): the notices (one writer of what is owed at a time) and the
-/// delivery (one `notify` runner fleet-wide). Arbitrary constants, unique to breach-audit.
+/// Advisory lock key (PostgreSQL): the notices (one writer of what is owed at a time; the
+/// one `notify` runner fleet-wide is a lease row, [`State::take_delivery_lease`]). An arbitrary
+/// constant, unique to breach-audit.
 const NOTICES_LOCK: i64 = 0x6272_6561_6368_0001;
-const NOTIFY_LOCK: i64 = 0x6272_6561_6368_0002;
 
 impl State {
     /// The SQLite file, or the URL without its password.

@@ -3,7 +3,7 @@
 //! runs against the state is a method here; the transaction and retry helpers are the state's
 //! own ([`super::db`]).
 
-use super::{Db, Engine, FindingKind, NOTICES_LOCK, NOTIFY_LOCK, State, ToV, V, later, now, p};
+use super::{Db, Engine, FindingKind, NOTICES_LOCK, State, ToV, V, later, now, p};
 use crate::error::Result;
 
 /// Where a notice stands (`notices.status`; the strings are stored, so they never change).
@@ -110,6 +110,9 @@ pub struct NoticeRow {
     pub outbound_suspended: bool,
 }
 
+/// The `leases` row of the fleet's one `notify` runner.
+const DELIVERY_LEASE: &str = "notify";
+
 /// What a refused delivery leaves: the notice retried later, or held.
 #[derive(Clone, Debug)]
 pub struct Refusal<'a> {
@@ -122,15 +125,47 @@ pub struct Refusal<'a> {
 }
 
 impl State {
-    /// Take the fleet's delivery lock (one `notify` at a time; the connection's, released by
-    /// [`State::unlock_delivery`] or when it ends): false when another server holds it.
-    pub fn try_lock_delivery(&self) -> Result<bool> {
-        self.db.try_lock(NOTIFY_LOCK)
+    /// Take the fleet's delivery lease (one `notify` at a time) for `ttl_s` seconds with
+    /// `token`, as this server: `None` when taken, or who holds it and until when (seconds
+    /// since the epoch). A lease row with an expiry on the database's clock, not a session
+    /// lock, so it works through a transaction-mode pooler and a runner that died frees it
+    /// when it expires. On SQLite the state directory's lock already decides: always taken.
+    pub fn take_delivery_lease(&self, token: &str, ttl_s: u64) -> Result<Option<(String, i64)>> {
+        if self.db.engine() == Engine::Sqlite {
+            return Ok(None);
+        }
+        let holder = if self.server.is_empty() {
+            "a server without a name"
+        } else {
+            &self.server
+        };
+        if self.db.take_lease(DELIVERY_LEASE, holder, token, ttl_s)? {
+            return Ok(None);
+        }
+        // Released since: say so as held by no one until now (the next run takes it).
+        Ok(Some(
+            self.db.lease_holder(DELIVERY_LEASE)?.unwrap_or_default(),
+        ))
     }
 
-    /// Release the lock of [`State::try_lock_delivery`].
-    pub fn unlock_delivery(&self) -> Result<()> {
-        self.db.unlock(NOTIFY_LOCK)
+    /// Extend the delivery lease of `token` to `ttl_s` seconds from now: `None` when done, or
+    /// who holds it now when it is no longer this token's.
+    pub fn renew_delivery_lease(&self, token: &str, ttl_s: u64) -> Result<Option<String>> {
+        if self.db.engine() == Engine::Sqlite
+            || self.db.renew_lease(DELIVERY_LEASE, token, ttl_s)?
+        {
+            return Ok(None);
+        }
+        let who = self.db.lease_holder(DELIVERY_LEASE)?.map(|(h, _)| h);
+        Ok(Some(who.unwrap_or_else(|| "no one (released)".into())))
+    }
+
+    /// Give up the delivery lease of `token`.
+    pub fn release_delivery_lease(&self, token: &str) -> Result<()> {
+        if self.db.engine() == Engine::Sqlite {
+            return Ok(());
+        }
+        self.db.release_lease(DELIVERY_LEASE, token)
     }
 
     /// Open notices still to deliver (pending or failed, whether due or not).

@@ -698,3 +698,128 @@ impl Drop for Slapd {
 fn enc(p: &Path) -> String {
     p.display().to_string().replace('/', "%2F")
 }
+
+/// A real PgBouncer (Debian's) in front of a [`Postgres`] in *transaction* mode, one backend
+/// per (database, role) pool (`default_pool_size = 1`), so clients of one role share a backend
+/// and each transaction may land on whichever is free: what a fleet behind a pooler does. On a
+/// unix socket in a temporary directory (port 6432 names the socket), run as `postgres` under
+/// root (PgBouncer refuses root too), killed on drop.
+pub struct PgBouncer {
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PgBouncer {
+    /// Pool database `ledger` of `pg` for `users` (role, password): the userlist holds the
+    /// plain passwords, so PgBouncer both checks its clients by SCRAM and logs in to
+    /// PostgreSQL by SCRAM.
+    pub fn start(pg: &Postgres, users: &[(&str, &str)]) -> PgBouncer {
+        let bin = Path::new("/usr/sbin/pgbouncer");
+        assert!(
+            bin.exists(),
+            "PgBouncer not found at /usr/sbin/pgbouncer: install Debian's pgbouncer (scripts/test.sh does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let d = dir.path();
+        let port = 6432;
+        let userlist: String = users
+            .iter()
+            .map(|(u, p)| format!("\"{u}\" \"{}\"\n", p.replace('"', "\"\"")))
+            .collect();
+        std::fs::write(d.join("userlist.txt"), userlist).unwrap();
+        let ini = format!(
+            "[databases]\n\
+             ledger = host={sock} port={pgport} dbname=ledger\n\
+             [pgbouncer]\n\
+             listen_addr =\n\
+             unix_socket_dir = {dir}\n\
+             listen_port = {port}\n\
+             auth_type = scram-sha-256\n\
+             auth_file = {dir}/userlist.txt\n\
+             pool_mode = transaction\n\
+             default_pool_size = 1\n\
+             max_client_conn = 100\n\
+             server_reset_query =\n\
+             ignore_startup_parameters = extra_float_digits\n\
+             logfile = {dir}/log\n\
+             pidfile = {dir}/pid\n",
+            sock = pg.socket_dir().display(),
+            pgport = pg.port,
+            dir = d.display(),
+        );
+        std::fs::write(d.join("pgbouncer.ini"), ini).unwrap();
+        std::fs::write(d.join("log"), "").unwrap();
+        if is_root() {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(d),
+                "chown",
+            );
+        }
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let child = c
+            .arg(d.join("pgbouncer.ini"))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("stderr")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("pgbouncer: {e} (scripts/test.sh installs it)"));
+        let mut b = PgBouncer { dir, child, port };
+        let sock = b.dir.path().join(format!(".s.PGSQL.{port}"));
+        let t = std::time::Instant::now();
+        while !sock.exists() {
+            if let Ok(Some(st)) = b.child.try_wait() {
+                panic!(
+                    "pgbouncer exited ({st}): {}\n{}",
+                    std::fs::read_to_string(b.dir.path().join("stderr")).unwrap_or_default(),
+                    std::fs::read_to_string(b.dir.path().join("log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "pgbouncer did not start: {}",
+                std::fs::read_to_string(b.dir.path().join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        b.port = port;
+        b
+    }
+
+    /// The URL breach-audit is given for database `db` as `role` through the bouncer (no
+    /// password: it comes from the file).
+    pub fn url(&self, db: &str, role: &str) -> String {
+        let sock = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://{role}@{sock}:{}/{db}", self.port)
+    }
+
+    /// PgBouncer's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        // The daemon itself (runuser may not pass the signal on), then its parent.
+        if let Some(pid) = std::fs::read_to_string(self.dir.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

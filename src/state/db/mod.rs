@@ -18,7 +18,8 @@
 //! PostgreSQL's are READ COMMITTED with row locks; a serialization failure or a deadlock
 //! (SQLSTATE 40001, 40P01) rolls back and runs the whole step again (at most 8 times, with a
 //! growing pause), so concurrent servers lose nothing and count nothing twice. What must be one
-//! at a time fleet-wide takes an advisory lock ([`Db::lock_xact`], [`Db::try_lock`]).
+//! at a time fleet-wide takes an advisory lock for the transaction ([`Db::lock_xact`]), or a
+//! lease row with an expiry on the database's clock ([`Db::take_lease`]) for longer.
 
 mod postgres;
 mod sqlite;
@@ -265,21 +266,70 @@ impl Db {
         Ok(())
     }
 
-    /// Try to take the fleet-wide lock `key` for this connection's life (PostgreSQL; on SQLite
-    /// the state directory's lock file already decides): false when another holds it.
-    pub(crate) fn try_lock(&self, key: i64) -> Result<bool> {
+    /// Now on the database's clock, in seconds since the epoch, as SQL: one clock for every
+    /// server of a fleet, whatever their own say.
+    fn epoch_sql(&self) -> &'static str {
         match self.engine() {
-            Engine::Sqlite => Ok(true),
-            Engine::Postgres => self.value("SELECT pg_try_advisory_lock(?1)", p![key]),
+            Engine::Sqlite => "CAST(strftime('%s','now') AS INTEGER)",
+            Engine::Postgres => "CAST(extract(epoch FROM now()) AS BIGINT)",
         }
     }
 
-    /// Release a lock taken with [`Db::try_lock`].
-    pub(crate) fn unlock(&self, key: i64) -> Result<()> {
-        if self.engine() == Engine::Postgres {
-            self.query("SELECT pg_advisory_unlock(?1)", p![key])?;
+    /// Take the lease `name` for `ttl_s` seconds as `holder` with `token` (its own statement,
+    /// so its own short transaction: a lease outlives no session, so it works through a
+    /// transaction-mode pooler): false while another token holds it unexpired. Taking it
+    /// again with the same token extends it.
+    pub(crate) fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        token: &str,
+        ttl_s: u64,
+    ) -> Result<bool> {
+        let now = self.epoch_sql();
+        let n = self.execute(
+            &format!(
+                "INSERT INTO leases (name, holder, token, expires) VALUES (?1, ?2, ?3, {now} + ?4)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, token = excluded.token,
+                 expires = excluded.expires
+                 WHERE leases.expires < {now} OR leases.token = excluded.token"
+            ),
+            p![name, holder, token, ttl_s],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Extend the lease `name` held with `token` to `ttl_s` seconds from now: false when it is
+    /// no longer this token's (it expired and another took it, or it was released).
+    pub(crate) fn renew_lease(&self, name: &str, token: &str, ttl_s: u64) -> Result<bool> {
+        let n = self.execute(
+            &format!(
+                "UPDATE leases SET expires = {} + ?3 WHERE name = ?1 AND token = ?2",
+                self.epoch_sql()
+            ),
+            p![name, token, ttl_s],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Give up the lease `name` if `token` still holds it.
+    pub(crate) fn release_lease(&self, name: &str, token: &str) -> Result<()> {
+        self.execute(
+            "DELETE FROM leases WHERE name = ?1 AND token = ?2",
+            p![name, token],
+        )
+        .map(|_| ())
+    }
+
+    /// Who holds the lease `name` and until when (seconds since the epoch), expired or not.
+    pub(crate) fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {
+        match self.query_opt(
+            "SELECT holder, expires FROM leases WHERE name = ?1",
+            p![name],
+        )? {
+            Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+            None => Ok(None),
         }
-        Ok(())
     }
 
     /// The schema steps applied.
@@ -365,5 +415,43 @@ mod tests {
         assert!(failed.is_err());
         let n: i64 = db.value("SELECT count(*) FROM t", &[]).unwrap();
         assert_eq!(n, 2, "the failed step left nothing");
+    }
+
+    #[test]
+    fn a_lease_is_one_tokens_until_it_expires_or_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::sqlite(&dir.path().join("x.sqlite")).unwrap();
+        db.batch("CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, token TEXT NOT NULL, expires INTEGER NOT NULL)")
+            .unwrap();
+        assert!(db.take_lease("notify", "london", "t1", 300).unwrap());
+        // Another token is refused while it is valid; the holder's own renews.
+        assert!(!db.take_lease("notify", "paris", "t2", 300).unwrap());
+        assert!(!db.renew_lease("notify", "t2", 300).unwrap());
+        assert!(db.renew_lease("notify", "t1", 300).unwrap());
+        assert!(db.take_lease("notify", "london", "t1", 300).unwrap());
+        let (holder, expires) = db.lease_holder("notify").unwrap().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert_eq!(holder, "london");
+        assert!(
+            (now + 295..=now + 305).contains(&expires),
+            "{expires} {now}"
+        );
+        // Releasing with another token does nothing.
+        db.release_lease("notify", "t2").unwrap();
+        assert!(!db.take_lease("notify", "paris", "t2", 300).unwrap());
+        // Expired: anyone may take it, and the old token's renewal then fails.
+        db.execute("UPDATE leases SET expires = ?1", p![now - 1])
+            .unwrap();
+        assert!(db.take_lease("notify", "paris", "t2", 300).unwrap());
+        assert_eq!(db.lease_holder("notify").unwrap().unwrap().0, "paris");
+        assert!(!db.renew_lease("notify", "t1", 300).unwrap());
+        db.release_lease("notify", "t1").unwrap();
+        assert!(db.lease_holder("notify").unwrap().is_some());
+        db.release_lease("notify", "t2").unwrap();
+        assert!(db.lease_holder("notify").unwrap().is_none());
+        assert!(db.take_lease("notify", "berlin", "t3", 300).unwrap());
     }
 }

@@ -1,17 +1,20 @@
-//! The PostgreSQL side of [`super::Db`]: connecting (TLS as libpq reads it), prepared statements
-//! kept by their text, errors sorted into conflicts, lost connections and the rest, and the
-//! SQL rewrite (`?N` -> `$N`, `group_concat` -> `string_agg`, schema steps' integer types).
+//! The PostgreSQL side of [`super::Db`]: connecting (TLS as libpq reads it), unnamed statements,
+//! errors sorted into conflicts, lost connections and the rest, and the SQL rewrite (`?N` ->
+//! `$N`, `group_concat` -> `string_agg`, schema steps' integer types).
+//!
+//! Every statement is unnamed: parse, bind, describe and execute go in one message (the
+//! extended protocol's `query_typed`), its parameters of type `unknown`, sent as text, so the
+//! server infers each type as it would for an untyped literal. Nothing outlives a statement, so
+//! a transaction-mode pooler (PgBouncer) may hand the next one to another backend; a named
+//! prepared statement (`s3`) would collide there with another client's.
 
 use super::{Cell, Row, V};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// An open PostgreSQL connection and its prepared statements.
+/// An open PostgreSQL connection.
 pub(super) struct Pg {
     client: Box<postgres::Client>,
-    /// Prepared statements by their (translated) text.
-    stmts: HashMap<String, postgres::Statement>,
 }
 
 /// A PostgreSQL error and its causes, with the server's SQLSTATE words.
@@ -100,16 +103,26 @@ pub(super) fn schema_for_postgres(step: &str) -> String {
 }
 
 mod pg_types {
-    //! Binding by the type the server inferred; reading any type as a [`Cell`].
+    //! Binding as text for the server to read by the type it inferred (a parameter sent as
+    //! `unknown`), or binary for a declared type; reading any type as a [`Cell`].
     use super::{Cell, V};
-    use bytes::BytesMut;
-    use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+    use bytes::{BufMut, BytesMut};
+    use postgres::types::{Format, FromSql, IsNull, ToSql, Type, to_sql_checked};
     type Bad = Box<dyn std::error::Error + Sync + Send>;
 
     impl ToSql for V<'_> {
         fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Bad> {
             match self {
                 V::Null => Ok(IsNull::Yes),
+                // Text the server parses as the type it inferred: `7`, `1`/`0` for a bool.
+                V::I(i) if *ty == Type::UNKNOWN => {
+                    out.put_slice(i.to_string().as_bytes());
+                    Ok(IsNull::No)
+                }
+                V::T(s) if *ty == Type::UNKNOWN => {
+                    out.put_slice(s.as_bytes());
+                    Ok(IsNull::No)
+                }
                 V::I(i) => match *ty {
                     Type::INT8 => i.to_sql(ty, out),
                     Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
@@ -127,6 +140,13 @@ mod pg_types {
         }
         fn accepts(_: &Type) -> bool {
             true
+        }
+        fn encode_format(&self, ty: &Type) -> Format {
+            if *ty == Type::UNKNOWN {
+                Format::Text
+            } else {
+                Format::Binary
+            }
         }
         to_sql_checked!();
     }
@@ -169,6 +189,20 @@ pub(super) fn pg_err(label: &Path, e: &postgres::Error) -> Error {
     Error::StateRetry { path, msg, cause }
 }
 
+/// Each parameter typed `unknown` (sent as text): the server infers its type from the
+/// statement, as it does for an untyped literal (and as `prepare` without types did).
+fn untyped<'a>(
+    params: &'a [V<'a>],
+) -> Vec<(
+    &'a (dyn postgres::types::ToSql + Sync),
+    postgres::types::Type,
+)> {
+    params
+        .iter()
+        .map(|p| (p as _, postgres::types::Type::UNKNOWN))
+        .collect()
+}
+
 impl Pg {
     /// The PostgreSQL database at `url` (its password, if any, from `password`), TLS as libpq
     /// reads `sslmode` and `sslrootcert` ([`crate::pgtls`]); with the label errors name (the
@@ -206,44 +240,22 @@ impl Pg {
         })?;
         let pg = Pg {
             client: Box::new(client),
-            stmts: HashMap::new(),
         };
         Ok((pg, label))
     }
 
-    /// The prepared statement of `sql` (already translated).
-    fn stmt(&mut self, sql: &str, label: &Path) -> Result<postgres::Statement> {
-        if let Some(s) = self.stmts.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql).map_err(|e| pg_err(label, &e))?;
-        if self.stmts.len() > 256 {
-            self.stmts.clear();
-        }
-        self.stmts.insert(sql.to_string(), s.clone());
-        Ok(s)
-    }
-
     /// Run one statement; the rows it changed.
     pub(super) fn execute(&mut self, sql: &str, params: &[V], label: &Path) -> Result<u64> {
-        let sql = to_postgres(sql);
-        let st = self.stmt(&sql, label)?;
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as _).collect();
         self.client
-            .execute(&st, &refs)
+            .execute_typed(&to_postgres(sql), &untyped(params))
             .map_err(|e| pg_err(label, &e))
     }
 
     /// Run a query; all its rows.
     pub(super) fn query(&mut self, sql: &str, params: &[V], label: &Path) -> Result<Vec<Row>> {
-        let sql = to_postgres(sql);
-        let st = self.stmt(&sql, label)?;
-        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as _).collect();
         let rows = self
             .client
-            .query(&st, &refs)
+            .query_typed(&to_postgres(sql), &untyped(params))
             .map_err(|e| pg_err(label, &e))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {

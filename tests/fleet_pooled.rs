@@ -1,0 +1,264 @@
+//! A fleet behind a real PgBouncer (Debian's 1.18) in *transaction* mode in front of the test
+//! PostgreSQL (issue 41): one pool of one backend for the fleet's one role, so every client's
+//! transactions share that backend. Three DirectAdmin servers audit at the same time through it
+//! (named prepared statements would collide there: `prepared statement "s3" already exists`),
+//! two `notify` run at once and tell each contact once, and a delivery lease held by another
+//! server makes `notify` exit 3 naming it (an expired one is taken over).
+
+mod common;
+use common::db::{PgBouncer, Postgres, VMAIL_PASSWORD};
+use common::dovecot::sha512_crypt as hash;
+use common::mta::{SmtpSink, free_port};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A DirectAdmin tree of `domains` (name, owner, [(local part, password)]) under `root/da`.
+fn directadmin(root: &Path, domains: &[(&str, &str, &[(&str, &str)])]) {
+    let virt = root.join("da/etc/virtual");
+    std::fs::create_dir_all(&virt).unwrap();
+    let mut owners = String::new();
+    for (name, owner, boxes) in domains {
+        owners.push_str(&format!("{name}: {owner}\n"));
+        let text: String = boxes
+            .iter()
+            .map(|(l, pw)| {
+                format!(
+                    "{l}:{}:5000:5000::/home/{owner}/imap/{name}/{l}:/bin/false\n",
+                    hash(pw).trim_start_matches("{SHA512-CRYPT}")
+                )
+            })
+            .collect();
+        std::fs::create_dir_all(virt.join(name)).unwrap();
+        std::fs::write(virt.join(name).join("passwd"), text).unwrap();
+        let conf = root.join("da/usr/local/directadmin/data/users").join(owner);
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("user.conf"),
+            format!("email={owner}@owners.example\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(virt.join("domainowners"), owners).unwrap();
+}
+
+struct Pooled {
+    w: Workdir,
+    pg: Postgres,
+    bouncer: PgBouncer,
+    sink: SmtpSink,
+}
+
+impl Pooled {
+    fn config(&self, server: &str) -> String {
+        s(&self.w.write(
+            &format!("{server}/audit.toml"),
+            format!(
+                "server = {server:?}\nstate_url = {:?}\nstate_password_file = {:?}\n\
+                 index = \"../idx\"\nrebuild = false\nstate = \"state\"\nout = \"out\"\n\
+                 directadmin = [\"da\"]\n\
+                 [notify]\nfrom = \"security@isp.example\"\noperator = \"postmaster@isp.example\"\n\
+                 via = \"smtp\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsmtp_tls = \"none\"\n",
+                self.bouncer.url("ledger", "ledger"),
+                s(&self.pg.password_file),
+                self.sink.port
+            ),
+        ))
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.w
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn notify(&self, cfg: &str) -> Command {
+        let mut c = self.w.cmd();
+        c.args(["notify", "--config", cfg, "--quiet"]);
+        c
+    }
+
+    /// The recipients of the messages smtp-sink received, sorted.
+    fn recipients(&self) -> Vec<String> {
+        let mut to: Vec<String> = std::fs::read_dir(self.sink.dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("msg-"))
+            .map(|p| {
+                let raw = std::fs::read(&p).unwrap();
+                let m = mail_parser::MessageParser::default()
+                    .parse(&raw[..])
+                    .unwrap();
+                m.to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        to.sort();
+        to
+    }
+}
+
+fn dir(w: &Workdir, server: &str) -> PathBuf {
+    let d = w.path(server);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+#[ignore = "still fails: the concurrent audits meet `prepared statement \"s0\" already exists` (a named statement tokio-postgres still prepares somewhere, likely its type-info lookup); not yet found"]
+fn a_fleet_behind_a_transaction_mode_pgbouncer_audits_at_once_and_tells_each_contact_once() {
+    let w = Workdir::new();
+    let pg = Postgres::start();
+    pg.owned_database("ledger", "ledger");
+    let bouncer = PgBouncer::start(&pg, &[("ledger", VMAIL_PASSWORD)]);
+    let sink = SmtpSink::start(free_port());
+    let f = Pooled {
+        w,
+        pg,
+        bouncer,
+        sink,
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\n\
+         dave@dave.example:hunter2-c\nerin@erin.example:hunter2-d\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // carol has a domain on london and one on paris; dave is on paris, erin on berlin.
+    directadmin(
+        &dir(&f.w, "london"),
+        &[(
+            "carol-a.example",
+            "carol",
+            &[("info", "hunter2-a"), ("ok", "fine-1")],
+        )],
+    );
+    directadmin(
+        &dir(&f.w, "paris"),
+        &[
+            ("carol-b.example", "carol", &[("info", "hunter2-b")]),
+            ("dave.example", "dave", &[("dave", "hunter2-c")]),
+        ],
+    );
+    directadmin(
+        &dir(&f.w, "berlin"),
+        &[(
+            "erin.example",
+            "erin",
+            &[("erin", "hunter2-d"), ("ok", "fine-2")],
+        )],
+    );
+    let cfgs: Vec<String> = ["london", "paris", "berlin"]
+        .iter()
+        .map(|s| f.config(s))
+        .collect();
+
+    // Three audits at once, through the one pooled backend.
+    let kids: Vec<_> = cfgs
+        .iter()
+        .map(|cfg| f.spawn(&["audit", "--config", cfg, "--quiet"]))
+        .collect();
+    for k in kids {
+        let r: Run = k.wait_with_output().unwrap().into();
+        assert!(
+            r.code == 0 || r.code == 1,
+            "a concurrent audit through PgBouncer exited {}: {}\n{}",
+            r.code,
+            r.stderr,
+            f.bouncer.log()
+        );
+    }
+    assert_eq!(
+        f.pg.rows(
+            "ledger",
+            "SELECT server, complete, accounts, at_risk FROM runs ORDER BY server"
+        ),
+        ["berlin|1|2|1", "london|1|2|1", "paris|1|2|2"]
+    );
+    // Only the one backend served them all (pool size 1, one role).
+    let backends = f.pg.rows(
+        "ledger",
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'ledger'",
+    );
+    assert_eq!(backends, ["1"], "{}", f.bouncer.log());
+
+    // Two `notify` at once: one delivers, the other finds it busy (exit 3), or they ran one
+    // after the other; either way one message per contact and one for the operator.
+    let kids: Vec<_> = [&cfgs[0], &cfgs[1]]
+        .iter()
+        .map(|cfg| f.spawn(&["notify", "--config", cfg, "--quiet"]))
+        .collect();
+    let outs: Vec<Run> = kids
+        .into_iter()
+        .map(|k| k.wait_with_output().unwrap().into())
+        .collect();
+    for r in &outs {
+        assert!(
+            r.code == 0 || r.code == 3,
+            "notify: {} {}",
+            r.code,
+            r.stderr
+        );
+        if r.code == 3 {
+            assert!(
+                r.stderr.contains("holds the delivery lease until"),
+                "{}",
+                r.stderr
+            );
+        }
+    }
+    assert!(
+        outs.iter().any(|r| r.code == 0),
+        "{:?}",
+        outs.iter().map(|r| &r.stderr).collect::<Vec<_>>()
+    );
+    let expected = [
+        "carol@owners.example",
+        "dave@owners.example",
+        "erin@owners.example",
+        "postmaster@isp.example",
+    ];
+    assert_eq!(f.recipients(), expected);
+    // Released: no lease is left behind.
+    assert!(f.pg.rows("ledger", "SELECT name FROM leases").is_empty());
+
+    // Another server holds the lease (its row, on the database's clock): notify exits 3
+    // naming it and its expiry, and sends nothing.
+    f.pg.sql(
+        "ledger",
+        "INSERT INTO leases (name, holder, token, expires) \
+         VALUES ('notify', 'tokyo', 'theirs', CAST(extract(epoch FROM now()) AS BIGINT) + 600)",
+    );
+    let r: Run = f.notify(&cfgs[2]).output().unwrap().into();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another server of the fleet is delivering (one at a time: tokyo holds the delivery lease until 20"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("nothing sent here"), "{}", r.stderr);
+    assert_eq!(
+        f.pg.rows("ledger", "SELECT holder, token FROM leases"),
+        ["tokyo|theirs"],
+        "a busy run leaves the holder's lease alone"
+    );
+    // Expired (tokyo died): the next run takes it over, and finds nothing new to send.
+    f.pg.sql(
+        "ledger",
+        "UPDATE leases SET expires = CAST(extract(epoch FROM now()) AS BIGINT) - 1",
+    );
+    let r: Run = f.notify(&cfgs[2]).output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(f.recipients(), expected, "nothing told twice");
+    assert!(f.pg.rows("ledger", "SELECT name FROM leases").is_empty());
+}
