@@ -40,6 +40,7 @@ mod logins;
 mod meta;
 mod migrate;
 mod notices;
+mod roles;
 mod runs;
 mod schema;
 mod suspensions;
