@@ -287,7 +287,9 @@ fn open_owner(a: InitArgs, cmd: &str) -> Result<(State, String)> {
             crate::sources::accounts::sql::redact(&url)
         )));
     }
-    let pw = a.password_file.or(file.state_password_file.map(PathBuf::from));
+    let pw = a
+        .password_file
+        .or(file.state_password_file.map(PathBuf::from));
     Ok((State::open_owner(&url, pw.as_deref())?, url))
 }
 

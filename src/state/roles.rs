@@ -230,7 +230,7 @@ pub(super) fn grant_server(db: &Db, server: &str) -> Result<String> {
         db.batch(&format!(
             "DO $d$ BEGIN
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {l}) THEN
-                 CREATE ROLE {q} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+                 CREATE ROLE {q} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT;
                END IF;
              END $d$;
              ALTER ROLE {q} LOGIN;
@@ -254,7 +254,7 @@ pub(super) fn grant_fleet(db: &Db, role: &str) -> Result<()> {
         db.batch(&format!(
             "DO $d$ BEGIN
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {l}) THEN
-                 CREATE ROLE {q} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+                 CREATE ROLE {q} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT;
                END IF;
              END $d$;
              GRANT {FLEET_GROUP} TO {q};"
