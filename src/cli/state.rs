@@ -52,6 +52,20 @@ enum StateSub {
     /// held the name. Exit codes: 0 claimed (or already this server's), 2 error, 3 an audit,
     /// notify or suspend holds the state directory's lock.
     Claim(ClaimArgs),
+    /// Set up a fleet's shared PostgreSQL state for per-server roles, as its owner: the schema
+    /// steps, then the group roles `ba_servers` and `ba_fleet`, the `server_roles` table, the
+    /// `SECURITY DEFINER` functions, row-level security and the grants. Idempotent: run it
+    /// again after every upgrade (other roles never change the schema; they refuse a schema
+    /// behind theirs, exit 2). The owner needs CREATEROLE. Exit codes: 0 done, 2 error.
+    Init(InitArgs),
+    /// Give server SERVER its own database role (`ba_SERVER`, created unless it exists, LOGIN,
+    /// a member of `ba_servers`; its row in `server_roles`), or with --fleet make ROLE a fleet
+    /// role (a member of `ba_fleet`: `notify` and `report`). Run as the owner, after `state
+    /// init`. No password is taken or set here (none on a command line, none in the server's
+    /// log): set it with psql's `\password ROLE` (hashed by psql) and put it, one line, in a
+    /// 0600 file on that server named by `state_password_file`. Prints the config lines. Exit
+    /// codes: 0 done, 2 error.
+    Grant(GrantArgs),
     /// Rename server OLD to NEW in the state, with its whole history: its runs, homes, held
     /// addresses, suspensions, suspension problems, login verdicts, hash marks, the moves from
     /// and to it, and its own `meta` keys (its identity record included), in one transaction.
@@ -79,6 +93,31 @@ pub(crate) struct RenameArgs {
     /// Its new name (letters, digits, '-', '_' and '.').
     #[arg(value_name = "NEW")]
     new: String,
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The shared state, postgres://OWNER@HOST/DB (default: the config's `state_url`).
+    #[arg(long, value_name = "URL")]
+    state_url: Option<String>,
+    /// A 0600 file whose first line is the owner's password (default: the config's
+    /// `state_password_file`).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct GrantArgs {
+    #[command(flatten)]
+    init: InitArgs,
+    /// Make ROLE (the positional name) a fleet role instead of a server's.
+    #[arg(long)]
+    fleet: bool,
+    /// The server's name (its config's `server`), or with --fleet the role's name.
+    #[arg(value_name = "SERVER")]
+    name: String,
 }
 
 #[derive(Args)]
@@ -114,6 +153,8 @@ pub(crate) fn run(a: StateCmd) -> Result<Exit> {
         StateSub::Migrate(m) => migrate(m),
         StateSub::Claim(c) => claim(c),
         StateSub::RenameServer(r) => rename_server(r),
+        StateSub::Init(i) => init(i),
+        StateSub::Grant(g) => grant(g),
     }
 }
 
@@ -283,6 +324,86 @@ fn rename_server(a: RenameArgs) -> Result<Exit> {
         "breach-audit: server {:?} is now {:?}; set `server = {:?}` in its config if it is not yet, and restart its `serve`",
         a.old, a.new, a.new
     );
+    Ok(Exit::Clean)
+}
+
+/// The owner's open of --state-url (or the config's).
+fn open_owner(a: InitArgs, cmd: &str) -> Result<(State, String)> {
+    let file: StateArgs = Config::open(&a.config)?.file()?;
+    let url = a.state_url.or(file.state_url).ok_or_else(|| {
+        Error::Usage(format!(
+            "{cmd} needs --state-url postgres://OWNER@HOST/DB (or `state_url = ...` in --config)"
+        ))
+    })?;
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+        return Err(Error::Usage(format!(
+            "{cmd}: --state-url must be postgres://...: roles are for a shared PostgreSQL state"
+        )));
+    }
+    if holds_password(&url) {
+        return Err(Error::Usage(format!(
+            "--state-url {}: the URL holds a password; put it in a 0600 file named by --password-file instead",
+            crate::sources::accounts::sql::redact(&url)
+        )));
+    }
+    let pw = a
+        .password_file
+        .or(file.state_password_file.map(PathBuf::from));
+    Ok((State::open_owner(&url, pw.as_deref())?, url))
+}
+
+fn init(a: InitArgs) -> Result<Exit> {
+    let (st, _) = open_owner(a, "state init")?;
+    st.init_roles()?;
+    println!(
+        "{}: schema and roles set up (server roles: `breach-audit state grant SERVER`; notify and report: `state grant --fleet ROLE`)",
+        st.path().display()
+    );
+    Ok(Exit::Clean)
+}
+
+/// The URL with its user replaced by `role`.
+fn url_as(url: &str, role: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{role}@{host}{tail}")
+}
+
+fn grant(g: GrantArgs) -> Result<Exit> {
+    let name = g.name.clone();
+    if name.is_empty() {
+        return Err(Error::Usage(
+            "state grant needs a server's name (or --fleet ROLE)".into(),
+        ));
+    }
+    super::args::check_server_name(&name)?;
+    let (st, url) = open_owner(g.init, "state grant")?;
+    let role = if g.fleet {
+        st.grant_fleet(&name)?;
+        name.clone()
+    } else {
+        st.grant_server(&name)?
+    };
+    let what = if g.fleet {
+        "notify and report".to_string()
+    } else {
+        format!("server {name}'s audit, serve, suspend and forget")
+    };
+    println!(
+        "# {what}: set the role's password with psql's `\\password {role}` (as the owner; psql hashes it), put it alone on the first line of a 0600 file on that server, and add these lines at the top of its config"
+    );
+    println!("state_url = {}", toml_str(&url_as(&url, &role)));
+    println!("state_password_file = \"/etc/breach-audit/state.pw\"");
+    if !g.fleet {
+        println!("server = {}", toml_str(&name));
+    }
     Ok(Exit::Clean)
 }
 

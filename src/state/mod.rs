@@ -42,6 +42,7 @@ mod migrate;
 mod notices;
 mod rename;
 mod retention;
+mod roles;
 mod runs;
 mod schema;
 mod suspensions;

@@ -297,7 +297,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema steps (one at a time fleet-wide).
-const SCHEMA_LOCK: i64 = 0x6272_6561_6368_0003;
+pub(super) const SCHEMA_LOCK: i64 = 0x6272_6561_6368_0003;
 
 impl State {
     /// Open (or create, mode 0600) the SQLite database in `dir` for one unnamed server, migrate
@@ -343,7 +343,15 @@ impl State {
                 }
             }
         };
-        st.migrate()?;
+        // A role other than the owner never changes the schema, and a server's role must be
+        // this server's (`state grant`, [`super::roles`]).
+        let owner = match at.url {
+            None => true,
+            Some(_) => super::roles::check_opener(&st.db, &st.server, MIGRATIONS.len())?,
+        };
+        if owner {
+            st.migrate()?;
+        }
         // Before anything is written: a second server under one name (or a state directory
         // copied to another machine) is refused, naming both.
         if let Some(me) = &at.identity {
@@ -363,7 +371,7 @@ impl State {
         Ok(st)
     }
 
-    fn migrate(&mut self) -> Result<()> {
+    pub(super) fn migrate(&mut self) -> Result<()> {
         let path = self.path.clone();
         self.db.transaction(|db| {
             db.lock_xact(SCHEMA_LOCK)?;
