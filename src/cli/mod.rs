@@ -37,7 +37,7 @@ addresses; reports and audit outputs name your customers. All are created mode 0
 directories: keep them on the audit host.";
 
 #[derive(Parser)]
-#[command(name = "breach-audit", version, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
+#[command(name = "breach-audit", version = VERSION, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -362,8 +362,22 @@ pub fn main() -> i32 {
     code as i32
 }
 
+/// The version and the commit built (from `build.rs`): `0.1.0 (1a2b3c4)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BREACH_AUDIT_COMMIT"),
+    ")"
+);
+
 /// `breach-audit --version`'s output: clap's (`name version`; the test compares them).
-const VERSION_LINE: &str = concat!("breach-audit ", env!("CARGO_PKG_VERSION"), "\n");
+const VERSION_LINE: &str = concat!(
+    "breach-audit ",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BREACH_AUDIT_COMMIT"),
+    ")\n"
+);
 
 /// Are the arguments only `--version` (or `-V`)?
 fn version_only(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
@@ -416,6 +430,12 @@ mod tests {
     #[test]
     fn the_version_shortcut_prints_what_clap_prints() {
         assert_eq!(Cli::command().render_version().to_string(), VERSION_LINE);
+        assert_eq!(VERSION_LINE, format!("breach-audit {VERSION}\n"));
+        assert!(VERSION_LINE.starts_with(concat!(
+            "breach-audit ",
+            env!("CARGO_PKG_VERSION"),
+            " ("
+        )));
         let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         assert!(version_only(args(&["--version"]).into_iter()));
         assert!(version_only(args(&["-V"]).into_iter()));
