@@ -6,6 +6,7 @@
 //! serde ([`crate::config`]).
 
 mod args;
+mod assets;
 mod audit;
 mod build;
 mod check;
@@ -335,6 +336,15 @@ pub fn main() -> i32 {
         use std::io::Write;
         let _ = std::io::stdout().write_all(VERSION_LINE.as_bytes());
         return Exit::Clean as i32;
+    }
+    if let Some(dir) = assets::requested(std::env::args_os().skip(1)) {
+        return match assets::generate(&dir) {
+            Ok(()) => Exit::Clean as i32,
+            Err(e) => {
+                eprintln!("breach-audit: error: {}: {e}", dir.display());
+                Exit::Error as i32
+            }
+        };
     }
     let args = Cli::parse();
     match args.cmd {
