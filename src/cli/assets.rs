@@ -27,10 +27,11 @@ pub(super) fn generate(dir: &Path) -> std::io::Result<()> {
     let completions = dir.join("completions");
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
-    // `build` applies each subcommand's deferred flags (`Deferred`), so every page lists them.
+    // clap_mangen builds the command (with no `help` subcommand, so no `breach-audit-help-*`
+    // pages); building applies each subcommand's deferred flags (`Deferred`), so every page lists
+    // them.
+    clap_mangen::generate_to(super::Cli::command(), &man)?;
     let mut cmd = super::Cli::command();
-    cmd.build();
-    clap_mangen::generate_to(cmd.clone(), &man)?;
     use clap_complete::Shell;
     for (shell, name) in [
         (Shell::Bash, "breach-audit.bash"),
@@ -80,6 +81,7 @@ mod tests {
         }
         // Each subcommand's deferred flags are on its page.
         assert!(man("breach-audit-audit.1").unwrap().contains("config"));
+        assert!(man("breach-audit-help.1").is_err());
         for name in ["breach-audit.bash", "_breach-audit", "breach-audit.fish"] {
             let text = std::fs::read_to_string(dir.path().join("completions").join(name)).unwrap();
             assert!(text.contains("lookup"), "{name}");
