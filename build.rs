@@ -6,11 +6,15 @@
 //! this; the usual way is the one here: a directory searched before the system's, holding the
 //! static unwinder under the name the linker is asked for. Where gcc or its `libgcc_eh.a` cannot
 //! be found, the binary links `libgcc_s` as before (a warning says so).
+//!
+//! It also names the commit built, for `--version` (`BREACH_AUDIT_COMMIT`, see [`commit`]).
 
 use std::path::PathBuf;
+use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    commit();
     println!("cargo:rerun-if-env-changed=BREACH_AUDIT_DYNAMIC_LIBGCC");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     if var("CARGO_CFG_TARGET_OS") != "linux"
@@ -20,7 +24,7 @@ fn main() {
         return;
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let found = std::process::Command::new(&cc)
+    let found = Command::new(&cc)
         .arg("-print-file-name=libgcc_eh.a")
         .output()
         .ok()
@@ -39,4 +43,37 @@ fn main() {
     std::fs::copy(&eh, dir.join("libgcc_s.a")).expect("copy libgcc_eh.a into OUT_DIR");
     println!("cargo:rerun-if-changed={}", eh.display());
     println!("cargo:rustc-link-search=native={}", dir.display());
+}
+
+/// `breach-audit --version`'s commit (`breach-audit 0.1.0 (1a2b3c4)`): `git rev-parse --short
+/// HEAD`, or `BREACH_AUDIT_COMMIT` when set (a build from a source tarball), or "unknown" outside
+/// git. Rebuilt when HEAD moves: HEAD itself, the branch it points to, and packed-refs (where a
+/// branch's commit lives after `git gc`). The paths come from git (`--git-path`), so a worktree
+/// (whose `.git` is a file) works too.
+fn commit() {
+    println!("cargo:rerun-if-env-changed=BREACH_AUDIT_COMMIT");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = match std::env::var("BREACH_AUDIT_COMMIT") {
+        Ok(c) if !c.is_empty() => c,
+        _ => git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+    };
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        // Only files that exist: cargo reruns a script whose watched file is missing every time.
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && std::path::Path::new(&path).is_file()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!("cargo:rustc-env=BREACH_AUDIT_COMMIT={commit}");
 }

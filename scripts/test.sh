@@ -6,7 +6,8 @@
 # uses mkpasswd (whois); `fetch` downloads from nginx (HTTP/2, TLS with an openssl-made CA, faults
 # injected by a python3 proxy, the store read back with the zstd command); the operator's page is rendered by headless Chromium. Debian's packages are installed here non-interactively; their own
 # services are not started (postfix with no configuration, slapd unconfigured, and the tests'
-# servers listen on unix sockets or a loopback port only). Extra arguments go to `cargo test`.
+# servers listen on unix sockets or a loopback port only). Extra arguments go to `cargo test`;
+# scripts/package-test.sh then makes the .deb and .rpm and checks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=
@@ -32,6 +33,13 @@ command -v ldd >/dev/null 2>&1 || missing+=(libc-bin)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v ldapadd >/dev/null 2>&1 || missing+=(ldap-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The packages' checks (scripts/package-test.sh): lintian, rpm, man -l, objdump; python3-venv for
+# the ziglang/cargo-zigbuild venv of scripts/package.sh.
+command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+command -v rpm >/dev/null 2>&1 || missing+=(rpm)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} (for the tests' real mail servers)" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -57,3 +65,6 @@ if ! getent passwd Debian-exim >/dev/null; then
   ${sudo:-} useradd --system --no-create-home --shell /usr/sbin/nologin Debian-exim
 fi
 cargo test --features server-tests "$@"
+# Then the .deb and .rpm (scripts/package.sh), checked as issue 42 asks: the first run installs
+# the packaging tools under target/test-tools/ and builds the glibc 2.28 release binary.
+bash scripts/package-test.sh

@@ -6,6 +6,7 @@
 //! serde ([`crate::config`]).
 
 mod args;
+mod assets;
 mod audit;
 mod build;
 mod check;
@@ -37,7 +38,7 @@ addresses; reports and audit outputs name your customers. All are created mode 0
 directories: keep them on the audit host.";
 
 #[derive(Parser)]
-#[command(name = "breach-audit", version, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
+#[command(name = "breach-audit", version = VERSION, about = "Find mail accounts whose passwords or addresses are in public breach dumps, offline.", after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -336,6 +337,15 @@ pub fn main() -> i32 {
         let _ = std::io::stdout().write_all(VERSION_LINE.as_bytes());
         return Exit::Clean as i32;
     }
+    if let Some(dir) = assets::requested(std::env::args_os().skip(1)) {
+        return match assets::generate(&dir) {
+            Ok(()) => Exit::Clean as i32,
+            Err(e) => {
+                eprintln!("breach-audit: error: {}: {e}", dir.display());
+                Exit::Error as i32
+            }
+        };
+    }
     let args = Cli::parse();
     match args.cmd {
         // `serve` handles its own signals (SIGHUP reopens the index there; ctrlc would stop it).
@@ -362,8 +372,22 @@ pub fn main() -> i32 {
     code as i32
 }
 
+/// The version and the commit built (from `build.rs`): `0.1.0 (1a2b3c4)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BREACH_AUDIT_COMMIT"),
+    ")"
+);
+
 /// `breach-audit --version`'s output: clap's (`name version`; the test compares them).
-const VERSION_LINE: &str = concat!("breach-audit ", env!("CARGO_PKG_VERSION"), "\n");
+const VERSION_LINE: &str = concat!(
+    "breach-audit ",
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BREACH_AUDIT_COMMIT"),
+    ")\n"
+);
 
 /// Are the arguments only `--version` (or `-V`)?
 fn version_only(mut args: impl Iterator<Item = std::ffi::OsString>) -> bool {
@@ -416,6 +440,12 @@ mod tests {
     #[test]
     fn the_version_shortcut_prints_what_clap_prints() {
         assert_eq!(Cli::command().render_version().to_string(), VERSION_LINE);
+        assert_eq!(VERSION_LINE, format!("breach-audit {VERSION}\n"));
+        assert!(VERSION_LINE.starts_with(concat!(
+            "breach-audit ",
+            env!("CARGO_PKG_VERSION"),
+            " ("
+        )));
         let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
         assert!(version_only(args(&["--version"]).into_iter()));
         assert!(version_only(args(&["-V"]).into_iter()));
