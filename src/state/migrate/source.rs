@@ -94,7 +94,7 @@ pub(super) fn target_columns(db: &Db, table: &str) -> Result<BTreeSet<String>> {
     let sql = match db.engine() {
         Engine::Sqlite => "SELECT name FROM pragma_table_info(?1)",
         Engine::Postgres => {
-            "SELECT column_name FROM information_schema.columns
+            "SELECT CAST(column_name AS TEXT) FROM information_schema.columns
               WHERE table_name = ?1 AND table_schema = current_schema()"
         }
     };
