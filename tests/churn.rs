@@ -632,7 +632,10 @@ fn month_of_churn(w: Workdir, ledger: Ledger, keep: Option<&str>) {
         .filter(|n| !n.contains(".operator."))
         .map(|n| n.trim_end_matches(".eml").to_string())
         .collect();
-    assert_eq!(customer_mails, sent.keys().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        customer_mails,
+        sent.keys().cloned().collect::<BTreeSet<_>>()
+    );
     if keep.is_some() {
         // Retention did delete: sent notices, closed findings, marks of deleted mailboxes.
         for k in ["notices", "findings", "hash_marks"] {

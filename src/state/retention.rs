@@ -419,7 +419,11 @@ mod tests {
                     "INSERT INTO findings (address, kind, domain, contact, severity, finding,
                                            first_seen, last_seen)
                      VALUES (?1, 'password_pwned', 'example.org', ?2, 'high', '{}', ?3, ?3)",
-                    p![format!("a{i}@example.org"), format!("c{i}@example.org"), OLD],
+                    p![
+                        format!("a{i}@example.org"),
+                        format!("c{i}@example.org"),
+                        OLD
+                    ],
                 )
                 .unwrap();
             st.refresh_notices().unwrap();

@@ -39,9 +39,8 @@ fn findings_merge() -> String {
         )
     };
     let (rf, re) = (rank("findings"), rank("excluded"));
-    let later = format!(
-        "({re} > {rf} OR ({re} = {rf} AND excluded.last_seen > findings.last_seen))"
-    );
+    let later =
+        format!("({re} > {rf} OR ({re} = {rf} AND excluded.last_seen > findings.last_seen))");
     let mut set: Vec<String> = [
         "domain",
         "owner",
