@@ -391,7 +391,7 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
  {
     let w = Workdir::new();
     let ledger = Ledger::Sqlite(w.path("state/breach-audit.sqlite"));
-    month_of_churn(w, ledger);
+    month_of_churn(w, ledger, None);
 }
 
 /// The same month with the state in a shared PostgreSQL database (one server of a fleet): the
@@ -400,10 +400,30 @@ fn a_month_of_churn_ends_complete_with_every_suspension_where_it_belongs_and_eac
 fn the_same_month_on_a_shared_postgresql_state_ends_the_same() {
     let pg = Postgres::start();
     pg.owned_database("ledger", "ledger");
-    month_of_churn(Workdir::new(), Ledger::Postgres(pg));
+    month_of_churn(Workdir::new(), Ledger::Postgres(pg), None);
 }
 
-fn month_of_churn(w: Workdir, ledger: Ledger) {
+/// The same month with a horizon of one second (`state_keep = "1s"`, nights more than a second
+/// apart): retention deletes all it may after every night, and nothing a later night needs.
+#[test]
+fn the_same_month_with_a_one_second_horizon_ends_the_same() {
+    let w = Workdir::new();
+    let ledger = Ledger::Sqlite(w.path("state/breach-audit.sqlite"));
+    month_of_churn(w, ledger, Some("1s"));
+}
+
+/// The one-second horizon on a shared PostgreSQL state (the fleet's rows pruned by the
+/// delivering runner: the audit's own `--notify`).
+#[test]
+fn the_same_month_with_a_one_second_horizon_on_postgresql_ends_the_same() {
+    let pg = Postgres::start();
+    pg.owned_database("ledger", "ledger");
+    month_of_churn(Workdir::new(), Ledger::Postgres(pg), Some("1s"));
+}
+
+/// A month of nights; with `keep`, that `state_keep`, and each night more than a second after
+/// the last (a horizon of seconds is past by the next night).
+fn month_of_churn(w: Workdir, ledger: Ledger, keep: Option<&str>) {
     let files = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -425,7 +445,8 @@ fn month_of_churn(w: Workdir, ledger: Ledger) {
     );
     let cfg = config(&w, &deny);
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{}{text}", ledger.config())).unwrap();
+    let keep_line = keep.map_or(String::new(), |k| format!("state_keep = {k:?}\n"));
+    std::fs::write(&cfg, format!("{}{keep_line}{text}", ledger.config())).unwrap();
     let mut p = provider(w.dir.path());
     let mut rng = Rng(20_261_203);
     // Day one: three mailboxes a domain, a third of them with their current password leaked.
@@ -452,8 +473,15 @@ fn month_of_churn(w: Workdir, ledger: Ledger) {
     let mut was_leaked: BTreeSet<String> = BTreeSet::new();
     let mut removed = 0;
     let mut moved = 0;
+    // Every sent notice seen after any night, by Message-ID (retention deletes sent notices
+    // past the horizon, and SQLite may give a deleted notice's id to a new one): what it named.
+    let mut sent: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut pruned = serde_json::Map::new();
     for night_no in 1..=30 {
         if night_no > 1 {
+            if keep.is_some() {
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+            }
             // Tonight's churn.
             let all = p.mailboxes();
             let pick = |rng: &mut Rng, v: &[(String, Server, String, String)]| {
@@ -541,6 +569,25 @@ fn month_of_churn(w: Workdir, ledger: Ledger) {
         }
         night(&w, &cfg);
         judge(&w, &ledger, &p, &dovecot, &deny, night_no);
+        for (id, named) in ledger.rows(
+            "SELECT n.message_id, nf.address || '|' || nf.kind FROM notice_findings nf
+               JOIN notices n ON n.id = nf.notice_id WHERE n.status = 'sent'",
+        ) {
+            let (a, k) = named.split_once('|').unwrap();
+            // Stored as the header has it, in angle brackets.
+            let id = id.trim_start_matches('<').trim_end_matches('>').to_string();
+            sent.entry(id)
+                .or_default()
+                .insert((a.to_string(), k.to_string()));
+        }
+        if let Some(o) = run_json(&w)["pruned"].as_object() {
+            for (k, v) in o {
+                if let Some(n) = v.as_u64() {
+                    let t = pruned.entry(k.clone()).or_insert(0.into());
+                    *t = (t.as_u64().unwrap() + n).into();
+                }
+            }
+        }
         // The customers owed a notice tonight (accounts with an owner's contact).
         let critical = p.critical();
         for (a, server, ..) in p.mailboxes() {
@@ -572,21 +619,34 @@ fn month_of_churn(w: Workdir, ledger: Ledger) {
     );
     // Each customer was told once per finding: the sent notices name exactly the expected items.
     let mut got: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for r in ledger.rows(
-        "SELECT nf.address, nf.kind FROM notice_findings nf JOIN notices n ON n.id = nf.notice_id
-         WHERE n.status = 'sent'",
-    ) {
-        *got.entry(r).or_default() += 1;
+    for r in sent.values().flatten() {
+        *got.entry(r.clone()).or_default() += 1;
     }
     assert_eq!(got, told, "told once per finding");
-    // Every notice in the outbox is one the state says was sent, and names its addresses.
-    let sent = ledger.count("SELECT count(*) FROM notices WHERE status = 'sent'");
-    let customer_mails = std::fs::read_dir(w.path("outbox"))
+    // Every notice in the outbox is one the state said was sent (its file is named by its
+    // Message-ID), and every one sent is there.
+    let customer_mails: BTreeSet<String> = std::fs::read_dir(w.path("outbox"))
         .unwrap()
         .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().contains(".operator."))
-        .count();
-    assert_eq!(customer_mails as i64, sent);
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| !n.contains(".operator."))
+        .map(|n| n.trim_end_matches(".eml").to_string())
+        .collect();
+    assert_eq!(
+        customer_mails,
+        sent.keys().cloned().collect::<BTreeSet<_>>()
+    );
+    if keep.is_some() {
+        // Retention did delete: sent notices, closed findings, marks of deleted mailboxes.
+        for k in ["notices", "findings", "hash_marks"] {
+            assert!(pruned[k].as_u64().unwrap() > 0, "pruned {k}: {pruned:?}");
+        }
+    } else {
+        assert_eq!(
+            ledger.count("SELECT count(*) FROM notices WHERE status = 'sent'"),
+            sent.len() as i64
+        );
+    }
     // Nothing is held, nothing is pending, and every release was of a password changed, an
     // account removed or a move.
     assert_eq!(

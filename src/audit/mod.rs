@@ -127,20 +127,9 @@ pub fn notify(
     opts: &crate::notify::NotifyOptions,
     warn: &Warnings,
 ) -> Result<NotifyRun> {
-    match with_state(at, |state| {
-        let done = crate::notify::notify(state, cfg, opts, warn)?;
-        // A fleet's notices and findings are pruned by its one runner of `notify` (each
-        // audit prunes its own server's rows; on SQLite, these too).
-        if state.shared() && !opts.dry_run {
-            let horizon = crate::state::earlier(at.keep().as_secs());
-            if let Err(e) = state.prune_fleet(&horizon, PRUNE_BUDGET) {
-                warn.warn(format!(
-                    "retention (state_keep) stopped: {e}; the next notify tries again"
-                ));
-            }
-        }
-        Ok(done)
-    })? {
+    // On a shared state, the fleet's notices and findings are pruned by the delivering runner
+    // (`opts.keep`), as with the audit's `--notify`.
+    match with_state(at, |state| crate::notify::notify(state, cfg, opts, warn))? {
         None => Ok(NotifyRun::Locked(at.dir.join("lock"))),
         Some(o) => Ok(NotifyRun::Done(o)),
     }
@@ -273,6 +262,13 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     )?;
     // Retention, once the night is recorded (never part of it); run.json says what went.
     done.pruned = prune(&state, &opts.state, warn);
+    // On a shared state, what `--notify` pruned of the fleet's rows (the delivering runner's).
+    if let (Some(p), Some(f)) = (
+        done.pruned.as_mut(),
+        done.notified.as_ref().and_then(|n| n.pruned.as_ref()),
+    ) {
+        p.add(f);
+    }
     if done.pruned.is_some() {
         write_run(&opts.out.join(RUN_FILE), &done, &not_audited, started)?;
     }
@@ -281,10 +277,11 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
 }
 
 /// How long retention may take after a night (it goes on the next night).
-const PRUNE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const PRUNE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Delete what is past `state_keep`: this server's rows and, on a SQLite state (one server: no
-/// `notify` runs for a fleet), the notices and closed findings too. A failure is a warning: the
+/// `notify` runs for a fleet), the notices and closed findings too (on a shared state the
+/// delivering runner prunes those: `notify`, or this audit's `--notify`). A failure is a warning: the
 /// night is recorded, and the next one tries again.
 fn prune(state: &State, at: &StateAt, warn: &Warnings) -> Option<crate::state::PruneCounts> {
     let horizon = crate::state::earlier(at.keep().as_secs());
@@ -453,12 +450,11 @@ fn suspend_and_notify(
         }
     }
     if let Some(cfg) = &opts.notify {
-        done.notified = Some(crate::notify::notify(
-            state,
-            cfg,
-            &Default::default(),
-            warn,
-        )?);
+        let nopts = crate::notify::NotifyOptions {
+            keep: Some(opts.state.keep()),
+            ..Default::default()
+        };
+        done.notified = Some(crate::notify::notify(state, cfg, &nopts, warn)?);
     }
     Ok(())
 }

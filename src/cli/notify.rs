@@ -42,6 +42,7 @@ pub(crate) fn run(a: NotifyArgs) -> Result<Exit> {
         dry_run: a.dry_run,
         limit: a.limit,
         retry_now: a.retry_now,
+        keep: Some(state.keep()),
     };
     let warn = Warnings::printing(a.out.quiet);
     match crate::audit::notify(&state, &cfg, &opts, &warn)? {

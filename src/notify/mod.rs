@@ -105,6 +105,11 @@ pub struct NotifyOptions {
     pub limit: Option<usize>,
     /// Try failed notices now, whatever their `next_attempt` (held ones stay held).
     pub retry_now: bool,
+    /// `state_keep`: on a shared state the delivering runner (the `notify` command or the
+    /// audit's `--notify`) prunes the fleet's sent notices and closed findings past it, once
+    /// delivered, holding the delivery lease (a SQLite state's audit prunes them itself).
+    /// None: nothing pruned.
+    pub keep: Option<std::time::Duration>,
 }
 
 /// What `notify` did.
@@ -126,6 +131,9 @@ pub struct NotifyOutcome {
     pub busy: bool,
     /// With `busy`: who holds the delivery lease and until when (seconds since the epoch).
     pub busy_by: Option<(String, i64)>,
+    /// What retention deleted of the fleet's rows after delivering (a shared state, with
+    /// [`NotifyOptions::keep`]).
+    pub pruned: Option<crate::state::PruneCounts>,
 }
 
 impl NotifyOutcome {
@@ -273,8 +281,32 @@ pub fn notify(
     }
     run.renewed.set(std::time::Instant::now());
     let r = deliver(state, &run, &mut out);
+    if r.is_ok() {
+        out.pruned = prune_fleet(state, opts, warn);
+    }
     state.release_delivery_lease(&run.token)?;
     r.map(|()| out)
+}
+
+/// Retention of the fleet's rows on a shared state, by its delivering runner (holding the
+/// lease): one place for the `notify` command and the audit's `--notify`. A failure is a
+/// warning (the next run tries again).
+fn prune_fleet(
+    state: &State,
+    opts: &NotifyOptions,
+    warn: &Warnings,
+) -> Option<crate::state::PruneCounts> {
+    let keep = opts.keep.filter(|_| state.shared() && !opts.dry_run)?;
+    let horizon = crate::state::earlier(keep.as_secs());
+    match state.prune_fleet(&horizon, crate::audit::PRUNE_BUDGET) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn.warn(format!(
+                "retention (state_keep) stopped: {e}; the next notify tries again"
+            ));
+            None
+        }
+    }
 }
 
 /// Deliver, holding the fleet's delivery lease.

@@ -12,7 +12,8 @@
 //! - finished moves (arrived, or a departure whose findings are no longer open nor retired).
 //!
 //! The fleet's rows ([`State::prune_fleet`]; by `notify`, the fleet runner, on a shared state, by
-//! the audit on a SQLite one): sent notices (and what they named), and findings resolved by a
+//! the audit on a SQLite one): sent notices (and what they named) but the last one sent (ids
+//! never go back: a Message-ID names its notice), and findings resolved by a
 //! password change (a closed episode). Never deleted: open findings, retired ones (the
 //! once-only rule lives in their `told_at`: a returning account is not told again), open notices
 //! (pending, failed, held), active suspensions, unreported releases, `leases`, `meta`,
@@ -160,6 +161,10 @@ impl State {
         let deadline = Instant::now() + budget;
         let mut c = PruneCounts::default();
         let sent = NoticeStatus::Sent.sql();
+        // The last sent notice stays, whatever its age: on SQLite a notice's id (an INTEGER
+        // PRIMARY KEY without AUTOINCREMENT) is one more than the highest there is, and an id
+        // in a Message-ID that was sent must never name another notice.
+        let not_last = format!("id < (SELECT max(id) FROM notices WHERE status = {sent})");
         // A batch of sent notices: the highest id of the oldest BATCH, so that what they name
         // and they themselves are the same rows (no cascade is relied on).
         loop {
@@ -167,12 +172,13 @@ impl State {
                 let last: Option<i64> = db.value(
                     &format!(
                         "SELECT max(id) FROM (SELECT id FROM notices WHERE status = {sent} AND sent_at < ?1
+                                                 AND {not_last}
                                                ORDER BY id LIMIT {BATCH}) k"
                     ),
                     p![horizon],
                 )?;
                 let Some(last) = last else { return Ok(0) };
-                let of = format!("status = {sent} AND sent_at < ?1 AND id <= ?2");
+                let of = format!("status = {sent} AND sent_at < ?1 AND id <= ?2 AND {not_last}");
                 db.execute(
                     &format!(
                         "DELETE FROM notice_findings WHERE notice_id IN (SELECT id FROM notices WHERE {of})"
@@ -400,6 +406,54 @@ mod tests {
                 "{kept}"
             );
         }
+    }
+
+    #[test]
+    fn a_notice_id_is_never_issued_twice_after_pruning() {
+        let (_d, mut st) = state();
+        // Three notices sent long ago, through the ordinary path; all past the horizon.
+        let mut issued = Vec::new();
+        for i in 0..3 {
+            st.db
+                .execute(
+                    "INSERT INTO findings (address, kind, domain, contact, severity, finding,
+                                           first_seen, last_seen)
+                     VALUES (?1, 'password_pwned', 'example.org', ?2, 'high', '{}', ?3, ?3)",
+                    p![
+                        format!("a{i}@example.org"),
+                        format!("c{i}@example.org"),
+                        OLD
+                    ],
+                )
+                .unwrap();
+            st.refresh_notices().unwrap();
+            let due = st.pending_notices(None, true).unwrap();
+            assert_eq!(due.len(), 1);
+            let (named, _) = st.notice_contents(due[0].id).unwrap();
+            st.mark_sent(due[0].id, &named, &format!("m{i}@x"), "outbox")
+                .unwrap();
+            issued.push(due[0].id);
+        }
+        exec(&st, "UPDATE notices SET sent_at = '2020-01-01T00:00:00Z'");
+        let c = st.prune_fleet(&horizon(), Duration::from_secs(10)).unwrap();
+        // All but the last sent one go.
+        assert_eq!(c.notices, 2);
+        assert_eq!(count(&st, "notices", "true"), 1);
+        // The next notice's id is above every id ever issued.
+        exec(
+            &st,
+            "INSERT INTO findings (address, kind, domain, contact, severity, finding, first_seen, last_seen)
+             VALUES ('next@example.org', 'password_pwned', 'example.org', 'n@example.org', 'high',
+                     '{}', '2099-01-01T00:00:00Z', '2099-01-01T00:00:00Z')",
+        );
+        st.refresh_notices().unwrap();
+        let due = st.pending_notices(None, true).unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(
+            issued.iter().all(|&i| due[0].id > i),
+            "{} after {issued:?}",
+            due[0].id
+        );
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //!   merged, row by row in the upsert (so a server auditing meanwhile loses nothing):
 //!   - unresolved if either row is unresolved; else resolved at the later time, with that
 //!     resolution's reason;
-//!   - `last_seen` the later one, and the descriptive columns (domain, owner, contact,
-//!     severity, finding, suspended) of the row seen last (the shared state's on a tie);
+//!   - `last_seen` and the descriptive columns (domain, owner, contact, severity, finding,
+//!     suspended) of the row that describes the account as it is: an unresolved one over a
+//!     retired one over one whose episode ended, and among equals the one seen last (the shared
+//!     state's on a tie). `last_seen` moves only when a finding changes, so an open finding
+//!     unchanged for months is not outranked by a copy resolved since;
 //!   - `first_seen` the earliest and `told_at` the earliest one set — but only among the rows
 //!     whose *episode is still open*: unresolved, or retired with their account (`account
 //!     removed`, `domain removed`, `forgotten`: an audit that reads the account again brings

@@ -29,7 +29,18 @@ fn unless_none(n: u64, detail: impl FnOnce() -> String) -> String {
 fn findings_merge() -> String {
     // A row whose episode is still open: unresolved, or retired with its account.
     let (f, e) = (episode_open("findings"), episode_open("excluded"));
-    let later = "excluded.last_seen > findings.last_seen";
+    // The copy describing the account as it is: unresolved over retired over ended, then the
+    // one seen last (`last_seen` moves only when the finding changed: an unchanged open
+    // finding keeps an old one, and must still win over a copy that ended since).
+    let rank = |t: &str| {
+        format!(
+            "(CASE WHEN {t}.resolved_at IS NULL THEN 2 WHEN {} THEN 1 ELSE 0 END)",
+            episode_open(t)
+        )
+    };
+    let (rf, re) = (rank("findings"), rank("excluded"));
+    let later =
+        format!("({re} > {rf} OR ({re} = {rf} AND excluded.last_seen > findings.last_seen))");
     let mut set: Vec<String> = [
         "domain",
         "owner",

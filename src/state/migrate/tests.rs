@@ -165,6 +165,16 @@ fn findings_merge_by_episode_notices_get_new_ids_and_rows_the_server_name() {
             Some("account removed"),
             None,
         ),
+        // its password changed here lately; open and unchanged elsewhere since long before
+        (
+            "still@example.com",
+            "k",
+            "2024-01-01T00:00:00Z",
+            "2024-03-08T00:00:00Z",
+            Some("2024-03-09T00:00:00Z"),
+            Some("resolved"),
+            None,
+        ),
         // only here
         (
             "new@example.com",
@@ -208,6 +218,15 @@ fn findings_merge_by_episode_notices_get_new_ids_and_rows_the_server_name() {
             None,
         ),
         (
+            "still@example.com",
+            "k",
+            "2023-01-01T00:00:00Z",
+            "2023-01-05T00:00:00Z",
+            None,
+            None,
+            Some("2023-01-02T00:00:00Z"),
+        ),
+        (
             "gone@example.com",
             "k",
             "2023-01-01T00:00:00Z",
@@ -247,9 +266,9 @@ fn findings_merge_by_episode_notices_get_new_ids_and_rows_the_server_name() {
 
     let m = migrate_state(&src, &dst).unwrap();
     let got = |t: &str| m.tables.iter().find(|c| c.table == t).unwrap().clone();
-    assert_eq!(got("findings").copied, 5);
+    assert_eq!(got("findings").copied, 6);
     assert!(
-        got("findings").detail.starts_with("4 merged"),
+        got("findings").detail.starts_with("5 merged"),
         "{:?}",
         got("findings")
     );
@@ -269,6 +288,9 @@ fn findings_merge_by_episode_notices_get_new_ids_and_rows_the_server_name() {
             // retired there (moved), open here: one episode, told there
             "moved@example.com|2023-05-01T00:00:00Z|2024-03-09T00:00:00Z|NULL|NULL|2023-05-02T00:00:00Z|critical",
             "new@example.com|2024-03-01T00:00:00Z|2024-03-09T00:00:00Z|NULL|NULL|NULL|critical",
+            // open there (unchanged since, so seen long ago), resolved here lately: the open
+            // copy describes it
+            "still@example.com|2023-01-01T00:00:00Z|2023-01-05T00:00:00Z|NULL|NULL|2023-01-02T00:00:00Z|high",
         ]
     );
     // Notices: the sent one with a new id and its findings; the pending one left to the
