@@ -132,7 +132,10 @@ fn arrivals_fn() -> String {
         ("t_homes", "ba_homes"),
         ("t_arrived", "ba_arrived"),
     ];
-    let sql: Vec<String> = super::runs::ARRIVALS.iter().map(|s| s.to_string()).collect();
+    let sql: Vec<String> = super::runs::ARRIVALS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     format!(
         "CREATE OR REPLACE FUNCTION ba_record_arrivals(p_addr text[], p_found bigint[],
                 p_haddr text[], p_hkind text[], p_hloc text[], p_now text) RETURNS void

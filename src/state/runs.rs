@@ -345,7 +345,10 @@ pub(super) fn record_homes(
     } else {
         for sql in ARRIVALS {
             let all = p![server, now];
-            let n = ["?2", "?1"].iter().position(|q| sql.contains(q)).map_or(0, |i| 2 - i);
+            let n = ["?2", "?1"]
+                .iter()
+                .position(|q| sql.contains(q))
+                .map_or(0, |i| 2 - i);
             db.execute(sql, &all[..n])?;
         }
     }
