@@ -171,15 +171,22 @@ impl State {
             )?;
             db.insert_many("INSERT INTO t_cand (address, kind)", 2, IGNORE, &rows)?;
             db.analyze_temp(&["t_cand"])?;
+            // A server's own role sees only its accounts' findings: the fleet's answer comes
+            // from `ba_known` (the same question, asked as the owner; roles.rs).
+            let sql = if db.restricted() {
+                "SELECT address, kind FROM ba_known(
+                    ARRAY(SELECT address FROM t_cand ORDER BY address, kind),
+                    ARRAY(SELECT kind FROM t_cand ORDER BY address, kind))"
+                    .to_string()
+            } else {
+                format!(
+                    "SELECT c.address, c.kind FROM t_cand c
+                       JOIN findings f ON f.address = c.address AND f.kind = c.kind
+                      WHERE {open}"
+                )
+            };
             let known = db
-                .query(
-                    &format!(
-                        "SELECT c.address, c.kind FROM t_cand c
-                           JOIN findings f ON f.address = c.address AND f.kind = c.kind
-                          WHERE {open}"
-                    ),
-                    &[],
-                )?
+                .query(&sql, &[])?
                 .iter()
                 .map(|r| Ok((r.get(0)?, r.get(1)?)))
                 .collect::<Result<BTreeSet<_>>>()?;
@@ -208,7 +215,6 @@ impl State {
             if let Some(me) = &me {
                 identity::record(db, &server, me, &now)?;
             }
-            upsert_seen(db, &rows.seen)?;
             db.batch(NIGHT_TABLES)?;
             // Filled first and analyzed (PostgreSQL plans the joins below with their sizes).
             db.insert_many(
@@ -229,6 +235,9 @@ impl State {
             retire(db, &server, &now)?;
             let_go_moved(db, &server, &now)?;
             record_homes(db, &server, &rows.addresses, &rows.homes, &now)?;
+            // After the homes: a server's own role sees (and so may update) the findings of
+            // the accounts that live on it, those that arrived tonight included.
+            upsert_seen(db, &rows.seen)?;
             record_held(db, &server, &rows.held, &run.started)?;
             db.batch(
                 "DROP TABLE IF EXISTS t_touched;
@@ -323,10 +332,11 @@ impl<'a> NightRows<'a> {
             .map(|(a, why)| vec![V::T(a), V::T(why)])
             .collect();
         let moved = night.moved.iter().map(|a| vec![V::T(a)]).collect();
+        let found: BTreeSet<&str> = night.seen.iter().map(|f| f.address).collect();
         let mut addresses = Vec::new();
         let mut homes = Vec::new();
         for (a, here) in &night.homes {
-            addresses.push(vec![V::T(a)]);
+            addresses.push(vec![V::T(a), V::I(i64::from(found.contains(a.as_str())))]);
             for h in here {
                 homes.push(vec![V::T(a), V::T(&h.kind), V::T(&h.location), h.owner.v()]);
             }
@@ -357,7 +367,7 @@ const NIGHT_TABLES: &str =
                  CREATE TEMP TABLE t_pairs (address TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (address, kind));
                  CREATE TEMP TABLE t_retired (address TEXT PRIMARY KEY, why TEXT NOT NULL);
                  CREATE TEMP TABLE t_moved (address TEXT PRIMARY KEY);
-                 CREATE TEMP TABLE t_addr (address TEXT PRIMARY KEY);
+                 CREATE TEMP TABLE t_addr (address TEXT PRIMARY KEY, found INTEGER NOT NULL);
                  CREATE TEMP TABLE t_homes (address TEXT NOT NULL, kind TEXT NOT NULL, location TEXT NOT NULL,
                      owner TEXT, PRIMARY KEY (address, kind, location));
                  CREATE TEMP TABLE t_held (address TEXT PRIMARY KEY, reason TEXT NOT NULL, uncertain INTEGER NOT NULL);";

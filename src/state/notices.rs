@@ -380,6 +380,14 @@ impl State {
 
     /// The other servers `address` lives on, besides `server`, sorted.
     pub fn servers_besides(&self, address: &str, server: &str) -> Result<Vec<String>> {
+        if self.db.restricted() && server == self.server {
+            return self
+                .db
+                .query("SELECT server FROM ba_homes_elsewhere(?1)", p![address])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
         self.db
             .query(
                 "SELECT DISTINCT server FROM homes WHERE address = ?1 AND server <> ?2 ORDER BY server",
@@ -451,20 +459,45 @@ pub(super) fn refresh_notices(db: &Db, now: &str) -> Result<()> {
 /// and recomputing the whole fleet's in every server's night grew with the fleet). `notify`
 /// refreshes every contact before it delivers.
 pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()> {
+    // A server's own role neither reads the fleet's findings nor touches the notices: the
+    // owner's function runs the same statements (`ba_refresh_notices`, roles.rs).
+    if db.restricted() {
+        let sql = if touched {
+            "SELECT ba_refresh_notices(ARRAY(SELECT address FROM t_touched), ?1)"
+        } else {
+            "SELECT ba_refresh_notices(NULL, ?1)"
+        };
+        db.execute(sql, p![now])?;
+        return Ok(());
+    }
     db.lock_xact(NOTICES_LOCK)?;
+    for sql in refresh_sql(db.engine(), touched) {
+        if sql.contains("?1") {
+            db.execute(&sql, p![now])?;
+        } else {
+            db.batch(&sql)?;
+        }
+    }
+    Ok(())
+}
+
+/// The statements of [`refresh_notices_of`] (`?1`: now), in order; each without `?1` may hold
+/// several, separated by `;`. Also the body of `ba_refresh_notices` (roles.rs).
+pub(super) fn refresh_sql(engine: Engine, touched: bool) -> Vec<String> {
     // The temporary tables' statistics, in the same round trip (PostgreSQL).
-    let analyze = |t: &str| match db.engine() {
+    let analyze = |t: &str| match engine {
         Engine::Postgres => format!("ANALYZE {t};"),
         Engine::Sqlite => String::new(),
     };
+    let mut out = Vec::new();
     let (c, fc) = if touched {
-        db.batch(&format!(
+        out.push(format!(
             "DROP TABLE IF EXISTS t_contacts;
              CREATE TEMP TABLE t_contacts AS SELECT DISTINCT contact FROM findings
               WHERE contact IS NOT NULL AND address IN (SELECT address FROM t_touched);
              CREATE INDEX t_contacts_contact ON t_contacts (contact); {}",
             analyze("t_contacts")
-        ))?;
+        ));
         (
             "AND contact IN (SELECT contact FROM t_contacts)",
             "AND f.contact IN (SELECT contact FROM t_contacts)",
@@ -478,7 +511,7 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
     // What is owed, computed once and set-wise (per contact, 2,000 owners over 20,000 findings
     // was quadratic; per statement, 50,000 contacts was 200,000 round trips); only what changed
     // is written (every server's night rewriting every open notice grew with the fleet).
-    db.batch(&format!(
+    out.push(format!(
         "DROP TABLE IF EXISTS owed; DROP TABLE IF EXISTS t_open;
          CREATE TEMP TABLE owed AS
             SELECT contact, owner, address, kind FROM findings
@@ -495,19 +528,16 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
          CREATE INDEX owed_contact ON owed (contact); {analyze_owed}
          DELETE FROM notices WHERE status IN {open} {c}
             AND NOT EXISTS (SELECT 1 FROM owed w WHERE w.contact = notices.contact);"
-    ))?;
-    db.execute(
-        &format!(
-            "INSERT INTO notices (contact, owner, created, status)
+    ));
+    out.push(format!(
+        "INSERT INTO notices (contact, owner, created, status)
          SELECT contact, min(owner), ?1, {pending} FROM owed w
           WHERE NOT EXISTS (SELECT 1 FROM notices n WHERE n.contact = w.contact
                               AND n.status IN {open})
           GROUP BY contact",
-            pending = NoticeStatus::Pending.sql()
-        ),
-        p![now],
-    )?;
-    db.batch(&format!(
+        pending = NoticeStatus::Pending.sql()
+    ));
+    out.push(format!(
         "CREATE TEMP TABLE t_open AS
             SELECT contact, max(id) AS id FROM notices
              WHERE status IN {open} {c} GROUP BY contact;
@@ -521,7 +551,8 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
             SELECT o.id, w.address, w.kind FROM owed w JOIN t_open o ON o.contact = w.contact
              WHERE true ON CONFLICT DO NOTHING;
          DROP TABLE t_open; DROP TABLE owed;"
-    ))
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -100,6 +100,94 @@ fn known_fn() -> String {
     )
 }
 
+/// The statements of `sql` (separated by `;`), each ended by `;`, with `?1`, `?2` replaced by
+/// `params` and each `(from, to)` of `names` replaced: a plpgsql body running the SQL text the
+/// owner runs, on the function's own temporary tables (never the caller's: a caller's temporary
+/// view could call a function of its own with the owner's rights).
+fn body(sql: &[String], params: &[&str], names: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for stmt in sql.iter().flat_map(|s| s.split(';')) {
+        let mut stmt = stmt.trim().to_string();
+        if stmt.is_empty() {
+            continue;
+        }
+        for (i, p) in params.iter().enumerate() {
+            stmt = stmt.replace(&format!("?{}", i + 1), p);
+        }
+        for (from, to) in names {
+            stmt = stmt.replace(from, to);
+        }
+        out.push_str(&stmt);
+        out.push_str(";\n");
+    }
+    out
+}
+
+/// `ba_record_arrivals(addresses, found, home addresses, kinds, locations, now)`: the
+/// arrivals of `record_homes` (runs.rs: they read other servers' homes and departures), for
+/// the accounts the caller read tonight (`t_addr`, `t_homes` given as arrays).
+fn arrivals_fn() -> String {
+    let names = [
+        ("t_addr", "ba_addr"),
+        ("t_homes", "ba_homes"),
+        ("t_arrived", "ba_arrived"),
+    ];
+    let sql: Vec<String> = super::runs::ARRIVALS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    format!(
+        "CREATE OR REPLACE FUNCTION ba_record_arrivals(p_addr text[], p_found bigint[],
+                p_haddr text[], p_hkind text[], p_hloc text[], p_now text) RETURNS void
+            LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+            AS $f$
+            DECLARE me text := ba_my_server();
+            BEGIN
+              IF me IS NULL THEN RAISE EXCEPTION 'ba_record_arrivals: not a server''s role'; END IF;
+              DROP TABLE IF EXISTS ba_addr; DROP TABLE IF EXISTS ba_homes; DROP TABLE IF EXISTS ba_arrived;
+              CREATE TEMP TABLE ba_addr AS SELECT * FROM unnest(p_addr, p_found) AS x(address, found);
+              CREATE TEMP TABLE ba_homes AS SELECT * FROM unnest(p_haddr, p_hkind, p_hloc) AS x(address, kind, location);
+              {}
+              DROP TABLE ba_addr; DROP TABLE ba_homes;
+            END $f$;",
+        body(&sql, &["me", "p_now"], &names)
+    )
+}
+
+/// `ba_refresh_notices(addresses, now)`: the open notices brought up to date (notices.rs,
+/// `refresh_notices_of`) for the contacts of `addresses` (a night's touched addresses), or of
+/// every contact (`NULL`: after `suspend`). Server roles have no grant on the notices.
+fn refresh_fn() -> String {
+    use super::Engine::Postgres;
+    use super::notices::refresh_sql;
+    let names = [
+        ("t_touched", "ba_touched"),
+        ("t_contacts", "ba_contacts"),
+        ("t_open", "ba_open"),
+        ("owed", "ba_owed"),
+    ];
+    format!(
+        "CREATE OR REPLACE FUNCTION ba_refresh_notices(p_addr text[], p_now text) RETURNS void
+            LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+            AS $f$
+            BEGIN
+              IF ba_my_server() IS NULL THEN RAISE EXCEPTION 'ba_refresh_notices: not a server''s role'; END IF;
+              PERFORM pg_advisory_xact_lock({lock});
+              IF p_addr IS NULL THEN
+                {all}
+              ELSE
+                DROP TABLE IF EXISTS ba_touched;
+                CREATE TEMP TABLE ba_touched AS SELECT DISTINCT address FROM unnest(p_addr) AS x(address);
+                {touched}
+                DROP TABLE ba_touched; DROP TABLE ba_contacts;
+              END IF;
+            END $f$;",
+        lock = super::NOTICES_LOCK,
+        all = body(&refresh_sql(Postgres, false), &["p_now"], &names),
+        touched = body(&refresh_sql(Postgres, true), &["p_now"], &names),
+    )
+}
+
 /// A PostgreSQL identifier, quoted.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -174,7 +262,9 @@ pub(super) fn policies(owner: &str) -> String {
          REVOKE INSERT, UPDATE, DELETE ON breach_audit_schema FROM {FLEET_GROUP};
          REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
          GRANT EXECUTE ON FUNCTION ba_my_server(), ba_homes_elsewhere(text), ba_known(text[], text[])
-             TO {SERVERS_GROUP}, {FLEET_GROUP};\n",
+             TO {SERVERS_GROUP}, {FLEET_GROUP};
+         GRANT EXECUTE ON FUNCTION ba_record_arrivals(text[], bigint[], text[], text[], text[], text),
+             ba_refresh_notices(text[], text) TO {SERVERS_GROUP};\n",
         SERVER_GRANTS.join(", ")
     ));
     sql
@@ -211,6 +301,8 @@ pub(super) fn setup(db: &Db) -> Result<()> {
         db.batch(&group(FLEET_GROUP))?;
         db.batch(SETUP)?;
         db.batch(&known_fn())?;
+        db.batch(&arrivals_fn())?;
+        db.batch(&refresh_fn())?;
         db.batch(&policies(&owner))
     })
 }
@@ -307,7 +399,7 @@ pub(super) fn opener(db: &Db) -> Result<(Opener, Option<usize>)> {
 /// At open (PostgreSQL): whether this role owns the schema (and so may migrate it). Another
 /// role with the schema behind is refused ("run `breach-audit state init` as the owner"); a
 /// server's role (a row in `server_roles`) whose server is not the config's is refused naming
-/// both.
+/// both; one that is, is marked [`Db::restricted`].
 pub(super) fn check_opener(db: &Db, server: &str, steps: usize) -> Result<bool> {
     let (who, version) = opener(db)?;
     let Opener::Other { server: mine } = who else {
@@ -322,7 +414,7 @@ pub(super) fn check_opener(db: &Db, server: &str, steps: usize) -> Result<bool> 
             ),
         ));
     }
-    if let Some(mine) = mine
+    if let Some(mine) = &mine
         && mine != server
     {
         return Err(Error::bad_input(
@@ -332,6 +424,9 @@ pub(super) fn check_opener(db: &Db, server: &str, steps: usize) -> Result<bool> 
             ),
         ));
     }
+    // A server's own role: row-level security keeps it to its rows, so the cross-server
+    // questions go through the functions.
+    db.set_restricted(mine.is_some());
     Ok(false)
 }
 

@@ -17,7 +17,26 @@ pub struct HomeRow {
 
 impl State {
     /// Where `address` lives on other servers of the ledger (server, kind, location).
+    /// A server's own role learns only the servers (`ba_homes_elsewhere`), with an empty
+    /// kind and location.
     pub fn homes_elsewhere(&self, address: &str) -> Result<Vec<(String, HomeRow)>> {
+        if self.db.restricted() {
+            return self
+                .db
+                .query("SELECT server FROM ba_homes_elsewhere(?1)", p![address])?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.get(0)?,
+                        HomeRow {
+                            kind: String::new(),
+                            location: String::new(),
+                            owner: None,
+                        },
+                    ))
+                })
+                .collect();
+        }
         self.db
             .query(
                 "SELECT server, kind, location, owner FROM homes WHERE address = ?1 AND server <> ?2
@@ -304,37 +323,36 @@ pub(super) fn record_homes(
     homes: &[Vec<V>],
     now: &str,
 ) -> Result<()> {
-    db.insert_many("INSERT INTO t_addr (address)", 1, IGNORE, addresses)?;
+    db.insert_many("INSERT INTO t_addr (address, found)", 2, IGNORE, addresses)?;
     db.insert_many(
         "INSERT INTO t_homes (address, kind, location, owner)",
         4,
         IGNORE,
         homes,
     )?;
-    db.execute(
-        "CREATE TEMP TABLE t_arrived AS
-                   SELECT a.address FROM t_addr a
-                    WHERE NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = a.address AND h.server = ?1)
-                      AND EXISTS (SELECT 1 FROM findings f WHERE f.address = a.address)",
-        p![server],
-    )?;
-    db.execute(
-        "INSERT INTO moves (address, from_server, from_kind, from_location, to_server, to_kind, to_location, arrived_at)
-                 SELECT o.address, o.server, o.kind, o.location, ?1,
-                        (SELECT min(kind) FROM t_homes n WHERE n.address = o.address),
-                        (SELECT min(location) FROM t_homes n WHERE n.address = o.address), ?2
-                   FROM homes o WHERE o.server <> ?1 AND o.address IN (SELECT address FROM t_arrived)",
-        p![server, now],
-    )?;
-    db.execute(
-        "UPDATE moves SET to_server = ?1, arrived_at = ?2,
-                    to_kind = (SELECT min(kind) FROM t_homes n WHERE n.address = moves.address),
-                    to_location = (SELECT min(location) FROM t_homes n WHERE n.address = moves.address)
-                 WHERE to_server IS NULL AND from_server <> ?1
-                   AND address IN (SELECT address FROM t_arrived)",
-        p![server, now],
-    )?;
-    db.batch("DROP TABLE t_arrived")?;
+    // Arrivals read other servers' homes and departures: a server's own role has the
+    // owner's function run the same statements (`ba_record_arrivals`, roles.rs).
+    if db.restricted() {
+        db.execute(
+            "SELECT ba_record_arrivals(
+                ARRAY(SELECT address FROM t_addr ORDER BY address),
+                ARRAY(SELECT found FROM t_addr ORDER BY address),
+                ARRAY(SELECT address FROM t_homes ORDER BY address, kind, location),
+                ARRAY(SELECT kind FROM t_homes ORDER BY address, kind, location),
+                ARRAY(SELECT location FROM t_homes ORDER BY address, kind, location), ?1)",
+            p![now],
+        )?;
+    } else {
+        for sql in ARRIVALS {
+            let all = p![server, now];
+            let n = ["?2", "?1"]
+                .iter()
+                .position(|q| sql.contains(q))
+                .map_or(0, |i| 2 - i);
+            db.execute(sql, &all[..n])?;
+        }
+    }
+
     // Placed now: read here tonight.
     db.execute(
         "DELETE FROM unplaced WHERE address IN (SELECT address FROM t_addr)",
@@ -367,6 +385,28 @@ pub(super) fn record_homes(
     )?;
     Ok(())
 }
+
+/// The accounts read tonight (`t_addr`; `found`: with a finding tonight) that arrive here from
+/// another server (`?1`, at `?2`): the moves from where they still are, and the departures
+/// another server recorded completed. Also the body of `ba_record_arrivals` (roles.rs), where
+/// `?1` is `ba_my_server()`.
+pub(super) const ARRIVALS: [&str; 4] = [
+    "CREATE TEMP TABLE t_arrived AS
+                   SELECT a.address FROM t_addr a
+                    WHERE NOT EXISTS (SELECT 1 FROM homes h WHERE h.address = a.address AND h.server = ?1)
+                      AND (a.found = 1 OR EXISTS (SELECT 1 FROM findings f WHERE f.address = a.address))",
+    "INSERT INTO moves (address, from_server, from_kind, from_location, to_server, to_kind, to_location, arrived_at)
+                 SELECT o.address, o.server, o.kind, o.location, ?1,
+                        (SELECT min(kind) FROM t_homes n WHERE n.address = o.address),
+                        (SELECT min(location) FROM t_homes n WHERE n.address = o.address), ?2
+                   FROM homes o WHERE o.server <> ?1 AND o.address IN (SELECT address FROM t_arrived)",
+    "UPDATE moves SET to_server = ?1, arrived_at = ?2,
+                    to_kind = (SELECT min(kind) FROM t_homes n WHERE n.address = moves.address),
+                    to_location = (SELECT min(location) FROM t_homes n WHERE n.address = moves.address)
+                 WHERE to_server IS NULL AND from_server <> ?1
+                   AND address IN (SELECT address FROM t_arrived)",
+    "DROP TABLE t_arrived",
+];
 
 /// Tonight's run, recorded as `server`'s.
 pub(super) fn record_run(db: &Db, server: &str, run: &RunRow, now: &str) -> Result<()> {

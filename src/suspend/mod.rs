@@ -364,6 +364,8 @@ fn lives_now(state: &State, address: &str) -> Result<String> {
         return Ok(format!("--{} {}", h.kind, h.location));
     }
     Ok(match state.homes_elsewhere(address)?.first() {
+        // A server's own role is told the server only.
+        Some((server, h)) if h.kind.is_empty() => format!("server {server}"),
         Some((server, h)) => format!("server {server}, --{} {}", h.kind, h.location),
         None => "unknown".into(),
     })

@@ -49,6 +49,10 @@ pub(crate) struct Db {
     /// The file, or the URL without its password: every error names it.
     label: PathBuf,
     in_tx: std::cell::Cell<bool>,
+    /// Opened by a server's own role (PostgreSQL, `state grant`): row-level security keeps it
+    /// to its rows, and the cross-server questions go through the `SECURITY DEFINER`
+    /// functions ([`crate::state`]'s `roles`).
+    restricted: std::cell::Cell<bool>,
 }
 
 /// How often a step that met a serialization failure or deadlock is run again.
@@ -89,6 +93,7 @@ impl Db {
             inner: std::cell::RefCell::new(Inner::Sqlite(sqlite::open(path)?)),
             label: path.to_path_buf(),
             in_tx: std::cell::Cell::new(false),
+            restricted: std::cell::Cell::new(false),
         })
     }
 
@@ -100,6 +105,7 @@ impl Db {
             inner: std::cell::RefCell::new(Inner::Postgres(pg)),
             label,
             in_tx: std::cell::Cell::new(false),
+            restricted: std::cell::Cell::new(false),
         })
     }
 
@@ -108,6 +114,16 @@ impl Db {
             Inner::Sqlite(_) => Engine::Sqlite,
             Inner::Postgres(_) => Engine::Postgres,
         }
+    }
+
+    /// Whether a server's own role opened it (row-level security applies: see the field).
+    pub(crate) fn restricted(&self) -> bool {
+        self.restricted.get()
+    }
+
+    /// Set at open: a server's own role ([`Db::restricted`]).
+    pub(crate) fn set_restricted(&self, on: bool) {
+        self.restricted.set(on);
     }
 
     /// The file or URL (without password) errors name.
