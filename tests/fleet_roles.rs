@@ -294,3 +294,220 @@ fn a_role_under_another_servers_config_or_on_a_schema_behind_is_refused() {
     let r = l.w.run(&["report", "--config", &mine]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// `server`'s config of `f` (written by [`Fleet::config`]) reaching the ledger as `role`.
+fn as_role(f: &common::fleet::Fleet, server: &str, cfg: &str, role: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let text = text.replace("postgres://ledger@", &format!("postgres://{role}@"));
+    assert!(text.contains(&format!("postgres://{role}@")), "{text}");
+    s(&f.w.write(&format!("{server}/{name}.toml"), text))
+}
+
+/// The fleet test's nights (tests/fleet.rs) with each server under its own role from `state
+/// grant` and `notify` under a fleet role: one message per contact, suspended where the account
+/// lives, and a domain moved each way (the new server audits first, then the old one first)
+/// neither new nor told again.
+#[test]
+fn a_fleet_night_under_per_server_roles_tells_once_and_carries_moves_both_ways() {
+    use common::fleet::*;
+    use common::mta::exim_lsearch;
+    let mut f = Fleet::new();
+    f.pg.sql("postgres", "ALTER ROLE ledger CREATEROLE");
+    let owner = |args: &[&str]| {
+        let mut a = vec!["state"];
+        a.extend_from_slice(args);
+        let pw = s(&f.pg.password_file);
+        a.extend_from_slice(&["--state-url", &f.url, "--password-file", &pw]);
+        let r = f.w.run(&a);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    };
+    owner(&["init"]);
+    owner(&["grant", "london"]);
+    owner(&["grant", "paris"]);
+    owner(&["grant", "--fleet", "reporter"]);
+    for role in ["ba_london", "ba_paris", "reporter"] {
+        f.pg.sql(
+            "postgres",
+            &format!("ALTER ROLE {role} PASSWORD '{VMAIL_PASSWORD}'"),
+        );
+    }
+    let a = Domain {
+        name: "carol-a.example",
+        owner: "carol",
+        mailboxes: vec![mailbox("info", "hunter2-a"), mailbox("sales", "fine-pw-1")],
+    };
+    let b = Domain {
+        name: "carol-b.example",
+        owner: "carol",
+        mailboxes: vec![mailbox("info", "hunter2-b")],
+    };
+    let k = Domain {
+        name: "kim.example",
+        owner: "kim",
+        mailboxes: vec![mailbox("kim", "fine-pw-3")],
+    };
+    let combo = f.w.write(
+        "combo.txt",
+        "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\n",
+    );
+    let r =
+        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.write("london", Kind::Cpanel, &[&a, &k]);
+    f.write("paris", Kind::DirectAdmin, &[&b]);
+    let london_owner = f.config("london", Kind::Cpanel);
+    let paris_owner = f.config("paris", Kind::DirectAdmin);
+    let london = as_role(&f, "london", &london_owner, "ba_london", "role");
+    let paris = as_role(&f, "paris", &paris_owner, "ba_paris", "role");
+    let fleet = as_role(&f, "london", &london_owner, "reporter", "fleet");
+    let notify = |f: &Fleet, cfg: &str| {
+        let r: Run =
+            f.w.cmd()
+                .args(["notify", "--config", cfg, "--quiet"])
+                .output()
+                .unwrap()
+                .into();
+        assert!(
+            r.code == 0 || r.code == 3,
+            "notify: {} {}",
+            r.code,
+            r.stderr
+        );
+    };
+    let carol = |f: &Fleet| {
+        f.messages()
+            .into_iter()
+            .filter(|(t, _)| t == "carol@owners.example")
+            .collect::<Vec<_>>()
+    };
+
+    // Night 1: both audit at once, each as its own role.
+    let kids: Vec<_> = [&london, &paris]
+        .iter()
+        .map(|cfg| {
+            f.audit(cfg)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        ok(k.wait_with_output().unwrap(), "a server role's audit");
+    }
+    assert_eq!(
+        f.sql("SELECT server, complete, accounts, at_risk FROM runs ORDER BY server"),
+        ["london|1|3|1", "paris|1|1|1"]
+    );
+    assert_eq!(
+        f.sql(
+            "SELECT address, server, kind FROM homes WHERE address LIKE 'info@%' ORDER BY address"
+        ),
+        [
+            "info@carol-a.example|london|cpanel",
+            "info@carol-b.example|paris|directadmin"
+        ]
+    );
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log.lines().collect::<Vec<_>>(),
+        ["--user=carol --output=json Email suspend_outgoing email=info@carol-a.example"],
+        "{uapi_log}"
+    );
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    assert_eq!(exim_lsearch(&bl, "info@carol-b.example"), "yes");
+    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "no");
+    // The notices were opened by the servers' nights (through ba_refresh_notices).
+    assert_eq!(
+        f.sql("SELECT contact, status FROM notices ORDER BY contact"),
+        ["carol@owners.example|pending"]
+    );
+    // A server's page is its own; the fleet role's report is the fleet's.
+    let r = f.w.run(&["report", "--config", &london, "--out", "-"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.out().contains("carol-b.example"), "paris's on london's");
+    let r = f.w.run(&["report", "--config", &fleet, "--out", "-"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.out().contains("carol-b.example") && r.out().contains("data-server=\"paris\""));
+    notify(&f, &fleet);
+    let msgs = carol(&f);
+    assert_eq!(msgs.len(), 1, "{:?}", f.messages());
+    assert!(
+        msgs[0].1.contains("info@carol-a.example") && msgs[0].1.contains("info@carol-b.example"),
+        "{}",
+        msgs[0].1
+    );
+
+    // Night 2: carol-a.example moves london -> paris; paris (where it arrives) audits first.
+    f.write("london", Kind::Cpanel, &[&k]);
+    f.write("paris", Kind::DirectAdmin, &[&b, &a]);
+    let r = ok(f.audit(&paris).output().unwrap(), "paris's audit");
+    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-a.example"),
+        "a moved account is not new: {new}\n{}",
+        r.stderr
+    );
+    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "yes");
+    ok(f.audit(&london).output().unwrap(), "london's audit");
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(uapi_log.lines().count(), 1, "{uapi_log}");
+    // A server's role learns the other server, not its source.
+    assert_eq!(
+        f.sql("SELECT released_reason FROM suspensions WHERE server = 'london' AND address = 'info@carol-a.example'"),
+        ["the account lives elsewhere now: server paris"]
+    );
+    assert_eq!(
+        f.sql("SELECT from_server, from_kind, to_server, to_kind, left_at IS NOT NULL FROM moves WHERE address = 'info@carol-a.example'"),
+        ["london|cpanel|paris|directadmin|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'info@carol-a.example' AND (resolved_at IS NOT NULL OR told_at IS NULL)"),
+        ["0"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-a.example' ORDER BY id"),
+        ["london|f|t", "paris|t|t"]
+    );
+    notify(&f, &fleet);
+    assert_eq!(carol(&f).len(), 1, "carol is not told again");
+
+    // Night 3: carol-b.example moves paris -> london; paris (which it leaves) audits first.
+    f.write("paris", Kind::DirectAdmin, &[&a]);
+    f.write("london", Kind::Cpanel, &[&k, &b]);
+    ok(f.audit(&paris).output().unwrap(), "paris's audit");
+    assert_eq!(exim_lsearch(&bl, "info@carol-b.example"), "no");
+    assert_eq!(
+        f.sql("SELECT resolved_reason FROM findings WHERE address = 'info@carol-b.example' AND kind = 'current_password_leaked'"),
+        ["domain removed"]
+    );
+    ok(f.audit(&london).output().unwrap(), "london's audit");
+    let new = std::fs::read_to_string(f.dir("london").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-b.example"),
+        "back with its history, not new: {new}"
+    );
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log.lines().last(),
+        Some("--user=carol --output=json Email suspend_outgoing email=info@carol-b.example"),
+        "{uapi_log}"
+    );
+    assert_eq!(
+        f.sql("SELECT from_server, to_server, to_kind, left_at IS NOT NULL, arrived_at IS NOT NULL FROM moves WHERE address = 'info@carol-b.example'"),
+        ["paris|london|cpanel|t|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-b.example' ORDER BY id"),
+        ["paris|f|t", "london|t|t"]
+    );
+    notify(&f, &fleet);
+    assert_eq!(carol(&f).len(), 1, "carol is still not told again");
+    // Nothing a server's role did reached past its rows: no server wrote another's.
+    assert_eq!(
+        f.sql("SELECT DISTINCT server FROM runs ORDER BY 1"),
+        ["london", "paris"]
+    );
+}

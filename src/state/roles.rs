@@ -15,8 +15,10 @@
 //! - **fleet roles** (members of `ba_fleet`, for `notify` and `report`): every row.
 //!
 //! Cross-server questions are answered by `SECURITY DEFINER` functions that return answers,
-//! never rows: `ba_known` (which of these findings are already open anywhere) and
-//! `ba_homes_elsewhere` (the other servers an address lives on). All of it is created by
+//! never rows: `ba_known` (which of these findings are already open anywhere),
+//! `ba_homes_elsewhere` (the other servers an address lives on), and for a suspension released
+//! after its account left, `ba_open_severities` and `ba_last_resolved_reason` (one address's), and `ba_suspension_told`
+//! (when a suspension a new one replaces was told). All of it is created by
 //! [`setup`], idempotently, after the schema steps (it is not a schema step: it names roles,
 //! which live outside the database, and is run again as the owner whenever wanted).
 //! SQLite is untouched.
@@ -85,7 +87,26 @@ CREATE OR REPLACE FUNCTION ba_homes_elsewhere(a text) RETURNS TABLE(server text)
     AS $f$ SELECT DISTINCT h.server FROM homes h
             WHERE h.address = a AND h.server IS DISTINCT FROM ba_my_server()
             ORDER BY 1 $f$;
+CREATE OR REPLACE FUNCTION ba_open_severities(a text) RETURNS TABLE(severity text)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $f$ SELECT DISTINCT f.severity FROM findings f
+            WHERE f.address = a AND f.resolved_at IS NULL $f$;
+CREATE OR REPLACE FUNCTION ba_last_resolved_reason(a text) RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+    AS $f$ SELECT f.resolved_reason FROM findings f WHERE f.address = a
+            ORDER BY f.resolved_at DESC LIMIT 1 $f$;
 ";
+
+/// `ba_suspension_told(address, started)`: when the customer was told of a suspension a new one
+/// of the address replaces ([`super::suspensions::told_before`], the owner's SQL).
+fn suspension_told_fn() -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION ba_suspension_told(a text, started text) RETURNS text
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+            AS $f$ SELECT {} $f$;",
+        super::suspensions::told_before("a", "started")
+    )
+}
 
 /// `ba_known(addresses, kinds)`: the pairs asked for whose episode is open anywhere in the fleet.
 fn known_fn() -> String {
@@ -261,7 +282,8 @@ pub(super) fn policies(owner: &str) -> String {
          REVOKE ALL ON server_roles FROM {FLEET_GROUP};
          REVOKE INSERT, UPDATE, DELETE ON breach_audit_schema FROM {FLEET_GROUP};
          REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
-         GRANT EXECUTE ON FUNCTION ba_my_server(), ba_homes_elsewhere(text), ba_known(text[], text[])
+         GRANT EXECUTE ON FUNCTION ba_my_server(), ba_homes_elsewhere(text), ba_known(text[], text[]),
+             ba_open_severities(text), ba_last_resolved_reason(text), ba_suspension_told(text, text)
              TO {SERVERS_GROUP}, {FLEET_GROUP};
          GRANT EXECUTE ON FUNCTION ba_record_arrivals(text[], bigint[], text[], text[], text[], text),
              ba_refresh_notices(text[], text) TO {SERVERS_GROUP};\n",
@@ -301,6 +323,7 @@ pub(super) fn setup(db: &Db) -> Result<()> {
         db.batch(&group(FLEET_GROUP))?;
         db.batch(SETUP)?;
         db.batch(&known_fn())?;
+        db.batch(&suspension_told_fn())?;
         db.batch(&arrivals_fn())?;
         db.batch(&refresh_fn())?;
         db.batch(&policies(&owner))

@@ -61,6 +61,11 @@ impl State {
     /// sent and its suspensions applied, or a later `notify`).
     pub fn tally_last_run(&mut self) -> Result<()> {
         let server = self.server.clone();
+        // A server's own role reads no notices (they name the fleet's customers): its run's
+        // notice counts are `notify`'s, after it delivered ([`State::tally_fleet_notices`]).
+        if self.db.restricted() {
+            return self.db.transaction(|db| tally_suspensions(db, &server));
+        }
         self.db.transaction(|db| tally_last_run(db, &server))
     }
 

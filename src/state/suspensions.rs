@@ -148,6 +148,20 @@ pub struct ReleasedRow {
     pub text: Option<String>,
 }
 
+/// When the customer was told of a suspension of address `a` that a new one replaces: one in
+/// force, released by this run (since `started`), or let go because the account left while its
+/// finding stayed open (a move between sources or servers); NULL when none.
+pub(super) fn told_before(a: &str, started: &str) -> String {
+    format!(
+        "(SELECT max(s.told_at) FROM suspensions s WHERE s.address = {a}
+           AND (s.released_at IS NULL OR s.released_at >= {started}
+                OR (s.released_code IN {left}
+                    AND s.released_at >= (SELECT min(f.first_seen) FROM findings f
+                                           WHERE f.address = {a} AND f.resolved_at IS NULL))))",
+        left = ReleaseReason::sql_list(&ReleaseReason::LEFT)
+    )
+}
+
 /// The severities suspended, as SQL.
 fn severities(include_high: bool) -> &'static str {
     if include_high {
@@ -212,19 +226,20 @@ impl State {
     ) -> Result<Vec<i64>> {
         let now = now();
         let server = self.server().to_string();
-        let left = ReleaseReason::sql_list(&ReleaseReason::LEFT);
+        // A server's own role sees no other server's suspension: asked of the owner's function
+        // (the same SQL), which answers for this address only.
+        let told = if self.db.restricted() {
+            "ba_suspension_told(?1, ?6)".to_string()
+        } else {
+            told_before("?1", "?6")
+        };
         self.db.transaction(|db| {
             let mut ids = Vec::new();
             for (a, entry) in added {
                 let id: i64 = db.value(
                     &format!(
                         "INSERT INTO suspensions (server, address, platform, target, entry, applied_at, told_at)
-                         VALUES (?7, ?1, ?2, ?3, ?4, ?5,
-                            (SELECT max(told_at) FROM suspensions WHERE address = ?1
-                              AND (released_at IS NULL OR released_at >= ?6
-                                   OR (released_code IN {left}
-                                       AND released_at >= (SELECT min(first_seen) FROM findings
-                                                            WHERE address = ?1 AND resolved_at IS NULL)))))
+                         VALUES (?7, ?1, ?2, ?3, ?4, ?5, {told})
                          RETURNING id"
                     ),
                     p![a, platform, target, entry, now, started, server],
@@ -278,10 +293,16 @@ impl State {
 
     /// Has `address` an unresolved finding of a suspended severity?
     pub fn has_open_suspendable(&self, address: &str, include_high: bool) -> Result<bool> {
+        // A server's own role sees no finding of an account that left it: asked of the owner's
+        // function, which answers for this address only.
+        let findings = if self.db.restricted() {
+            "ba_open_severities(?1) f WHERE true"
+        } else {
+            "findings f WHERE f.address = ?1 AND f.resolved_at IS NULL"
+        };
         self.db.value(
             &format!(
-                "SELECT EXISTS (SELECT 1 FROM findings WHERE address = ?1 AND resolved_at IS NULL
-                                  AND severity IN {})",
+                "SELECT EXISTS (SELECT 1 FROM {findings} AND f.severity IN {})",
                 severities(include_high)
             ),
             p![address],
@@ -290,10 +311,12 @@ impl State {
 
     /// How `address`'s latest resolved finding was resolved ([`super::reason`]), if recorded.
     pub fn last_resolved_reason(&self, address: &str) -> Result<Option<String>> {
-        match self.db.query_opt(
-            "SELECT resolved_reason FROM findings WHERE address = ?1 ORDER BY resolved_at DESC LIMIT 1",
-            p![address],
-        )? {
+        let sql = if self.db.restricted() {
+            "SELECT ba_last_resolved_reason(?1)"
+        } else {
+            "SELECT resolved_reason FROM findings WHERE address = ?1 ORDER BY resolved_at DESC LIMIT 1"
+        };
+        match self.db.query_opt(sql, p![address])? {
             Some(r) => r.get(0),
             None => Ok(None),
         }
