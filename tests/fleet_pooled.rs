@@ -13,8 +13,11 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A DirectAdmin tree of `domains` (name, owner, [(local part, password)]) under `root/da`.
-fn directadmin(root: &Path, domains: &[(&str, &str, &[(&str, &str)])]) {
+/// A domain: its name, owner, and mailboxes (local part, password).
+type DomainRow<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// A DirectAdmin tree of `domains` under `root/da`.
+fn directadmin(root: &Path, domains: &[DomainRow]) {
     let virt = root.join("da/etc/virtual");
     std::fs::create_dir_all(&virt).unwrap();
     let mut owners = String::new();

@@ -6,6 +6,10 @@
 use super::{Db, Engine, FindingKind, NOTICES_LOCK, State, ToV, V, later, now, p};
 use crate::error::Result;
 
+/// What a notice names: the (address, kind) pairs recorded as told once it is accepted, and the
+/// findings they stand for ([`State::notice_contents`]).
+pub type NoticeContents = (Vec<(String, String)>, Vec<NoticeRow>);
+
 /// Where a notice stands (`notices.status`; the strings are stored, so they never change).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoticeStatus {
@@ -210,7 +214,7 @@ impl State {
     /// (exactly these are recorded as told once it is accepted), and the findings they stand
     /// for, by address, worst first (an `outbound_suspended` entry names every open, verifiable
     /// finding of its address).
-    pub fn notice_contents(&self, id: i64) -> Result<(Vec<(String, String)>, Vec<NoticeRow>)> {
+    pub fn notice_contents(&self, id: i64) -> Result<NoticeContents> {
         let unverifiable = FindingKind::Unverifiable.sql_like();
         let rows = self.db.query(
             // Indexed lookups each (an OR of the two finding branches made PostgreSQL scan every
