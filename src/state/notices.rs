@@ -483,7 +483,7 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
         Engine::Postgres => format!("ANALYZE {t};"),
         Engine::Sqlite => String::new(),
     };
-    let (c, fc) = if touched {
+    let (cf, c, fc) = if touched {
         // The night's addresses looked up by the findings' key (PostgreSQL: as an array, not a
         // join the planner may turn into a scan of the fleet's findings).
         let touched = match db.engine() {
@@ -501,17 +501,21 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
             // An array the index on `contact` is searched with: with `IN (SELECT ...)` the
             // planner, misled by statistics a night's inserts had not reached yet, compared
             // every untold finding of the fleet with every contact (growing with the fleet).
+            // (Only there: the open notices are one per contact, and an array made their
+            // lookups slower.)
             Engine::Postgres => (
                 "AND contact = ANY (ARRAY(SELECT contact FROM t_contacts))",
-                "AND f.contact = ANY (ARRAY(SELECT contact FROM t_contacts))",
+                "AND contact IN (SELECT contact FROM t_contacts)",
+                "AND f.contact IN (SELECT contact FROM t_contacts)",
             ),
             Engine::Sqlite => (
+                "AND contact IN (SELECT contact FROM t_contacts)",
                 "AND contact IN (SELECT contact FROM t_contacts)",
                 "AND f.contact IN (SELECT contact FROM t_contacts)",
             ),
         }
     } else {
-        ("", "")
+        ("", "", "")
     };
     let open = NoticeStatus::sql_list(&NoticeStatus::OPEN);
     let unverifiable = FindingKind::Unverifiable.sql_like();
@@ -524,7 +528,7 @@ pub(super) fn refresh_notices_of(db: &Db, now: &str, touched: bool) -> Result<()
          CREATE TEMP TABLE owed AS
             SELECT contact, owner, address, kind FROM findings
              WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
-               AND kind NOT LIKE {unverifiable} {c}
+               AND kind NOT LIKE {unverifiable} {cf}
             UNION
             SELECT f.contact, f.owner, s.address, 'outbound_suspended'
               FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner
