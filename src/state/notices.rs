@@ -269,13 +269,11 @@ impl State {
         transport: &str,
     ) -> Result<()> {
         let now = super::now();
-        let pairs: Vec<Vec<V>> = named
-            .iter()
-            .map(|(a, k)| vec![V::I(id), V::T(a), V::T(k)])
-            .collect();
-        // Four round trips, whatever the notice names: the lock with the old list dropped,
-        // the notice, the list as sent, and what it told (set-wise). `id` and `now` are this
-        // program's own (a number and an RFC 3339 time), written into the statements.
+        // Three round trips, whatever the notice names: the lock, the old list dropped and
+        // the notice sent (with the BEGIN); the message's id and the list as sent; what it
+        // told, set-wise (with the COMMIT). `id` and `now` are this program's own (a number
+        // and an RFC 3339 time, checked), written into the statements; strings go as
+        // parameters.
         if !now
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b))
@@ -284,38 +282,66 @@ impl State {
                 "unexpected time {now:?}"
             )));
         }
-        self.db.transaction(|db| {
-            // Not while an audit rewrites what the notices name.
-            let lock = match db.engine() {
-                Engine::Postgres => format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});"),
-                Engine::Sqlite => String::new(),
+        // Not while an audit rewrites what the notices name.
+        let lock = match self.db.engine() {
+            Engine::Postgres => format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});"),
+            Engine::Sqlite => String::new(),
+        };
+        // The sent notice names what the message said; anything added meanwhile is owed anew.
+        let head = format!(
+            "{lock} DELETE FROM notice_findings WHERE notice_id = {id};
+             UPDATE notices SET status = {sent}, sent_at = '{now}', attempts = attempts + 1,
+                last_error = NULL, next_attempt = NULL WHERE id = {id};",
+            sent = NoticeStatus::Sent.sql()
+        );
+        // What it named is told, and so is every suspended address it named.
+        let tail = format!(
+            "UPDATE findings SET told_at = '{now}'
+              WHERE (address, kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = {id});
+             UPDATE suspensions SET told_at = '{now}'
+              WHERE released_at IS NULL AND told_at IS NULL
+                AND address IN (SELECT address FROM notice_findings WHERE notice_id = {id});"
+        );
+        let message_id = format!("<{message_id}>");
+        // PostgreSQL: the message's id and the first pairs in one statement (a data-modifying
+        // WITH); SQLite (local, no such WITH): one statement each.
+        let per = 10_000;
+        let first = &named[..named.len().min(per)];
+        self.db.transaction_batched(&head, |db| {
+            let update = "UPDATE notices SET message_id = ?2, transport = ?3 WHERE id = ?1";
+            let rest = if db.engine() == Engine::Postgres && !first.is_empty() {
+                let mut sql = format!(
+                    "WITH sent AS ({update} RETURNING id)
+                     INSERT INTO notice_findings (notice_id, address, kind) VALUES "
+                );
+                let mut params = vec![V::I(id), V::T(&message_id), V::T(transport)];
+                for (i, (a, k)) in first.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    let n = params.len();
+                    sql.push_str(&format!("(?1, ?{}, ?{})", n + 1, n + 2));
+                    params.push(V::T(a));
+                    params.push(V::T(k));
+                }
+                sql.push_str(" ON CONFLICT DO NOTHING");
+                db.execute(&sql, &params)?;
+                &named[first.len()..]
+            } else {
+                db.execute(update, p![id, message_id, transport])?;
+                named
             };
-            // The sent notice names what the message said; anything added meanwhile is owed anew.
-            db.batch(&format!(
-                "{lock} DELETE FROM notice_findings WHERE notice_id = {id};"
-            ))?;
-            db.execute(
-                &format!(
-                    "UPDATE notices SET status = {}, sent_at = ?2, message_id = ?3, transport = ?4,
-                attempts = attempts + 1, last_error = NULL, next_attempt = NULL WHERE id = ?1",
-                    NoticeStatus::Sent.sql()
-                ),
-                p![id, now, format!("<{message_id}>"), transport],
-            )?;
+            let pairs: Vec<Vec<V>> = rest
+                .iter()
+                .map(|(a, k)| vec![V::I(id), V::T(a), V::T(k)])
+                .collect();
             db.insert_many(
                 "INSERT INTO notice_findings (notice_id, address, kind)",
                 3,
                 "ON CONFLICT DO NOTHING",
                 &pairs,
             )?;
-            // What it named is told, and so is every suspended address it named.
-            db.batch(&format!(
-                "UPDATE findings SET told_at = '{now}'
-                  WHERE (address, kind) IN (SELECT address, kind FROM notice_findings WHERE notice_id = {id});
-                 UPDATE suspensions SET told_at = '{now}'
-                  WHERE released_at IS NULL AND told_at IS NULL
-                    AND address IN (SELECT address FROM notice_findings WHERE notice_id = {id});"
-            ))
+            Ok(((), tail.clone()))
         })
     }
 
@@ -494,20 +520,39 @@ pub(super) fn refresh_sql(engine: Engine, touched: bool) -> Vec<String> {
         Engine::Sqlite => String::new(),
     };
     let mut out = Vec::new();
-    let (c, fc) = if touched {
+    let (cf, c, fc) = if touched {
+        // The night's addresses looked up by the findings' key (PostgreSQL: as an array, not a
+        // join the planner may turn into a scan of the fleet's findings).
+        let touched = match engine {
+            Engine::Postgres => "address = ANY (ARRAY(SELECT address FROM t_touched))",
+            Engine::Sqlite => "address IN (SELECT address FROM t_touched)",
+        };
         out.push(format!(
             "DROP TABLE IF EXISTS t_contacts;
              CREATE TEMP TABLE t_contacts AS SELECT DISTINCT contact FROM findings
-              WHERE contact IS NOT NULL AND address IN (SELECT address FROM t_touched);
+              WHERE contact IS NOT NULL AND {touched};
              CREATE INDEX t_contacts_contact ON t_contacts (contact); {}",
-            analyze("t_contacts")
+            analyze("t_contacts"),
         ));
-        (
-            "AND contact IN (SELECT contact FROM t_contacts)",
-            "AND f.contact IN (SELECT contact FROM t_contacts)",
-        )
+        match engine {
+            // An array the index on `contact` is searched with: with `IN (SELECT ...)` the
+            // planner, misled by statistics a night's inserts had not reached yet, compared
+            // every untold finding of the fleet with every contact (growing with the fleet).
+            // (Only there: the open notices are one per contact, and an array made their
+            // lookups slower.)
+            Engine::Postgres => (
+                "AND contact = ANY (ARRAY(SELECT contact FROM t_contacts))",
+                "AND contact IN (SELECT contact FROM t_contacts)",
+                "AND f.contact IN (SELECT contact FROM t_contacts)",
+            ),
+            Engine::Sqlite => (
+                "AND contact IN (SELECT contact FROM t_contacts)",
+                "AND contact IN (SELECT contact FROM t_contacts)",
+                "AND f.contact IN (SELECT contact FROM t_contacts)",
+            ),
+        }
     } else {
-        ("", "")
+        ("", "", "")
     };
     let open = NoticeStatus::sql_list(&NoticeStatus::OPEN);
     let unverifiable = FindingKind::Unverifiable.sql_like();
@@ -520,7 +565,7 @@ pub(super) fn refresh_sql(engine: Engine, touched: bool) -> Vec<String> {
          CREATE TEMP TABLE owed AS
             SELECT contact, owner, address, kind FROM findings
              WHERE resolved_at IS NULL AND told_at IS NULL AND contact IS NOT NULL
-               AND kind NOT LIKE {unverifiable} {c}
+               AND kind NOT LIKE {unverifiable} {cf}
             UNION
             SELECT f.contact, f.owner, s.address, 'outbound_suspended'
               FROM suspensions s JOIN (SELECT address, min(contact) AS contact, min(owner) AS owner

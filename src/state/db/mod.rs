@@ -232,8 +232,27 @@ impl Db {
     /// Run `f` in one transaction: committed when it returns `Ok`, rolled back otherwise; on
     /// PostgreSQL run again after a serialization failure or deadlock.
     pub(crate) fn transaction<T>(&self, mut f: impl FnMut(&Db) -> Result<T>) -> Result<T> {
+        self.transaction_batched("", |db| f(db).map(|v| (v, String::new())))
+    }
+
+    /// [`Db::transaction`] with fewer round trips: `head` (statements without parameters, or
+    /// empty) goes in one message with the `BEGIN`, and the statements `f` returns (the same,
+    /// or empty) in one message with the `COMMIT`. Values written into them must be this
+    /// program's own numbers and checked times, never strings from elsewhere.
+    pub(crate) fn transaction_batched<T>(
+        &self,
+        head: &str,
+        mut f: impl FnMut(&Db) -> Result<(T, String)>,
+    ) -> Result<T> {
         if self.in_tx.get() {
-            return f(self);
+            if !head.trim().is_empty() {
+                self.batch(head)?;
+            }
+            let (v, tail) = f(self)?;
+            if !tail.trim().is_empty() {
+                self.batch(&tail)?;
+            }
+            return Ok(v);
         }
         let mut attempt = 0;
         loop {
@@ -241,9 +260,18 @@ impl Db {
                 Engine::Sqlite => "BEGIN IMMEDIATE",
                 Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
             };
-            self.batch(begin)?;
             self.in_tx.set(true);
-            let r = f(self).and_then(|v| self.batch("COMMIT").map(|()| v));
+            let r = self
+                .batch(&format!("{begin}; {head}"))
+                .and_then(|()| f(self))
+                .and_then(|(v, tail)| {
+                    let tail = tail.trim().trim_end_matches(';');
+                    match tail.is_empty() {
+                        true => self.batch("COMMIT"),
+                        false => self.batch(&format!("{tail}; COMMIT")),
+                    }
+                    .map(|()| v)
+                });
             self.in_tx.set(false);
             match r {
                 Ok(v) => return Ok(v),
