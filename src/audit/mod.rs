@@ -276,9 +276,6 @@ pub fn audit(opts: &AuditOptions, warn: &Warnings) -> Result<AuditRun> {
     Ok(AuditRun::Done(Box::new(done)))
 }
 
-/// How long retention may take after a night (it goes on the next night).
-pub(crate) const PRUNE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Delete what is past `state_keep`: this server's rows and, on a SQLite state (one server: no
 /// `notify` runs for a fleet), the notices and closed findings too (on a shared state the
 /// delivering runner prunes those: `notify`, or this audit's `--notify`). A failure is a warning: the
@@ -287,9 +284,12 @@ fn prune(state: &State, at: &StateAt, warn: &Warnings) -> Option<crate::state::P
     let horizon = crate::state::earlier(at.keep().as_secs());
     let t = Instant::now();
     let run = || -> Result<crate::state::PruneCounts> {
-        let mut c = state.prune(&horizon, crate::page::NIGHTS, PRUNE_BUDGET)?;
+        let mut c = state.prune(&horizon, crate::page::NIGHTS, crate::state::PRUNE_BUDGET)?;
         if !state.shared() && !c.unfinished {
-            c.add(&state.prune_fleet(&horizon, PRUNE_BUDGET.saturating_sub(t.elapsed()))?);
+            c.add(&state.prune_fleet(
+                &horizon,
+                crate::state::PRUNE_BUDGET.saturating_sub(t.elapsed()),
+            )?);
         }
         Ok(c)
     };

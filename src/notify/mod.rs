@@ -298,7 +298,7 @@ fn prune_fleet(
 ) -> Option<crate::state::PruneCounts> {
     let keep = opts.keep.filter(|_| state.shared() && !opts.dry_run)?;
     let horizon = crate::state::earlier(keep.as_secs());
-    match state.prune_fleet(&horizon, crate::audit::PRUNE_BUDGET) {
+    match state.prune_fleet(&horizon, crate::state::PRUNE_BUDGET) {
         Ok(c) => Some(c),
         Err(e) => {
             warn.warn(format!(

@@ -60,7 +60,7 @@ pub use logins::{LoginSource, LoginSummary, ServeReport};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use notices::refresh_notices;
 pub use notices::{DueNotice, NoticeRow, NoticeStatus, Refusal};
-pub use retention::PruneCounts;
+pub use retention::{PRUNE_BUDGET, PruneCounts};
 #[cfg(test)]
 pub use runs::AfterRun;
 pub use runs::{HomeRow, NotAudited, RecordedRun, RunRow};

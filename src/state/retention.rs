@@ -25,6 +25,9 @@ use super::{Db, State, V, p};
 use crate::error::Result;
 use std::time::{Duration, Instant};
 
+/// How long retention may take after a night (it goes on the next night).
+pub const PRUNE_BUDGET: Duration = Duration::from_secs(2);
+
 /// Rows deleted per statement (and per transaction).
 pub const BATCH: usize = 500;
 
