@@ -7,7 +7,7 @@
 
 mod common;
 use common::db::{PgBouncer, Postgres, VMAIL_PASSWORD};
-use common::dovecot::sha512_crypt as hash;
+use common::fleet::{Domain, Kind, mailbox, write_tree};
 use common::mta::{SmtpSink, free_port};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -16,33 +16,23 @@ use std::process::{Command, Stdio};
 /// A domain: its name, owner, and mailboxes (local part, password).
 type DomainRow<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
 
-/// A DirectAdmin tree of `domains` under `root/da`.
+/// A DirectAdmin tree of `domains` under `root/da` (the fleet scaffold's writer).
 fn directadmin(root: &Path, domains: &[DomainRow]) {
-    let virt = root.join("da/etc/virtual");
-    std::fs::create_dir_all(&virt).unwrap();
-    let mut owners = String::new();
-    for (name, owner, boxes) in domains {
-        owners.push_str(&format!("{name}: {owner}\n"));
-        let text: String = boxes
-            .iter()
-            .map(|(l, pw)| {
-                format!(
-                    "{l}:{}:5000:5000::/home/{owner}/imap/{name}/{l}:/bin/false\n",
-                    hash(pw).trim_start_matches("{SHA512-CRYPT}")
-                )
-            })
-            .collect();
-        std::fs::create_dir_all(virt.join(name)).unwrap();
-        std::fs::write(virt.join(name).join("passwd"), text).unwrap();
-        let conf = root.join("da/usr/local/directadmin/data/users").join(owner);
-        std::fs::create_dir_all(&conf).unwrap();
-        std::fs::write(
-            conf.join("user.conf"),
-            format!("email={owner}@owners.example\n"),
-        )
-        .unwrap();
-    }
-    std::fs::write(virt.join("domainowners"), owners).unwrap();
+    let domains: Vec<Domain> = domains
+        .iter()
+        .map(|(name, owner, boxes)| Domain {
+            name: leak(name),
+            owner: leak(owner),
+            mailboxes: boxes.iter().map(|(l, pw)| mailbox(l, pw)).collect(),
+        })
+        .collect();
+    let refs: Vec<&Domain> = domains.iter().collect();
+    write_tree(root, Kind::DirectAdmin, &refs, &mut Default::default());
+}
+
+/// A test's domain name as the scaffold's `&'static str`.
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
 }
 
 struct Pooled {
