@@ -39,36 +39,22 @@ pub(super) const SERVER_TABLES: &[&str] = &[
     "login_resets",
 ];
 
-/// Every table under row-level security.
-pub(super) const RLS_TABLES: &[&str] = &[
-    "runs",
-    "homes",
-    "held",
-    "suspensions",
-    "suspend_problems",
-    "logins",
-    "hash_marks",
-    "login_resets",
-    "moves",
-    "findings",
-    "meta",
-];
+/// The tables under row-level security besides [`SERVER_TABLES`] (their policies say whose rows).
+const SHARED_RLS_TABLES: &[&str] = &["moves", "findings", "meta"];
 
-/// Tables a server role may read and write (its rows only, where under RLS).
-const SERVER_GRANTS: &[&str] = &[
-    "runs",
-    "homes",
-    "held",
-    "suspensions",
-    "suspend_problems",
-    "logins",
-    "hash_marks",
-    "login_resets",
-    "moves",
-    "findings",
-    "meta",
-    "unplaced",
-];
+/// Every table under row-level security.
+fn rls_tables() -> impl Iterator<Item = &'static str> {
+    SERVER_TABLES.iter().chain(SHARED_RLS_TABLES).copied()
+}
+
+/// Tables a server role may read and write (its rows only, where under RLS): those under RLS
+/// and `unplaced`.
+fn server_grants() -> String {
+    rls_tables()
+        .chain(["unplaced"])
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The group role of servers' roles.
 pub const SERVERS_GROUP: &str = "ba_servers";
@@ -224,7 +210,7 @@ pub(super) fn policies(owner: &str) -> String {
     let me = "ba_my_server()";
     let mut sql = String::new();
     let o = quote_ident(owner);
-    for t in RLS_TABLES {
+    for t in rls_tables() {
         sql.push_str(&format!(
             "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;
              ALTER TABLE {t} FORCE ROW LEVEL SECURITY;
@@ -287,7 +273,7 @@ pub(super) fn policies(owner: &str) -> String {
              TO {SERVERS_GROUP}, {FLEET_GROUP};
          GRANT EXECUTE ON FUNCTION ba_record_arrivals(text[], bigint[], text[], text[], text[], text),
              ba_refresh_notices(text[], text) TO {SERVERS_GROUP};\n",
-        SERVER_GRANTS.join(", ")
+        server_grants()
     ));
     sql
 }
@@ -500,7 +486,7 @@ mod tests {
     #[test]
     fn every_table_under_rls_gets_an_owner_and_a_fleet_policy() {
         let sql = policies("ledger");
-        for t in RLS_TABLES {
+        for t in rls_tables() {
             assert!(
                 sql.contains(&format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY")),
                 "{t}"
