@@ -7,23 +7,12 @@
 mod common;
 use common::db::{Postgres, VMAIL_PASSWORD};
 use common::*;
-use std::path::PathBuf;
-use std::process::Command;
 
 struct Ledger {
     w: Workdir,
     pg: Postgres,
     /// The owner's URL (`ledger`).
     url: String,
-}
-
-fn psql_bin() -> PathBuf {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .unwrap()
-        .flatten()
-        .map(|e| e.path().join("bin/psql"))
-        .find(|p| p.exists())
-        .unwrap()
 }
 
 impl Ledger {
@@ -47,20 +36,7 @@ impl Ledger {
 
     /// Run `sql` as `role` (its password [`VMAIL_PASSWORD`]): (succeeded, stdout + stderr).
     fn psql_as(&self, role: &str, sql: &str) -> (bool, String) {
-        let out = Command::new(psql_bin())
-            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(self.pg.socket_dir())
-            .args(["-p", &self.pg.port.to_string()])
-            .args(["-U", role, "-d", "ledger", "-c", sql])
-            .env("PGPASSWORD", VMAIL_PASSWORD)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text.trim().to_string())
+        self.pg.psql_as(role, "ledger", sql)
     }
 
     fn rows_as(&self, role: &str, sql: &str) -> String {
@@ -313,24 +289,7 @@ fn a_fleet_night_under_per_server_roles_tells_once_and_carries_moves_both_ways()
     use common::mta::exim_lsearch;
     let mut f = Fleet::new();
     f.pg.sql("postgres", "ALTER ROLE ledger CREATEROLE");
-    let owner = |args: &[&str]| {
-        let mut a = vec!["state"];
-        a.extend_from_slice(args);
-        let pw = s(&f.pg.password_file);
-        a.extend_from_slice(&["--state-url", &f.url, "--password-file", &pw]);
-        let r = f.w.run(&a);
-        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-    };
-    owner(&["init"]);
-    owner(&["grant", "london"]);
-    owner(&["grant", "paris"]);
-    owner(&["grant", "--fleet", "reporter"]);
-    for role in ["ba_london", "ba_paris", "reporter"] {
-        f.pg.sql(
-            "postgres",
-            &format!("ALTER ROLE {role} PASSWORD '{VMAIL_PASSWORD}'"),
-        );
-    }
+    grant_roles(&f.w, &f.pg, &f.url, &["london", "paris"], "reporter");
     let a = Domain {
         name: "carol-a.example",
         owner: "carol",

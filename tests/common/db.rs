@@ -349,6 +349,40 @@ impl Postgres {
     }
 }
 
+/// Run `sql` with psql in database `db` as `role` (password [`VMAIL_PASSWORD`]) on the unix
+/// socket in `sock` named by `port` (a [`Postgres`]'s or a [`PgBouncer`]'s): (succeeded,
+/// stdout then stderr, trimmed; rows as `psql -At`).
+pub fn psql_as(sock: &Path, port: u16, role: &str, db: &str, sql: &str) -> (bool, String) {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .find(|p| p.exists())
+        .expect("psql not found under /usr/lib/postgresql");
+    let out = Command::new(bin)
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(sock)
+        .args(["-p", &port.to_string()])
+        .args(["-U", role, "-d", db, "-c", sql])
+        .env("PGPASSWORD", VMAIL_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text.trim().to_string())
+}
+
+impl Postgres {
+    /// [`psql_as`] `role` in `db`, straight to this server.
+    pub fn psql_as(&self, role: &str, db: &str, sql: &str) -> (bool, String) {
+        psql_as(&self.socket_dir(), self.port, role, db, sql)
+    }
+}
+
 impl Postgres {
     /// Stop the server now (it is not started again).
     pub fn stop(&self) {
@@ -801,6 +835,11 @@ impl PgBouncer {
     pub fn url(&self, db: &str, role: &str) -> String {
         let sock = self.dir.path().display().to_string().replace('/', "%2F");
         format!("postgres://{role}@{sock}:{}/{db}", self.port)
+    }
+
+    /// [`psql_as`] `role` in `db`, through the bouncer (its pool of `role`).
+    pub fn psql_as(&self, role: &str, db: &str, sql: &str) -> (bool, String) {
+        psql_as(self.dir.path(), self.port, role, db, sql)
     }
 
     /// PgBouncer's log.

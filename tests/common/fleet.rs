@@ -2,7 +2,7 @@
 //! Dovecot passwd-file), each server's config against one shared PostgreSQL ledger, and
 //! Postfix's `smtp-sink` receiving the notices.
 
-use super::db::Postgres;
+use super::db::{Postgres, VMAIL_PASSWORD};
 use super::dovecot::sha512_crypt as hash;
 use super::mta::{SmtpSink, free_port};
 use super::{Run, Workdir, s};
@@ -253,6 +253,36 @@ impl Fleet {
                 (to, m.body_text(0).unwrap_or_default().to_string())
             })
             .collect()
+    }
+}
+
+/// Per-server roles on the ledger, as its owner (`owner_url`, a role with CREATEROLE, straight
+/// to PostgreSQL): `state init`, `state grant SERVER` for each of `servers` (role `ba_SERVER`),
+/// `state grant --fleet FLEET`, then each new role's password set to [`VMAIL_PASSWORD`] (as
+/// `\password` would), the one in `pg`'s 0600 password file.
+pub fn grant_roles(w: &Workdir, pg: &Postgres, owner_url: &str, servers: &[&str], fleet: &str) {
+    let pw = s(&pg.password_file);
+    let owner = |args: &[&str]| {
+        let mut a = vec!["state"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--state-url", owner_url, "--password-file", &pw]);
+        let r = w.run(&a);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    };
+    owner(&["init"]);
+    for server in servers {
+        owner(&["grant", server]);
+    }
+    owner(&["grant", "--fleet", fleet]);
+    let roles = servers
+        .iter()
+        .map(|s| format!("ba_{s}"))
+        .chain([fleet.to_string()]);
+    for role in roles {
+        pg.sql(
+            "postgres",
+            &format!("ALTER ROLE {role} PASSWORD '{VMAIL_PASSWORD}'"),
+        );
     }
 }
 
