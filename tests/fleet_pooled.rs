@@ -119,6 +119,24 @@ state_password_file = {:?}
             .unwrap()
     }
 
+    /// Nothing a client of `role`'s pool did outlived its transaction on the pooled backend
+    /// (where the next client of the pool, this psql, lands; one backend per pool): no setting,
+    /// prepared statement, temporary table (of any session) or session advisory lock. (PgBouncer
+    /// itself SETs the parameters it tracks per client.)
+    fn nothing_left_behind(&self, role: &str, after: &str) {
+        let (ok, out) = self.bouncer.psql_as(
+            role,
+            "ledger",
+            "SELECT 'setting ' || name FROM pg_settings WHERE source = 'session' AND name NOT IN \
+               ('application_name', 'client_encoding', 'DateStyle', 'TimeZone', \
+                'standard_conforming_strings', 'IntervalStyle') \
+             UNION ALL SELECT 'prepared ' || name FROM pg_prepared_statements \
+             UNION ALL SELECT 'temporary ' || relname FROM pg_class WHERE relpersistence = 't' \
+             UNION ALL SELECT 'advisory lock ' || objid FROM pg_locks WHERE locktype = 'advisory'",
+        );
+        assert!(ok && out.is_empty(), "left behind {after} ({role}): {out}");
+    }
+
     /// `audit` of each of `cfgs`, all at once; each must succeed (exit 0 or 1).
     fn audit_at_once(&self, cfgs: &[String]) {
         let kids: Vec<_> = cfgs
@@ -318,6 +336,7 @@ fn a_fleet_behind_a_transaction_mode_pgbouncer_audits_at_once_and_tells_each_con
         .collect();
     assert!(log.contains("LOG:  execute <unnamed>: "), "{log}");
     assert!(named.is_empty(), "named statements: {named:#?}");
+    f.nothing_left_behind("ledger", "by the audits and notify");
 }
 
 /// Per-server roles (tests/fleet_roles.rs) behind the transaction-mode bouncer: the owner runs
@@ -348,6 +367,9 @@ fn per_server_roles_behind_a_transaction_mode_pgbouncer_still_see_only_their_own
         ),
         ["berlin|1|2|1", "london|1|2|1", "paris|1|2|2"]
     );
+    for s in SERVERS {
+        f.nothing_left_behind(&format!("ba_{s}"), "by an audit");
+    }
     // They came through the bouncer: one backend per role, logged in as that role.
     assert_eq!(
         f.pg.rows(
@@ -367,6 +389,7 @@ fn per_server_roles_behind_a_transaction_mode_pgbouncer_still_see_only_their_own
         assert_eq!(r.code, 0, "{}\n{}", r.stderr, f.bouncer.log());
         assert_eq!(f.recipients(), CONTACTS);
     }
+    f.nothing_left_behind("reporter", "by notify");
 
     // The owner sees every server's rows; london's role, through the bouncer, only london's.
     assert_eq!(
@@ -520,23 +543,8 @@ fn a_sqlite_state_migrates_through_a_transaction_mode_pgbouncer_and_nothing_is_n
         ),
         ["1"]
     );
-    // Nothing of the migration outlived its transaction on the pooled backend (where the next
-    // client of the pool, this psql, lands): no setting, prepared statement, temporary table
-    // or session lock. (PgBouncer itself SETs the parameters it tracks per client.)
-    let left_behind = |after: &str| {
-        let (ok, out) = f.bouncer.psql_as(
-            "ledger",
-            "ledger",
-            "SELECT 'setting ' || name FROM pg_settings WHERE source = 'session' AND name NOT IN \
-               ('application_name', 'client_encoding', 'DateStyle', 'TimeZone', \
-                'standard_conforming_strings', 'IntervalStyle') \
-             UNION ALL SELECT 'prepared ' || name FROM pg_prepared_statements \
-             UNION ALL SELECT 'temporary ' || relname FROM pg_class WHERE relpersistence = 't' \
-             UNION ALL SELECT 'advisory lock ' || objid FROM pg_locks WHERE locktype = 'advisory'",
-        );
-        assert!(ok && out.is_empty(), "left behind {after}: {out}");
-    };
-    left_behind("by state migrate");
+    // Nothing of the migration outlived its transaction on the pooled backend.
+    f.nothing_left_behind("ledger", "by state migrate");
     // london's next night, through the bouncer: nothing new, nobody told again.
     let fleet = f.config("london");
     let r = f.w.run(&["audit", "--config", &fleet, "--quiet"]);
@@ -561,4 +569,5 @@ fn a_sqlite_state_migrates_through_a_transaction_mode_pgbouncer_and_nothing_is_n
         ),
         ["0"]
     );
+    f.nothing_left_behind("ledger", "by the audit and notify");
 }
