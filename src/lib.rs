@@ -84,5 +84,6 @@ pub mod testing {
     pub use crate::index::mapfile::build_shard;
     pub use crate::page::sample_history;
     pub use crate::scheme::{Bare, Stored, parse as parse_scheme};
+    pub use crate::state::StateAt;
     pub use crate::verify::{Login, crypt, verify};
 }

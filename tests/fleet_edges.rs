@@ -322,3 +322,106 @@ fn a_fleet_night_over_tls_reads_and_writes_the_shared_state() {
     assert!(r.stderr.contains("over TLS only"), "{}", r.stderr);
     assert_eq!(f.sql("SELECT count(*) FROM runs"), ["2"]);
 }
+
+/// What `notify` records as sent on a shared PostgreSQL state is exactly what its message said:
+/// a pair an audit added to the open notice between notify reading it and the message being
+/// accepted is dropped from the sent notice and owed anew, each finding the message named is
+/// told, and so is the suspension of an address it named (the one-statement path of
+/// `mark_sent`, driven through the library against a real PostgreSQL).
+#[test]
+fn a_sent_notice_on_postgresql_names_what_its_message_said_and_what_came_meanwhile_is_owed_anew() {
+    use breach_audit::State;
+    use breach_audit::testing::StateAt;
+    let pg = Postgres::start();
+    let url = pg.owned_database("ledger", "ledger");
+    let w = Workdir::new();
+    let pw = w.write("ledger.pw", &format!("{}\n", common::db::VMAIL_PASSWORD));
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let at = StateAt {
+        dir: w.path("state"),
+        url: Some(url),
+        password_file: Some(pw),
+        server: "london".into(),
+        ..StateAt::default()
+    };
+    std::fs::create_dir_all(&at.dir).unwrap();
+    let mut st = State::open_at(&at).unwrap();
+    let finding = |address: &str| {
+        pg.sql(
+            "ledger",
+            &format!(
+                "INSERT INTO findings (address, kind, domain, contact, severity, finding, first_seen, last_seen)
+                 VALUES ('{address}', 'password_pwned', 'carol.example', 'carol@owner.example', 'high', '{{}}',
+                         '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+            ),
+        );
+    };
+    finding("a@carol.example");
+    pg.sql(
+        "ledger",
+        "INSERT INTO suspensions (server, address, platform, target, entry, applied_at)
+         VALUES ('london', 'a@carol.example', 'dovecot', '/deny', 'x', '2026-01-01T00:00:00Z')",
+    );
+    st.refresh_notices().unwrap();
+    let due = st.pending_notices(None, true).unwrap();
+    assert_eq!(due.len(), 1);
+    let id = due[0].id;
+    let (named, rows) = st.notice_contents(id).unwrap();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.address == "a@carol.example" && r.outbound_suspended)
+    );
+    // Meanwhile an audit finds b for the same contact: it joins the open notice.
+    finding("b@carol.example");
+    st.refresh_notices().unwrap();
+    assert_eq!(st.notice_contents(id).unwrap().0.len(), 3);
+    // The message (naming a only) is accepted.
+    st.mark_sent(id, &named, "breach-audit.1.x@isp.example", "outbox")
+        .unwrap();
+    let names = |id: i64| {
+        pg.rows(
+            "ledger",
+            &format!(
+                "SELECT address, kind FROM notice_findings WHERE notice_id = {id} ORDER BY 1, 2"
+            ),
+        )
+    };
+    assert_eq!(
+        names(id),
+        named
+            .iter()
+            .map(|(a, k)| format!("{a}|{k}"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pg.rows(
+            "ledger",
+            &format!("SELECT status, attempts, message_id, transport, sent_at IS NOT NULL, last_error IS NULL FROM notices WHERE id = {id}")
+        ),
+        ["sent|1|<breach-audit.1.x@isp.example>|outbox|t|t"]
+    );
+    assert_eq!(
+        pg.rows(
+            "ledger",
+            "SELECT address, told_at IS NOT NULL FROM findings ORDER BY 1"
+        ),
+        ["a@carol.example|t", "b@carol.example|f"]
+    );
+    assert_eq!(
+        pg.rows(
+            "ledger",
+            "SELECT address, told_at IS NOT NULL FROM suspensions"
+        ),
+        ["a@carol.example|t"]
+    );
+    // b is owed anew, in a new notice, and only b.
+    st.refresh_notices().unwrap();
+    let due = st.pending_notices(None, true).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_ne!(due[0].id, id);
+    assert_eq!(
+        st.notice_contents(due[0].id).unwrap().0,
+        [("b@carol.example".to_string(), "password_pwned".to_string())]
+    );
+}

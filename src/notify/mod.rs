@@ -318,11 +318,23 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
         // What is owed now (a suspension applied since the audit is owed to its customer).
         state.refresh_notices()?;
     }
-    for due in state.pending_notices(opts.limit, opts.retry_now)? {
+    let due_all = state.pending_notices(opts.limit, opts.retry_now)?;
+    let mut contents = std::collections::HashMap::new();
+    for (i, due) in due_all.iter().enumerate() {
         crate::fsutil::check_interrupted()?;
-        // What the notice names now: exactly this is recorded as told once it is accepted
-        // (an audit on another server may add to the notice meanwhile: that is told next).
-        let (named, rows) = state.notice_contents(due.id)?;
+        // What the notice names now, read a chunk of due notices at a time (ids within
+        // CONTENTS_SPAN of the chunk's first): exactly this is recorded as told once it is
+        // accepted (an audit on another server may add to the notice meanwhile: that is told
+        // next).
+        if !contents.contains_key(&due.id) {
+            let chunk: Vec<i64> = due_all[i..]
+                .iter()
+                .map(|d| d.id)
+                .take_while(|&id| id - due.id < state::CONTENTS_SPAN)
+                .collect();
+            contents = state.notices_contents(&chunk)?;
+        }
+        let (named, rows) = contents.remove(&due.id).unwrap_or_default();
         let addresses = notice_addresses(rows);
         if addresses.is_empty() {
             continue;

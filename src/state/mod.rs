@@ -59,7 +59,7 @@ pub(crate) use logins::LoginRow;
 pub use logins::{LoginSource, LoginSummary, ServeReport};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
 use notices::refresh_notices;
-pub use notices::{DueNotice, NoticeRow, NoticeStatus, Refusal};
+pub use notices::{CONTENTS_SPAN, DueNotice, NoticeRow, NoticeStatus, Refusal};
 pub use retention::{PRUNE_BUDGET, PruneCounts};
 #[cfg(test)]
 pub use runs::AfterRun;

@@ -10,6 +10,11 @@ use crate::error::Result;
 /// findings they stand for ([`State::notice_contents`]).
 pub type NoticeContents = (Vec<(String, String)>, Vec<NoticeRow>);
 
+/// The widest id range [`State::notices_contents`] is asked for at once by `notify`: a chunk of
+/// due notices ends before an id this far past its first, so one query never reads more than
+/// this many notices' rows, however far apart the due ones lie.
+pub const CONTENTS_SPAN: i64 = 256;
+
 /// Where a notice stands (`notices.status`; the strings are stored, so they never change).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NoticeStatus {
@@ -215,47 +220,70 @@ impl State {
     /// for, by address, worst first (an `outbound_suspended` entry names every open, verifiable
     /// finding of its address).
     pub fn notice_contents(&self, id: i64) -> Result<NoticeContents> {
+        Ok(self
+            .notices_contents(&[id])?
+            .remove(&id)
+            .unwrap_or_default())
+    }
+
+    /// [`State::notice_contents`] of several notices in one query (`notify` reads the notices
+    /// due a chunk at a time: one statement per chunk, not per notice, which is what a shared
+    /// state pays a round trip and a plan for). The query reads the id range from the least
+    /// to the greatest of `ids`, so callers keep that range short ([`CONTENTS_SPAN`]); notices
+    /// in the range but not asked for are left out.
+    pub fn notices_contents(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, NoticeContents>> {
+        let mut out: std::collections::HashMap<i64, NoticeContents> = ids
+            .iter()
+            .map(|&i| (i, NoticeContents::default()))
+            .collect();
+        let (Some(&lo), Some(&hi)) = (ids.iter().min(), ids.iter().max()) else {
+            return Ok(out);
+        };
         let unverifiable = FindingKind::Unverifiable.sql_like();
         let rows = self.db.query(
             // Indexed lookups each (an OR of the two finding branches made PostgreSQL scan every
             // finding per notice); the pairs named come first (tag 0).
             &format!("SELECT * FROM (
-            SELECT 0 AS tag, nf.address, nf.kind, NULL AS domain, NULL AS severity, NULL AS suspended,
-                NULL AS finding, NULL AS outbound
-            FROM notice_findings nf WHERE nf.notice_id = ?1
+            SELECT nf.notice_id, 0 AS tag, nf.address, nf.kind, NULL AS domain, NULL AS severity,
+                NULL AS suspended, NULL AS finding, NULL AS outbound
+            FROM notice_findings nf WHERE nf.notice_id BETWEEN ?1 AND ?2
             UNION
-            SELECT 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
+            SELECT nf.notice_id, 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
                 EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
             FROM findings f JOIN notice_findings nf ON nf.address = f.address AND nf.kind = f.kind
-            WHERE nf.notice_id = ?1
+            WHERE nf.notice_id BETWEEN ?1 AND ?2
             UNION
-            SELECT 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
+            SELECT nf.notice_id, 1, f.address, f.kind, f.domain, f.severity, f.suspended, f.finding,
                 EXISTS (SELECT 1 FROM suspensions s WHERE s.address = f.address AND s.released_at IS NULL)
             FROM findings f JOIN notice_findings nf ON nf.address = f.address
-            WHERE nf.notice_id = ?1 AND nf.kind = 'outbound_suspended'
+            WHERE nf.notice_id BETWEEN ?1 AND ?2 AND nf.kind = 'outbound_suspended'
               AND f.resolved_at IS NULL AND f.kind NOT LIKE {unverifiable}
          ) u
-         ORDER BY tag, address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind"),
-            p![id],
+         ORDER BY notice_id, tag, address, CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, kind"),
+            p![lo, hi],
         )?;
-        let mut named = Vec::new();
-        let mut found = Vec::new();
         for r in &rows {
-            if r.get::<i64>(0)? == 0 {
-                named.push((r.get(1)?, r.get(2)?));
+            let Some((named, found)) = out.get_mut(&r.get::<i64>(0)?) else {
+                continue;
+            };
+            if r.get::<i64>(1)? == 0 {
+                named.push((r.get(2)?, r.get(3)?));
             } else {
                 found.push(NoticeRow {
-                    address: r.get(1)?,
-                    kind: r.get(2)?,
-                    domain: r.get(3)?,
-                    severity: r.get(4)?,
-                    suspended: r.get(5)?,
-                    finding: r.get(6)?,
-                    outbound_suspended: r.get(7)?,
+                    address: r.get(2)?,
+                    kind: r.get(3)?,
+                    domain: r.get(4)?,
+                    severity: r.get(5)?,
+                    suspended: r.get(6)?,
+                    finding: r.get(7)?,
+                    outbound_suspended: r.get(8)?,
                 });
             }
         }
-        Ok((named, found))
+        Ok(out)
     }
 
     /// A transport accepted notice `id` (`message_id` without its angle brackets): it is sent,
@@ -269,11 +297,8 @@ impl State {
         transport: &str,
     ) -> Result<()> {
         let now = super::now();
-        // Three round trips, whatever the notice names: the lock, the old list dropped and
-        // the notice sent (with the BEGIN); the message's id and the list as sent; what it
-        // told, set-wise (with the COMMIT). `id` and `now` are this program's own (a number
-        // and an RFC 3339 time, checked), written into the statements; strings go as
-        // parameters.
+        // `id` and `now` are this program's own (a number and an RFC 3339 time, checked),
+        // written into the statements; strings go as parameters.
         if !now
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-:.+".contains(&b))
@@ -282,7 +307,54 @@ impl State {
                 "unexpected time {now:?}"
             )));
         }
-        // Not while an audit rewrites what the notices name.
+        let message_id = format!("<{message_id}>");
+        let sent = NoticeStatus::Sent.sql();
+        // At most this many pairs go into one statement.
+        let per = 10_000;
+        if self.db.engine() == Engine::Postgres && !named.is_empty() && named.len() <= per {
+            // PostgreSQL, three round trips: the lock (with the BEGIN); everything in one
+            // statement, a data-modifying WITH over the pairs as VALUES (the planner knows
+            // their number and looks each row up by its key: a join to `notice_findings` was
+            // planned from that table's statistics, which the notices just written leave
+            // stale, and scanned every finding per notice); the COMMIT.
+            let mut sql = String::from("WITH v (address, kind) AS (VALUES ");
+            let mut params = vec![V::I(id), V::T(&message_id), V::T(transport), V::T(&now)];
+            for (i, (a, k)) in named.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let n = params.len();
+                sql.push_str(&format!("(?{}, ?{})", n + 1, n + 2));
+                params.push(V::T(a));
+                params.push(V::T(k));
+            }
+            // The sent notice names what the message said (pairs added meanwhile dropped:
+            // they are owed anew); what it named is told, and so is every suspended address
+            // it named. The pairs dropped and the pairs inserted are disjoint.
+            sql.push_str(&format!(
+                "), dropped AS (DELETE FROM notice_findings nf WHERE nf.notice_id = ?1
+                      AND NOT EXISTS (SELECT 1 FROM v WHERE v.address = nf.address AND v.kind = nf.kind)),
+                 sent AS (UPDATE notices SET status = {sent}, sent_at = ?4, attempts = attempts + 1,
+                      last_error = NULL, next_attempt = NULL, message_id = ?2, transport = ?3
+                    WHERE id = ?1),
+                 told AS (UPDATE findings f SET told_at = ?4 FROM v
+                    WHERE f.address = v.address AND f.kind = v.kind),
+                 suspended AS (UPDATE suspensions SET told_at = ?4
+                    WHERE released_at IS NULL AND told_at IS NULL
+                      AND address IN (SELECT address FROM v))
+                 INSERT INTO notice_findings (notice_id, address, kind)
+                 SELECT ?1, address, kind FROM v ON CONFLICT DO NOTHING"
+            ));
+            // Not while an audit rewrites what the notices name.
+            let lock = format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});");
+            return self.db.transaction_batched(&lock, |db| {
+                db.execute(&sql, &params)?;
+                Ok(((), String::new()))
+            });
+        }
+        // Otherwise three round trips, whatever the notice names: the lock, the old list
+        // dropped and the notice sent (with the BEGIN); the message's id and the list as sent;
+        // what it told, set-wise (with the COMMIT).
         let lock = match self.db.engine() {
             Engine::Postgres => format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});"),
             Engine::Sqlite => String::new(),
@@ -291,8 +363,7 @@ impl State {
         let head = format!(
             "{lock} DELETE FROM notice_findings WHERE notice_id = {id};
              UPDATE notices SET status = {sent}, sent_at = '{now}', attempts = attempts + 1,
-                last_error = NULL, next_attempt = NULL WHERE id = {id};",
-            sent = NoticeStatus::Sent.sql()
+                last_error = NULL, next_attempt = NULL WHERE id = {id};"
         );
         // What it named is told, and so is every suspended address it named.
         let tail = format!(
@@ -302,36 +373,12 @@ impl State {
               WHERE released_at IS NULL AND told_at IS NULL
                 AND address IN (SELECT address FROM notice_findings WHERE notice_id = {id});"
         );
-        let message_id = format!("<{message_id}>");
-        // PostgreSQL: the message's id and the first pairs in one statement (a data-modifying
-        // WITH); SQLite (local, no such WITH): one statement each.
-        let per = 10_000;
-        let first = &named[..named.len().min(per)];
         self.db.transaction_batched(&head, |db| {
-            let update = "UPDATE notices SET message_id = ?2, transport = ?3 WHERE id = ?1";
-            let rest = if db.engine() == Engine::Postgres && !first.is_empty() {
-                let mut sql = format!(
-                    "WITH sent AS ({update} RETURNING id)
-                     INSERT INTO notice_findings (notice_id, address, kind) VALUES "
-                );
-                let mut params = vec![V::I(id), V::T(&message_id), V::T(transport)];
-                for (i, (a, k)) in first.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    let n = params.len();
-                    sql.push_str(&format!("(?1, ?{}, ?{})", n + 1, n + 2));
-                    params.push(V::T(a));
-                    params.push(V::T(k));
-                }
-                sql.push_str(" ON CONFLICT DO NOTHING");
-                db.execute(&sql, &params)?;
-                &named[first.len()..]
-            } else {
-                db.execute(update, p![id, message_id, transport])?;
-                named
-            };
-            let pairs: Vec<Vec<V>> = rest
+            db.execute(
+                "UPDATE notices SET message_id = ?2, transport = ?3 WHERE id = ?1",
+                p![id, message_id, transport],
+            )?;
+            let pairs: Vec<Vec<V>> = named
                 .iter()
                 .map(|(a, k)| vec![V::I(id), V::T(a), V::T(k)])
                 .collect();
@@ -607,6 +654,79 @@ pub(super) fn refresh_sql(engine: Engine, touched: bool) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::NoticeStatus;
+    use crate::state::{State, p};
+
+    #[test]
+    fn a_chunk_of_notices_reads_as_each_notice_alone_and_only_the_ones_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = State::open(dir.path()).unwrap();
+        // Three contacts, the first with two addresses; one notice each.
+        for (a, c) in [
+            ("a1@example.org", "c1@example.org"),
+            ("a2@example.org", "c1@example.org"),
+            ("b@example.org", "c2@example.org"),
+            ("d@example.org", "c3@example.org"),
+        ] {
+            for (kind, severity) in [("password_pwned", "high"), ("combolist_exact", "critical")] {
+                st.db
+                    .execute(
+                        "INSERT INTO findings (address, kind, domain, contact, severity, finding,
+                                               first_seen, last_seen)
+                         VALUES (?1, ?3, 'example.org', ?2, ?4, '{}', ?5, ?5)",
+                        p![a, c, kind, severity, crate::state::now()],
+                    )
+                    .unwrap();
+            }
+        }
+        st.refresh_notices().unwrap();
+        let ids: Vec<i64> = st
+            .pending_notices(None, true)
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        // The first and the last asked for: the one between is in the range and left out.
+        let chunk = st.notices_contents(&[ids[0], ids[2]]).unwrap();
+        assert_eq!(chunk.len(), 2);
+        for id in [ids[0], ids[2]] {
+            let alone = st.notice_contents(id).unwrap();
+            let (named, rows) = &chunk[&id];
+            assert_eq!(named, &alone.0);
+            assert_eq!(
+                rows.iter()
+                    .map(|r| (&r.address, &r.kind, &r.severity))
+                    .collect::<Vec<_>>(),
+                alone
+                    .1
+                    .iter()
+                    .map(|r| (&r.address, &r.kind, &r.severity))
+                    .collect::<Vec<_>>()
+            );
+        }
+        // The first contact's notice names both its addresses, worst finding first.
+        let (named, rows) = &chunk[&ids[0]];
+        assert_eq!(named.len(), 4);
+        assert_eq!(rows[0].address, "a1@example.org");
+        assert_eq!(rows[0].kind, "combolist_exact");
+        assert!(rows.iter().all(|r| r.address.starts_with('a')));
+        assert!(
+            chunk[&ids[2]]
+                .1
+                .iter()
+                .all(|r| r.address == "d@example.org")
+        );
+        // Sent with exactly what was read, a notice is told and names what it said.
+        let (named, _) = chunk[&ids[0]].clone();
+        st.mark_sent(ids[0], &named, "m@x", "outbox").unwrap();
+        assert_eq!(
+            st.count("findings", "told_at IS NOT NULL").unwrap(),
+            4,
+            "the first contact's four findings are told"
+        );
+        assert_eq!(st.notice_contents(ids[0]).unwrap().0, named);
+        assert!(st.notices_contents(&[]).unwrap().is_empty());
+    }
 
     #[test]
     fn statuses_round_trip_and_unknown_ones_are_refused() {
