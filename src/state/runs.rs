@@ -63,7 +63,10 @@ impl State {
         let server = self.server.clone();
         // A server's own role reads no notices (they name the fleet's customers): its run's
         // notice counts are `notify`'s, after it delivered ([`State::tally_fleet_notices`]).
-        if self.db.restricted() {
+        // On a shared state the notices are the fleet's whatever the role: counting them in
+        // every server's night would read the fleet's notices per night, so there too the
+        // counts are `notify`'s.
+        if self.db.restricted() || self.shared() {
             return self.db.transaction(|db| tally_suspensions(db, &server));
         }
         self.db.transaction(|db| tally_last_run(db, &server))

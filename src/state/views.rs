@@ -103,8 +103,16 @@ impl State {
         if self.db.restricted() {
             return Ok(Vec::new());
         }
+        // On a server: only the open notices of contacts with a finding homed there (or
+        // homed nowhere), through `notices_open` (status, contact), so the listing reads this
+        // server's notices, not the fleet's (a notice is its contact's: the findings it names
+        // carry that contact).
         let here = if on.is_some() {
-            "AND EXISTS (SELECT 1 FROM notice_findings nf WHERE nf.notice_id = notices.id
+            "AND contact IN (SELECT f.contact FROM homes h JOIN findings f ON f.address = h.address
+                               WHERE h.server = ?1 AND f.contact IS NOT NULL
+                             UNION SELECT f.contact FROM unplaced u JOIN findings f ON f.address = u.address
+                               WHERE f.contact IS NOT NULL)
+             AND EXISTS (SELECT 1 FROM notice_findings nf WHERE nf.notice_id = notices.id
                  AND (EXISTS (SELECT 1 FROM homes h WHERE h.address = nf.address AND h.server = ?1)
                       OR EXISTS (SELECT 1 FROM unplaced u WHERE u.address = nf.address)))"
         } else {
