@@ -335,7 +335,7 @@ fn a_sent_notice_on_postgresql_names_what_its_message_said_and_what_came_meanwhi
     let pg = Postgres::start();
     let url = pg.owned_database("ledger", "ledger");
     let w = Workdir::new();
-    let pw = w.write("ledger.pw", &format!("{}\n", common::db::VMAIL_PASSWORD));
+    let pw = w.write("ledger.pw", format!("{}\n", common::db::VMAIL_PASSWORD));
     std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let at = StateAt {
         dir: w.path("state"),

@@ -342,7 +342,7 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
         let to = match message::mailbox(&due.contact, "contact") {
             Ok(m) => m,
             Err(e) => {
-                record_failure(state, &due, &e.to_string(), max_attempts, retry, out)?;
+                record_failure(state, due, &e.to_string(), max_attempts, retry, out)?;
                 continue;
             }
         };
@@ -363,7 +363,7 @@ fn deliver(state: &mut State, run: &Run, out: &mut NotifyOutcome) -> Result<()> 
             Err(why) => {
                 run.warn
                     .warn(format!("notice to {} not delivered: {why}", due.contact));
-                record_failure(state, &due, &why, max_attempts, retry, out)?;
+                record_failure(state, due, &why, max_attempts, retry, out)?;
             }
         }
     }
