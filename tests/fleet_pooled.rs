@@ -137,7 +137,8 @@ state_password_file = {:?}
         assert!(ok && out.is_empty(), "left behind {after} ({role}): {out}");
     }
 
-    /// `audit` of each of `cfgs`, all at once; each must succeed (exit 0 or 1).
+    /// `audit` of each of the three servers' `cfgs`, all at once: each must succeed (exit 0 or
+    /// 1) and record its run.
     fn audit_at_once(&self, cfgs: &[String]) {
         let kids: Vec<_> = cfgs
             .iter()
@@ -154,6 +155,14 @@ state_password_file = {:?}
                 self.pg_log()
             );
         }
+        // Each server's one run, complete, with what its tree holds.
+        assert_eq!(
+            self.pg.rows(
+                "ledger",
+                "SELECT server, complete, accounts, at_risk FROM runs ORDER BY server"
+            ),
+            ["berlin|1|2|1", "london|1|2|1", "paris|1|2|2"]
+        );
     }
 
     fn notify(&self, cfg: &str) -> Command {
@@ -245,13 +254,6 @@ fn a_fleet_behind_a_transaction_mode_pgbouncer_audits_at_once_and_tells_each_con
 
     // Three audits at once, through the one pooled backend.
     f.audit_at_once(&cfgs);
-    assert_eq!(
-        f.pg.rows(
-            "ledger",
-            "SELECT server, complete, accounts, at_risk FROM runs ORDER BY server"
-        ),
-        ["berlin|1|2|1", "london|1|2|1", "paris|1|2|2"]
-    );
     // Only the one backend served them all (pool size 1, one role).
     let backends = f.pg.rows(
         "ledger",
@@ -360,13 +362,6 @@ fn per_server_roles_behind_a_transaction_mode_pgbouncer_still_see_only_their_own
 
     // Three audits at once, each as its own role through its own pool.
     f.audit_at_once(&cfgs);
-    assert_eq!(
-        f.pg.rows(
-            "ledger",
-            "SELECT server, complete, accounts, at_risk FROM runs ORDER BY server"
-        ),
-        ["berlin|1|2|1", "london|1|2|1", "paris|1|2|2"]
-    );
     for s in SERVERS {
         f.nothing_left_behind(&format!("ba_{s}"), "by an audit");
     }

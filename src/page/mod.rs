@@ -188,6 +188,12 @@ pub struct FleetRow {
 /// Read the page's data: this server's last `nights` runs and what is held here, and the open
 /// findings, notices and suspensions of `scope`.
 pub fn load(state: &State, nights: usize, scope: Scope) -> Result<Page> {
+    // In one transaction on a shared state (its settings: no JIT); a SQLite state is read as
+    // it is (a transaction there would take the write lock).
+    state.reading(|| load_now(state, nights, scope))
+}
+
+fn load_now(state: &State, nights: usize, scope: Scope) -> Result<Page> {
     let on = match scope {
         Scope::Server => Some(state.server()),
         Scope::Fleet => None,

@@ -258,7 +258,12 @@ impl Db {
         loop {
             let begin = match self.engine() {
                 Engine::Sqlite => "BEGIN IMMEDIATE",
-                Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
+                // No JIT compilation: these are short keyed statements, and on a ledger
+                // whose statistics lag (a fleet's first night, filled faster than autovacuum
+                // analyzes it) a cost misestimate made PostgreSQL spend 270 ms compiling a
+                // statement that runs in 13. `SET LOCAL` ends with the transaction, so nothing
+                // is left on a pooled connection.
+                Engine::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL jit = off",
             };
             self.in_tx.set(true);
             let r = self
