@@ -127,7 +127,10 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
     assert!(table(&fleet, "owners").contains("(none)"));
     // Its open notices are those naming its accounts: carol's, for her domains on london and
     // paris (dave, on berlin, has no contact: his finding goes to the operator).
-    assert!(own.contains("carol@owners.example"), "carol's notice on london's page");
+    assert!(
+        own.contains("carol@owners.example"),
+        "carol's notice on london's page"
+    );
     assert!(fleet.contains("carol@owners.example"));
     assert!(!own.contains("id=\"fleet\"") && own.contains("id=\"scope\""));
     assert!(fleet.contains("data-server=\"paris\""));

@@ -3,7 +3,7 @@
 //! was resolved ([`reason`]).
 
 use super::held::record_held;
-use super::notices::refresh_notices_of;
+use super::owed::refresh_notices_of;
 use super::runs::{record_homes, record_run, tally_suspensions};
 use super::{Db, HeldRow, HomeRow, RunRow, State, ToV, V, identity, now, p};
 use crate::error::Result;

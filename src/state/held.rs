@@ -2,7 +2,7 @@
 //! hand.
 
 use super::findings::{IGNORE, domain_of};
-use super::notices::refresh_notices;
+use super::owed::refresh_notices;
 use super::{Db, State, V, now, p, reason};
 use crate::error::{Error, Result};
 use std::collections::BTreeSet;

@@ -40,6 +40,7 @@ mod logins;
 mod meta;
 mod migrate;
 mod notices;
+mod owed;
 mod rename;
 mod retention;
 mod roles;
@@ -58,8 +59,8 @@ pub use identity::{Claim, Identity};
 pub(crate) use logins::LoginRow;
 pub use logins::{LoginSource, LoginSummary, ServeReport};
 pub use migrate::{migrate_state, migrated_away, refuse_if_migrated};
-use notices::refresh_notices;
 pub use notices::{CONTENTS_SPAN, DueNotice, NoticeRow, NoticeStatus, Refusal};
+use owed::refresh_notices;
 pub use retention::{PRUNE_BUDGET, PruneCounts};
 #[cfg(test)]
 pub use runs::AfterRun;

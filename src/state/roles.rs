@@ -166,7 +166,7 @@ fn arrivals_fn() -> String {
 /// every contact (`NULL`: after `suspend`). Server roles have no grant on the notices.
 fn refresh_fn() -> String {
     use super::Engine::Postgres;
-    use super::notices::refresh_sql;
+    use super::owed::refresh_sql;
     let names = [
         ("t_touched", "ba_touched"),
         ("t_contacts", "ba_contacts"),
