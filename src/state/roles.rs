@@ -161,7 +161,7 @@ fn arrivals_fn() -> String {
     )
 }
 
-/// `ba_refresh_notices(addresses, now)`: the open notices brought up to date (notices.rs,
+/// `ba_refresh_notices(addresses, now)`: the open notices brought up to date (owed.rs,
 /// `refresh_notices_of`) for the contacts of `addresses` (a night's touched addresses), or of
 /// every contact (`NULL`: after `suspend`). Server roles have no grant on the notices.
 fn refresh_fn() -> String {
