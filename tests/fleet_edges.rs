@@ -424,4 +424,30 @@ fn a_sent_notice_on_postgresql_names_what_its_message_said_and_what_came_meanwhi
         st.notice_contents(due[0].id).unwrap().0,
         [("b@carol.example".to_string(), "password_pwned".to_string())]
     );
+    // Read, then dropped by another server's night before the message is accepted (b's
+    // password changed: nothing is owed to carol any more). Recording the send succeeds, names
+    // nothing, and tells what the message said.
+    let id = due[0].id;
+    let (named, _) = st.notice_contents(id).unwrap();
+    pg.sql(
+        "ledger",
+        "UPDATE findings SET resolved_at = '2026-01-02T00:00:00Z' WHERE address = 'b@carol.example'",
+    );
+    st.refresh_notices().unwrap();
+    assert!(
+        pg.rows("ledger", &format!("SELECT id FROM notices WHERE id = {id}"))
+            .is_empty()
+    );
+    st.mark_sent(id, &named, "breach-audit.2.x@isp.example", "outbox")
+        .unwrap();
+    assert!(names(id).is_empty());
+    assert_eq!(
+        pg.rows(
+            "ledger",
+            "SELECT address, told_at IS NOT NULL FROM findings ORDER BY 1"
+        ),
+        ["a@carol.example|t", "b@carol.example|t"]
+    );
+    st.refresh_notices().unwrap();
+    assert!(st.pending_notices(None, true).unwrap().is_empty());
 }

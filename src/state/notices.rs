@@ -330,20 +330,22 @@ impl State {
             }
             // The sent notice names what the message said (pairs added meanwhile dropped:
             // they are owed anew); what it named is told, and so is every suspended address
-            // it named. The pairs dropped and the pairs inserted are disjoint.
+            // it named. The pairs dropped and the pairs inserted are disjoint. A notice another
+            // server's audit dropped since it was read (owed nothing any more) names nothing:
+            // what the message said is still told.
             sql.push_str(&format!(
                 "), dropped AS (DELETE FROM notice_findings nf WHERE nf.notice_id = ?1
                       AND NOT EXISTS (SELECT 1 FROM v WHERE v.address = nf.address AND v.kind = nf.kind)),
                  sent AS (UPDATE notices SET status = {sent}, sent_at = ?4, attempts = attempts + 1,
                       last_error = NULL, next_attempt = NULL, message_id = ?2, transport = ?3
-                    WHERE id = ?1),
+                    WHERE id = ?1 RETURNING id),
                  told AS (UPDATE findings f SET told_at = ?4 FROM v
                     WHERE f.address = v.address AND f.kind = v.kind),
                  suspended AS (UPDATE suspensions SET told_at = ?4
                     WHERE released_at IS NULL AND told_at IS NULL
                       AND address IN (SELECT address FROM v))
                  INSERT INTO notice_findings (notice_id, address, kind)
-                 SELECT ?1, address, kind FROM v ON CONFLICT DO NOTHING"
+                 SELECT sent.id, v.address, v.kind FROM v, sent ON CONFLICT DO NOTHING"
             ));
             // Not while an audit rewrites what the notices name.
             let lock = format!("SELECT pg_advisory_xact_lock({NOTICES_LOCK});");
@@ -374,10 +376,13 @@ impl State {
                 AND address IN (SELECT address FROM notice_findings WHERE notice_id = {id});"
         );
         self.db.transaction_batched(&head, |db| {
-            db.execute(
+            let still = db.execute(
                 "UPDATE notices SET message_id = ?2, transport = ?3 WHERE id = ?1",
                 p![id, message_id, transport],
             )?;
+            // Dropped since it was read (another server's audit found it owed nothing): it
+            // names nothing.
+            let named = if still == 0 { &[][..] } else { named };
             let pairs: Vec<Vec<V>> = named
                 .iter()
                 .map(|(a, k)| vec![V::I(id), V::T(a), V::T(k)])
