@@ -207,6 +207,22 @@ impl State {
         &self.server
     }
 
+    /// Is the state the fleet's shared one (PostgreSQL)? Then the fleet's rows are pruned by
+    /// `notify` ([`State::prune_fleet`]), not by each audit.
+    pub fn shared(&self) -> bool {
+        self.db.engine() == Engine::Postgres
+    }
+
+    /// Run `f`, which reads this state: on a shared state in one transaction (with its
+    /// settings: no JIT); on SQLite as it is.
+    pub fn reading<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+        if self.shared() {
+            self.db.transaction(|_| f())
+        } else {
+            f()
+        }
+    }
+
     /// Why this server may no longer write under its name (another machine or config took it
     /// over with `state claim` since the state was opened), if so.
     pub fn handed_over(&self) -> Result<Option<String>> {

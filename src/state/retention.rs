@@ -88,22 +88,6 @@ fn drain(db: &Db, sql: &str, params: &[V], deadline: Instant) -> Result<(u64, bo
 }
 
 impl State {
-    /// Is the state the fleet's shared one (PostgreSQL)? Then the fleet's rows are pruned by
-    /// `notify` ([`State::prune_fleet`]), not by each audit.
-    pub fn shared(&self) -> bool {
-        self.db.engine() == super::Engine::Postgres
-    }
-
-    /// Run `f`, which reads this state: on a shared state in one transaction (with its
-    /// settings: no JIT); on SQLite as it is.
-    pub fn reading<T>(&self, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-        if self.shared() {
-            self.db.transaction(|_| f())
-        } else {
-            f()
-        }
-    }
-
     /// Delete this server's rows older than `horizon` (RFC 3339, as stored) that no later night
     /// needs, keeping its last `keep_runs` runs whatever their age; for at most about
     /// `budget`.
