@@ -384,14 +384,14 @@ fn reconcile_with_ledger<'a>(
         &Homes {
             here: &|a| state.homes_of(a),
             elsewhere: &|a| {
-                Ok(state.homes_elsewhere(a)?.first().map(|(server, h)| {
-                    // A server's own role is told the server only.
-                    if h.kind.is_empty() {
-                        format!("server {server}")
-                    } else {
-                        format!("server {server} ({} {})", h.kind, h.location)
-                    }
-                }))
+                Ok(state
+                    .homes_elsewhere(a)?
+                    .first()
+                    .map(|(server, h)| match h {
+                        Some(h) => format!("server {server} ({} {})", h.kind, h.location),
+                        // A server's own role is told the server only.
+                        None => format!("server {server}"),
+                    }))
             },
         },
         opts.all,

@@ -16,25 +16,16 @@ pub struct HomeRow {
 }
 
 impl State {
-    /// Where `address` lives on other servers of the ledger (server, kind, location).
-    /// A server's own role learns only the servers (`ba_homes_elsewhere`), with an empty
-    /// kind and location.
-    pub fn homes_elsewhere(&self, address: &str) -> Result<Vec<(String, HomeRow)>> {
+    /// Where `address` lives on other servers of the ledger: each server, with the source
+    /// (kind, location) there; a server's own role learns only the servers
+    /// (`ba_homes_elsewhere`), so `None`.
+    pub fn homes_elsewhere(&self, address: &str) -> Result<Vec<(String, Option<HomeRow>)>> {
         if self.db.restricted() {
             return self
                 .db
                 .query("SELECT server FROM ba_homes_elsewhere(?1)", p![address])?
                 .iter()
-                .map(|r| {
-                    Ok((
-                        r.get(0)?,
-                        HomeRow {
-                            kind: String::new(),
-                            location: String::new(),
-                            owner: None,
-                        },
-                    ))
-                })
+                .map(|r| Ok((r.get(0)?, None)))
                 .collect();
         }
         self.db
@@ -47,11 +38,11 @@ impl State {
             .map(|r| {
                 Ok((
                     r.get(0)?,
-                    HomeRow {
+                    Some(HomeRow {
                         kind: r.get(1)?,
                         location: r.get(2)?,
                         owner: r.get(3)?,
-                    },
+                    }),
                 ))
             })
             .collect()
@@ -66,7 +57,7 @@ impl State {
         // On a shared state the notices are the fleet's whatever the role: counting them in
         // every server's night would read the fleet's notices per night, so there too the
         // counts are `notify`'s.
-        if self.db.restricted() || self.shared() {
+        if self.shared() {
             return self.db.transaction(|db| tally_suspensions(db, &server));
         }
         self.db.transaction(|db| tally_last_run(db, &server))
@@ -352,11 +343,13 @@ pub(super) fn record_homes(
         )?;
     } else {
         for sql in ARRIVALS {
+            // Each statement is bound to the parameters it names (?1, ?1 and ?2, or none).
             let all = p![server, now];
-            let n = ["?2", "?1"]
-                .iter()
-                .position(|q| sql.contains(q))
-                .map_or(0, |i| 2 - i);
+            let n = if sql.contains("?2") {
+                2
+            } else {
+                usize::from(sql.contains("?1"))
+            };
             db.execute(sql, &all[..n])?;
         }
     }

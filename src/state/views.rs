@@ -95,8 +95,8 @@ impl State {
     }
 
     /// Notices not delivered yet, held first, then failed, then pending; at most `limit`. On the
-    /// server `on`: the notices naming an account homed there (or homed nowhere), found from the
-    /// open notices (`notices_open`) by primary keys.
+    /// server `on`: the notices naming an account homed there (or homed nowhere), found by the
+    /// contacts of its accounts' findings.
     /// A server's own role has no grant on the notices (the fleet role's page lists them):
     /// none.
     pub fn open_notices(&self, limit: usize, on: Option<&str>) -> Result<Vec<OpenNotice>> {

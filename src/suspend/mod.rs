@@ -364,9 +364,9 @@ fn lives_now(state: &State, address: &str) -> Result<String> {
         return Ok(format!("--{} {}", h.kind, h.location));
     }
     Ok(match state.homes_elsewhere(address)?.first() {
+        Some((server, Some(h))) => format!("server {server}, --{} {}", h.kind, h.location),
         // A server's own role is told the server only.
-        Some((server, h)) if h.kind.is_empty() => format!("server {server}"),
-        Some((server, h)) => format!("server {server}, --{} {}", h.kind, h.location),
+        Some((server, None)) => format!("server {server}"),
         None => "unknown".into(),
     })
 }
