@@ -399,69 +399,19 @@ fn a_fleet_night_under_per_server_roles_tells_once_and_carries_moves_both_ways()
         msgs[0].1
     );
 
-    // Night 2: carol-a.example moves london -> paris; paris (where it arrives) audits first.
-    f.write("london", Kind::Cpanel, &[&k]);
-    f.write("paris", Kind::DirectAdmin, &[&b, &a]);
-    let r = ok(f.audit(&paris).output().unwrap(), "paris's audit");
-    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
-    assert!(
-        !new.contains("carol-a.example"),
-        "a moved account is not new: {new}\n{}",
-        r.stderr
-    );
-    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "yes");
-    ok(f.audit(&london).output().unwrap(), "london's audit");
-    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
-    assert_eq!(uapi_log.lines().count(), 1, "{uapi_log}");
-    // A server's role learns the other server, not its source.
-    assert_eq!(
-        f.sql("SELECT released_reason FROM suspensions WHERE server = 'london' AND address = 'info@carol-a.example'"),
-        ["the account lives elsewhere now: server paris"]
-    );
-    assert_eq!(
-        f.sql("SELECT from_server, from_kind, to_server, to_kind, left_at IS NOT NULL FROM moves WHERE address = 'info@carol-a.example'"),
-        ["london|cpanel|paris|directadmin|t"]
-    );
-    assert_eq!(
-        f.sql("SELECT count(*) FROM findings WHERE address = 'info@carol-a.example' AND (resolved_at IS NOT NULL OR told_at IS NULL)"),
-        ["0"]
-    );
-    assert_eq!(
-        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-a.example' ORDER BY id"),
-        ["london|f|t", "paris|t|t"]
+    // Night 2: carol-a.example moves london -> paris; paris (where it arrives) audits first. A
+    // server's role learns the other server, not its source.
+    carol_a_moves_to_paris(
+        &mut f,
+        (&london, &paris),
+        [&k, &a, &b],
+        "the account lives elsewhere now: server paris",
     );
     notify(&f, &fleet);
     assert_eq!(carol(&f).len(), 1, "carol is not told again");
 
     // Night 3: carol-b.example moves paris -> london; paris (which it leaves) audits first.
-    f.write("paris", Kind::DirectAdmin, &[&a]);
-    f.write("london", Kind::Cpanel, &[&k, &b]);
-    ok(f.audit(&paris).output().unwrap(), "paris's audit");
-    assert_eq!(exim_lsearch(&bl, "info@carol-b.example"), "no");
-    assert_eq!(
-        f.sql("SELECT resolved_reason FROM findings WHERE address = 'info@carol-b.example' AND kind = 'current_password_leaked'"),
-        ["domain removed"]
-    );
-    ok(f.audit(&london).output().unwrap(), "london's audit");
-    let new = std::fs::read_to_string(f.dir("london").join("out/new.jsonl")).unwrap();
-    assert!(
-        !new.contains("carol-b.example"),
-        "back with its history, not new: {new}"
-    );
-    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
-    assert_eq!(
-        uapi_log.lines().last(),
-        Some("--user=carol --output=json Email suspend_outgoing email=info@carol-b.example"),
-        "{uapi_log}"
-    );
-    assert_eq!(
-        f.sql("SELECT from_server, to_server, to_kind, left_at IS NOT NULL, arrived_at IS NOT NULL FROM moves WHERE address = 'info@carol-b.example'"),
-        ["paris|london|cpanel|t|t"]
-    );
-    assert_eq!(
-        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-b.example' ORDER BY id"),
-        ["paris|f|t", "london|t|t"]
-    );
+    carol_b_moves_to_london(&mut f, (&london, &paris), [&k, &a, &b]);
     notify(&f, &fleet);
     assert_eq!(carol(&f).len(), 1, "carol is still not told again");
     // Nothing a server's role did reached past its rows: no server wrote another's.

@@ -300,3 +300,101 @@ pub fn ok(r: std::process::Output, what: &str) -> Run {
 pub fn mailbox(l: &str, pw: &str) -> (String, String) {
     (l.to_string(), pw.to_string())
 }
+
+/// Night 2 of the moves both fleet tests walk (london: cPanel with kim's `k` and carol-a's `a`;
+/// paris: DirectAdmin with carol-b's `b`): carol-a.example moves from london's cPanel to
+/// paris's DirectAdmin, paris (where it arrives) auditing first, then london (which it left).
+/// Not new on paris, suspended there at once, released on london by london's run with
+/// `released` as its reason, the move recorded, the finding's history kept (open, told).
+pub fn carol_a_moves_to_paris(
+    f: &mut Fleet,
+    (london, paris): (&str, &str),
+    [k, a, b]: [&Domain; 3],
+    released: &str,
+) {
+    use super::mta::exim_lsearch;
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    f.write("london", Kind::Cpanel, &[k]);
+    f.write("paris", Kind::DirectAdmin, &[b, a]);
+    let r = ok(f.audit(paris).output().unwrap(), "paris's audit");
+    let new = std::fs::read_to_string(f.dir("paris").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-a.example"),
+        "a moved account is not new: {new}\n{}",
+        r.stderr
+    );
+    // Suspended on paris's platform at once; still on london's until london's run.
+    assert_eq!(exim_lsearch(&bl, "info@carol-a.example"), "yes");
+    ok(f.audit(london).output().unwrap(), "london's audit");
+    // Released on london by london's run: cPanel forgot the account with it (no `uapi` call
+    // for an account its server no longer has), the state says where it lives now.
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(uapi_log.lines().count(), 1, "{uapi_log}");
+    assert_eq!(
+        f.sql("SELECT released_reason FROM suspensions WHERE server = 'london' AND address = 'info@carol-a.example'"),
+        [released]
+    );
+    assert_eq!(
+        f.sql("SELECT from_server, from_kind, to_server, to_kind, left_at IS NOT NULL FROM moves WHERE address = 'info@carol-a.example'"),
+        ["london|cpanel|paris|directadmin|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT count(*) FROM findings WHERE address = 'info@carol-a.example' AND (resolved_at IS NOT NULL OR told_at IS NULL)"),
+        ["0"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-a.example' ORDER BY id"),
+        ["london|f|t", "paris|t|t"],
+        "released on london, applied on paris, its customer already told"
+    );
+}
+
+/// Night 3 of the same: carol-b.example moves the other way, paris's DirectAdmin to london's
+/// cPanel, and the old server audits first: it retires the address (no server holds it yet)
+/// and records the departure; london's run then brings it back with its history, suspends it
+/// on cPanel and completes the move.
+pub fn carol_b_moves_to_london(
+    f: &mut Fleet,
+    (london, paris): (&str, &str),
+    [k, a, b]: [&Domain; 3],
+) {
+    use super::mta::exim_lsearch;
+    let bl = f
+        .dir("paris")
+        .join("da/etc/virtual/blacklist_smtp_usernames");
+    f.write("paris", Kind::DirectAdmin, &[a]);
+    f.write("london", Kind::Cpanel, &[k, b]);
+    ok(f.audit(paris).output().unwrap(), "paris's audit");
+    assert_eq!(
+        exim_lsearch(&bl, "info@carol-b.example"),
+        "no",
+        "released on paris"
+    );
+    assert_eq!(
+        f.sql("SELECT resolved_reason FROM findings WHERE address = 'info@carol-b.example' AND kind = 'current_password_leaked'"),
+        ["domain removed"]
+    );
+    ok(f.audit(london).output().unwrap(), "london's audit");
+    let new = std::fs::read_to_string(f.dir("london").join("out/new.jsonl")).unwrap();
+    assert!(
+        !new.contains("carol-b.example"),
+        "back with its history, not new: {new}"
+    );
+    let uapi_log = std::fs::read_to_string(f.dir("london").join("uapi.log")).unwrap();
+    assert_eq!(
+        uapi_log.lines().last(),
+        Some("--user=carol --output=json Email suspend_outgoing email=info@carol-b.example"),
+        "{uapi_log}"
+    );
+    assert_eq!(
+        f.sql("SELECT from_server, to_server, to_kind, left_at IS NOT NULL, arrived_at IS NOT NULL FROM moves WHERE address = 'info@carol-b.example'"),
+        ["paris|london|cpanel|t|t"]
+    );
+    assert_eq!(
+        f.sql("SELECT server, released_at IS NULL, told_at IS NOT NULL FROM suspensions WHERE address = 'info@carol-b.example' ORDER BY id"),
+        ["paris|f|t", "london|t|t"],
+        "the suspension on london was told when paris's was"
+    );
+}
