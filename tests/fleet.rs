@@ -40,13 +40,7 @@ fn a_fleet_shares_one_ledger_tells_each_contact_once_and_carries_a_migration_ove
         owner: "kim",
         mailboxes: vec![mailbox("kim", "fine-pw-3")],
     };
-    let combo = f.w.write(
-        "combo.txt",
-        "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\ndave@dave.example:hunter2-c\n",
-    );
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.index("info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\ndave@dave.example:hunter2-c\n");
     f.write("london", Kind::Cpanel, &[&a, &k]);
     f.write("paris", Kind::DirectAdmin, &[&b]);
     f.write("berlin", Kind::PasswdFile, &[&c]);
@@ -263,13 +257,9 @@ fn an_audit_killed_mid_transaction_loses_nothing_and_blocks_no_other_server() {
         owner: "bert",
         mailboxes: vec![mailbox("info", "hunter2-b")],
     };
-    let combo = f.w.write(
-        "combo.txt",
+    f.index(
         "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\nnew@bert.example:hunter2-new\n",
     );
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
     f.write("london", Kind::Cpanel, &[&a]);
     f.write("paris", Kind::DirectAdmin, &[&b]);
     let london = f.config("london", Kind::Cpanel);

@@ -34,10 +34,7 @@ fn a_domain_on_two_servers_during_a_migration_is_told_once_and_suspended_on_both
         owner: "kim",
         mailboxes: vec![mailbox("kim", "fine-pw-k")],
     };
-    let combo = f.w.write("combo.txt", "info@erin.example:hunter2-e\n");
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.index("info@erin.example:hunter2-e\n");
     // london (cPanel) holds erin's domain; paris (DirectAdmin) receives a copy of it and both
     // hold it for three nights, then london lets it go.
     f.write("london", Kind::Cpanel, &[&d, &k]);
@@ -147,13 +144,7 @@ fn a_renamed_server_keeps_its_history_and_tells_nobody_again() {
         owner: "bert",
         mailboxes: vec![mailbox("info", "hunter2-b"), mailbox("ok", "fine-pw-b")],
     };
-    let combo = f.w.write(
-        "combo.txt",
-        "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n",
-    );
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.index("info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n");
     f.write("london", Kind::DirectAdmin, &[&a]);
     f.write("paris", Kind::DirectAdmin, &[&b]);
     let london = f.config("london", Kind::DirectAdmin);
@@ -275,13 +266,7 @@ fn a_fleet_night_over_tls_reads_and_writes_the_shared_state() {
         owner: "bert",
         mailboxes: vec![mailbox("info", "hunter2-b")],
     };
-    let combo = f.w.write(
-        "combo.txt",
-        "info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n",
-    );
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.index("info@anna.example:hunter2-a\ninfo@bert.example:hunter2-b\n");
     f.write("london", Kind::DirectAdmin, &[&a]);
     f.write("paris", Kind::DirectAdmin, &[&b]);
     let london = f.config("london", Kind::DirectAdmin);

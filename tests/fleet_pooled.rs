@@ -18,6 +18,13 @@ use std::process::{Command, Stdio};
 /// A domain: its name, owner, and mailboxes (local part, password).
 type DomainRow<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
 
+/// london's one domain: carol's, with a leaked password and a fine one.
+const LONDON: DomainRow = (
+    "carol-a.example",
+    "carol",
+    &[("info", "hunter2-a"), ("ok", "fine-1")],
+);
+
 /// A DirectAdmin tree of `domains` under `root/da` (the fleet scaffold's writer).
 fn directadmin(root: &Path, domains: &[DomainRow]) {
     let domains: Vec<Domain> = domains
@@ -218,14 +225,7 @@ fn three_servers(f: &Pooled) {
         "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\n\
          dave@dave.example:hunter2-c\nerin@erin.example:hunter2-d\n",
     );
-    directadmin(
-        &dir(&f.w, "london"),
-        &[(
-            "carol-a.example",
-            "carol",
-            &[("info", "hunter2-a"), ("ok", "fine-1")],
-        )],
-    );
+    directadmin(&dir(&f.w, "london"), &[LONDON]);
     directadmin(
         &dir(&f.w, "paris"),
         &[
@@ -475,14 +475,7 @@ fn per_server_roles_behind_a_transaction_mode_pgbouncer_still_see_only_their_own
 fn a_sqlite_state_migrates_through_a_transaction_mode_pgbouncer_and_nothing_is_new_after() {
     let f = Pooled::start(&["ledger"]);
     f.index("info@carol-a.example:hunter2-a\n");
-    directadmin(
-        &dir(&f.w, "london"),
-        &[(
-            "carol-a.example",
-            "carol",
-            &[("info", "hunter2-a"), ("ok", "fine-1")],
-        )],
-    );
+    directadmin(&dir(&f.w, "london"), &[LONDON]);
     // london alone, on SQLite: its night and carol's message.
     let alone = f.config_with("london", "alone", "");
     let r = f.w.run(&["audit", "--config", &alone, "--quiet"]);

@@ -305,13 +305,7 @@ fn a_fleet_night_under_per_server_roles_tells_once_and_carries_moves_both_ways()
         owner: "kim",
         mailboxes: vec![mailbox("kim", "fine-pw-3")],
     };
-    let combo = f.w.write(
-        "combo.txt",
-        "info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\n",
-    );
-    let r =
-        f.w.run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    f.index("info@carol-a.example:hunter2-a\ninfo@carol-b.example:hunter2-b\n");
     f.write("london", Kind::Cpanel, &[&a, &k]);
     f.write("paris", Kind::DirectAdmin, &[&b]);
     let london_owner = f.config("london", Kind::Cpanel);

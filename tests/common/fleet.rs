@@ -165,6 +165,16 @@ impl Fleet {
         }
     }
 
+    /// The fleet's index (`idx`, shared by every server's config) built from `combo`'s
+    /// `email:password` lines.
+    pub fn index(&self, combo: &str) {
+        let combo = self.w.write("combo.txt", combo);
+        let r = self
+            .w
+            .run(&["build", "--index", "idx", "--combolist", &s(&combo)]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+
     pub fn dir(&self, server: &str) -> PathBuf {
         self.w.path(server)
     }
