@@ -319,15 +319,8 @@ impl State {
             // stale, and scanned every finding per notice); the COMMIT.
             let mut sql = String::from("WITH v (address, kind) AS (VALUES ");
             let mut params = vec![V::I(id), V::T(&message_id), V::T(transport), V::T(&now)];
-            for (i, (a, k)) in named.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let n = params.len();
-                sql.push_str(&format!("(?{}, ?{})", n + 1, n + 2));
-                params.push(V::T(a));
-                params.push(V::T(k));
-            }
+            super::db::push_rows(&mut sql, named.len(), 2, params.len() + 1);
+            params.extend(named.iter().flat_map(|(a, k)| [V::T(a), V::T(k)]));
             // The sent notice names what the message said (pairs added meanwhile dropped:
             // they are owed anew); what it named is told, and so is every suspended address
             // it named. The pairs dropped and the pairs inserted are disjoint. A notice another

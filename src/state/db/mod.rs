@@ -205,22 +205,7 @@ impl Db {
             let mut sql = String::with_capacity(head.len() + tail.len() + chunk.len() * ncols * 6);
             sql.push_str(head);
             sql.push_str(" VALUES ");
-            let mut n = 0;
-            for (i, _) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push('(');
-                for j in 0..ncols {
-                    n += 1;
-                    if j > 0 {
-                        sql.push(',');
-                    }
-                    sql.push('?');
-                    sql.push_str(&n.to_string());
-                }
-                sql.push(')');
-            }
+            push_rows(&mut sql, chunk.len(), ncols, 1);
             sql.push(' ');
             sql.push_str(tail);
             let params: Vec<V> = chunk.iter().flatten().cloned().collect();
@@ -416,6 +401,24 @@ impl Db {
                 .map(|_| ())
             }
         }
+    }
+}
+
+/// `rows` rows of `ncols` parameters each for a VALUES list, numbered from `?first`:
+/// `(?1, ?2), (?3, ?4)`.
+pub(crate) fn push_rows(sql: &mut String, rows: usize, ncols: usize, first: usize) {
+    let mut n = first;
+    for i in 0..rows {
+        sql.push_str(if i > 0 { ",(" } else { "(" });
+        for j in 0..ncols {
+            if j > 0 {
+                sql.push(',');
+            }
+            sql.push('?');
+            sql.push_str(&n.to_string());
+            n += 1;
+        }
+        sql.push(')');
     }
 }
 
